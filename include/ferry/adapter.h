@@ -1,0 +1,49 @@
+/* ferry/adapter.h: the contract between the core and an adapter.
+ *
+ * An adapter lives in adapters/NAME/ and exports one const ferry_adapter_t
+ * called ferry_adapter_NAME; the build lists it and the core looks it up by
+ * the component's `adapter = "NAME"`. The core calls the adapter only from
+ * the loop thread.
+ *
+ * Lifetime: create() -> start() -> (stanzas, on_link, reload)* -> stop() ->
+ * the adapter calls ferry_component_stopped() -> destroy(). */
+#ifndef FERRY_ADAPTER_H
+#define FERRY_ADAPTER_H
+
+#include <strophe.h>
+
+#include "ferry/component.h"
+#include "ferry/config.h"
+
+typedef struct ferry_adapter {
+    const char *name;         /* `adapter = "..."` */
+    const char *gateway_type; /* disco identity type under category "gateway" */
+
+    /* Reads the component's table (domain and secret are the core's).
+     * Returns the adapter's state, or NULL after reporting errors with
+     * ferry_conf_error(). Must not touch the network. */
+    void *(*create)(ferry_component_t *comp, const ferry_conf_t *conf);
+    /* Registers routes, opens what it needs. 0 or -1. */
+    int (*start)(void *self);
+    /* Begins an orderly stop; call ferry_component_stopped() when done. */
+    void (*stop)(void *self);
+    void (*destroy)(void *self);
+
+    /* Stanzas addressed to the component's domain or any JID under it.
+     * Error stanzas are passed too (for bookkeeping); never answer them. */
+    void (*on_message)(void *self, xmpp_stanza_t *stanza);
+    void (*on_presence)(void *self, xmpp_stanza_t *stanza); /* may be NULL */
+    /* Returns 1 when it answered, 0 to let the core answer (disco, ping,
+     * version, else service-unavailable). May be NULL. */
+    int (*on_iq)(void *self, xmpp_stanza_t *stanza);
+    /* Adds <feature/>s to the domain's disco#info <query/>. May be NULL. */
+    void (*disco_info)(void *self, xmpp_stanza_t *query);
+    /* The component link went up (1) or down (0). May be NULL. */
+    void (*on_link)(void *self, int up);
+    /* SIGHUP: applies the new table if it can without dropping links.
+     * Returns 0 applied, -1 errors (reported; the old config stays). May be
+     * NULL (then a reload of this component needs a restart). */
+    int (*reload)(void *self, const ferry_conf_t *conf);
+} ferry_adapter_t;
+
+#endif

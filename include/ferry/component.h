@@ -1,0 +1,40 @@
+/* ferry/component.h: what the core offers an adapter instance. A component
+ * is one [components.NAME] table: its domain, its XEP-0114 link to the XMPP
+ * server, and the adapter instance that serves it. */
+#ifndef FERRY_COMPONENT_H
+#define FERRY_COMPONENT_H
+
+#include <strophe.h>
+#include <uv.h>
+
+#include "ferry/http.h"
+
+typedef struct ferry_component ferry_component_t;
+
+const char *ferry_component_name(const ferry_component_t *comp);
+const char *ferry_component_domain(const ferry_component_t *comp);
+uv_loop_t *ferry_component_loop(const ferry_component_t *comp);
+/* The libstrophe context to build stanzas with (single-threaded, shared). */
+xmpp_ctx_t *ferry_component_xmpp(const ferry_component_t *comp);
+ferry_http_client_t *ferry_component_http_client(const ferry_component_t *comp);
+ferry_http_server_t *ferry_component_http_server(const ferry_component_t *comp);
+/* [http] public_url, without a trailing slash. */
+const char *ferry_component_public_url(const ferry_component_t *comp);
+int ferry_component_link_up(const ferry_component_t *comp);
+
+/* Sends a stanza from this component: serialised at once (the caller keeps
+ * its reference) and written now, or queued while the link is down. A
+ * stanza without 'from' gets the component's domain. */
+void ferry_component_send(ferry_component_t *comp, xmpp_stanza_t *stanza);
+
+/* Replies to STANZA with an RFC 6120 error: same id, to/from swapped, the
+ * original children kept, <error type=TYPE><CONDITION/><text/></error>.
+ * Does nothing when STANZA is itself an error (never an error to an error). */
+void ferry_component_reply_error(ferry_component_t *comp, xmpp_stanza_t *stanza,
+                                 const char *type, const char *condition, const char *text);
+
+/* An adapter that was asked to stop calls this once its work is finished
+ * (requests done or cancelled, handles closed). */
+void ferry_component_stopped(ferry_component_t *comp);
+
+#endif

@@ -1,0 +1,14 @@
+/* ferry/ferry.h: everything an adapter may use of the core. */
+#ifndef FERRY_FERRY_H
+#define FERRY_FERRY_H
+
+#include "ferry/adapter.h"
+#include "ferry/component.h"
+#include "ferry/config.h"
+#include "ferry/http.h"
+#include "ferry/jid.h"
+#include "ferry/log.h"
+
+#define FERRY_VERSION "0.1.0"
+
+#endif

@@ -1,0 +1,220 @@
+/* component.c: one [components.NAME]: builds its adapter, owns its link, and
+ * implements the ferry_component_* API that adapters call. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "component.h"
+#include "conf.h"
+#include "ferry/log.h"
+#include "router.h"
+
+/* How long an adapter may take to finish in-flight work at shutdown; the
+ * rest of the 5 s budget closes the streams. */
+#define GRACE_MS 3000
+
+extern const ferry_adapter_t *const ferry_adapters[];
+
+static const ferry_adapter_t *find_adapter(const char *name)
+{
+    for (size_t i = 0; ferry_adapters[i]; i++)
+        if (strcmp(ferry_adapters[i]->name, name) == 0)
+            return ferry_adapters[i];
+    return NULL;
+}
+
+static void on_link_stanza(void *arg, xmpp_stanza_t *st) { router_route(arg, st); }
+
+static void on_link_state(void *arg, int up)
+{
+    ferry_component_t *comp = arg;
+    if (comp->adapter->on_link)
+        comp->adapter->on_link(comp->self, up);
+}
+
+static const xmpp_link_handlers_t link_handlers = {
+    .stanza = on_link_stanza,
+    .state = on_link_state,
+};
+
+ferry_component_t *component_new(gateway_t *gw, const component_config_t *cc)
+{
+    const ferry_adapter_t *adapter = find_adapter(cc->adapter);
+    if (!adapter) {
+        if (*cc->adapter) {
+            char known[256] = "";
+            for (size_t i = 0; ferry_adapters[i]; i++) {
+                strncat(known, i ? ", " : "", sizeof known - strlen(known) - 1);
+                strncat(known, ferry_adapters[i]->name, sizeof known - strlen(known) - 1);
+            }
+            ferry_conf_error(cc->table, "adapter", "unknown adapter \"%s\" (known: %s)",
+                             cc->adapter, known);
+        }
+        return NULL;
+    }
+    ferry_component_t *comp = calloc(1, sizeof *comp);
+    comp->gw = gw;
+    comp->name = strdup(cc->name);
+    comp->domain = strdup(cc->domain);
+    comp->adapter = adapter;
+    comp->self = adapter->create(comp, cc->table);
+    if (!comp->self) {
+        component_free(comp);
+        return NULL;
+    }
+    const config_t *c = gw->config;
+    xmpp_link_options_t opts = {
+        .host = c->xmpp_host,
+        .port = c->xmpp_port,
+        .domain = cc->domain,
+        .secret = cc->secret,
+        .scope = cc->name,
+        .queue_size = c->queue_size,
+        .max_stanza_size = c->max_stanza_size,
+        .ping_interval = c->ping_interval,
+        .ping_timeout = c->ping_timeout,
+        .keepalive_interval = c->keepalive_interval,
+    };
+    comp->link = xmpp_link_new(gw->loop, gw->ctx, &opts, &link_handlers, comp);
+    uv_timer_init(gw->loop, &comp->grace);
+    comp->grace.data = comp;
+    return comp;
+}
+
+int component_start(ferry_component_t *comp)
+{
+    if (comp->adapter->start(comp->self) != 0)
+        return -1;
+    comp->started = 1;
+    xmpp_link_start(comp->link);
+    return 0;
+}
+
+static void on_grace_closed(uv_handle_t *h)
+{
+    ferry_component_t *comp = h->data;
+    comp->closed(comp);
+}
+
+static void on_link_closed(void *arg)
+{
+    ferry_component_t *comp = arg;
+    comp->link = NULL;
+    uv_close((uv_handle_t *)&comp->grace, on_grace_closed);
+}
+
+static void close_link(ferry_component_t *comp)
+{
+    uv_timer_stop(&comp->grace);
+    if (comp->link)
+        xmpp_link_close(comp->link, on_link_closed, comp);
+}
+
+static void on_grace_over(uv_timer_t *t)
+{
+    ferry_component_t *comp = t->data;
+    ferry_log_warn(comp->name, "adapter did not finish within %d ms; closing anyway", GRACE_MS);
+    close_link(comp);
+}
+
+void ferry_component_stopped(ferry_component_t *comp)
+{
+    if (comp->adapter_stopped)
+        return;
+    comp->adapter_stopped = 1;
+    if (comp->closed)
+        close_link(comp);
+}
+
+void component_stop(ferry_component_t *comp, void (*closed)(ferry_component_t *comp))
+{
+    comp->closed = closed;
+    if (!comp->started || comp->adapter_stopped) {
+        close_link(comp);
+        return;
+    }
+    uv_timer_start(&comp->grace, on_grace_over, GRACE_MS, 0);
+    comp->adapter->stop(comp->self);
+}
+
+void component_free(ferry_component_t *comp)
+{
+    if (comp->self)
+        comp->adapter->destroy(comp->self);
+    free(comp->name);
+    free(comp->domain);
+    free(comp);
+}
+
+/* ---- the API adapters see ---- */
+
+const char *ferry_component_name(const ferry_component_t *comp) { return comp->name; }
+const char *ferry_component_domain(const ferry_component_t *comp) { return comp->domain; }
+uv_loop_t *ferry_component_loop(const ferry_component_t *comp) { return comp->gw->loop; }
+xmpp_ctx_t *ferry_component_xmpp(const ferry_component_t *comp) { return comp->gw->ctx; }
+
+ferry_http_client_t *ferry_component_http_client(const ferry_component_t *comp)
+{
+    return comp->gw->http_client;
+}
+
+ferry_http_server_t *ferry_component_http_server(const ferry_component_t *comp)
+{
+    return comp->gw->http_server;
+}
+
+const char *ferry_component_public_url(const ferry_component_t *comp)
+{
+    return comp->gw->config->public_url;
+}
+
+int ferry_component_link_up(const ferry_component_t *comp)
+{
+    return comp->link && xmpp_link_is_up(comp->link);
+}
+
+void ferry_component_send(ferry_component_t *comp, xmpp_stanza_t *stanza)
+{
+    if (!comp->link)
+        return;
+    if (!xmpp_stanza_get_from(stanza))
+        xmpp_stanza_set_from(stanza, comp->domain);
+    xmpp_link_send(comp->link, stanza);
+}
+
+void ferry_component_reply_error(ferry_component_t *comp, xmpp_stanza_t *stanza,
+                                 const char *type, const char *condition, const char *text)
+{
+    const char *orig_type = xmpp_stanza_get_type(stanza);
+    const char *from = xmpp_stanza_get_from(stanza);
+    if ((orig_type && strcmp(orig_type, "error") == 0) || !from)
+        return;
+    xmpp_ctx_t *ctx = comp->gw->ctx;
+    xmpp_stanza_t *reply = xmpp_stanza_copy(stanza);
+    const char *to = xmpp_stanza_get_to(stanza);
+    xmpp_stanza_set_to(reply, from);
+    if (to)
+        xmpp_stanza_set_from(reply, to);
+    else
+        xmpp_stanza_del_attribute(reply, "from");
+    xmpp_stanza_set_type(reply, "error");
+
+    xmpp_stanza_t *err = xmpp_stanza_new(ctx);
+    xmpp_stanza_set_name(err, "error");
+    xmpp_stanza_set_type(err, type);
+    xmpp_stanza_t *cond = xmpp_stanza_new(ctx);
+    xmpp_stanza_set_name(cond, condition);
+    xmpp_stanza_set_ns(cond, "urn:ietf:params:xml:ns:xmpp-stanzas");
+    xmpp_stanza_add_child_ex(err, cond, 0);
+    if (text) {
+        xmpp_stanza_t *t = xmpp_stanza_new(ctx);
+        xmpp_stanza_set_name(t, "text");
+        xmpp_stanza_set_ns(t, "urn:ietf:params:xml:ns:xmpp-stanzas");
+        xmpp_stanza_t *body = xmpp_stanza_new(ctx);
+        xmpp_stanza_set_text(body, text);
+        xmpp_stanza_add_child_ex(t, body, 0);
+        xmpp_stanza_add_child_ex(err, t, 0);
+    }
+    xmpp_stanza_add_child_ex(reply, err, 0);
+    ferry_component_send(comp, reply);
+    xmpp_stanza_release(reply);
+}

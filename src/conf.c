@@ -1,0 +1,333 @@
+/* conf.c: typed reads of gateway.toml tables for the core and for adapters.
+ * Reads mark keys as used, so that whatever nobody read can be reported as
+ * an unknown key with its line, and every error names file, line and key. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+
+struct table_name {
+    const toml_node_t *table;
+    char *path;
+};
+
+static const char *conf_file = "config";
+static int error_count;
+static struct table_name *names;
+static size_t names_n, names_cap;
+
+void conf_begin(const char *file)
+{
+    conf_file = file;
+    error_count = 0;
+}
+
+int conf_errors(void) { return error_count; }
+
+void conf_end(void)
+{
+    for (size_t i = 0; i < names_n; i++)
+        free(names[i].path);
+    free(names);
+    names = NULL;
+    names_n = names_cap = 0;
+}
+
+void conf_name_table(const toml_node_t *table, const char *path)
+{
+    if (names_n == names_cap) {
+        names_cap = names_cap ? names_cap * 2 : 16;
+        names = realloc(names, names_cap * sizeof *names);
+    }
+    names[names_n].table = table;
+    names[names_n].path = strdup(path);
+    names_n++;
+}
+
+static const char *table_path(const toml_node_t *table)
+{
+    for (size_t i = 0; i < names_n; i++)
+        if (names[i].table == table)
+            return names[i].path;
+    return NULL;
+}
+
+static void report(int line, const char *path, const char *key, const char *msg)
+{
+    error_count++;
+    if (key && path && *path)
+        fprintf(stderr, "%s:%d: %s.%s: %s\n", conf_file, line, path, key, msg);
+    else if (key)
+        fprintf(stderr, "%s:%d: %s: %s\n", conf_file, line, key, msg);
+    else if (path && *path)
+        fprintf(stderr, "%s:%d: [%s]: %s\n", conf_file, line, path, msg);
+    else
+        fprintf(stderr, "%s:%d: %s\n", conf_file, line, msg);
+}
+
+void ferry_conf_error(const ferry_conf_t *table, const char *key, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const toml_node_t *node = key ? toml_table_get(table, key) : NULL;
+    int line = node ? node->line : (table ? table->line : 0);
+    report(line, table_path(table), key, msg);
+}
+
+/* Finds KEY, marks it used, and checks its type; reports what is wrong. */
+static toml_node_t *lookup(const ferry_conf_t *table, const char *key, int required,
+                           toml_type_t type, int *rc)
+{
+    toml_node_t *node = toml_table_get(table, key);
+    if (!node) {
+        if (required)
+            ferry_conf_error(table, NULL, "missing required key '%s'", key);
+        *rc = 1;
+        return NULL;
+    }
+    node->used = 1;
+    int ok = node->type == type || (type == TOML_FLOAT && node->type == TOML_INTEGER);
+    if (!ok) {
+        ferry_conf_error(table, key, "expected %s, found %s", toml_type_name(type),
+                         toml_type_name(node->type));
+        *rc = -1;
+        return NULL;
+    }
+    *rc = 0;
+    return node;
+}
+
+int ferry_conf_string(const ferry_conf_t *table, const char *key, int required, const char **out)
+{
+    int rc;
+    toml_node_t *node = lookup(table, key, required, TOML_STRING, &rc);
+    if (!node)
+        return rc;
+    if (strlen(node->u.str.s) != node->u.str.len) {
+        ferry_conf_error(table, key, "must not contain NUL characters");
+        return -1;
+    }
+    *out = node->u.str.s;
+    return 0;
+}
+
+int ferry_conf_int(const ferry_conf_t *table, const char *key, int required, int64_t *out)
+{
+    int rc;
+    toml_node_t *node = lookup(table, key, required, TOML_INTEGER, &rc);
+    if (node)
+        *out = node->u.i;
+    return rc;
+}
+
+int ferry_conf_number(const ferry_conf_t *table, const char *key, int required, double *out)
+{
+    int rc;
+    toml_node_t *node = lookup(table, key, required, TOML_FLOAT, &rc);
+    if (node)
+        *out = node->type == TOML_INTEGER ? (double)node->u.i : node->u.f;
+    return rc;
+}
+
+int ferry_conf_bool(const ferry_conf_t *table, const char *key, int required, int *out)
+{
+    int rc;
+    toml_node_t *node = lookup(table, key, required, TOML_BOOL, &rc);
+    if (node)
+        *out = node->u.b;
+    return rc;
+}
+
+int ferry_conf_table(const ferry_conf_t *table, const char *key, int required,
+                     const ferry_conf_t **out)
+{
+    int rc;
+    toml_node_t *node = lookup(table, key, required, TOML_TABLE, &rc);
+    if (!node)
+        return rc;
+    const char *parent = table_path(table);
+    char path[512];
+    snprintf(path, sizeof path, "%s%s%s", parent && *parent ? parent : "",
+             parent && *parent ? "." : "", key);
+    if (!table_path(node))
+        conf_name_table(node, path);
+    *out = node;
+    return 0;
+}
+
+void ferry_conf_strings_free(char **strings)
+{
+    if (!strings)
+        return;
+    for (char **s = strings; *s; s++)
+        free(*s);
+    free(strings);
+}
+
+int ferry_conf_strings(const ferry_conf_t *table, const char *key, int required, char ***out)
+{
+    int rc;
+    toml_node_t *node = lookup(table, key, required, TOML_ARRAY, &rc);
+    if (!node)
+        return rc;
+    size_t n = node->u.arr.n;
+    for (size_t i = 0; i < n; i++) {
+        const toml_node_t *item = node->u.arr.items[i];
+        if (item->type != TOML_STRING || strlen(item->u.str.s) != item->u.str.len) {
+            ferry_conf_error(table, key, "expected an array of strings (item %zu is %s)", i + 1,
+                             toml_type_name(item->type));
+            return -1;
+        }
+    }
+    char **list = calloc(n + 1, sizeof *list);
+    for (size_t i = 0; i < n; i++)
+        list[i] = strdup(node->u.arr.items[i]->u.str.s);
+    *out = list;
+    return 0;
+}
+
+int ferry_conf_enum(const ferry_conf_t *table, const char *key, int required,
+                    const char *const *choices, const char **out)
+{
+    const char *value;
+    int rc = ferry_conf_string(table, key, required, &value);
+    if (rc != 0)
+        return rc;
+    char allowed[256] = "";
+    for (const char *const *c = choices; *c; c++) {
+        if (strcmp(*c, value) == 0) {
+            *out = *c;
+            return 0;
+        }
+        strncat(allowed, c == choices ? "" : ", ", sizeof allowed - strlen(allowed) - 1);
+        strncat(allowed, *c, sizeof allowed - strlen(allowed) - 1);
+    }
+    ferry_conf_error(table, key, "unknown value \"%s\" (expected one of: %s)", value, allowed);
+    return -1;
+}
+
+static char *read_secret_file(const ferry_conf_t *table, const char *key, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        ferry_conf_error(table, key, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    int too_long = !feof(f);
+    fclose(f);
+    if (too_long) {
+        ferry_conf_error(table, key, "%s: secret longer than %zu bytes", path, sizeof buf - 1);
+        return NULL;
+    }
+    buf[n] = 0;
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = 0;
+    if (n == 0 || strlen(buf) != n) {
+        ferry_conf_error(table, key, "%s: empty secret or NUL byte", path);
+        return NULL;
+    }
+    return strdup(buf);
+}
+
+int ferry_conf_secret(const ferry_conf_t *table, const char *key, int required, char **out)
+{
+    char file_key[128];
+    snprintf(file_key, sizeof file_key, "%s_file", key);
+    const char *value = NULL, *path = NULL;
+    int rc_value = ferry_conf_string(table, key, FERRY_CONF_OPTIONAL, &value);
+    int rc_file = ferry_conf_string(table, file_key, FERRY_CONF_OPTIONAL, &path);
+    if (rc_value < 0 || rc_file < 0)
+        return -1;
+    if (value && path) {
+        ferry_conf_error(table, file_key, "give either %s or %s, not both", key, file_key);
+        return -1;
+    }
+    if (!value && !path) {
+        if (required)
+            ferry_conf_error(table, NULL, "missing required key '%s' (or '%s')", key, file_key);
+        return 1;
+    }
+    if (value) {
+        if (!*value) {
+            ferry_conf_error(table, key, "must not be empty");
+            return -1;
+        }
+        *out = strdup(value);
+        return 0;
+    }
+    *out = read_secret_file(table, file_key, path);
+    return *out ? 0 : -1;
+}
+
+size_t ferry_conf_count(const ferry_conf_t *table)
+{
+    return table && table->type == TOML_TABLE ? table->u.tab.n : 0;
+}
+
+const char *ferry_conf_key_at(const ferry_conf_t *table, size_t i)
+{
+    return i < ferry_conf_count(table) ? table->u.tab.keys[i] : NULL;
+}
+
+const ferry_conf_t *ferry_conf_value_at(const ferry_conf_t *table, size_t i)
+{
+    if (i >= ferry_conf_count(table))
+        return NULL;
+    toml_node_t *node = table->u.tab.vals[i];
+    node->used = 1;
+    if (node->type == TOML_TABLE && !table_path(node)) {
+        const char *parent = table_path(table);
+        char path[512];
+        snprintf(path, sizeof path, "%s%s%s", parent && *parent ? parent : "",
+                 parent && *parent ? "." : "", table->u.tab.keys[i]);
+        conf_name_table(node, path);
+    }
+    return node;
+}
+
+int ferry_conf_is_table(const ferry_conf_t *node) { return node && node->type == TOML_TABLE; }
+
+static void report_unused_array(const toml_node_t *table, const char *key, const toml_node_t *arr)
+{
+    for (size_t i = 0; i < arr->u.arr.n; i++) {
+        const toml_node_t *item = arr->u.arr.items[i];
+        if (item->type == TOML_TABLE && item->used)
+            conf_report_unused(item);
+    }
+    (void)table;
+    (void)key;
+}
+
+void conf_report_unused(const toml_node_t *table)
+{
+    for (size_t i = 0; i < ferry_conf_count(table); i++) {
+        const toml_node_t *val = table->u.tab.vals[i];
+        const char *key = table->u.tab.keys[i];
+        if (!val->used) {
+            ferry_conf_error(table, key, "unknown key");
+        } else if (val->type == TOML_TABLE) {
+            conf_report_unused(val);
+        } else if (val->type == TOML_ARRAY) {
+            report_unused_array(table, key, val);
+        }
+    }
+}
+
+void conf_mark_used(toml_node_t *node)
+{
+    node->used = 1;
+    if (node->type == TOML_TABLE)
+        for (size_t i = 0; i < node->u.tab.n; i++)
+            conf_mark_used(node->u.tab.vals[i]);
+    else if (node->type == TOML_ARRAY)
+        for (size_t i = 0; i < node->u.arr.n; i++)
+            conf_mark_used(node->u.arr.items[i]);
+}

@@ -1,0 +1,23 @@
+/* conf.h: the core's side of config reading: error counting, table paths for
+ * messages, and the unknown-key sweep. */
+#ifndef FERRY_SRC_CONF_H
+#define FERRY_SRC_CONF_H
+
+#include "ferry/config.h"
+#include "toml.h"
+
+/* Starts a reading session for FILE: resets the error count. */
+void conf_begin(const char *file);
+/* Number of errors reported since conf_begin(). */
+int conf_errors(void);
+/* Names TABLE as PATH ("components.hooks") in later messages. */
+void conf_name_table(const toml_node_t *table, const char *path);
+/* Reports every key under TABLE that no reader marked as used. */
+void conf_report_unused(const toml_node_t *table);
+/* Marks TABLE and everything under it as read (parts the core skips on
+ * purpose, so they are not reported as unknown). */
+void conf_mark_used(toml_node_t *node);
+/* Ends the session (forgets table names). */
+void conf_end(void);
+
+#endif

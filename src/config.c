@@ -1,0 +1,179 @@
+/* config.c: reads the core's tables of gateway.toml ([xmpp], [http], [log],
+ * and the common keys of each [components.NAME]) with defaults. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "config.h"
+#include "log.h"
+
+static char *dup_or(const char *value, const char *fallback)
+{
+    return strdup(value ? value : fallback);
+}
+
+static void read_positive(const toml_node_t *t, const char *key, double *out)
+{
+    if (ferry_conf_number(t, key, FERRY_CONF_OPTIONAL, out) == 0 && !(*out > 0))
+        ferry_conf_error(t, key, "must be greater than 0");
+}
+
+static void read_size(const toml_node_t *t, const char *key, size_t *out, int64_t min)
+{
+    int64_t v;
+    if (ferry_conf_int(t, key, FERRY_CONF_OPTIONAL, &v) != 0)
+        return;
+    if (v < min)
+        ferry_conf_error(t, key, "must be at least %lld", (long long)min);
+    else
+        *out = (size_t)v;
+}
+
+static void read_xmpp(config_t *c, const toml_node_t *t)
+{
+    const char *host = NULL;
+    int64_t port = 5347;
+    ferry_conf_string(t, "host", FERRY_CONF_OPTIONAL, &host);
+    if (ferry_conf_int(t, "port", FERRY_CONF_OPTIONAL, &port) == 0 && (port < 1 || port > 65535))
+        ferry_conf_error(t, "port", "must be between 1 and 65535");
+    c->xmpp_host = dup_or(host, "127.0.0.1");
+    c->xmpp_port = (int)port;
+    read_size(t, "queue_size", &c->queue_size, 1);
+    read_positive(t, "ping_interval", &c->ping_interval);
+    read_positive(t, "ping_timeout", &c->ping_timeout);
+    read_positive(t, "keepalive_interval", &c->keepalive_interval);
+    read_size(t, "max_stanza_size", &c->max_stanza_size, 4096);
+}
+
+static void read_http(config_t *c, const toml_node_t *t)
+{
+    const char *listen = NULL, *public_url = NULL;
+    ferry_conf_string(t, "listen", FERRY_CONF_OPTIONAL, &listen);
+    ferry_conf_string(t, "public_url", FERRY_CONF_OPTIONAL, &public_url);
+    c->http_listen = dup_or(listen, "127.0.0.1:8480");
+    if (public_url) {
+        c->public_url = strdup(public_url);
+    } else {
+        c->public_url = malloc(strlen(c->http_listen) + 8);
+        sprintf(c->public_url, "http://%s", c->http_listen);
+    }
+    size_t n = strlen(c->public_url);
+    while (n > 0 && c->public_url[n - 1] == '/')
+        c->public_url[--n] = 0;
+    if (strncmp(c->public_url, "http://", 7) != 0 && strncmp(c->public_url, "https://", 8) != 0)
+        ferry_conf_error(t, "public_url", "must start with http:// or https://");
+}
+
+static void read_log(config_t *c, const toml_node_t *t)
+{
+    static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+    static const char *const formats[] = {"text", "json", NULL};
+    const char *level = "info", *format = "text";
+    ferry_conf_enum(t, "level", FERRY_CONF_OPTIONAL, levels, &level);
+    ferry_conf_enum(t, "format", FERRY_CONF_OPTIONAL, formats, &format);
+    c->log_level = log_level_parse(level);
+    c->log_json = strcmp(format, "json") == 0;
+}
+
+static int valid_domain(const char *d)
+{
+    if (!*d || strlen(d) > 1023)
+        return 0;
+    for (const char *p = d; *p; p++)
+        if (*p == '@' || *p == '/' || *p == ' ' || (unsigned char)*p < 0x21)
+            return 0;
+    return 1;
+}
+
+static void read_component(config_t *c, const char *name, const toml_node_t *t)
+{
+    component_config_t *cc = &c->components[c->ncomponents++];
+    const char *adapter = NULL, *domain = NULL;
+    cc->name = strdup(name);
+    cc->table = t;
+    ferry_conf_string(t, "adapter", FERRY_CONF_REQUIRED, &adapter);
+    if (ferry_conf_string(t, "domain", FERRY_CONF_REQUIRED, &domain) == 0 && !valid_domain(domain))
+        ferry_conf_error(t, "domain", "not a valid domain: \"%s\"", domain);
+    ferry_conf_secret(t, "secret", FERRY_CONF_REQUIRED, &cc->secret);
+    cc->adapter = dup_or(adapter, "");
+    cc->domain = dup_or(domain, "");
+    for (size_t i = 0; i + 1 < c->ncomponents; i++)
+        if (strcmp(c->components[i].domain, cc->domain) == 0 && *cc->domain)
+            ferry_conf_error(t, "domain", "\"%s\" is already the domain of component '%s'",
+                             cc->domain, c->components[i].name);
+}
+
+static void read_components(config_t *c, const toml_node_t *t)
+{
+    size_t n = ferry_conf_count(t);
+    c->components = calloc(n ? n : 1, sizeof *c->components);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ferry_conf_key_at(t, i);
+        const toml_node_t *sub = ferry_conf_value_at(t, i);
+        if (!ferry_conf_is_table(sub)) {
+            ferry_conf_error(t, name, "expected a table [components.%s]", name);
+            continue;
+        }
+        read_component(c, name, sub);
+    }
+    if (n == 0)
+        ferry_conf_error(t, NULL, "no components configured");
+}
+
+config_t *config_load(const char *path)
+{
+    conf_begin(path);
+    char err[1024];
+    toml_node_t *root = toml_parse_file(path, err, sizeof err);
+    if (!root) {
+        fprintf(stderr, "%s\n", err);
+        return NULL;
+    }
+    config_t *c = calloc(1, sizeof *c);
+    c->path = strdup(path);
+    c->root = root;
+    c->queue_size = 10000;
+    c->ping_interval = 60;
+    c->ping_timeout = 30;
+    c->keepalive_interval = 30;
+    c->max_stanza_size = 256 * 1024;
+    conf_name_table(root, "");
+
+    static const toml_node_t empty = {.type = TOML_TABLE};
+    const toml_node_t *t;
+    read_xmpp(c, ferry_conf_table(root, "xmpp", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
+    read_http(c, ferry_conf_table(root, "http", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
+    read_log(c, ferry_conf_table(root, "log", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
+    if (ferry_conf_table(root, "components", FERRY_CONF_REQUIRED, &t) == 0)
+        read_components(c, t);
+    else
+        c->components = calloc(1, sizeof *c->components);
+    return c;
+}
+
+int config_finish(config_t *c)
+{
+    conf_report_unused(c->root);
+    return conf_errors();
+}
+
+void config_free(config_t *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->ncomponents; i++) {
+        free(c->components[i].name);
+        free(c->components[i].adapter);
+        free(c->components[i].domain);
+        free(c->components[i].secret);
+    }
+    free(c->components);
+    free(c->xmpp_host);
+    free(c->http_listen);
+    free(c->public_url);
+    conf_end();
+    toml_free(c->root);
+    free(c->path);
+    free(c);
+}

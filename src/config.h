@@ -1,0 +1,49 @@
+/* config.h: gateway.toml as the core sees it. Adapter tables stay as TOML
+ * nodes; their adapters read them. */
+#ifndef FERRY_SRC_CONFIG_H
+#define FERRY_SRC_CONFIG_H
+
+#include <stddef.h>
+
+#include "toml.h"
+
+typedef struct component_config {
+    char *name;            /* NAME of [components.NAME] */
+    char *adapter;
+    char *domain;
+    char *secret;
+    const toml_node_t *table;
+} component_config_t;
+
+typedef struct config {
+    char *path;
+    toml_node_t *root;
+
+    char *xmpp_host;
+    int xmpp_port;
+    size_t queue_size;
+    double ping_interval;
+    double ping_timeout;
+    double keepalive_interval;
+    size_t max_stanza_size;
+
+    char *http_listen;
+    char *public_url;
+
+    int log_level;
+    int log_json;
+
+    component_config_t *components;
+    size_t ncomponents;
+} config_t;
+
+/* Reads and checks the core's part of PATH. Returns NULL after printing
+ * "FILE:LINE: message" lines to stderr. Adapter tables are checked by
+ * config_finish() once the adapters have read them. */
+config_t *config_load(const char *path);
+/* Reports unknown keys anywhere in the file; returns the total error count
+ * since config_load(). */
+int config_finish(config_t *config);
+void config_free(config_t *config);
+
+#endif

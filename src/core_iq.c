@@ -1,0 +1,126 @@
+/* core_iq.c: the iqs every component answers on its domain: service
+ * discovery (XEP-0030), ping (XEP-0199) and software version (XEP-0092).
+ * Adapters add features to disco#info through their disco_info hook. */
+#include <string.h>
+#include <sys/utsname.h>
+
+#include "component.h"
+#include "ferry/ferry.h"
+#include "ferry/jid.h"
+#include "router.h"
+
+#define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
+#define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
+#define NS_PING "urn:xmpp:ping"
+#define NS_VERSION "jabber:iq:version"
+
+static xmpp_stanza_t *new_child(xmpp_stanza_t *parent, const char *name, const char *ns)
+{
+    xmpp_stanza_t *c = xmpp_stanza_new(xmpp_stanza_get_context(parent));
+    xmpp_stanza_set_name(c, name);
+    if (ns)
+        xmpp_stanza_set_ns(c, ns);
+    xmpp_stanza_add_child_ex(parent, c, 0);
+    return c;
+}
+
+static void add_text_child(xmpp_stanza_t *parent, const char *name, const char *text)
+{
+    xmpp_stanza_t *el = new_child(parent, name, NULL);
+    xmpp_stanza_t *t = xmpp_stanza_new(xmpp_stanza_get_context(parent));
+    xmpp_stanza_set_text(t, text);
+    xmpp_stanza_add_child_ex(el, t, 0);
+}
+
+static void add_feature(xmpp_stanza_t *query, const char *var)
+{
+    xmpp_stanza_set_attribute(new_child(query, "feature", NULL), "var", var);
+}
+
+static xmpp_stanza_t *result_for(ferry_component_t *comp, xmpp_stanza_t *iq)
+{
+    xmpp_stanza_t *res = xmpp_iq_new(comp->gw->ctx, "result", xmpp_stanza_get_id(iq));
+    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
+    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
+    return res;
+}
+
+static void send_and_release(ferry_component_t *comp, xmpp_stanza_t *st)
+{
+    ferry_component_send(comp, st);
+    xmpp_stanza_release(st);
+}
+
+static void answer_disco_info(ferry_component_t *comp, xmpp_stanza_t *iq)
+{
+    xmpp_stanza_t *res = result_for(comp, iq);
+    xmpp_stanza_t *query = new_child(res, "query", NS_DISCO_INFO);
+    xmpp_stanza_t *identity = new_child(query, "identity", NULL);
+    xmpp_stanza_set_attribute(identity, "category", "gateway");
+    xmpp_stanza_set_attribute(identity, "type", comp->adapter->gateway_type);
+    xmpp_stanza_set_attribute(identity, "name", comp->name);
+    add_feature(query, NS_DISCO_INFO);
+    add_feature(query, NS_DISCO_ITEMS);
+    add_feature(query, NS_PING);
+    add_feature(query, NS_VERSION);
+    if (comp->adapter->disco_info)
+        comp->adapter->disco_info(comp->self, query);
+    send_and_release(comp, res);
+}
+
+static void answer_empty(ferry_component_t *comp, xmpp_stanza_t *iq, const char *name,
+                         const char *ns)
+{
+    xmpp_stanza_t *res = result_for(comp, iq);
+    if (name)
+        new_child(res, name, ns);
+    send_and_release(comp, res);
+}
+
+static void answer_version(ferry_component_t *comp, xmpp_stanza_t *iq)
+{
+    xmpp_stanza_t *res = result_for(comp, iq);
+    xmpp_stanza_t *query = new_child(res, "query", NS_VERSION);
+    add_text_child(query, "name", "ferry");
+    add_text_child(query, "version", FERRY_VERSION);
+    struct utsname u;
+    if (uname(&u) == 0)
+        add_text_child(query, "os", u.sysname);
+    send_and_release(comp, res);
+}
+
+static int to_domain(ferry_component_t *comp, xmpp_stanza_t *iq)
+{
+    ferry_jid_t to;
+    return ferry_jid_parse(xmpp_stanza_get_to(iq), &to) == 0 && !to.local[0] && !to.resource[0] &&
+           strcmp(to.domain, comp->domain) == 0;
+}
+
+int core_iq_answer(ferry_component_t *comp, xmpp_stanza_t *iq)
+{
+    const char *type = xmpp_stanza_get_type(iq);
+    xmpp_stanza_t *payload = xmpp_stanza_get_children(iq);
+    while (payload && !xmpp_stanza_is_tag(payload))
+        payload = xmpp_stanza_get_next(payload);
+    const char *ns = payload ? xmpp_stanza_get_ns(payload) : NULL;
+    if (!ns || !type)
+        return 0;
+    int get = strcmp(type, "get") == 0;
+    if (get && strcmp(ns, NS_PING) == 0) {
+        answer_empty(comp, iq, NULL, NULL);
+        return 1;
+    }
+    if (!get || !to_domain(comp, iq))
+        return 0;
+    if (xmpp_stanza_get_attribute(payload, "node"))
+        return 0;
+    if (strcmp(ns, NS_DISCO_INFO) == 0)
+        answer_disco_info(comp, iq);
+    else if (strcmp(ns, NS_DISCO_ITEMS) == 0)
+        answer_empty(comp, iq, "query", NS_DISCO_ITEMS);
+    else if (strcmp(ns, NS_VERSION) == 0)
+        answer_version(comp, iq);
+    else
+        return 0;
+    return 1;
+}

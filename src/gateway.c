@@ -1,0 +1,207 @@
+/* gateway.c: the whole process on one loop: builds components from the
+ * config, starts the HTTP side and the links, reloads on SIGHUP and stops in
+ * order (adapters, then streams, then HTTP). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "component.h"
+#include "conf.h"
+#include "ferry/log.h"
+#include "gateway.h"
+#include "health.h"
+#include "http_client.h"
+#include "http_server.h"
+#include "log.h"
+
+gateway_t *gateway_new(uv_loop_t *loop, config_t *config)
+{
+    gateway_t *gw = calloc(1, sizeof *gw);
+    gw->loop = loop;
+    gw->config = config;
+    gw->ctx = xmpp_ctx_new(NULL, NULL);
+    gw->http_client = http_client_new(loop);
+    gw->components = calloc(config->ncomponents + 1, sizeof *gw->components);
+    for (size_t i = 0; i < config->ncomponents; i++) {
+        ferry_component_t *comp = component_new(gw, &config->components[i]);
+        if (comp)
+            gw->components[gw->ncomponents++] = comp;
+    }
+    if (config_finish(config) > 0 || gw->ncomponents != config->ncomponents) {
+        gateway_free(gw);
+        return NULL;
+    }
+    return gw;
+}
+
+int gateway_start(gateway_t *gw)
+{
+    char err[256];
+    gw->http_server = http_server_new(gw->loop, gw->config->http_listen, err, sizeof err);
+    if (!gw->http_server) {
+        ferry_log_error("http", "%s", err);
+        return -1;
+    }
+    ferry_log_info("http", "listening on %s (public URL %s)", gw->config->http_listen,
+                   gw->config->public_url);
+    health_register(gw);
+    for (size_t i = 0; i < gw->ncomponents; i++) {
+        if (component_start(gw->components[i]) != 0) {
+            ferry_log_error(gw->components[i]->name, "cannot start the %s adapter",
+                            gw->components[i]->adapter->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- stopping ---- */
+
+static void one_closed(gateway_t *gw)
+{
+    if (--gw->closing == 0 && gw->stopped)
+        gw->stopped(gw);
+}
+
+static void on_http_closed(void *arg) { one_closed(arg); }
+
+static void on_component_closed(ferry_component_t *comp)
+{
+    gateway_t *gw = comp->gw;
+    for (size_t i = 0; i < gw->ncomponents; i++)
+        if (gw->components[i] && gw->components[i]->link)
+            return;
+    /* Every stream is closed: nothing can reach the HTTP side any more. */
+    if (gw->http_server) {
+        gw->closing++;
+        http_server_close(gw->http_server, on_http_closed, gw);
+        gw->http_server = NULL;
+    }
+    if (gw->http_client) {
+        gw->closing++;
+        http_client_close(gw->http_client, on_http_closed, gw);
+        gw->http_client = NULL;
+    }
+    one_closed(gw);
+}
+
+void gateway_stop(gateway_t *gw, void (*stopped)(gateway_t *gw))
+{
+    if (gw->stopping)
+        return;
+    gw->stopping = 1;
+    gw->stopped = stopped;
+    gw->closing = 1; /* the components, as one */
+    ferry_log_info("core", "stopping");
+    for (size_t i = 0; i < gw->ncomponents; i++)
+        component_stop(gw->components[i], on_component_closed);
+    if (gw->ncomponents == 0) {
+        gw->closing++;
+        on_component_closed(NULL);
+    }
+}
+
+void gateway_free(gateway_t *gw)
+{
+    for (size_t i = 0; i < gw->ncomponents; i++)
+        component_free(gw->components[i]);
+    free(gw->components);
+    if (gw->http_client)
+        http_client_close(gw->http_client, NULL, NULL);
+    xmpp_ctx_free(gw->ctx);
+    config_free(gw->config);
+    free(gw);
+}
+
+/* ---- reloading ---- */
+
+static const component_config_t *find_component(const config_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->ncomponents; i++)
+        if (strcmp(c->components[i].name, name) == 0)
+            return &c->components[i];
+    return NULL;
+}
+
+static void note_restart(const char *what)
+{
+    ferry_log_warn("core", "reload: %s changed; that takes effect after a restart", what);
+}
+
+static void compare_core(const config_t *old, const config_t *new)
+{
+    if (strcmp(old->xmpp_host, new->xmpp_host) != 0 || old->xmpp_port != new->xmpp_port)
+        note_restart("[xmpp] host/port");
+    if (old->queue_size != new->queue_size || old->max_stanza_size != new->max_stanza_size ||
+        old->ping_interval != new->ping_interval || old->ping_timeout != new->ping_timeout ||
+        old->keepalive_interval != new->keepalive_interval)
+        note_restart("[xmpp] link settings");
+    if (strcmp(old->http_listen, new->http_listen) != 0)
+        note_restart("[http] listen");
+    for (size_t i = 0; i < new->ncomponents; i++) {
+        const component_config_t *cc = &new->components[i];
+        const component_config_t *was = find_component(old, cc->name);
+        char what[300];
+        if (!was) {
+            snprintf(what, sizeof what, "component '%s' (new)", cc->name);
+            note_restart(what);
+            conf_mark_used((toml_node_t *)cc->table);
+        } else if (strcmp(was->adapter, cc->adapter) != 0 || strcmp(was->domain, cc->domain) != 0 ||
+                   strcmp(was->secret, cc->secret) != 0) {
+            snprintf(what, sizeof what, "component '%s' adapter/domain/secret", cc->name);
+            note_restart(what);
+        }
+    }
+    for (size_t i = 0; i < old->ncomponents; i++)
+        if (!find_component(new, old->components[i].name)) {
+            char what[300];
+            snprintf(what, sizeof what, "component '%s' (removed)", old->components[i].name);
+            note_restart(what);
+        }
+}
+
+static void reload_adapters(gateway_t *gw, const config_t *nc)
+{
+    for (size_t i = 0; i < gw->ncomponents; i++) {
+        ferry_component_t *comp = gw->components[i];
+        const component_config_t *cc = find_component(nc, comp->name);
+        if (!cc || strcmp(cc->adapter, comp->adapter->name) != 0) {
+            if (cc)
+                conf_mark_used((toml_node_t *)cc->table);
+            continue;
+        }
+        if (!comp->adapter->reload) {
+            conf_mark_used((toml_node_t *)cc->table);
+            note_restart(comp->name);
+        } else if (comp->adapter->reload(comp->self, cc->table) == 0) {
+            ferry_log_info(comp->name, "reloaded");
+        } else {
+            ferry_log_error(comp->name, "reload refused; the running settings stay");
+        }
+    }
+}
+
+void gateway_reload(gateway_t *gw)
+{
+    ferry_log_info("core", "SIGHUP: reloading %s", gw->config->path);
+    config_t *nc = config_load(gw->config->path);
+    if (!nc) {
+        ferry_log_error("core", "reload failed: the config has errors; the running config stays");
+        return;
+    }
+    compare_core(gw->config, nc);
+    reload_adapters(gw, nc);
+    if (config_finish(nc) > 0) {
+        ferry_log_error("core", "reload: the config has errors (see above); only the valid parts "
+                                "were applied");
+    }
+    log_set_level(nc->log_level);
+    log_set_json(nc->log_json);
+    /* What stays of the old config: the running link settings (copied into
+     * the links) and nothing else; public_url follows the new file. */
+    config_t *old = gw->config;
+    gw->config = nc;
+    free(nc->xmpp_host);
+    nc->xmpp_host = strdup(old->xmpp_host);
+    nc->xmpp_port = old->xmpp_port;
+    config_free(old);
+}

@@ -1,0 +1,39 @@
+/* gateway.h: the process: one loop, the shared HTTP client and server, and
+ * the components built from the config. */
+#ifndef FERRY_GATEWAY_H
+#define FERRY_GATEWAY_H
+
+#include <strophe.h>
+#include <uv.h>
+
+#include "config.h"
+#include "ferry/component.h"
+#include "ferry/http.h"
+
+typedef struct gateway {
+    uv_loop_t *loop;
+    xmpp_ctx_t *ctx;
+    config_t *config;
+    ferry_http_client_t *http_client;
+    ferry_http_server_t *http_server;
+    ferry_component_t **components;
+    size_t ncomponents;
+    int stopping;
+    size_t closing; /* components and HTTP halves still closing */
+    uv_timer_t stop_deadline;
+    void (*stopped)(struct gateway *gw);
+} gateway_t;
+
+/* Builds the components of CONFIG (the adapters read their tables). Returns
+ * NULL when the config has errors (printed). Takes CONFIG. */
+gateway_t *gateway_new(uv_loop_t *loop, config_t *config);
+/* Opens the HTTP listener and the component links. -1 on failure (logged). */
+int gateway_start(gateway_t *gw);
+/* Orderly stop: adapters finish (bounded), streams are closed with
+ * </stream:stream>, handles closed; then STOPPED is called. */
+void gateway_stop(gateway_t *gw, void (*stopped)(gateway_t *gw));
+/* SIGHUP: re-reads the config file and applies what can change live. */
+void gateway_reload(gateway_t *gw);
+void gateway_free(gateway_t *gw);
+
+#endif

@@ -1,0 +1,54 @@
+/* health.c: GET /healthz, for load balancers and humans: 200 while every
+ * component link is up, 503 otherwise, with each link's state as JSON. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "component.h"
+#include "health.h"
+
+static json_t *component_health(ferry_component_t *comp)
+{
+    xmpp_link_stats_t s = {0};
+    if (comp->link)
+        xmpp_link_stats(comp->link, &s);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "domain", comp->domain, "adapter",
+                          comp->adapter->name, "link", s.up ? "up" : "down", "queued",
+                          (json_int_t)s.queued, "dropped", (json_int_t)s.dropped, "reconnects",
+                          (json_int_t)s.reconnects);
+    if (!s.up && s.last_error[0])
+        json_object_set_new(o, "last_error", json_string(s.last_error));
+    return o;
+}
+
+static void on_healthz(void *arg, ferry_http_exchange_t *ex)
+{
+    gateway_t *gw = arg;
+    if (strcmp(ferry_http_exchange_method(ex), "GET") != 0 &&
+        strcmp(ferry_http_exchange_method(ex), "HEAD") != 0) {
+        ferry_http_exchange_add_header(ex, "Allow", "GET, HEAD");
+        const char *msg = "405 Method Not Allowed: use GET\n";
+        ferry_http_exchange_respond(ex, 405, "text/plain", msg, strlen(msg));
+        return;
+    }
+    int all_up = 1;
+    json_t *components = json_object();
+    for (size_t i = 0; i < gw->ncomponents; i++) {
+        json_t *c = component_health(gw->components[i]);
+        if (strcmp(json_string_value(json_object_get(c, "link")), "up") != 0)
+            all_up = 0;
+        json_object_set_new(components, gw->components[i]->name, c);
+    }
+    json_t *root = json_pack("{s:s, s:o}", "status", all_up ? "ok" : "degraded", "components",
+                             components);
+    char *body = json_dumps(root, JSON_COMPACT);
+    ferry_http_exchange_respond(ex, all_up ? 200 : 503, "application/json", body, strlen(body));
+    free(body);
+    json_decref(root);
+}
+
+void health_register(gateway_t *gw)
+{
+    ferry_http_route_add(gw->http_server, "/healthz", 1024, on_healthz, gw);
+}

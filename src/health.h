@@ -1,0 +1,9 @@
+/* health.h: GET /healthz. */
+#ifndef FERRY_HEALTH_H
+#define FERRY_HEALTH_H
+
+#include "gateway.h"
+
+void health_register(gateway_t *gw);
+
+#endif

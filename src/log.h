@@ -1,0 +1,13 @@
+/* log.h: the core's side of logging: level and format chosen at start and on
+ * reload. */
+#ifndef FERRY_SRC_LOG_H
+#define FERRY_SRC_LOG_H
+
+#include "ferry/log.h"
+
+void log_set_level(ferry_log_level_t level);
+void log_set_json(int json);
+/* "error" | "warn" | "info" | "debug" -> level, or -1. */
+int log_level_parse(const char *name);
+
+#endif

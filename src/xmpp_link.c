@@ -1,0 +1,641 @@
+/* xmpp_link.c: the XEP-0114 component stream, owned on libuv rather than by
+ * libstrophe's connection code (which, in the Debian 12 version, crashes on
+ * component send, polls with select() and drops its queue on reconnect).
+ *
+ * Each connection attempt is a conn_t; when it fails it is orphaned and freed
+ * by its own close callback, so that a failure found deep inside the parser's
+ * callbacks never frees memory the parser is still using. The link outlives
+ * its connections and holds the queue, the timers and the backoff. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry/log.h"
+#include "xml_stream.h"
+#include "xmpp_link.h"
+
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 60000
+#define CLOSE_WAIT_MS 2000
+
+enum link_state { LINK_IDLE, LINK_CONNECTING, LINK_OPENING, LINK_UP, LINK_WAITING, LINK_CLOSING };
+
+typedef struct conn conn_t;
+
+typedef struct queued {
+    struct queued *next;
+    size_t len;
+    char data[];
+} queued_t;
+
+struct xmpp_link {
+    uv_loop_t *loop;
+    xmpp_ctx_t *ctx;
+    char *host, *domain, *secret, *scope, *ping_to;
+    int port;
+    size_t queue_size, max_stanza_size;
+    uint64_t ping_interval_ms, ping_timeout_ms, keepalive_ms;
+    xmpp_link_handlers_t h;
+    void *arg;
+
+    enum link_state state;
+    conn_t *conn;
+    unsigned attempt;
+    unsigned long long ping_seq;
+    char ping_id[40];
+    uint64_t last_write;
+
+    queued_t *head, *tail;
+    xmpp_link_stats_t stats;
+
+    uv_timer_t retry_timer, ping_timer, ping_deadline, keepalive_timer, close_timer;
+    int timers_open;
+    void (*close_done)(void *);
+    void *close_arg;
+};
+
+struct conn {
+    xmpp_link_t *link; /* NULL once orphaned */
+    uv_getaddrinfo_t resolve;
+    uv_connect_t connect;
+    uv_tcp_t tcp;
+    uv_shutdown_t shutdown;
+    int resolving, tcp_open, saw_header;
+    xml_stream_t *xml;
+    char buf[65536];
+};
+
+typedef struct write_req {
+    uv_write_t req;
+    char data[];
+} write_req_t;
+
+static void connect_attempt(xmpp_link_t *link);
+static void conn_fail(conn_t *conn, const char *reason);
+static void finish_close(xmpp_link_t *link);
+
+/* ---- writing ---- */
+
+static void on_written(uv_write_t *req, int status)
+{
+    conn_t *conn = req->data;
+    free(req);
+    if (status < 0 && status != UV_ECANCELED && conn->link)
+        conn_fail(conn, uv_strerror(status));
+}
+
+static void conn_write(conn_t *conn, const char *data, size_t len)
+{
+    write_req_t *w = malloc(sizeof *w + len);
+    memcpy(w->data, data, len);
+    w->req.data = conn;
+    uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&conn->tcp, &buf, 1, on_written);
+    if (rc < 0) {
+        free(w);
+        conn_fail(conn, uv_strerror(rc));
+        return;
+    }
+    conn->link->last_write = uv_now(conn->link->loop);
+}
+
+static void conn_write_str(conn_t *conn, const char *s) { conn_write(conn, s, strlen(s)); }
+
+/* ---- the queue ---- */
+
+static void queue_push(xmpp_link_t *link, const char *data, size_t len)
+{
+    queued_t *q = malloc(sizeof *q + len);
+    q->next = NULL;
+    q->len = len;
+    memcpy(q->data, data, len);
+    if (link->tail)
+        link->tail->next = q;
+    else
+        link->head = q;
+    link->tail = q;
+    link->stats.queued++;
+    while (link->stats.queued > link->queue_size) {
+        queued_t *old = link->head;
+        link->head = old->next;
+        free(old);
+        link->stats.queued--;
+        link->stats.dropped++;
+        ferry_log_warn(link->scope, "outbound queue full (%zu stanzas): dropped the oldest, "
+                       "%llu dropped so far", link->queue_size, link->stats.dropped);
+    }
+}
+
+static void queue_flush(xmpp_link_t *link)
+{
+    size_t n = 0;
+    while (link->head && link->state == LINK_UP) {
+        queued_t *q = link->head;
+        link->head = q->next;
+        if (!link->head)
+            link->tail = NULL;
+        link->stats.queued--;
+        link->stats.stanzas_out++;
+        conn_write(link->conn, q->data, q->len);
+        free(q);
+        n++;
+    }
+    if (n)
+        ferry_log_info(link->scope, "sent %zu stanza(s) queued while the link was down", n);
+}
+
+static void queue_clear(xmpp_link_t *link)
+{
+    while (link->head) {
+        queued_t *q = link->head;
+        link->head = q->next;
+        free(q);
+    }
+    link->tail = NULL;
+    link->stats.queued = 0;
+}
+
+void xmpp_link_send(xmpp_link_t *link, xmpp_stanza_t *stanza)
+{
+    char *text;
+    size_t len;
+    if (xmpp_stanza_to_text(stanza, &text, &len) != XMPP_EOK) {
+        ferry_log_error(link->scope, "cannot serialise a stanza; not sent");
+        return;
+    }
+    if (link->state == LINK_UP) {
+        link->stats.stanzas_out++;
+        conn_write(link->conn, text, len);
+    } else if (link->state != LINK_CLOSING) {
+        queue_push(link, text, len);
+    }
+    xmpp_free(link->ctx, text);
+}
+
+/* ---- connection lifetime ---- */
+
+static void on_conn_closed(uv_handle_t *handle)
+{
+    conn_t *conn = handle->data;
+    xml_stream_free(conn->xml);
+    free(conn);
+}
+
+/* Detaches CONN from its link; it frees itself once libuv is done with it. */
+static void conn_drop(conn_t *conn)
+{
+    xmpp_link_t *link = conn->link;
+    if (!link)
+        return;
+    conn->link = NULL;
+    if (link->conn == conn)
+        link->conn = NULL;
+    if (conn->xml)
+        xml_stream_stop(conn->xml);
+    if (conn->tcp_open) {
+        if (!uv_is_closing((uv_handle_t *)&conn->tcp))
+            uv_close((uv_handle_t *)&conn->tcp, on_conn_closed);
+    } else if (!conn->resolving) {
+        xml_stream_free(conn->xml);
+        free(conn);
+    }
+}
+
+static uint64_t backoff_ms(unsigned attempt)
+{
+    uint64_t ms = BACKOFF_MIN_MS;
+    for (unsigned i = 0; i < attempt && ms < BACKOFF_MAX_MS; i++)
+        ms *= 2;
+    if (ms > BACKOFF_MAX_MS)
+        ms = BACKOFF_MAX_MS;
+    /* Jitter in [ms/2, ms]: many gateways restarted with their server do not
+     * reconnect in lockstep. */
+    return ms / 2 + (uint64_t)rand() % (ms / 2 + 1);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    xmpp_link_t *link = t->data;
+    link->stats.reconnects++;
+    connect_attempt(link);
+}
+
+static void stop_link_timers(xmpp_link_t *link)
+{
+    uv_timer_stop(&link->ping_timer);
+    uv_timer_stop(&link->ping_deadline);
+    uv_timer_stop(&link->keepalive_timer);
+}
+
+static void conn_fail(conn_t *conn, const char *reason)
+{
+    xmpp_link_t *link = conn->link;
+    if (!link)
+        return;
+    int was_up = link->state == LINK_UP;
+    conn_drop(conn);
+    stop_link_timers(link);
+    if (link->state == LINK_CLOSING) {
+        finish_close(link);
+        return;
+    }
+    snprintf(link->stats.last_error, sizeof link->stats.last_error, "%s", reason);
+    link->state = LINK_WAITING;
+    link->stats.up = 0;
+    uint64_t delay = backoff_ms(link->attempt);
+    if (link->attempt < 16)
+        link->attempt++;
+    if (was_up)
+        ferry_log_warn(link->scope, "link to %s:%d lost: %s; reconnecting in %.1f s", link->host,
+                       link->port, reason, (double)delay / 1000);
+    else
+        ferry_log_warn(link->scope, "cannot link %s to %s:%d: %s; retrying in %.1f s",
+                       link->domain, link->host, link->port, reason, (double)delay / 1000);
+    uv_timer_start(&link->retry_timer, on_retry, delay, 0);
+    if (was_up && link->h.state)
+        link->h.state(link->arg, 0);
+}
+
+/* ---- the stream ---- */
+
+static void send_stream_error(conn_t *conn, const char *condition, const char *text)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "<stream:error><%s xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+             "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>%s</text></stream:error>"
+             "</stream:stream>",
+             condition, text);
+    conn_write_str(conn, buf);
+}
+
+static void on_stream_open(void *arg, const char **attrs)
+{
+    conn_t *conn = arg;
+    xmpp_link_t *link = conn->link;
+    const char *id = NULL;
+    for (int i = 0; attrs[i]; i += 2)
+        if (strcmp(attrs[i], "id") == 0)
+            id = attrs[i + 1];
+    conn->saw_header = 1;
+    if (!id || !*id) {
+        conn_fail(conn, "the server's stream header has no id");
+        return;
+    }
+    size_t n = strlen(id) + strlen(link->secret);
+    char *input = malloc(n + 1);
+    snprintf(input, n + 1, "%s%s", id, link->secret);
+    char *digest = xmpp_sha1(link->ctx, (const unsigned char *)input, n);
+    free(input);
+    char handshake[96];
+    snprintf(handshake, sizeof handshake, "<handshake>%s</handshake>", digest);
+    xmpp_free(link->ctx, digest);
+    conn_write_str(conn, handshake);
+}
+
+static const char *stream_error_hint(const char *condition)
+{
+    if (strcmp(condition, "not-authorized") == 0)
+        return " (wrong component secret?)";
+    if (strcmp(condition, "host-unknown") == 0)
+        return " (is the domain configured as a component on the server?)";
+    if (strcmp(condition, "conflict") == 0)
+        return " (another connection already serves this domain)";
+    return "";
+}
+
+static void on_stream_error(conn_t *conn, xmpp_stanza_t *err)
+{
+    const char *condition = "undefined-condition";
+    const char *text = NULL;
+    char *text_alloc = NULL;
+    for (xmpp_stanza_t *c = xmpp_stanza_get_children(err); c; c = xmpp_stanza_get_next(c)) {
+        const char *name = xmpp_stanza_get_name(c);
+        if (!name)
+            continue;
+        if (strcmp(name, "text") == 0)
+            text = text_alloc = xmpp_stanza_get_text(c);
+        else
+            condition = name;
+    }
+    char reason[256];
+    snprintf(reason, sizeof reason, "stream error %s%s%s%s", condition, text ? ": " : "",
+             text ? text : "", stream_error_hint(condition));
+    if (text_alloc)
+        xmpp_free(conn->link->ctx, text_alloc);
+    conn_fail(conn, reason);
+}
+
+static void send_ping(uv_timer_t *t);
+
+static void on_ping_timeout(uv_timer_t *t)
+{
+    xmpp_link_t *link = t->data;
+    char reason[96];
+    snprintf(reason, sizeof reason, "no answer to ping within %.0f s",
+             (double)link->ping_timeout_ms / 1000);
+    if (link->conn)
+        conn_fail(link->conn, reason);
+}
+
+static void on_keepalive(uv_timer_t *t)
+{
+    xmpp_link_t *link = t->data;
+    if (link->state == LINK_UP && uv_now(link->loop) - link->last_write >= link->keepalive_ms / 2)
+        conn_write_str(link->conn, " ");
+}
+
+static void link_up(conn_t *conn)
+{
+    xmpp_link_t *link = conn->link;
+    link->state = LINK_UP;
+    link->stats.up = 1;
+    link->attempt = 0;
+    ferry_log_info(link->scope, "linked as %s to %s:%d", link->domain, link->host, link->port);
+    uv_timer_start(&link->ping_timer, send_ping, link->ping_interval_ms, link->ping_interval_ms);
+    uv_timer_start(&link->keepalive_timer, on_keepalive, link->keepalive_ms, link->keepalive_ms);
+    queue_flush(link);
+    if (link->h.state)
+        link->h.state(link->arg, 1);
+}
+
+static int is_ping_answer(xmpp_link_t *link, xmpp_stanza_t *st)
+{
+    const char *name = xmpp_stanza_get_name(st);
+    const char *id = xmpp_stanza_get_id(st);
+    return link->ping_id[0] && name && strcmp(name, "iq") == 0 && id &&
+           strcmp(id, link->ping_id) == 0;
+}
+
+static void on_stream_stanza(void *arg, xmpp_stanza_t *st)
+{
+    conn_t *conn = arg;
+    xmpp_link_t *link = conn->link;
+    if (!link)
+        return;
+    const char *name = xmpp_stanza_get_name(st);
+    if (strcmp(name, "stream:error") == 0) {
+        on_stream_error(conn, st);
+        return;
+    }
+    if (link->state != LINK_UP) {
+        if (strcmp(name, "handshake") == 0)
+            link_up(conn);
+        else
+            ferry_log_debug(link->scope, "ignoring <%s> before the handshake", name);
+        return;
+    }
+    if (is_ping_answer(link, st)) {
+        link->ping_id[0] = 0;
+        uv_timer_stop(&link->ping_deadline);
+        return;
+    }
+    link->stats.stanzas_in++;
+    if (link->h.stanza)
+        link->h.stanza(link->arg, st);
+}
+
+static void on_stream_close(void *arg)
+{
+    conn_t *conn = arg;
+    if (conn->link && conn->link->state == LINK_CLOSING)
+        finish_close(conn->link);
+    else
+        conn_fail(conn, "the server closed the stream");
+}
+
+static const xml_stream_handlers_t stream_handlers = {
+    .open = on_stream_open,
+    .stanza = on_stream_stanza,
+    .close = on_stream_close,
+};
+
+static void send_ping(uv_timer_t *t)
+{
+    xmpp_link_t *link = t->data;
+    if (link->state != LINK_UP)
+        return;
+    snprintf(link->ping_id, sizeof link->ping_id, "ferry-ping-%llu", ++link->ping_seq);
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "<iq type='get' id='%s' from='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>",
+             link->ping_id, link->domain, link->ping_to);
+    conn_write_str(link->conn, buf);
+    uv_timer_start(&link->ping_deadline, on_ping_timeout, link->ping_timeout_ms, 0);
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    conn_t *conn = handle->data;
+    (void)suggested;
+    *buf = uv_buf_init(conn->buf, sizeof conn->buf);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *conn = stream->data;
+    if (!conn->link)
+        return;
+    if (nread == UV_EOF) {
+        if (conn->link->state == LINK_CLOSING)
+            finish_close(conn->link);
+        else
+            conn_fail(conn, conn->saw_header ? "the server closed the connection"
+                                             : "the server closed the connection before the "
+                                               "stream header");
+        return;
+    }
+    if (nread < 0) {
+        conn_fail(conn, uv_strerror((int)nread));
+        return;
+    }
+    if (xml_stream_feed(conn->xml, buf->base, (size_t)nread) != 0 && conn->link) {
+        const char *condition = xml_stream_error(conn->xml);
+        char reason[256];
+        snprintf(reason, sizeof reason, "bad XML from the server (%s: %s)", condition,
+                 xml_stream_error_text(conn->xml));
+        send_stream_error(conn, condition, xml_stream_error_text(conn->xml));
+        conn_fail(conn, reason);
+    }
+}
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    conn_t *conn = req->data;
+    xmpp_link_t *link = conn->link;
+    if (!link)
+        return;
+    if (status < 0) {
+        conn_fail(conn, uv_strerror(status));
+        return;
+    }
+    link->state = LINK_OPENING;
+    uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
+    char header[1200];
+    snprintf(header, sizeof header,
+             "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
+             "xmlns:stream='http://etherx.jabber.org/streams' to='%s'>",
+             link->domain);
+    conn_write_str(conn, header);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    conn_t *conn = req->data;
+    conn->resolving = 0;
+    xmpp_link_t *link = conn->link;
+    if (!link) {
+        uv_freeaddrinfo(res);
+        xml_stream_free(conn->xml);
+        free(conn);
+        return;
+    }
+    if (status < 0) {
+        char reason[256];
+        snprintf(reason, sizeof reason, "cannot resolve %s: %s", link->host, uv_strerror(status));
+        conn_fail(conn, reason);
+        return;
+    }
+    uv_tcp_init(link->loop, &conn->tcp);
+    conn->tcp.data = conn;
+    conn->tcp_open = 1;
+    uv_tcp_nodelay(&conn->tcp, 1);
+    conn->connect.data = conn;
+    int rc = uv_tcp_connect(&conn->connect, &conn->tcp, res->ai_addr, on_connected);
+    uv_freeaddrinfo(res);
+    if (rc < 0)
+        conn_fail(conn, uv_strerror(rc));
+}
+
+static void connect_attempt(xmpp_link_t *link)
+{
+    conn_t *conn = calloc(1, sizeof *conn);
+    conn->link = link;
+    conn->xml = xml_stream_new(link->ctx, link->max_stanza_size, &stream_handlers, conn);
+    conn->resolve.data = conn;
+    link->conn = conn;
+    link->state = LINK_CONNECTING;
+    ferry_log_debug(link->scope, "connecting to %s:%d", link->host, link->port);
+    char port[16];
+    snprintf(port, sizeof port, "%d", link->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    conn->resolving = 1;
+    int rc = uv_getaddrinfo(link->loop, &conn->resolve, on_resolved, link->host, port, &hints);
+    if (rc < 0) {
+        conn->resolving = 0;
+        conn_fail(conn, uv_strerror(rc));
+    }
+}
+
+/* ---- the link ---- */
+
+static void init_timer(xmpp_link_t *link, uv_timer_t *t)
+{
+    uv_timer_init(link->loop, t);
+    t->data = link;
+    link->timers_open++;
+}
+
+xmpp_link_t *xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx, const xmpp_link_options_t *o,
+                           const xmpp_link_handlers_t *h, void *arg)
+{
+    xmpp_link_t *link = calloc(1, sizeof *link);
+    link->loop = loop;
+    link->ctx = ctx;
+    link->host = strdup(o->host);
+    link->port = o->port;
+    link->domain = strdup(o->domain);
+    link->secret = strdup(o->secret);
+    link->scope = strdup(o->scope);
+    /* Pinging the server's own domain proves the whole path through it. */
+    const char *dot = strchr(o->domain, '.');
+    link->ping_to = strdup(dot && dot[1] ? dot + 1 : o->domain);
+    link->queue_size = o->queue_size;
+    link->max_stanza_size = o->max_stanza_size;
+    link->ping_interval_ms = (uint64_t)(o->ping_interval * 1000);
+    link->ping_timeout_ms = (uint64_t)(o->ping_timeout * 1000);
+    link->keepalive_ms = (uint64_t)(o->keepalive_interval * 1000);
+    link->h = *h;
+    link->arg = arg;
+    init_timer(link, &link->retry_timer);
+    init_timer(link, &link->ping_timer);
+    init_timer(link, &link->ping_deadline);
+    init_timer(link, &link->keepalive_timer);
+    init_timer(link, &link->close_timer);
+    return link;
+}
+
+void xmpp_link_start(xmpp_link_t *link)
+{
+    if (link->state == LINK_IDLE)
+        connect_attempt(link);
+}
+
+int xmpp_link_is_up(const xmpp_link_t *link) { return link->state == LINK_UP; }
+
+void xmpp_link_stats(const xmpp_link_t *link, xmpp_link_stats_t *out) { *out = link->stats; }
+
+static void on_timer_closed(uv_handle_t *handle)
+{
+    xmpp_link_t *link = handle->data;
+    if (--link->timers_open > 0)
+        return;
+    void (*done)(void *) = link->close_done;
+    void *arg = link->close_arg;
+    queue_clear(link);
+    free(link->host);
+    free(link->domain);
+    free(link->secret);
+    free(link->scope);
+    free(link->ping_to);
+    free(link);
+    if (done)
+        done(arg);
+}
+
+static void finish_close(xmpp_link_t *link)
+{
+    if (link->conn)
+        conn_drop(link->conn);
+    if (uv_is_closing((uv_handle_t *)&link->retry_timer))
+        return;
+    if (link->stats.queued)
+        ferry_log_warn(link->scope, "%zu queued stanza(s) not sent at shutdown",
+                       link->stats.queued);
+    uv_close((uv_handle_t *)&link->retry_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&link->ping_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&link->ping_deadline, on_timer_closed);
+    uv_close((uv_handle_t *)&link->keepalive_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&link->close_timer, on_timer_closed);
+}
+
+static void on_close_wait(uv_timer_t *t) { finish_close(t->data); }
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)req, (void)status; /* the server's </stream:stream> or EOF ends the wait */
+}
+
+void xmpp_link_close(xmpp_link_t *link, void (*done)(void *), void *arg)
+{
+    int was_up = link->state == LINK_UP;
+    int open_stream = link->conn && (link->state == LINK_OPENING || was_up);
+    link->close_done = done;
+    link->close_arg = arg;
+    link->state = LINK_CLOSING;
+    uv_timer_stop(&link->retry_timer);
+    stop_link_timers(link);
+    if (!open_stream) {
+        finish_close(link);
+        return;
+    }
+    conn_t *conn = link->conn;
+    conn_write_str(conn, "</stream:stream>");
+    if (link->conn == conn) {
+        conn->shutdown.data = conn;
+        uv_shutdown(&conn->shutdown, (uv_stream_t *)&conn->tcp, on_shutdown);
+        uv_timer_start(&link->close_timer, on_close_wait, CLOSE_WAIT_MS, 0);
+    }
+    if (was_up)
+        ferry_log_info(link->scope, "closing the link to %s:%d", link->host, link->port);
+}

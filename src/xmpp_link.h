@@ -1,0 +1,53 @@
+/* xmpp_link.h: one XEP-0114 component stream to the XMPP server, on libuv:
+ * connect, handshake, keepalive and ping, reconnect with backoff, and a
+ * bounded queue of outbound stanzas while the link is down. */
+#ifndef FERRY_XMPP_LINK_H
+#define FERRY_XMPP_LINK_H
+
+#include <stddef.h>
+
+#include <strophe.h>
+#include <uv.h>
+
+typedef struct xmpp_link xmpp_link_t;
+
+typedef struct xmpp_link_options {
+    const char *host;
+    int port;
+    const char *domain;
+    const char *secret;
+    const char *scope;          /* log scope: the component's name */
+    size_t queue_size;
+    size_t max_stanza_size;
+    double ping_interval;       /* seconds */
+    double ping_timeout;
+    double keepalive_interval;
+} xmpp_link_options_t;
+
+typedef struct xmpp_link_handlers {
+    void (*stanza)(void *arg, xmpp_stanza_t *stanza); /* released after the call */
+    void (*state)(void *arg, int up);
+} xmpp_link_handlers_t;
+
+typedef struct xmpp_link_stats {
+    int up;
+    unsigned long long reconnects;
+    unsigned long long dropped;     /* queued stanzas dropped over queue_size */
+    unsigned long long stanzas_in;
+    unsigned long long stanzas_out;
+    size_t queued;
+    char last_error[256];
+} xmpp_link_stats_t;
+
+xmpp_link_t *xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx, const xmpp_link_options_t *opts,
+                           const xmpp_link_handlers_t *handlers, void *arg);
+void xmpp_link_start(xmpp_link_t *link);
+/* Serialises now; writes or queues. The caller keeps its reference. */
+void xmpp_link_send(xmpp_link_t *link, xmpp_stanza_t *stanza);
+int xmpp_link_is_up(const xmpp_link_t *link);
+void xmpp_link_stats(const xmpp_link_t *link, xmpp_link_stats_t *out);
+/* Closes the stream with </stream:stream> after pending writes, waits for
+ * the server's close (bounded), then frees the link and calls done. */
+void xmpp_link_close(xmpp_link_t *link, void (*done)(void *arg), void *arg);
+
+#endif
