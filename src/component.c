@@ -7,6 +7,7 @@
 #include "conf.h"
 #include "ferry/log.h"
 #include "router.h"
+#include "stanza_error.h"
 
 /* How long an adapter may take to finish in-flight work at shutdown; the
  * rest of the 5 s budget closes the streams. */
@@ -184,37 +185,9 @@ void ferry_component_send(ferry_component_t *comp, xmpp_stanza_t *stanza)
 void ferry_component_reply_error(ferry_component_t *comp, xmpp_stanza_t *stanza,
                                  const char *type, const char *condition, const char *text)
 {
-    const char *orig_type = xmpp_stanza_get_type(stanza);
-    const char *from = xmpp_stanza_get_from(stanza);
-    if ((orig_type && strcmp(orig_type, "error") == 0) || !from)
+    xmpp_stanza_t *reply = stanza_error_new(stanza, type, condition, text);
+    if (!reply)
         return;
-    xmpp_ctx_t *ctx = comp->gw->ctx;
-    xmpp_stanza_t *reply = xmpp_stanza_copy(stanza);
-    const char *to = xmpp_stanza_get_to(stanza);
-    xmpp_stanza_set_to(reply, from);
-    if (to)
-        xmpp_stanza_set_from(reply, to);
-    else
-        xmpp_stanza_del_attribute(reply, "from");
-    xmpp_stanza_set_type(reply, "error");
-
-    xmpp_stanza_t *err = xmpp_stanza_new(ctx);
-    xmpp_stanza_set_name(err, "error");
-    xmpp_stanza_set_type(err, type);
-    xmpp_stanza_t *cond = xmpp_stanza_new(ctx);
-    xmpp_stanza_set_name(cond, condition);
-    xmpp_stanza_set_ns(cond, "urn:ietf:params:xml:ns:xmpp-stanzas");
-    xmpp_stanza_add_child_ex(err, cond, 0);
-    if (text) {
-        xmpp_stanza_t *t = xmpp_stanza_new(ctx);
-        xmpp_stanza_set_name(t, "text");
-        xmpp_stanza_set_ns(t, "urn:ietf:params:xml:ns:xmpp-stanzas");
-        xmpp_stanza_t *body = xmpp_stanza_new(ctx);
-        xmpp_stanza_set_text(body, text);
-        xmpp_stanza_add_child_ex(t, body, 0);
-        xmpp_stanza_add_child_ex(err, t, 0);
-    }
-    xmpp_stanza_add_child_ex(reply, err, 0);
     ferry_component_send(comp, reply);
     xmpp_stanza_release(reply);
 }

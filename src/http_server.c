@@ -1,0 +1,828 @@
+/* http_server.c: the shared HTTP listener on the ferry loop.
+ *
+ * libmicrohttpd does the protocol; it runs in "external polling" mode with
+ * its own epoll set, whose single fd we watch with a uv_poll_t. Whenever that
+ * fd is readable, or MHD's own timeout expires (a uv_timer_t re-armed after
+ * every MHD_run), we call MHD_run, which never blocks.
+ *
+ * Requests are dispatched by path prefix to handlers registered by adapters.
+ * A handler gets an exchange once the whole body is in, and may answer at
+ * once or later; until it does, the connection is suspended so MHD leaves it
+ * alone.
+ *
+ * Exchange lifetime: an exchange is created when MHD has read the request
+ * line and lives until both (a) MHD is done with the connection
+ * (NOTIFY_COMPLETED) and (b) the handler, if it was called, has answered.
+ * MHD does not watch suspended connections, so a client that hangs up while
+ * its handler is busy is only noticed when the answer is written; if MHD lets
+ * go of the connection first (server closing), the exchange becomes an
+ * orphan that respond() just frees. Everything a handler may read is copied
+ * into the exchange, so nothing there points into MHD's memory. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+
+#include "ferry/log.h"
+#include "http_server.h"
+
+/* How much of a refused body we read and drop (to answer 413 on a
+ * connection that stays usable) before we hang up instead. */
+#define HTTP_SERVER_DRAIN_LIMIT (1024 * 1024)
+#define HTTP_SERVER_IDLE_TIMEOUT_S 60
+#define HTTP_SERVER_MAX_CONNECTIONS 512
+
+#ifndef MHD_HTTP_CONTENT_TOO_LARGE /* microhttpd before 0.9.74 */
+#define MHD_HTTP_CONTENT_TOO_LARGE 413
+#endif
+
+struct route {
+    char *prefix;
+    size_t len;
+    size_t max_body;
+    ferry_http_handler_cb cb;
+    void *arg;
+    unsigned id; /* tells a route from a later one at the same address */
+    struct route *next;
+};
+
+struct header {
+    char *name, *value;
+};
+
+enum ex_phase {
+    EX_HEADERS, /* request line read, headers not yet seen */
+    EX_BODY,    /* routed, collecting the body */
+    EX_HANDLER, /* handler called, no answer yet */
+    EX_ANSWERED /* a response is queued */
+};
+
+struct ferry_http_exchange {
+    ferry_http_server_t *srv;    /* NULL once orphaned */
+    struct MHD_Connection *conn; /* NULL once MHD let go of it */
+    enum ex_phase phase;
+    int suspended;
+    unsigned status;
+
+    char *method;
+    char *target; /* raw request target, cut at '?' */
+    const char *path, *query;
+    struct header *headers;
+    size_t nheaders;
+
+    unsigned route_id;
+    size_t max_body;
+    char *body;
+    size_t body_len, body_cap;
+    int too_large;
+    size_t dropped;
+
+    struct header *extra; /* response headers from add_header */
+    size_t nextra;
+
+    struct ferry_http_exchange *prev, *next; /* srv->exchanges */
+};
+
+struct ferry_http_server {
+    uv_loop_t *loop;
+    struct MHD_Daemon *mhd;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    int port;
+    struct route *routes;
+    unsigned next_route_id;
+    ferry_http_exchange_t *exchanges;
+    size_t nexchanges;
+    int in_run;  /* inside MHD_run: handlers may be running */
+    int kicked;  /* someone resumed a connection during MHD_run */
+    int closing; /* close asked for */
+    int stopped; /* MHD gone */
+    int open_handles;
+    void (*done)(void *arg);
+    void *done_arg;
+};
+
+static void server_run(ferry_http_server_t *srv);
+
+/* ---- small helpers ---- */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int is_token(const char *s)
+{
+    if (s == NULL || *s == '\0')
+        return 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 32 || c >= 127 || strchr("\"(),/:;<=>?@[\\]{}", c))
+            return 0;
+    }
+    return 1;
+}
+
+static int header_add(struct header **list, size_t *n, const char *name, const char *value)
+{
+    struct header *l = realloc(*list, (*n + 1) * sizeof **list);
+    if (l == NULL)
+        return -1;
+    *list = l;
+    l[*n].name = strdup(name);
+    l[*n].value = strdup(value ? value : "");
+    if (l[*n].name == NULL || l[*n].value == NULL) {
+        free(l[*n].name);
+        free(l[*n].value);
+        return -1;
+    }
+    (*n)++;
+    return 0;
+}
+
+static void headers_free(struct header *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(list[i].name);
+        free(list[i].value);
+    }
+    free(list);
+}
+
+/* ---- exchanges ---- */
+
+static ferry_http_exchange_t *exchange_new(ferry_http_server_t *srv, struct MHD_Connection *conn,
+                                           const char *target)
+{
+    ferry_http_exchange_t *ex = calloc(1, sizeof *ex);
+    if (ex == NULL)
+        return NULL;
+    ex->target = strdup(target ? target : "");
+    if (ex->target == NULL) {
+        free(ex);
+        return NULL;
+    }
+    char *q = strchr(ex->target, '?');
+    if (q)
+        *q++ = '\0';
+    ex->path = ex->target;
+    ex->query = q ? q : "";
+    ex->srv = srv;
+    ex->conn = conn;
+    ex->next = srv->exchanges;
+    if (srv->exchanges)
+        srv->exchanges->prev = ex;
+    srv->exchanges = ex;
+    srv->nexchanges++;
+    return ex;
+}
+
+static void exchange_unlink(ferry_http_exchange_t *ex)
+{
+    ferry_http_server_t *srv = ex->srv;
+    if (srv == NULL)
+        return;
+    if (ex->prev)
+        ex->prev->next = ex->next;
+    else
+        srv->exchanges = ex->next;
+    if (ex->next)
+        ex->next->prev = ex->prev;
+    ex->prev = ex->next = NULL;
+    ex->srv = NULL;
+    srv->nexchanges--;
+}
+
+static void exchange_free(ferry_http_exchange_t *ex)
+{
+    exchange_unlink(ex);
+    headers_free(ex->headers, ex->nheaders);
+    headers_free(ex->extra, ex->nextra);
+    free(ex->method);
+    free(ex->target);
+    free(ex->body);
+    free(ex);
+}
+
+/* The handler still owes an answer but MHD is done with the connection:
+ * keep the exchange for respond() to free. */
+static void exchange_orphan(ferry_http_exchange_t *ex)
+{
+    exchange_unlink(ex);
+    ex->conn = NULL;
+    ex->suspended = 0;
+}
+
+/* ---- answering ---- */
+
+static void kick(ferry_http_server_t *srv);
+
+static void queue_answer(ferry_http_exchange_t *ex, unsigned status, const char *content_type,
+                         const char *body, size_t len)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)(body ? body : ""), MHD_RESPMEM_MUST_COPY);
+    int ok = r != NULL;
+    if (ok && content_type && *content_type) {
+        if (strpbrk(content_type, "\r\n") == NULL)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+        else
+            ferry_log_warn("http", "refused a Content-Type holding CR or LF");
+    }
+    for (size_t i = 0; ok && i < ex->nextra; i++)
+        if (MHD_add_response_header(r, ex->extra[i].name, ex->extra[i].value) != MHD_YES)
+            ferry_log_warn("http", "response header %s refused", ex->extra[i].name);
+    if (ok)
+        ok = MHD_queue_response(ex->conn, status, r) == MHD_YES;
+    if (r)
+        MHD_destroy_response(r);
+    if (!ok)
+        ferry_log_warn("http", "%s %s: could not queue the %u answer", ex->method, ex->path,
+                       status);
+    ex->phase = EX_ANSWERED;
+    ex->status = status;
+}
+
+/* The server's own answers: a status line's worth of text saying why. */
+static enum MHD_Result answer_plain(ferry_http_exchange_t *ex, unsigned status, const char *why)
+{
+    const char *reason = MHD_get_reason_phrase_for(status);
+    char text[256];
+    int n = snprintf(text, sizeof text, "%u %s: %s\n", status, reason, why);
+    if (n < 0 || (size_t)n >= sizeof text)
+        n = (int)strlen(text);
+    queue_answer(ex, status, "text/plain; charset=utf-8", text, (size_t)n);
+    return MHD_YES;
+}
+
+/* ---- routing ---- */
+
+/* Whole segments only: "/hooks/main" and "/hooks/main/" both match
+ * "/hooks/main" and "/hooks/main/x", never "/hooks/mainx". */
+static int prefix_matches(const struct route *rt, const char *path)
+{
+    size_t len = rt->len;
+    if (len > 1 && rt->prefix[len - 1] == '/')
+        len--;
+    if (strncmp(path, rt->prefix, len) != 0)
+        return 0;
+    return path[len] == '\0' || path[len] == '/' || rt->prefix[len - 1] == '/';
+}
+
+static struct route *route_match(ferry_http_server_t *srv, const char *path)
+{
+    struct route *best = NULL;
+    for (struct route *rt = srv->routes; rt; rt = rt->next)
+        if (prefix_matches(rt, path) && (best == NULL || rt->len > best->len))
+            best = rt;
+    return best;
+}
+
+int ferry_http_route_add(ferry_http_server_t *srv, const char *prefix, size_t max_body,
+                         ferry_http_handler_cb cb, void *arg)
+{
+    if (srv == NULL || srv->closing || prefix == NULL || prefix[0] != '/' || cb == NULL)
+        return -1;
+    for (struct route *rt = srv->routes; rt; rt = rt->next)
+        if (strcmp(rt->prefix, prefix) == 0) {
+            ferry_log_warn("http", "route %s is taken already", prefix);
+            return -1;
+        }
+    struct route *rt = calloc(1, sizeof *rt);
+    if (rt == NULL || (rt->prefix = strdup(prefix)) == NULL) {
+        free(rt);
+        return -1;
+    }
+    rt->len = strlen(prefix);
+    rt->max_body = max_body;
+    rt->cb = cb;
+    rt->arg = arg;
+    rt->id = ++srv->next_route_id;
+    rt->next = srv->routes;
+    srv->routes = rt;
+    ferry_log_debug("http", "route %s added (body up to %zu bytes)", prefix, max_body);
+    return 0;
+}
+
+void ferry_http_route_remove(ferry_http_server_t *srv, const char *prefix)
+{
+    if (srv == NULL || prefix == NULL)
+        return;
+    for (struct route **p = &srv->routes; *p; p = &(*p)->next) {
+        struct route *rt = *p;
+        if (strcmp(rt->prefix, prefix) == 0) {
+            *p = rt->next;
+            free(rt->prefix);
+            free(rt);
+            ferry_log_debug("http", "route %s removed", prefix);
+            return;
+        }
+    }
+}
+
+/* ---- MHD callbacks ---- */
+
+/* MHD hands us the raw target here, before it percent-decodes the path and
+ * takes the query apart in place. The return value becomes con_cls. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    return exchange_new(cls, conn, uri);
+}
+
+static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const char *name,
+                                   const char *value)
+{
+    (void)kind;
+    ferry_http_exchange_t *ex = cls;
+    return header_add(&ex->headers, &ex->nheaders, name, value) == 0 ? MHD_YES : MHD_NO;
+}
+
+static enum MHD_Result on_headers(ferry_http_server_t *srv, ferry_http_exchange_t *ex,
+                                  const char *method)
+{
+    ex->method = strdup(method ? method : "");
+    if (ex->method == NULL)
+        return MHD_NO;
+    MHD_get_connection_values(ex->conn, MHD_HEADER_KIND, copy_header, ex);
+    if (srv->closing)
+        return answer_plain(ex, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
+    struct route *rt = route_match(srv, ex->path);
+    if (rt == NULL) {
+        ferry_log_debug("http", "%s: no route", ex->method);
+        return answer_plain(ex, MHD_HTTP_NOT_FOUND, "no such endpoint");
+    }
+    ex->route_id = rt->id;
+    ex->max_body = rt->max_body;
+    ex->phase = EX_BODY;
+
+    const char *cl = ferry_http_exchange_header(ex, "Content-Length");
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (errno == 0 && end != cl && *end == '\0' && n > ex->max_body) {
+            ex->too_large = 1;
+            /* Too much even to drain: answer now, MHD then drops the rest
+             * and closes the connection. */
+            if (n - ex->max_body > HTTP_SERVER_DRAIN_LIMIT)
+                return answer_plain(ex, MHD_HTTP_CONTENT_TOO_LARGE, "body too large");
+        }
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result on_body(ferry_http_exchange_t *ex, const char *data, size_t len)
+{
+    if (!ex->too_large && len > ex->max_body - ex->body_len) {
+        ex->too_large = 1;
+        ex->dropped = ex->body_len;
+        free(ex->body);
+        ex->body = NULL;
+        ex->body_len = ex->body_cap = 0;
+    }
+    if (ex->too_large) {
+        ex->dropped += len;
+        /* MHD cannot queue an answer in the middle of a body: hang up. */
+        if (ex->dropped > ex->max_body && ex->dropped - ex->max_body > HTTP_SERVER_DRAIN_LIMIT) {
+            ferry_log_debug("http", "%s: body far over %zu bytes, closing", ex->method,
+                            ex->max_body);
+            return MHD_NO;
+        }
+        return MHD_YES;
+    }
+    if (ex->body_len + len + 1 > ex->body_cap) {
+        size_t cap = ex->body_cap ? ex->body_cap : 1024;
+        while (cap < ex->body_len + len + 1)
+            cap *= 2;
+        char *p = realloc(ex->body, cap);
+        if (p == NULL)
+            return MHD_NO;
+        ex->body = p;
+        ex->body_cap = cap;
+    }
+    memcpy(ex->body + ex->body_len, data, len);
+    ex->body_len += len;
+    ex->body[ex->body_len] = '\0';
+    return MHD_YES;
+}
+
+static enum MHD_Result on_complete(ferry_http_server_t *srv, ferry_http_exchange_t *ex)
+{
+    if (ex->too_large) {
+        ferry_log_debug("http", "%s: body over %zu bytes refused", ex->method, ex->max_body);
+        return answer_plain(ex, MHD_HTTP_CONTENT_TOO_LARGE, "body too large");
+    }
+    if (srv->closing)
+        return answer_plain(ex, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
+    /* The route may have gone while the body came in; its arg with it. */
+    struct route *rt = route_match(srv, ex->path);
+    if (rt == NULL || rt->id != ex->route_id)
+        return answer_plain(ex, MHD_HTTP_NOT_FOUND, "no such endpoint");
+
+    ex->phase = EX_HANDLER;
+    rt->cb(rt->arg, ex); /* may remove rt, answer, or close the server */
+    if (ex->phase == EX_HANDLER) {
+        MHD_suspend_connection(ex->conn);
+        ex->suspended = 1;
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    ferry_http_server_t *srv = cls;
+    ferry_http_exchange_t *ex = *con_cls;
+    if (ex == NULL) { /* on_uri failed (out of memory) */
+        ex = exchange_new(srv, conn, url);
+        if (ex == NULL)
+            return MHD_NO;
+        *con_cls = ex;
+    }
+    switch (ex->phase) {
+    case EX_HEADERS:
+        return on_headers(srv, ex, method);
+    case EX_BODY:
+        if (*upload_size) {
+            size_t len = *upload_size;
+            *upload_size = 0;
+            return on_body(ex, upload_data, len);
+        }
+        return on_complete(srv, ex);
+    case EX_HANDLER:
+        /* Woken without an answer: only the server closing does that. */
+        return MHD_NO;
+    case EX_ANSWERED:
+        break;
+    }
+    return MHD_NO; /* the answer could not be queued */
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode why)
+{
+    (void)cls;
+    (void)conn;
+    ferry_http_exchange_t *ex = *con_cls;
+    if (ex == NULL)
+        return;
+    *con_cls = NULL;
+    if (ex->phase == EX_ANSWERED)
+        ferry_log_debug("http", "%s -> %u%s", ex->method, ex->status,
+                        why == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (not delivered)");
+    if (ex->phase == EX_HANDLER) {
+        ferry_log_debug("http", "%s: connection dropped before the handler answered",
+                        ex->method ? ex->method : "?");
+        exchange_orphan(ex);
+        return;
+    }
+    exchange_free(ex);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\r\n")] = '\0';
+    ferry_log_debug("http", "microhttpd: %s", msg);
+}
+
+/* ---- the public exchange API ---- */
+
+const char *ferry_http_exchange_method(const ferry_http_exchange_t *ex)
+{
+    return ex && ex->method ? ex->method : "";
+}
+
+const char *ferry_http_exchange_path(const ferry_http_exchange_t *ex)
+{
+    return ex ? ex->path : "";
+}
+
+const char *ferry_http_exchange_query(const ferry_http_exchange_t *ex)
+{
+    return ex ? ex->query : "";
+}
+
+const char *ferry_http_exchange_header(const ferry_http_exchange_t *ex, const char *name)
+{
+    if (ex == NULL || name == NULL)
+        return NULL;
+    for (size_t i = 0; i < ex->nheaders; i++)
+        if (strcasecmp(ex->headers[i].name, name) == 0)
+            return ex->headers[i].value;
+    return NULL;
+}
+
+const char *ferry_http_exchange_body(const ferry_http_exchange_t *ex, size_t *len)
+{
+    if (len)
+        *len = ex ? ex->body_len : 0;
+    return ex && ex->body ? ex->body : "";
+}
+
+int ferry_http_exchange_add_header(ferry_http_exchange_t *ex, const char *name, const char *value)
+{
+    if (ex == NULL || ex->phase == EX_ANSWERED || !is_token(name) || value == NULL ||
+        strpbrk(value, "\r\n") != NULL)
+        return -1;
+    return header_add(&ex->extra, &ex->nextra, name, value);
+}
+
+void ferry_http_exchange_respond(ferry_http_exchange_t *ex, unsigned status,
+                                 const char *content_type, const char *body, size_t len)
+{
+    if (ex == NULL || ex->phase != EX_HANDLER)
+        return;
+    if (ex->conn == NULL) { /* orphan: nobody left to tell */
+        exchange_free(ex);
+        return;
+    }
+    if (status < 100 || status > 599) {
+        ferry_log_warn("http", "handler answered with status %u; sending 500", status);
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    /* Queueing on a suspended connection is allowed; the resume then sends
+     * it. The exchange itself goes when MHD reports the request complete. */
+    queue_answer(ex, status, content_type, body, len);
+    if (ex->suspended) {
+        ex->suspended = 0;
+        MHD_resume_connection(ex->conn);
+        kick(ex->srv);
+    }
+}
+
+/* ---- loop glue ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    ferry_http_server_t *srv = h->data;
+    if (--srv->open_handles > 0)
+        return;
+    void (*done)(void *) = srv->done;
+    void *arg = srv->done_arg;
+    free(srv);
+    if (done)
+        done(arg);
+}
+
+static void server_stop(ferry_http_server_t *srv)
+{
+    if (srv->stopped)
+        return;
+    srv->stopped = 1;
+    /* MHD must not be stopped with suspended connections. */
+    for (ferry_http_exchange_t *ex = srv->exchanges; ex; ex = ex->next)
+        if (ex->suspended) {
+            ex->suspended = 0;
+            MHD_resume_connection(ex->conn);
+        }
+    /* Stop watching the epoll fd before MHD closes it. */
+    uv_close((uv_handle_t *)&srv->poll, on_handle_closed);
+    uv_timer_stop(&srv->timer);
+    uv_close((uv_handle_t *)&srv->timer, on_handle_closed);
+    MHD_stop_daemon(srv->mhd);
+    srv->mhd = NULL;
+    /* Whatever MHD did not report complete: free, or orphan if a handler
+     * still holds it. */
+    while (srv->exchanges) {
+        ferry_http_exchange_t *ex = srv->exchanges;
+        if (ex->phase == EX_HANDLER)
+            exchange_orphan(ex);
+        else
+            exchange_free(ex);
+    }
+    while (srv->routes) {
+        struct route *rt = srv->routes;
+        srv->routes = rt->next;
+        free(rt->prefix);
+        free(rt);
+    }
+}
+
+static void arm_timer(ferry_http_server_t *srv);
+
+static void on_timer(uv_timer_t *t)
+{
+    server_run(t->data);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    server_run(p->data);
+}
+
+static void arm_timer(ferry_http_server_t *srv)
+{
+    MHD_UNSIGNED_LONG_LONG ms;
+    if (srv->kicked) {
+        srv->kicked = 0;
+        uv_timer_start(&srv->timer, on_timer, 0, 0);
+    } else if (MHD_get_timeout(srv->mhd, &ms) == MHD_YES) {
+        uv_timer_start(&srv->timer, on_timer, (uint64_t)ms, 0);
+    } else {
+        uv_timer_stop(&srv->timer);
+    }
+}
+
+/* A resumed connection needs an MHD_run to get going. */
+static void kick(ferry_http_server_t *srv)
+{
+    if (srv == NULL || srv->stopped)
+        return;
+    if (srv->in_run)
+        srv->kicked = 1;
+    else
+        uv_timer_start(&srv->timer, on_timer, 0, 0);
+}
+
+static void server_run(ferry_http_server_t *srv)
+{
+    if (srv->stopped)
+        return;
+    srv->in_run = 1;
+    MHD_run(srv->mhd);
+    srv->in_run = 0;
+    if (srv->closing)
+        server_stop(srv);
+    else
+        arm_timer(srv);
+}
+
+/* ---- listening ---- */
+
+/* "HOST:PORT" or "[V6]:PORT" -> host and port strings. */
+static int split_listen(const char *addr, char *host, size_t hostlen, char *port, size_t portlen,
+                        char *err, size_t errlen)
+{
+    const char *h = addr, *hend, *p;
+    if (*h == '[') {
+        h++;
+        hend = strchr(h, ']');
+        if (hend == NULL || hend[1] != ':') {
+            set_err(err, errlen, "bad listen address %s: want [ADDR]:PORT", addr);
+            return -1;
+        }
+        p = hend + 2;
+    } else {
+        hend = strrchr(h, ':');
+        if (hend == NULL || memchr(h, ':', (size_t)(hend - h)) != NULL) {
+            set_err(err, errlen, "bad listen address %s: want HOST:PORT (IPv6 in brackets)",
+                    addr);
+            return -1;
+        }
+        p = hend + 1;
+    }
+    size_t hl = (size_t)(hend - h), pl = strlen(p);
+    if (hl == 0 || hl >= hostlen || pl == 0 || pl >= portlen || strspn(p, "0123456789") != pl ||
+        atol(p) > 65535) {
+        set_err(err, errlen, "bad listen address %s: want HOST:PORT, port 0-65535", addr);
+        return -1;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    memcpy(port, p, pl + 1);
+    return 0;
+}
+
+/* We bind ourselves rather than let MHD do it: that way a failure comes
+ * with its errno, and the message can say what went wrong. */
+static int open_listener(const char *addr, int *family, char *err, size_t errlen)
+{
+    char host[256], port[8];
+    if (split_listen(addr, host, sizeof host, port, sizeof port, err, errlen) != 0)
+        return -1;
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        set_err(err, errlen, "cannot listen on %s: %s", addr, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        set_err(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    *family = res->ai_family;
+    freeaddrinfo(res);
+    return fd;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static struct MHD_Daemon *start_mhd(ferry_http_server_t *srv, int fd, int family)
+{
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    return MHD_start_daemon(flags, 0, NULL, NULL, on_access, srv,
+                            MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_SERVER_IDLE_TIMEOUT_S,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_SERVER_MAX_CONNECTIONS,
+                            MHD_OPTION_END);
+}
+
+ferry_http_server_t *http_server_new(uv_loop_t *loop, const char *listen, char *err, size_t errlen)
+{
+    if (listen == NULL) {
+        set_err(err, errlen, "no listen address");
+        return NULL;
+    }
+    int family;
+    int fd = open_listener(listen, &family, err, errlen);
+    if (fd < 0)
+        return NULL;
+    ferry_http_server_t *srv = calloc(1, sizeof *srv);
+    if (srv == NULL) {
+        close(fd);
+        set_err(err, errlen, "cannot listen on %s: out of memory", listen);
+        return NULL;
+    }
+    srv->loop = loop;
+    srv->port = bound_port(fd);
+    srv->mhd = start_mhd(srv, fd, family);
+    const union MHD_DaemonInfo *info =
+        srv->mhd ? MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
+    if (info == NULL || uv_poll_init(loop, &srv->poll, info->epoll_fd) != 0) {
+        set_err(err, errlen, "cannot listen on %s: microhttpd would not start", listen);
+        if (srv->mhd)
+            MHD_stop_daemon(srv->mhd); /* closes fd too */
+        else if (fcntl(fd, F_GETFD) != -1)
+            close(fd);
+        free(srv);
+        return NULL;
+    }
+    uv_timer_init(loop, &srv->timer);
+    srv->poll.data = srv;
+    srv->timer.data = srv;
+    srv->open_handles = 2;
+    uv_poll_start(&srv->poll, UV_READABLE, on_poll);
+    arm_timer(srv);
+    ferry_log_info("http", "listening on %s (port %d)", listen, srv->port);
+    return srv;
+}
+
+int http_server_port(const ferry_http_server_t *srv)
+{
+    return srv ? srv->port : -1;
+}
+
+size_t http_server_pending(const ferry_http_server_t *srv)
+{
+    return srv ? srv->nexchanges : 0;
+}
+
+void http_server_close(ferry_http_server_t *srv, void (*done)(void *arg), void *arg)
+{
+    if (srv == NULL || srv->closing)
+        return;
+    srv->closing = 1;
+    srv->done = done;
+    srv->done_arg = arg;
+    /* Inside a handler MHD is on the stack: server_run stops it after. */
+    if (!srv->in_run)
+        server_stop(srv);
+}

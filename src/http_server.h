@@ -1,0 +1,26 @@
+/* http_server.h: the core's side of the HTTP listener ([http] listen) that
+ * adapters share by registering path prefixes (ferry/http.h). */
+#ifndef FERRY_SRC_HTTP_SERVER_H
+#define FERRY_SRC_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "ferry/http.h"
+
+/* listen is "HOST:PORT": "127.0.0.1:8480", "[::1]:8480", "0.0.0.0:0" (port 0
+ * picks a free one, see http_server_port). On failure returns NULL and says
+ * why in err, e.g. "cannot listen on 127.0.0.1:8480: Address already in use". */
+ferry_http_server_t *http_server_new(uv_loop_t *loop, const char *listen, char *err, size_t errlen);
+/* The port actually bound. */
+int http_server_port(const ferry_http_server_t *srv);
+/* Requests in progress: being read, waiting on a handler, or being sent. */
+size_t http_server_pending(const ferry_http_server_t *srv);
+/* Stops listening and drops every connection, then calls done(arg) from the
+ * loop and frees the server. Exchanges whose handler has not answered yet
+ * stay valid: ferry_http_exchange_respond() on them only frees them (the
+ * client is gone), so their owners must still call it once. Safe to call
+ * from inside a handler. */
+void http_server_close(ferry_http_server_t *srv, void (*done)(void *arg), void *arg);
+
+#endif
