@@ -33,6 +33,7 @@ struct ferry_http_request {
     char *body;
     size_t body_len;
     int has_body;
+    int has_expect;
     long timeout_ms;
     ferry_http_done_cb cb;
     void *arg;
@@ -80,7 +81,8 @@ int http_global_init(void)
 
 /* ---- small helpers ---- */
 
-static int has_crlf_nul(const char *s)
+/* A C string cannot hold NUL, so CR and LF are what is left to refuse. */
+static int has_line_break(const char *s)
 {
     return s == NULL || strpbrk(s, "\r\n") != NULL;
 }
@@ -397,6 +399,10 @@ ferry_http_client_t *http_client_new(uv_loop_t *loop)
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    /* A burst of messages to one receiver waits in curl's queue instead of
+     * opening a socket each: receivers and descriptor limits both thank us. */
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 256L);
     return c;
 }
 
@@ -494,7 +500,7 @@ ferry_http_request_t *ferry_http_request_new(ferry_http_client_t *client, const 
 
 int ferry_http_request_header(ferry_http_request_t *req, const char *name, const char *value)
 {
-    if (req == NULL || req->state != REQ_NEW || !is_token(name) || has_crlf_nul(value))
+    if (req == NULL || req->state != REQ_NEW || !is_token(name) || has_line_break(value))
         return -1;
     /* "Name;" is curl's way to send a header with an empty value; "Name:"
      * would remove it instead. */
@@ -511,6 +517,8 @@ int ferry_http_request_header(ferry_http_request_t *req, const char *name, const
     if (l == NULL)
         return -1;
     req->headers = l;
+    if (strcasecmp(name, "Expect") == 0)
+        req->has_expect = 1;
     return 0;
 }
 
@@ -530,7 +538,8 @@ void ferry_http_request_body(ferry_http_request_t *req, const char *body, size_t
     req->has_body = 1;
 }
 
-void ferry_http_request_basic_auth(ferry_http_request_t *req, const char *user, const char *password)
+void ferry_http_request_basic_auth(ferry_http_request_t *req, const char *user,
+                                   const char *password)
 {
     if (req == NULL || req->state != REQ_NEW)
         return;
@@ -572,12 +581,15 @@ static void set_method(ferry_http_request_t *r)
 static int request_setup(ferry_http_request_t *r)
 {
     CURL *e = r->easy;
-    /* Without this curl waits up to a second for "100 Continue" on larger
-     * bodies, which many servers never send. */
-    struct curl_slist *l = curl_slist_append(r->headers, "Expect:");
-    if (l == NULL)
-        return -1;
-    r->headers = l;
+    /* Unless asked for, no "Expect: 100-continue": curl would wait up to a
+     * second for an answer to it on larger bodies, and many servers never
+     * send one. */
+    if (!r->has_expect) {
+        struct curl_slist *l = curl_slist_append(r->headers, "Expect:");
+        if (l == NULL)
+            return -1;
+        r->headers = l;
+    }
     set_method(r);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);

@@ -82,6 +82,7 @@ struct ferry_http_exchange {
     size_t nheaders;
 
     unsigned route_id;
+    char *route; /* its prefix, for log lines (the rest of the path may be a secret) */
     size_t max_body;
     char *body;
     size_t body_len, body_cap;
@@ -218,9 +219,15 @@ static void exchange_free(ferry_http_exchange_t *ex)
     headers_free(ex->headers, ex->nheaders);
     headers_free(ex->extra, ex->nextra);
     free(ex->method);
+    free(ex->route);
     free(ex->target);
     free(ex->body);
     free(ex);
+}
+
+static const char *route_name(const ferry_http_exchange_t *ex)
+{
+    return ex->route ? ex->route : "(no route)";
 }
 
 /* The handler still owes an answer but MHD is done with the connection:
@@ -256,8 +263,8 @@ static void queue_answer(ferry_http_exchange_t *ex, unsigned status, const char 
     if (r)
         MHD_destroy_response(r);
     if (!ok)
-        ferry_log_warn("http", "%s %s: could not queue the %u answer", ex->method, ex->path,
-                       status);
+        ferry_log_warn("http", "%s %s: could not queue the %u answer", ex->method,
+                       route_name(ex), status);
     ex->phase = EX_ANSWERED;
     ex->status = status;
 }
@@ -366,11 +373,10 @@ static enum MHD_Result on_headers(ferry_http_server_t *srv, ferry_http_exchange_
     if (srv->closing)
         return answer_plain(ex, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
     struct route *rt = route_match(srv, ex->path);
-    if (rt == NULL) {
-        ferry_log_debug("http", "%s: no route", ex->method);
+    if (rt == NULL)
         return answer_plain(ex, MHD_HTTP_NOT_FOUND, "no such endpoint");
-    }
     ex->route_id = rt->id;
+    ex->route = strdup(rt->prefix);
     ex->max_body = rt->max_body;
     ex->phase = EX_BODY;
 
@@ -381,10 +387,16 @@ static enum MHD_Result on_headers(ferry_http_server_t *srv, ferry_http_exchange_
         unsigned long long n = strtoull(cl, &end, 10);
         if (errno == 0 && end != cl && *end == '\0' && n > ex->max_body) {
             ex->too_large = 1;
-            /* Too much even to drain: answer now, MHD then drops the rest
-             * and closes the connection. */
-            if (n - ex->max_body > HTTP_SERVER_DRAIN_LIMIT)
+            /* Answer now when the client waits for "100 Continue" (it then
+             * never sends the body) or when there is too much even to
+             * drain; MHD drops the rest and closes the connection. */
+            const char *expect = ferry_http_exchange_header(ex, "Expect");
+            if (n - ex->max_body > HTTP_SERVER_DRAIN_LIMIT ||
+                (expect && strcasecmp(expect, "100-continue") == 0)) {
+                ferry_log_debug("http", "%s %s: %llu bytes announced, over %zu", ex->method,
+                                route_name(ex), n, ex->max_body);
                 return answer_plain(ex, MHD_HTTP_CONTENT_TOO_LARGE, "body too large");
+            }
         }
     }
     return MHD_YES;
@@ -403,8 +415,8 @@ static enum MHD_Result on_body(ferry_http_exchange_t *ex, const char *data, size
         ex->dropped += len;
         /* MHD cannot queue an answer in the middle of a body: hang up. */
         if (ex->dropped > ex->max_body && ex->dropped - ex->max_body > HTTP_SERVER_DRAIN_LIMIT) {
-            ferry_log_debug("http", "%s: body far over %zu bytes, closing", ex->method,
-                            ex->max_body);
+            ferry_log_debug("http", "%s %s: body far over %zu bytes, closing", ex->method,
+                            route_name(ex), ex->max_body);
             return MHD_NO;
         }
         return MHD_YES;
@@ -428,7 +440,8 @@ static enum MHD_Result on_body(ferry_http_exchange_t *ex, const char *data, size
 static enum MHD_Result on_complete(ferry_http_server_t *srv, ferry_http_exchange_t *ex)
 {
     if (ex->too_large) {
-        ferry_log_debug("http", "%s: body over %zu bytes refused", ex->method, ex->max_body);
+        ferry_log_debug("http", "%s %s: body over %zu bytes refused", ex->method,
+                        route_name(ex), ex->max_body);
         return answer_plain(ex, MHD_HTTP_CONTENT_TOO_LARGE, "body too large");
     }
     if (srv->closing)
@@ -489,11 +502,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     *con_cls = NULL;
     if (ex->phase == EX_ANSWERED)
-        ferry_log_debug("http", "%s -> %u%s", ex->method, ex->status,
+        ferry_log_debug("http", "%s %s -> %u%s", ex->method, route_name(ex), ex->status,
                         why == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (not delivered)");
     if (ex->phase == EX_HANDLER) {
-        ferry_log_debug("http", "%s: connection dropped before the handler answered",
-                        ex->method ? ex->method : "?");
+        ferry_log_debug("http", "%s %s: connection dropped before the handler answered",
+                        ex->method, route_name(ex));
         exchange_orphan(ex);
         return;
     }
@@ -755,11 +768,13 @@ static struct MHD_Daemon *start_mhd(ferry_http_server_t *srv, int fd, int family
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* The logger goes first, or MHD logs its complaints about the rest
+     * straight to stderr. */
     return MHD_start_daemon(flags, 0, NULL, NULL, on_access, srv,
+                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
                             MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
                             MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_SERVER_IDLE_TIMEOUT_S,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_SERVER_MAX_CONNECTIONS,
                             MHD_OPTION_END);
@@ -801,7 +816,7 @@ ferry_http_server_t *http_server_new(uv_loop_t *loop, const char *listen, char *
     srv->open_handles = 2;
     uv_poll_start(&srv->poll, UV_READABLE, on_poll);
     arm_timer(srv);
-    ferry_log_info("http", "listening on %s (port %d)", listen, srv->port);
+    ferry_log_debug("http", "listening on %s (port %d)", listen, srv->port);
     return srv;
 }
 

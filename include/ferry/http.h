@@ -62,7 +62,9 @@ const char *ferry_http_exchange_header(const ferry_http_exchange_t *ex, const ch
 const char *ferry_http_exchange_body(const ferry_http_exchange_t *ex, size_t *len);
 /* Extra response header, before respond(); refused (-1) with CR/LF/NUL. */
 int ferry_http_exchange_add_header(ferry_http_exchange_t *ex, const char *name, const char *value);
-/* Sends the answer and frees the exchange. */
+/* Sends the answer and frees the exchange. Every exchange handed to a
+ * handler must be answered exactly once: if the client hung up meanwhile, or
+ * the server was closed, this only frees it. */
 void ferry_http_exchange_respond(ferry_http_exchange_t *ex, unsigned status,
                                  const char *content_type, const char *body, size_t len);
 
