@@ -588,10 +588,12 @@ static int line_ending_backslash(parser_t *p)
     if (peek(p, i) != '\n' && !(peek(p, i) == '\r' && peek(p, i + 1) == '\n'))
         return 0;
     p->pos += i;
-    while (eat_newline(p) || peek(p, 0) == ' ' || peek(p, 0) == '\t')
+    for (;;) {
         if (peek(p, 0) == ' ' || peek(p, 0) == '\t')
             p->pos++;
-    return 1;
+        else if (!eat_newline(p))
+            return 1;
+    }
 }
 
 /* Multi-line string, basic (with escapes) or literal. Newlines in the body
@@ -752,50 +754,56 @@ static int valid_offset(const char *s, size_t n)
            two_digits(s + 1) <= 23 && two_digits(s + 4) <= 59;
 }
 
-/* Classifies and validates a date, time or date-time token. */
-static int datetime_type(const char *tok, size_t n, toml_type_t *type)
+/* Classifies and validates a date, time or date-time token; returns why it
+ * is invalid, or NULL. */
+static const char *datetime_type(const char *tok, size_t n, toml_type_t *type)
 {
+    static const char *const bad_time =
+        "time must be HH:MM:SS[.fraction], hour 00-23, minute 00-59, second 00-60";
     size_t t;
     int y, m, d;
 
     if (n >= 3 && is_digit(tok[0]) && is_digit(tok[1]) && tok[2] == ':') {
         *type = TOML_TIME_LOCAL;
-        return scan_time(tok, n) == n ? 0 : -1;
+        return scan_time(tok, n) == n ? NULL : bad_time;
     }
     if (!looks_like_date(tok, n))
-        return -1;
+        return "date must be YYYY-MM-DD";
     y = two_digits(tok) * 100 + two_digits(tok + 2);
     m = two_digits(tok + 5);
     d = two_digits(tok + 8);
-    if (m < 1 || m > 12 || d < 1 || d > days_in_month(y, m))
-        return -1;
+    if (m < 1 || m > 12)
+        return "month out of range";
+    if (d < 1 || d > days_in_month(y, m))
+        return "day out of range for the month";
     if (n == 10) {
         *type = TOML_DATE_LOCAL;
-        return 0;
+        return NULL;
     }
     if (tok[10] != 'T' && tok[10] != 't' && tok[10] != ' ')
-        return -1;
+        return "date and time must be separated by 'T' or a space";
     if ((t = scan_time(tok + 11, n - 11)) == 0)
-        return -1;
+        return bad_time;
     if (11 + t == n) {
         *type = TOML_DATETIME_LOCAL;
-        return 0;
+        return NULL;
     }
     *type = TOML_DATETIME;
-    return valid_offset(tok + 11 + t, n - 11 - t) ? 0 : -1;
+    if (!valid_offset(tok + 11 + t, n - 11 - t))
+        return "offset must be Z or +HH:MM/-HH:MM, hour 00-23, minute 00-59";
+    return NULL;
 }
 
 static toml_node_t *parse_datetime(parser_t *p, const char *tok, size_t n, int line)
 {
     toml_type_t type;
     toml_node_t *node;
+    const char *why = datetime_type(tok, n, &type);
     char *text;
     size_t i;
 
-    if (datetime_type(tok, n, &type)) {
-        fail(p, "invalid date/time '%.*s' (expected RFC 3339 form such as "
-                "1979-05-27T07:32:00Z, 1979-05-27 or 07:32:00, with valid ranges)",
-             (int)(n > 60 ? 60 : n), tok);
+    if (why) {
+        fail(p, "invalid date/time '%.*s': %s", (int)(n > 60 ? 60 : n), tok, why);
         return NULL;
     }
     if (!(text = malloc(n + 1))) {
@@ -897,7 +905,7 @@ static int valid_float(const char *s, size_t n)
 
 static toml_node_t *parse_float(parser_t *p, const char *tok, size_t n, int line)
 {
-    char *text = malloc(n + 1), *end;
+    char *text = malloc(n + 1);
     size_t i, o = 0;
     locale_t c_locale;
     double v;
@@ -918,11 +926,11 @@ static toml_node_t *parse_float(parser_t *p, const char *tok, size_t n, int line
         return NULL;
     }
     errno = 0;
-    v = strtod_l(text, &end, c_locale);
+    v = strtod_l(text, NULL, c_locale); /* the syntax is already checked */
     overflow = errno == ERANGE && isinf(v);
     freelocale(c_locale);
     free(text);
-    if (overflow) {
+    if (overflow) { /* storing infinity for 1e400 would be a wrong value */
         fail(p, "float '%.*s' is out of range", (int)(n > 60 ? 60 : n), tok);
         return NULL;
     }
@@ -1313,7 +1321,9 @@ out:
 
 /* One part of a dotted key on the left of '=': it may create tables or go
  * into ones that dotted keys made, but not reopen a [table] or an inline
- * table. */
+ * table. A table that a header only created as a parent may be entered; it
+ * then counts as defined by dotted keys, so a later [header] for it fails
+ * (the reading Python's tomllib takes as well). */
 static toml_node_t *dotted_step(parser_t *p, toml_node_t *t, const keypath_t *k, size_t i,
                                 int depth)
 {
