@@ -50,6 +50,7 @@ ferry_component_t *component_new(gateway_t *gw, const component_config_t *cc)
             ferry_conf_error(cc->table, "adapter", "unknown adapter \"%s\" (known: %s)",
                              cc->adapter, known);
         }
+        conf_mark_used((toml_node_t *)cc->table);
         return NULL;
     }
     ferry_component_t *comp = calloc(1, sizeof *comp);
@@ -62,6 +63,14 @@ ferry_component_t *component_new(gateway_t *gw, const component_config_t *cc)
         component_free(comp);
         return NULL;
     }
+    comp->cc = cc;
+    return comp;
+}
+
+static void make_link(ferry_component_t *comp)
+{
+    gateway_t *gw = comp->gw;
+    const component_config_t *cc = comp->cc;
     const config_t *c = gw->config;
     xmpp_link_options_t opts = {
         .host = c->xmpp_host,
@@ -76,13 +85,14 @@ ferry_component_t *component_new(gateway_t *gw, const component_config_t *cc)
         .keepalive_interval = c->keepalive_interval,
     };
     comp->link = xmpp_link_new(gw->loop, gw->ctx, &opts, &link_handlers, comp);
+    comp->cc = NULL; /* the config may be replaced by a reload */
     uv_timer_init(gw->loop, &comp->grace);
     comp->grace.data = comp;
-    return comp;
 }
 
 int component_start(ferry_component_t *comp)
 {
+    make_link(comp);
     if (comp->adapter->start(comp->self) != 0)
         return -1;
     comp->started = 1;
@@ -129,6 +139,10 @@ void ferry_component_stopped(ferry_component_t *comp)
 void component_stop(ferry_component_t *comp, void (*closed)(ferry_component_t *comp))
 {
     comp->closed = closed;
+    if (!comp->link) {
+        closed(comp); /* never started: nothing to close */
+        return;
+    }
     if (!comp->started || comp->adapter_stopped) {
         close_link(comp);
         return;

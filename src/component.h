@@ -18,6 +18,7 @@ struct ferry_component {
     int adapter_stopped;
     uv_timer_t grace; /* bounds how long the adapter may take to stop */
     void (*closed)(ferry_component_t *comp);
+    const component_config_t *cc; /* until start() */
 };
 
 /* NULL after reporting config errors. */

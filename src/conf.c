@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 
 #include "conf.h"
 
@@ -217,6 +219,12 @@ static char *read_secret_file(const ferry_conf_t *table, const char *key, const 
     FILE *f = fopen(path, "rb");
     if (!f) {
         ferry_conf_error(table, key, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        ferry_conf_error(table, key, "cannot read %s: %s", path, strerror(EISDIR));
         return NULL;
     }
     char buf[4096];

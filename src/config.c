@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "conf.h"
 #include "config.h"
@@ -99,7 +100,7 @@ static void read_component(config_t *c, const char *name, const toml_node_t *t)
     cc->adapter = dup_or(adapter, "");
     cc->domain = dup_or(domain, "");
     for (size_t i = 0; i + 1 < c->ncomponents; i++)
-        if (strcmp(c->components[i].domain, cc->domain) == 0 && *cc->domain)
+        if (strcasecmp(c->components[i].domain, cc->domain) == 0 && *cc->domain)
             ferry_conf_error(t, "domain", "\"%s\" is already the domain of component '%s'",
                              cc->domain, c->components[i].name);
 }

@@ -64,13 +64,10 @@ static void one_closed(gateway_t *gw)
 
 static void on_http_closed(void *arg) { one_closed(arg); }
 
-static void on_component_closed(ferry_component_t *comp)
+/* Every stream is closed: nothing can reach the HTTP side any more. */
+static void close_http(gateway_t *gw)
 {
-    gateway_t *gw = comp->gw;
-    for (size_t i = 0; i < gw->ncomponents; i++)
-        if (gw->components[i] && gw->components[i]->link)
-            return;
-    /* Every stream is closed: nothing can reach the HTTP side any more. */
+    gw->closing = 1; /* held until both halves have been asked to close */
     if (gw->http_server) {
         gw->closing++;
         http_server_close(gw->http_server, on_http_closed, gw);
@@ -84,20 +81,27 @@ static void on_component_closed(ferry_component_t *comp)
     one_closed(gw);
 }
 
+static void on_component_closed(ferry_component_t *comp)
+{
+    gateway_t *gw = comp->gw;
+    if (--gw->components_open == 0)
+        close_http(gw);
+}
+
 void gateway_stop(gateway_t *gw, void (*stopped)(gateway_t *gw))
 {
     if (gw->stopping)
         return;
     gw->stopping = 1;
     gw->stopped = stopped;
-    gw->closing = 1; /* the components, as one */
+    gw->components_open = gw->ncomponents;
     ferry_log_info("core", "stopping");
+    if (gw->ncomponents == 0) {
+        close_http(gw);
+        return;
+    }
     for (size_t i = 0; i < gw->ncomponents; i++)
         component_stop(gw->components[i], on_component_closed);
-    if (gw->ncomponents == 0) {
-        gw->closing++;
-        on_component_closed(NULL);
-    }
 }
 
 void gateway_free(gateway_t *gw)

@@ -19,8 +19,8 @@ typedef struct gateway {
     ferry_component_t **components;
     size_t ncomponents;
     int stopping;
-    size_t closing; /* components and HTTP halves still closing */
-    uv_timer_t stop_deadline;
+    size_t components_open; /* components not yet closed while stopping */
+    size_t closing;         /* HTTP halves still closing */
     void (*stopped)(struct gateway *gw);
 } gateway_t;
 

@@ -66,9 +66,12 @@ int ferry_jid_allowed(char *const *allow, const char *jid)
     char bare[2100];
     ferry_jid_bare(&j, bare, sizeof bare);
     for (char *const *a = allow; *a; a++) {
-        if (strcasecmp(*a, bare) == 0)
-            return 1;
-        if (!strchr(*a, '@') && strcasecmp(*a, j.domain) == 0)
+        ferry_jid_t e;
+        if (ferry_jid_parse(*a, &e) != 0)
+            continue;
+        if (strcmp(e.domain, j.domain) != 0)
+            continue;
+        if (!e.local[0] || strcmp(e.local, j.local) == 0)
             return 1;
     }
     return 0;

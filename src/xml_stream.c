@@ -45,7 +45,7 @@ static void fail(xml_stream_t *s, const char *condition, const char *text)
 
 static int over_size(xml_stream_t *s)
 {
-    unsigned long long at = (unsigned long long)XML_GetCurrentByteIndex(s->parser);
+    unsigned long long at = (unsigned long long)XML_GetCurrentByteIndex(s->parser) + (unsigned long long)XML_GetCurrentByteCount(s->parser);
     return at > s->mark && at - s->mark > s->max_stanza;
 }
 
@@ -65,6 +65,8 @@ static void flush_text(xml_stream_t *s)
 static void XMLCALL on_start(void *arg, const XML_Char *name, const XML_Char **attrs)
 {
     xml_stream_t *s = arg;
+    if (s->error || s->stopped)
+        return;
     if (s->depth == 0) {
         s->depth = 1;
         if (strcmp(name, "stream:stream") != 0) {
@@ -102,6 +104,12 @@ static void XMLCALL on_end(void *arg, const XML_Char *name)
 {
     xml_stream_t *s = arg;
     (void)name;
+    if (s->error || s->stopped)
+        return;
+    if (over_size(s)) {
+        fail(s, "policy-violation", "stanza larger than max_stanza_size");
+        return;
+    }
     if (s->depth == 1) {
         s->depth = 0;
         if (s->h->close)
@@ -179,6 +187,7 @@ xml_stream_t *xml_stream_new(xmpp_ctx_t *ctx, size_t max_stanza,
     s->h = handlers;
     s->arg = arg;
     XML_SetUserData(s->parser, s);
+    XML_SetReparseDeferralEnabled(s->parser, XML_FALSE);
     XML_SetElementHandler(s->parser, on_start, on_end);
     XML_SetCharacterDataHandler(s->parser, on_text);
     XML_SetStartDoctypeDeclHandler(s->parser, on_doctype);

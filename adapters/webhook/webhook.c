@@ -100,14 +100,15 @@ static int read_sign_key(const ferry_conf_t *t, endpoint_t *ep)
     size_t len = strlen(b64);
     unsigned char *key = malloc(len / 4 * 3 + 3);
     int n = len % 4 == 0 && len > 0 ? EVP_DecodeBlock(key, (const unsigned char *)b64, (int)len) : -1;
-    free(secret);
     if (n < 0) {
+        free(secret);
         free(key);
         ferry_conf_error(t, "signing_secret", "not valid base64 after \"whsec_\"");
         return -1;
     }
     while (len > 0 && b64[--len] == '=')
         n--; /* EVP_DecodeBlock counts padding as zero bytes */
+    free(secret);
     ep->sign_key = key;
     ep->sign_key_len = (size_t)n;
     return 0;
