@@ -1,5 +1,6 @@
 /* config.c: reads the core's tables of gateway.toml ([xmpp], [http], [log],
  * and the common keys of each [components.NAME]) with defaults. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,8 @@ static void read_component(config_t *c, const char *name, const toml_node_t *t)
     ferry_conf_secret(t, "secret", FERRY_CONF_REQUIRED, &cc->secret);
     cc->adapter = dup_or(adapter, "");
     cc->domain = dup_or(domain, "");
+    for (char *p = cc->domain; *p; p++)
+        *p = (char)tolower((unsigned char)*p); /* JIDs compare domains folded */
     for (size_t i = 0; i + 1 < c->ncomponents; i++)
         if (strcasecmp(c->components[i].domain, cc->domain) == 0 && *cc->domain)
             ferry_conf_error(t, "domain", "\"%s\" is already the domain of component '%s'",
