@@ -28,6 +28,8 @@ static void on_link_stanza(void *arg, xmpp_stanza_t *st) { router_route(arg, st)
 static void on_link_state(void *arg, int up)
 {
     ferry_component_t *comp = arg;
+    if (up)
+        xmpp_outbox_link_up(comp->xmpp_outbox);
     if (comp->adapter->on_link)
         comp->adapter->on_link(comp->self, up);
 }
@@ -58,6 +60,7 @@ ferry_component_t *component_new(gateway_t *gw, const component_config_t *cc)
     comp->name = strdup(cc->name);
     comp->domain = strdup(cc->domain);
     comp->adapter = adapter;
+    comp->policy = cc->policy;
     comp->self = adapter->create(comp, cc->table);
     if (!comp->self) {
         component_free(comp);
@@ -86,6 +89,7 @@ static void make_link(ferry_component_t *comp)
     };
     comp->link = xmpp_link_new(gw->loop, gw->ctx, &opts, &link_handlers, comp);
     comp->cc = NULL; /* the config may be replaced by a reload */
+    comp->xmpp_outbox = xmpp_outbox_new(gw->loop, gw->store, comp->name, comp->link);
     uv_timer_init(gw->loop, &comp->grace);
     comp->grace.data = comp;
 }
@@ -110,6 +114,13 @@ static void on_link_closed(void *arg)
 {
     ferry_component_t *comp = arg;
     comp->link = NULL;
+    /* The store closes after the components: let go of it now. */
+    xmpp_outbox_free(comp->xmpp_outbox);
+    comp->xmpp_outbox = NULL;
+    if (comp->net_outbox) {
+        net_outbox_free(comp->net_outbox);
+        comp->net_outbox = NULL;
+    }
     uv_close((uv_handle_t *)&comp->grace, on_grace_closed);
 }
 
@@ -148,6 +159,8 @@ void component_stop(ferry_component_t *comp, void (*closed)(ferry_component_t *c
         return;
     }
     uv_timer_start(&comp->grace, on_grace_over, GRACE_MS, 0);
+    if (comp->net_outbox)
+        net_outbox_pause(comp->net_outbox);
     comp->adapter->stop(comp->self);
 }
 
@@ -204,4 +217,80 @@ void ferry_component_reply_error(ferry_component_t *comp, xmpp_stanza_t *stanza,
         return;
     ferry_component_send(comp, reply);
     xmpp_stanza_release(reply);
+}
+
+/* ---- durable delivery ---- */
+
+int ferry_outbox_open(ferry_component_t *comp, const ferry_outbox_handlers_t *handlers, void *arg)
+{
+    if (comp->net_outbox || !comp->gw->store)
+        return -1;
+    comp->net_outbox = net_outbox_new(comp->gw->loop, comp->gw->store, comp->name, &comp->policy);
+    net_outbox_start(comp->net_outbox, handlers, arg);
+    return 0;
+}
+
+int ferry_outbox_put(ferry_component_t *comp, const char *conversation, const char *dedup,
+                     const char *payload, size_t len, int64_t *id)
+{
+    if (!comp->net_outbox)
+        return -1;
+    return net_outbox_put(comp->net_outbox, conversation, dedup, payload, len, id);
+}
+
+void ferry_outbox_done(ferry_component_t *comp, int64_t id)
+{
+    if (comp->net_outbox)
+        net_outbox_done(comp->net_outbox, id);
+}
+
+void ferry_outbox_retry(ferry_component_t *comp, int64_t id, const char *error, long retry_after)
+{
+    if (comp->net_outbox)
+        net_outbox_retry(comp->net_outbox, id, error, retry_after);
+}
+
+void ferry_outbox_fail(ferry_component_t *comp, int64_t id, const char *error)
+{
+    if (comp->net_outbox)
+        net_outbox_fail(comp->net_outbox, id, error);
+}
+
+int ferry_xmpp_put(ferry_component_t *comp, const char *dedup, xmpp_stanza_t *stanza)
+{
+    if (!comp->xmpp_outbox)
+        return -1;
+    if (!xmpp_stanza_get_from(stanza))
+        xmpp_stanza_set_from(stanza, comp->domain);
+    char *text;
+    size_t len;
+    if (xmpp_stanza_to_text(stanza, &text, &len) != XMPP_EOK)
+        return -1;
+    int rc = xmpp_outbox_put(comp->xmpp_outbox, dedup, text, len);
+    xmpp_free(comp->gw->ctx, text);
+    return rc;
+}
+
+void ferry_outbox_sync(ferry_component_t *comp, void (*cb)(void *arg, int ok), void *arg)
+{
+    if (!comp->gw->store) {
+        cb(arg, 0);
+        return;
+    }
+    store_sync(comp->gw->store, cb, arg);
+}
+
+int ferry_setting_get(ferry_component_t *comp, const char *ns, const char *key, char **value)
+{
+    return comp->gw->store ? store_kv_get(comp->gw->store, comp->name, ns, key, value) : -1;
+}
+
+int ferry_setting_put(ferry_component_t *comp, const char *ns, const char *key, const char *value)
+{
+    return comp->gw->store ? store_kv_put(comp->gw->store, comp->name, ns, key, value) : -1;
+}
+
+int ferry_setting_del(ferry_component_t *comp, const char *ns, const char *key)
+{
+    return comp->gw->store ? store_kv_del(comp->gw->store, comp->name, ns, key) : -1;
 }

@@ -5,6 +5,7 @@
 
 #include "ferry/adapter.h"
 #include "gateway.h"
+#include "outbox.h"
 #include "xmpp_link.h"
 
 struct ferry_component {
@@ -14,6 +15,9 @@ struct ferry_component {
     const ferry_adapter_t *adapter;
     void *self;
     xmpp_link_t *link;
+    outbox_policy_t policy;
+    net_outbox_t *net_outbox;   /* when the adapter opened it */
+    xmpp_outbox_t *xmpp_outbox;
     int started;
     int adapter_stopped;
     uv_timer_t grace; /* bounds how long the adapter may take to stop */

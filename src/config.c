@@ -88,6 +88,31 @@ static int valid_domain(const char *d)
     return 1;
 }
 
+static void read_policy(const toml_node_t *t, outbox_policy_t *p)
+{
+    p->max_attempts = 10;
+    p->max_age = 86400;
+    p->retry_delay = 1.0;
+    p->retry_delay_max = 300;
+    if (ferry_conf_int(t, "max_attempts", FERRY_CONF_OPTIONAL, &p->max_attempts) == 0 &&
+        p->max_attempts < 1)
+        ferry_conf_error(t, "max_attempts", "must be at least 1");
+    read_positive(t, "max_age", &p->max_age);
+    read_positive(t, "retry_delay", &p->retry_delay);
+    read_positive(t, "retry_delay_max", &p->retry_delay_max);
+}
+
+static void read_storage(config_t *c, const toml_node_t *t)
+{
+    const char *path = NULL;
+    ferry_conf_string(t, "path", FERRY_CONF_OPTIONAL, &path);
+    c->store_path = dup_or(path, "ferry.db");
+    if (!*c->store_path)
+        ferry_conf_error(t, "path", "must not be empty");
+    c->keep_done = 7 * 86400;
+    read_positive(t, "keep_done", &c->keep_done);
+}
+
 static void read_component(config_t *c, const char *name, const toml_node_t *t)
 {
     component_config_t *cc = &c->components[c->ncomponents++];
@@ -98,6 +123,7 @@ static void read_component(config_t *c, const char *name, const toml_node_t *t)
     if (ferry_conf_string(t, "domain", FERRY_CONF_REQUIRED, &domain) == 0 && !valid_domain(domain))
         ferry_conf_error(t, "domain", "not a valid domain: \"%s\"", domain);
     ferry_conf_secret(t, "secret", FERRY_CONF_REQUIRED, &cc->secret);
+    read_policy(t, &cc->policy);
     cc->adapter = dup_or(adapter, "");
     cc->domain = dup_or(domain, "");
     for (char *p = cc->domain; *p; p++)
@@ -149,6 +175,7 @@ config_t *config_load(const char *path)
     read_xmpp(c, ferry_conf_table(root, "xmpp", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
     read_http(c, ferry_conf_table(root, "http", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
     read_log(c, ferry_conf_table(root, "log", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
+    read_storage(c, ferry_conf_table(root, "storage", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
     if (ferry_conf_table(root, "components", FERRY_CONF_REQUIRED, &t) == 0)
         read_components(c, t);
     else
@@ -176,6 +203,7 @@ void config_free(config_t *c)
     free(c->xmpp_host);
     free(c->http_listen);
     free(c->public_url);
+    free(c->store_path);
     conf_end();
     toml_free(c->root);
     free(c->path);

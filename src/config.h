@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "outbox.h"
 #include "toml.h"
 
 typedef struct component_config {
@@ -12,6 +13,7 @@ typedef struct component_config {
     char *adapter;
     char *domain;
     char *secret;
+    outbox_policy_t policy;
     const toml_node_t *table;
 } component_config_t;
 
@@ -29,6 +31,9 @@ typedef struct config {
 
     char *http_listen;
     char *public_url;
+
+    char *store_path;
+    double keep_done;       /* seconds done and dead messages are kept */
 
     int log_level;
     int log_json;

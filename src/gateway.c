@@ -33,9 +33,26 @@ gateway_t *gateway_new(uv_loop_t *loop, config_t *config)
     return gw;
 }
 
+static void on_prune(uv_timer_t *t)
+{
+    gateway_t *gw = t->data;
+    int64_t before = store_now_ms() - (int64_t)(gw->config->keep_done * 1000);
+    int n = store_prune(gw->store, before);
+    if (n > 0)
+        ferry_log_info("store", "pruned %d delivered or dead message(s) past keep_done", n);
+}
+
 int gateway_start(gateway_t *gw)
 {
-    char err[256];
+    char err[1024];
+    gw->store = store_open(gw->loop, gw->config->store_path, err, sizeof err);
+    if (!gw->store) {
+        ferry_log_error("store", "%s", err);
+        return -1;
+    }
+    uv_timer_init(gw->loop, &gw->prune);
+    gw->prune.data = gw;
+    uv_timer_start(&gw->prune, on_prune, 60 * 1000, 3600 * 1000);
     gw->http_server = http_server_new(gw->loop, gw->config->http_listen, err, sizeof err);
     if (!gw->http_server) {
         ferry_log_error("http", "%s", err);
@@ -68,6 +85,11 @@ static void on_http_closed(void *arg) { one_closed(arg); }
 static void close_http(gateway_t *gw)
 {
     gw->closing = 1; /* held until both halves have been asked to close */
+    if (gw->store) {
+        uv_close((uv_handle_t *)&gw->prune, NULL);
+        store_close(gw->store);
+        gw->store = NULL;
+    }
     if (gw->http_server) {
         gw->closing++;
         http_server_close(gw->http_server, on_http_closed, gw);
@@ -173,6 +195,9 @@ static void reload_adapters(gateway_t *gw, const config_t *nc)
                 conf_mark_used((toml_node_t *)cc->table);
             continue;
         }
+        comp->policy = cc->policy;
+        if (comp->net_outbox)
+            net_outbox_set_policy(comp->net_outbox, &cc->policy);
         if (!comp->adapter->reload) {
             conf_mark_used((toml_node_t *)cc->table);
             note_restart(comp->name);

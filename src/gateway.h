@@ -9,6 +9,7 @@
 #include "config.h"
 #include "ferry/component.h"
 #include "ferry/http.h"
+#include "store.h"
 
 typedef struct gateway {
     uv_loop_t *loop;
@@ -16,6 +17,8 @@ typedef struct gateway {
     config_t *config;
     ferry_http_client_t *http_client;
     ferry_http_server_t *http_server;
+    store_t *store;
+    uv_timer_t prune;
     ferry_component_t **components;
     size_t ncomponents;
     int stopping;

@@ -22,6 +22,13 @@ enum link_state { LINK_IDLE, LINK_CONNECTING, LINK_OPENING, LINK_UP, LINK_WAITIN
 
 typedef struct conn conn_t;
 
+typedef struct barrier {
+    struct barrier *next;
+    char id[40];
+    void (*cb)(void *arg, int ok);
+    void *arg;
+} barrier_t;
+
 typedef struct queued {
     struct queued *next;
     size_t len;
@@ -46,6 +53,8 @@ struct xmpp_link {
     uint64_t last_write;
 
     queued_t *head, *tail;
+    barrier_t *barriers, **barriers_tail; /* answers come in order */
+    unsigned long long barrier_seq;
     xmpp_link_stats_t stats;
 
     uv_timer_t retry_timer, ping_timer, ping_deadline, keepalive_timer, close_timer;
@@ -172,6 +181,61 @@ void xmpp_link_send(xmpp_link_t *link, xmpp_stanza_t *stanza)
     xmpp_free(link->ctx, text);
 }
 
+int xmpp_link_send_raw(xmpp_link_t *link, const char *text, size_t len)
+{
+    if (link->state != LINK_UP)
+        return -1;
+    link->stats.stanzas_out++;
+    conn_write(link->conn, text, len);
+    return 0;
+}
+
+int xmpp_link_barrier(xmpp_link_t *link, void (*cb)(void *arg, int ok), void *arg)
+{
+    if (link->state != LINK_UP)
+        return -1;
+    barrier_t *b = calloc(1, sizeof *b);
+    snprintf(b->id, sizeof b->id, "ferry-ack-%llu", ++link->barrier_seq);
+    b->cb = cb;
+    b->arg = arg;
+    *link->barriers_tail = b;
+    link->barriers_tail = &b->next;
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "<iq type='get' id='%s' from='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>",
+             b->id, link->domain, link->ping_to);
+    conn_write_str(link->conn, buf);
+    return 0;
+}
+
+static void barriers_fail(xmpp_link_t *link)
+{
+    barrier_t *b = link->barriers;
+    link->barriers = NULL;
+    link->barriers_tail = &link->barriers;
+    while (b) {
+        barrier_t *next = b->next;
+        b->cb(b->arg, 0);
+        free(b);
+        b = next;
+    }
+}
+
+/* The answer to the oldest barrier, if ST is it. */
+static int barrier_answered(xmpp_link_t *link, xmpp_stanza_t *st)
+{
+    barrier_t *b = link->barriers;
+    const char *id = xmpp_stanza_get_id(st);
+    if (!b || !id || strcmp(xmpp_stanza_get_name(st), "iq") != 0 || strcmp(id, b->id) != 0)
+        return 0;
+    link->barriers = b->next;
+    if (!link->barriers)
+        link->barriers_tail = &link->barriers;
+    b->cb(b->arg, 1);
+    free(b);
+    return 1;
+}
+
 /* ---- connection lifetime ---- */
 
 static void on_conn_closed(uv_handle_t *handle)
@@ -235,6 +299,7 @@ static void conn_fail(conn_t *conn, const char *reason)
     int was_up = link->state == LINK_UP;
     conn_drop(conn);
     stop_link_timers(link);
+    barriers_fail(link);
     if (link->state == LINK_CLOSING) {
         finish_close(link);
         return;
@@ -385,6 +450,8 @@ static void on_stream_stanza(void *arg, xmpp_stanza_t *st)
             ferry_log_debug(link->scope, "ignoring <%s> before the handshake", name);
         return;
     }
+    if (barrier_answered(link, st))
+        return;
     if (is_ping_answer(link, st)) {
         link->ping_id[0] = 0;
         uv_timer_stop(&link->ping_deadline);
@@ -557,6 +624,7 @@ xmpp_link_t *xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx, const xmpp_link_opt
     link->keepalive_ms = (uint64_t)(o->keepalive_interval * 1000);
     link->h = *h;
     link->arg = arg;
+    link->barriers_tail = &link->barriers;
     init_timer(link, &link->retry_timer);
     init_timer(link, &link->ping_timer);
     init_timer(link, &link->ping_deadline);
@@ -597,6 +665,7 @@ static void finish_close(xmpp_link_t *link)
 {
     if (link->conn)
         conn_drop(link->conn);
+    barriers_fail(link);
     if (uv_is_closing((uv_handle_t *)&link->retry_timer))
         return;
     if (link->stats.queued)

@@ -44,6 +44,12 @@ xmpp_link_t *xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx, const xmpp_link_opt
 void xmpp_link_start(xmpp_link_t *link);
 /* Serialises now; writes or queues. The caller keeps its reference. */
 void xmpp_link_send(xmpp_link_t *link, xmpp_stanza_t *stanza);
+/* Writes already serialised stanzas; only while the link is up (-1 else). */
+int xmpp_link_send_raw(xmpp_link_t *link, const char *text, size_t len);
+/* Sends a ping to the server: CB(arg, 1) when its answer arrives, proving
+ * the server has taken everything written before it; CB(arg, 0) when the
+ * link goes down first. Only while the link is up (-1 else). */
+int xmpp_link_barrier(xmpp_link_t *link, void (*cb)(void *arg, int ok), void *arg);
 int xmpp_link_is_up(const xmpp_link_t *link);
 void xmpp_link_stats(const xmpp_link_t *link, xmpp_link_stats_t *out);
 /* Closes the stream with </stream:stream> after pending writes, waits for

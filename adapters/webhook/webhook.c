@@ -32,30 +32,25 @@ typedef struct endpoint {
 typedef struct settings {
     endpoint_t *endpoints;
     size_t nendpoints;
-    int64_t max_attempts;
-    double retry_delay, retry_delay_max, timeout;
+    double timeout;
 } settings_t;
 
 typedef struct webhook webhook_t;
 
-/* One message from XMPP on its way to a receiver. */
-typedef struct delivery {
+/* One attempt at posting a message from the outbox. */
+typedef struct attempt {
     webhook_t *wh;
-    struct delivery *prev, *next;
+    struct attempt *prev, *next;
+    int64_t id;
     xmpp_stanza_t *stanza;   /* the original, for the receipt or the error */
     char *endpoint;
-    char *payload;           /* fixed at arrival: retries send the same bytes */
-    char msg_id[64];         /* webhook-id, stable across retries */
-    int attempts;
     ferry_http_request_t *req;
-    uv_timer_t timer;
-} delivery_t;
+} attempt_t;
 
 struct webhook {
     ferry_component_t *comp;
     settings_t s;
-    delivery_t *deliveries;
-    size_t in_flight;
+    attempt_t *attempts;     /* under way */
     int stopping;
     char route[300];
 };
@@ -182,17 +177,7 @@ static int read_number(const ferry_conf_t *t, const char *key, double *out, doub
 static int read_settings(const ferry_conf_t *conf, settings_t *s)
 {
     int bad = 0;
-    s->max_attempts = 10;
-    s->retry_delay = 1.0;
-    s->retry_delay_max = 300.0;
     s->timeout = 10.0;
-    if (ferry_conf_int(conf, "max_attempts", FERRY_CONF_OPTIONAL, &s->max_attempts) == 0 &&
-        s->max_attempts < 1) {
-        ferry_conf_error(conf, "max_attempts", "must be at least 1");
-        bad = 1;
-    }
-    bad |= read_number(conf, "retry_delay", &s->retry_delay, 0.001) < 0;
-    bad |= read_number(conf, "retry_delay_max", &s->retry_delay_max, 0.001) < 0;
     bad |= read_number(conf, "timeout", &s->timeout, 0.1) < 0;
 
     const ferry_conf_t *eps = NULL;
@@ -254,52 +239,51 @@ static xmpp_stanza_t *text_element(xmpp_ctx_t *ctx, const char *name, const char
     return el;
 }
 
-static void send_chat(webhook_t *wh, const char *from, const char *to, const char *body)
+/* Stores a chat message for delivery to XMPP: 0, 1 duplicate, -1 error. */
+static int put_chat(webhook_t *wh, const char *from, const char *to, const char *body,
+                    const char *dedup)
 {
     xmpp_ctx_t *ctx = ferry_component_xmpp(wh->comp);
     char *id = xmpp_uuid_gen(ctx);
     xmpp_stanza_t *msg = xmpp_message_new(ctx, "chat", to, id);
     xmpp_stanza_set_from(msg, from);
     xmpp_stanza_add_child_ex(msg, text_element(ctx, "body", body), 0);
-    ferry_component_send(wh->comp, msg);
+    int rc = ferry_xmpp_put(wh->comp, dedup, msg);
     xmpp_stanza_release(msg);
     xmpp_free(ctx, id);
+    return rc;
 }
 
-/* ---- outbound: XMPP -> HTTP ---- */
+/* ---- outbound: XMPP -> HTTP ----
+ *
+ * A message from XMPP is put in the outbox as one JSON document: the
+ * endpoint, the exact request body (so retries send the same bytes), the
+ * webhook-id (stable across retries and restarts) and the original stanza
+ * (for the receipt or the error). The outbox calls post() for each attempt. */
 
-static void attempt(delivery_t *d);
-
-static void on_delivery_closed(uv_handle_t *h)
+static void attempt_free(attempt_t *a)
 {
-    delivery_t *d = h->data;
-    xmpp_stanza_release(d->stanza);
-    free(d->endpoint);
-    free(d->payload);
-    free(d);
-}
-
-static void delivery_free(delivery_t *d)
-{
-    webhook_t *wh = d->wh;
-    if (d->prev)
-        d->prev->next = d->next;
+    webhook_t *wh = a->wh;
+    if (a->prev)
+        a->prev->next = a->next;
     else
-        wh->deliveries = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
-    uv_close((uv_handle_t *)&d->timer, on_delivery_closed);
-    if (wh->stopping && !wh->deliveries)
+        wh->attempts = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    if (a->stanza)
+        xmpp_stanza_release(a->stanza);
+    free(a->endpoint);
+    free(a);
+    if (wh->stopping && !wh->attempts)
         ferry_component_stopped(wh->comp);
 }
 
-static void send_receipt(delivery_t *d)
+static void send_receipt(webhook_t *wh, xmpp_stanza_t *st)
 {
-    xmpp_stanza_t *st = d->stanza;
     const char *id = xmpp_stanza_get_id(st);
     if (!id || !xmpp_stanza_get_child_by_name_and_ns(st, "request", NS_RECEIPTS))
         return;
-    xmpp_ctx_t *ctx = ferry_component_xmpp(d->wh->comp);
+    xmpp_ctx_t *ctx = ferry_component_xmpp(wh->comp);
     char *rid = xmpp_uuid_gen(ctx);
     xmpp_stanza_t *msg = xmpp_message_new(ctx, NULL, xmpp_stanza_get_from(st), rid);
     xmpp_stanza_set_from(msg, xmpp_stanza_get_to(st));
@@ -308,7 +292,7 @@ static void send_receipt(delivery_t *d)
     xmpp_stanza_set_ns(received, NS_RECEIPTS);
     xmpp_stanza_set_id(received, id);
     xmpp_stanza_add_child_ex(msg, received, 0);
-    ferry_component_send(d->wh->comp, msg);
+    ferry_component_send(wh->comp, msg);
     xmpp_stanza_release(msg);
     xmpp_free(ctx, rid);
 }
@@ -329,92 +313,44 @@ static int transient(long status)
     return status == 0 || status == 408 || status == 429 || status >= 500;
 }
 
-static void fail_delivery(delivery_t *d, const ferry_http_response_t *resp, const char *why)
-{
-    char text[512];
-    const char *type = "cancel", *condition;
-    if (!resp) {
-        condition = "remote-server-timeout";
-        type = "wait";
-        snprintf(text, sizeof text, "not delivered to the webhook: %s", why);
-    } else if (resp->status == 0) {
-        condition = "remote-server-timeout";
-        type = "wait";
-        snprintf(text, sizeof text, "not delivered to the webhook after %d attempt(s): %s",
-                 d->attempts, resp->error ? resp->error : "no response");
-    } else if (transient(resp->status)) {
-        condition = "service-unavailable";
-        type = "wait";
-        snprintf(text, sizeof text,
-                 "not delivered to the webhook after %d attempt(s): the receiver answered HTTP %ld",
-                 d->attempts, resp->status);
-    } else {
-        condition = condition_for_status(resp->status);
-        snprintf(text, sizeof text, "not delivered to the webhook: the receiver answered HTTP %ld",
-                 resp->status);
-    }
-    ferry_log_warn(ferry_component_name(d->wh->comp), "message %s to endpoint %s failed: %s",
-                   d->msg_id, d->endpoint, text);
-    ferry_component_reply_error(d->wh->comp, d->stanza, type, condition, text);
-    delivery_free(d);
-}
-
-static void on_retry_timer(uv_timer_t *t) { attempt(t->data); }
-
-static uint64_t retry_delay_ms(const settings_t *s, int attempts, long retry_after)
-{
-    double delay = s->retry_delay;
-    for (int i = 1; i < attempts && delay < s->retry_delay_max; i++)
-        delay *= 2;
-    if (delay > s->retry_delay_max)
-        delay = s->retry_delay_max;
-    delay = delay / 2 + (delay / 2) * ((double)rand() / RAND_MAX);
-    if (retry_after >= 0 && (double)retry_after > delay)
-        delay = (double)retry_after; /* the receiver said when: not sooner */
-    return (uint64_t)(delay * 1000);
-}
-
 static void on_response(void *arg, const ferry_http_response_t *resp)
 {
-    delivery_t *d = arg;
-    webhook_t *wh = d->wh;
-    const char *scope = ferry_component_name(wh->comp);
-    d->req = NULL;
-    wh->in_flight--;
+    attempt_t *a = arg;
+    webhook_t *wh = a->wh;
+    a->req = NULL;
+    char text[512];
     if (resp->status >= 200 && resp->status < 300) {
-        ferry_log_info(scope, "message %s delivered to endpoint %s (HTTP %ld, attempt %d)",
-                       d->msg_id, d->endpoint, resp->status, d->attempts);
-        send_receipt(d);
-        delivery_free(d);
-        return;
+        ferry_log_info(ferry_component_name(wh->comp),
+                       "message %lld delivered to endpoint %s (HTTP %ld)", (long long)a->id,
+                       a->endpoint, resp->status);
+        ferry_outbox_done(wh->comp, a->id);
+        send_receipt(wh, a->stanza);
+    } else if (transient(resp->status)) {
+        if (resp->status)
+            snprintf(text, sizeof text, "the receiver answered HTTP %ld", resp->status);
+        else
+            snprintf(text, sizeof text, "%s", resp->error ? resp->error : "no response");
+        ferry_outbox_retry(wh->comp, a->id, text, resp->retry_after);
+    } else {
+        snprintf(text, sizeof text, "not delivered to the webhook: the receiver answered HTTP %ld",
+                 resp->status);
+        ferry_log_warn(ferry_component_name(wh->comp), "message %lld to endpoint %s: %s",
+                       (long long)a->id, a->endpoint, text);
+        ferry_component_reply_error(wh->comp, a->stanza, "cancel",
+                                    condition_for_status(resp->status), text);
+        ferry_outbox_fail(wh->comp, a->id, text);
     }
-    if (!transient(resp->status) || d->attempts >= wh->s.max_attempts) {
-        fail_delivery(d, resp, NULL);
-        return;
-    }
-    if (wh->stopping) {
-        fail_delivery(d, NULL, "the gateway is shutting down");
-        return;
-    }
-    uint64_t delay = retry_delay_ms(&wh->s, d->attempts, resp->retry_after);
-    if (resp->status)
-        ferry_log_info(scope, "message %s to endpoint %s: HTTP %ld, retry %d in %.1f s",
-                       d->msg_id, d->endpoint, resp->status, d->attempts + 1,
-                       (double)delay / 1000);
-    else
-        ferry_log_info(scope, "message %s to endpoint %s: %s, retry %d in %.1f s", d->msg_id,
-                       d->endpoint, resp->error ? resp->error : "no response", d->attempts + 1,
-                       (double)delay / 1000);
-    uv_timer_start(&d->timer, on_retry_timer, delay, 0);
+    attempt_free(a);
 }
 
-static void sign(ferry_http_request_t *req, const endpoint_t *ep, const delivery_t *d)
+static void sign(ferry_http_request_t *req, const endpoint_t *ep, const char *msg_id,
+                 const char *body)
 {
     char ts[32];
     snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
-    size_t n = strlen(d->msg_id) + strlen(ts) + strlen(d->payload) + 3;
+    size_t n = strlen(msg_id) + strlen(ts) + strlen(body) + 3;
     char *content = malloc(n);
-    snprintf(content, n, "%s.%s.%s", d->msg_id, ts, d->payload);
+    snprintf(content, n, "%s.%s.%s", msg_id, ts, body);
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned mac_len = 0;
     HMAC(EVP_sha256(), ep->sign_key, (int)ep->sign_key_len, (unsigned char *)content,
@@ -424,37 +360,97 @@ static void sign(ferry_http_request_t *req, const endpoint_t *ep, const delivery
     char sig[128];
     snprintf(sig, sizeof sig, "v1,%s", b64);
     free(b64);
-    ferry_http_request_header(req, "webhook-id", d->msg_id);
+    ferry_http_request_header(req, "webhook-id", msg_id);
     ferry_http_request_header(req, "webhook-timestamp", ts);
     ferry_http_request_header(req, "webhook-signature", sig);
 }
 
-static void attempt(delivery_t *d)
+/* The stored document of a message, or NULL when it cannot be read. */
+static json_t *read_stored(const ferry_msg_t *msg, const char **endpoint, const char **body,
+                           const char **msg_id, const char **stanza)
 {
-    webhook_t *wh = d->wh;
-    const endpoint_t *ep = find_endpoint(wh, d->endpoint);
-    if (!ep || !ep->url) {
-        fail_delivery(d, NULL, "the endpoint was removed from the configuration");
+    json_t *doc = json_loadb(msg->payload, msg->payload_len, 0, NULL);
+    if (!doc || json_unpack(doc, "{s:s, s:s, s:s, s:s}", "endpoint", endpoint, "body", body,
+                            "msg_id", msg_id, "stanza", stanza) != 0) {
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+static void post(void *arg, const ferry_msg_t *msg)
+{
+    webhook_t *wh = arg;
+    const char *endpoint, *body, *msg_id, *stanza_text;
+    json_t *doc = read_stored(msg, &endpoint, &body, &msg_id, &stanza_text);
+    if (!doc) {
+        ferry_outbox_fail(wh->comp, msg->id, "unreadable stored message");
         return;
     }
-    d->attempts++;
+    attempt_t *a = calloc(1, sizeof *a);
+    a->wh = wh;
+    a->id = msg->id;
+    a->endpoint = strdup(endpoint);
+    a->stanza = xmpp_stanza_new_from_string(ferry_component_xmpp(wh->comp), stanza_text);
+    a->next = wh->attempts;
+    if (wh->attempts)
+        wh->attempts->prev = a;
+    wh->attempts = a;
+
+    const endpoint_t *ep = find_endpoint(wh, endpoint);
+    if (!ep || !ep->url || !a->stanza) {
+        const char *why = a->stanza ? "the endpoint was removed from the configuration"
+                                    : "unreadable stored stanza";
+        if (a->stanza)
+            ferry_component_reply_error(wh->comp, a->stanza, "cancel", "item-not-found", why);
+        ferry_outbox_fail(wh->comp, msg->id, why);
+        attempt_free(a);
+        json_decref(doc);
+        return;
+    }
     ferry_http_request_t *req =
         ferry_http_request_new(ferry_component_http_client(wh->comp), "POST", ep->url);
     ferry_http_request_header(req, "Content-Type", "application/json");
     ferry_http_request_header(req, "User-Agent", "ferry/" FERRY_VERSION);
+    ferry_http_request_header(req, "Idempotency-Key", msg_id);
     if (ep->sign_key)
-        sign(req, ep, d);
-    ferry_http_request_body(req, d->payload, strlen(d->payload));
+        sign(req, ep, msg_id, body);
+    ferry_http_request_body(req, body, strlen(body));
     ferry_http_request_timeout(req, (long)(wh->s.timeout * 1000));
-    if (ferry_http_request_send(req, on_response, d) != 0) {
-        fail_delivery(d, NULL, "the HTTP request could not be started");
+    json_decref(doc);
+    if (ferry_http_request_send(req, on_response, a) != 0) {
+        ferry_outbox_retry(wh->comp, msg->id, "the HTTP request could not be started", -1);
+        attempt_free(a);
         return;
     }
-    d->req = req;
-    wh->in_flight++;
+    a->req = req;
 }
 
-static char *make_payload(const endpoint_t *ep, xmpp_stanza_t *st, const char *body)
+static void on_dead(void *arg, const ferry_msg_t *msg, const char *reason)
+{
+    webhook_t *wh = arg;
+    const char *endpoint, *body, *msg_id, *stanza_text;
+    json_t *doc = read_stored(msg, &endpoint, &body, &msg_id, &stanza_text);
+    if (!doc)
+        return;
+    xmpp_stanza_t *st = xmpp_stanza_new_from_string(ferry_component_xmpp(wh->comp), stanza_text);
+    char text[600];
+    snprintf(text, sizeof text, "not delivered to the webhook: %s", reason);
+    ferry_log_warn(ferry_component_name(wh->comp), "message %lld to endpoint %s: %s",
+                   (long long)msg->id, endpoint, text);
+    if (st) {
+        ferry_component_reply_error(wh->comp, st, "wait", "remote-server-timeout", text);
+        xmpp_stanza_release(st);
+    }
+    json_decref(doc);
+}
+
+static const ferry_outbox_handlers_t outbox_handlers = {
+    .deliver = post,
+    .dead = on_dead,
+};
+
+static char *make_body(const endpoint_t *ep, xmpp_stanza_t *st, const char *body)
 {
     json_t *o;
     if (ep->slack) {
@@ -476,30 +472,55 @@ static char *make_payload(const endpoint_t *ep, xmpp_stanza_t *st, const char *b
     return text;
 }
 
-static void deliver(webhook_t *wh, const endpoint_t *ep, xmpp_stanza_t *st, const char *body)
+/* What goes into the outbox; NULL when the text is not valid UTF-8. */
+static char *make_stored(webhook_t *wh, const endpoint_t *ep, xmpp_stanza_t *st, const char *body)
 {
-    char *payload = make_payload(ep, st, body);
-    if (!payload) {
+    char *request_body = make_body(ep, st, body);
+    char *stanza_text = NULL;
+    size_t stanza_len;
+    if (!request_body || xmpp_stanza_to_text(st, &stanza_text, &stanza_len) != XMPP_EOK) {
+        free(request_body);
+        return NULL;
+    }
+    xmpp_ctx_t *ctx = ferry_component_xmpp(wh->comp);
+    char *uuid = xmpp_uuid_gen(ctx);
+    char msg_id[64];
+    snprintf(msg_id, sizeof msg_id, "msg_%s", uuid);
+    xmpp_free(ctx, uuid);
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s}", "endpoint", ep->name, "body", request_body,
+                            "msg_id", msg_id, "stanza", stanza_text);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    free(request_body);
+    xmpp_free(ctx, stanza_text);
+    return text;
+}
+
+static void accept_message(webhook_t *wh, const endpoint_t *ep, xmpp_stanza_t *st,
+                           const char *body)
+{
+    char *stored = make_stored(wh, ep, st, body);
+    if (!stored) {
         ferry_component_reply_error(wh->comp, st, "modify", "bad-request",
                                     "the message is not valid UTF-8");
         return;
     }
-    delivery_t *d = calloc(1, sizeof *d);
-    d->wh = wh;
-    d->stanza = xmpp_stanza_clone(st);
-    d->endpoint = strdup(ep->name);
-    d->payload = payload;
-    xmpp_ctx_t *ctx = ferry_component_xmpp(wh->comp);
-    char *uuid = xmpp_uuid_gen(ctx);
-    snprintf(d->msg_id, sizeof d->msg_id, "msg_%s", uuid);
-    xmpp_free(ctx, uuid);
-    uv_timer_init(ferry_component_loop(wh->comp), &d->timer);
-    d->timer.data = d;
-    d->next = wh->deliveries;
-    if (wh->deliveries)
-        wh->deliveries->prev = d;
-    wh->deliveries = d;
-    attempt(d);
+    ferry_jid_t from;
+    char conversation[2200], dedup[2200];
+    ferry_jid_parse(xmpp_stanza_get_from(st), &from);
+    snprintf(conversation, sizeof conversation, "%s %s@%s", ep->name, from.local, from.domain);
+    /* A resent stanza (same sender, same id) is the same message. */
+    const char *id = xmpp_stanza_get_id(st);
+    snprintf(dedup, sizeof dedup, "xmpp %s %s", xmpp_stanza_get_from(st), id ? id : "");
+    int rc = ferry_outbox_put(wh->comp, conversation, id ? dedup : NULL, stored, strlen(stored),
+                              NULL);
+    if (rc < 0)
+        ferry_component_reply_error(wh->comp, st, "wait", "internal-server-error",
+                                    "the gateway could not store the message");
+    else if (rc == 1)
+        ferry_log_debug(ferry_component_name(wh->comp), "duplicate of message %s; ignored",
+                        id ? id : "");
+    free(stored);
 }
 
 static const endpoint_t *addressed_endpoint(webhook_t *wh, xmpp_stanza_t *st)
@@ -533,11 +554,8 @@ static void webhook_on_message(void *self, xmpp_stanza_t *st)
     if (!ep->url)
         ferry_component_reply_error(wh->comp, st, "cancel", "service-unavailable",
                                     "this endpoint takes no messages from XMPP");
-    else if (wh->stopping)
-        ferry_component_reply_error(wh->comp, st, "wait", "service-unavailable",
-                                    "the gateway is shutting down");
     else
-        deliver(wh, ep, st, body);
+        accept_message(wh, ep, st, body);
     xmpp_free(ferry_component_xmpp(wh->comp), body);
 }
 
@@ -712,6 +730,17 @@ static char *inbound_text(ferry_http_exchange_t *ex)
     return out;
 }
 
+static void on_inbound_committed(void *arg, int ok)
+{
+    ferry_http_exchange_t *ex = arg;
+    if (ok) {
+        respond(ex, 202, "Accepted");
+    } else {
+        ferry_http_exchange_add_header(ex, "Retry-After", "30");
+        respond(ex, 503, "Service Unavailable: the message could not be stored; retry later");
+    }
+}
+
 static void on_inbound(void *arg, ferry_http_exchange_t *ex)
 {
     webhook_t *wh = arg;
@@ -738,15 +767,35 @@ static void on_inbound(void *arg, ferry_http_exchange_t *ex)
     char *text = inbound_text(ex);
     if (!text)
         return;
-    char from[1100];
+    /* A sender's retry of the same request carries the same id: store it
+     * once. */
+    const char *request_id = ferry_http_exchange_header(ex, "webhook-id");
+    if (!request_id)
+        request_id = ferry_http_exchange_header(ex, "Idempotency-Key");
+    if (!request_id)
+        request_id = ferry_http_exchange_header(ex, "X-GitHub-Delivery");
+    char from[1100], dedup[2400];
     endpoint_jid(wh, ep->name, from, sizeof from);
-    size_t n = 0;
-    for (char **to = ep->deliver_to; to && *to; to++, n++)
-        send_chat(wh, from, *to, text);
-    ferry_log_info(ferry_component_name(wh->comp),
-                   "inbound message on endpoint %s for %zu recipient(s)", ep->name, n);
+    size_t stored = 0, duplicates = 0;
+    int failed = 0;
+    for (char **to = ep->deliver_to; to && *to; to++) {
+        snprintf(dedup, sizeof dedup, "http %s %s %s", ep->name, request_id ? request_id : "", *to);
+        int rc = put_chat(wh, from, *to, text, request_id ? dedup : NULL);
+        failed |= rc < 0;
+        stored += rc == 0;
+        duplicates += rc == 1;
+    }
     free(text);
-    respond(ex, 202, "Accepted");
+    if (failed) {
+        ferry_http_exchange_add_header(ex, "Retry-After", "30");
+        respond(ex, 503, "Service Unavailable: the message could not be stored; retry later");
+        return;
+    }
+    ferry_log_info(ferry_component_name(wh->comp),
+                   "inbound message on endpoint %s for %zu recipient(s)%s", ep->name, stored,
+                   duplicates ? " (a duplicate request: already stored)" : "");
+    /* Answer only once the rows are committed: a 202 is a promise. */
+    ferry_outbox_sync(wh->comp, on_inbound_committed, ex);
 }
 
 /* ---- lifetime ---- */
@@ -767,40 +816,31 @@ static void *webhook_create(ferry_component_t *comp, const ferry_conf_t *conf)
 static int webhook_start(void *self)
 {
     webhook_t *wh = self;
+    if (ferry_outbox_open(wh->comp, &outbox_handlers, wh) != 0)
+        return -1;
     return ferry_http_route_add(ferry_component_http_server(wh->comp), wh->route,
                                 MAX_INBOUND_BODY, on_inbound, wh);
 }
 
+/* Requests under way get the grace period; what does not finish stays
+ * pending in the store for the next start. */
 static void webhook_stop(void *self)
 {
     webhook_t *wh = self;
     ferry_http_route_remove(ferry_component_http_server(wh->comp), wh->route);
-    /* Waiting retries would outlive the process: tell their senders now,
-     * while the stream is still open. Requests in flight get the grace
-     * period to finish. */
-    delivery_t *d = wh->deliveries;
-    while (d) {
-        delivery_t *next = d->next;
-        if (!d->req)
-            fail_delivery(d, NULL, "the gateway is shutting down");
-        d = next;
-    }
     wh->stopping = 1;
-    if (!wh->deliveries)
+    if (!wh->attempts)
         ferry_component_stopped(wh->comp);
 }
 
 static void webhook_destroy(void *self)
 {
     webhook_t *wh = self;
-    while (wh->deliveries) {
-        delivery_t *d = wh->deliveries;
-        if (d->req)
-            ferry_http_request_cancel(d->req);
-        d->req = NULL;
-        wh->stopping = 0; /* no stopped() callback from here */
-        delivery_free(d);
-    }
+    wh->stopping = 0; /* no stopped() from here */
+    /* Requests still under way were dropped with the HTTP client, which
+     * closes before adapters are destroyed; their rows stay pending. */
+    while (wh->attempts)
+        attempt_free(wh->attempts);
     settings_free(&wh->s);
     free(wh);
 }

@@ -8,6 +8,7 @@
 #include "ferry/http.h"
 #include "ferry/jid.h"
 #include "ferry/log.h"
+#include "ferry/outbox.h"
 
 #define FERRY_VERSION "0.1.0"
 

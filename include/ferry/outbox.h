@@ -1,0 +1,76 @@
+/* ferry/outbox.h: durable delivery, both ways.
+ *
+ * To a network (XMPP -> SMS, webhook, ...): the adapter puts each message it
+ * accepts; the core stores it, hands it to the adapter's deliver() in order
+ * per conversation, and keeps it until the adapter says done. Retries
+ * (exponential backoff with jitter, at least Retry-After) and giving up
+ * (max_attempts, max_age of the component) are the core's.
+ *
+ * To XMPP (network -> XMPP): the adapter puts a stanza; the core sends it
+ * once it is committed and the link is up, in order, and keeps it until the
+ * XMPP server has taken it (a ping round trip after it), resending after a
+ * reconnect or restart.
+ *
+ * Delivery is at least once: a message whose delivery was under way when
+ * the process died is delivered again. Puts with the same dedup key (a
+ * provider's message id, a webhook-id, a stanza id) are recognised and
+ * stored once. */
+#ifndef FERRY_OUTBOX_H
+#define FERRY_OUTBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <strophe.h>
+
+#include "ferry/component.h"
+
+typedef struct ferry_msg {
+    int64_t id;               /* stable across retries and restarts */
+    const char *conversation; /* order is kept within one conversation */
+    const char *payload;      /* what the adapter put, byte for byte */
+    size_t payload_len;
+    int attempts;             /* including the one being made */
+    int64_t created_ms;       /* wall clock, ms since the epoch */
+} ferry_msg_t;
+
+typedef struct ferry_outbox_handlers {
+    /* Make one attempt; answer with ferry_outbox_done/_retry/_fail. MSG lives
+     * until then. */
+    void (*deliver)(void *arg, const ferry_msg_t *msg);
+    /* The core gave up on MSG (attempts or age exhausted; REASON says which
+     * and the last error): tell the sender. The row stays, as dead, for
+     * `ferry queue`. */
+    void (*dead)(void *arg, const ferry_msg_t *msg, const char *reason);
+} ferry_outbox_handlers_t;
+
+/* From start(): pending messages resume at once. */
+int ferry_outbox_open(ferry_component_t *comp, const ferry_outbox_handlers_t *handlers, void *arg);
+
+/* 0 stored (and *id set if id is not NULL), 1 duplicate of DEDUP (dropped),
+ * -1 store error (the message was not accepted: say so to the sender). */
+int ferry_outbox_put(ferry_component_t *comp, const char *conversation, const char *dedup,
+                     const char *payload, size_t len, int64_t *id);
+void ferry_outbox_done(ferry_component_t *comp, int64_t id);
+/* A transient failure: try again later. retry_after: seconds the far end
+ * asked for, -1 when it did not. */
+void ferry_outbox_retry(ferry_component_t *comp, int64_t id, const char *error, long retry_after);
+/* A permanent failure the adapter has already told the sender about. */
+void ferry_outbox_fail(ferry_component_t *comp, int64_t id, const char *error);
+
+/* Network -> XMPP: stores STANZA (serialised now; 'from' defaults to the
+ * domain) for delivery. 0 stored, 1 duplicate, -1 store error. */
+int ferry_xmpp_put(ferry_component_t *comp, const char *dedup, xmpp_stanza_t *stanza);
+
+/* CB(arg, ok) once everything put so far is committed; answer a network's
+ * request only then (ok = 0: the commit failed, answer with an error so the
+ * sender retries). */
+void ferry_outbox_sync(ferry_component_t *comp, void (*cb)(void *arg, int ok), void *arg);
+
+/* Per-user registrations and settings, kept in the same store. 0 found
+ * (*value malloc'd, free it), 1 absent, -1 error. */
+int ferry_setting_get(ferry_component_t *comp, const char *ns, const char *key, char **value);
+int ferry_setting_put(ferry_component_t *comp, const char *ns, const char *key, const char *value);
+int ferry_setting_del(ferry_component_t *comp, const char *ns, const char *key);
+
+#endif

@@ -1,0 +1,52 @@
+/* outbox.h: the core's durable queues, one pair per component: messages on
+ * their way to a network (driven by the adapter's deliver) and stanzas on
+ * their way to XMPP (sent by the core over the link). */
+#ifndef FERRY_SRC_OUTBOX_H
+#define FERRY_SRC_OUTBOX_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "ferry/outbox.h"
+#include "store.h"
+#include "xmpp_link.h"
+
+typedef struct outbox_policy {
+    int64_t max_attempts;
+    double max_age;         /* seconds */
+    double retry_delay;     /* seconds before the first retry */
+    double retry_delay_max;
+} outbox_policy_t;
+
+/* ---- to a network ---- */
+
+typedef struct net_outbox net_outbox_t;
+
+net_outbox_t *net_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
+                             const outbox_policy_t *policy);
+void net_outbox_start(net_outbox_t *ob, const ferry_outbox_handlers_t *h, void *arg);
+void net_outbox_set_policy(net_outbox_t *ob, const outbox_policy_t *policy);
+int net_outbox_put(net_outbox_t *ob, const char *conversation, const char *dedup,
+                   const char *payload, size_t len, int64_t *id);
+void net_outbox_done(net_outbox_t *ob, int64_t id);
+void net_outbox_retry(net_outbox_t *ob, int64_t id, const char *error, long retry_after);
+void net_outbox_fail(net_outbox_t *ob, int64_t id, const char *error);
+/* Starts no new deliveries (shutdown); answers to those under way still
+ * count. */
+void net_outbox_pause(net_outbox_t *ob);
+size_t net_outbox_in_flight(const net_outbox_t *ob);
+/* Frees memory; what is still pending stays in the store. */
+void net_outbox_free(net_outbox_t *ob);
+
+/* ---- to XMPP ---- */
+
+typedef struct xmpp_outbox xmpp_outbox_t;
+
+xmpp_outbox_t *xmpp_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
+                               xmpp_link_t *link);
+int xmpp_outbox_put(xmpp_outbox_t *ob, const char *dedup, const char *text, size_t len);
+void xmpp_outbox_link_up(xmpp_outbox_t *ob);
+void xmpp_outbox_free(xmpp_outbox_t *ob);
+
+#endif

@@ -1,0 +1,93 @@
+/* store.h: the durable store behind the outboxes and per-user settings.
+ * One implementation today (store_sqlite.c, embedded); the functions here are
+ * the seam where a PostgreSQL backend would plug in.
+ *
+ * Writes join one transaction that is committed at the end of the loop
+ * iteration that made them (batched commits: thousands of messages a second
+ * cost one commit per wake-up, not one each). store_sync() calls back once
+ * what was written so far is committed. */
+#ifndef FERRY_STORE_H
+#define FERRY_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+typedef struct store store_t;
+
+enum { STORE_PENDING = 0, STORE_DONE = 1, STORE_DEAD = 2 };
+enum { STORE_TO_NETWORK = 0, STORE_TO_XMPP = 1 };
+
+typedef struct store_row {
+    int64_t id;
+    const char *component;
+    int direction;
+    const char *conversation;
+    const char *dedup;
+    const char *payload;
+    size_t payload_len;
+    int state;
+    int attempts;
+    int64_t created_ms;
+    int64_t next_ms;
+    const char *error;
+} store_row_t;
+
+/* Rows handed to a callback live until it returns. */
+typedef void (*store_row_cb)(void *arg, const store_row_t *row);
+
+/* Opens (creating and migrating) the store at PATH. NULL with a message in
+ * err: unwritable, corrupt, or written by a newer ferry. */
+store_t *store_open(uv_loop_t *loop, const char *path, char *err, size_t errlen);
+/* Commits what is pending and closes. */
+void store_close(store_t *store);
+/* Opens without a loop, for the `ferry queue` command: writes commit at
+ * once. */
+store_t *store_open_offline(const char *path, char *err, size_t errlen);
+
+int64_t store_now_ms(void);
+
+/* Adds a pending message. Returns 0 and sets *id, 1 when DEDUP is already
+ * known for this component and direction (nothing added), -1 on error. */
+int store_msg_add(store_t *s, const char *component, int direction, const char *conversation,
+                  const char *dedup, const char *payload, size_t len, int64_t *id);
+/* Pending messages with id > AFTER, in id order, at most LIMIT. Returns the
+ * number passed to CB, or -1. */
+int store_msg_pending(store_t *s, const char *component, int direction, int64_t after,
+                      size_t limit, store_row_cb cb, void *arg);
+int store_msg_update(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
+                     const char *error);
+/* Marks pending messages of COMPONENT/DIRECTION with id <= UPTO as done. */
+int store_msg_done_upto(store_t *s, const char *component, int direction, int64_t upto);
+
+typedef struct store_counts {
+    int64_t pending, dead;
+    int64_t oldest_pending_ms; /* created_ms of the oldest pending, 0 if none */
+} store_counts_t;
+int store_msg_counts(store_t *s, const char *component, store_counts_t *out);
+
+/* For `ferry queue`: every pending and dead message, or one. */
+int store_msg_list(store_t *s, store_row_cb cb, void *arg);
+/* Makes a message pending again with attempts reset (0, or 1 when no such
+ * message). */
+int store_msg_requeue(store_t *s, int64_t id);
+/* Removes a message (0, or 1 when no such message). */
+int store_msg_drop(store_t *s, int64_t id);
+/* Deletes done and dead messages last touched before BEFORE_MS. */
+int store_prune(store_t *s, int64_t before_ms);
+
+/* Settings: 0 found (*value malloc'd), 1 absent, -1 error. */
+int store_kv_get(store_t *s, const char *component, const char *ns, const char *key, char **value);
+int store_kv_put(store_t *s, const char *component, const char *ns, const char *key,
+                 const char *value);
+int store_kv_del(store_t *s, const char *component, const char *ns, const char *key);
+
+/* CB(arg, ok) once everything written so far is committed (ok = 0 when the
+ * commit failed). */
+void store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg);
+/* CB(arg) after each commit: outboxes send what just became durable. */
+void store_listen(store_t *s, void (*cb)(void *arg), void *arg);
+void store_unlisten(store_t *s, void (*cb)(void *arg), void *arg);
+
+#endif

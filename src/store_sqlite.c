@@ -1,0 +1,538 @@
+/* store_sqlite.c: the embedded store: one SQLite file in WAL mode with a
+ * versioned schema. Writes are batched into one transaction per loop
+ * iteration; a uv_prepare handle commits it just before the loop waits for
+ * I/O, so nothing written in an iteration waits longer than that iteration. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <sqlite3.h>
+
+#include "ferry/log.h"
+#include "store.h"
+
+#define SCHEMA_VERSION 1
+
+static const char *const migrations[SCHEMA_VERSION] = {
+    /* 1: messages both ways, and settings */
+    "CREATE TABLE messages ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  component TEXT NOT NULL,"
+    "  direction INTEGER NOT NULL,"
+    "  conversation TEXT NOT NULL,"
+    "  dedup TEXT,"
+    "  payload BLOB NOT NULL,"
+    "  state INTEGER NOT NULL DEFAULT 0,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  created_ms INTEGER NOT NULL,"
+    "  next_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  error TEXT);"
+    "CREATE UNIQUE INDEX messages_dedup ON messages(component, direction, dedup)"
+    "  WHERE dedup IS NOT NULL;"
+    "CREATE INDEX messages_state ON messages(component, direction, state, id);"
+    "CREATE TABLE settings ("
+    "  component TEXT NOT NULL, ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+    "  PRIMARY KEY (component, ns, key));",
+};
+
+enum {
+    Q_ADD, Q_PENDING, Q_UPDATE, Q_DONE_UPTO, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
+    Q_PRUNE, Q_KV_GET, Q_KV_PUT, Q_KV_DEL, Q_COUNT_ALL
+};
+
+static const char *const queries[Q_COUNT_ALL] = {
+    [Q_ADD] = "INSERT INTO messages (component, direction, conversation, dedup, payload,"
+              " created_ms, next_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)"
+              " ON CONFLICT DO NOTHING",
+    [Q_PENDING] = "SELECT id, component, direction, conversation, dedup, payload, state, attempts,"
+                  " created_ms, next_ms, error FROM messages WHERE component = ?1 AND"
+                  " direction = ?2 AND state = 0 AND id > ?3 ORDER BY id LIMIT ?4",
+    [Q_UPDATE] = "UPDATE messages SET state = ?2, attempts = ?3, next_ms = ?4, error = ?5,"
+                 " updated_ms = ?6 WHERE id = ?1",
+    [Q_DONE_UPTO] = "UPDATE messages SET state = 1, updated_ms = ?4 WHERE component = ?1 AND"
+                    " direction = ?2 AND state = 0 AND id <= ?3",
+    [Q_COUNT] = "SELECT state, count(*) FROM messages WHERE component = ?1 AND state IN (0, 2)"
+                " GROUP BY state",
+    [Q_OLDEST] = "SELECT min(created_ms) FROM messages WHERE component = ?1 AND state = 0",
+    [Q_LIST] = "SELECT id, component, direction, conversation, dedup, payload, state, attempts,"
+               " created_ms, next_ms, error FROM messages WHERE state IN (0, 2) ORDER BY id",
+    [Q_REQUEUE] = "UPDATE messages SET state = 0, attempts = 0, next_ms = ?2, error = NULL,"
+                  " updated_ms = ?2 WHERE id = ?1",
+    [Q_DROP] = "DELETE FROM messages WHERE id = ?1",
+    [Q_PRUNE] = "DELETE FROM messages WHERE state IN (1, 2) AND updated_ms < ?1",
+    [Q_KV_GET] = "SELECT value FROM settings WHERE component = ?1 AND ns = ?2 AND key = ?3",
+    [Q_KV_PUT] = "INSERT INTO settings (component, ns, key, value) VALUES (?1, ?2, ?3, ?4)"
+                 " ON CONFLICT (component, ns, key) DO UPDATE SET value = excluded.value",
+    [Q_KV_DEL] = "DELETE FROM settings WHERE component = ?1 AND ns = ?2 AND key = ?3",
+};
+
+typedef struct waiter {
+    struct waiter *next;
+    void (*cb)(void *arg, int ok);
+    void *arg;
+} waiter_t;
+
+typedef struct listener {
+    struct listener *next;
+    void (*cb)(void *arg);
+    void *arg;
+} listener_t;
+
+struct store {
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *q[Q_COUNT_ALL];
+    int in_tx;
+    int offline;          /* no loop: every write commits at once */
+    uv_prepare_t commit;  /* ends the iteration's transaction */
+    int commit_open;
+    waiter_t *waiters, **waiters_tail;
+    listener_t *listeners;
+};
+
+int64_t store_now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void log_db_error(store_t *s, const char *what)
+{
+    ferry_log_error("store", "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+}
+
+static int exec(store_t *s, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        ferry_log_error("store", "%s: %s", s->path, msg ? msg : "error");
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- transactions ---- */
+
+static void notify(store_t *s, int ok)
+{
+    waiter_t *w = s->waiters;
+    s->waiters = NULL;
+    s->waiters_tail = &s->waiters;
+    while (w) {
+        waiter_t *next = w->next;
+        w->cb(w->arg, ok);
+        free(w);
+        w = next;
+    }
+    for (listener_t *l = s->listeners; l; l = l->next)
+        l->cb(l->arg);
+}
+
+static int commit_now(store_t *s)
+{
+    int ok = 1;
+    if (s->in_tx) {
+        s->in_tx = 0;
+        if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+            log_db_error(s, "commit failed; the batch is lost");
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            ok = 0;
+        }
+    }
+    return ok;
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    store_t *s = h->data;
+    if (!s->in_tx && !s->waiters)
+        return;
+    notify(s, commit_now(s));
+}
+
+/* Every write goes through here: it opens the iteration's transaction. */
+static sqlite3_stmt *writing(store_t *s, int q)
+{
+    if (!s->in_tx && !s->offline) {
+        if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+            log_db_error(s, "begin");
+            return NULL;
+        }
+        s->in_tx = 1;
+    }
+    sqlite3_reset(s->q[q]);
+    sqlite3_clear_bindings(s->q[q]);
+    return s->q[q];
+}
+
+static sqlite3_stmt *reading(store_t *s, int q)
+{
+    sqlite3_reset(s->q[q]);
+    sqlite3_clear_bindings(s->q[q]);
+    return s->q[q];
+}
+
+void store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg)
+{
+    if (s->offline || !s->commit_open) {
+        cb(arg, 1);
+        return;
+    }
+    waiter_t *w = malloc(sizeof *w);
+    w->next = NULL;
+    w->cb = cb;
+    w->arg = arg;
+    *s->waiters_tail = w;
+    s->waiters_tail = &w->next;
+}
+
+void store_listen(store_t *s, void (*cb)(void *arg), void *arg)
+{
+    listener_t *l = malloc(sizeof *l);
+    l->cb = cb;
+    l->arg = arg;
+    l->next = s->listeners;
+    s->listeners = l;
+}
+
+void store_unlisten(store_t *s, void (*cb)(void *arg), void *arg)
+{
+    for (listener_t **p = &s->listeners; *p; p = &(*p)->next) {
+        if ((*p)->cb == cb && (*p)->arg == arg) {
+            listener_t *l = *p;
+            *p = l->next;
+            free(l);
+            return;
+        }
+    }
+}
+
+/* ---- opening ---- */
+
+static int migrate(store_t *s, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int version = -1;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version < 0) {
+        snprintf(err, errlen, "%s: not a ferry store (%s)", s->path, sqlite3_errmsg(s->db));
+        return -1;
+    }
+    if (version > SCHEMA_VERSION) {
+        snprintf(err, errlen,
+                 "%s: written by a newer ferry (schema version %d; this ferry knows up to %d)",
+                 s->path, version, SCHEMA_VERSION);
+        return -1;
+    }
+    for (int v = version; v < SCHEMA_VERSION; v++) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v + 1);
+        if (exec(s, "BEGIN") || exec(s, migrations[v]) || exec(s, sql) || exec(s, "COMMIT")) {
+            snprintf(err, errlen, "%s: migration to schema version %d failed: %s", s->path, v + 1,
+                     sqlite3_errmsg(s->db));
+            return -1;
+        }
+        if (version > 0 || v > 0)
+            ferry_log_info("store", "%s: migrated to schema version %d", s->path, v + 1);
+    }
+    return 0;
+}
+
+static store_t *open_common(const char *path, char *err, size_t errlen)
+{
+    store_t *s = calloc(1, sizeof *s);
+    s->path = strdup(path);
+    s->waiters_tail = &s->waiters;
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, errlen, "%s: cannot open the store: %s", path,
+                 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        store_close(s);
+        return NULL;
+    }
+    if (sqlite3_db_readonly(s->db, "main") == 1) {
+        snprintf(err, errlen, "%s: the store is not writable", path);
+        store_close(s);
+        return NULL;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    /* WAL + synchronous=NORMAL: a commit survives the process being killed
+     * (the WAL is written before COMMIT returns); only a power cut may lose
+     * the last transactions, never corrupt the file. */
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                            " PRAGMA foreign_keys=ON;",
+                     NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: not a usable store: %s", path, msg ? msg : "error");
+        sqlite3_free(msg);
+        store_close(s);
+        return NULL;
+    }
+    if (migrate(s, err, errlen) != 0) {
+        store_close(s);
+        return NULL;
+    }
+    for (int i = 0; i < Q_COUNT_ALL; i++) {
+        if (sqlite3_prepare_v2(s->db, queries[i], -1, &s->q[i], NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
+            store_close(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+store_t *store_open(uv_loop_t *loop, const char *path, char *err, size_t errlen)
+{
+    store_t *s = open_common(path, err, errlen);
+    if (!s)
+        return NULL;
+    uv_prepare_init(loop, &s->commit);
+    s->commit.data = s;
+    s->commit_open = 1;
+    uv_prepare_start(&s->commit, on_prepare);
+    return s;
+}
+
+store_t *store_open_offline(const char *path, char *err, size_t errlen)
+{
+    store_t *s = open_common(path, err, errlen);
+    if (s)
+        s->offline = 1;
+    return s;
+}
+
+static void on_commit_closed(uv_handle_t *h) { free(h->data); }
+
+void store_close(store_t *s)
+{
+    if (!s)
+        return;
+    if (s->db)
+        notify(s, commit_now(s));
+    for (int i = 0; i < Q_COUNT_ALL; i++)
+        sqlite3_finalize(s->q[i]);
+    if (s->db)
+        sqlite3_close(s->db);
+    while (s->listeners)
+        store_unlisten(s, s->listeners->cb, s->listeners->arg);
+    free(s->path);
+    if (s->commit_open) {
+        s->commit.data = s;
+        uv_close((uv_handle_t *)&s->commit, on_commit_closed);
+    } else {
+        free(s);
+    }
+}
+
+/* ---- messages ---- */
+
+static int step_done(store_t *s, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        log_db_error(s, what);
+        return -1;
+    }
+    return 0;
+}
+
+int store_msg_add(store_t *s, const char *component, int direction, const char *conversation,
+                  const char *dedup, const char *payload, size_t len, int64_t *id)
+{
+    sqlite3_stmt *st = writing(s, Q_ADD);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, direction);
+    sqlite3_bind_text(st, 3, conversation, -1, SQLITE_STATIC);
+    if (dedup)
+        sqlite3_bind_text(st, 4, dedup, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, payload, (int)len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, store_now_ms());
+    if (step_done(s, st, "adding a message") != 0)
+        return -1;
+    if (sqlite3_changes(s->db) == 0)
+        return 1;
+    *id = sqlite3_last_insert_rowid(s->db);
+    return 0;
+}
+
+static void read_row(sqlite3_stmt *st, store_row_t *r)
+{
+    r->id = sqlite3_column_int64(st, 0);
+    r->component = (const char *)sqlite3_column_text(st, 1);
+    r->direction = sqlite3_column_int(st, 2);
+    r->conversation = (const char *)sqlite3_column_text(st, 3);
+    r->dedup = (const char *)sqlite3_column_text(st, 4);
+    r->payload = sqlite3_column_blob(st, 5);
+    r->payload_len = (size_t)sqlite3_column_bytes(st, 5);
+    if (!r->payload)
+        r->payload = "";
+    r->state = sqlite3_column_int(st, 6);
+    r->attempts = sqlite3_column_int(st, 7);
+    r->created_ms = sqlite3_column_int64(st, 8);
+    r->next_ms = sqlite3_column_int64(st, 9);
+    r->error = (const char *)sqlite3_column_text(st, 10);
+}
+
+static int each_row(store_t *s, sqlite3_stmt *st, store_row_cb cb, void *arg)
+{
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_row_t r;
+        read_row(st, &r);
+        cb(arg, &r);
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        log_db_error(s, "reading messages");
+        return -1;
+    }
+    sqlite3_reset(st);
+    return n;
+}
+
+int store_msg_pending(store_t *s, const char *component, int direction, int64_t after,
+                      size_t limit, store_row_cb cb, void *arg)
+{
+    sqlite3_stmt *st = reading(s, Q_PENDING);
+    sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, direction);
+    sqlite3_bind_int64(st, 3, after);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)limit);
+    return each_row(s, st, cb, arg);
+}
+
+int store_msg_update(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
+                     const char *error)
+{
+    sqlite3_stmt *st = writing(s, Q_UPDATE);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int(st, 2, state);
+    sqlite3_bind_int(st, 3, attempts);
+    sqlite3_bind_int64(st, 4, next_ms);
+    if (error)
+        sqlite3_bind_text(st, 5, error, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, store_now_ms());
+    return step_done(s, st, "updating a message");
+}
+
+int store_msg_done_upto(store_t *s, const char *component, int direction, int64_t upto)
+{
+    sqlite3_stmt *st = writing(s, Q_DONE_UPTO);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, direction);
+    sqlite3_bind_int64(st, 3, upto);
+    sqlite3_bind_int64(st, 4, store_now_ms());
+    return step_done(s, st, "marking messages done");
+}
+
+int store_msg_counts(store_t *s, const char *component, store_counts_t *out)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = reading(s, Q_COUNT);
+    sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (sqlite3_column_int(st, 0) == STORE_PENDING)
+            out->pending = sqlite3_column_int64(st, 1);
+        else
+            out->dead = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    st = reading(s, Q_OLDEST);
+    sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        out->oldest_pending_ms = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_msg_list(store_t *s, store_row_cb cb, void *arg)
+{
+    return each_row(s, reading(s, Q_LIST), cb, arg);
+}
+
+static int change_one(store_t *s, int q, int64_t id, const char *what)
+{
+    sqlite3_stmt *st = writing(s, q);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    if (q == Q_REQUEUE)
+        sqlite3_bind_int64(st, 2, store_now_ms());
+    if (step_done(s, st, what) != 0)
+        return -1;
+    return sqlite3_changes(s->db) ? 0 : 1;
+}
+
+int store_msg_requeue(store_t *s, int64_t id) { return change_one(s, Q_REQUEUE, id, "requeue"); }
+int store_msg_drop(store_t *s, int64_t id) { return change_one(s, Q_DROP, id, "drop"); }
+
+int store_prune(store_t *s, int64_t before_ms)
+{
+    sqlite3_stmt *st = writing(s, Q_PRUNE);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, before_ms);
+    if (step_done(s, st, "pruning") != 0)
+        return -1;
+    return sqlite3_changes(s->db);
+}
+
+/* ---- settings ---- */
+
+static void bind_key(sqlite3_stmt *st, const char *component, const char *ns, const char *key)
+{
+    sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, ns, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC);
+}
+
+int store_kv_get(store_t *s, const char *component, const char *ns, const char *key, char **value)
+{
+    sqlite3_stmt *st = reading(s, Q_KV_GET);
+    bind_key(st, component, ns, key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *value = strdup((const char *)sqlite3_column_text(st, 0));
+        sqlite3_reset(st);
+        return 0;
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return 1;
+    log_db_error(s, "reading a setting");
+    return -1;
+}
+
+int store_kv_put(store_t *s, const char *component, const char *ns, const char *key,
+                 const char *value)
+{
+    sqlite3_stmt *st = writing(s, Q_KV_PUT);
+    if (!st)
+        return -1;
+    bind_key(st, component, ns, key);
+    sqlite3_bind_text(st, 4, value, -1, SQLITE_STATIC);
+    return step_done(s, st, "writing a setting");
+}
+
+int store_kv_del(store_t *s, const char *component, const char *ns, const char *key)
+{
+    sqlite3_stmt *st = writing(s, Q_KV_DEL);
+    if (!st)
+        return -1;
+    bind_key(st, component, ns, key);
+    return step_done(s, st, "deleting a setting");
+}
