@@ -14,10 +14,12 @@
 #include "ferry/ferry.h"
 #include "gateway.h"
 #include "log.h"
+#include "queue_cmd.h"
 
 static const char usage[] =
     "Usage: ferry -c FILE [-v]\n"
     "       ferry --check-config -c FILE\n"
+    "       ferry queue -c FILE list | retry ID | drop ID\n"
     "       ferry --version | --help\n"
     "\n"
     "ferry attaches to an XMPP server as an XEP-0114 component and carries\n"
@@ -29,10 +31,13 @@ static const char usage[] =
     "  -V, --version       print the version\n"
     "  -h, --help          print this help\n"
     "\n"
+    "  queue               list pending and dead messages, retry or drop one\n"
+    "\n"
     "Signals: SIGTERM/SIGINT stop within 5 s; SIGHUP reloads the config.\n";
 
 typedef struct options {
     const char *config;
+    int queue;         /* `ferry queue ...`: index of its first argument */
     int check;
     int verbose;
 } options_t;
@@ -62,7 +67,9 @@ static int parse_args(int argc, char **argv, options_t *o)
         default: fputs(usage, stderr); return -1;
         }
     }
-    if (optind < argc) {
+    if (optind < argc && strcmp(argv[optind], "queue") == 0) {
+        o->queue = optind + 1;
+    } else if (optind < argc) {
         fprintf(stderr, "ferry: unexpected argument '%s'\n%s", argv[optind], usage);
         return -1;
     }
@@ -123,6 +130,8 @@ int main(int argc, char **argv)
     options_t o = {0};
     if (parse_args(argc, argv, &o) != 0)
         return 2;
+    if (o.queue)
+        return queue_cmd(o.config, argc - o.queue, argv + o.queue);
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     curl_global_init(CURL_GLOBAL_DEFAULT);
