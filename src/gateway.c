@@ -12,6 +12,7 @@
 #include "http_client.h"
 #include "http_server.h"
 #include "log.h"
+#include "metrics.h"
 
 gateway_t *gateway_new(uv_loop_t *loop, config_t *config)
 {
@@ -61,6 +62,7 @@ int gateway_start(gateway_t *gw)
     ferry_log_info("http", "listening on %s (public URL %s)", gw->config->http_listen,
                    gw->config->public_url);
     health_register(gw);
+    metrics_register(gw);
     for (size_t i = 0; i < gw->ncomponents; i++) {
         if (component_start(gw->components[i]) != 0) {
             ferry_log_error(gw->components[i]->name, "cannot start the %s adapter",

@@ -110,6 +110,7 @@ struct ferry_http_server {
     int closing; /* close asked for */
     int stopped; /* MHD gone */
     int open_handles;
+    unsigned long long answers[600]; /* by status, for /metrics */
     void (*done)(void *arg);
     void *done_arg;
 };
@@ -267,6 +268,8 @@ static void queue_answer(ferry_http_exchange_t *ex, unsigned status, const char 
                        route_name(ex), status);
     ex->phase = EX_ANSWERED;
     ex->status = status;
+    if (status < 600 && ex->srv)
+        ex->srv->answers[status]++;
 }
 
 /* The server's own answers: a status line's worth of text saying why. */
@@ -823,6 +826,11 @@ ferry_http_server_t *http_server_new(uv_loop_t *loop, const char *listen, char *
 int http_server_port(const ferry_http_server_t *srv)
 {
     return srv ? srv->port : -1;
+}
+
+const unsigned long long *http_server_answers(const ferry_http_server_t *srv)
+{
+    return srv->answers;
 }
 
 size_t http_server_pending(const ferry_http_server_t *srv)

@@ -16,6 +16,8 @@ ferry_http_server_t *http_server_new(uv_loop_t *loop, const char *listen, char *
 int http_server_port(const ferry_http_server_t *srv);
 /* Requests in progress: being read, waiting on a handler, or being sent. */
 size_t http_server_pending(const ferry_http_server_t *srv);
+/* Answers sent so far, indexed by status code (0-599). */
+const unsigned long long *http_server_answers(const ferry_http_server_t *srv);
 /* Stops listening and drops every connection, then calls done(arg) from the
  * loop and frees the server. Exchanges whose handler has not answered yet
  * stay valid: ferry_http_exchange_respond() on them only frees them (the

@@ -23,6 +23,10 @@ typedef struct outbox_policy {
 
 typedef struct net_outbox net_outbox_t;
 
+typedef struct outbox_stats {
+    unsigned long long delivered, failed, retried, dead;
+} outbox_stats_t;
+
 net_outbox_t *net_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
                              const outbox_policy_t *policy);
 void net_outbox_start(net_outbox_t *ob, const ferry_outbox_handlers_t *h, void *arg);
@@ -36,6 +40,7 @@ void net_outbox_fail(net_outbox_t *ob, int64_t id, const char *error);
  * count. */
 void net_outbox_pause(net_outbox_t *ob);
 size_t net_outbox_in_flight(const net_outbox_t *ob);
+void net_outbox_stats(const net_outbox_t *ob, outbox_stats_t *out);
 /* Frees memory; what is still pending stays in the store. */
 void net_outbox_free(net_outbox_t *ob);
 
@@ -47,6 +52,8 @@ xmpp_outbox_t *xmpp_outbox_new(uv_loop_t *loop, store_t *store, const char *comp
                                xmpp_link_t *link);
 int xmpp_outbox_put(xmpp_outbox_t *ob, const char *dedup, const char *text, size_t len);
 void xmpp_outbox_link_up(xmpp_outbox_t *ob);
+/* Stanzas the XMPP server has acknowledged. */
+unsigned long long xmpp_outbox_delivered(const xmpp_outbox_t *ob);
 void xmpp_outbox_free(xmpp_outbox_t *ob);
 
 #endif

@@ -36,6 +36,8 @@ struct net_outbox {
     int64_t loaded_upto;   /* highest id ever loaded */
     int caught_up;         /* nothing pending beyond loaded_upto */
 
+    outbox_stats_t stats;
+
     uv_idle_t pump;        /* runs dispatch once per loop iteration when needed */
     uv_timer_t wake;       /* the earliest retry */
     uv_timer_t rescan;
@@ -260,6 +262,7 @@ static entry_t *answered(net_outbox_t *ob, int64_t id)
 void net_outbox_done(net_outbox_t *ob, int64_t id)
 {
     entry_t *e = answered(ob, id);
+    ob->stats.delivered++;
     store_msg_update(ob->store, id, STORE_DONE, e ? e->msg.attempts : 0, 0, NULL);
     if (e)
         remove_entry(ob, e);
@@ -268,6 +271,7 @@ void net_outbox_done(net_outbox_t *ob, int64_t id)
 void net_outbox_fail(net_outbox_t *ob, int64_t id, const char *error)
 {
     entry_t *e = answered(ob, id);
+    ob->stats.failed++;
     store_msg_update(ob->store, id, STORE_DEAD, e ? e->msg.attempts : 0, 0, error);
     if (e)
         remove_entry(ob, e);
@@ -288,12 +292,14 @@ void net_outbox_retry(net_outbox_t *ob, int64_t id, const char *error, long retr
         else
             snprintf(reason, sizeof reason, "gave up after %.0f s (max_age): %s", age, error);
         store_msg_update(ob->store, id, STORE_DEAD, e->msg.attempts, 0, reason);
+        ob->stats.dead++;
         unlink_entry(ob, e);
         ob->h.dead(ob->arg, &e->msg, reason);
         entry_free(e);
         return;
     }
     uint64_t delay = backoff_ms(&ob->policy, e->msg.attempts, retry_after);
+    ob->stats.retried++;
     e->state = E_WAIT;
     e->next_ms = now + (int64_t)delay;
     store_msg_update(ob->store, id, STORE_PENDING, e->msg.attempts, e->next_ms, error);
@@ -375,6 +381,8 @@ void net_outbox_pause(net_outbox_t *ob)
 }
 
 size_t net_outbox_in_flight(const net_outbox_t *ob) { return ob->in_flight; }
+
+void net_outbox_stats(const net_outbox_t *ob, outbox_stats_t *out) { *out = ob->stats; }
 
 static void on_handle_closed(uv_handle_t *h)
 {

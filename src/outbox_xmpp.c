@@ -22,6 +22,7 @@ struct xmpp_outbox {
     unsigned generation;  /* bumps on every link-up: old acks are void */
     int freed;
     size_t acks_pending;  /* barrier callbacks still to come */
+    unsigned long long delivered;
 };
 
 typedef struct ack {
@@ -47,6 +48,7 @@ static void on_ack(void *arg, int ok)
     if (ok && a->generation == ob->generation) {
         store_msg_done_upto(ob->store, ob->component, STORE_TO_XMPP, a->upto);
         ob->unacked -= a->count;
+        ob->delivered += a->count;
         pump(ob);
     }
     free(a);
@@ -126,3 +128,5 @@ void xmpp_outbox_free(xmpp_outbox_t *ob)
     if (ob->acks_pending == 0)
         free(ob);
 }
+
+unsigned long long xmpp_outbox_delivered(const xmpp_outbox_t *ob) { return ob->delivered; }

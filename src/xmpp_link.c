@@ -110,6 +110,19 @@ static void conn_write(conn_t *conn, const char *data, size_t len)
 
 static void conn_write_str(conn_t *conn, const char *s) { conn_write(conn, s, strlen(s)); }
 
+/* ---- counting ---- */
+
+static int kind_of(const char *text)
+{
+    if (strncmp(text, "<message", 8) == 0)
+        return KIND_MESSAGE;
+    if (strncmp(text, "<presence", 9) == 0)
+        return KIND_PRESENCE;
+    if (strncmp(text, "<iq", 3) == 0)
+        return KIND_IQ;
+    return KIND_OTHER;
+}
+
 /* ---- the queue ---- */
 
 static void queue_push(xmpp_link_t *link, const char *data, size_t len)
@@ -144,7 +157,7 @@ static void queue_flush(xmpp_link_t *link)
         if (!link->head)
             link->tail = NULL;
         link->stats.queued--;
-        link->stats.stanzas_out++;
+        link->stats.out[kind_of(q->data)]++;
         conn_write(link->conn, q->data, q->len);
         free(q);
         n++;
@@ -173,7 +186,7 @@ void xmpp_link_send(xmpp_link_t *link, xmpp_stanza_t *stanza)
         return;
     }
     if (link->state == LINK_UP) {
-        link->stats.stanzas_out++;
+        link->stats.out[kind_of(text)]++;
         conn_write(link->conn, text, len);
     } else if (link->state != LINK_CLOSING) {
         queue_push(link, text, len);
@@ -185,7 +198,7 @@ int xmpp_link_send_raw(xmpp_link_t *link, const char *text, size_t len)
 {
     if (link->state != LINK_UP)
         return -1;
-    link->stats.stanzas_out++;
+    link->stats.out[kind_of(text)]++;
     conn_write(link->conn, text, len);
     return 0;
 }
@@ -457,7 +470,9 @@ static void on_stream_stanza(void *arg, xmpp_stanza_t *st)
         uv_timer_stop(&link->ping_deadline);
         return;
     }
-    link->stats.stanzas_in++;
+    char tag[16];
+    snprintf(tag, sizeof tag, "<%s", name);
+    link->stats.in[kind_of(tag)]++;
     if (link->h.stanza)
         link->h.stanza(link->arg, st);
 }

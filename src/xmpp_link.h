@@ -29,12 +29,14 @@ typedef struct xmpp_link_handlers {
     void (*state)(void *arg, int up);
 } xmpp_link_handlers_t;
 
+enum { KIND_MESSAGE, KIND_PRESENCE, KIND_IQ, KIND_OTHER, KIND_COUNT };
+
 typedef struct xmpp_link_stats {
     int up;
+    unsigned long long in[KIND_COUNT];  /* stanzas by kind */
+    unsigned long long out[KIND_COUNT];
     unsigned long long reconnects;
     unsigned long long dropped;     /* queued stanzas dropped over queue_size */
-    unsigned long long stanzas_in;
-    unsigned long long stanzas_out;
     size_t queued;
     char last_error[256];
 } xmpp_link_stats_t;

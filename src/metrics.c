@@ -1,0 +1,165 @@
+/* metrics.c: GET /metrics in the Prometheus text format (version 0.0.4).
+ * Labels name components, adapters, kinds and status codes, never users:
+ * the series count stays fixed however many people use the gateway. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "component.h"
+#include "ferry/ferry.h"
+#include "http_server.h"
+#include "metrics.h"
+
+typedef struct buf {
+    char *data;
+    size_t len, cap;
+} buf_t;
+
+static void put(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(buf_t *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->cap = b->cap * 2 + (size_t)n + 1;
+        b->data = realloc(b->data, b->cap);
+    }
+}
+
+static void family(buf_t *b, const char *name, const char *type, const char *help)
+{
+    put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static const char *const kinds[KIND_COUNT] = {"message", "presence", "iq", "other"};
+
+typedef struct snapshot {
+    xmpp_link_stats_t link;
+    outbox_stats_t net;
+    unsigned long long to_xmpp;
+    store_counts_t store;
+} snapshot_t;
+
+static void take(gateway_t *gw, ferry_component_t *c, snapshot_t *s)
+{
+    memset(s, 0, sizeof *s);
+    if (c->link)
+        xmpp_link_stats(c->link, &s->link);
+    if (c->net_outbox)
+        net_outbox_stats(c->net_outbox, &s->net);
+    if (c->xmpp_outbox)
+        s->to_xmpp = xmpp_outbox_delivered(c->xmpp_outbox);
+    if (gw->store)
+        store_msg_counts(gw->store, c->name, &s->store);
+}
+
+static void link_metrics(buf_t *b, gateway_t *gw, const snapshot_t *snaps)
+{
+    family(b, "ferry_link_up", "gauge", "Whether the component's XMPP link is up.");
+    for (size_t i = 0; i < gw->ncomponents; i++)
+        put(b, "ferry_link_up{component=\"%s\"} %d\n", gw->components[i]->name, snaps[i].link.up);
+    family(b, "ferry_link_reconnects_total", "counter", "Connection attempts after the first.");
+    for (size_t i = 0; i < gw->ncomponents; i++)
+        put(b, "ferry_link_reconnects_total{component=\"%s\"} %llu\n", gw->components[i]->name,
+            snaps[i].link.reconnects);
+    family(b, "ferry_link_queued", "gauge", "Stanzas held in memory while the link is down.");
+    for (size_t i = 0; i < gw->ncomponents; i++)
+        put(b, "ferry_link_queued{component=\"%s\"} %zu\n", gw->components[i]->name,
+            snaps[i].link.queued);
+    family(b, "ferry_link_dropped_total", "counter", "Stanzas dropped over xmpp.queue_size.");
+    for (size_t i = 0; i < gw->ncomponents; i++)
+        put(b, "ferry_link_dropped_total{component=\"%s\"} %llu\n", gw->components[i]->name,
+            snaps[i].link.dropped);
+    family(b, "ferry_stanzas_total", "counter", "Stanzas through the link by direction and kind.");
+    for (size_t i = 0; i < gw->ncomponents; i++)
+        for (int k = 0; k < KIND_COUNT; k++)
+            put(b,
+                "ferry_stanzas_total{component=\"%s\",direction=\"in\",kind=\"%s\"} %llu\n"
+                "ferry_stanzas_total{component=\"%s\",direction=\"out\",kind=\"%s\"} %llu\n",
+                gw->components[i]->name, kinds[k], snaps[i].link.in[k], gw->components[i]->name,
+                kinds[k], snaps[i].link.out[k]);
+}
+
+static void message_metrics(buf_t *b, gateway_t *gw, const snapshot_t *snaps)
+{
+    family(b, "ferry_messages_total", "counter",
+           "Messages by outcome: delivered both ways; failed, retried, dead towards networks.");
+    for (size_t i = 0; i < gw->ncomponents; i++) {
+        const char *c = gw->components[i]->name, *a = gw->components[i]->adapter->name;
+        const snapshot_t *s = &snaps[i];
+        put(b,
+            "ferry_messages_total{component=\"%s\",adapter=\"%s\",direction=\"to_network\","
+            "outcome=\"delivered\"} %llu\n",
+            c, a, s->net.delivered);
+        put(b,
+            "ferry_messages_total{component=\"%s\",adapter=\"%s\",direction=\"to_network\","
+            "outcome=\"failed\"} %llu\n",
+            c, a, s->net.failed);
+        put(b,
+            "ferry_messages_total{component=\"%s\",adapter=\"%s\",direction=\"to_network\","
+            "outcome=\"retried\"} %llu\n",
+            c, a, s->net.retried);
+        put(b,
+            "ferry_messages_total{component=\"%s\",adapter=\"%s\",direction=\"to_network\","
+            "outcome=\"dead\"} %llu\n",
+            c, a, s->net.dead);
+        put(b,
+            "ferry_messages_total{component=\"%s\",adapter=\"%s\",direction=\"to_xmpp\","
+            "outcome=\"delivered\"} %llu\n",
+            c, a, s->to_xmpp);
+    }
+    family(b, "ferry_outbox_pending", "gauge", "Messages waiting in the store, both directions.");
+    for (size_t i = 0; i < gw->ncomponents; i++)
+        put(b, "ferry_outbox_pending{component=\"%s\"} %lld\n", gw->components[i]->name,
+            (long long)snaps[i].store.pending);
+    family(b, "ferry_outbox_dead", "gauge", "Messages given up, kept for `ferry queue`.");
+    for (size_t i = 0; i < gw->ncomponents; i++)
+        put(b, "ferry_outbox_dead{component=\"%s\"} %lld\n", gw->components[i]->name,
+            (long long)snaps[i].store.dead);
+    family(b, "ferry_outbox_oldest_seconds", "gauge", "Age of the oldest pending message.");
+    int64_t now = store_now_ms();
+    for (size_t i = 0; i < gw->ncomponents; i++) {
+        int64_t oldest = snaps[i].store.oldest_pending_ms;
+        put(b, "ferry_outbox_oldest_seconds{component=\"%s\"} %.3f\n", gw->components[i]->name,
+            oldest ? (double)(now - oldest) / 1000 : 0.0);
+    }
+}
+
+static void http_metrics(buf_t *b, gateway_t *gw)
+{
+    family(b, "ferry_http_responses_total", "counter", "Inbound HTTP answers by status code.");
+    const unsigned long long *answers = http_server_answers(gw->http_server);
+    for (int code = 100; code < 600; code++)
+        if (answers[code])
+            put(b, "ferry_http_responses_total{code=\"%d\"} %llu\n", code, answers[code]);
+}
+
+static void on_metrics(void *arg, ferry_http_exchange_t *ex)
+{
+    gateway_t *gw = arg;
+    buf_t b = {malloc(4096), 0, 4096};
+    family(&b, "ferry_build_info", "gauge", "The running version.");
+    put(&b, "ferry_build_info{version=\"%s\"} 1\n", FERRY_VERSION);
+    snapshot_t *snaps = calloc(gw->ncomponents + 1, sizeof *snaps);
+    for (size_t i = 0; i < gw->ncomponents; i++)
+        take(gw, gw->components[i], &snaps[i]);
+    link_metrics(&b, gw, snaps);
+    message_metrics(&b, gw, snaps);
+    http_metrics(&b, gw);
+    free(snaps);
+    ferry_http_exchange_respond(ex, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+    free(b.data);
+}
+
+void metrics_register(gateway_t *gw)
+{
+    ferry_http_route_add(gw->http_server, "/metrics", 1024, on_metrics, gw);
+}

@@ -1,0 +1,9 @@
+/* metrics.h: GET /metrics. */
+#ifndef FERRY_METRICS_H
+#define FERRY_METRICS_H
+
+#include "gateway.h"
+
+void metrics_register(gateway_t *gw);
+
+#endif
