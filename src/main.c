@@ -15,6 +15,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "queue_cmd.h"
+#include "sd_notify.h"
 
 static const char usage[] =
     "Usage: ferry -c FILE [-v]\n"
@@ -98,7 +99,9 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     (void)h;
     if (signum == SIGHUP) {
+        sd_notify_send("RELOADING=1");
         gateway_reload(running);
+        sd_notify_send("READY=1");
         return;
     }
     if (running->stopping) {
@@ -106,6 +109,7 @@ static void on_signal(uv_signal_t *h, int signum)
         exit(1);
     }
     ferry_log_info("core", "%s received", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    sd_notify_send("STOPPING=1");
     gateway_stop(running, on_stopped);
 }
 
@@ -163,6 +167,8 @@ int main(int argc, char **argv)
     if (gateway_start(gw) != 0) {
         exit_code = 1;
         gateway_stop(gw, on_stopped);
+    } else {
+        sd_notify_send("READY=1");
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     gateway_free(gw);
