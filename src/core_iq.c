@@ -7,6 +7,7 @@
 #include "component.h"
 #include "ferry/ferry.h"
 #include "ferry/jid.h"
+#include "ferry/stanza.h"
 #include "router.h"
 
 #define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
@@ -14,27 +15,9 @@
 #define NS_PING "urn:xmpp:ping"
 #define NS_VERSION "jabber:iq:version"
 
-static xmpp_stanza_t *new_child(xmpp_stanza_t *parent, const char *name, const char *ns)
-{
-    xmpp_stanza_t *c = xmpp_stanza_new(xmpp_stanza_get_context(parent));
-    xmpp_stanza_set_name(c, name);
-    if (ns)
-        xmpp_stanza_set_ns(c, ns);
-    xmpp_stanza_add_child_ex(parent, c, 0);
-    return c;
-}
-
-static void add_text_child(xmpp_stanza_t *parent, const char *name, const char *text)
-{
-    xmpp_stanza_t *el = new_child(parent, name, NULL);
-    xmpp_stanza_t *t = xmpp_stanza_new(xmpp_stanza_get_context(parent));
-    xmpp_stanza_set_text(t, text);
-    xmpp_stanza_add_child_ex(el, t, 0);
-}
-
 static void add_feature(xmpp_stanza_t *query, const char *var)
 {
-    xmpp_stanza_set_attribute(new_child(query, "feature", NULL), "var", var);
+    xmpp_stanza_set_attribute(ferry_stanza_add(query, "feature", NULL), "var", var);
 }
 
 static xmpp_stanza_t *result_for(ferry_component_t *comp, xmpp_stanza_t *iq)
@@ -54,8 +37,8 @@ static void send_and_release(ferry_component_t *comp, xmpp_stanza_t *st)
 static void answer_disco_info(ferry_component_t *comp, xmpp_stanza_t *iq)
 {
     xmpp_stanza_t *res = result_for(comp, iq);
-    xmpp_stanza_t *query = new_child(res, "query", NS_DISCO_INFO);
-    xmpp_stanza_t *identity = new_child(query, "identity", NULL);
+    xmpp_stanza_t *query = ferry_stanza_add(res, "query", NS_DISCO_INFO);
+    xmpp_stanza_t *identity = ferry_stanza_add(query, "identity", NULL);
     xmpp_stanza_set_attribute(identity, "category", "gateway");
     xmpp_stanza_set_attribute(identity, "type", comp->adapter->gateway_type);
     xmpp_stanza_set_attribute(identity, "name", comp->name);
@@ -73,19 +56,19 @@ static void answer_empty(ferry_component_t *comp, xmpp_stanza_t *iq, const char 
 {
     xmpp_stanza_t *res = result_for(comp, iq);
     if (name)
-        new_child(res, name, ns);
+        ferry_stanza_add(res, name, ns);
     send_and_release(comp, res);
 }
 
 static void answer_version(ferry_component_t *comp, xmpp_stanza_t *iq)
 {
     xmpp_stanza_t *res = result_for(comp, iq);
-    xmpp_stanza_t *query = new_child(res, "query", NS_VERSION);
-    add_text_child(query, "name", "ferry");
-    add_text_child(query, "version", FERRY_VERSION);
+    xmpp_stanza_t *query = ferry_stanza_add(res, "query", NS_VERSION);
+    ferry_stanza_add_text(query, "name", "ferry");
+    ferry_stanza_add_text(query, "version", FERRY_VERSION);
     struct utsname u;
     if (uname(&u) == 0)
-        add_text_child(query, "os", u.sysname);
+        ferry_stanza_add_text(query, "os", u.sysname);
     send_and_release(comp, res);
 }
 

@@ -229,16 +229,6 @@ static void endpoint_jid(webhook_t *wh, const char *name, char *buf, size_t len)
     snprintf(buf, len, "%s@%s", name, ferry_component_domain(wh->comp));
 }
 
-static xmpp_stanza_t *text_element(xmpp_ctx_t *ctx, const char *name, const char *text)
-{
-    xmpp_stanza_t *el = xmpp_stanza_new(ctx);
-    xmpp_stanza_set_name(el, name);
-    xmpp_stanza_t *t = xmpp_stanza_new(ctx);
-    xmpp_stanza_set_text(t, text);
-    xmpp_stanza_add_child_ex(el, t, 0);
-    return el;
-}
-
 /* Stores a chat message for delivery to XMPP: 0, 1 duplicate, -1 error. */
 static int put_chat(webhook_t *wh, const char *from, const char *to, const char *body,
                     const char *dedup)
@@ -247,7 +237,7 @@ static int put_chat(webhook_t *wh, const char *from, const char *to, const char 
     char *id = xmpp_uuid_gen(ctx);
     xmpp_stanza_t *msg = xmpp_message_new(ctx, "chat", to, id);
     xmpp_stanza_set_from(msg, from);
-    xmpp_stanza_add_child_ex(msg, text_element(ctx, "body", body), 0);
+    ferry_stanza_add_text(msg, "body", body);
     int rc = ferry_xmpp_put(wh->comp, dedup, msg);
     xmpp_stanza_release(msg);
     xmpp_free(ctx, id);
@@ -287,11 +277,7 @@ static void send_receipt(webhook_t *wh, xmpp_stanza_t *st)
     char *rid = xmpp_uuid_gen(ctx);
     xmpp_stanza_t *msg = xmpp_message_new(ctx, NULL, xmpp_stanza_get_from(st), rid);
     xmpp_stanza_set_from(msg, xmpp_stanza_get_to(st));
-    xmpp_stanza_t *received = xmpp_stanza_new(ctx);
-    xmpp_stanza_set_name(received, "received");
-    xmpp_stanza_set_ns(received, NS_RECEIPTS);
-    xmpp_stanza_set_id(received, id);
-    xmpp_stanza_add_child_ex(msg, received, 0);
+    xmpp_stanza_set_id(ferry_stanza_add(msg, "received", NS_RECEIPTS), id);
     ferry_component_send(wh->comp, msg);
     xmpp_stanza_release(msg);
     xmpp_free(ctx, rid);
@@ -595,11 +581,8 @@ static void webhook_on_presence(void *self, xmpp_stanza_t *st)
 
 static void webhook_disco_info(void *self, xmpp_stanza_t *query)
 {
-    webhook_t *wh = self;
-    xmpp_stanza_t *f = xmpp_stanza_new(ferry_component_xmpp(wh->comp));
-    xmpp_stanza_set_name(f, "feature");
-    xmpp_stanza_set_attribute(f, "var", NS_RECEIPTS);
-    xmpp_stanza_add_child_ex(query, f, 0);
+    (void)self;
+    xmpp_stanza_set_attribute(ferry_stanza_add(query, "feature", NULL), "var", NS_RECEIPTS);
 }
 
 /* ---- inbound: HTTP -> XMPP ---- */

@@ -9,6 +9,7 @@
 #include "ferry/jid.h"
 #include "ferry/log.h"
 #include "ferry/outbox.h"
+#include "ferry/stanza.h"
 
 #define FERRY_VERSION "0.1.0"
 
