@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "conf.h"
+#include "ferry/jid.h"
 #include "config.h"
 #include "log.h"
 
@@ -113,6 +114,16 @@ static void read_storage(config_t *c, const toml_node_t *t)
     read_positive(t, "keep_done", &c->keep_done);
 }
 
+static void read_admin(config_t *c, const toml_node_t *t)
+{
+    if (ferry_conf_strings(t, "jids", FERRY_CONF_OPTIONAL, &c->admins) != 0)
+        return;
+    ferry_jid_t j;
+    for (char **a = c->admins; *a; a++)
+        if (ferry_jid_parse(*a, &j) != 0 || j.resource[0])
+            ferry_conf_error(t, "jids", "\"%s\" is not a bare JID or domain", *a);
+}
+
 static void read_component(config_t *c, const char *name, const toml_node_t *t)
 {
     component_config_t *cc = &c->components[c->ncomponents++];
@@ -175,6 +186,7 @@ config_t *config_load(const char *path)
     read_xmpp(c, ferry_conf_table(root, "xmpp", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
     read_http(c, ferry_conf_table(root, "http", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
     read_log(c, ferry_conf_table(root, "log", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
+    read_admin(c, ferry_conf_table(root, "admin", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
     read_storage(c, ferry_conf_table(root, "storage", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
     if (ferry_conf_table(root, "components", FERRY_CONF_REQUIRED, &t) == 0)
         read_components(c, t);
@@ -204,6 +216,7 @@ void config_free(config_t *c)
     free(c->http_listen);
     free(c->public_url);
     free(c->store_path);
+    ferry_conf_strings_free(c->admins);
     conf_end();
     toml_free(c->root);
     free(c->path);

@@ -35,6 +35,8 @@ typedef struct config {
     char *store_path;
     double keep_done;       /* seconds done and dead messages are kept */
 
+    char **admins;          /* [admin] jids: bare JIDs or domains */
+
     int log_level;
     int log_json;
 

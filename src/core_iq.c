@@ -8,6 +8,7 @@
 #include "ferry/ferry.h"
 #include "ferry/jid.h"
 #include "ferry/stanza.h"
+#include "adhoc.h"
 #include "router.h"
 
 #define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
@@ -46,6 +47,7 @@ static void answer_disco_info(ferry_component_t *comp, xmpp_stanza_t *iq)
     add_feature(query, NS_DISCO_ITEMS);
     add_feature(query, NS_PING);
     add_feature(query, NS_VERSION);
+    add_feature(query, FERRY_NS_COMMANDS);
     if (comp->adapter->disco_info)
         comp->adapter->disco_info(comp->self, query);
     send_and_release(comp, res);
@@ -93,9 +95,20 @@ int core_iq_answer(ferry_component_t *comp, xmpp_stanza_t *iq)
         answer_empty(comp, iq, NULL, NULL);
         return 1;
     }
-    if (!get || !to_domain(comp, iq))
+    if (!to_domain(comp, iq))
         return 0;
-    if (xmpp_stanza_get_attribute(payload, "node"))
+    if (!get) {
+        if (strcmp(ns, FERRY_NS_COMMANDS) != 0)
+            return 0;
+        adhoc_execute(comp, iq, payload);
+        return 1;
+    }
+    const char *node = xmpp_stanza_get_attribute(payload, "node");
+    if (node && strcmp(ns, NS_DISCO_ITEMS) == 0 && strcmp(node, FERRY_NS_COMMANDS) == 0) {
+        adhoc_items(comp, iq);
+        return 1;
+    }
+    if (node)
         return 0;
     if (strcmp(ns, NS_DISCO_INFO) == 0)
         answer_disco_info(comp, iq);

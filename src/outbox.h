@@ -39,6 +39,8 @@ void net_outbox_fail(net_outbox_t *ob, int64_t id, const char *error);
 /* Starts no new deliveries (shutdown); answers to those under way still
  * count. */
 void net_outbox_pause(net_outbox_t *ob);
+/* Looks for rows made pending from outside (a requeued dead message). */
+void net_outbox_rescan(net_outbox_t *ob);
 size_t net_outbox_in_flight(const net_outbox_t *ob);
 void net_outbox_stats(const net_outbox_t *ob, outbox_stats_t *out);
 /* Frees memory; what is still pending stays in the store. */

@@ -223,14 +223,15 @@ static void schedule(net_outbox_t *ob)
 
 static void on_wake(uv_timer_t *t) { schedule(t->data); }
 
-static void on_rescan(uv_timer_t *t)
+void net_outbox_rescan(net_outbox_t *ob)
 {
-    net_outbox_t *ob = t->data;
     if (ob->count < WINDOW && !ob->paused) {
         load(ob, 0);
         schedule(ob);
     }
 }
+
+static void on_rescan(uv_timer_t *t) { net_outbox_rescan(t->data); }
 
 /* ---- answers from the adapter ---- */
 

@@ -1,0 +1,302 @@
+/* adhoc.c: XEP-0050 ad-hoc commands on every component domain, for the
+ * admins of [admin] jids: status, reload, and the dead messages of the
+ * component (list, retry). Everyone else is refused with forbidden. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adhoc.h"
+#include "component.h"
+#include "ferry/ferry.h"
+
+#define NS_COMMANDS FERRY_NS_COMMANDS
+#define NS_DATA "jabber:x:data"
+#define MAX_LISTED 50
+
+typedef struct command {
+    const char *node;
+    const char *name;
+    void (*run)(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *cmd);
+} command_t;
+
+/* ---- building answers ---- */
+
+static xmpp_stanza_t *answer(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node,
+                             const char *status, xmpp_stanza_t **cmd_out)
+{
+    xmpp_stanza_t *res = xmpp_iq_new(comp->gw->ctx, "result", xmpp_stanza_get_id(iq));
+    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
+    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
+    xmpp_stanza_t *cmd = ferry_stanza_add(res, "command", NS_COMMANDS);
+    xmpp_stanza_set_attribute(cmd, "node", node);
+    /* Keep the asker's session; start one when it has none. */
+    xmpp_stanza_t *asked = xmpp_stanza_get_child_by_name_and_ns(iq, "command", NS_COMMANDS);
+    const char *given = asked ? xmpp_stanza_get_attribute(asked, "sessionid") : NULL;
+    char *session = given ? NULL : xmpp_uuid_gen(comp->gw->ctx);
+    xmpp_stanza_set_attribute(cmd, "sessionid", given ? given : session);
+    if (session)
+        xmpp_free(comp->gw->ctx, session);
+    xmpp_stanza_set_attribute(cmd, "status", status);
+    *cmd_out = cmd;
+    return res;
+}
+
+static void send_release(ferry_component_t *comp, xmpp_stanza_t *st)
+{
+    ferry_component_send(comp, st);
+    xmpp_stanza_release(st);
+}
+
+static void complete_with_note(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node,
+                               const char *type, const char *text)
+{
+    xmpp_stanza_t *cmd;
+    xmpp_stanza_t *res = answer(comp, iq, node, "completed", &cmd);
+    xmpp_stanza_set_type(ferry_stanza_add_text(cmd, "note", text), type);
+    send_release(comp, res);
+}
+
+static xmpp_stanza_t *form(xmpp_stanza_t *parent, const char *type, const char *title)
+{
+    xmpp_stanza_t *x = ferry_stanza_add(parent, "x", NS_DATA);
+    xmpp_stanza_set_type(x, type);
+    ferry_stanza_add_text(x, "title", title);
+    return x;
+}
+
+static xmpp_stanza_t *field(xmpp_stanza_t *x, const char *var, const char *type, const char *label)
+{
+    xmpp_stanza_t *f = ferry_stanza_add(x, "field", NULL);
+    xmpp_stanza_set_attribute(f, "var", var);
+    xmpp_stanza_set_type(f, type);
+    if (label)
+        xmpp_stanza_set_attribute(f, "label", label);
+    return f;
+}
+
+static void add_lines_field(xmpp_stanza_t *x, const char *var, const char *label, char *text)
+{
+    xmpp_stanza_t *f = field(x, var, "text-multi", label);
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        ferry_stanza_add_text(f, "value", line);
+}
+
+/* ---- status ---- */
+
+static void cmd_status(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
+{
+    (void)in;
+    gateway_t *gw = comp->gw;
+    char text[8192] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < gw->ncomponents && len < sizeof text - 256; i++) {
+        ferry_component_t *c = gw->components[i];
+        xmpp_link_stats_t ls = {0};
+        store_counts_t counts = {0};
+        if (c->link)
+            xmpp_link_stats(c->link, &ls);
+        if (gw->store)
+            store_msg_counts(gw->store, c->name, &counts);
+        len += (size_t)snprintf(text + len, sizeof text - len,
+                                "%s (%s, %s): link %s, %llu reconnects, %zu queued, "
+                                "%lld pending, %lld dead\n",
+                                c->name, c->adapter->name, c->domain, ls.up ? "up" : "down",
+                                ls.reconnects, ls.queued, (long long)counts.pending,
+                                (long long)counts.dead);
+    }
+    xmpp_stanza_t *cmd;
+    xmpp_stanza_t *res = answer(comp, iq, "status", "completed", &cmd);
+    xmpp_stanza_t *x = form(cmd, "result", "ferry " FERRY_VERSION " status");
+    add_lines_field(x, "components", "Components", text);
+    send_release(comp, res);
+}
+
+/* ---- reload ---- */
+
+static void cmd_reload(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
+{
+    (void)in;
+    gateway_reload(comp->gw);
+    complete_with_note(comp, iq, "reload", "info",
+                       "Configuration reloaded; the log says what needs a restart.");
+}
+
+/* ---- dead messages ---- */
+
+typedef struct dead_list {
+    const char *component;
+    char text[8192];
+    size_t len, count;
+    int64_t ids[MAX_LISTED];
+} dead_list_t;
+
+static void collect_dead(void *arg, const store_row_t *r)
+{
+    dead_list_t *dl = arg;
+    if (r->state != STORE_DEAD || strcmp(r->component, dl->component) != 0 ||
+        dl->count >= MAX_LISTED)
+        return;
+    dl->ids[dl->count++] = r->id;
+    if (dl->len < sizeof dl->text - 64)
+        dl->len += (size_t)snprintf(dl->text + dl->len, sizeof dl->text - dl->len,
+                                    "%lld %s: %s\n", (long long)r->id, r->conversation,
+                                    r->error ? r->error : "");
+}
+
+static int list_dead(ferry_component_t *comp, dead_list_t *dl)
+{
+    memset(dl, 0, sizeof *dl);
+    dl->component = comp->name;
+    return comp->gw->store ? store_msg_list(comp->gw->store, collect_dead, dl) : -1;
+}
+
+static void cmd_dead_list(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
+{
+    (void)in;
+    dead_list_t *dl = malloc(sizeof *dl);
+    if (list_dead(comp, dl) < 0 || dl->count == 0) {
+        complete_with_note(comp, iq, "dead-list", "info", "No dead messages.");
+        free(dl);
+        return;
+    }
+    xmpp_stanza_t *cmd;
+    xmpp_stanza_t *res = answer(comp, iq, "dead-list", "completed", &cmd);
+    xmpp_stanza_t *x = form(cmd, "result", "Dead messages (id, conversation, reason)");
+    add_lines_field(x, "messages", "Messages", dl->text);
+    send_release(comp, res);
+    free(dl);
+}
+
+static const char *submitted_value(xmpp_stanza_t *cmd, const char *var)
+{
+    xmpp_stanza_t *x = xmpp_stanza_get_child_by_name_and_ns(cmd, "x", NS_DATA);
+    if (!x)
+        return NULL;
+    for (xmpp_stanza_t *f = xmpp_stanza_get_children(x); f; f = xmpp_stanza_get_next(f)) {
+        const char *name = xmpp_stanza_get_name(f);
+        const char *v = xmpp_stanza_get_attribute(f, "var");
+        if (name && strcmp(name, "field") == 0 && v && strcmp(v, var) == 0) {
+            xmpp_stanza_t *value = xmpp_stanza_get_child_by_name(f, "value");
+            xmpp_stanza_t *t = value ? xmpp_stanza_get_children(value) : NULL;
+            return t ? xmpp_stanza_get_text_ptr(t) : NULL;
+        }
+    }
+    return NULL;
+}
+
+static void ask_which(ferry_component_t *comp, xmpp_stanza_t *iq)
+{
+    dead_list_t *dl = malloc(sizeof *dl);
+    if (list_dead(comp, dl) < 0 || dl->count == 0) {
+        complete_with_note(comp, iq, "dead-retry", "info", "No dead messages.");
+        free(dl);
+        return;
+    }
+    xmpp_stanza_t *cmd;
+    xmpp_stanza_t *res = answer(comp, iq, "dead-retry", "executing", &cmd);
+    xmpp_stanza_t *actions = ferry_stanza_add(cmd, "actions", NULL);
+    xmpp_stanza_set_attribute(actions, "execute", "complete");
+    ferry_stanza_add(actions, "complete", NULL);
+    xmpp_stanza_t *x = form(cmd, "form", "Retry a dead message");
+    xmpp_stanza_t *f = field(x, "id", "list-single", "Message");
+    ferry_stanza_add(f, "required", NULL);
+    char *line = strtok(dl->text, "\n");
+    for (size_t i = 0; i < dl->count && line; i++, line = strtok(NULL, "\n")) {
+        char id[32];
+        snprintf(id, sizeof id, "%lld", (long long)dl->ids[i]);
+        xmpp_stanza_t *opt = ferry_stanza_add(f, "option", NULL);
+        xmpp_stanza_set_attribute(opt, "label", line);
+        ferry_stanza_add_text(opt, "value", id);
+    }
+    send_release(comp, res);
+    free(dl);
+}
+
+static void cmd_dead_retry(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
+{
+    const char *value = submitted_value(in, "id");
+    if (!value) {
+        ask_which(comp, iq);
+        return;
+    }
+    char *end;
+    long long id = strtoll(value, &end, 10);
+    if (*end || id <= 0) {
+        ferry_component_reply_error(comp, iq, "modify", "bad-request", "not a message id");
+        return;
+    }
+    dead_list_t *dl = malloc(sizeof *dl);
+    int ours = 0;
+    if (list_dead(comp, dl) >= 0)
+        for (size_t i = 0; i < dl->count; i++)
+            ours |= dl->ids[i] == id;
+    free(dl);
+    if (!ours || store_msg_requeue(comp->gw->store, id) != 0) {
+        ferry_component_reply_error(comp, iq, "cancel", "item-not-found",
+                                    "no such dead message on this component");
+        return;
+    }
+    if (comp->net_outbox)
+        net_outbox_rescan(comp->net_outbox);
+    char note[96];
+    snprintf(note, sizeof note, "Message %lld is pending again.", id);
+    complete_with_note(comp, iq, "dead-retry", "info", note);
+}
+
+static const command_t commands[] = {
+    {"status", "Gateway status", cmd_status},
+    {"reload", "Reload the configuration", cmd_reload},
+    {"dead-list", "List dead messages", cmd_dead_list},
+    {"dead-retry", "Retry a dead message", cmd_dead_retry},
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+/* ---- entry points ---- */
+
+static int is_admin(ferry_component_t *comp, xmpp_stanza_t *iq)
+{
+    return ferry_jid_allowed(comp->gw->config->admins, xmpp_stanza_get_from(iq));
+}
+
+void adhoc_items(ferry_component_t *comp, xmpp_stanza_t *iq)
+{
+    xmpp_stanza_t *res = xmpp_iq_new(comp->gw->ctx, "result", xmpp_stanza_get_id(iq));
+    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
+    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
+    xmpp_stanza_t *q = ferry_stanza_add(res, "query", "http://jabber.org/protocol/disco#items");
+    xmpp_stanza_set_attribute(q, "node", NS_COMMANDS);
+    /* Only the commands the asker may run (XEP-0050 section 2.2). */
+    for (size_t i = 0; is_admin(comp, iq) && i < NCOMMANDS; i++) {
+        xmpp_stanza_t *item = ferry_stanza_add(q, "item", NULL);
+        xmpp_stanza_set_attribute(item, "jid", comp->domain);
+        xmpp_stanza_set_attribute(item, "node", commands[i].node);
+        xmpp_stanza_set_attribute(item, "name", commands[i].name);
+    }
+    send_release(comp, res);
+}
+
+void adhoc_execute(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *cmd)
+{
+    if (!is_admin(comp, iq)) {
+        ferry_component_reply_error(comp, iq, "auth", "forbidden",
+                                    "ad-hoc commands are for the admins in [admin] jids");
+        return;
+    }
+    const char *node = xmpp_stanza_get_attribute(cmd, "node");
+    const char *action = xmpp_stanza_get_attribute(cmd, "action");
+    const command_t *c = NULL;
+    for (size_t i = 0; node && i < NCOMMANDS; i++)
+        if (strcmp(commands[i].node, node) == 0)
+            c = &commands[i];
+    if (!c) {
+        ferry_component_reply_error(comp, iq, "cancel", "item-not-found", "no such command");
+        return;
+    }
+    if (action && strcmp(action, "cancel") == 0) {
+        xmpp_stanza_t *out;
+        send_release(comp, answer(comp, iq, node, "canceled", &out));
+        return;
+    }
+    c->run(comp, iq, cmd);
+}

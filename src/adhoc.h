@@ -1,0 +1,16 @@
+/* adhoc.h: XEP-0050 commands every component offers its admins. */
+#ifndef FERRY_ADHOC_H
+#define FERRY_ADHOC_H
+
+#include <strophe.h>
+
+#include "ferry/component.h"
+
+#define FERRY_NS_COMMANDS "http://jabber.org/protocol/commands"
+
+/* disco#items with node=commands: the commands the asker may run. */
+void adhoc_items(ferry_component_t *comp, xmpp_stanza_t *iq);
+/* An iq set holding <command/>: runs it, or answers forbidden. */
+void adhoc_execute(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *cmd);
+
+#endif
