@@ -56,6 +56,9 @@ struct sock_watch {
     struct sock_watch *prev, *next;
 };
 
+/* Reusing easy handles saves their setup on every request. */
+#define IDLE_EASY 64
+
 struct ferry_http_client {
     uv_loop_t *loop;
     CURLM *multi;
@@ -65,6 +68,8 @@ struct ferry_http_client {
     size_t pending;
     int open_handles; /* uv handles not yet through their close callback */
     int closing;
+    CURL *idle[IDLE_EASY]; /* finished handles, reset and reused */
+    size_t nidle;
     void (*done)(void *arg);
     void *done_arg;
 };
@@ -124,8 +129,13 @@ static void list_remove(ferry_http_client_t *c, ferry_http_request_t *r)
 
 static void request_free(ferry_http_request_t *r)
 {
-    if (r->easy)
+    ferry_http_client_t *c = r->client;
+    if (r->easy && c && !c->closing && c->nidle < IDLE_EASY) {
+        curl_easy_reset(r->easy);
+        c->idle[c->nidle++] = r->easy;
+    } else if (r->easy) {
         curl_easy_cleanup(r->easy);
+    }
     curl_slist_free_all(r->headers);
     free(r->method);
     free(r->host);
@@ -403,6 +413,8 @@ ferry_http_client_t *http_client_new(uv_loop_t *loop)
      * opening a socket each: receivers and descriptor limits both thank us. */
     curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
     curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 256L);
+    /* Keep idle connections for reuse instead of reconnecting. */
+    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 256L);
     return c;
 }
 
@@ -441,6 +453,8 @@ void http_client_close(ferry_http_client_t *c, void (*done)(void *arg), void *ar
         list_remove(c, r);
         request_free(r);
     }
+    while (c->nidle)
+        curl_easy_cleanup(c->idle[--c->nidle]);
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
     /* Cached connections may go without a REMOVE for their socket. */
@@ -487,7 +501,7 @@ ferry_http_request_t *ferry_http_request_new(ferry_http_client_t *client, const 
     r->client = client;
     r->host = host;
     r->method = strdup(method);
-    r->easy = curl_easy_init();
+    r->easy = client->nidle ? client->idle[--client->nidle] : curl_easy_init();
     r->timeout_ms = HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
     r->retry_after = -1;
     if (r->method == NULL || r->easy == NULL ||

@@ -1,8 +1,10 @@
 /* outbox_network.c: the durable queue of messages on their way from XMPP to
  * a network. The store holds every pending message; memory holds a window
  * of at most WINDOW of them (so 100,000 waiting cost no more memory than
- * 1,000), scheduled in id order with at most one message per conversation
- * under way, so that each conversation stays in order through retries. */
+ * 1,000), grouped by conversation. Only the oldest message of a conversation
+ * is ever under way, so each conversation stays in order through retries;
+ * conversations whose oldest message may go wait in a ready list, so each
+ * event costs O(1), not a walk over the window. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,16 +13,32 @@
 
 #define WINDOW 1024
 #define MAX_IN_FLIGHT 64
+#define CONV_BUCKETS 2048
 #define RESCAN_MS 30000 /* picks up rows requeued by `ferry queue retry` */
 
-enum entry_state { E_READY, E_FLIGHT, E_WAIT };
+typedef struct conv conv_t;
 
 typedef struct entry {
-    struct entry *prev, *next;
+    struct entry *next;  /* in its conversation, id order */
+    conv_t *conv;
     ferry_msg_t msg;
-    enum entry_state state;
-    int64_t next_ms;
+    int64_t next_ms;     /* not before (a retry, or as loaded) */
 } entry_t;
+
+enum conv_state { C_IDLE, C_READY, C_FLIGHT, C_WAIT };
+
+struct conv {
+    conv_t *hnext;              /* hash chain */
+    conv_t *lprev, *lnext;      /* the list its state puts it on */
+    char *key;
+    entry_t *head, *tail;
+    enum conv_state state;      /* of its head entry */
+    int64_t next_ms;            /* C_WAIT: when the head may go again */
+};
+
+typedef struct conv_list {
+    conv_t *first, *last;
+} conv_list_t;
 
 struct net_outbox {
     uv_loop_t *loop;
@@ -31,90 +49,184 @@ struct net_outbox {
     void *arg;
     int started, paused;
 
-    entry_t *head, *tail;  /* id order */
+    conv_t *buckets[CONV_BUCKETS];
+    conv_list_t ready, flight, waiting;
     size_t count, in_flight;
-    int64_t loaded_upto;   /* highest id ever loaded */
+    int64_t loaded_upto;   /* highest id loaded so far */
     int caught_up;         /* nothing pending beyond loaded_upto */
-
     outbox_stats_t stats;
 
-    uv_idle_t pump;        /* runs dispatch once per loop iteration when needed */
+    uv_idle_t pump;        /* dispatches once per loop iteration when needed */
     uv_timer_t wake;       /* the earliest retry */
     uv_timer_t rescan;
     int handles;
 };
 
-/* ---- the window ---- */
+/* ---- conversations ---- */
 
-static entry_t *entry_new(const store_row_t *r, int64_t now)
+static size_t conv_hash(const char *s)
 {
+    size_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h % CONV_BUCKETS;
+}
+
+static void list_push(conv_list_t *l, conv_t *c)
+{
+    c->lprev = l->last;
+    c->lnext = NULL;
+    if (l->last)
+        l->last->lnext = c;
+    else
+        l->first = c;
+    l->last = c;
+}
+
+static void list_drop(conv_list_t *l, conv_t *c)
+{
+    if (c->lprev)
+        c->lprev->lnext = c->lnext;
+    else
+        l->first = c->lnext;
+    if (c->lnext)
+        c->lnext->lprev = c->lprev;
+    else
+        l->last = c->lprev;
+    c->lprev = c->lnext = NULL;
+}
+
+static conv_list_t *list_of(net_outbox_t *ob, enum conv_state state)
+{
+    switch (state) {
+    case C_READY: return &ob->ready;
+    case C_FLIGHT: return &ob->flight;
+    case C_WAIT: return &ob->waiting;
+    default: return NULL;
+    }
+}
+
+static void set_state(net_outbox_t *ob, conv_t *c, enum conv_state state)
+{
+    conv_list_t *from = list_of(ob, c->state), *to = list_of(ob, state);
+    if (from)
+        list_drop(from, c);
+    if (to)
+        list_push(to, c);
+    c->state = state;
+}
+
+static conv_t *conv_get(net_outbox_t *ob, const char *key)
+{
+    size_t b = conv_hash(key);
+    for (conv_t *c = ob->buckets[b]; c; c = c->hnext)
+        if (strcmp(c->key, key) == 0)
+            return c;
+    conv_t *c = calloc(1, sizeof *c);
+    c->key = strdup(key);
+    c->hnext = ob->buckets[b];
+    ob->buckets[b] = c;
+    return c;
+}
+
+static void conv_free(net_outbox_t *ob, conv_t *c)
+{
+    set_state(ob, c, C_IDLE);
+    conv_t **p = &ob->buckets[conv_hash(c->key)];
+    while (*p != c)
+        p = &(*p)->hnext;
+    *p = c->hnext;
+    free(c->key);
+    free(c);
+}
+
+/* What the head of C may do now. */
+static void settle(net_outbox_t *ob, conv_t *c, int64_t now)
+{
+    if (!c->head) {
+        conv_free(ob, c);
+    } else if (c->next_ms > now) {
+        set_state(ob, c, C_WAIT);
+    } else {
+        set_state(ob, c, C_READY);
+    }
+}
+
+/* ---- entries ---- */
+
+static void entry_free(entry_t *e)
+{
+    free((char *)e->msg.payload);
+    free(e);
+}
+
+static int known(net_outbox_t *ob, int64_t id, const char *conversation)
+{
+    size_t b = conv_hash(conversation);
+    for (conv_t *c = ob->buckets[b]; c; c = c->hnext)
+        if (strcmp(c->key, conversation) == 0)
+            for (entry_t *e = c->head; e; e = e->next)
+                if (e->msg.id == id)
+                    return 1;
+    return 0;
+}
+
+static void add_entry(net_outbox_t *ob, const store_row_t *r, int64_t now)
+{
+    conv_t *c = conv_get(ob, r->conversation);
     entry_t *e = calloc(1, sizeof *e);
-    e->msg.id = r->id;
-    e->msg.conversation = strdup(r->conversation);
     char *payload = malloc(r->payload_len + 1);
     memcpy(payload, r->payload, r->payload_len);
     payload[r->payload_len] = 0;
+    e->conv = c;
+    e->msg.id = r->id;
+    e->msg.conversation = c->key;
     e->msg.payload = payload;
     e->msg.payload_len = r->payload_len;
     e->msg.attempts = r->attempts;
     e->msg.created_ms = r->created_ms;
     e->next_ms = r->next_ms;
-    e->state = r->next_ms > now ? E_WAIT : E_READY;
+    /* Keep id order inside the conversation (a rescan may bring older
+     * rows); never in front of a head that is under way. */
+    entry_t **p = &c->head;
+    if (c->tail && c->tail->msg.id < r->id)
+        p = &c->tail->next; /* the usual case: newer than all */
+    else if (c->state == C_FLIGHT)
+        p = &c->head->next;
+    while (*p && (*p)->msg.id < r->id)
+        p = &(*p)->next;
+    e->next = *p;
+    *p = e;
+    if (!e->next)
+        c->tail = e;
+    ob->count++;
+    if (c->head == e) {
+        c->next_ms = r->next_ms;
+        settle(ob, c, now);
+    }
+}
+
+/* Takes the head off C after it was answered. */
+static entry_t *pop_head(net_outbox_t *ob, conv_t *c)
+{
+    entry_t *e = c->head;
+    c->head = e->next;
+    if (!c->head)
+        c->tail = NULL;
+    ob->count--;
+    c->next_ms = c->head ? c->head->next_ms : 0;
     return e;
 }
 
-static void entry_free(entry_t *e)
+static entry_t *find_flight(net_outbox_t *ob, int64_t id)
 {
-    free((char *)e->msg.conversation);
-    free((char *)e->msg.payload);
-    free(e);
-}
-
-static entry_t *find(net_outbox_t *ob, int64_t id)
-{
-    for (entry_t *e = ob->head; e; e = e->next)
-        if (e->msg.id == id)
-            return e;
+    for (conv_t *c = ob->flight.first; c; c = c->lnext)
+        if (c->head->msg.id == id)
+            return c->head;
     return NULL;
 }
 
-/* Keeps id order; rows come mostly in order, so search from the tail. */
-static void insert(net_outbox_t *ob, entry_t *e)
-{
-    entry_t *after = ob->tail;
-    while (after && after->msg.id > e->msg.id)
-        after = after->prev;
-    e->prev = after;
-    e->next = after ? after->next : ob->head;
-    if (e->next)
-        e->next->prev = e;
-    else
-        ob->tail = e;
-    if (after)
-        after->next = e;
-    else
-        ob->head = e;
-    ob->count++;
-}
-
-static void unlink_entry(net_outbox_t *ob, entry_t *e)
-{
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        ob->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        ob->tail = e->prev;
-    ob->count--;
-}
-
-static void remove_entry(net_outbox_t *ob, entry_t *e)
-{
-    unlink_entry(ob, e);
-    entry_free(e);
-}
+/* ---- loading ---- */
 
 typedef struct load_ctx {
     net_outbox_t *ob;
@@ -124,11 +236,11 @@ typedef struct load_ctx {
 static void on_loaded_row(void *arg, const store_row_t *r)
 {
     load_ctx_t *lc = arg;
-    if (r->id > lc->ob->loaded_upto)
+    int fresh = r->id > lc->ob->loaded_upto; /* else a rescan: maybe here already */
+    if (fresh)
         lc->ob->loaded_upto = r->id;
-    if (find(lc->ob, r->id))
-        return; /* a rescan found what is already here */
-    insert(lc->ob, entry_new(r, lc->now));
+    if (fresh || !known(lc->ob, r->id, r->conversation))
+        add_entry(lc->ob, r, lc->now);
 }
 
 static void load(net_outbox_t *ob, int64_t after)
@@ -145,42 +257,35 @@ static void load(net_outbox_t *ob, int64_t after)
 
 /* ---- scheduling ---- */
 
-/* The conversations seen in one dispatch pass: an open-addressing set of
- * pointers into the window's entries, rebuilt each pass. */
-typedef struct conv_set {
-    const char *slot[WINDOW * 2];
-} conv_set_t;
+static void on_pump(uv_idle_t *h);
 
-static size_t conv_hash(const char *s)
-{
-    size_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
+static void schedule(net_outbox_t *ob) { uv_idle_start(&ob->pump, on_pump); }
 
-/* Adds CONV; returns 1 when it was there already. */
-static int conv_add(conv_set_t *set, const char *conv)
+static void on_wake(uv_timer_t *t)
 {
-    size_t i = conv_hash(conv) % (WINDOW * 2);
-    while (set->slot[i]) {
-        if (strcmp(set->slot[i], conv) == 0)
-            return 1;
-        i = (i + 1) % (WINDOW * 2);
+    net_outbox_t *ob = t->data;
+    int64_t now = store_now_ms(), earliest = INT64_MAX;
+    for (conv_t *c = ob->waiting.first, *next; c; c = next) {
+        next = c->lnext;
+        if (c->next_ms <= now)
+            set_state(ob, c, C_READY);
+        else if (c->next_ms < earliest)
+            earliest = c->next_ms;
     }
-    set->slot[i] = conv;
-    return 0;
+    if (earliest != INT64_MAX)
+        uv_timer_start(&ob->wake, on_wake, (uint64_t)(earliest - now), 0);
+    schedule(ob);
 }
 
-static void on_wake(uv_timer_t *t);
-
-static void start_delivery(net_outbox_t *ob, entry_t *e, int64_t now)
+/* Arms the wake-up for a conversation that now waits until NEXT_MS. */
+static void wake_at(net_outbox_t *ob, int64_t next_ms)
 {
-    e->state = E_FLIGHT;
-    e->msg.attempts++;
-    ob->in_flight++;
-    store_msg_update(ob->store, e->msg.id, STORE_PENDING, e->msg.attempts, now, NULL);
-    ob->h.deliver(ob->arg, &e->msg);
+    uint64_t due = uv_timer_get_due_in(&ob->wake);
+    int64_t in = next_ms - store_now_ms();
+    if (in < 0)
+        in = 0;
+    if (!uv_is_active((uv_handle_t *)&ob->wake) || (uint64_t)in < due)
+        uv_timer_start(&ob->wake, on_wake, (uint64_t)in, 0);
 }
 
 static void dispatch(net_outbox_t *ob)
@@ -189,24 +294,15 @@ static void dispatch(net_outbox_t *ob)
         return;
     if (ob->count < WINDOW && !ob->caught_up)
         load(ob, ob->loaded_upto);
-    int64_t now = store_now_ms();
-    int64_t earliest = INT64_MAX;
-    static conv_set_t seen;
-    memset(&seen, 0, sizeof seen);
-    for (entry_t *e = ob->head, *next; e; e = next) {
-        next = e->next; /* deliver() may answer at once and free e */
-        if (e->state == E_WAIT && e->next_ms <= now)
-            e->state = E_READY;
-        if (e->state == E_WAIT && e->next_ms < earliest)
-            earliest = e->next_ms;
-        /* The first entry of each conversation may go; the rest wait. */
-        if (conv_add(&seen, e->msg.conversation) || e->state != E_READY)
-            continue;
-        if (ob->in_flight < MAX_IN_FLIGHT)
-            start_delivery(ob, e, now);
+    while (ob->ready.first && ob->in_flight < MAX_IN_FLIGHT) {
+        conv_t *c = ob->ready.first;
+        set_state(ob, c, C_FLIGHT);
+        c->head->msg.attempts++;
+        ob->in_flight++;
+        ob->h.deliver(ob->arg, &c->head->msg);
     }
-    if (earliest != INT64_MAX)
-        uv_timer_start(&ob->wake, on_wake, (uint64_t)(earliest - now), 0);
+    if (ob->waiting.first && !uv_is_active((uv_handle_t *)&ob->wake))
+        on_wake(&ob->wake);
 }
 
 static void on_pump(uv_idle_t *h)
@@ -215,13 +311,6 @@ static void on_pump(uv_idle_t *h)
     uv_idle_stop(h);
     dispatch(ob);
 }
-
-static void schedule(net_outbox_t *ob)
-{
-    uv_idle_start(&ob->pump, on_pump);
-}
-
-static void on_wake(uv_timer_t *t) { schedule(t->data); }
 
 void net_outbox_rescan(net_outbox_t *ob)
 {
@@ -249,15 +338,25 @@ static uint64_t backoff_ms(const outbox_policy_t *p, int attempts, long retry_af
     return (uint64_t)(delay * 1000);
 }
 
+/* The entry under way with ID, taken out of flight; NULL when the answer
+ * comes for something no longer ours (after a shutdown began). */
 static entry_t *answered(net_outbox_t *ob, int64_t id)
 {
-    entry_t *e = find(ob, id);
-    if (e && e->state == E_FLIGHT) {
-        ob->in_flight--;
-        schedule(ob);
-        return e;
-    }
-    return NULL;
+    entry_t *e = find_flight(ob, id);
+    if (!e)
+        return NULL;
+    ob->in_flight--;
+    schedule(ob);
+    return e;
+}
+
+/* The head of its conversation is finished: the next one may go. */
+static void finish(net_outbox_t *ob, entry_t *e)
+{
+    conv_t *c = e->conv;
+    pop_head(ob, c);
+    settle(ob, c, store_now_ms());
+    entry_free(e);
 }
 
 void net_outbox_done(net_outbox_t *ob, int64_t id)
@@ -266,7 +365,7 @@ void net_outbox_done(net_outbox_t *ob, int64_t id)
     ob->stats.delivered++;
     store_msg_update(ob->store, id, STORE_DONE, e ? e->msg.attempts : 0, 0, NULL);
     if (e)
-        remove_entry(ob, e);
+        finish(ob, e);
 }
 
 void net_outbox_fail(net_outbox_t *ob, int64_t id, const char *error)
@@ -275,7 +374,7 @@ void net_outbox_fail(net_outbox_t *ob, int64_t id, const char *error)
     ob->stats.failed++;
     store_msg_update(ob->store, id, STORE_DEAD, e ? e->msg.attempts : 0, 0, error);
     if (e)
-        remove_entry(ob, e);
+        finish(ob, e);
 }
 
 void net_outbox_retry(net_outbox_t *ob, int64_t id, const char *error, long retry_after)
@@ -285,8 +384,8 @@ void net_outbox_retry(net_outbox_t *ob, int64_t id, const char *error, long retr
         return; /* not ours any more (shutdown): it stays pending in the store */
     int64_t now = store_now_ms();
     double age = (double)(now - e->msg.created_ms) / 1000;
-    char reason[512];
     if (e->msg.attempts >= ob->policy.max_attempts || age >= ob->policy.max_age) {
+        char reason[512];
         if (e->msg.attempts >= ob->policy.max_attempts)
             snprintf(reason, sizeof reason, "gave up after %d attempts: %s", e->msg.attempts,
                      error);
@@ -294,16 +393,17 @@ void net_outbox_retry(net_outbox_t *ob, int64_t id, const char *error, long retr
             snprintf(reason, sizeof reason, "gave up after %.0f s (max_age): %s", age, error);
         store_msg_update(ob->store, id, STORE_DEAD, e->msg.attempts, 0, reason);
         ob->stats.dead++;
-        unlink_entry(ob, e);
         ob->h.dead(ob->arg, &e->msg, reason);
-        entry_free(e);
+        finish(ob, e);
         return;
     }
     uint64_t delay = backoff_ms(&ob->policy, e->msg.attempts, retry_after);
     ob->stats.retried++;
-    e->state = E_WAIT;
-    e->next_ms = now + (int64_t)delay;
-    store_msg_update(ob->store, id, STORE_PENDING, e->msg.attempts, e->next_ms, error);
+    conv_t *c = e->conv;
+    c->next_ms = e->next_ms = now + (int64_t)delay;
+    set_state(ob, c, C_WAIT);
+    wake_at(ob, c->next_ms);
+    store_msg_update(ob->store, id, STORE_PENDING, e->msg.attempts, c->next_ms, error);
     ferry_log_info(ob->component, "message %lld: %s; attempt %d in %.1f s", (long long)id, error,
                    e->msg.attempts + 1, (double)delay / 1000);
 }
@@ -362,10 +462,10 @@ int net_outbox_put(net_outbox_t *ob, const char *conversation, const char *dedup
     if (id)
         *id = new_id;
     if (ob->caught_up && ob->count < WINDOW) {
+        int64_t now = store_now_ms();
         store_row_t r = {.id = new_id, .conversation = conversation, .payload = payload,
-                         .payload_len = len, .created_ms = store_now_ms()};
-        r.next_ms = r.created_ms;
-        insert(ob, entry_new(&r, r.created_ms));
+                         .payload_len = len, .created_ms = now, .next_ms = now};
+        add_entry(ob, &r, now);
         ob->loaded_upto = new_id;
     } else {
         ob->caught_up = 0;
@@ -394,8 +494,14 @@ static void on_handle_closed(uv_handle_t *h)
 
 void net_outbox_free(net_outbox_t *ob)
 {
-    while (ob->head)
-        remove_entry(ob, ob->head);
+    for (size_t b = 0; b < CONV_BUCKETS; b++) {
+        while (ob->buckets[b]) {
+            conv_t *c = ob->buckets[b];
+            while (c->head)
+                entry_free(pop_head(ob, c));
+            conv_free(ob, c);
+        }
+    }
     free(ob->component);
     uv_close((uv_handle_t *)&ob->pump, on_handle_closed);
     uv_close((uv_handle_t *)&ob->wake, on_handle_closed);

@@ -37,13 +37,25 @@ typedef struct settings {
 
 typedef struct webhook webhook_t;
 
+/* A message as kept in the outbox: what each attempt needs, read back
+ * without parsing XML. */
+typedef struct stored {
+    json_t *doc;             /* owns the strings below */
+    const char *endpoint;
+    const char *request;     /* the exact request body: retries send the same bytes */
+    const char *msg_id;      /* webhook-id / Idempotency-Key, stable across retries */
+    const char *from, *to;   /* of the original stanza */
+    const char *id;          /* the original stanza id, "" when none */
+    const char *text;        /* the original body, for an error reply */
+    int receipt;             /* the sender asked for an XEP-0184 receipt */
+} stored_t;
+
 /* One attempt at posting a message from the outbox. */
 typedef struct attempt {
     webhook_t *wh;
     struct attempt *prev, *next;
     int64_t id;
-    xmpp_stanza_t *stanza;   /* the original, for the receipt or the error */
-    char *endpoint;
+    stored_t m;
     ferry_http_request_t *req;
 } attempt_t;
 
@@ -246,10 +258,48 @@ static int put_chat(webhook_t *wh, const char *from, const char *to, const char 
 
 /* ---- outbound: XMPP -> HTTP ----
  *
- * A message from XMPP is put in the outbox as one JSON document: the
- * endpoint, the exact request body (so retries send the same bytes), the
- * webhook-id (stable across retries and restarts) and the original stanza
- * (for the receipt or the error). The outbox calls post() for each attempt. */
+ * A message from XMPP is put in the outbox as one small JSON record (see
+ * stored_t); the outbox calls post() for each attempt. */
+
+static int stored_read(const ferry_msg_t *msg, stored_t *m)
+{
+    memset(m, 0, sizeof *m);
+    m->doc = json_loadb(msg->payload, msg->payload_len, 0, NULL);
+    if (!m->doc || json_unpack(m->doc, "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b}", "e",
+                               &m->endpoint, "b", &m->request, "m", &m->msg_id, "f", &m->from,
+                               "t", &m->to, "i", &m->id, "x", &m->text, "r", &m->receipt) != 0) {
+        json_decref(m->doc);
+        m->doc = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* The original message, rebuilt for an error reply. */
+static void reply_error(webhook_t *wh, const stored_t *m, const char *type, const char *condition,
+                        const char *text)
+{
+    xmpp_ctx_t *ctx = ferry_component_xmpp(wh->comp);
+    xmpp_stanza_t *orig = xmpp_message_new(ctx, "chat", m->to, *m->id ? m->id : NULL);
+    xmpp_stanza_set_from(orig, m->from);
+    ferry_stanza_add_text(orig, "body", m->text);
+    ferry_component_reply_error(wh->comp, orig, type, condition, text);
+    xmpp_stanza_release(orig);
+}
+
+static void send_receipt(webhook_t *wh, const stored_t *m)
+{
+    if (!m->receipt || !*m->id)
+        return;
+    xmpp_ctx_t *ctx = ferry_component_xmpp(wh->comp);
+    char *rid = xmpp_uuid_gen(ctx);
+    xmpp_stanza_t *msg = xmpp_message_new(ctx, NULL, m->from, rid);
+    xmpp_stanza_set_from(msg, m->to);
+    xmpp_stanza_set_id(ferry_stanza_add(msg, "received", NS_RECEIPTS), m->id);
+    ferry_component_send(wh->comp, msg);
+    xmpp_stanza_release(msg);
+    xmpp_free(ctx, rid);
+}
 
 static void attempt_free(attempt_t *a)
 {
@@ -260,27 +310,10 @@ static void attempt_free(attempt_t *a)
         wh->attempts = a->next;
     if (a->next)
         a->next->prev = a->prev;
-    if (a->stanza)
-        xmpp_stanza_release(a->stanza);
-    free(a->endpoint);
+    json_decref(a->m.doc);
     free(a);
     if (wh->stopping && !wh->attempts)
         ferry_component_stopped(wh->comp);
-}
-
-static void send_receipt(webhook_t *wh, xmpp_stanza_t *st)
-{
-    const char *id = xmpp_stanza_get_id(st);
-    if (!id || !xmpp_stanza_get_child_by_name_and_ns(st, "request", NS_RECEIPTS))
-        return;
-    xmpp_ctx_t *ctx = ferry_component_xmpp(wh->comp);
-    char *rid = xmpp_uuid_gen(ctx);
-    xmpp_stanza_t *msg = xmpp_message_new(ctx, NULL, xmpp_stanza_get_from(st), rid);
-    xmpp_stanza_set_from(msg, xmpp_stanza_get_to(st));
-    xmpp_stanza_set_id(ferry_stanza_add(msg, "received", NS_RECEIPTS), id);
-    ferry_component_send(wh->comp, msg);
-    xmpp_stanza_release(msg);
-    xmpp_free(ctx, rid);
 }
 
 static const char *condition_for_status(long status)
@@ -306,11 +339,11 @@ static void on_response(void *arg, const ferry_http_response_t *resp)
     a->req = NULL;
     char text[512];
     if (resp->status >= 200 && resp->status < 300) {
-        ferry_log_info(ferry_component_name(wh->comp),
-                       "message %lld delivered to endpoint %s (HTTP %ld)", (long long)a->id,
-                       a->endpoint, resp->status);
+        ferry_log_debug(ferry_component_name(wh->comp),
+                        "message %lld delivered to endpoint %s (HTTP %ld)", (long long)a->id,
+                        a->m.endpoint, resp->status);
         ferry_outbox_done(wh->comp, a->id);
-        send_receipt(wh, a->stanza);
+        send_receipt(wh, &a->m);
     } else if (transient(resp->status)) {
         if (resp->status)
             snprintf(text, sizeof text, "the receiver answered HTTP %ld", resp->status);
@@ -321,9 +354,8 @@ static void on_response(void *arg, const ferry_http_response_t *resp)
         snprintf(text, sizeof text, "not delivered to the webhook: the receiver answered HTTP %ld",
                  resp->status);
         ferry_log_warn(ferry_component_name(wh->comp), "message %lld to endpoint %s: %s",
-                       (long long)a->id, a->endpoint, text);
-        ferry_component_reply_error(wh->comp, a->stanza, "cancel",
-                                    condition_for_status(resp->status), text);
+                       (long long)a->id, a->m.endpoint, text);
+        reply_error(wh, &a->m, "cancel", condition_for_status(resp->status), text);
         ferry_outbox_fail(wh->comp, a->id, text);
     }
     attempt_free(a);
@@ -351,59 +383,39 @@ static void sign(ferry_http_request_t *req, const endpoint_t *ep, const char *ms
     ferry_http_request_header(req, "webhook-signature", sig);
 }
 
-/* The stored document of a message, or NULL when it cannot be read. */
-static json_t *read_stored(const ferry_msg_t *msg, const char **endpoint, const char **body,
-                           const char **msg_id, const char **stanza)
-{
-    json_t *doc = json_loadb(msg->payload, msg->payload_len, 0, NULL);
-    if (!doc || json_unpack(doc, "{s:s, s:s, s:s, s:s}", "endpoint", endpoint, "body", body,
-                            "msg_id", msg_id, "stanza", stanza) != 0) {
-        json_decref(doc);
-        return NULL;
-    }
-    return doc;
-}
-
 static void post(void *arg, const ferry_msg_t *msg)
 {
     webhook_t *wh = arg;
-    const char *endpoint, *body, *msg_id, *stanza_text;
-    json_t *doc = read_stored(msg, &endpoint, &body, &msg_id, &stanza_text);
-    if (!doc) {
-        ferry_outbox_fail(wh->comp, msg->id, "unreadable stored message");
-        return;
-    }
     attempt_t *a = calloc(1, sizeof *a);
     a->wh = wh;
     a->id = msg->id;
-    a->endpoint = strdup(endpoint);
-    a->stanza = xmpp_stanza_new_from_string(ferry_component_xmpp(wh->comp), stanza_text);
+    if (stored_read(msg, &a->m) != 0) {
+        ferry_outbox_fail(wh->comp, msg->id, "unreadable stored message");
+        free(a);
+        return;
+    }
     a->next = wh->attempts;
     if (wh->attempts)
         wh->attempts->prev = a;
     wh->attempts = a;
 
-    const endpoint_t *ep = find_endpoint(wh, endpoint);
-    if (!ep || !ep->url || !a->stanza) {
-        const char *why = a->stanza ? "the endpoint was removed from the configuration"
-                                    : "unreadable stored stanza";
-        if (a->stanza)
-            ferry_component_reply_error(wh->comp, a->stanza, "cancel", "item-not-found", why);
+    const endpoint_t *ep = find_endpoint(wh, a->m.endpoint);
+    if (!ep || !ep->url) {
+        const char *why = "the endpoint was removed from the configuration";
+        reply_error(wh, &a->m, "cancel", "item-not-found", why);
         ferry_outbox_fail(wh->comp, msg->id, why);
         attempt_free(a);
-        json_decref(doc);
         return;
     }
     ferry_http_request_t *req =
         ferry_http_request_new(ferry_component_http_client(wh->comp), "POST", ep->url);
     ferry_http_request_header(req, "Content-Type", "application/json");
     ferry_http_request_header(req, "User-Agent", "ferry/" FERRY_VERSION);
-    ferry_http_request_header(req, "Idempotency-Key", msg_id);
+    ferry_http_request_header(req, "Idempotency-Key", a->m.msg_id);
     if (ep->sign_key)
-        sign(req, ep, msg_id, body);
-    ferry_http_request_body(req, body, strlen(body));
+        sign(req, ep, a->m.msg_id, a->m.request);
+    ferry_http_request_body(req, a->m.request, strlen(a->m.request));
     ferry_http_request_timeout(req, (long)(wh->s.timeout * 1000));
-    json_decref(doc);
     if (ferry_http_request_send(req, on_response, a) != 0) {
         ferry_outbox_retry(wh->comp, msg->id, "the HTTP request could not be started", -1);
         attempt_free(a);
@@ -415,20 +427,15 @@ static void post(void *arg, const ferry_msg_t *msg)
 static void on_dead(void *arg, const ferry_msg_t *msg, const char *reason)
 {
     webhook_t *wh = arg;
-    const char *endpoint, *body, *msg_id, *stanza_text;
-    json_t *doc = read_stored(msg, &endpoint, &body, &msg_id, &stanza_text);
-    if (!doc)
+    stored_t m;
+    if (stored_read(msg, &m) != 0)
         return;
-    xmpp_stanza_t *st = xmpp_stanza_new_from_string(ferry_component_xmpp(wh->comp), stanza_text);
     char text[600];
     snprintf(text, sizeof text, "not delivered to the webhook: %s", reason);
     ferry_log_warn(ferry_component_name(wh->comp), "message %lld to endpoint %s: %s",
-                   (long long)msg->id, endpoint, text);
-    if (st) {
-        ferry_component_reply_error(wh->comp, st, "wait", "remote-server-timeout", text);
-        xmpp_stanza_release(st);
-    }
-    json_decref(doc);
+                   (long long)msg->id, m.endpoint, text);
+    reply_error(wh, &m, "wait", "remote-server-timeout", text);
+    json_decref(m.doc);
 }
 
 static const ferry_outbox_handlers_t outbox_handlers = {
@@ -458,27 +465,26 @@ static char *make_body(const endpoint_t *ep, xmpp_stanza_t *st, const char *body
     return text;
 }
 
-/* What goes into the outbox; NULL when the text is not valid UTF-8. */
+/* What goes into the outbox (a stored_t); NULL when the text is not valid
+ * UTF-8. */
 static char *make_stored(webhook_t *wh, const endpoint_t *ep, xmpp_stanza_t *st, const char *body)
 {
     char *request_body = make_body(ep, st, body);
-    char *stanza_text = NULL;
-    size_t stanza_len;
-    if (!request_body || xmpp_stanza_to_text(st, &stanza_text, &stanza_len) != XMPP_EOK) {
-        free(request_body);
+    if (!request_body)
         return NULL;
-    }
     xmpp_ctx_t *ctx = ferry_component_xmpp(wh->comp);
     char *uuid = xmpp_uuid_gen(ctx);
     char msg_id[64];
     snprintf(msg_id, sizeof msg_id, "msg_%s", uuid);
     xmpp_free(ctx, uuid);
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:s}", "endpoint", ep->name, "body", request_body,
-                            "msg_id", msg_id, "stanza", stanza_text);
+    const char *id = xmpp_stanza_get_id(st);
+    int receipt = xmpp_stanza_get_child_by_name_and_ns(st, "request", NS_RECEIPTS) != NULL;
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b}", "e", ep->name, "b",
+                            request_body, "m", msg_id, "f", xmpp_stanza_get_from(st), "t",
+                            xmpp_stanza_get_to(st), "i", id ? id : "", "x", body, "r", receipt);
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     free(request_body);
-    xmpp_free(ctx, stanza_text);
     return text;
 }
 
