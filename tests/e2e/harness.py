@@ -1,0 +1,1043 @@
+"""End-to-end harness for ferry: a Prosody runner, a ferry runner, an HTTP
+receiver, a synchronous XMPP client and small helpers.
+
+Importable without pytest (bench/ uses it). Rules it keeps:
+- only 127.0.0.1, ephemeral ports (bind port 0 to find one);
+- every run in its own directory (Prosody data, configs, logs);
+- every wait bounded in time and in count (poll with a deadline);
+- every process it starts is stopped by its pid: SIGTERM, then SIGKILL
+  after a bound.
+"""
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import uuid
+import xml.etree.ElementTree as ET
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from xml.sax.saxutils import escape as xml_escape
+from xml.sax.saxutils import quoteattr
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+NS_CLIENT = "jabber:client"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+NS_RECEIPTS = "urn:xmpp:receipts"
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+NS_PING = "urn:xmpp:ping"
+NS_VERSION = "jabber:iq:version"
+NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
+
+SANITIZER_PATTERNS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+
+# Objects with a running process register here, so that a failing test can
+# show their log tails (conftest.py reads it).
+LIVE = []
+_LIVE_LOCK = threading.Lock()
+
+
+def _register(obj):
+    with _LIVE_LOCK:
+        if obj not in LIVE:
+            LIVE.append(obj)
+
+
+def _unregister(obj):
+    with _LIVE_LOCK:
+        if obj in LIVE:
+            LIVE.remove(obj)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def ferry_binary():
+    """FERRY_BIN, or build/ferry under the repository root."""
+    path = os.environ.get("FERRY_BIN") or os.path.join(REPO_ROOT, "build", "ferry")
+    if not os.path.isabs(path):
+        path = os.path.join(REPO_ROOT, path)
+    return path
+
+
+def free_port():
+    """A free TCP port on 127.0.0.1 (bind port 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout, interval=0.05, what="condition"):
+    """Polls pred() until it returns something truthy; returns that value.
+    Bounded in time (timeout) and so in count (timeout / interval)."""
+    deadline = time.monotonic() + timeout
+    max_polls = int(timeout / interval) + 2
+    for _ in range(max_polls):
+        value = pred()
+        if value:
+            return value
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        time.sleep(min(interval, remaining))
+    value = pred()
+    if value:
+        return value
+    raise TimeoutError("timed out after %.1f s waiting for %s" % (timeout, what))
+
+
+def tail_text(text, lines=40):
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def read_file(path, offset=0):
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def file_size(path):
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+def stop_process(proc, term_timeout=5.0, kill_timeout=5.0):
+    """SIGTERM to proc.pid (after SIGCONT, in case it was stopped), wait up to
+    term_timeout, then SIGKILL and wait up to kill_timeout. Returns
+    (returncode, killed)."""
+    if proc.poll() is not None:
+        return proc.returncode, False
+    for sig in (signal.SIGCONT, signal.SIGTERM):
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(timeout=term_timeout)
+        return proc.returncode, False
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=kill_timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    return proc.returncode, True
+
+
+def sanitizer_reports(text):
+    return [p for p in SANITIZER_PATTERNS if p in text]
+
+
+def ferry_env(extra=None):
+    env = dict(os.environ)
+    env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0"
+    env["UBSAN_OPTIONS"] = "print_stacktrace=1"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_ferry_cli(args, timeout=20, binary=None):
+    """Runs the ferry binary to completion (bounded) and returns the
+    CompletedProcess (text mode)."""
+    binary = binary or ferry_binary()
+    return subprocess.run([binary] + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, errors="replace", timeout=timeout, env=ferry_env())
+
+
+# ---------------------------------------------------------------- TOML
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(k):
+    return k if _BARE_KEY.match(k) else json.dumps(k)
+
+
+def toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        r = repr(v)
+        return r if ("." in r or "e" in r or "inf" in r or "nan" in r) else r + ".0"
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise TypeError("no TOML for %r" % (v,))
+
+
+def to_toml(doc, _prefix=()):
+    """A nested dict as TOML: scalars of a table first, then its subtables."""
+    out = []
+    scalars = [(k, v) for k, v in doc.items() if not isinstance(v, dict)]
+    tables = [(k, v) for k, v in doc.items() if isinstance(v, dict)]
+    if _prefix and (scalars or not tables):
+        out.append("[" + ".".join(_toml_key(p) for p in _prefix) + "]")
+    for k, v in scalars:
+        out.append("%s = %s" % (_toml_key(k), toml_value(v)))
+    if out:
+        out.append("")
+    for k, v in tables:
+        out.append(to_toml(v, _prefix + (k,)))
+    return "\n".join(out)
+
+
+def ferry_config(xmpp_port, http_port, components, xmpp=None, log=None, http=None):
+    """A gateway.toml as text. components: {name: table dict}."""
+    doc = {"xmpp": {"host": "127.0.0.1", "port": xmpp_port}}
+    doc["xmpp"].update(xmpp or {})
+    doc["http"] = {"listen": "127.0.0.1:%d" % http_port,
+                   "public_url": "http://127.0.0.1:%d" % http_port}
+    doc["http"].update(http or {})
+    doc["log"] = {"level": "info"}
+    doc["log"].update(log or {})
+    doc["components"] = components
+    return to_toml(doc)
+
+
+# ---------------------------------------------------------------- Prosody
+
+
+class Prosody:
+    """A Prosody on 127.0.0.1 in its own directory.
+
+    components: {domain: secret}; vhosts: virtual hosts for users."""
+
+    def __init__(self, workdir, vhosts=("localhost",), components=None, offline=False,
+                 log_level="info", c2s_port=None, component_port=None):
+        self.dir = os.path.abspath(workdir)
+        os.makedirs(self.dir, exist_ok=True)
+        self.vhosts = list(vhosts)
+        self.components = dict(components or {})
+        self.offline = offline
+        self.log_level = log_level
+        self.c2s_port = c2s_port or free_port()
+        self.component_port = component_port or free_port()
+        self.config_path = os.path.join(self.dir, "prosody.cfg.lua")
+        self.log_path = os.path.join(self.dir, "prosody.log")
+        self.stdout_path = os.path.join(self.dir, "prosody.stdout")
+        self.proc = None
+        os.makedirs(os.path.join(self.dir, "data"), exist_ok=True)
+        os.makedirs(os.path.join(self.dir, "certs"), exist_ok=True)
+        self.write_config()
+
+    def write_config(self):
+        d = self.dir
+        disabled = '"s2s"' if self.offline else '"s2s", "offline"'
+        lines = [
+            "run_as_root = true",
+            "daemonize = false",
+            'pidfile = "%s/prosody.pid"' % d,
+            'data_path = "%s/data"' % d,
+            'certificates = "%s/certs"' % d,
+            'log = { { levels = { min = "%s" }, to = "file", filename = "%s" } }'
+            % (self.log_level, self.log_path),
+            'modules_enabled = { "disco", "ping", "roster", "saslauth" }',
+            "modules_disabled = { %s }" % disabled,
+            "c2s_ports = { %d }" % self.c2s_port,
+            'c2s_interfaces = { "127.0.0.1" }',
+            "component_ports = { %d }" % self.component_port,
+            'component_interfaces = { "127.0.0.1" }',
+            "http_ports = {}",
+            "https_ports = {}",
+            "allow_unencrypted_plain_auth = true",
+            "c2s_require_encryption = false",
+            'authentication = "internal_plain"',
+        ]
+        for vh in self.vhosts:
+            lines.append('VirtualHost "%s"' % vh)
+        for domain, secret in self.components.items():
+            lines.append('Component "%s"' % domain)
+            lines.append("    component_secret = %s" % json.dumps(secret))
+        with open(self.config_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def add_user(self, user, host, password):
+        """internal_plain account: DIR/data/HOST/accounts/USER.dat (Prosody
+        escapes every non-alphanumeric character of both as %xx)."""
+        def enc(t):
+            return re.sub(r"[^A-Za-z0-9]", lambda m: "%%%02x" % ord(m.group(0)), t)
+        hostdir = enc(host)
+        accounts = os.path.join(self.dir, "data", hostdir, "accounts")
+        os.makedirs(accounts, exist_ok=True)
+        with open(os.path.join(accounts, enc(user) + ".dat"), "w") as f:
+            f.write('return { ["password"] = %s; };\n' % json.dumps(password))
+
+    # -- process
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout=20):
+        assert not self.running(), "Prosody already running"
+        offset = file_size(self.log_path)
+        out = open(self.stdout_path, "ab")
+        try:
+            self.proc = subprocess.Popen(["prosody", "--config", self.config_path, "-F"],
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         cwd=self.dir, start_new_session=True)
+        finally:
+            out.close()
+        _register(self)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError("prosody exited with %s during start:\n%s\n%s" % (
+                    self.proc.returncode, tail_text(read_file(self.stdout_path)),
+                    tail_text(read_file(self.log_path, offset))))
+            text = read_file(self.log_path, offset)
+            return ("Activated service 'c2s'" in text
+                    and (not self.components or "Activated service 'component'" in text))
+
+        try:
+            wait_until(ready, timeout, interval=0.05, what="Prosody readiness")
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout=10):
+        if self.proc is None:
+            return None
+        rc, _ = stop_process(self.proc, term_timeout=timeout)
+        _unregister(self)
+        return rc
+
+    def pause(self):
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    # -- log
+
+    def log_offset(self):
+        return file_size(self.log_path)
+
+    def log_text(self, offset=0):
+        return read_file(self.log_path, offset)
+
+    def log_count(self, needle, offset=0):
+        return self.log_text(offset).count(needle)
+
+    def wait_log(self, needle, timeout=10, offset=0):
+        return wait_until(lambda: needle in self.log_text(offset), timeout,
+                          what="%r in Prosody's log" % needle)
+
+    def report(self):
+        return "Prosody log (%s), tail:\n%s" % (self.log_path, tail_text(self.log_text(), 30))
+
+
+# ---------------------------------------------------------------- ferry
+
+
+LOG_LINE = re.compile(r"^(\S+) (ERROR|WARN|INFO|DEBUG|error|warn|info|debug) \[([^\]]+)\] (.*)$")
+
+
+class Ferry:
+    """ferry -c CONFIG, stderr kept in a file."""
+
+    def __init__(self, workdir, config_text, args=(), binary=None, name="ferry", http_port=None):
+        self.dir = os.path.abspath(workdir)
+        os.makedirs(self.dir, exist_ok=True)
+        self.binary = binary or ferry_binary()
+        self.name = name
+        self.config_path = os.path.join(self.dir, name + ".toml")
+        self.stderr_path = os.path.join(self.dir, name + ".stderr")
+        self.stdout_path = os.path.join(self.dir, name + ".stdout")
+        self.args = list(args)
+        self.http_port = http_port
+        self.proc = None
+        self.expect_exit = False     # set by a test that stops ferry on purpose
+        self.stopped_by_harness = False
+        self.killed = False
+        self.write_config(config_text)
+
+    def write_config(self, text):
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.config_path)
+
+    def start(self, pass_fds=(), preexec_fn=None):
+        if not os.path.exists(self.binary):
+            raise FileNotFoundError("ferry binary not found: %s (build it: cmake -S . -B build && "
+                                    "cmake --build build -j2, or set FERRY_BIN)" % self.binary)
+        err = open(self.stderr_path, "ab")
+        out = open(self.stdout_path, "ab")
+        try:
+            self.proc = subprocess.Popen([self.binary] + self.args + ["-c", self.config_path],
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                         cwd=self.dir, env=ferry_env(), pass_fds=tuple(pass_fds),
+                                         preexec_fn=preexec_fn, start_new_session=True)
+        finally:
+            err.close()
+            out.close()
+        _register(self)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        os.kill(self.proc.pid, sig)
+
+    def wait_exit(self, timeout):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout=5.0):
+        """SIGTERM, SIGKILL after timeout. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.stopped_by_harness = True
+        rc, killed = stop_process(self.proc, term_timeout=timeout)
+        self.killed = self.killed or killed
+        _unregister(self)
+        return rc
+
+    # -- stderr
+
+    def stderr_offset(self):
+        return file_size(self.stderr_path)
+
+    def stderr(self, offset=0):
+        return read_file(self.stderr_path, offset)
+
+    def log_lines(self, offset=0):
+        return self.stderr(offset).splitlines()
+
+    def wait_log(self, pattern, timeout=10, offset=0, flags=re.I):
+        """Waits for a regex in ferry's stderr; returns the match."""
+        rx = re.compile(pattern, flags)
+
+        def check():
+            if self.proc is not None and self.proc.poll() is not None:
+                m = rx.search(self.stderr(offset))
+                if m:
+                    return m
+                raise AssertionError("ferry exited while waiting for /%s/ in its log:\n%s" % (
+                    pattern, self.report()))
+            return rx.search(self.stderr(offset))
+
+        return wait_until(check, timeout, interval=0.05, what="/%s/ in ferry's log" % pattern)
+
+    def sanitizer_reports(self):
+        return sanitizer_reports(self.stderr())
+
+    def sanitizer_summary(self, context=12):
+        """The first sanitizer report's opening lines and every SUMMARY line."""
+        lines = self.stderr().splitlines()
+        out = []
+        for i, l in enumerate(lines):
+            if any(p in l for p in SANITIZER_PATTERNS):
+                out.extend(lines[i:i + context])
+                break
+        out.extend(l for l in lines if l.startswith("SUMMARY:") and l not in out)
+        return "\n".join(out)
+
+    def report(self):
+        rc = self.proc.poll() if self.proc else None
+        text = "ferry %s (pid %s, exit %s), stderr %s" % (
+            self.name, self.proc.pid if self.proc else "-", rc, self.stderr_path)
+        summary = self.sanitizer_summary()
+        if summary:
+            text += "\nsanitizer report:\n" + summary
+        return text + "\ntail:\n" + tail_text(self.stderr(), 40)
+
+    def problems(self):
+        """What the finaliser must fail the test for: sanitizer reports, an
+        unexpected death, a SIGKILL."""
+        out = []
+        reps = self.sanitizer_reports()
+        if reps:
+            out.append("sanitizer report(s) in ferry's stderr: %s" % ", ".join(reps))
+        if self.proc is not None and not self.stopped_by_harness and not self.expect_exit:
+            rc = self.proc.returncode
+            if rc is not None and rc != 0:
+                out.append("ferry exited unexpectedly with status %s" % rc)
+        return out
+
+    # -- HTTP side
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.http_port, path)
+
+    def healthz(self, timeout=3):
+        """(status, parsed JSON or None); (None, None) when nothing answers."""
+        try:
+            r = http_request("GET", self.url("/healthz"), timeout=timeout)
+        except (OSError, http.client.HTTPException):
+            return None, None
+        return r.status, r.json_or_none()
+
+    def wait_healthz(self, status=200, timeout=20):
+        def check():
+            if not self.running():
+                raise AssertionError("ferry is not running:\n" + self.report())
+            st, _ = self.healthz()
+            return st == status
+        wait_until(check, timeout, interval=0.1, what="/healthz answering %d" % status)
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+class HttpResponse:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def json_or_none(self):
+        try:
+            return self.json()
+        except ValueError:
+            return None
+
+    def __repr__(self):
+        return "<HTTP %s %r>" % (self.status, self.body[:200])
+
+
+def http_request(method, url, body=None, headers=None, timeout=10):
+    """One request with http.client; answers of any status are returned."""
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    try:
+        path = u.path or "/"
+        if u.query:
+            path += "?" + u.query
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        conn.request(method, path, body=body, headers=dict(headers or {}))
+        resp = conn.getresponse()
+        data = resp.read()
+        return HttpResponse(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+    finally:
+        conn.close()
+
+
+class Reply:
+    """What the receiver answers: status, headers, body, after delay seconds."""
+
+    def __init__(self, status=200, headers=None, body=b"", delay=0.0):
+        self.status = status
+        self.headers = dict(headers or {})
+        self.body = body if isinstance(body, bytes) else body.encode()
+        self.delay = delay
+
+
+class Request:
+    def __init__(self, method, path, headers, body):
+        self.method = method
+        self.path = path
+        self.headers = headers          # lowercased names
+        self.body = body
+        self.time = time.monotonic()
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def __repr__(self):
+        return "<%s %s %r>" % (self.method, self.path, self.body[:200])
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1:ephemeral. Records every request; the
+    answers for a path follow a script (list of Reply), then the default."""
+
+    def __init__(self):
+        self._lock = threading.Condition()
+        self._requests = []
+        self._scripts = {}
+        self.default = Reply(200, {"Content-Type": "application/json"}, b'{"ok":true}')
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _read_body(self):
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    chunks = []
+                    for _ in range(100000):
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            break
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    return b"".join(chunks)
+                n = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(n) if n else b""
+
+            def _handle(self):
+                body = self._read_body()
+                path = urllib.parse.urlsplit(self.path).path
+                req = Request(self.command, path,
+                              {k.lower(): v for k, v in self.headers.items()}, body)
+                reply = receiver._record(req)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                try:
+                    self.send_response(reply.status)
+                    for k, v in reply.headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                except OSError:
+                    pass
+
+            do_POST = do_GET = do_PUT = do_PATCH = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.block_on_close = False
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
+                                       daemon=True, name="receiver-%d" % self.port)
+        self.thread.start()
+
+    def _record(self, req):
+        with self._lock:
+            self._requests.append(req)
+            script = self._scripts.get(req.path)
+            reply = script.pop(0) if script else self.default
+            self._lock.notify_all()
+            return reply
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def script(self, path, replies):
+        with self._lock:
+            self._scripts[path] = list(replies)
+
+    def clear(self, path=None):
+        with self._lock:
+            if path is None:
+                self._requests.clear()
+                self._scripts.clear()
+            else:
+                self._requests = [r for r in self._requests if r.path != path]
+                self._scripts.pop(path, None)
+
+    def requests(self, path=None, pred=None):
+        with self._lock:
+            return [r for r in self._requests
+                    if (path is None or r.path == path) and (pred is None or pred(r))]
+
+    def wait(self, path=None, count=1, timeout=10, pred=None):
+        """Waits until at least count requests (for path, matching pred) have
+        arrived; returns them."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            for _ in range(100000):
+                got = [r for r in self._requests
+                       if (path is None or r.path == path) and (pred is None or pred(r))]
+                if len(got) >= count:
+                    return got
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._lock.wait(remaining)
+        raise TimeoutError("receiver: %d of %d request(s) for %s after %.1f s; all: %r" % (
+            len(got), count, path, timeout, self._requests[-10:]))
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+# ---------------------------------------------------------------- XMPP
+
+
+def _local(tag):
+    return tag.rsplit("}", 1)[-1]
+
+
+class Stanza:
+    """A received stanza (an ElementTree element) with accessors."""
+
+    def __init__(self, el):
+        self.el = el
+
+    @property
+    def name(self):
+        return _local(self.el.tag)
+
+    def get(self, attr, default=None):
+        return self.el.get(attr, default)
+
+    @property
+    def frm(self):
+        return self.el.get("from")
+
+    @property
+    def to(self):
+        return self.el.get("to")
+
+    @property
+    def type(self):
+        return self.el.get("type")
+
+    @property
+    def id(self):
+        return self.el.get("id")
+
+    def find(self, ns, tag):
+        for child in self.el:
+            if child.tag == "{%s}%s" % (ns, tag):
+                return child
+        return None
+
+    @property
+    def body(self):
+        b = self.find(NS_CLIENT, "body")
+        return None if b is None else (b.text or "")
+
+    def error(self):
+        return self.find(NS_CLIENT, "error")
+
+    @property
+    def error_type(self):
+        e = self.error()
+        return None if e is None else e.get("type")
+
+    @property
+    def error_condition(self):
+        e = self.error()
+        if e is None:
+            return None
+        for c in e:
+            if c.tag.startswith("{%s}" % NS_STANZAS) and _local(c.tag) != "text":
+                return _local(c.tag)
+        return None
+
+    @property
+    def error_text(self):
+        e = self.error()
+        if e is None:
+            return None
+        for c in e:
+            if c.tag == "{%s}text" % NS_STANZAS:
+                return c.text or ""
+        return None
+
+    @property
+    def receipt_id(self):
+        r = self.find(NS_RECEIPTS, "received")
+        return None if r is None else r.get("id")
+
+    def xml(self):
+        return ET.tostring(self.el, encoding="unicode")
+
+    def __repr__(self):
+        return self.xml()[:600]
+
+
+def new_id(prefix="t"):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:12])
+
+
+class XmppClient:
+    """A slixmpp client run on its own asyncio loop in a thread, driven
+    synchronously. Logs in with PLAIN over unencrypted loopback and sends
+    initial presence (waits for its echo). Keeps every received stanza."""
+
+    def __init__(self, jid, password, port, host="127.0.0.1", timeout=15, presence=True):
+        import slixmpp  # noqa: imported here so that harness imports without it
+        from slixmpp.xmlstream.handler import Callback
+        from slixmpp.xmlstream.matcher import MatchXPath
+
+        self.jid = jid
+        self._stanzas = []
+        self._cond = threading.Condition()
+        self._session = threading.Event()
+        self._failed = threading.Event()
+        self._disconnected = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="xmpp-" + jid)
+        self.thread.start()
+
+        def on_stanza(st):
+            el = ET.fromstring(ET.tostring(st.xml))
+            with self._cond:
+                self._stanzas.append(Stanza(el))
+                self._cond.notify_all()
+
+        async def create():
+            x = slixmpp.ClientXMPP(jid, password, sasl_mech="PLAIN",
+                                   plugin_config={"feature_mechanisms": {"unencrypted_plain": True}})
+            x.loop = self.loop
+            x.register_handler(Callback("e2e messages", MatchXPath("{%s}message" % NS_CLIENT), on_stanza))
+            x.register_handler(Callback("e2e iqs", MatchXPath("{%s}iq" % NS_CLIENT), on_stanza))
+            x.register_handler(Callback("e2e presences", MatchXPath("{%s}presence" % NS_CLIENT), on_stanza))
+
+            def session_start(_):
+                if presence:
+                    x.send_presence()
+                self._session.set()
+
+            x.add_event_handler("session_start", session_start)
+            x.add_event_handler("failed_all_auth", lambda _: self._failed.set())
+            x.add_event_handler("connection_failed", lambda _: self._failed.set())
+            x.add_event_handler("disconnected", lambda _: self._disconnected.set())
+            x.connect(address=(host, port), force_starttls=False, disable_starttls=True)
+            return x
+
+        self.xmpp = asyncio.run_coroutine_threadsafe(create(), self.loop).result(timeout)
+        deadline = time.monotonic() + timeout
+        while not self._session.is_set():
+            if self._failed.is_set():
+                self.close()
+                raise RuntimeError("XMPP login failed for %s" % jid)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.close()
+                raise TimeoutError("XMPP login of %s timed out" % jid)
+            self._session.wait(min(0.1, remaining))
+        if presence:
+            # The server echoes our available presence once it has processed
+            # it: from then on, messages to the bare JID reach this client.
+            me = self.full_jid
+            try:
+                self.wait(lambda s: s.name == "presence" and s.frm == me and s.type in (None, "available"),
+                          timeout=max(1.0, deadline - time.monotonic()), what="own presence echo")
+            except Exception:
+                self.close()
+                raise
+
+    def _run(self):
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    @property
+    def full_jid(self):
+        return str(self.xmpp.boundjid.full)
+
+    @property
+    def bare_jid(self):
+        return str(self.xmpp.boundjid.bare)
+
+    def send_raw(self, data):
+        self.loop.call_soon_threadsafe(self.xmpp.send_raw, data)
+
+    def send_message(self, to, body=None, id=None, mtype="chat", receipt=False, extra=""):
+        """Sends a <message/>; returns its id. mtype None: no type attribute."""
+        id = id or new_id("m")
+        attrs = " to=%s id=%s" % (quoteattr(to), quoteattr(id))
+        if mtype:
+            attrs += " type=%s" % quoteattr(mtype)
+        inner = ""
+        if body is not None:
+            inner += "<body>%s</body>" % xml_escape(body)
+        if receipt:
+            inner += "<request xmlns='%s'/>" % NS_RECEIPTS
+        inner += extra
+        self.send_raw("<message%s>%s</message>" % (attrs, inner))
+        return id
+
+    def iq(self, to, itype, payload="", timeout=10, id=None):
+        """Sends an iq and waits for the result or error with its id."""
+        id = id or new_id("iq")
+        self.send_raw("<iq type=%s to=%s id=%s>%s</iq>" % (quoteattr(itype), quoteattr(to), quoteattr(id), payload))
+        return self.wait(lambda s: s.name == "iq" and s.id == id and s.type in ("result", "error"),
+                         timeout=timeout, what="iq reply id=%s" % id)
+
+    def stanzas(self, pred=None):
+        with self._cond:
+            return [s for s in self._stanzas if pred is None or pred(s)]
+
+    def messages(self, pred=None):
+        return self.stanzas(lambda s: s.name == "message" and (pred is None or pred(s)))
+
+    def wait(self, pred, timeout=10, what="stanza", count=1):
+        """Waits until count received stanzas match pred; returns the first
+        (count == 1) or the list."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            for _ in range(100000):
+                got = [s for s in self._stanzas if pred(s)]
+                if len(got) >= count:
+                    return got[0] if count == 1 else got
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            recent = self._stanzas[-8:]
+        raise TimeoutError("%s: no %s within %.1f s; last received: %r" % (self.jid, what, timeout, recent))
+
+    def wait_message(self, pred, timeout=10, what="message", count=1):
+        return self.wait(lambda s: s.name == "message" and pred(s), timeout=timeout, what=what, count=count)
+
+    def connected(self):
+        return self._session.is_set() and not self._disconnected.is_set()
+
+    def close(self, timeout=5):
+        if self.loop.is_closed():
+            return
+        try:
+            if not self._disconnected.is_set() and getattr(self, "xmpp", None) is not None:
+                self.loop.call_soon_threadsafe(lambda: self.xmpp.disconnect(wait=0.5))
+                self._disconnected.wait(timeout)
+
+            async def cancel_tasks():
+                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+            try:
+                asyncio.run_coroutine_threadsafe(cancel_tasks(), self.loop).result(timeout)
+            except Exception:  # noqa: best effort, the loop stops below anyway
+                pass
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout)
+            if not self.thread.is_alive():
+                self.loop.close()
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+def standard_webhooks_key(signing_secret):
+    s = signing_secret
+    if s.startswith("whsec_"):
+        s = s[len("whsec_"):]
+    return base64.b64decode(s)
+
+
+def standard_webhooks_signature(signing_secret, msg_id, timestamp, body):
+    key = standard_webhooks_key(signing_secret)
+    signed = msg_id.encode() + b"." + str(timestamp).encode() + b"." + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def github_signature(secret, body):
+    if isinstance(body, str):
+        body = body.encode()
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def new_signing_secret():
+    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+# ---------------------------------------------------------------- bundle
+
+
+class Testbed:
+    """Owns what it started and stops it all (clients, ferries, receivers,
+    Prosodies, in that order). finish() returns the problems found (sanitizer
+    reports, unexpected exits) as text lines."""
+
+    def __init__(self, workdir):
+        self.dir = os.path.abspath(workdir)
+        os.makedirs(self.dir, exist_ok=True)
+        self.clients = []
+        self.ferries = []
+        self.receivers = []
+        self.prosodies = []
+        self._n = 0
+
+    def subdir(self, name):
+        self._n += 1
+        d = os.path.join(self.dir, "%02d-%s" % (self._n, name))
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    def prosody(self, start=True, users=(), **kw):
+        """users: (user, host, password) tuples."""
+        p = Prosody(self.subdir("prosody"), **kw)
+        self.prosodies.append(p)
+        for u in users:
+            p.add_user(*u)
+        if start:
+            p.start()
+        return p
+
+    def receiver(self):
+        r = Receiver()
+        self.receivers.append(r)
+        return r
+
+    def client(self, jid, password, prosody, **kw):
+        c = XmppClient(jid, password, prosody.c2s_port, **kw)
+        self.clients.append(c)
+        return c
+
+    def ferry(self, config_text, args=(), start=True, wait_up=True, http_port=None, name="ferry",
+              pass_fds=(), preexec_fn=None, timeout=20, binary=None):
+        f = Ferry(self.subdir(name), config_text, args=args, http_port=http_port, name=name, binary=binary)
+        self.ferries.append(f)
+        if start:
+            f.start(pass_fds=pass_fds, preexec_fn=preexec_fn)
+            if wait_up:
+                f.wait_healthz(200, timeout=timeout)
+        return f
+
+    def finish(self):
+        problems = []
+        for c in self.clients:
+            try:
+                c.close()
+            except Exception as e:  # noqa
+                problems.append("closing XMPP client %s: %r" % (c.jid, e))
+        for f in self.ferries:
+            if f.proc is None:
+                continue
+            was_running = f.running()
+            f.stop()
+            issues = f.problems()
+            if f.killed:
+                issues.append("ferry did not exit within 5 s of SIGTERM (SIGKILLed)")
+            if issues:
+                problems.append("%s\n%s" % ("; ".join(issues), f.report()))
+            elif not was_running and not f.expect_exit and f.proc.returncode != 0:
+                problems.append(f.report())
+        for r in self.receivers:
+            r.close()
+        for p in self.prosodies:
+            p.stop()
+        return problems
