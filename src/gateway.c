@@ -165,6 +165,8 @@ static void compare_core(const config_t *old, const config_t *new)
         note_restart("[xmpp] link settings");
     if (strcmp(old->http_listen, new->http_listen) != 0)
         note_restart("[http] listen");
+    if (strcmp(old->store_path, new->store_path) != 0)
+        note_restart("[storage] path");
     for (size_t i = 0; i < new->ncomponents; i++) {
         const component_config_t *cc = &new->components[i];
         const component_config_t *was = find_component(old, cc->name);
@@ -172,7 +174,6 @@ static void compare_core(const config_t *old, const config_t *new)
         if (!was) {
             snprintf(what, sizeof what, "component '%s' (new)", cc->name);
             note_restart(what);
-            conf_mark_used((toml_node_t *)cc->table);
         } else if (strcmp(was->adapter, cc->adapter) != 0 || strcmp(was->domain, cc->domain) != 0 ||
                    strcmp(was->secret, cc->secret) != 0) {
             snprintf(what, sizeof what, "component '%s' adapter/domain/secret", cc->name);
@@ -187,8 +188,10 @@ static void compare_core(const config_t *old, const config_t *new)
         }
 }
 
-static void reload_adapters(gateway_t *gw, const config_t *nc)
+/* Pass APPLY = 0 reads and checks every adapter table; APPLY = 1 switches. */
+static int reload_adapters(gateway_t *gw, const config_t *nc, int apply)
 {
+    int bad = 0;
     for (size_t i = 0; i < gw->ncomponents; i++) {
         ferry_component_t *comp = gw->components[i];
         const component_config_t *cc = find_component(nc, comp->name);
@@ -197,42 +200,48 @@ static void reload_adapters(gateway_t *gw, const config_t *nc)
                 conf_mark_used((toml_node_t *)cc->table);
             continue;
         }
-        comp->policy = cc->policy;
-        if (comp->net_outbox)
-            net_outbox_set_policy(comp->net_outbox, &cc->policy);
         if (!comp->adapter->reload) {
             conf_mark_used((toml_node_t *)cc->table);
-            note_restart(comp->name);
-        } else if (comp->adapter->reload(comp->self, cc->table) == 0) {
-            ferry_log_info(comp->name, "reloaded");
-        } else {
-            ferry_log_error(comp->name, "reload refused; the running settings stay");
+            if (apply)
+                note_restart(comp->name);
+            continue;
+        }
+        bad |= comp->adapter->reload(comp->self, cc->table, apply) != 0;
+        if (apply) {
+            comp->policy = cc->policy;
+            if (comp->net_outbox)
+                net_outbox_set_policy(comp->net_outbox, &cc->policy);
         }
     }
+    return bad ? -1 : 0;
 }
 
 void gateway_reload(gateway_t *gw)
 {
-    ferry_log_info("core", "SIGHUP: reloading %s", gw->config->path);
+    ferry_log_info("core", "reloading %s", gw->config->path);
     config_t *nc = config_load(gw->config->path);
     if (!nc) {
-        ferry_log_error("core", "reload failed: the config has errors; the running config stays");
+        ferry_log_error("core", "reload refused: the config has errors; nothing changed");
+        return;
+    }
+    int bad = reload_adapters(gw, nc, 0);
+    for (size_t i = 0; i < nc->ncomponents; i++)
+        if (!find_component(gw->config, nc->components[i].name))
+            conf_mark_used((toml_node_t *)nc->components[i].table); /* needs a restart */
+    if (config_finish(nc) > 0 || bad) {
+        ferry_log_error("core", "reload refused: the config has errors (see above); nothing "
+                                "changed");
+        config_free(nc);
         return;
     }
     compare_core(gw->config, nc);
-    reload_adapters(gw, nc);
-    if (config_finish(nc) > 0) {
-        ferry_log_error("core", "reload: the config has errors (see above); only the valid parts "
-                                "were applied");
-    }
+    reload_adapters(gw, nc, 1);
     log_set_level(nc->log_level);
     log_set_json(nc->log_json);
-    /* What stays of the old config: the running link settings (copied into
-     * the links) and nothing else; public_url follows the new file. */
+    /* The links keep the settings they were made with; public_url, admins,
+     * keep_done and the adapters follow the new file. */
     config_t *old = gw->config;
     gw->config = nc;
-    free(nc->xmpp_host);
-    nc->xmpp_host = strdup(old->xmpp_host);
-    nc->xmpp_port = old->xmpp_port;
     config_free(old);
+    ferry_log_info("core", "reloaded");
 }

@@ -357,7 +357,9 @@ static void on_stream_open(void *arg, const char **attrs)
             id = attrs[i + 1];
     conn->saw_header = 1;
     if (!id || !*id) {
-        conn_fail(conn, "the server's stream header has no id");
+        /* Prosody opens with an empty id right before a stream error such as
+         * host-unknown: wait for it (bounded by the handshake deadline). */
+        ferry_log_debug(link->scope, "stream header without id; waiting for the server");
         return;
     }
     size_t n = strlen(id) + strlen(link->secret);
@@ -416,6 +418,16 @@ static void on_ping_timeout(uv_timer_t *t)
         conn_fail(link->conn, reason);
 }
 
+static void on_handshake_timeout(uv_timer_t *t)
+{
+    xmpp_link_t *link = t->data;
+    char reason[96];
+    snprintf(reason, sizeof reason, "no handshake answer within %.0f s",
+             (double)link->ping_timeout_ms / 1000);
+    if (link->conn)
+        conn_fail(link->conn, reason);
+}
+
 static void on_keepalive(uv_timer_t *t)
 {
     xmpp_link_t *link = t->data;
@@ -426,6 +438,7 @@ static void on_keepalive(uv_timer_t *t)
 static void link_up(conn_t *conn)
 {
     xmpp_link_t *link = conn->link;
+    uv_timer_stop(&link->ping_deadline); /* it guarded the handshake */
     link->state = LINK_UP;
     link->stats.up = 1;
     link->attempt = 0;
@@ -495,8 +508,8 @@ static const xml_stream_handlers_t stream_handlers = {
 static void send_ping(uv_timer_t *t)
 {
     xmpp_link_t *link = t->data;
-    if (link->state != LINK_UP)
-        return;
+    if (link->state != LINK_UP || link->ping_id[0])
+        return; /* the one under way has its own deadline */
     snprintf(link->ping_id, sizeof link->ping_id, "ferry-ping-%llu", ++link->ping_seq);
     char buf[512];
     snprintf(buf, sizeof buf,
@@ -552,6 +565,8 @@ static void on_connected(uv_connect_t *req, int status)
         return;
     }
     link->state = LINK_OPENING;
+    link->ping_id[0] = 0;
+    uv_timer_start(&link->ping_deadline, on_handshake_timeout, link->ping_timeout_ms, 0);
     uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
     char header[1200];
     snprintf(header, sizeof header,

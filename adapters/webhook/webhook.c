@@ -40,7 +40,7 @@ typedef struct webhook webhook_t;
 /* A message as kept in the outbox: what each attempt needs, read back
  * without parsing XML. */
 typedef struct stored {
-    json_t *doc;             /* owns the strings below */
+    char *buf;               /* owns the strings below */
     const char *endpoint;
     const char *request;     /* the exact request body: retries send the same bytes */
     const char *msg_id;      /* webhook-id / Idempotency-Key, stable across retries */
@@ -261,17 +261,43 @@ static int put_chat(webhook_t *wh, const char *from, const char *to, const char 
  * A message from XMPP is put in the outbox as one small JSON record (see
  * stored_t); the outbox calls post() for each attempt. */
 
+/* The record is its fields in this order, each ending with a NUL byte
+ * (XML text cannot hold NUL, and the request body is JSON, which escapes
+ * it): cheap to write and to read back at every attempt. */
+#define STORED_VERSION "w1"
+#define STORED_FIELDS 9
+
 static int stored_read(const ferry_msg_t *msg, stored_t *m)
 {
     memset(m, 0, sizeof *m);
-    m->doc = json_loadb(msg->payload, msg->payload_len, 0, NULL);
-    if (!m->doc || json_unpack(m->doc, "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b}", "e",
-                               &m->endpoint, "b", &m->request, "m", &m->msg_id, "f", &m->from,
-                               "t", &m->to, "i", &m->id, "x", &m->text, "r", &m->receipt) != 0) {
-        json_decref(m->doc);
-        m->doc = NULL;
+    m->buf = malloc(msg->payload_len + 1);
+    memcpy(m->buf, msg->payload, msg->payload_len);
+    m->buf[msg->payload_len] = 0;
+    const char *field[STORED_FIELDS];
+    const char *p = m->buf, *end = m->buf + msg->payload_len;
+    for (int i = 0; i < STORED_FIELDS; i++) {
+        const char *nul = p < end ? memchr(p, 0, (size_t)(end - p)) : NULL;
+        if (!nul) {
+            free(m->buf);
+            m->buf = NULL;
+            return -1;
+        }
+        field[i] = p;
+        p = nul + 1;
+    }
+    if (strcmp(field[0], STORED_VERSION) != 0) {
+        free(m->buf);
+        m->buf = NULL;
         return -1;
     }
+    m->endpoint = field[1];
+    m->request = field[2];
+    m->msg_id = field[3];
+    m->from = field[4];
+    m->to = field[5];
+    m->id = field[6];
+    m->text = field[7];
+    m->receipt = field[8][0] == '1';
     return 0;
 }
 
@@ -310,7 +336,7 @@ static void attempt_free(attempt_t *a)
         wh->attempts = a->next;
     if (a->next)
         a->next->prev = a->prev;
-    json_decref(a->m.doc);
+    free(a->m.buf);
     free(a);
     if (wh->stopping && !wh->attempts)
         ferry_component_stopped(wh->comp);
@@ -435,7 +461,7 @@ static void on_dead(void *arg, const ferry_msg_t *msg, const char *reason)
     ferry_log_warn(ferry_component_name(wh->comp), "message %lld to endpoint %s: %s",
                    (long long)msg->id, m.endpoint, text);
     reply_error(wh, &m, "wait", "remote-server-timeout", text);
-    json_decref(m.doc);
+    free(m.buf);
 }
 
 static const ferry_outbox_handlers_t outbox_handlers = {
@@ -465,9 +491,10 @@ static char *make_body(const endpoint_t *ep, xmpp_stanza_t *st, const char *body
     return text;
 }
 
-/* What goes into the outbox (a stored_t); NULL when the text is not valid
- * UTF-8. */
-static char *make_stored(webhook_t *wh, const endpoint_t *ep, xmpp_stanza_t *st, const char *body)
+/* What goes into the outbox (a stored_t record); NULL when the text is not
+ * valid UTF-8. */
+static char *make_stored(webhook_t *wh, const endpoint_t *ep, xmpp_stanza_t *st, const char *body,
+                         size_t *len)
 {
     char *request_body = make_body(ep, st, body);
     if (!request_body)
@@ -479,19 +506,28 @@ static char *make_stored(webhook_t *wh, const endpoint_t *ep, xmpp_stanza_t *st,
     xmpp_free(ctx, uuid);
     const char *id = xmpp_stanza_get_id(st);
     int receipt = xmpp_stanza_get_child_by_name_and_ns(st, "request", NS_RECEIPTS) != NULL;
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b}", "e", ep->name, "b",
-                            request_body, "m", msg_id, "f", xmpp_stanza_get_from(st), "t",
-                            xmpp_stanza_get_to(st), "i", id ? id : "", "x", body, "r", receipt);
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
+    const char *field[STORED_FIELDS] = {STORED_VERSION, ep->name, request_body, msg_id,
+                                        xmpp_stanza_get_from(st), xmpp_stanza_get_to(st),
+                                        id ? id : "", body, receipt ? "1" : "0"};
+    size_t n = 0;
+    for (int i = 0; i < STORED_FIELDS; i++)
+        n += strlen(field[i]) + 1;
+    char *out = malloc(n), *p = out;
+    for (int i = 0; i < STORED_FIELDS; i++) {
+        size_t l = strlen(field[i]) + 1;
+        memcpy(p, field[i], l);
+        p += l;
+    }
     free(request_body);
-    return text;
+    *len = n;
+    return out;
 }
 
 static void accept_message(webhook_t *wh, const endpoint_t *ep, xmpp_stanza_t *st,
                            const char *body)
 {
-    char *stored = make_stored(wh, ep, st, body);
+    size_t stored_len;
+    char *stored = make_stored(wh, ep, st, body, &stored_len);
     if (!stored) {
         ferry_component_reply_error(wh->comp, st, "modify", "bad-request",
                                     "the message is not valid UTF-8");
@@ -504,8 +540,7 @@ static void accept_message(webhook_t *wh, const endpoint_t *ep, xmpp_stanza_t *s
     /* A resent stanza (same sender, same id) is the same message. */
     const char *id = xmpp_stanza_get_id(st);
     snprintf(dedup, sizeof dedup, "xmpp %s %s", xmpp_stanza_get_from(st), id ? id : "");
-    int rc = ferry_outbox_put(wh->comp, conversation, id ? dedup : NULL, stored, strlen(stored),
-                              NULL);
+    int rc = ferry_outbox_put(wh->comp, conversation, id ? dedup : NULL, stored, stored_len, NULL);
     if (rc < 0)
         ferry_component_reply_error(wh->comp, st, "wait", "internal-server-error",
                                     "the gateway could not store the message");
@@ -834,13 +869,14 @@ static void webhook_destroy(void *self)
     free(wh);
 }
 
-static int webhook_reload(void *self, const ferry_conf_t *conf)
+static int webhook_reload(void *self, const ferry_conf_t *conf, int apply)
 {
     webhook_t *wh = self;
     settings_t fresh = {0};
-    if (read_settings(conf, &fresh) != 0) {
+    int rc = read_settings(conf, &fresh);
+    if (rc != 0 || !apply) {
         settings_free(&fresh);
-        return -1;
+        return rc != 0 ? -1 : 0;
     }
     settings_free(&wh->s);
     wh->s = fresh;

@@ -40,10 +40,12 @@ typedef struct ferry_adapter {
     void (*disco_info)(void *self, xmpp_stanza_t *query);
     /* The component link went up (1) or down (0). May be NULL. */
     void (*on_link)(void *self, int up);
-    /* SIGHUP: applies the new table if it can without dropping links.
-     * Returns 0 applied, -1 errors (reported; the old config stays). May be
-     * NULL (then a reload of this component needs a restart). */
-    int (*reload)(void *self, const ferry_conf_t *conf);
+    /* SIGHUP, in two passes, so that a file with an error anywhere changes
+     * nothing: first with apply = 0 to read and check CONF (report errors,
+     * change nothing), then, only if the whole file is valid, with apply = 1
+     * to switch to it without dropping links. Returns 0, or -1 after
+     * reporting errors. May be NULL (a change then needs a restart). */
+    int (*reload)(void *self, const ferry_conf_t *conf, int apply);
 } ferry_adapter_t;
 
 #endif
