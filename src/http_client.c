@@ -93,7 +93,7 @@ static int has_line_break(const char *s)
 }
 
 /* RFC 9110 token characters: what a method or a header name may hold. */
-static int is_token(const char *s)
+int http_is_token(const char *s)
 {
     if (s == NULL || *s == '\0')
         return 0;
@@ -486,7 +486,7 @@ static char *url_host(const char *url)
 ferry_http_request_t *ferry_http_request_new(ferry_http_client_t *client, const char *method,
                                              const char *url)
 {
-    if (client == NULL || client->closing || url == NULL || !is_token(method))
+    if (client == NULL || client->closing || url == NULL || !http_is_token(method))
         return NULL;
     char *host = url_host(url);
     if (host == NULL) {
@@ -514,7 +514,7 @@ ferry_http_request_t *ferry_http_request_new(ferry_http_client_t *client, const 
 
 int ferry_http_request_header(ferry_http_request_t *req, const char *name, const char *value)
 {
-    if (req == NULL || req->state != REQ_NEW || !is_token(name) || has_line_break(value))
+    if (req == NULL || req->state != REQ_NEW || !http_is_token(name) || has_line_break(value))
         return -1;
     /* "Name;" is curl's way to send a header with an empty value; "Name:"
      * would remove it instead. */

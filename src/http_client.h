@@ -13,6 +13,9 @@
 #define HTTP_CLIENT_MAX_BODY (1024 * 1024)
 #define HTTP_CLIENT_DEFAULT_TIMEOUT_MS 30000L
 
+/* RFC 9110 token characters: what a method or a header name may hold. */
+int http_is_token(const char *s);
+
 /* curl_global_init, once per process; safe to call again. 0 or -1. */
 int http_global_init(void);
 

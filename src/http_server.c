@@ -35,6 +35,7 @@
 #include <microhttpd.h>
 
 #include "ferry/log.h"
+#include "http_client.h"
 #include "http_server.h"
 
 /* How much of a refused body we read and drop (to answer 413 on a
@@ -130,18 +131,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-static int is_token(const char *s)
-{
-    if (s == NULL || *s == '\0')
-        return 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c <= 32 || c >= 127 || strchr("\"(),/:;<=>?@[\\]{}", c))
-            return 0;
-    }
-    return 1;
 }
 
 static int header_add(struct header **list, size_t *n, const char *name, const char *value)
@@ -561,7 +550,7 @@ const char *ferry_http_exchange_body(const ferry_http_exchange_t *ex, size_t *le
 
 int ferry_http_exchange_add_header(ferry_http_exchange_t *ex, const char *name, const char *value)
 {
-    if (ex == NULL || ex->phase == EX_ANSWERED || !is_token(name) || value == NULL ||
+    if (ex == NULL || ex->phase == EX_ANSWERED || !http_is_token(name) || value == NULL ||
         strpbrk(value, "\r\n") != NULL)
         return -1;
     return header_add(&ex->extra, &ex->nextra, name, value);

@@ -408,21 +408,13 @@ static void on_stream_error(conn_t *conn, xmpp_stanza_t *err)
 
 static void send_ping(uv_timer_t *t);
 
-static void on_ping_timeout(uv_timer_t *t)
+/* ping_deadline guards the handshake, then each ping. */
+static void on_deadline(uv_timer_t *t)
 {
     xmpp_link_t *link = t->data;
     char reason[96];
-    snprintf(reason, sizeof reason, "no answer to ping within %.0f s",
-             (double)link->ping_timeout_ms / 1000);
-    if (link->conn)
-        conn_fail(link->conn, reason);
-}
-
-static void on_handshake_timeout(uv_timer_t *t)
-{
-    xmpp_link_t *link = t->data;
-    char reason[96];
-    snprintf(reason, sizeof reason, "no handshake answer within %.0f s",
+    snprintf(reason, sizeof reason, "no answer to %s within %.0f s",
+             link->state == LINK_UP ? "a ping" : "the handshake",
              (double)link->ping_timeout_ms / 1000);
     if (link->conn)
         conn_fail(link->conn, reason);
@@ -516,7 +508,7 @@ static void send_ping(uv_timer_t *t)
              "<iq type='get' id='%s' from='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>",
              link->ping_id, link->domain, link->ping_to);
     conn_write_str(link->conn, buf);
-    uv_timer_start(&link->ping_deadline, on_ping_timeout, link->ping_timeout_ms, 0);
+    uv_timer_start(&link->ping_deadline, on_deadline, link->ping_timeout_ms, 0);
 }
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
@@ -566,7 +558,7 @@ static void on_connected(uv_connect_t *req, int status)
     }
     link->state = LINK_OPENING;
     link->ping_id[0] = 0;
-    uv_timer_start(&link->ping_deadline, on_handshake_timeout, link->ping_timeout_ms, 0);
+    uv_timer_start(&link->ping_deadline, on_deadline, link->ping_timeout_ms, 0);
     uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
     char header[1200];
     snprintf(header, sizeof header,
