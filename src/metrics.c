@@ -142,6 +142,62 @@ static void http_metrics(buf_t *b, gateway_t *gw)
             put(b, "ferry_http_responses_total{code=\"%d\"} %llu\n", code, answers[code]);
 }
 
+/* Adapter values, gathered first so that each family is printed once with
+ * all its components. */
+struct ferry_metrics {
+    const char *component, *adapter;
+    struct adapter_value {
+        char *name, *type, *help, *component, *adapter;
+        double value;
+    } *values;
+    size_t n, cap;
+};
+
+void ferry_metric(ferry_metrics_t *m, const char *name, const char *type, const char *help,
+                  double value)
+{
+    if (m->n == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 16;
+        m->values = realloc(m->values, m->cap * sizeof *m->values);
+    }
+    m->values[m->n++] = (struct adapter_value){strdup(name), strdup(type), strdup(help),
+                                               strdup(m->component), strdup(m->adapter), value};
+}
+
+static void adapter_metrics(buf_t *b, gateway_t *gw)
+{
+    ferry_metrics_t m = {0};
+    for (size_t i = 0; i < gw->ncomponents; i++) {
+        ferry_component_t *c = gw->components[i];
+        if (!c->adapter->metrics)
+            continue;
+        m.component = c->name;
+        m.adapter = c->adapter->name;
+        c->adapter->metrics(c->self, &m);
+    }
+    for (size_t i = 0; i < m.n; i++) {
+        struct adapter_value *v = &m.values[i];
+        int first = 1;
+        for (size_t j = 0; j < i && first; j++)
+            first = strcmp(m.values[j].name, v->name) != 0;
+        if (first) {
+            family(b, v->name, v->type, v->help);
+            for (size_t j = i; j < m.n; j++)
+                if (strcmp(m.values[j].name, v->name) == 0)
+                    put(b, "%s{component=\"%s\",adapter=\"%s\"} %.17g\n", v->name,
+                        m.values[j].component, m.values[j].adapter, m.values[j].value);
+        }
+    }
+    for (size_t i = 0; i < m.n; i++) {
+        free(m.values[i].name);
+        free(m.values[i].type);
+        free(m.values[i].help);
+        free(m.values[i].component);
+        free(m.values[i].adapter);
+    }
+    free(m.values);
+}
+
 static void on_metrics(void *arg, ferry_http_exchange_t *ex)
 {
     gateway_t *gw = arg;
@@ -154,6 +210,7 @@ static void on_metrics(void *arg, ferry_http_exchange_t *ex)
     link_metrics(&b, gw, snaps);
     message_metrics(&b, gw, snaps);
     http_metrics(&b, gw);
+    adapter_metrics(&b, gw);
     free(snaps);
     ferry_http_exchange_respond(ex, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
     free(b.data);

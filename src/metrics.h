@@ -1,6 +1,6 @@
 /* metrics.h: GET /metrics. */
-#ifndef FERRY_METRICS_H
-#define FERRY_METRICS_H
+#ifndef FERRY_SRC_METRICS_H
+#define FERRY_SRC_METRICS_H
 
 #include "gateway.h"
 

@@ -14,6 +14,7 @@
 
 #include "ferry/component.h"
 #include "ferry/config.h"
+#include "ferry/metrics.h"
 
 typedef struct ferry_adapter {
     const char *name;         /* `adapter = "..."` */
@@ -46,6 +47,8 @@ typedef struct ferry_adapter {
      * to switch to it without dropping links. Returns 0, or -1 after
      * reporting errors. May be NULL (a change then needs a restart). */
     int (*reload)(void *self, const ferry_conf_t *conf, int apply);
+    /* Adds the adapter's own values to GET /metrics. May be NULL. */
+    void (*metrics)(void *self, ferry_metrics_t *m);
 } ferry_adapter_t;
 
 #endif

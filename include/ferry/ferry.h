@@ -8,6 +8,7 @@
 #include "ferry/http.h"
 #include "ferry/jid.h"
 #include "ferry/log.h"
+#include "ferry/metrics.h"
 #include "ferry/outbox.h"
 #include "ferry/stanza.h"
 
