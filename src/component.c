@@ -7,7 +7,7 @@
 #include "conf.h"
 #include "ferry/log.h"
 #include "router.h"
-#include "stanza_error.h"
+#include "ferry/stanza.h"
 
 /* How long an adapter may take to finish in-flight work at shutdown; the
  * rest of the 5 s budget closes the streams. */
@@ -195,6 +195,8 @@ const char *ferry_component_public_url(const ferry_component_t *comp)
     return comp->gw->config->public_url;
 }
 
+int64_t ferry_now_ms(void) { return store_now_ms(); }
+
 int ferry_component_link_up(const ferry_component_t *comp)
 {
     return comp->link && xmpp_link_is_up(comp->link);
@@ -212,7 +214,7 @@ void ferry_component_send(ferry_component_t *comp, xmpp_stanza_t *stanza)
 void ferry_component_reply_error(ferry_component_t *comp, xmpp_stanza_t *stanza,
                                  const char *type, const char *condition, const char *text)
 {
-    xmpp_stanza_t *reply = stanza_error_new(stanza, type, condition, text);
+    xmpp_stanza_t *reply = ferry_stanza_error_reply(stanza, type, condition, text);
     if (!reply)
         return;
     ferry_component_send(comp, reply);

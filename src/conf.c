@@ -275,13 +275,34 @@ int ferry_conf_secret(const ferry_conf_t *table, const char *key, int required, 
     return *out ? 0 : -1;
 }
 
+int ferry_conf_array(const ferry_conf_t *table, const char *key, int required,
+                     const ferry_conf_t **out)
+{
+    int rc;
+    toml_node_t *node = lookup(table, key, required, TOML_ARRAY, &rc);
+    if (!node)
+        return rc;
+    const char *parent = table_path(table);
+    char path[512];
+    snprintf(path, sizeof path, "%s%s%s", parent && *parent ? parent : "",
+             parent && *parent ? "." : "", key);
+    if (!table_path(node))
+        conf_name_table(node, path);
+    *out = node;
+    return 0;
+}
+
 size_t ferry_conf_count(const ferry_conf_t *table)
 {
-    return table && table->type == TOML_TABLE ? table->u.tab.n : 0;
+    if (table && table->type == TOML_TABLE)
+        return table->u.tab.n;
+    return table && table->type == TOML_ARRAY ? table->u.arr.n : 0;
 }
 
 const char *ferry_conf_key_at(const ferry_conf_t *table, size_t i)
 {
+    if (!table || table->type != TOML_TABLE)
+        return NULL;
     return i < ferry_conf_count(table) ? table->u.tab.keys[i] : NULL;
 }
 
@@ -289,13 +310,17 @@ const ferry_conf_t *ferry_conf_value_at(const ferry_conf_t *table, size_t i)
 {
     if (i >= ferry_conf_count(table))
         return NULL;
-    toml_node_t *node = table->u.tab.vals[i];
+    int array = table->type == TOML_ARRAY;
+    toml_node_t *node = array ? table->u.arr.items[i] : table->u.tab.vals[i];
     node->used = 1;
     if (node->type == TOML_TABLE && !table_path(node)) {
         const char *parent = table_path(table);
         char path[512];
-        snprintf(path, sizeof path, "%s%s%s", parent && *parent ? parent : "",
-                 parent && *parent ? "." : "", table->u.tab.keys[i]);
+        if (array)
+            snprintf(path, sizeof path, "%s[%zu]", parent ? parent : "", i + 1);
+        else
+            snprintf(path, sizeof path, "%s%s%s", parent && *parent ? parent : "",
+                     parent && *parent ? "." : "", table->u.tab.keys[i]);
         conf_name_table(node, path);
     }
     return node;

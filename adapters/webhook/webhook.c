@@ -261,43 +261,32 @@ static int put_chat(webhook_t *wh, const char *from, const char *to, const char 
  * A message from XMPP is put in the outbox as one small JSON record (see
  * stored_t); the outbox calls post() for each attempt. */
 
-/* The record is its fields in this order, each ending with a NUL byte
- * (XML text cannot hold NUL, and the request body is JSON, which escapes
- * it): cheap to write and to read back at every attempt. */
+/* The record (ferry_record_pack) holds these fields in this order: cheap to
+ * write, and to read back at every attempt. */
 #define STORED_VERSION "w1"
 #define STORED_FIELDS 9
 
 static int stored_read(const ferry_msg_t *msg, stored_t *m)
 {
     memset(m, 0, sizeof *m);
+    /* The payload is not NUL-terminated past its last field: copy it. */
     m->buf = malloc(msg->payload_len + 1);
     memcpy(m->buf, msg->payload, msg->payload_len);
-    m->buf[msg->payload_len] = 0;
-    const char *field[STORED_FIELDS];
-    const char *p = m->buf, *end = m->buf + msg->payload_len;
-    for (int i = 0; i < STORED_FIELDS; i++) {
-        const char *nul = p < end ? memchr(p, 0, (size_t)(end - p)) : NULL;
-        if (!nul) {
-            free(m->buf);
-            m->buf = NULL;
-            return -1;
-        }
-        field[i] = p;
-        p = nul + 1;
-    }
-    if (strcmp(field[0], STORED_VERSION) != 0) {
+    const char *f[STORED_FIELDS];
+    if (ferry_record_unpack(m->buf, msg->payload_len, f, STORED_FIELDS) != 0 ||
+        strcmp(f[0], STORED_VERSION) != 0) {
         free(m->buf);
         m->buf = NULL;
         return -1;
     }
-    m->endpoint = field[1];
-    m->request = field[2];
-    m->msg_id = field[3];
-    m->from = field[4];
-    m->to = field[5];
-    m->id = field[6];
-    m->text = field[7];
-    m->receipt = field[8][0] == '1';
+    m->endpoint = f[1];
+    m->request = f[2];
+    m->msg_id = f[3];
+    m->from = f[4];
+    m->to = f[5];
+    m->id = f[6];
+    m->text = f[7];
+    m->receipt = f[8][0] == '1';
     return 0;
 }
 
@@ -509,17 +498,8 @@ static char *make_stored(webhook_t *wh, const endpoint_t *ep, xmpp_stanza_t *st,
     const char *field[STORED_FIELDS] = {STORED_VERSION, ep->name, request_body, msg_id,
                                         xmpp_stanza_get_from(st), xmpp_stanza_get_to(st),
                                         id ? id : "", body, receipt ? "1" : "0"};
-    size_t n = 0;
-    for (int i = 0; i < STORED_FIELDS; i++)
-        n += strlen(field[i]) + 1;
-    char *out = malloc(n), *p = out;
-    for (int i = 0; i < STORED_FIELDS; i++) {
-        size_t l = strlen(field[i]) + 1;
-        memcpy(p, field[i], l);
-        p += l;
-    }
+    char *out = ferry_record_pack(field, STORED_FIELDS, len);
     free(request_body);
-    *len = n;
     return out;
 }
 

@@ -4,6 +4,8 @@
 #ifndef FERRY_COMPONENT_H
 #define FERRY_COMPONENT_H
 
+#include <stdint.h>
+
 #include <strophe.h>
 #include <uv.h>
 
@@ -21,6 +23,8 @@ ferry_http_server_t *ferry_component_http_server(const ferry_component_t *comp);
 /* [http] public_url, without a trailing slash. */
 const char *ferry_component_public_url(const ferry_component_t *comp);
 int ferry_component_link_up(const ferry_component_t *comp);
+/* Wall-clock milliseconds since the epoch. */
+int64_t ferry_now_ms(void);
 
 /* Sends a stanza from this component: serialised at once (the caller keeps
  * its reference) and written now, or queued while the link is down. A

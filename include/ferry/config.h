@@ -37,7 +37,13 @@ int ferry_conf_enum(const ferry_conf_t *table, const char *key, int required,
  * exactly one must be given. Returns a malloc'd copy in *out. */
 int ferry_conf_secret(const ferry_conf_t *table, const char *key, int required, char **out);
 
-/* Iterate a table's keys in file order. */
+/* An array (of tables, for [[a.b]] sections); iterate it with
+ * ferry_conf_count() and ferry_conf_value_at(). */
+int ferry_conf_array(const ferry_conf_t *table, const char *key, int required,
+                     const ferry_conf_t **out);
+
+/* Iterate a table's keys in file order, or an array's items (key_at gives
+ * NULL for those). */
 size_t ferry_conf_count(const ferry_conf_t *table);
 const char *ferry_conf_key_at(const ferry_conf_t *table, size_t i);
 const ferry_conf_t *ferry_conf_value_at(const ferry_conf_t *table, size_t i);

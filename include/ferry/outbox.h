@@ -67,6 +67,13 @@ int ferry_xmpp_put(ferry_component_t *comp, const char *dedup, xmpp_stanza_t *st
  * sender retries). */
 void ferry_outbox_sync(ferry_component_t *comp, void (*cb)(void *arg, int ok), void *arg);
 
+/* A simple record format for payloads: N strings, each ending with a NUL
+ * byte (XML text cannot hold NUL, so stanza parts fit). Packing returns a
+ * malloc'd buffer and its length; unpacking points into BUF (which must
+ * stay alive) and returns 0, or -1 when BUF does not hold N fields. */
+char *ferry_record_pack(const char *const *fields, size_t n, size_t *len);
+int ferry_record_unpack(const char *buf, size_t len, const char **fields, size_t n);
+
 /* Per-user registrations and settings, kept in the same store. 0 found
  * (*value malloc'd, free it), 1 absent, -1 error. */
 int ferry_setting_get(ferry_component_t *comp, const char *ns, const char *key, char **value);

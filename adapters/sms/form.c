@@ -1,0 +1,125 @@
+/* form.c: form encoding and decoding for the Twilio API and its webhooks. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "form.h"
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static char *decode(const char *s, size_t len)
+{
+    char *out = malloc(len + 1), *o = out;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '+') {
+            *o++ = ' ';
+        } else if (s[i] == '%') {
+            if (i + 2 >= len || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0) {
+                free(out);
+                return NULL;
+            }
+            *o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        } else {
+            *o++ = s[i];
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+void form_add(form_t *form, const char *name, const char *value)
+{
+    if (form->n == form->cap) {
+        form->cap = form->cap ? form->cap * 2 : 8;
+        form->fields = realloc(form->fields, form->cap * sizeof *form->fields);
+    }
+    form->fields[form->n].name = strdup(name);
+    form->fields[form->n].value = strdup(value);
+    form->n++;
+}
+
+int form_parse(form_t *form, const char *body, size_t len)
+{
+    memset(form, 0, sizeof *form);
+    const char *p = body, *end = body + len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(stop - p));
+        if (stop > p) {
+            char *name = decode(p, (size_t)((eq ? eq : stop) - p));
+            char *value = eq ? decode(eq + 1, (size_t)(stop - eq - 1)) : strdup("");
+            if (!name || !value) {
+                free(name);
+                free(value);
+                form_free(form);
+                return -1;
+            }
+            form_add(form, name, value);
+            free(name);
+            free(value);
+        }
+        p = stop + 1;
+    }
+    return 0;
+}
+
+const char *form_get(const form_t *form, const char *name)
+{
+    for (size_t i = 0; i < form->n; i++)
+        if (strcmp(form->fields[i].name, name) == 0)
+            return form->fields[i].value;
+    return NULL;
+}
+
+static size_t encode_into(char *out, const char *s)
+{
+    size_t len = 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_' || c == '.' || c == '~')
+            out[len++] = (char)c;
+        else
+            len += (size_t)sprintf(out + len, "%%%02X", c);
+    }
+    return len;
+}
+
+char *form_encode(const form_t *form)
+{
+    size_t cap = 1;
+    for (size_t i = 0; i < form->n; i++)
+        cap += 3 * (strlen(form->fields[i].name) + strlen(form->fields[i].value)) + 2;
+    char *out = malloc(cap);
+    size_t len = 0;
+    for (size_t i = 0; i < form->n; i++) {
+        if (i)
+            out[len++] = '&';
+        len += encode_into(out + len, form->fields[i].name);
+        out[len++] = '=';
+        len += encode_into(out + len, form->fields[i].value);
+    }
+    out[len] = 0;
+    return out;
+}
+
+void form_free(form_t *form)
+{
+    for (size_t i = 0; i < form->n; i++) {
+        free(form->fields[i].name);
+        free(form->fields[i].value);
+    }
+    free(form->fields);
+    memset(form, 0, sizeof *form);
+}

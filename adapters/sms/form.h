@@ -1,0 +1,27 @@
+/* form.h: application/x-www-form-urlencoded both ways, as Twilio speaks it. */
+#ifndef FERRY_SMS_FORM_H
+#define FERRY_SMS_FORM_H
+
+#include <stddef.h>
+
+typedef struct form_field {
+    char *name;
+    char *value;
+} form_field_t;
+
+typedef struct form {
+    form_field_t *fields;
+    size_t n, cap;
+} form_t;
+
+/* Parses BODY (LEN bytes); names and values are percent- and plus-decoded.
+ * Returns 0, or -1 on a malformed escape. */
+int form_parse(form_t *form, const char *body, size_t len);
+/* The first value of NAME, or NULL. */
+const char *form_get(const form_t *form, const char *name);
+void form_add(form_t *form, const char *name, const char *value);
+/* NAME=VALUE&... with RFC 3986 unreserved characters left as they are; malloc'd. */
+char *form_encode(const form_t *form);
+void form_free(form_t *form);
+
+#endif
