@@ -616,6 +616,48 @@ static void sms_destroy(void *self)
     sms_free(sms);
 }
 
+/* Swaps the settings of FRESH into SMS (and the old ones into FRESH, to be
+ * freed); what is under way stays. */
+static void swap_settings(sms_t *sms, sms_t *fresh)
+{
+    sms_t keep = *sms;
+    sms->provider = fresh->provider;
+    sms->api_url = fresh->api_url;
+    sms->account_sid = fresh->account_sid;
+    sms->auth_token = fresh->auth_token;
+    sms->api_key = fresh->api_key;
+    memcpy(sms->public_key, fresh->public_key, sizeof sms->public_key);
+    sms->has_public_key = fresh->has_public_key;
+    sms->country_code = fresh->country_code;
+    sms->rate_limit = fresh->rate_limit;
+    sms->allow_registration = fresh->allow_registration;
+    sms->timeout = fresh->timeout;
+    sms->users = fresh->users;
+    sms->nusers = fresh->nusers;
+    fresh->provider = keep.provider;
+    fresh->api_url = keep.api_url;
+    fresh->account_sid = keep.account_sid;
+    fresh->auth_token = keep.auth_token;
+    fresh->api_key = keep.api_key;
+    fresh->country_code = keep.country_code;
+    fresh->users = keep.users;
+    fresh->nusers = keep.nusers;
+    fresh->rates = sms->rates; /* the limit may have changed: start counting anew */
+    sms->rates = NULL;
+}
+
+static int sms_reload(void *self, const ferry_conf_t *conf, int apply)
+{
+    sms_t *sms = self;
+    sms_t *fresh = calloc(1, sizeof *fresh);
+    fresh->comp = sms->comp;
+    int rc = read_config(fresh, conf);
+    if (rc == 0 && apply)
+        swap_settings(sms, fresh);
+    sms_free(fresh);
+    return rc == 0 ? 0 : -1;
+}
+
 static void sms_metrics(void *self, ferry_metrics_t *m)
 {
     sms_t *sms = self;
@@ -641,5 +683,6 @@ const ferry_adapter_t ferry_adapter_sms = {
     .on_presence = sms_on_presence,
     .on_iq = sms_on_iq,
     .disco_info = sms_disco_info,
+    .reload = sms_reload,
     .metrics = sms_metrics,
 };
