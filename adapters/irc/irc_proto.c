@@ -1,0 +1,308 @@
+/* irc_proto.c: IRC lines in and out. Everything that comes from XMPP and
+ * goes to IRC passes irc_format() or irc_split_text(), which never let CR,
+ * LF or NUL through: text never becomes a second command. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "irc_proto.h"
+
+/* Room kept for the ":nick!user@host " prefix the server adds when it
+ * relays our line to others (nick 30, user 10, host 63, punctuation). */
+#define PREFIX_ROOM 110
+
+irc_msg_t *irc_msg_parse(const char *line, size_t len)
+{
+    irc_msg_t *m = calloc(1, sizeof *m + len + 1);
+    memcpy(m->buf, line, len);
+    m->buf[len] = 0;
+    char *p = m->buf;
+    if (*p == '@') {
+        m->tags = ++p;
+        p = strchr(p, ' ');
+        if (!p)
+            goto bad;
+        *p++ = 0;
+        while (*p == ' ')
+            p++;
+    }
+    if (*p == ':') {
+        m->prefix = ++p;
+        p = strchr(p, ' ');
+        if (!p)
+            goto bad;
+        *p++ = 0;
+        while (*p == ' ')
+            p++;
+    }
+    if (!*p)
+        goto bad;
+    m->command = p;
+    while (*p && *p != ' ') {
+        *p = (char)toupper((unsigned char)*p);
+        p++;
+    }
+    while (*p == ' ') {
+        *p++ = 0;
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            break;
+        if (*p == ':' || m->nparams == IRC_MAX_PARAMS - 1) {
+            m->params[m->nparams++] = *p == ':' ? p + 1 : p;
+            break;
+        }
+        m->params[m->nparams++] = p;
+        while (*p && *p != ' ')
+            p++;
+    }
+    return m;
+bad:
+    free(m);
+    return NULL;
+}
+
+void irc_prefix_nick(const char *prefix, char *buf, size_t len)
+{
+    size_t n = prefix ? strcspn(prefix, "!@") : 0;
+    if (n >= len)
+        n = len - 1;
+    memcpy(buf, prefix ? prefix : "", n);
+    buf[n] = 0;
+}
+
+irc_casemap_t irc_casemap_parse(const char *name)
+{
+    if (name && strcmp(name, "ascii") == 0)
+        return IRC_CASE_ASCII;
+    if (name && strcmp(name, "strict-rfc1459") == 0)
+        return IRC_CASE_STRICT_RFC1459;
+    return IRC_CASE_RFC1459;
+}
+
+static char fold(irc_casemap_t map, char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return (char)(c - 'A' + 'a');
+    if (map == IRC_CASE_ASCII)
+        return c;
+    /* RFC 1459: []\ are the upper case of {}|, and ~ of ^ (not in strict). */
+    if (c == '[')
+        return '{';
+    if (c == ']')
+        return '}';
+    if (c == '\\')
+        return '|';
+    if (c == '~' && map == IRC_CASE_RFC1459)
+        return '^';
+    return c;
+}
+
+void irc_casefold(irc_casemap_t map, const char *s, char *buf, size_t len)
+{
+    size_t i = 0;
+    for (; s[i] && i + 1 < len; i++)
+        buf[i] = fold(map, s[i]);
+    buf[i] = 0;
+}
+
+int irc_casecmp(irc_casemap_t map, const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++) {
+        char x = fold(map, *a), y = fold(map, *b);
+        if (x != y)
+            return (unsigned char)x - (unsigned char)y;
+    }
+    return (unsigned char)fold(map, *a) - (unsigned char)fold(map, *b);
+}
+
+static int forbidden_anywhere(unsigned char c) { return c == '\r' || c == '\n' || c == 0; }
+
+int irc_valid_nick(const char *s)
+{
+    if (!s || !*s || strlen(s) > 64 || *s == ':' || *s == '#' || *s == '&' || isdigit((unsigned char)*s) || *s == '-')
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p <= ' ' || *p == ',' || *p == '!' || *p == '@' || *p == '*' || *p == '?' ||
+            *p == 0x7f)
+            return 0;
+    return 1;
+}
+
+int irc_valid_channel(const char *s, const char *chantypes)
+{
+    if (!s || !*s || !strchr(chantypes, *s) || strlen(s) > 200)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p <= ' ' || *p == ',' || *p == 7 || *p == 0x7f)
+            return 0;
+    return 1;
+}
+
+size_t irc_format(char *out, size_t cap, const char *command, const char *const *params,
+                  int nparams)
+{
+    size_t len = 0;
+    int n = snprintf(out, cap, "%s", command);
+    if (n < 0 || (size_t)n >= cap)
+        return 0;
+    len = (size_t)n;
+    for (int i = 0; i < nparams; i++) {
+        const char *p = params[i];
+        int last = i == nparams - 1;
+        for (const char *c = p; *c; c++)
+            if (forbidden_anywhere((unsigned char)*c))
+                return 0;
+        int trailing = last && (!*p || *p == ':' || strchr(p, ' '));
+        if (!last && (!*p || *p == ':' || strchr(p, ' ')))
+            return 0;
+        n = snprintf(out + len, cap - len, " %s%s", trailing ? ":" : "", p);
+        if (n < 0 || (size_t)n >= cap - len)
+            return 0;
+        len += (size_t)n;
+    }
+    if (len + 2 > IRC_LINE_MAX || len + 3 > cap)
+        return 0;
+    out[len++] = '\r';
+    out[len++] = '\n';
+    out[len] = 0;
+    return len;
+}
+
+static size_t utf8_char_len(unsigned char c)
+{
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xE0) == 0xC0)
+        return 2;
+    if ((c & 0xF0) == 0xE0)
+        return 3;
+    if ((c & 0xF8) == 0xF0)
+        return 4;
+    return 1;
+}
+
+static void push_piece(char ***pieces, size_t *n, size_t *cap, const char *s, size_t len)
+{
+    if (*n == *cap)
+        *pieces = realloc(*pieces, (*cap *= 2) * sizeof **pieces);
+    (*pieces)[(*n)++] = strndup(s, len);
+}
+
+/* Splits one line (no CR/LF inside) into pieces of at most MAX bytes. */
+static void split_line(const char *line, size_t len, size_t max, char ***pieces, size_t *n,
+                       size_t *cap)
+{
+    while (len > max) {
+        size_t cut = 0, space = 0;
+        for (size_t i = 0; i < len;) {
+            size_t l = utf8_char_len((unsigned char)line[i]);
+            if (i + l > max)
+                break;
+            i += l;
+            cut = i;
+            if (line[i - 1] == ' ')
+                space = i;
+        }
+        if (space > max / 2)
+            cut = space; /* a word boundary, when it is not too far back */
+        if (cut == 0)
+            cut = 1;
+        push_piece(pieces, n, cap, line, cut);
+        line += cut;
+        len -= cut;
+    }
+    if (len)
+        push_piece(pieces, n, cap, line, len);
+}
+
+size_t irc_split_text(const char *command, const char *target, const char *text,
+                      char ***pieces)
+{
+    size_t overhead = strlen(command) + strlen(target) + 5; /* spaces, ':', CR LF */
+    size_t max = IRC_LINE_MAX - PREFIX_ROOM > overhead ? IRC_LINE_MAX - PREFIX_ROOM - overhead : 1;
+    size_t cap = 4, n = 0;
+    *pieces = malloc(cap * sizeof **pieces);
+    const char *p = text;
+    while (*p) {
+        size_t len = strcspn(p, "\r\n");
+        split_line(p, len, max, pieces, &n, &cap);
+        p += len;
+        while (*p == '\r' || *p == '\n')
+            p++; /* a newline starts a new IRC line; blank lines are dropped */
+    }
+    return n;
+}
+
+void irc_pieces_free(char **pieces, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(pieces[i]);
+    free(pieces);
+}
+
+/* Length of a valid UTF-8 sequence at P (0 when invalid). */
+static size_t valid_utf8_at(const unsigned char *p)
+{
+    size_t l = utf8_char_len(*p);
+    if (l == 1)
+        return *p < 0x80 ? 1 : 0;
+    for (size_t i = 1; i < l; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    return l;
+}
+
+char *irc_text_to_utf8(const char *text)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    char *out = malloc(strlen(text) * 2 + 1), *o = out;
+    while (*p) {
+        unsigned char c = *p;
+        if (c == 0x03) { /* color: ^C[fg[,bg]] with up to two digits each */
+            p++;
+            for (int i = 0; i < 2 && isdigit(*p); i++)
+                p++;
+            if (*p == ',' && isdigit(p[1])) {
+                p++;
+                for (int i = 0; i < 2 && isdigit(*p); i++)
+                    p++;
+            }
+            continue;
+        }
+        if (c == 0x04) { /* hex color: ^D RRGGBB[,RRGGBB] */
+            p++;
+            for (int i = 0; i < 6 && isxdigit(*p); i++)
+                p++;
+            if (*p == ',' && isxdigit(p[1])) {
+                p++;
+                for (int i = 0; i < 6 && isxdigit(*p); i++)
+                    p++;
+            }
+            continue;
+        }
+        /* bold, reset, monospace, reverse, italics, strikethrough, underline */
+        if (c == 0x02 || c == 0x0F || c == 0x11 || c == 0x16 || c == 0x1D || c == 0x1E ||
+            c == 0x1F) {
+            p++;
+            continue;
+        }
+        if (c < 0x20 && c != '\t') { /* other controls cannot go into XML */
+            p++;
+            continue;
+        }
+        size_t l = valid_utf8_at(p);
+        if (l) {
+            memcpy(o, p, l);
+            o += l;
+            p += l;
+        } else { /* Latin-1: one byte, one code point */
+            *o++ = (char)(0xC0 | (c >> 6));
+            *o++ = (char)(0x80 | (c & 0x3F));
+            p++;
+        }
+    }
+    *o = 0;
+    return out;
+}

@@ -1,0 +1,130 @@
+/* test_irc_proto.c: IRC lines parsed and written; nothing from XMPP
+ * becomes a second IRC command. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../adapters/irc/irc_proto.h"
+#include "check.h"
+
+static void test_parse(void)
+{
+    const char *line = "@time=2026-11-21T12:00:00Z :nick!user@host privmsg #chan :hello world";
+    irc_msg_t *m = irc_msg_parse(line, strlen(line));
+    CHECK(m != NULL, "parsed");
+    if (m) {
+        CHECK_STR(m->tags, "time=2026-11-21T12:00:00Z");
+        CHECK_STR(m->prefix, "nick!user@host");
+        CHECK_STR(m->command, "PRIVMSG");
+        CHECK_INT(m->nparams, 2);
+        CHECK_STR(m->params[0], "#chan");
+        CHECK_STR(m->params[1], "hello world");
+        char nick[32];
+        irc_prefix_nick(m->prefix, nick, sizeof nick);
+        CHECK_STR(nick, "nick");
+    }
+    free(m);
+    m = irc_msg_parse("PING :irc.example.net", 21);
+    CHECK(m && strcmp(m->command, "PING") == 0 && m->nparams == 1, "PING");
+    free(m);
+    m = irc_msg_parse(":srv 353 me = #c :@op +voice plain", 34);
+    CHECK(m && m->nparams == 4 && strcmp(m->params[3], "@op +voice plain") == 0, "353");
+    free(m);
+    m = irc_msg_parse(":srv 001 me", 11);
+    CHECK(m && m->nparams == 1 && strcmp(m->params[0], "me") == 0, "no trailing");
+    free(m);
+    CHECK(irc_msg_parse(":only-prefix", 12) == NULL, "prefix only refused");
+    CHECK(irc_msg_parse("", 0) == NULL, "empty refused");
+}
+
+static void test_casemap(void)
+{
+    CHECK(irc_casecmp(IRC_CASE_RFC1459, "Nick[A]", "nick{a}") == 0, "rfc1459 brackets");
+    CHECK(irc_casecmp(IRC_CASE_RFC1459, "a~", "A^") == 0, "rfc1459 tilde");
+    CHECK(irc_casecmp(IRC_CASE_STRICT_RFC1459, "a~", "A^") != 0, "strict: no tilde");
+    CHECK(irc_casecmp(IRC_CASE_ASCII, "a[", "A{") != 0, "ascii: no brackets");
+    CHECK(irc_casecmp(IRC_CASE_ASCII, "ABC", "abc") == 0, "ascii letters");
+    char buf[32];
+    irc_casefold(IRC_CASE_RFC1459, "#Ch[an]", buf, sizeof buf);
+    CHECK_STR(buf, "#ch{an}");
+}
+
+static void test_format(void)
+{
+    char out[600];
+    const char *p1[] = {"#chan", "hello there"};
+    size_t n = irc_format(out, sizeof out, "PRIVMSG", p1, 2);
+    CHECK(n > 0 && strcmp(out, "PRIVMSG #chan :hello there\r\n") == 0, "privmsg: %s", out);
+    const char *p2[] = {"#chan", "evil\r\nQUIT :bye"};
+    CHECK(irc_format(out, sizeof out, "PRIVMSG", p2, 2) == 0, "CR LF in text refused");
+    const char *p3[] = {"#chan two", "x"};
+    CHECK(irc_format(out, sizeof out, "PRIVMSG", p3, 2) == 0, "space in target refused");
+    const char *p4[] = {"nick\n"};
+    CHECK(irc_format(out, sizeof out, "NICK", p4, 1) == 0, "LF in nick refused");
+    const char *p5[] = {":x", "y"};
+    CHECK(irc_format(out, sizeof out, "JOIN", p5, 2) == 0, "leading colon in middle refused");
+    const char *p6[] = {"#c", ""};
+    n = irc_format(out, sizeof out, "TOPIC", p6, 2);
+    CHECK(n > 0 && strcmp(out, "TOPIC #c :\r\n") == 0, "empty trailing: %s", out);
+    CHECK(irc_valid_nick("alice") && !irc_valid_nick("al ice") && !irc_valid_nick("a\r") &&
+              !irc_valid_nick("#x") && !irc_valid_nick(""),
+          "nick validity");
+    CHECK(irc_valid_channel("#chan", "#&") && !irc_valid_channel("chan", "#&") &&
+              !irc_valid_channel("#a,b", "#&") && !irc_valid_channel("#a b", "#&"),
+          "channel validity");
+}
+
+static void test_split(void)
+{
+    char **pieces;
+    size_t n = irc_split_text("PRIVMSG", "#chan", "one\r\ntwo\n\nthree", &pieces);
+    CHECK(n == 3 && strcmp(pieces[0], "one") == 0 && strcmp(pieces[1], "two") == 0 &&
+              strcmp(pieces[2], "three") == 0,
+          "newlines start new lines: %zu", n);
+    irc_pieces_free(pieces, n);
+
+    char big[2100] = "";
+    while (strlen(big) < 2000)
+        strcat(big, "\xc3\xa9t\xc3\xa9 "); /* 2-byte characters and spaces */
+    n = irc_split_text("PRIVMSG", "#chan", big, &pieces);
+    size_t total = 0;
+    int ok = n >= 5;
+    for (size_t i = 0; i < n; i++) {
+        char line[600];
+        const char *params[] = {"#chan", pieces[i]};
+        ok &= irc_format(line, sizeof line, "PRIVMSG", params, 2) > 0;
+        ok &= strlen(line) + 110 <= 512;
+        /* never cut inside a character */
+        ok &= ((unsigned char)pieces[i][0] & 0xC0) != 0x80;
+        total += strlen(pieces[i]);
+        ok &= strchr(pieces[i], '\r') == NULL && strchr(pieces[i], '\n') == NULL;
+    }
+    CHECK(ok, "2,000 bytes: %zu valid pieces", n);
+    CHECK(total >= strlen(big) - n, "nothing lost: %zu of %zu bytes", total, strlen(big));
+    irc_pieces_free(pieces, n);
+}
+
+static void test_text(void)
+{
+    char *t = irc_text_to_utf8("\x02" "bold\x02 \x03" "04,01red\x03 \x1Fu\x1F");
+    CHECK_STR(t, "bold red u");
+    free(t);
+    t = irc_text_to_utf8("caf\xe9"); /* Latin-1 */
+    CHECK_STR(t, "caf\xc3\xa9");
+    free(t);
+    t = irc_text_to_utf8("d\xc3\xa9j\xc3\xa0 vu"); /* UTF-8 stays */
+    CHECK_STR(t, "d\xc3\xa9j\xc3\xa0 vu");
+    free(t);
+    t = irc_text_to_utf8("a\x01" "b");
+    CHECK_STR(t, "ab");
+    free(t);
+}
+
+int main(void)
+{
+    test_parse();
+    test_casemap();
+    test_format();
+    test_split();
+    test_text();
+    return check_summary();
+}
