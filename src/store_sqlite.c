@@ -284,7 +284,7 @@ static store_t *open_common(const char *path, char *err, size_t errlen)
     char *msg = NULL;
     if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                             " PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;"
-                            " PRAGMA mmap_size=67108864; PRAGMA cache_size=-16384;",
+                            " PRAGMA cache_size=-4096;",
                      NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, errlen, "%s: not a usable store: %s", path, msg ? msg : "error");
         sqlite3_free(msg);
