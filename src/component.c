@@ -211,6 +211,12 @@ void ferry_component_send(ferry_component_t *comp, xmpp_stanza_t *stanza)
     xmpp_link_send(comp->link, stanza);
 }
 
+void ferry_component_send_xml(ferry_component_t *comp, const char *xml, size_t len)
+{
+    if (comp->link)
+        xmpp_link_send_text(comp->link, xml, len);
+}
+
 void ferry_component_reply_error(ferry_component_t *comp, xmpp_stanza_t *stanza,
                                  const char *type, const char *condition, const char *text)
 {

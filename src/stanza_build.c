@@ -59,3 +59,27 @@ int ferry_record_unpack(const char *buf, size_t len, const char **fields, size_t
     }
     return 0;
 }
+
+size_t ferry_xml_escape(char *out, size_t cap, size_t len, const char *text)
+{
+    for (const char *p = text; *p; p++) {
+        const char *rep = NULL;
+        switch (*p) {
+        case '&': rep = "&amp;"; break;
+        case '<': rep = "&lt;"; break;
+        case '>': rep = "&gt;"; break;
+        case '"': rep = "&quot;"; break;
+        case '\'': rep = "&apos;"; break;
+        }
+        size_t n = rep ? strlen(rep) : 1;
+        if (len + n >= cap)
+            return cap;
+        if (rep)
+            memcpy(out + len, rep, n);
+        else
+            out[len] = *p;
+        len += n;
+    }
+    out[len] = 0;
+    return len;
+}

@@ -177,6 +177,16 @@ static void queue_clear(xmpp_link_t *link)
     link->stats.queued = 0;
 }
 
+void xmpp_link_send_text(xmpp_link_t *link, const char *text, size_t len)
+{
+    if (link->state == LINK_UP) {
+        link->stats.out[kind_of(text)]++;
+        conn_write(link->conn, text, len);
+    } else if (link->state != LINK_CLOSING) {
+        queue_push(link, text, len);
+    }
+}
+
 void xmpp_link_send(xmpp_link_t *link, xmpp_stanza_t *stanza)
 {
     char *text;
@@ -185,12 +195,7 @@ void xmpp_link_send(xmpp_link_t *link, xmpp_stanza_t *stanza)
         ferry_log_error(link->scope, "cannot serialise a stanza; not sent");
         return;
     }
-    if (link->state == LINK_UP) {
-        link->stats.out[kind_of(text)]++;
-        conn_write(link->conn, text, len);
-    } else if (link->state != LINK_CLOSING) {
-        queue_push(link, text, len);
-    }
+    xmpp_link_send_text(link, text, len);
     xmpp_free(link->ctx, text);
 }
 

@@ -46,6 +46,8 @@ xmpp_link_t *xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx, const xmpp_link_opt
 void xmpp_link_start(xmpp_link_t *link);
 /* Serialises now; writes or queues. The caller keeps its reference. */
 void xmpp_link_send(xmpp_link_t *link, xmpp_stanza_t *stanza);
+/* The same for a stanza already serialised. */
+void xmpp_link_send_text(xmpp_link_t *link, const char *text, size_t len);
 /* Writes already serialised stanzas; only while the link is up (-1 else). */
 int xmpp_link_send_raw(xmpp_link_t *link, const char *text, size_t len);
 /* Sends a ping to the server: CB(arg, 1) when its answer arrives, proving

@@ -31,6 +31,11 @@ int64_t ferry_now_ms(void);
  * stanza without 'from' gets the component's domain. */
 void ferry_component_send(ferry_component_t *comp, xmpp_stanza_t *stanza);
 
+/* Sends a stanza the adapter serialised itself (hot paths that build XML
+ * text directly; escape what goes in with ferry_xml_escape). 'from' must be
+ * set. */
+void ferry_component_send_xml(ferry_component_t *comp, const char *xml, size_t len);
+
 /* Replies to STANZA with an RFC 6120 error: same id, to/from swapped, the
  * original children kept, <error type=TYPE><CONDITION/><text/></error>.
  * Does nothing when STANZA is itself an error (never an error to an error). */

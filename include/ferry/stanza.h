@@ -10,6 +10,10 @@ xmpp_stanza_t *ferry_stanza_add(xmpp_stanza_t *parent, const char *name, const c
 /* Appends <NAME>TEXT</NAME> and returns it. */
 xmpp_stanza_t *ferry_stanza_add_text(xmpp_stanza_t *parent, const char *name, const char *text);
 
+/* Appends TEXT to OUT (capacity CAP, at LEN) escaped for XML text and
+ * attribute values; returns the new length, or CAP when it did not fit. */
+size_t ferry_xml_escape(char *out, size_t cap, size_t len, const char *text);
+
 /* The RFC 6120 error reply to STANZA (see ferry_component_reply_error), to
  * send later or to store with ferry_xmpp_put(); NULL when STANZA is an error
  * or has no 'from'. Release it. */
