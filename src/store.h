@@ -48,8 +48,9 @@ store_t *store_open_offline(const char *path, char *err, size_t errlen);
 
 int64_t store_now_ms(void);
 
-/* Adds a pending message. Returns 0 and sets *id, 1 when DEDUP is already
- * known for this component and direction (nothing added), -1 on error. */
+/* Adds a pending message. Returns 0 and sets *id; when DEDUP is already
+ * known for this component and direction nothing is added and it returns 1
+ * + the stored message's state (1 pending, 2 done, 3 dead); -1 on error. */
 int store_msg_add(store_t *s, const char *component, int direction, const char *conversation,
                   const char *dedup, const char *payload, size_t len, int64_t *id);
 /* Pending messages with id > AFTER, in id order, at most LIMIT. Returns the
@@ -83,6 +84,8 @@ int store_kv_put(store_t *s, const char *component, const char *ns, const char *
                  const char *value);
 int store_kv_del(store_t *s, const char *component, const char *ns, const char *key);
 
+/* Commits what is written so far, now. */
+void store_flush(store_t *s);
 /* CB(arg, ok) once everything written so far is committed (ok = 0 when the
  * commit failed). */
 void store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg);

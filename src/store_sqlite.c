@@ -42,7 +42,7 @@ static const char *const migrations[SCHEMA_VERSION] = {
 
 enum {
     Q_ADD, Q_PENDING, Q_UPDATE, Q_DONE_UPTO, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
-    Q_PRUNE, Q_KV_GET, Q_KV_PUT, Q_KV_DEL, Q_COUNT_ALL
+    Q_PRUNE, Q_KV_GET, Q_KV_PUT, Q_KV_DEL, Q_DEDUP_STATE, Q_COUNT_ALL
 };
 
 static const char *const queries[Q_COUNT_ALL] = {
@@ -72,6 +72,8 @@ static const char *const queries[Q_COUNT_ALL] = {
     [Q_KV_PUT] = "INSERT INTO settings (component, ns, key, value) VALUES (?1, ?2, ?3, ?4)"
                  " ON CONFLICT (component, ns, key) DO UPDATE SET value = excluded.value",
     [Q_KV_DEL] = "DELETE FROM settings WHERE component = ?1 AND ns = ?2 AND key = ?3",
+    [Q_DEDUP_STATE] = "SELECT state FROM messages WHERE component = ?1 AND direction = ?2 AND"
+                      " dedup = ?3",
 };
 
 typedef struct waiter {
@@ -191,6 +193,14 @@ static sqlite3_stmt *reading(store_t *s, int q)
     return s->q[q];
 }
 
+void store_flush(store_t *s)
+{
+    if (s->in_tx) {
+        uv_timer_stop(&s->delay);
+        notify(s, commit_now(s));
+    }
+}
+
 void store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg)
 {
     if (s->offline || !s->commit_open) {
@@ -228,7 +238,9 @@ void store_unlisten(store_t *s, void (*cb)(void *arg), void *arg)
 
 /* ---- opening ---- */
 
-static int migrate(store_t *s, char *err, size_t errlen)
+/* The schema version, checked before anything is written: a store from a
+ * newer ferry is left exactly as it was. -1 after saying why. */
+static int schema_version(store_t *s, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
     int version = -1;
@@ -237,7 +249,7 @@ static int migrate(store_t *s, char *err, size_t errlen)
         version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     if (version < 0) {
-        snprintf(err, errlen, "%s: not a ferry store (%s)", s->path, sqlite3_errmsg(s->db));
+        snprintf(err, errlen, "%s: not a usable store: %s", s->path, sqlite3_errmsg(s->db));
         return -1;
     }
     if (version > SCHEMA_VERSION) {
@@ -246,6 +258,11 @@ static int migrate(store_t *s, char *err, size_t errlen)
                  s->path, version, SCHEMA_VERSION);
         return -1;
     }
+    return version;
+}
+
+static int migrate(store_t *s, int version, char *err, size_t errlen)
+{
     for (int v = version; v < SCHEMA_VERSION; v++) {
         char sql[64];
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v + 1);
@@ -278,6 +295,11 @@ static store_t *open_common(const char *path, char *err, size_t errlen)
         return NULL;
     }
     sqlite3_busy_timeout(s->db, 5000);
+    int version = schema_version(s, err, errlen);
+    if (version < 0) {
+        store_close(s);
+        return NULL;
+    }
     /* WAL + synchronous=NORMAL: a commit survives the process being killed
      * (the WAL is written before COMMIT returns); only a power cut may lose
      * the last transactions, never corrupt the file. */
@@ -291,7 +313,7 @@ static store_t *open_common(const char *path, char *err, size_t errlen)
         store_close(s);
         return NULL;
     }
-    if (migrate(s, err, errlen) != 0) {
+    if (migrate(s, version, err, errlen) != 0) {
         store_close(s);
         return NULL;
     }
@@ -367,6 +389,18 @@ static int step_done(store_t *s, sqlite3_stmt *st, const char *what)
     return 0;
 }
 
+/* The state of the message already stored under DEDUP. */
+static int dedup_state(store_t *s, const char *component, int direction, const char *dedup)
+{
+    sqlite3_stmt *st = reading(s, Q_DEDUP_STATE);
+    sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, direction);
+    sqlite3_bind_text(st, 3, dedup, -1, SQLITE_STATIC);
+    int state = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : STORE_PENDING;
+    sqlite3_reset(st);
+    return state;
+}
+
 int store_msg_add(store_t *s, const char *component, int direction, const char *conversation,
                   const char *dedup, const char *payload, size_t len, int64_t *id)
 {
@@ -383,7 +417,7 @@ int store_msg_add(store_t *s, const char *component, int direction, const char *
     if (step_done(s, st, "adding a message") != 0)
         return -1;
     if (sqlite3_changes(s->db) == 0)
-        return 1;
+        return 1 + dedup_state(s, component, direction, dedup);
     *id = sqlite3_last_insert_rowid(s->db);
     return 0;
 }

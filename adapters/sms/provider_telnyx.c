@@ -112,7 +112,8 @@ static void telnyx_sent(const ferry_http_response_t *resp, sms_sent_t *sent)
 static ferry_http_request_t *telnyx_lookup(sms_t *sms, const char *number)
 {
     form_t f = {0};
-    form_add(&f, "filter[phone_number]", number);
+    /* Telnyx's filter takes digits only ("+" would match nothing). */
+    form_add(&f, "filter[phone_number]", number[0] == '+' ? number + 1 : number);
     char *query = form_encode(&f);
     form_free(&f);
     char url[1600];
@@ -125,13 +126,18 @@ static ferry_http_request_t *telnyx_lookup(sms_t *sms, const char *number)
     return req;
 }
 
-static int telnyx_owned(const ferry_http_response_t *resp)
+static int telnyx_owned(const ferry_http_response_t *resp, const char *number)
 {
     if (resp->status != 200)
         return -1;
     json_t *doc = json_loadb(resp->body, resp->body_len, 0, NULL);
     json_t *list = json_object_get(doc, "data");
-    int rc = json_is_array(list) ? json_array_size(list) > 0 : -1;
+    int rc = json_is_array(list) ? 0 : -1;
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const char *n = json_string_value(json_object_get(json_array_get(list, i), "phone_number"));
+        if (n && strcmp(n, number) == 0)
+            rc = 1;
+    }
     json_decref(doc);
     return rc;
 }

@@ -91,13 +91,18 @@ static ferry_http_request_t *twilio_lookup(sms_t *sms, const char *number)
     return req;
 }
 
-static int twilio_owned(const ferry_http_response_t *resp)
+static int twilio_owned(const ferry_http_response_t *resp, const char *number)
 {
     if (resp->status != 200)
         return -1;
     json_t *doc = json_loadb(resp->body, resp->body_len, 0, NULL);
     json_t *list = json_object_get(doc, "incoming_phone_numbers");
-    int rc = json_is_array(list) ? json_array_size(list) > 0 : -1;
+    int rc = json_is_array(list) ? 0 : -1;
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const char *n = json_string_value(json_object_get(json_array_get(list, i), "phone_number"));
+        if (n && strcmp(n, number) == 0)
+            rc = 1;
+    }
     json_decref(doc);
     return rc;
 }

@@ -186,8 +186,10 @@ static void on_sent(void *arg, const ferry_http_response_t *resp)
     sms_sent_t sent;
     if (resp->status >= 200 && resp->status < 300) {
         sms->provider->sent(resp, &sent);
-        if (sent.id[0])
+        if (sent.id[0]) {
             remember_report(sms, sent.id, a->f);
+            sms_early_report(sms, sent.id);
+        }
         sms->parts_sent++;
         ferry_outbox_done(sms->comp, a->id);
     } else if (transient(resp->status)) {
@@ -262,7 +264,7 @@ static void on_dead(void *arg, const ferry_msg_t *msg, const char *reason)
     if (ferry_record_unpack(buf, msg->payload_len, f, R_FIELDS) == 0) {
         char text[600];
         snprintf(text, sizeof text, "SMS not sent: %s", reason);
-        reply_error(sms, f, "wait", "remote-server-timeout", text);
+        reply_error(sms, f, "cancel", "remote-server-timeout", text);
     }
     free(buf);
 }

@@ -67,8 +67,9 @@ typedef struct sms_provider {
     void (*sent)(const ferry_http_response_t *resp, sms_sent_t *sent);
     /* Asks whether the account owns NUMBER. */
     ferry_http_request_t *(*lookup)(sms_t *sms, const char *number);
-    /* 1 owned, 0 not, -1 no usable answer. */
-    int (*owned)(const ferry_http_response_t *resp);
+    /* 1 when the answer lists NUMBER exactly (lookups match prefixes too),
+     * 0 not, -1 no usable answer. */
+    int (*owned)(const ferry_http_response_t *resp, const char *number);
     /* Whether the webhook request is really from the provider. */
     int (*authentic)(sms_t *sms, ferry_http_exchange_t *ex);
     /* What the webhook says; fills IN or REPORT. -1 malformed. */
@@ -126,6 +127,9 @@ void sms_number_jid(sms_t *sms, const char *number, char *buf, size_t len);
 
 /* sms_inbound.c: POST /sms/COMPONENT/{inbound,status}. */
 void sms_on_webhook(void *arg, ferry_http_exchange_t *ex);
+/* The send of provider message ID was answered and its record stored: a
+ * report that came before that answer is acted on now. */
+void sms_early_report(sms_t *sms, const char *id);
 
 /* sms_register.c: XEP-0077 and XEP-0100 on the domain. 1 when answered. */
 int sms_on_register_iq(sms_t *sms, xmpp_stanza_t *iq);

@@ -137,7 +137,7 @@ static void on_message(sms_t *sms, ferry_http_exchange_t *ex, sms_in_t *in)
         respond_text(ex, 503, "Service Unavailable: could not store; retry later");
         return;
     }
-    if (rc == 1)
+    if (rc > 0)
         ferry_log_info(scope, "incoming SMS %s again (a replay): delivered once", in->id);
     answer_when_stored(sms, ex);
 }
@@ -183,30 +183,78 @@ static xmpp_stanza_t *report_stanza(sms_t *sms, const sms_report_t *report, cons
     return err;
 }
 
-static void on_report(sms_t *sms, ferry_http_exchange_t *ex, const sms_report_t *report)
+/* Acts on a final report whose send record is stored: 0 done (or nothing
+ * to do), 1 no record yet, -1 store error. */
+static int apply_report(sms_t *sms, const sms_report_t *report)
 {
     char *rec = NULL;
-    if (report->state == SMS_REPORT_OTHER ||
-        ferry_setting_get(sms->comp, "report", report->id, &rec) != 0) {
-        sms->provider->answer(ex); /* in progress, or already handled */
-        free(rec);
-        return;
-    }
+    if (ferry_setting_get(sms->comp, "report", report->id, &rec) != 0)
+        return 1;
     const char *f[P_FIELDS];
     xmpp_stanza_t *st = read_report_record(rec, f) == 0 ? report_stanza(sms, report, f) : NULL;
     int rc = 0;
     if (st) {
         char dedup[200];
         snprintf(dedup, sizeof dedup, "report %s %d", report->id, (int)report->state);
-        rc = ferry_xmpp_put(sms->comp, dedup, st);
+        rc = ferry_xmpp_put(sms->comp, dedup, st) < 0 ? -1 : 0;
         xmpp_stanza_release(st);
     }
     free(rec);
+    if (rc == 0)
+        ferry_setting_del(sms->comp, "report", report->id);
+    return rc;
+}
+
+/* A report can overtake the answer to the send it reports on (the provider
+ * sends both at once): keep it until the answer has stored the record. */
+static void keep_early(sms_t *sms, const sms_report_t *report)
+{
+    char text[sizeof report->text], value[400];
+    snprintf(text, sizeof text, "%s", report->text);
+    for (char *p = text; *p; p++)
+        if (*p == '\n')
+            *p = ' '; /* fields are separated by newlines */
+    snprintf(value, sizeof value, "%d\n%s\n%s", (int)report->state, report->code, text);
+    ferry_setting_put(sms->comp, "early", report->id, value);
+}
+
+void sms_early_report(sms_t *sms, const char *id)
+{
+    char *value = NULL;
+    if (ferry_setting_get(sms->comp, "early", id, &value) != 0)
+        return;
+    sms_report_t report = {0};
+    snprintf(report.id, sizeof report.id, "%s", id);
+    char *code = strchr(value, '\n');
+    char *text = code ? strchr(code + 1, '\n') : NULL;
+    if (code && text) {
+        *code++ = 0;
+        *text++ = 0;
+        report.state = (enum sms_report_state)atoi(value);
+        snprintf(report.code, sizeof report.code, "%s", code);
+        snprintf(report.text, sizeof report.text, "%s", text);
+        if (apply_report(sms, &report) == 0)
+            ferry_setting_del(sms->comp, "early", id);
+    }
+    free(value);
+}
+
+static void on_report(sms_t *sms, ferry_http_exchange_t *ex, const sms_report_t *report)
+{
+    if (report->state == SMS_REPORT_OTHER) {
+        sms->provider->answer(ex); /* queued, sent: nothing to tell yet */
+        return;
+    }
+    int rc = apply_report(sms, report);
     if (rc < 0) {
         respond_text(ex, 503, "Service Unavailable: could not store; retry later");
         return;
     }
-    ferry_setting_del(sms->comp, "report", report->id);
+    if (rc == 1) {
+        ferry_log_info(ferry_component_name(sms->comp),
+                       "delivery report %s before the send's answer: kept", report->id);
+        keep_early(sms, report);
+    }
     answer_when_stored(sms, ex);
 }
 

@@ -117,7 +117,7 @@ static void on_lookup(void *arg, const ferry_http_response_t *resp)
     sms_lookup_t *l = arg;
     sms_t *sms = l->sms;
     l->req = NULL;
-    int owned = sms->provider->owned(resp);
+    int owned = sms->provider->owned(resp, l->number);
     char *owner = sms_owner_of(sms, l->number);
     if (owned == 1 && owner && strcmp(owner, l->jid) != 0) {
         /* Taken while we asked the provider. */

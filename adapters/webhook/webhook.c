@@ -302,15 +302,14 @@ static void reply_error(webhook_t *wh, const stored_t *m, const char *type, cons
     xmpp_stanza_release(orig);
 }
 
-static void send_receipt(webhook_t *wh, const stored_t *m)
+/* The XEP-0184 receipt for message ID from FROM, sent by the endpoint TO. */
+static void send_receipt(webhook_t *wh, const char *from, const char *to, const char *id)
 {
-    if (!m->receipt || !*m->id)
-        return;
     xmpp_ctx_t *ctx = ferry_component_xmpp(wh->comp);
     char *rid = xmpp_uuid_gen(ctx);
-    xmpp_stanza_t *msg = xmpp_message_new(ctx, NULL, m->from, rid);
-    xmpp_stanza_set_from(msg, m->to);
-    xmpp_stanza_set_id(ferry_stanza_add(msg, "received", NS_RECEIPTS), m->id);
+    xmpp_stanza_t *msg = xmpp_message_new(ctx, NULL, from, rid);
+    xmpp_stanza_set_from(msg, to);
+    xmpp_stanza_set_id(ferry_stanza_add(msg, "received", NS_RECEIPTS), id);
     ferry_component_send(wh->comp, msg);
     xmpp_stanza_release(msg);
     xmpp_free(ctx, rid);
@@ -358,7 +357,8 @@ static void on_response(void *arg, const ferry_http_response_t *resp)
                         "message %lld delivered to endpoint %s (HTTP %ld)", (long long)a->id,
                         a->m.endpoint, resp->status);
         ferry_outbox_done(wh->comp, a->id);
-        send_receipt(wh, &a->m);
+        if (a->m.receipt && *a->m.id)
+            send_receipt(wh, a->m.from, a->m.to, a->m.id);
     } else if (transient(resp->status)) {
         if (resp->status)
             snprintf(text, sizeof text, "the receiver answered HTTP %ld", resp->status);
@@ -449,7 +449,8 @@ static void on_dead(void *arg, const ferry_msg_t *msg, const char *reason)
     snprintf(text, sizeof text, "not delivered to the webhook: %s", reason);
     ferry_log_warn(ferry_component_name(wh->comp), "message %lld to endpoint %s: %s",
                    (long long)msg->id, m.endpoint, text);
-    reply_error(wh, &m, "wait", "remote-server-timeout", text);
+    /* Given up for good: "cancel", so that clients do not retry it. */
+    reply_error(wh, &m, "cancel", "remote-server-timeout", text);
     free(m.buf);
 }
 
@@ -524,9 +525,11 @@ static void accept_message(webhook_t *wh, const endpoint_t *ep, xmpp_stanza_t *s
     if (rc < 0)
         ferry_component_reply_error(wh->comp, st, "wait", "internal-server-error",
                                     "the gateway could not store the message");
-    else if (rc == 1)
-        ferry_log_debug(ferry_component_name(wh->comp), "duplicate of message %s; ignored",
-                        id ? id : "");
+    else if (rc == FERRY_DUP_DONE && xmpp_stanza_get_child_by_name_and_ns(st, "request", NS_RECEIPTS))
+        send_receipt(wh, xmpp_stanza_get_from(st), xmpp_stanza_get_to(st), id); /* lost before */
+    else if (rc == FERRY_DUP_DEAD)
+        ferry_component_reply_error(wh->comp, st, "cancel", "remote-server-timeout",
+                                    "not delivered to the webhook: given up earlier");
     free(stored);
 }
 
@@ -786,7 +789,7 @@ static void on_inbound(void *arg, ferry_http_exchange_t *ex)
         int rc = put_chat(wh, from, *to, text, request_id ? dedup : NULL);
         failed |= rc < 0;
         stored += rc == 0;
-        duplicates += rc == 1;
+        duplicates += rc > 0;
     }
     free(text);
     if (failed) {

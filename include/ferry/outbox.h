@@ -47,8 +47,10 @@ typedef struct ferry_outbox_handlers {
 /* From start(): pending messages resume at once. */
 int ferry_outbox_open(ferry_component_t *comp, const ferry_outbox_handlers_t *handlers, void *arg);
 
-/* 0 stored (and *id set if id is not NULL), 1 duplicate of DEDUP (dropped),
- * -1 store error (the message was not accepted: say so to the sender). */
+/* 0 stored (and *id set if id is not NULL); for a duplicate of DEDUP
+ * (dropped) the state of the first: FERRY_DUP_PENDING, FERRY_DUP_DONE or
+ * FERRY_DUP_DEAD; -1 store error (not accepted: say so to the sender). */
+enum { FERRY_DUP_PENDING = 1, FERRY_DUP_DONE = 2, FERRY_DUP_DEAD = 3 };
 int ferry_outbox_put(ferry_component_t *comp, const char *conversation, const char *dedup,
                      const char *payload, size_t len, int64_t *id);
 void ferry_outbox_done(ferry_component_t *comp, int64_t id);
@@ -59,7 +61,8 @@ void ferry_outbox_retry(ferry_component_t *comp, int64_t id, const char *error, 
 void ferry_outbox_fail(ferry_component_t *comp, int64_t id, const char *error);
 
 /* Network -> XMPP: stores STANZA (serialised now; 'from' defaults to the
- * domain) for delivery. 0 stored, 1 duplicate, -1 store error. */
+ * domain) for delivery. 0 stored, a FERRY_DUP_* for a duplicate, -1 store
+ * error. */
 int ferry_xmpp_put(ferry_component_t *comp, const char *dedup, xmpp_stanza_t *stanza);
 
 /* CB(arg, ok) once everything put so far is committed; answer a network's

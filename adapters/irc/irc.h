@@ -1,0 +1,188 @@
+/* irc.h: the IRC adapter's model, as biboumi splits it: a per-user IRC
+ * client (irc_conn.c), channels whose member lists are shared by every
+ * local user in them (irc_chan.c), and the bridge that translates between
+ * MUC and IRC (bridge.c), the only file that knows both sides. irc.c reads
+ * the config and routes stanzas; irc_jid.c is the JID convention. */
+#ifndef FERRY_IRC_H
+#define FERRY_IRC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "ferry/ferry.h"
+#include "irc_proto.h"
+
+#define NS_MUC "http://jabber.org/protocol/muc"
+#define NS_MUC_USER "http://jabber.org/protocol/muc#user"
+#define IRC_NICK_MAX 64
+#define IRC_NAME_MAX 256
+
+typedef struct irc irc_t;
+typedef struct irc_conn irc_conn_t;
+typedef struct irc_chan irc_chan_t;
+
+/* [components.X.servers."NAME"] */
+typedef struct irc_server {
+    char *name;             /* as users write it in JIDs */
+    char *host;
+    int port;
+    int tls, verify_cert;
+    char *realname;
+    double throttle_burst, throttle_rate;
+} irc_server_t;
+
+/* ---- JIDs (irc_jid.c) ---- */
+
+enum irc_jid_kind { IRC_JID_INVALID, IRC_JID_SERVER, IRC_JID_CHANNEL, IRC_JID_USER };
+
+typedef struct irc_jid {
+    enum irc_jid_kind kind;
+    char server[IRC_NAME_MAX];
+    char channel[IRC_NAME_MAX]; /* with its prefix; "" unless CHANNEL */
+    char nick[IRC_NICK_MAX];    /* USER: the nick; CHANNEL: the resource (occupant) */
+} irc_jid_t;
+
+/* Reads "#chan%server@gw/Nick", "nick%server@gw", "server@gw" (and without
+ * "%server" when DEFAULT_SERVER is set); XEP-0106 escapes are undone. */
+int irc_jid_parse(const char *jid, const char *default_server, const char *chantypes,
+                  irc_jid_t *out);
+/* The room JID "#chan%server@domain" (XEP-0106-escaped where needed). */
+void irc_jid_room(char *buf, size_t len, const char *channel, const char *server,
+                  const char *domain);
+/* "nick%server@domain". */
+void irc_jid_user(char *buf, size_t len, const char *nick, const char *server,
+                  const char *domain);
+
+/* ---- channels (irc_chan.c) ---- */
+
+typedef struct irc_member {
+    char *nick;
+    char modes[8];          /* prefixes this member has: "@", "+", "~", ... */
+} irc_member_t;
+
+struct irc_chan {
+    irc_chan_t *next;       /* in the adapter's list */
+    char *server;
+    char *name;             /* as the server spells it */
+    char *folded;
+    irc_member_t *members;
+    size_t nmembers, cap;
+    char *topic;
+    int synced;             /* the member list is complete (NAMES ended) */
+    size_t users;           /* local users in it */
+    irc_conn_t *leader;     /* whose events keep the member list */
+};
+
+irc_chan_t *irc_chan_get(irc_t *irc, const char *server, const char *name, irc_casemap_t map);
+void irc_chan_release(irc_t *irc, irc_chan_t *chan);
+irc_member_t *irc_chan_member(irc_chan_t *chan, const char *nick, irc_casemap_t map);
+irc_member_t *irc_chan_add(irc_chan_t *chan, const char *nick, const char *modes,
+                           irc_casemap_t map);
+void irc_chan_remove(irc_chan_t *chan, const char *nick, irc_casemap_t map);
+void irc_chan_rename(irc_chan_t *chan, const char *from, const char *to, irc_casemap_t map);
+void irc_chan_set_topic(irc_chan_t *chan, const char *topic);
+
+/* ---- connections (irc_conn.c) ---- */
+
+enum irc_conn_state { IRC_CONNECTING, IRC_REGISTERING, IRC_READY, IRC_CLOSED };
+
+/* A channel as one connection sees it, and which XMPP resources are in it. */
+typedef struct irc_room {
+    struct irc_room *next;
+    irc_chan_t *chan;
+    char *name;             /* as the user asked for it */
+    char **resources;       /* full JIDs of the user in the room */
+    size_t nresources;
+    char **pending_ids;     /* presence ids to answer once joined */
+    int joined;             /* JOIN seen for us */
+    int announced;          /* occupant list sent to XMPP */
+    char *history;          /* not used yet */
+} irc_room_t;
+
+struct irc_conn {
+    irc_conn_t *next;
+    irc_t *irc;
+    const irc_server_t *server;
+    char *jid;              /* the bare JID this connection serves */
+    char nick[IRC_NICK_MAX];
+    char wanted_nick[IRC_NICK_MAX];
+    enum irc_conn_state state;
+    irc_room_t *rooms;
+
+    irc_casemap_t casemap;
+    char chantypes[16];
+    char prefixes[16];      /* ISUPPORT PREFIX symbols, highest first: "~&@%+" */
+    char prefix_modes[16];  /* the mode letters in the same order: "qaohv" */
+
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_getaddrinfo_t resolve;
+    int tcp_open, resolving;
+    SSL *ssl;
+    BIO *rbio, *wbio;
+    char *inbuf;
+    size_t inlen;
+
+    char **queue;           /* lines waiting for the throttle */
+    size_t qhead, qcount, qcap;
+    double tokens;
+    uint64_t last_fill;
+    uv_timer_t throttle;    /* runs only while lines wait */
+    int throttle_open;
+
+    uint64_t last_read;     /* for the adapter-wide liveness check */
+    int ping_sent;
+    unsigned attempt;       /* reconnect backoff */
+    uv_timer_t retry;
+    int retry_open;
+    int closing;
+};
+
+irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *server, const char *jid,
+                         const char *nick);
+void irc_conn_start(irc_conn_t *conn);
+/* Queues a command; -1 when a parameter would break the line. */
+int irc_conn_send(irc_conn_t *conn, const char *command, const char *const *params, int n);
+/* QUIT and close; the connection frees itself once its handles are closed. */
+void irc_conn_quit(irc_conn_t *conn, const char *reason);
+/* The adapter-wide liveness check calls this: PING when idle, drop when a
+ * PING went unanswered. */
+void irc_conn_check(irc_conn_t *conn, uint64_t now);
+const char *irc_conn_mode_prefix(const irc_conn_t *conn, char mode);
+
+/* ---- the bridge (bridge.c): events from IRC, requests from XMPP ---- */
+
+void bridge_on_registered(irc_conn_t *conn);
+void bridge_on_line(irc_conn_t *conn, irc_msg_t *m);
+/* The connection is gone (error, dead server, refused TLS...). */
+void bridge_on_closed(irc_conn_t *conn, const char *reason);
+
+void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
+void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
+
+/* ---- the adapter (irc.c) ---- */
+
+struct irc {
+    ferry_component_t *comp;
+    irc_server_t *servers;
+    size_t nservers;
+    char *default_server;
+    char **allow;
+    char *default_nick;     /* unused until registration lands */
+    irc_conn_t *conns;
+    irc_chan_t *chans;
+    uv_timer_t liveness;    /* one timer for every connection */
+    int liveness_open;
+    int stopping;
+    SSL_CTX *tls, *tls_noverify;
+    unsigned long long lines_in, lines_out, stanzas_out;
+};
+
+const irc_server_t *irc_find_server(irc_t *irc, const char *name);
+irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server);
+void irc_conn_forget(irc_t *irc, irc_conn_t *conn);
+
+#endif

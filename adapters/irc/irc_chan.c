@@ -1,0 +1,94 @@
+/* irc_chan.c: one member list per (server, channel), shared by every local
+ * user in the channel: a thousand bridged users cost one list, not a
+ * thousand copies. Updated only from the events of the channel's leader
+ * connection (every connection in the channel sees the same events). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "irc.h"
+
+irc_chan_t *irc_chan_get(irc_t *irc, const char *server, const char *name, irc_casemap_t map)
+{
+    char folded[IRC_NAME_MAX];
+    irc_casefold(map, name, folded, sizeof folded);
+    for (irc_chan_t *c = irc->chans; c; c = c->next)
+        if (strcmp(c->server, server) == 0 && strcmp(c->folded, folded) == 0) {
+            c->users++;
+            return c;
+        }
+    irc_chan_t *c = calloc(1, sizeof *c);
+    c->server = strdup(server);
+    c->name = strdup(name);
+    c->folded = strdup(folded);
+    c->users = 1;
+    c->next = irc->chans;
+    irc->chans = c;
+    return c;
+}
+
+void irc_chan_release(irc_t *irc, irc_chan_t *chan)
+{
+    if (--chan->users > 0)
+        return;
+    for (irc_chan_t **p = &irc->chans; *p; p = &(*p)->next)
+        if (*p == chan) {
+            *p = chan->next;
+            break;
+        }
+    for (size_t i = 0; i < chan->nmembers; i++)
+        free(chan->members[i].nick);
+    free(chan->members);
+    free(chan->server);
+    free(chan->name);
+    free(chan->folded);
+    free(chan->topic);
+    free(chan);
+}
+
+irc_member_t *irc_chan_member(irc_chan_t *chan, const char *nick, irc_casemap_t map)
+{
+    for (size_t i = 0; i < chan->nmembers; i++)
+        if (irc_casecmp(map, chan->members[i].nick, nick) == 0)
+            return &chan->members[i];
+    return NULL;
+}
+
+irc_member_t *irc_chan_add(irc_chan_t *chan, const char *nick, const char *modes,
+                           irc_casemap_t map)
+{
+    irc_member_t *m = irc_chan_member(chan, nick, map);
+    if (!m) {
+        if (chan->nmembers == chan->cap) {
+            chan->cap = chan->cap ? chan->cap * 2 : 16;
+            chan->members = realloc(chan->members, chan->cap * sizeof *chan->members);
+        }
+        m = &chan->members[chan->nmembers++];
+        m->nick = strdup(nick);
+    }
+    snprintf(m->modes, sizeof m->modes, "%s", modes ? modes : "");
+    return m;
+}
+
+void irc_chan_remove(irc_chan_t *chan, const char *nick, irc_casemap_t map)
+{
+    irc_member_t *m = irc_chan_member(chan, nick, map);
+    if (!m)
+        return;
+    free(m->nick);
+    *m = chan->members[--chan->nmembers];
+}
+
+void irc_chan_rename(irc_chan_t *chan, const char *from, const char *to, irc_casemap_t map)
+{
+    irc_member_t *m = irc_chan_member(chan, from, map);
+    if (m) {
+        free(m->nick);
+        m->nick = strdup(to);
+    }
+}
+
+void irc_chan_set_topic(irc_chan_t *chan, const char *topic)
+{
+    free(chan->topic);
+    chan->topic = strdup(topic ? topic : "");
+}

@@ -1,0 +1,506 @@
+/* irc_conn.c: one IRC client connection for one XMPP user on one server:
+ * TCP on the loop, TLS through OpenSSL memory BIOs, lines in and out, flood
+ * control (a token bucket whose timer runs only while lines wait), and the
+ * registration handshake. What the lines mean is the bridge's business. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "irc.h"
+
+#define INBUF_MAX (64 * 1024)
+
+static void conn_fail(irc_conn_t *conn, const char *reason);
+static void pump_queue(irc_conn_t *conn);
+
+/* ---- writing ---- */
+
+typedef struct write_req {
+    uv_write_t req;
+    char data[];
+} write_req_t;
+
+static void on_written(uv_write_t *req, int status)
+{
+    irc_conn_t *conn = req->data;
+    free(req);
+    if (status < 0 && status != UV_ECANCELED && conn->state != IRC_CLOSED)
+        conn_fail(conn, uv_strerror(status));
+}
+
+static void write_raw(irc_conn_t *conn, const char *data, size_t len)
+{
+    if (!conn->tcp_open || uv_is_closing((uv_handle_t *)&conn->tcp))
+        return;
+    write_req_t *w = malloc(sizeof *w + len);
+    memcpy(w->data, data, len);
+    w->req.data = conn;
+    uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
+    if (uv_write(&w->req, (uv_stream_t *)&conn->tcp, &buf, 1, on_written) < 0)
+        free(w);
+}
+
+/* What OpenSSL wrote into its memory BIO goes to the socket. */
+static void flush_tls(irc_conn_t *conn)
+{
+    char buf[16384];
+    int n;
+    while ((n = BIO_read(conn->wbio, buf, sizeof buf)) > 0)
+        write_raw(conn, buf, (size_t)n);
+}
+
+static void write_line(irc_conn_t *conn, const char *line, size_t len)
+{
+    conn->irc->lines_out++;
+    if (!conn->ssl) {
+        write_raw(conn, line, len);
+        return;
+    }
+    SSL_write(conn->ssl, line, (int)len);
+    flush_tls(conn);
+}
+
+/* ---- flood control ---- */
+
+static void refill(irc_conn_t *conn)
+{
+    uint64_t now = uv_now(conn->irc->comp ? ferry_component_loop(conn->irc->comp) : NULL);
+    double burst = conn->server->throttle_burst, rate = conn->server->throttle_rate;
+    conn->tokens += (double)(now - conn->last_fill) / 1000.0 * rate;
+    if (conn->tokens > burst)
+        conn->tokens = burst;
+    conn->last_fill = now;
+}
+
+static void on_throttle(uv_timer_t *t) { pump_queue(t->data); }
+
+static void pump_queue(irc_conn_t *conn)
+{
+    if (conn->state == IRC_CLOSED || conn->state == IRC_CONNECTING)
+        return;
+    refill(conn);
+    while (conn->qcount && conn->tokens >= 1) {
+        char *line = conn->queue[conn->qhead];
+        conn->qhead = (conn->qhead + 1) % conn->qcap;
+        conn->qcount--;
+        conn->tokens -= 1;
+        write_line(conn, line, strlen(line));
+        free(line);
+    }
+    if (conn->qcount) {
+        double wait = (1 - conn->tokens) / conn->server->throttle_rate * 1000;
+        uv_timer_start(&conn->throttle, on_throttle, (uint64_t)wait + 1, 0);
+    }
+}
+
+static void enqueue(irc_conn_t *conn, char *line)
+{
+    if (conn->qcount == conn->qcap) {
+        size_t cap = conn->qcap ? conn->qcap * 2 : 16;
+        char **q = malloc(cap * sizeof *q);
+        for (size_t i = 0; i < conn->qcount; i++)
+            q[i] = conn->queue[(conn->qhead + i) % conn->qcap];
+        free(conn->queue);
+        conn->queue = q;
+        conn->qhead = 0;
+        conn->qcap = cap;
+    }
+    conn->queue[(conn->qhead + conn->qcount) % conn->qcap] = line;
+    conn->qcount++;
+}
+
+int irc_conn_send(irc_conn_t *conn, const char *command, const char *const *params, int n)
+{
+    char line[IRC_LINE_MAX + 1];
+    size_t len = irc_format(line, sizeof line, command, params, n);
+    if (!len)
+        return -1;
+    enqueue(conn, strdup(line));
+    pump_queue(conn);
+    return 0;
+}
+
+/* Registration lines skip the queue's order but not its budget. */
+static void send_now(irc_conn_t *conn, const char *command, const char *const *params, int n)
+{
+    char line[IRC_LINE_MAX + 1];
+    size_t len = irc_format(line, sizeof line, command, params, n);
+    if (len) {
+        conn->tokens -= 1;
+        write_line(conn, line, len);
+    }
+}
+
+/* ---- reading ---- */
+
+static void parse_isupport(irc_conn_t *conn, irc_msg_t *m)
+{
+    for (int i = 1; i < m->nparams - 1; i++) {
+        const char *p = m->params[i];
+        if (strncmp(p, "CASEMAPPING=", 12) == 0) {
+            conn->casemap = irc_casemap_parse(p + 12);
+        } else if (strncmp(p, "CHANTYPES=", 10) == 0) {
+            snprintf(conn->chantypes, sizeof conn->chantypes, "%s", p + 10);
+        } else if (strncmp(p, "PREFIX=(", 8) == 0) {
+            const char *close = strchr(p + 8, ')');
+            if (close) {
+                size_t n = (size_t)(close - (p + 8));
+                if (n < sizeof conn->prefix_modes) {
+                    memcpy(conn->prefix_modes, p + 8, n);
+                    conn->prefix_modes[n] = 0;
+                    snprintf(conn->prefixes, sizeof conn->prefixes, "%s", close + 1);
+                }
+            }
+        }
+    }
+}
+
+const char *irc_conn_mode_prefix(const irc_conn_t *conn, char mode)
+{
+    const char *at = strchr(conn->prefix_modes, mode);
+    static char out[2];
+    if (!at || !mode || (size_t)(at - conn->prefix_modes) >= strlen(conn->prefixes))
+        return NULL;
+    out[0] = conn->prefixes[at - conn->prefix_modes];
+    out[1] = 0;
+    return out;
+}
+
+static void on_line(irc_conn_t *conn, const char *line, size_t len)
+{
+    irc_msg_t *m = irc_msg_parse(line, len);
+    if (!m)
+        return;
+    conn->irc->lines_in++;
+    if (strcmp(m->command, "PING") == 0) {
+        const char *p[] = {m->nparams ? m->params[0] : "ferry"};
+        send_now(conn, "PONG", p, 1);
+    } else if (strcmp(m->command, "PONG") == 0) {
+        conn->ping_sent = 0;
+    } else if (strcmp(m->command, "001") == 0 && conn->state == IRC_REGISTERING) {
+        conn->state = IRC_READY;
+        conn->attempt = 0;
+        if (m->nparams)
+            snprintf(conn->nick, sizeof conn->nick, "%s", m->params[0]);
+        bridge_on_registered(conn);
+        pump_queue(conn);
+    } else if (strcmp(m->command, "005") == 0) {
+        parse_isupport(conn, m);
+    }
+    bridge_on_line(conn, m);
+    free(m);
+}
+
+static void feed_lines(irc_conn_t *conn, const char *data, size_t len)
+{
+    if (conn->inlen + len > INBUF_MAX) {
+        conn_fail(conn, "a line longer than 64 KiB from the server");
+        return;
+    }
+    memcpy(conn->inbuf + conn->inlen, data, len);
+    conn->inlen += len;
+    size_t start = 0;
+    for (size_t i = 0; i < conn->inlen && conn->state != IRC_CLOSED; i++) {
+        if (conn->inbuf[i] != '\n')
+            continue;
+        size_t end = i;
+        if (end > start && conn->inbuf[end - 1] == '\r')
+            end--;
+        if (end > start)
+            on_line(conn, conn->inbuf + start, end - start);
+        start = i + 1;
+    }
+    if (conn->state == IRC_CLOSED)
+        return;
+    memmove(conn->inbuf, conn->inbuf + start, conn->inlen - start);
+    conn->inlen -= start;
+}
+
+static void start_registration(irc_conn_t *conn)
+{
+    conn->state = IRC_REGISTERING;
+    conn->tokens = conn->server->throttle_burst;
+    conn->last_fill = uv_now(ferry_component_loop(conn->irc->comp));
+    const char *nick[] = {conn->wanted_nick};
+    const char *user[] = {"ferry", "0", "*", conn->server->realname};
+    send_now(conn, "NICK", nick, 1);
+    send_now(conn, "USER", user, 4);
+}
+
+static void tls_failed(irc_conn_t *conn)
+{
+    char reason[300];
+    long verify = SSL_get_verify_result(conn->ssl);
+    if (verify != X509_V_OK)
+        snprintf(reason, sizeof reason, "TLS: certificate not trusted: %s (set verify_cert = false "
+                 "for a self-signed server)", X509_verify_cert_error_string(verify));
+    else
+        snprintf(reason, sizeof reason, "TLS handshake failed: %s",
+                 ERR_reason_error_string(ERR_peek_last_error()) ? ERR_reason_error_string(ERR_peek_last_error()) : "error");
+    ERR_clear_error();
+    conn_fail(conn, reason);
+}
+
+static void on_tls_data(irc_conn_t *conn, const char *data, size_t len)
+{
+    BIO_write(conn->rbio, data, (int)len);
+    if (!SSL_is_init_finished(conn->ssl)) {
+        int rc = SSL_do_handshake(conn->ssl);
+        flush_tls(conn);
+        if (rc <= 0) {
+            int err = SSL_get_error(conn->ssl, rc);
+            if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
+                tls_failed(conn);
+            return;
+        }
+        start_registration(conn);
+    }
+    char buf[16384];
+    int n;
+    while (conn->state != IRC_CLOSED && (n = SSL_read(conn->ssl, buf, sizeof buf)) > 0)
+        feed_lines(conn, buf, (size_t)n);
+    flush_tls(conn);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    buf->base = malloc(suggested);
+    buf->len = buf->base ? suggested : 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    irc_conn_t *conn = s->data;
+    if (nread > 0 && conn->state != IRC_CLOSED) {
+        conn->last_read = uv_now(ferry_component_loop(conn->irc->comp));
+        conn->ping_sent = 0;
+        if (conn->ssl)
+            on_tls_data(conn, buf->base, (size_t)nread);
+        else
+            feed_lines(conn, buf->base, (size_t)nread);
+    } else if (nread < 0 && conn->state != IRC_CLOSED) {
+        conn_fail(conn, nread == UV_EOF ? "the server closed the connection"
+                                        : uv_strerror((int)nread));
+    }
+    free(buf->base);
+}
+
+/* ---- connecting ---- */
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    irc_conn_t *conn = req->data;
+    if (conn->state == IRC_CLOSED)
+        return;
+    if (status < 0) {
+        char reason[300];
+        snprintf(reason, sizeof reason, "cannot connect to %s:%d: %s", conn->server->host,
+                 conn->server->port, uv_strerror(status));
+        conn_fail(conn, reason);
+        return;
+    }
+    uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
+    conn->last_read = uv_now(ferry_component_loop(conn->irc->comp));
+    if (!conn->server->tls) {
+        start_registration(conn);
+        return;
+    }
+    irc_t *irc = conn->irc;
+    conn->ssl = SSL_new(conn->server->verify_cert ? irc->tls : irc->tls_noverify);
+    conn->rbio = BIO_new(BIO_s_mem());
+    conn->wbio = BIO_new(BIO_s_mem());
+    SSL_set_bio(conn->ssl, conn->rbio, conn->wbio);
+    SSL_set_connect_state(conn->ssl);
+    SSL_set_tlsext_host_name(conn->ssl, conn->server->host);
+    if (conn->server->verify_cert)
+        SSL_set1_host(conn->ssl, conn->server->host);
+    SSL_do_handshake(conn->ssl);
+    flush_tls(conn);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    irc_conn_t *conn = req->data;
+    conn->resolving = 0;
+    if (conn->state == IRC_CLOSED) {
+        uv_freeaddrinfo(res);
+        irc_conn_quit(conn, NULL); /* finish the close that waited for us */
+        return;
+    }
+    if (status < 0) {
+        char reason[300];
+        snprintf(reason, sizeof reason, "cannot resolve %s: %s", conn->server->host,
+                 uv_strerror(status));
+        conn_fail(conn, reason);
+        return;
+    }
+    uv_tcp_init(ferry_component_loop(conn->irc->comp), &conn->tcp);
+    conn->tcp.data = conn;
+    conn->tcp_open = 1;
+    conn->connect.data = conn;
+    int rc = uv_tcp_connect(&conn->connect, &conn->tcp, res->ai_addr, on_connected);
+    uv_freeaddrinfo(res);
+    if (rc < 0)
+        conn_fail(conn, uv_strerror(rc));
+}
+
+void irc_conn_start(irc_conn_t *conn)
+{
+    conn->state = IRC_CONNECTING;
+    conn->inlen = 0;
+    conn->ping_sent = 0;
+    char port[16];
+    snprintf(port, sizeof port, "%d", conn->server->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    conn->resolve.data = conn;
+    conn->resolving = 1;
+    if (uv_getaddrinfo(ferry_component_loop(conn->irc->comp), &conn->resolve, on_resolved,
+                       conn->server->host, port, &hints) < 0) {
+        conn->resolving = 0;
+        conn_fail(conn, "cannot resolve the server's name");
+    }
+}
+
+irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *server, const char *jid,
+                         const char *nick)
+{
+    irc_conn_t *conn = calloc(1, sizeof *conn);
+    conn->irc = irc;
+    conn->server = server;
+    conn->jid = strdup(jid);
+    snprintf(conn->wanted_nick, sizeof conn->wanted_nick, "%s", nick);
+    snprintf(conn->nick, sizeof conn->nick, "%s", nick);
+    conn->casemap = IRC_CASE_RFC1459;
+    snprintf(conn->chantypes, sizeof conn->chantypes, "#&");
+    snprintf(conn->prefixes, sizeof conn->prefixes, "@+");
+    snprintf(conn->prefix_modes, sizeof conn->prefix_modes, "ov");
+    conn->inbuf = malloc(INBUF_MAX);
+    uv_loop_t *loop = ferry_component_loop(irc->comp);
+    uv_timer_init(loop, &conn->throttle);
+    conn->throttle.data = conn;
+    conn->throttle_open = 1;
+    uv_timer_init(loop, &conn->retry);
+    conn->retry.data = conn;
+    conn->retry_open = 1;
+    conn->next = irc->conns;
+    irc->conns = conn;
+    return conn;
+}
+
+/* ---- closing ---- */
+
+static void drop_socket(irc_conn_t *conn);
+
+static void on_tcp_closed(uv_handle_t *h)
+{
+    irc_conn_t *conn = h->data;
+    conn->tcp_open = 0;
+    if (conn->closing)
+        irc_conn_quit(conn, NULL);
+}
+
+static void drop_socket(irc_conn_t *conn)
+{
+    if (conn->ssl) {
+        SSL_free(conn->ssl); /* frees both BIOs */
+        conn->ssl = NULL;
+        conn->rbio = conn->wbio = NULL;
+    }
+    if (conn->tcp_open && !uv_is_closing((uv_handle_t *)&conn->tcp))
+        uv_close((uv_handle_t *)&conn->tcp, on_tcp_closed);
+    while (conn->qcount) {
+        free(conn->queue[conn->qhead]);
+        conn->qhead = (conn->qhead + 1) % conn->qcap;
+        conn->qcount--;
+    }
+    uv_timer_stop(&conn->throttle);
+}
+
+static void conn_fail(irc_conn_t *conn, const char *reason)
+{
+    if (conn->state == IRC_CLOSED)
+        return;
+    conn->state = IRC_CLOSED;
+    drop_socket(conn);
+    bridge_on_closed(conn, reason);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    irc_conn_t *conn = h->data;
+    if (h == (uv_handle_t *)&conn->throttle)
+        conn->throttle_open = 0;
+    else
+        conn->retry_open = 0;
+    irc_conn_quit(conn, NULL);
+}
+
+/* Idempotent: every close callback calls it again until all is closed. */
+void irc_conn_quit(irc_conn_t *conn, const char *reason)
+{
+    if (!conn->closing) {
+        conn->closing = 1;
+        if (reason && conn->state == IRC_READY) {
+            const char *p[] = {reason};
+            send_now(conn, "QUIT", p, 1);
+        }
+        conn->state = IRC_CLOSED;
+        irc_conn_forget(conn->irc, conn);
+        if (conn->tcp_open) {
+            /* Let the QUIT leave before the socket closes. */
+            uv_shutdown_t *sd = malloc(sizeof *sd);
+            sd->data = conn;
+            if (uv_shutdown(sd, (uv_stream_t *)&conn->tcp,
+                            (uv_shutdown_cb)(void (*)(void))free) != 0)
+                free(sd);
+        }
+    }
+    if (conn->resolving)
+        return;
+    if (conn->tcp_open) {
+        if (!uv_is_closing((uv_handle_t *)&conn->tcp))
+            drop_socket(conn);
+        return;
+    }
+    if (conn->ssl)
+        drop_socket(conn);
+    if (conn->throttle_open || conn->retry_open) {
+        if (conn->throttle_open && !uv_is_closing((uv_handle_t *)&conn->throttle))
+            uv_close((uv_handle_t *)&conn->throttle, on_handle_closed);
+        if (conn->retry_open && !uv_is_closing((uv_handle_t *)&conn->retry))
+            uv_close((uv_handle_t *)&conn->retry, on_handle_closed);
+        return;
+    }
+    while (conn->rooms) {
+        irc_room_t *r = conn->rooms;
+        conn->rooms = r->next;
+        if (r->chan)
+            irc_chan_release(conn->irc, r->chan);
+        for (size_t i = 0; i < r->nresources; i++)
+            free(r->resources[i]);
+        free(r->resources);
+        free(r->name);
+        free(r);
+    }
+    free(conn->queue);
+    free(conn->inbuf);
+    free(conn->jid);
+    free(conn);
+}
+
+void irc_conn_check(irc_conn_t *conn, uint64_t now)
+{
+    if (conn->state != IRC_READY && conn->state != IRC_REGISTERING)
+        return;
+    if (conn->ping_sent && now - conn->last_read > 90000) {
+        conn_fail(conn, "no answer from the server (ping timeout)");
+    } else if (!conn->ping_sent && now - conn->last_read > 60000) {
+        const char *p[] = {"ferry"};
+        send_now(conn, "PING", p, 1);
+        conn->ping_sent = 1;
+    }
+}

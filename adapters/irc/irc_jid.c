@@ -1,0 +1,104 @@
+/* irc_jid.c: biboumi's JID convention, so that clients and users who know
+ * biboumi just work: "#chan%server@gw/Nick" for a channel occupant,
+ * "nick%server@gw" for an IRC user, "server@gw" for the server itself;
+ * "#chan@gw" and "nick@gw" when the gateway has a default server. Local
+ * parts use XEP-0106 escapes for what a JID cannot hold. */
+#include <stdio.h>
+#include <string.h>
+
+#include "irc.h"
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* XEP-0106: only these escapes are defined. */
+static void unescape(const char *in, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 1 < cap; i++) {
+        if (in[i] == '\\' && i + 2 < len && hexval(in[i + 1]) >= 0 && hexval(in[i + 2]) >= 0) {
+            int c = hexval(in[i + 1]) * 16 + hexval(in[i + 2]);
+            if (strchr(" \"&'/:<>@\\", c)) {
+                out[o++] = (char)c;
+                i += 2;
+                continue;
+            }
+        }
+        out[o++] = in[i];
+    }
+    out[o] = 0;
+}
+
+static void escape(const char *in, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const char *p = in; *p && o + 4 < cap; p++) {
+        if (strchr(" \"&'/:<>@", *p) || (*p == '\\' && hexval(p[1]) >= 0 && hexval(p[2]) >= 0)) {
+            o += (size_t)snprintf(out + o, cap - o, "\\%02x", (unsigned char)*p);
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = 0;
+}
+
+int irc_jid_parse(const char *jid, const char *default_server, const char *chantypes,
+                  irc_jid_t *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *at = jid ? strchr(jid, '@') : NULL;
+    const char *slash = jid ? strchr(jid, '/') : NULL;
+    if (!jid || !at || (slash && slash < at) || at == jid)
+        return -1;
+    char local[IRC_NAME_MAX * 2];
+    unescape(jid, (size_t)(at - jid), local, sizeof local);
+    if (slash)
+        snprintf(out->nick, sizeof out->nick, "%s", slash + 1);
+    char *pct = strrchr(local, '%');
+    const char *name = local;
+    if (pct) {
+        *pct = 0;
+        snprintf(out->server, sizeof out->server, "%s", pct + 1);
+    } else if (default_server && *default_server) {
+        snprintf(out->server, sizeof out->server, "%s", default_server);
+    } else {
+        /* No "%": the whole local part names a server. */
+        snprintf(out->server, sizeof out->server, "%s", local);
+        out->kind = strchr(chantypes, *local) ? IRC_JID_INVALID : IRC_JID_SERVER;
+        return out->kind == IRC_JID_INVALID ? -1 : 0;
+    }
+    if (!*out->server || !*name)
+        return -1;
+    if (strchr(chantypes, *name)) {
+        out->kind = IRC_JID_CHANNEL;
+        snprintf(out->channel, sizeof out->channel, "%s", name);
+    } else {
+        out->kind = IRC_JID_USER;
+        snprintf(out->nick, sizeof out->nick, "%s", name);
+    }
+    return 0;
+}
+
+void irc_jid_room(char *buf, size_t len, const char *channel, const char *server,
+                  const char *domain)
+{
+    char esc[IRC_NAME_MAX * 3];
+    escape(channel, esc, sizeof esc);
+    snprintf(buf, len, "%s%%%s@%s", esc, server, domain);
+}
+
+void irc_jid_user(char *buf, size_t len, const char *nick, const char *server,
+                  const char *domain)
+{
+    char esc[IRC_NICK_MAX * 3];
+    escape(nick, esc, sizeof esc);
+    snprintf(buf, len, "%s%%%s@%s", esc, server, domain);
+}
