@@ -1,3 +1,8 @@
-# The IRC adapter is being built piece by piece: its protocol layer is
-# compiled and tested; it is not registered as an adapter yet.
-list(APPEND FERRY_ADAPTER_SOURCES ${CMAKE_CURRENT_LIST_DIR}/irc_proto.c)
+list(APPEND FERRY_ADAPTERS irc)
+list(APPEND FERRY_ADAPTER_SOURCES
+  ${CMAKE_CURRENT_LIST_DIR}/irc.c
+  ${CMAKE_CURRENT_LIST_DIR}/irc_jid.c
+  ${CMAKE_CURRENT_LIST_DIR}/irc_chan.c
+  ${CMAKE_CURRENT_LIST_DIR}/irc_conn.c
+  ${CMAKE_CURRENT_LIST_DIR}/irc_proto.c
+  ${CMAKE_CURRENT_LIST_DIR}/bridge.c)

@@ -110,6 +110,7 @@ struct irc_conn {
     char nick[IRC_NICK_MAX];
     char wanted_nick[IRC_NICK_MAX];
     enum irc_conn_state state;
+    int registered;         /* got 001 at least once */
     irc_room_t *rooms;
 
     irc_casemap_t casemap;
@@ -173,6 +174,7 @@ struct irc {
     char **allow;
     char *default_nick;     /* unused until registration lands */
     irc_conn_t *conns;
+    size_t live;            /* connections not yet freed (closing ones too) */
     irc_chan_t *chans;
     uv_timer_t liveness;    /* one timer for every connection */
     int liveness_open;
@@ -183,6 +185,8 @@ struct irc {
 
 const irc_server_t *irc_find_server(irc_t *irc, const char *name);
 irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server);
+/* A connection leaves the list (it is closing) / is gone for good. */
 void irc_conn_forget(irc_t *irc, irc_conn_t *conn);
+void irc_conn_freed(irc_t *irc);
 
 #endif

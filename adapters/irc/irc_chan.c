@@ -2,6 +2,7 @@
  * user in the channel: a thousand bridged users cost one list, not a
  * thousand copies. Updated only from the events of the channel's leader
  * connection (every connection in the channel sees the same events). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

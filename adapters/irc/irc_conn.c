@@ -182,6 +182,7 @@ static void on_line(irc_conn_t *conn, const char *line, size_t len)
         conn->ping_sent = 0;
     } else if (strcmp(m->command, "001") == 0 && conn->state == IRC_REGISTERING) {
         conn->state = IRC_READY;
+        conn->registered = 1;
         conn->attempt = 0;
         if (m->nparams)
             snprintf(conn->nick, sizeof conn->nick, "%s", m->params[0]);
@@ -388,6 +389,7 @@ irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *server, const char *jid
     conn->retry_open = 1;
     conn->next = irc->conns;
     irc->conns = conn;
+    irc->live++;
     return conn;
 }
 
@@ -439,6 +441,12 @@ static void on_handle_closed(uv_handle_t *h)
     irc_conn_quit(conn, NULL);
 }
 
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)status;
+    free(req);
+}
+
 /* Idempotent: every close callback calls it again until all is closed. */
 void irc_conn_quit(irc_conn_t *conn, const char *reason)
 {
@@ -453,9 +461,7 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
         if (conn->tcp_open) {
             /* Let the QUIT leave before the socket closes. */
             uv_shutdown_t *sd = malloc(sizeof *sd);
-            sd->data = conn;
-            if (uv_shutdown(sd, (uv_stream_t *)&conn->tcp,
-                            (uv_shutdown_cb)(void (*)(void))free) != 0)
+            if (uv_shutdown(sd, (uv_stream_t *)&conn->tcp, on_shutdown) != 0)
                 free(sd);
         }
     }
@@ -478,6 +484,8 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
     while (conn->rooms) {
         irc_room_t *r = conn->rooms;
         conn->rooms = r->next;
+        if (r->chan && r->chan->leader == conn)
+            r->chan->leader = NULL;
         if (r->chan)
             irc_chan_release(conn->irc, r->chan);
         for (size_t i = 0; i < r->nresources; i++)
@@ -486,10 +494,12 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
         free(r->name);
         free(r);
     }
+    irc_t *irc = conn->irc;
     free(conn->queue);
     free(conn->inbuf);
     free(conn->jid);
     free(conn);
+    irc_conn_freed(irc);
 }
 
 void irc_conn_check(irc_conn_t *conn, uint64_t now)

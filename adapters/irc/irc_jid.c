@@ -50,6 +50,16 @@ static void escape(const char *in, char *out, size_t cap)
     out[o] = 0;
 }
 
+/* Copies SRC; -1 when it does not fit (too long to be a name on IRC). */
+static int copy(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        return -1;
+    memcpy(dst, src, n + 1);
+    return 0;
+}
+
 int irc_jid_parse(const char *jid, const char *default_server, const char *chantypes,
                   irc_jid_t *out)
 {
@@ -60,31 +70,31 @@ int irc_jid_parse(const char *jid, const char *default_server, const char *chant
         return -1;
     char local[IRC_NAME_MAX * 2];
     unescape(jid, (size_t)(at - jid), local, sizeof local);
-    if (slash)
-        snprintf(out->nick, sizeof out->nick, "%s", slash + 1);
+    if (slash && copy(out->nick, sizeof out->nick, slash + 1) != 0)
+        return -1;
     char *pct = strrchr(local, '%');
     const char *name = local;
     if (pct) {
         *pct = 0;
-        snprintf(out->server, sizeof out->server, "%s", pct + 1);
+        if (copy(out->server, sizeof out->server, pct + 1) != 0)
+            return -1;
     } else if (default_server && *default_server) {
-        snprintf(out->server, sizeof out->server, "%s", default_server);
+        copy(out->server, sizeof out->server, default_server);
     } else {
         /* No "%": the whole local part names a server. */
-        snprintf(out->server, sizeof out->server, "%s", local);
-        out->kind = strchr(chantypes, *local) ? IRC_JID_INVALID : IRC_JID_SERVER;
-        return out->kind == IRC_JID_INVALID ? -1 : 0;
+        if (strchr(chantypes, *local) || copy(out->server, sizeof out->server, local) != 0)
+            return -1;
+        out->kind = IRC_JID_SERVER;
+        return 0;
     }
     if (!*out->server || !*name)
         return -1;
     if (strchr(chantypes, *name)) {
         out->kind = IRC_JID_CHANNEL;
-        snprintf(out->channel, sizeof out->channel, "%s", name);
-    } else {
-        out->kind = IRC_JID_USER;
-        snprintf(out->nick, sizeof out->nick, "%s", name);
+        return copy(out->channel, sizeof out->channel, name);
     }
-    return 0;
+    out->kind = IRC_JID_USER;
+    return copy(out->nick, sizeof out->nick, name);
 }
 
 void irc_jid_room(char *buf, size_t len, const char *channel, const char *server,

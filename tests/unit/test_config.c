@@ -291,7 +291,7 @@ static void test_secrets_and_adapters(void)
            "10: components.hooks.endpoints.alerts.token_file: give either token or token_file, "
            "not both");
     EXPECT(CONFIGS "unknown_adapter.toml", FAILS,
-           "4: components.hooks.adapter: unknown adapter \"webhok\" (known: sms, webhook)",
+           "4: components.hooks.adapter: unknown adapter \"webhok\" (known: irc, sms, webhook)",
            "11: [components.irc]: missing required key 'adapter'");
     EXPECT(CONFIGS "dup_domain.toml", FAILS,
            "10: components.two.domain: \"hooks.localhost\" is already the domain of component 'one'");

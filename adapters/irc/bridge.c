@@ -1,0 +1,882 @@
+/* bridge.c: the only place that knows both XMPP and IRC. MUC presence and
+ * groupchat messages become JOIN, PART, NICK, TOPIC and PRIVMSG; IRC events
+ * become occupant presences (XEP-0045 status codes), subjects and messages.
+ * Stanzas going out to many resources are written as text into one buffer,
+ * without building stanza objects: the fan-out path allocates nothing. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "irc.h"
+
+/* ---- writing stanzas ---- */
+
+typedef struct out {
+    char buf[16384];
+    size_t len;
+    int full;
+} out_t;
+
+static void raw(out_t *o, const char *s)
+{
+    size_t n = strlen(s);
+    if (o->len + n >= sizeof o->buf) {
+        o->full = 1;
+        return;
+    }
+    memcpy(o->buf + o->len, s, n + 1);
+    o->len += n;
+}
+
+static void esc(out_t *o, const char *s)
+{
+    size_t n = ferry_xml_escape(o->buf, sizeof o->buf, o->len, s);
+    if (n == sizeof o->buf)
+        o->full = 1;
+    else
+        o->len = n;
+}
+
+static void attr(out_t *o, const char *name, const char *value)
+{
+    raw(o, " ");
+    raw(o, name);
+    raw(o, "='");
+    esc(o, value);
+    raw(o, "'");
+}
+
+static void emit(irc_t *irc, out_t *o)
+{
+    if (!o->full) {
+        ferry_component_send_xml(irc->comp, o->buf, o->len);
+        irc->stanzas_out++;
+    }
+    o->len = 0;
+    o->full = 0;
+}
+
+static void room_jid(irc_conn_t *conn, irc_room_t *room, const char *nick, char *buf, size_t len)
+{
+    irc_jid_room(buf, len, room->chan->name, conn->server->name,
+                 ferry_component_domain(conn->irc->comp));
+    if (nick) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, len - n, "/%s", nick);
+    }
+}
+
+/* Affiliation and role from IRC channel prefixes, as biboumi maps them. */
+static void roles(const char *modes, const char **affiliation, const char **role)
+{
+    *affiliation = "none";
+    *role = "participant";
+    if (strchr(modes, '~')) {
+        *affiliation = "owner";
+        *role = "moderator";
+    } else if (strchr(modes, '&') || strchr(modes, '@')) {
+        *affiliation = "admin";
+        *role = "moderator";
+    } else if (strchr(modes, '%')) {
+        *affiliation = "member";
+        *role = "moderator";
+    } else if (strchr(modes, '+')) {
+        *affiliation = "member";
+    }
+}
+
+/* <presence from=room/nick to=resource>... with status codes (0-ended). */
+static void occupant_presence(irc_conn_t *conn, irc_room_t *room, const char *nick,
+                              const char *modes, const char *to, const char *type,
+                              const char *new_nick, const int *codes, const char *status)
+{
+    out_t *o = &(out_t){0};
+    char from[1400];
+    room_jid(conn, room, nick, from, sizeof from);
+    const char *affiliation, *role;
+    roles(modes ? modes : "", &affiliation, &role);
+    raw(o, "<presence");
+    attr(o, "from", from);
+    attr(o, "to", to);
+    if (type) {
+        attr(o, "type", type);
+        role = "none";
+    }
+    raw(o, "><x xmlns='" NS_MUC_USER "'><item");
+    attr(o, "affiliation", affiliation);
+    attr(o, "role", role);
+    if (new_nick)
+        attr(o, "nick", new_nick);
+    raw(o, "/>");
+    for (const int *c = codes; c && *c; c++) {
+        char code[48];
+        snprintf(code, sizeof code, "<status code='%d'/>", *c);
+        raw(o, code);
+    }
+    raw(o, "</x>");
+    if (status) {
+        raw(o, "<status>");
+        esc(o, status);
+        raw(o, "</status>");
+    }
+    raw(o, "</presence>");
+    emit(conn->irc, o);
+}
+
+/* An occupant's presence to every resource of the user in the room. */
+static void occupant_to_all(irc_conn_t *conn, irc_room_t *room, const char *nick,
+                            const char *modes, const char *type, const char *new_nick,
+                            const int *codes, const char *status)
+{
+    for (size_t i = 0; i < room->nresources; i++)
+        occupant_presence(conn, room, nick, modes, room->resources[i], type, new_nick, codes,
+                          status);
+}
+
+static void groupchat(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *to,
+                      const char *id, const char *body, const char *subject)
+{
+    out_t *o = &(out_t){0};
+    char from[1400];
+    room_jid(conn, room, nick, from, sizeof from);
+    raw(o, "<message type='groupchat'");
+    attr(o, "from", from);
+    attr(o, "to", to);
+    if (id)
+        attr(o, "id", id);
+    raw(o, ">");
+    if (subject) {
+        raw(o, "<subject>");
+        esc(o, subject);
+        raw(o, "</subject>");
+    }
+    if (body) {
+        raw(o, "<body>");
+        esc(o, body);
+        raw(o, "</body>");
+    }
+    raw(o, "</message>");
+    emit(conn->irc, o);
+}
+
+static void chat_from(irc_t *irc, const char *from, const char *to, const char *body)
+{
+    out_t *o = &(out_t){0};
+    raw(o, "<message type='chat'");
+    attr(o, "from", from);
+    attr(o, "to", to);
+    raw(o, "><body>");
+    esc(o, body);
+    raw(o, "</body></message>");
+    emit(irc, o);
+}
+
+/* A presence error for a join that failed. */
+static void join_error(irc_conn_t *conn, irc_room_t *room, const char *to, const char *type,
+                       const char *condition, const char *text)
+{
+    out_t *o = &(out_t){0};
+    char from[1400];
+    room_jid(conn, room, conn->wanted_nick, from, sizeof from);
+    raw(o, "<presence type='error'");
+    attr(o, "from", from);
+    attr(o, "to", to);
+    raw(o, "><x xmlns='" NS_MUC "'/><error");
+    attr(o, "type", type);
+    raw(o, "><");
+    raw(o, condition);
+    raw(o, " xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>");
+    if (text) {
+        raw(o, "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>");
+        esc(o, text);
+        raw(o, "</text>");
+    }
+    raw(o, "</error></presence>");
+    emit(conn->irc, o);
+}
+
+/* ---- rooms of a connection ---- */
+
+static irc_room_t *find_room(irc_conn_t *conn, const char *channel)
+{
+    for (irc_room_t *r = conn->rooms; r; r = r->next)
+        if (irc_casecmp(conn->casemap, r->name, channel) == 0)
+            return r;
+    return NULL;
+}
+
+static int has_resource(irc_room_t *room, const char *jid)
+{
+    for (size_t i = 0; i < room->nresources; i++)
+        if (strcmp(room->resources[i], jid) == 0)
+            return 1;
+    return 0;
+}
+
+static void add_resource(irc_room_t *room, const char *jid)
+{
+    room->resources = realloc(room->resources, (room->nresources + 1) * sizeof *room->resources);
+    room->resources[room->nresources++] = strdup(jid);
+}
+
+static void remove_resource(irc_room_t *room, const char *jid)
+{
+    for (size_t i = 0; i < room->nresources; i++)
+        if (strcmp(room->resources[i], jid) == 0) {
+            free(room->resources[i]);
+            room->resources[i] = room->resources[--room->nresources];
+            return;
+        }
+}
+
+static void room_free(irc_conn_t *conn, irc_room_t *room)
+{
+    for (irc_room_t **p = &conn->rooms; *p; p = &(*p)->next)
+        if (*p == room) {
+            *p = room->next;
+            break;
+        }
+    if (room->chan) {
+        if (room->chan->leader == conn)
+            room->chan->leader = NULL;
+        irc_chan_release(conn->irc, room->chan);
+    }
+    for (size_t i = 0; i < room->nresources; i++)
+        free(room->resources[i]);
+    free(room->resources);
+    free(room->name);
+    free(room);
+}
+
+static int leads(irc_conn_t *conn, irc_room_t *room)
+{
+    if (!room->chan->leader)
+        room->chan->leader = conn;
+    return room->chan->leader == conn;
+}
+
+/* The user's connection has nothing left to do: QUIT. */
+static void maybe_quit(irc_conn_t *conn)
+{
+    if (!conn->rooms)
+        irc_conn_quit(conn, "Leaving");
+}
+
+/* ---- IRC -> XMPP ---- */
+
+/* Everything a resource needs on entering: occupants, itself, the subject. */
+static void announce_to(irc_conn_t *conn, irc_room_t *room, const char *resource)
+{
+    irc_chan_t *chan = room->chan;
+    const char *self_modes = "";
+    for (size_t i = 0; i < chan->nmembers; i++) {
+        irc_member_t *m = &chan->members[i];
+        if (irc_casecmp(conn->casemap, m->nick, conn->nick) == 0) {
+            self_modes = m->modes;
+            continue;
+        }
+        occupant_presence(conn, room, m->nick, m->modes, resource, NULL, NULL, NULL, NULL);
+    }
+    int codes[3] = {110, 0, 0};
+    if (strcmp(conn->nick, conn->wanted_nick) != 0)
+        codes[1] = 210; /* the server changed the nick we asked for */
+    occupant_presence(conn, room, conn->nick, self_modes, resource, NULL, NULL, codes, NULL);
+    /* Clients wait for the subject before they show the room as joined. */
+    groupchat(conn, room, NULL, resource, NULL, NULL, chan->topic ? chan->topic : "");
+}
+
+static void announce(irc_conn_t *conn, irc_room_t *room)
+{
+    room->announced = 1;
+    for (size_t i = 0; i < room->nresources; i++)
+        announce_to(conn, room, room->resources[i]);
+}
+
+static void on_join(irc_conn_t *conn, irc_msg_t *m, const char *nick)
+{
+    irc_room_t *room = m->nparams ? find_room(conn, m->params[0]) : NULL;
+    if (!room)
+        return;
+    if (irc_casecmp(conn->casemap, nick, conn->nick) == 0) {
+        room->joined = 1;
+        if (leads(conn, room)) {
+            /* NAMES follows and fills the list afresh. */
+            for (size_t i = 0; i < room->chan->nmembers; i++)
+                free(room->chan->members[i].nick);
+            room->chan->nmembers = 0;
+            room->chan->synced = 0;
+        } else if (room->chan->synced) {
+            irc_chan_add(room->chan, nick, "", conn->casemap);
+        }
+        return;
+    }
+    if (leads(conn, room))
+        irc_chan_add(room->chan, nick, "", conn->casemap);
+    if (room->announced)
+        occupant_to_all(conn, room, nick, "", NULL, NULL, NULL, NULL);
+}
+
+static void on_names(irc_conn_t *conn, irc_msg_t *m)
+{
+    if (m->nparams < 4)
+        return;
+    irc_room_t *room = find_room(conn, m->params[2]);
+    if (!room || !leads(conn, room) || room->chan->synced)
+        return;
+    char *names = strdup(m->params[3]);
+    for (char *name = strtok(names, " "); name; name = strtok(NULL, " ")) {
+        size_t np = strspn(name, conn->prefixes);
+        char modes[8];
+        snprintf(modes, sizeof modes, "%.*s", (int)(np < 7 ? np : 7), name);
+        if (name[np])
+            irc_chan_add(room->chan, name + np, modes, conn->casemap);
+    }
+    free(names);
+}
+
+static void on_end_of_names(irc_conn_t *conn, irc_msg_t *m)
+{
+    irc_room_t *room = m->nparams >= 2 ? find_room(conn, m->params[1]) : NULL;
+    if (!room)
+        return;
+    if (leads(conn, room))
+        room->chan->synced = 1;
+    if (room->joined && !room->announced)
+        announce(conn, room);
+}
+
+static void on_part(irc_conn_t *conn, irc_msg_t *m, const char *nick, int kicked)
+{
+    /* PART #chan :reason / KICK #chan victim :reason */
+    if (m->nparams < (kicked ? 2 : 1))
+        return;
+    irc_room_t *room = find_room(conn, m->params[0]);
+    if (!room)
+        return;
+    const char *who = kicked ? m->params[1] : nick;
+    const char *reason = m->nparams > (kicked ? 2 : 1) ? m->params[kicked ? 2 : 1] : NULL;
+    char *text = reason ? irc_text_to_utf8(reason) : NULL;
+    irc_member_t *member = irc_chan_member(room->chan, who, conn->casemap);
+    char modes[8] = "";
+    if (member)
+        snprintf(modes, sizeof modes, "%s", member->modes);
+    if (irc_casecmp(conn->casemap, who, conn->nick) == 0) {
+        int codes[] = {110, kicked ? 307 : 0, 0};
+        if (room->announced || kicked)
+            occupant_to_all(conn, room, who, modes, "unavailable", NULL, codes, text);
+        room_free(conn, room);
+        free(text);
+        maybe_quit(conn);
+        return;
+    }
+    if (leads(conn, room))
+        irc_chan_remove(room->chan, who, conn->casemap);
+    int codes[] = {kicked ? 307 : 0, 0};
+    if (room->announced)
+        occupant_to_all(conn, room, who, modes, "unavailable", NULL, codes, text);
+    free(text);
+}
+
+static void on_quit(irc_conn_t *conn, irc_msg_t *m, const char *nick)
+{
+    char *text = m->nparams ? irc_text_to_utf8(m->params[0]) : NULL;
+    for (irc_room_t *room = conn->rooms; room; room = room->next) {
+        irc_member_t *member = irc_chan_member(room->chan, nick, conn->casemap);
+        if (!member)
+            continue;
+        char modes[8];
+        snprintf(modes, sizeof modes, "%s", member->modes);
+        if (room->announced)
+            occupant_to_all(conn, room, nick, modes, "unavailable", NULL, NULL, text);
+        if (leads(conn, room))
+            irc_chan_remove(room->chan, nick, conn->casemap);
+    }
+    free(text);
+}
+
+static void on_nick(irc_conn_t *conn, irc_msg_t *m, const char *nick)
+{
+    if (!m->nparams)
+        return;
+    const char *new_nick = m->params[0];
+    int self = irc_casecmp(conn->casemap, nick, conn->nick) == 0;
+    for (irc_room_t *room = conn->rooms; room; room = room->next) {
+        irc_member_t *member = irc_chan_member(room->chan, nick, conn->casemap);
+        if (!member && !self)
+            continue;
+        char modes[8] = "";
+        if (member)
+            snprintf(modes, sizeof modes, "%s", member->modes);
+        if (room->announced) {
+            int gone[] = {303, self ? 110 : 0, 0};
+            int back[] = {self ? 110 : 0, 0};
+            occupant_to_all(conn, room, nick, modes, "unavailable", new_nick, gone, NULL);
+            occupant_to_all(conn, room, new_nick, modes, NULL, NULL, back, NULL);
+        }
+        if (leads(conn, room))
+            irc_chan_rename(room->chan, nick, new_nick, conn->casemap);
+    }
+    if (self) {
+        snprintf(conn->nick, sizeof conn->nick, "%s", new_nick);
+        snprintf(conn->wanted_nick, sizeof conn->wanted_nick, "%s", new_nick);
+    }
+}
+
+static void on_mode(irc_conn_t *conn, irc_msg_t *m)
+{
+    if (m->nparams < 2)
+        return;
+    irc_room_t *room = find_room(conn, m->params[0]);
+    if (!room)
+        return;
+    int adding = 1, arg = 2;
+    for (const char *c = m->params[1]; *c; c++) {
+        if (*c == '+' || *c == '-') {
+            adding = *c == '+';
+            continue;
+        }
+        const char *prefix = irc_conn_mode_prefix(conn, *c);
+        if (!prefix) {
+            /* Modes with an argument that are not prefixes still use one. */
+            if (strchr("beIkfjl", *c) && (adding || *c != 'l') && arg < m->nparams)
+                arg++;
+            continue;
+        }
+        if (arg >= m->nparams)
+            break;
+        const char *who = m->params[arg++];
+        irc_member_t *member = irc_chan_member(room->chan, who, conn->casemap);
+        if (!member)
+            continue;
+        char modes[8];
+        snprintf(modes, sizeof modes, "%s", member->modes);
+        char *at = strchr(modes, prefix[0]);
+        if (adding && !at && strlen(modes) < 7)
+            strcat(modes, prefix);
+        else if (!adding && at)
+            memmove(at, at + 1, strlen(at));
+        if (leads(conn, room))
+            snprintf(member->modes, sizeof member->modes, "%s", modes);
+        if (room->announced) {
+            int self[] = {110, 0};
+            int is_self = irc_casecmp(conn->casemap, who, conn->nick) == 0;
+            occupant_to_all(conn, room, who, modes, NULL, NULL, is_self ? self : NULL, NULL);
+        }
+    }
+}
+
+static void on_topic(irc_conn_t *conn, irc_msg_t *m, const char *nick, int numeric)
+{
+    /* 332 me #chan :topic / TOPIC #chan :topic */
+    int ci = numeric ? 1 : 0;
+    if (m->nparams < ci + 1)
+        return;
+    irc_room_t *room = find_room(conn, m->params[ci]);
+    if (!room)
+        return;
+    char *topic = irc_text_to_utf8(m->nparams > ci + 1 ? m->params[ci + 1] : "");
+    if (leads(conn, room) || numeric)
+        irc_chan_set_topic(room->chan, topic);
+    if (!numeric && room->announced)
+        for (size_t i = 0; i < room->nresources; i++)
+            groupchat(conn, room, nick, room->resources[i], NULL, NULL, topic);
+    free(topic);
+}
+
+/* "\1ACTION waves\1" -> "/me waves"; other CTCP are not for people. */
+static char *ctcp_text(const char *text)
+{
+    size_t n = strlen(text);
+    if (text[0] != 1)
+        return irc_text_to_utf8(text);
+    if (strncmp(text, "\1ACTION ", 8) != 0)
+        return NULL;
+    char *inner = strndup(text + 8, n - 8 - (text[n - 1] == 1));
+    char *clean = irc_text_to_utf8(inner);
+    free(inner);
+    char *out = malloc(strlen(clean) + 5);
+    sprintf(out, "/me %s", clean);
+    free(clean);
+    return out;
+}
+
+static void on_privmsg(irc_conn_t *conn, irc_msg_t *m, const char *nick)
+{
+    if (m->nparams < 2)
+        return;
+    const char *target = m->params[0];
+    char *text = ctcp_text(m->params[1]);
+    if (!text)
+        return;
+    irc_t *irc = conn->irc;
+    const char *domain = ferry_component_domain(irc->comp);
+    if (strchr(conn->chantypes, target[0])) {
+        irc_room_t *room = find_room(conn, target);
+        if (room && room->announced)
+            for (size_t i = 0; i < room->nresources; i++)
+                groupchat(conn, room, nick, room->resources[i], NULL, text, NULL);
+    } else if (!m->prefix || !strchr(m->prefix, '!')) {
+        /* From the server itself: notices, MOTD-like text. */
+        char from[600];
+        snprintf(from, sizeof from, "%s@%s", conn->server->name, domain);
+        chat_from(irc, from, conn->jid, text);
+    } else {
+        char from[1400];
+        irc_jid_user(from, sizeof from, nick, conn->server->name, domain);
+        chat_from(irc, from, conn->jid, text);
+    }
+    free(text);
+}
+
+static void on_invite(irc_conn_t *conn, irc_msg_t *m, const char *nick)
+{
+    if (m->nparams < 2)
+        return;
+    irc_t *irc = conn->irc;
+    const char *domain = ferry_component_domain(irc->comp);
+    char room[1400], from[1400];
+    irc_jid_room(room, sizeof room, m->params[1], conn->server->name, domain);
+    irc_jid_user(from, sizeof from, nick, conn->server->name, domain);
+    out_t *o = &(out_t){0};
+    raw(o, "<message");
+    attr(o, "from", room);
+    attr(o, "to", conn->jid);
+    raw(o, "><x xmlns='" NS_MUC_USER "'><invite");
+    attr(o, "from", from);
+    raw(o, "/></x></message>");
+    emit(irc, o);
+}
+
+/* Numerics that refuse a JOIN, and what they mean in MUC. */
+static void on_join_refused(irc_conn_t *conn, irc_msg_t *m, const char *condition)
+{
+    if (m->nparams < 2)
+        return;
+    irc_room_t *room = find_room(conn, m->params[1]);
+    if (!room || room->joined)
+        return;
+    char *text = irc_text_to_utf8(m->nparams > 2 ? m->params[2] : "cannot join");
+    for (size_t i = 0; i < room->nresources; i++)
+        join_error(conn, room, room->resources[i], "auth", condition, text);
+    free(text);
+    room_free(conn, room);
+    maybe_quit(conn);
+}
+
+static void on_nick_in_use(irc_conn_t *conn, irc_msg_t *m)
+{
+    char *text = irc_text_to_utf8(m->nparams > 2 ? m->params[2] : "nickname in use");
+    if (conn->state != IRC_READY) {
+        /* XEP-0045: joining with a taken nick is a conflict. */
+        while (conn->rooms) {
+            irc_room_t *room = conn->rooms;
+            for (size_t i = 0; i < room->nresources; i++)
+                join_error(conn, room, room->resources[i], "cancel", "conflict", text);
+            room_free(conn, room);
+        }
+        free(text);
+        irc_conn_quit(conn, NULL);
+        return;
+    }
+    for (irc_room_t *room = conn->rooms; room; room = room->next)
+        for (size_t i = 0; i < room->nresources; i++)
+            join_error(conn, room, room->resources[i], "cancel", "conflict", text);
+    snprintf(conn->wanted_nick, sizeof conn->wanted_nick, "%s", conn->nick);
+    free(text);
+}
+
+void bridge_on_line(irc_conn_t *conn, irc_msg_t *m)
+{
+    char nick[IRC_NICK_MAX];
+    irc_prefix_nick(m->prefix, nick, sizeof nick);
+    const char *c = m->command;
+    if (strcmp(c, "JOIN") == 0)
+        on_join(conn, m, nick);
+    else if (strcmp(c, "PART") == 0)
+        on_part(conn, m, nick, 0);
+    else if (strcmp(c, "KICK") == 0)
+        on_part(conn, m, nick, 1);
+    else if (strcmp(c, "QUIT") == 0)
+        on_quit(conn, m, nick);
+    else if (strcmp(c, "NICK") == 0)
+        on_nick(conn, m, nick);
+    else if (strcmp(c, "MODE") == 0)
+        on_mode(conn, m);
+    else if (strcmp(c, "TOPIC") == 0)
+        on_topic(conn, m, nick, 0);
+    else if (strcmp(c, "PRIVMSG") == 0 || strcmp(c, "NOTICE") == 0)
+        on_privmsg(conn, m, nick);
+    else if (strcmp(c, "INVITE") == 0)
+        on_invite(conn, m, nick);
+    else if (strcmp(c, "353") == 0)
+        on_names(conn, m);
+    else if (strcmp(c, "366") == 0)
+        on_end_of_names(conn, m);
+    else if (strcmp(c, "332") == 0)
+        on_topic(conn, m, nick, 1);
+    else if (strcmp(c, "433") == 0 || strcmp(c, "432") == 0)
+        on_nick_in_use(conn, m);
+    else if (strcmp(c, "471") == 0 || strcmp(c, "405") == 0)
+        on_join_refused(conn, m, "service-unavailable");
+    else if (strcmp(c, "473") == 0)
+        on_join_refused(conn, m, "registration-required");
+    else if (strcmp(c, "474") == 0)
+        on_join_refused(conn, m, "forbidden");
+    else if (strcmp(c, "475") == 0)
+        on_join_refused(conn, m, "not-authorized");
+    else if (strcmp(c, "403") == 0 || strcmp(c, "479") == 0)
+        on_join_refused(conn, m, "item-not-found");
+}
+
+static void send_join(irc_conn_t *conn, irc_room_t *room)
+{
+    const char *p[] = {room->name};
+    irc_conn_send(conn, "JOIN", p, 1);
+}
+
+void bridge_on_registered(irc_conn_t *conn)
+{
+    ferry_log_info(ferry_component_name(conn->irc->comp), "connected to IRC server %s",
+                   conn->server->name);
+    for (irc_room_t *room = conn->rooms; room; room = room->next)
+        send_join(conn, room);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    irc_conn_t *conn = t->data;
+    if (conn->rooms && !conn->irc->stopping)
+        irc_conn_start(conn);
+    else
+        irc_conn_quit(conn, NULL);
+}
+
+void bridge_on_closed(irc_conn_t *conn, const char *reason)
+{
+    irc_t *irc = conn->irc;
+    int was_ready = conn->registered;
+    ferry_log_warn(ferry_component_name(irc->comp), "IRC connection to %s lost: %s",
+                   conn->server->name, reason);
+    if (!was_ready || irc->stopping || conn->closing) {
+        /* Never got in: the joins fail. */
+        while (conn->rooms) {
+            irc_room_t *room = conn->rooms;
+            for (size_t i = 0; i < room->nresources; i++)
+                join_error(conn, room, room->resources[i], "cancel", "remote-server-not-found",
+                           reason);
+            room_free(conn, room);
+        }
+        irc_conn_quit(conn, NULL);
+        return;
+    }
+    /* XEP-0045 status 332: the service went away. The rooms stay; we come
+     * back and rejoin while the user is in them. */
+    for (irc_room_t *room = conn->rooms; room; room = room->next) {
+        int codes[] = {110, 332, 0};
+        occupant_to_all(conn, room, conn->nick, "", "unavailable", NULL, codes, reason);
+        room->joined = room->announced = 0;
+        if (room->chan->leader == conn) {
+            room->chan->leader = NULL;
+            room->chan->synced = 0;
+        }
+    }
+    uint64_t delay = 1000;
+    for (unsigned i = 0; i < conn->attempt && delay < 60000; i++)
+        delay *= 2;
+    if (delay > 60000)
+        delay = 60000;
+    conn->attempt++;
+    uv_timer_start(&conn->retry, on_retry, delay / 2 + (uint64_t)rand() % (delay / 2 + 1), 0);
+}
+
+/* ---- XMPP -> IRC ---- */
+
+static void stanza_error(irc_t *irc, xmpp_stanza_t *st, const char *type, const char *condition,
+                         const char *text)
+{
+    ferry_component_reply_error(irc->comp, st, type, condition, text);
+}
+
+static irc_conn_t *conn_for(irc_t *irc, const char *bare, const irc_server_t *server,
+                            const char *nick)
+{
+    irc_conn_t *conn = irc_find_conn(irc, bare, server->name);
+    if (!conn) {
+        conn = irc_conn_new(irc, server, bare, nick);
+        irc_conn_start(conn);
+    }
+    return conn;
+}
+
+static void leave(irc_t *irc, irc_conn_t *conn, irc_room_t *room, const char *resource,
+                  const char *status)
+{
+    if (!has_resource(room, resource))
+        return;
+    int codes[] = {110, 0};
+    occupant_presence(conn, room, conn->nick, "", resource, "unavailable", NULL, codes, NULL);
+    remove_resource(room, resource);
+    if (room->nresources)
+        return;
+    if (conn->state == IRC_READY) {
+        const char *p[] = {room->name, status ? status : "Leaving"};
+        irc_conn_send(conn, "PART", p, 2);
+    }
+    room_free(conn, room);
+    maybe_quit(conn);
+    (void)irc;
+}
+
+void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
+{
+    const char *type = xmpp_stanza_get_type(st);
+    const char *from = xmpp_stanza_get_from(st);
+    if (to->kind != IRC_JID_CHANNEL)
+        return;
+    ferry_jid_t fj;
+    char bare[2100];
+    ferry_jid_parse(from, &fj);
+    ferry_jid_bare(&fj, bare, sizeof bare);
+    const irc_server_t *server = irc_find_server(irc, to->server);
+    irc_conn_t *conn = server ? irc_find_conn(irc, bare, server->name) : NULL;
+    irc_room_t *room = conn ? find_room(conn, to->channel) : NULL;
+    if (type && strcmp(type, "unavailable") == 0) {
+        if (room) {
+            xmpp_stanza_t *s = xmpp_stanza_get_child_by_name(st, "status");
+            char *status = s ? xmpp_stanza_get_text(s) : NULL;
+            leave(irc, conn, room, from, status);
+            if (status)
+                xmpp_free(ferry_component_xmpp(irc->comp), status);
+        }
+        return;
+    }
+    if (type)
+        return; /* subscriptions, probes, errors: nothing to do for a room */
+    if (!server) {
+        stanza_error(irc, st, "cancel", "not-allowed", "this IRC server is not served here");
+        return;
+    }
+    if (!irc_valid_nick(to->nick)) {
+        stanza_error(irc, st, "modify", "jid-malformed",
+                     to->nick[0] ? "this nick cannot be used on IRC" : "a nick is required");
+        return;
+    }
+    if (!irc_valid_channel(to->channel, "#&+!")) {
+        stanza_error(irc, st, "modify", "not-acceptable", "not a valid IRC channel name");
+        return;
+    }
+    if (room && has_resource(room, from)) {
+        if (irc_casecmp(conn->casemap, to->nick, conn->nick) != 0 && conn->state == IRC_READY) {
+            const char *p[] = {to->nick};
+            snprintf(conn->wanted_nick, sizeof conn->wanted_nick, "%s", to->nick);
+            irc_conn_send(conn, "NICK", p, 1);
+        }
+        return;
+    }
+    conn = conn_for(irc, bare, server, to->nick);
+    if (!room) {
+        room = calloc(1, sizeof *room);
+        room->name = strdup(to->channel);
+        room->chan = irc_chan_get(irc, server->name, to->channel, conn->casemap);
+        room->next = conn->rooms;
+        conn->rooms = room;
+        add_resource(room, from);
+        if (conn->state == IRC_READY)
+            send_join(conn, room);
+        return;
+    }
+    add_resource(room, from);
+    if (room->announced)
+        announce_to(conn, room, from); /* another resource of a user already there */
+}
+
+/* Sends TEXT as PRIVMSG lines to TARGET ("/me " as a CTCP ACTION). */
+static int send_text(irc_conn_t *conn, const char *target, const char *text)
+{
+    int action = strncmp(text, "/me ", 4) == 0;
+    char **pieces;
+    size_t n = irc_split_text("PRIVMSG", target, action ? text + 4 : text, &pieces);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char buf[IRC_LINE_MAX];
+        const char *line = pieces[i];
+        if (action) {
+            snprintf(buf, sizeof buf, "\1ACTION %s\1", pieces[i]);
+            line = buf;
+        }
+        const char *p[] = {target, line};
+        rc = irc_conn_send(conn, "PRIVMSG", p, 2);
+    }
+    irc_pieces_free(pieces, n);
+    return rc;
+}
+
+static void to_channel(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to, irc_conn_t *conn,
+                       const char *from)
+{
+    irc_room_t *room = conn ? find_room(conn, to->channel) : NULL;
+    if (!room || !has_resource(room, from) || !room->joined) {
+        stanza_error(irc, st, "modify", "not-acceptable", "join the room first");
+        return;
+    }
+    xmpp_stanza_t *subject = xmpp_stanza_get_child_by_name(st, "subject");
+    if (subject) {
+        char *text = xmpp_stanza_get_text(subject);
+        const char *p[] = {room->name, text ? text : ""};
+        for (char *c = text; c && *c; c++)
+            if (*c == '\r' || *c == '\n')
+                *c = ' '; /* one line: a topic has no newlines */
+        irc_conn_send(conn, "TOPIC", p, 2);
+        if (text)
+            xmpp_free(ferry_component_xmpp(irc->comp), text);
+    }
+    char *body = xmpp_message_get_body(st);
+    if (!body)
+        return;
+    if (send_text(conn, room->name, body) != 0) {
+        stanza_error(irc, st, "modify", "not-acceptable", "the message cannot be sent to IRC");
+    } else {
+        /* IRC does not echo: reflect it to every resource, with its id. */
+        const char *id = xmpp_stanza_get_id(st);
+        for (size_t i = 0; i < room->nresources; i++)
+            groupchat(conn, room, conn->nick, room->resources[i], id, body, NULL);
+    }
+    xmpp_free(ferry_component_xmpp(irc->comp), body);
+}
+
+void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
+{
+    const char *type = xmpp_stanza_get_type(st);
+    if (type && strcmp(type, "error") == 0)
+        return;
+    const char *from = xmpp_stanza_get_from(st);
+    ferry_jid_t fj;
+    char bare[2100];
+    ferry_jid_parse(from, &fj);
+    ferry_jid_bare(&fj, bare, sizeof bare);
+    const irc_server_t *server = irc_find_server(irc, to->server);
+    if (!server) {
+        stanza_error(irc, st, "cancel", "not-allowed", "this IRC server is not served here");
+        return;
+    }
+    irc_conn_t *conn = irc_find_conn(irc, bare, server->name);
+    if (to->kind == IRC_JID_CHANNEL && !to->nick[0]) {
+        to_channel(irc, st, to, conn, from);
+        return;
+    }
+    /* A private message: to "nick%server" or to "#chan%server/nick". */
+    char *body = xmpp_message_get_body(st);
+    if (!body)
+        return;
+    const char *nick = to->nick;
+    if (to->kind == IRC_JID_SERVER || !irc_valid_nick(nick)) {
+        stanza_error(irc, st, "modify", "jid-malformed", "not an IRC nick");
+    } else {
+        if (!conn)
+            conn = conn_for(irc, bare, server, fj.local[0] ? fj.local : "ferry");
+        if (send_text(conn, nick, body) != 0)
+            stanza_error(irc, st, "modify", "not-acceptable", "the message cannot be sent");
+    }
+    xmpp_free(ferry_component_xmpp(irc->comp), body);
+}

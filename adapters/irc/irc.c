@@ -1,0 +1,323 @@
+/* irc.c: the IRC adapter: IRC channels as XMPP group chats with biboumi's
+ * JIDs. Reads the servers users may reach, routes stanzas to the bridge,
+ * and runs the one liveness timer that serves every IRC connection. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "irc.h"
+
+#define LIVENESS_MS 30000
+
+/* ---- lookups ---- */
+
+const irc_server_t *irc_find_server(irc_t *irc, const char *name)
+{
+    for (size_t i = 0; i < irc->nservers; i++)
+        if (strcasecmp(irc->servers[i].name, name) == 0)
+            return &irc->servers[i];
+    return NULL;
+}
+
+irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server)
+{
+    for (irc_conn_t *c = irc->conns; c; c = c->next)
+        if (strcmp(c->jid, jid) == 0 && strcasecmp(c->server->name, server) == 0)
+            return c;
+    return NULL;
+}
+
+void irc_conn_forget(irc_t *irc, irc_conn_t *conn)
+{
+    for (irc_conn_t **p = &irc->conns; *p; p = &(*p)->next)
+        if (*p == conn) {
+            *p = conn->next;
+            break;
+        }
+    if (!irc->conns)
+        uv_timer_stop(&irc->liveness);
+}
+
+void irc_conn_freed(irc_t *irc)
+{
+    if (--irc->live == 0 && irc->stopping)
+        ferry_component_stopped(irc->comp);
+}
+
+static void on_liveness(uv_timer_t *t)
+{
+    irc_t *irc = t->data;
+    uint64_t now = uv_now(ferry_component_loop(irc->comp));
+    for (irc_conn_t *c = irc->conns, *next; c; c = next) {
+        next = c->next; /* a check may drop the connection */
+        irc_conn_check(c, now);
+    }
+}
+
+static void watch_liveness(irc_t *irc)
+{
+    /* One timer for all connections, and only while there are some: an
+     * idle gateway does not wake up. */
+    if (irc->conns && !uv_is_active((uv_handle_t *)&irc->liveness))
+        uv_timer_start(&irc->liveness, on_liveness, LIVENESS_MS, LIVENESS_MS);
+}
+
+/* ---- stanzas ---- */
+
+static int allowed(irc_t *irc, xmpp_stanza_t *st)
+{
+    if (ferry_jid_allowed(irc->allow, xmpp_stanza_get_from(st)))
+        return 1;
+    ferry_component_reply_error(irc->comp, st, "auth", "forbidden",
+                                "you may not use this IRC gateway");
+    return 0;
+}
+
+static int parse_to(irc_t *irc, xmpp_stanza_t *st, irc_jid_t *to)
+{
+    if (irc_jid_parse(xmpp_stanza_get_to(st), irc->default_server, "#&+!", to) == 0)
+        return 0;
+    ferry_component_reply_error(irc->comp, st, "modify", "jid-malformed",
+                                "use #channel%server@domain or nick%server@domain");
+    return -1;
+}
+
+static void irc_on_message(void *self, xmpp_stanza_t *st)
+{
+    irc_t *irc = self;
+    const char *type = xmpp_stanza_get_type(st);
+    irc_jid_t to;
+    if ((type && strcmp(type, "error") == 0) || !allowed(irc, st) || parse_to(irc, st, &to) != 0)
+        return;
+    bridge_message(irc, st, &to);
+    watch_liveness(irc);
+}
+
+static void irc_on_presence(void *self, xmpp_stanza_t *st)
+{
+    irc_t *irc = self;
+    const char *type = xmpp_stanza_get_type(st);
+    irc_jid_t to;
+    if (type && strcmp(type, "error") == 0)
+        return;
+    if (!(type && strcmp(type, "unavailable") == 0) && !allowed(irc, st))
+        return;
+    if (irc_jid_parse(xmpp_stanza_get_to(st), irc->default_server, "#&+!", &to) != 0) {
+        if (!type)
+            parse_to(irc, st, &to);
+        return;
+    }
+    bridge_presence(irc, st, &to);
+    watch_liveness(irc);
+}
+
+static void add_feature(xmpp_stanza_t *query, const char *var)
+{
+    xmpp_stanza_set_attribute(ferry_stanza_add(query, "feature", NULL), "var", var);
+}
+
+/* disco#info on a room: an IRC channel as a MUC room. */
+static int irc_on_iq(void *self, xmpp_stanza_t *iq)
+{
+    irc_t *irc = self;
+    const char *type = xmpp_stanza_get_type(iq);
+    irc_jid_t to;
+    xmpp_stanza_t *q = xmpp_stanza_get_child_by_name_and_ns(
+        iq, "query", "http://jabber.org/protocol/disco#info");
+    if (!q || !type || strcmp(type, "get") != 0 ||
+        irc_jid_parse(xmpp_stanza_get_to(iq), irc->default_server, "#&+!", &to) != 0 ||
+        to.kind != IRC_JID_CHANNEL || to.nick[0])
+        return 0;
+    xmpp_ctx_t *ctx = ferry_component_xmpp(irc->comp);
+    xmpp_stanza_t *res = xmpp_iq_new(ctx, "result", xmpp_stanza_get_id(iq));
+    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
+    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
+    xmpp_stanza_t *out = ferry_stanza_add(res, "query", "http://jabber.org/protocol/disco#info");
+    xmpp_stanza_t *identity = ferry_stanza_add(out, "identity", NULL);
+    xmpp_stanza_set_attribute(identity, "category", "conference");
+    xmpp_stanza_set_attribute(identity, "type", "irc");
+    xmpp_stanza_set_attribute(identity, "name", to.channel);
+    add_feature(out, "http://jabber.org/protocol/disco#info");
+    add_feature(out, NS_MUC);
+    add_feature(out, "muc_nonanonymous");
+    add_feature(out, "muc_persistent");
+    add_feature(out, "muc_open");
+    ferry_component_send(irc->comp, res);
+    xmpp_stanza_release(res);
+    return 1;
+}
+
+static void irc_disco_info(void *self, xmpp_stanza_t *query)
+{
+    (void)self;
+    add_feature(query, NS_MUC);
+}
+
+/* ---- config ---- */
+
+static int read_server(const ferry_conf_t *t, const char *name, irc_server_t *s)
+{
+    int bad = 0;
+    const char *host = NULL, *realname = "ferry user";
+    int64_t port = 0;
+    s->name = strdup(name);
+    s->tls = 1;
+    s->verify_cert = 1;
+    s->throttle_burst = 10;
+    s->throttle_rate = 2;
+    bad |= ferry_conf_string(t, "host", FERRY_CONF_REQUIRED, &host) != 0;
+    bad |= ferry_conf_bool(t, "tls", FERRY_CONF_OPTIONAL, &s->tls) < 0;
+    bad |= ferry_conf_bool(t, "verify_cert", FERRY_CONF_OPTIONAL, &s->verify_cert) < 0;
+    if (ferry_conf_int(t, "port", FERRY_CONF_OPTIONAL, &port) == 0 && (port < 1 || port > 65535)) {
+        ferry_conf_error(t, "port", "must be between 1 and 65535");
+        bad = 1;
+    }
+    s->port = port ? (int)port : s->tls ? 6697 : 6667;
+    bad |= ferry_conf_string(t, "realname", FERRY_CONF_OPTIONAL, &realname) < 0;
+    if (strpbrk(realname, "\r\n")) {
+        ferry_conf_error(t, "realname", "must be one line");
+        bad = 1;
+    }
+    bad |= ferry_conf_number(t, "throttle_burst", FERRY_CONF_OPTIONAL, &s->throttle_burst) < 0;
+    bad |= ferry_conf_number(t, "throttle_rate", FERRY_CONF_OPTIONAL, &s->throttle_rate) < 0;
+    if (s->throttle_burst < 1 || s->throttle_rate <= 0) {
+        ferry_conf_error(t, NULL, "throttle_burst must be at least 1 and throttle_rate above 0");
+        bad = 1;
+    }
+    s->host = strdup(host ? host : "");
+    s->realname = strdup(realname);
+    return bad ? -1 : 0;
+}
+
+static void servers_free(irc_t *irc)
+{
+    for (size_t i = 0; i < irc->nservers; i++) {
+        free(irc->servers[i].name);
+        free(irc->servers[i].host);
+        free(irc->servers[i].realname);
+    }
+    free(irc->servers);
+}
+
+static int read_config(irc_t *irc, const ferry_conf_t *conf)
+{
+    int bad = 0;
+    const char *def = NULL;
+    bad |= ferry_conf_strings(conf, "allow", FERRY_CONF_OPTIONAL, &irc->allow) < 0;
+    bad |= ferry_conf_string(conf, "default_server", FERRY_CONF_OPTIONAL, &def) < 0;
+    const ferry_conf_t *servers;
+    if (ferry_conf_table(conf, "servers", FERRY_CONF_REQUIRED, &servers) != 0)
+        return -1;
+    size_t n = ferry_conf_count(servers);
+    irc->servers = calloc(n ? n : 1, sizeof *irc->servers);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ferry_conf_key_at(servers, i);
+        const ferry_conf_t *t = ferry_conf_value_at(servers, i);
+        if (!ferry_conf_is_table(t) || strpbrk(name, "@/%% ")) {
+            ferry_conf_error(servers, name, "expected a table named after the server");
+            bad = 1;
+            continue;
+        }
+        bad |= read_server(t, name, &irc->servers[irc->nservers++]) != 0;
+    }
+    if (def && !irc_find_server(irc, def)) {
+        ferry_conf_error(conf, "default_server", "\"%s\" is not one of the [servers]", def);
+        bad = 1;
+    }
+    irc->default_server = def ? strdup(def) : NULL;
+    return bad ? -1 : 0;
+}
+
+/* ---- lifetime ---- */
+
+static void irc_free(irc_t *irc)
+{
+    servers_free(irc);
+    free(irc->default_server);
+    ferry_conf_strings_free(irc->allow);
+    if (irc->tls)
+        SSL_CTX_free(irc->tls);
+    if (irc->tls_noverify)
+        SSL_CTX_free(irc->tls_noverify);
+    free(irc);
+}
+
+static void *irc_create(ferry_component_t *comp, const ferry_conf_t *conf)
+{
+    irc_t *irc = calloc(1, sizeof *irc);
+    irc->comp = comp;
+    if (read_config(irc, conf) != 0) {
+        irc_free(irc);
+        return NULL;
+    }
+    return irc;
+}
+
+static int irc_start(void *self)
+{
+    irc_t *irc = self;
+    irc->tls = SSL_CTX_new(TLS_client_method());
+    irc->tls_noverify = SSL_CTX_new(TLS_client_method());
+    if (!irc->tls || !irc->tls_noverify)
+        return -1;
+    SSL_CTX_set_verify(irc->tls, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_default_verify_paths(irc->tls);
+    SSL_CTX_set_verify(irc->tls_noverify, SSL_VERIFY_NONE, NULL);
+    uv_timer_init(ferry_component_loop(irc->comp), &irc->liveness);
+    irc->liveness.data = irc;
+    irc->liveness_open = 1;
+    return 0;
+}
+
+static void irc_stop(void *self)
+{
+    irc_t *irc = self;
+    irc->stopping = 1;
+    uv_timer_stop(&irc->liveness);
+    while (irc->conns)
+        irc_conn_quit(irc->conns, "ferry is shutting down");
+    if (irc->live == 0)
+        ferry_component_stopped(irc->comp);
+}
+
+static void on_liveness_closed(uv_handle_t *h) { irc_free(h->data); }
+
+static void irc_destroy(void *self)
+{
+    irc_t *irc = self;
+    if (irc->liveness_open)
+        uv_close((uv_handle_t *)&irc->liveness, on_liveness_closed);
+    else
+        irc_free(irc);
+}
+
+static void irc_metrics(void *self, ferry_metrics_t *m)
+{
+    irc_t *irc = self;
+    size_t conns = 0, chans = 0;
+    for (irc_conn_t *c = irc->conns; c; c = c->next)
+        conns++;
+    for (irc_chan_t *c = irc->chans; c; c = c->next)
+        chans++;
+    ferry_metric(m, "ferry_irc_connections", "gauge", "IRC client connections.", (double)conns);
+    ferry_metric(m, "ferry_irc_channels", "gauge", "IRC channels with local users.",
+                 (double)chans);
+    ferry_metric(m, "ferry_irc_lines_total", "counter", "IRC lines read.",
+                 (double)irc->lines_in);
+    ferry_metric(m, "ferry_irc_lines_sent_total", "counter", "IRC lines written.",
+                 (double)irc->lines_out);
+}
+
+const ferry_adapter_t ferry_adapter_irc = {
+    .name = "irc",
+    .gateway_type = "irc",
+    .create = irc_create,
+    .start = irc_start,
+    .stop = irc_stop,
+    .destroy = irc_destroy,
+    .on_message = irc_on_message,
+    .on_presence = irc_on_presence,
+    .on_iq = irc_on_iq,
+    .disco_info = irc_disco_info,
+    .metrics = irc_metrics,
+};
