@@ -116,9 +116,13 @@ static void cmd_status(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t
 static void cmd_reload(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
 {
     (void)in;
-    gateway_reload(comp->gw);
-    complete_with_note(comp, iq, "reload", "info",
-                       "Configuration reloaded; the log says what needs a restart.");
+    if (gateway_reload(comp->gw) == 0)
+        complete_with_note(comp, iq, "reload", "info",
+                           "Configuration reloaded; the log says what needs a restart.");
+    else
+        complete_with_note(comp, iq, "reload", "error",
+                           "Reload refused: the configuration has errors (see the log); "
+                           "nothing changed.");
 }
 
 /* ---- dead messages ---- */
@@ -274,6 +278,29 @@ void adhoc_items(ferry_component_t *comp, xmpp_stanza_t *iq)
         xmpp_stanza_set_attribute(item, "name", commands[i].name);
     }
     send_release(comp, res);
+}
+
+int adhoc_info(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node)
+{
+    const command_t *c = NULL;
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].node, node) == 0)
+            c = &commands[i];
+    if (!c)
+        return 0;
+    xmpp_stanza_t *res = xmpp_iq_new(comp->gw->ctx, "result", xmpp_stanza_get_id(iq));
+    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
+    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
+    xmpp_stanza_t *q = ferry_stanza_add(res, "query", "http://jabber.org/protocol/disco#info");
+    xmpp_stanza_set_attribute(q, "node", node);
+    xmpp_stanza_t *identity = ferry_stanza_add(q, "identity", NULL);
+    xmpp_stanza_set_attribute(identity, "category", "automation");
+    xmpp_stanza_set_attribute(identity, "type", "command-node");
+    xmpp_stanza_set_attribute(identity, "name", c->name);
+    xmpp_stanza_set_attribute(ferry_stanza_add(q, "feature", NULL), "var", NS_COMMANDS);
+    xmpp_stanza_set_attribute(ferry_stanza_add(q, "feature", NULL), "var", NS_DATA);
+    send_release(comp, res);
+    return 1;
 }
 
 void adhoc_execute(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *cmd)

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "conf.h"
+#include "ferry/log.h"
 
 struct table_name {
     const toml_node_t *table;
@@ -57,17 +58,33 @@ static const char *table_path(const toml_node_t *table)
     return NULL;
 }
 
+static int through_log;
+
+void conf_use_log(int on) { through_log = on; }
+
+void conf_say(const char *text)
+{
+    /* While running, errors are log events (JSON when the log is); before
+     * that, and for --check-config, the plain FILE:LINE: lines. */
+    if (through_log)
+        ferry_log_error("config", "%s", text);
+    else
+        fprintf(stderr, "%s\n", text);
+}
+
 static void report(int line, const char *path, const char *key, const char *msg)
 {
+    char text[1200];
     error_count++;
     if (key && path && *path)
-        fprintf(stderr, "%s:%d: %s.%s: %s\n", conf_file, line, path, key, msg);
+        snprintf(text, sizeof text, "%s:%d: %s.%s: %s", conf_file, line, path, key, msg);
     else if (key)
-        fprintf(stderr, "%s:%d: %s: %s\n", conf_file, line, key, msg);
+        snprintf(text, sizeof text, "%s:%d: %s: %s", conf_file, line, key, msg);
     else if (path && *path)
-        fprintf(stderr, "%s:%d: [%s]: %s\n", conf_file, line, path, msg);
+        snprintf(text, sizeof text, "%s:%d: [%s]: %s", conf_file, line, path, msg);
     else
-        fprintf(stderr, "%s:%d: %s\n", conf_file, line, msg);
+        snprintf(text, sizeof text, "%s:%d: %s", conf_file, line, msg);
+    conf_say(text);
 }
 
 void ferry_conf_error(const ferry_conf_t *table, const char *key, const char *fmt, ...)

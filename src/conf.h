@@ -17,6 +17,10 @@ void conf_report_unused(const toml_node_t *table);
 /* Marks TABLE and everything under it as read (parts the core skips on
  * purpose, so they are not reported as unknown). */
 void conf_mark_used(toml_node_t *node);
+/* Says one config error: on stderr as it is, or (ON, while ferry runs)
+ * as a log event. */
+void conf_use_log(int on);
+void conf_say(const char *text);
 /* Ends the session (forgets table names). */
 void conf_end(void);
 

@@ -168,7 +168,7 @@ config_t *config_load(const char *path)
     char err[1024];
     toml_node_t *root = toml_parse_file(path, err, sizeof err);
     if (!root) {
-        fprintf(stderr, "%s\n", err);
+        conf_say(err);
         return NULL;
     }
     config_t *c = calloc(1, sizeof *c);

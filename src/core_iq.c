@@ -109,7 +109,7 @@ int core_iq_answer(ferry_component_t *comp, xmpp_stanza_t *iq)
         return 1;
     }
     if (node)
-        return 0;
+        return strcmp(ns, NS_DISCO_INFO) == 0 && adhoc_info(comp, iq, node);
     if (strcmp(ns, NS_DISCO_INFO) == 0)
         answer_disco_info(comp, iq);
     else if (strcmp(ns, NS_DISCO_ITEMS) == 0)

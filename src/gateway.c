@@ -216,23 +216,25 @@ static int reload_adapters(gateway_t *gw, const config_t *nc, int apply)
     return bad ? -1 : 0;
 }
 
-void gateway_reload(gateway_t *gw)
+int gateway_reload(gateway_t *gw)
 {
     ferry_log_info("core", "reloading %s", gw->config->path);
+    conf_use_log(1);
     config_t *nc = config_load(gw->config->path);
-    if (!nc) {
-        ferry_log_error("core", "reload refused: the config has errors; nothing changed");
-        return;
+    int bad = !nc;
+    if (nc) {
+        bad = reload_adapters(gw, nc, 0) != 0;
+        for (size_t i = 0; i < nc->ncomponents; i++)
+            if (!find_component(gw->config, nc->components[i].name))
+                conf_mark_used((toml_node_t *)nc->components[i].table); /* needs a restart */
+        bad |= config_finish(nc) > 0;
     }
-    int bad = reload_adapters(gw, nc, 0);
-    for (size_t i = 0; i < nc->ncomponents; i++)
-        if (!find_component(gw->config, nc->components[i].name))
-            conf_mark_used((toml_node_t *)nc->components[i].table); /* needs a restart */
-    if (config_finish(nc) > 0 || bad) {
+    conf_use_log(0);
+    if (bad) {
         ferry_log_error("core", "reload refused: the config has errors (see above); nothing "
                                 "changed");
         config_free(nc);
-        return;
+        return -1;
     }
     compare_core(gw->config, nc);
     reload_adapters(gw, nc, 1);
@@ -244,4 +246,5 @@ void gateway_reload(gateway_t *gw)
     gw->config = nc;
     config_free(old);
     ferry_log_info("core", "reloaded");
+    return 0;
 }

@@ -35,8 +35,9 @@ int gateway_start(gateway_t *gw);
 /* Orderly stop: adapters finish (bounded), streams are closed with
  * </stream:stream>, handles closed; then STOPPED is called. */
 void gateway_stop(gateway_t *gw, void (*stopped)(gateway_t *gw));
-/* SIGHUP: re-reads the config file and applies what can change live. */
-void gateway_reload(gateway_t *gw);
+/* SIGHUP: re-reads the config file and applies what can change live; a
+ * file with any error changes nothing (-1). */
+int gateway_reload(gateway_t *gw);
 void gateway_free(gateway_t *gw);
 
 #endif

@@ -66,7 +66,7 @@ def pytest_runtest_makereport(item, call):
     if rep.failed:
         for obj in list(harness.LIVE):
             try:
-                title = "ferry %s" % obj.name if isinstance(obj, harness.Ferry) else "prosody"
+                title = "ferry %s" % obj.name if isinstance(obj, harness.Ferry) else type(obj).__name__.lower()
                 rep.sections.append((title + " (log tail)", obj.report()))
             except Exception as e:  # noqa: a report must not break reporting
                 rep.sections.append(("log tail", "could not read: %r" % e))

@@ -14,12 +14,16 @@ import base64
 import hashlib
 import hmac
 import http.client
+import inspect
 import json
 import os
+import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -206,8 +210,10 @@ def to_toml(doc, _prefix=()):
     return "\n".join(out)
 
 
-def ferry_config(xmpp_port, http_port, components, xmpp=None, log=None, http=None):
-    """A gateway.toml as text. components: {name: table dict}."""
+def ferry_config(xmpp_port, http_port, components, xmpp=None, log=None, http=None, admin=None,
+                 storage=None):
+    """A gateway.toml as text. components: {name: table dict}; admin and
+    storage: the [admin] and [storage] tables (left out when None)."""
     doc = {"xmpp": {"host": "127.0.0.1", "port": xmpp_port}}
     doc["xmpp"].update(xmpp or {})
     doc["http"] = {"listen": "127.0.0.1:%d" % http_port,
@@ -215,8 +221,143 @@ def ferry_config(xmpp_port, http_port, components, xmpp=None, log=None, http=Non
     doc["http"].update(http or {})
     doc["log"] = {"level": "info"}
     doc["log"].update(log or {})
+    if admin is not None:
+        doc["admin"] = dict(admin)
+    if storage is not None:
+        doc["storage"] = dict(storage)
     doc["components"] = components
     return to_toml(doc)
+
+
+# ---------------------------------------------------------------- Prometheus
+
+
+class Sample:
+    """One sample of the Prometheus text format: name, labels (dict), value."""
+
+    def __init__(self, name, labels, value):
+        self.name = name
+        self.labels = labels
+        self.value = value
+
+    def __repr__(self):
+        return "%s%r %r" % (self.name, self.labels, self.value)
+
+
+_PROM_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_PROM_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\\n]|\\[\\"n])*)"\s*')
+_PROM_TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
+
+
+def _prom_unescape(v):
+    return re.sub(r"\\([\\\"n])", lambda m: "\n" if m.group(1) == "n" else m.group(1), v)
+
+
+def _prom_float(text, lineno):
+    if text in ("+Inf", "Inf"):
+        return float("inf")
+    if text == "-Inf":
+        return float("-inf")
+    if text == "NaN":
+        return float("nan")
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("line %d: %r is not a sample value" % (lineno, text))
+
+
+def parse_prometheus(text):
+    """Parses the Prometheus text exposition format (0.0.4) strictly.
+    Returns (samples, types, helps): samples a list of Sample, types and
+    helps {family name: text}. Raises ValueError naming the line on anything
+    malformed: a sample line that does not parse (name, labels, escapes,
+    value, timestamp), a TYPE after the family's samples or twice, an
+    unknown type, a duplicate series, a missing final newline."""
+    samples, types, helps, seen_series, sampled = [], {}, {}, set(), set()
+    if text and not text.endswith("\n"):
+        raise ValueError("the exposition does not end with a newline")
+    for lineno, line in enumerate(text.split("\n")[:-1] if text else [], 1):
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            parts = line.split(None, 3)
+            if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
+                name = parts[2]
+                if not _PROM_NAME.fullmatch(name):
+                    raise ValueError("line %d: bad metric name %r" % (lineno, name))
+                rest = parts[3] if len(parts) > 3 else ""
+                if parts[1] == "TYPE":
+                    if rest not in _PROM_TYPES:
+                        raise ValueError("line %d: unknown type %r" % (lineno, rest))
+                    if name in types:
+                        raise ValueError("line %d: second TYPE for %s" % (lineno, name))
+                    if name in sampled:
+                        raise ValueError("line %d: TYPE for %s after its samples" % (lineno, name))
+                    types[name] = rest
+                else:
+                    if name in helps:
+                        raise ValueError("line %d: second HELP for %s" % (lineno, name))
+                    helps[name] = rest
+            continue
+        m = _PROM_NAME.match(line)
+        if not m:
+            raise ValueError("line %d: no metric name: %r" % (lineno, line))
+        name, pos, labels = m.group(0), m.end(), {}
+        if pos < len(line) and line[pos] == "{":
+            # parse label by label: a '}' or ',' may sit inside a value
+            inner_pos = pos + 1
+            while True:
+                if inner_pos < len(line) and line[inner_pos] == "}":
+                    end = inner_pos
+                    break
+                lm = _PROM_LABEL.match(line, inner_pos)
+                if not lm:
+                    raise ValueError("line %d: bad labels: %r" % (lineno, line))
+                lname, lvalue = lm.group(1), _prom_unescape(lm.group(2))
+                if lname in labels:
+                    raise ValueError("line %d: label %s twice" % (lineno, lname))
+                labels[lname] = lvalue
+                inner_pos = lm.end()
+                if inner_pos < len(line) and line[inner_pos] == ",":
+                    inner_pos += 1
+                elif inner_pos < len(line) and line[inner_pos] == "}":
+                    continue
+                else:
+                    raise ValueError("line %d: bad labels: %r" % (lineno, line))
+            pos = end + 1
+        rest = line[pos:].split()
+        if len(rest) not in (1, 2) or not line[pos:pos + 1].isspace():
+            raise ValueError("line %d: expected a value (and a timestamp): %r" % (lineno, line))
+        value = _prom_float(rest[0], lineno)
+        if len(rest) == 2 and not re.fullmatch(r"-?[0-9]+", rest[1]):
+            raise ValueError("line %d: bad timestamp %r" % (lineno, rest[1]))
+        family = name
+        for suffix in ("_bucket", "_sum", "_count"):
+            if name.endswith(suffix) and name[:-len(suffix)] in types and \
+                    types[name[:-len(suffix)]] in ("histogram", "summary"):
+                family = name[:-len(suffix)]
+        sampled.add(family)
+        key = (name, tuple(sorted(labels.items())))
+        if key in seen_series:
+            raise ValueError("line %d: series %s%s twice" % (lineno, name, labels))
+        seen_series.add(key)
+        samples.append(Sample(name, labels, value))
+    return samples, types, helps
+
+
+def metric_values(samples, name, **labels):
+    """The values of the samples called name whose labels include labels."""
+    return [s.value for s in samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+
+
+def metric_value(samples, name, **labels):
+    """The one value of name{labels...}; raises KeyError if there is not
+    exactly one."""
+    vals = metric_values(samples, name, **labels)
+    if len(vals) != 1:
+        raise KeyError("%d samples for %s%r" % (len(vals), name, labels))
+    return vals[0]
 
 
 # ---------------------------------------------------------------- Prosody
@@ -350,6 +491,282 @@ class Prosody:
 
     def report(self):
         return "Prosody log (%s), tail:\n%s" % (self.log_path, tail_text(self.log_text(), 30))
+
+
+# ---------------------------------------------------------------- ejabberd
+
+
+EJABBERDCTL_CANDIDATES = ("/usr/sbin/ejabberdctl", "/usr/bin/ejabberdctl")
+
+
+def ejabberdctl_path():
+    """The ejabberdctl script, or None when ejabberd is not installed."""
+    found = shutil.which("ejabberdctl")
+    if found:
+        return found
+    for p in EJABBERDCTL_CANDIDATES:
+        if os.access(p, os.X_OK):
+            return p
+    return None
+
+
+def ejabberd_missing():
+    """Why an ejabberd cannot run here (text), or None when it can."""
+    if ejabberdctl_path() is None:
+        return ("ejabberd is not installed (no ejabberdctl): install it with scripts/deps.sh "
+                "(apt-get install ejabberd)")
+    try:
+        pwd.getpwnam("ejabberd")
+    except KeyError:
+        return "the ejabberd package is installed but there is no 'ejabberd' user"
+    if os.geteuid() != 0:
+        return "running ejabberd from the tests needs root (ejabberdctl switches to the ejabberd user)"
+    return None
+
+
+class Ejabberd:
+    """An ejabberd (23.01, Debian's package) on 127.0.0.1, as a separate
+    instance with its own config, spool and log folders. Same interface as
+    Prosody where it makes sense: c2s_port, component_port, add_user,
+    start/stop/pause/resume, log_offset/log_text/log_count/wait_log, report.
+
+    ejabberdctl always switches to the ejabberd user, which cannot enter the
+    0700 folders of pytest: the instance lives in its own folder under /tmp
+    (owned by ejabberd), linked from workdir as "instance"; cleanup() copies
+    its logs into workdir and removes it.
+
+    components: {domain: password}. offline: keep mod_offline (messages to
+    users who are not online are stored). Users added before start() are
+    registered once it is ready (ejabberdctl register, about 0.4 s each)."""
+
+    def __init__(self, workdir, vhosts=("localhost",), components=None, offline=False,
+                 log_level="info", c2s_port=None, component_port=None, node=None):
+        why = ejabberd_missing()
+        if why:
+            raise RuntimeError(why)
+        self.ctl = ejabberdctl_path()
+        self.workdir = os.path.abspath(workdir)
+        os.makedirs(self.workdir, exist_ok=True)
+        self.vhosts = list(vhosts)
+        self.components = dict(components or {})
+        self.offline = offline
+        self.log_level = log_level
+        self.c2s_port = c2s_port or free_port()
+        self.component_port = component_port or free_port()
+        self.dist_port = free_port()
+        self.node = node or "ferrytest%s@localhost" % uuid.uuid4().hex[:10]
+        self.dir = tempfile.mkdtemp(prefix="ferry-ejabberd-", dir="/tmp")
+        os.chmod(self.dir, 0o750)
+        self.etc = os.path.join(self.dir, "etc")
+        self.spool = os.path.join(self.dir, "spool")
+        self.logs = os.path.join(self.dir, "log")
+        for d in (self.etc, self.spool, self.logs):
+            os.makedirs(d, exist_ok=True)
+        self.config_path = os.path.join(self.etc, "ejabberd.yml")
+        self.log_path = os.path.join(self.logs, "ejabberd.log")
+        self.pid_path = os.path.join(self.spool, "ejabberd.pid")
+        self.stdout_path = os.path.join(self.dir, "ejabberd.stdout")
+        self.proc = None
+        self.pid = None
+        self._pending_users = []
+        self._registered = set()
+        try:
+            os.symlink(self.dir, os.path.join(self.workdir, "instance"))
+        except OSError:
+            pass
+        shutil.copy("/etc/ejabberd/inetrc", os.path.join(self.etc, "inetrc"))
+        self.write_config()
+
+    def _chown(self):
+        for root, dirs, files in os.walk(self.dir):
+            shutil.chown(root, "ejabberd", "ejabberd")
+            for name in files:
+                shutil.chown(os.path.join(root, name), "ejabberd", "ejabberd")
+
+    def write_config(self):
+        with open(os.path.join(self.etc, "ejabberdctl.cfg"), "w") as f:
+            f.write("ERLANG_NODE=%s\nERL_DIST_PORT=%d\nINET_DIST_INTERFACE=127.0.0.1\n"
+                    "EJABBERD_PID_PATH=%s\n" % (self.node, self.dist_port, self.pid_path))
+        comp_hosts = "".join('      %s:\n        password: %s\n' % (json.dumps(d), json.dumps(p))
+                             for d, p in self.components.items())
+        listen = [
+            "  -\n    port: %d\n    ip: \"127.0.0.1\"\n    module: ejabberd_c2s\n"
+            "    starttls_required: false\n    backlog: 1024\n" % self.c2s_port,
+        ]
+        if self.components:
+            listen.append("  -\n    port: %d\n    ip: \"127.0.0.1\"\n    module: ejabberd_service\n"
+                          "    backlog: 1024\n    hosts:\n%s" % (self.component_port, comp_hosts))
+        modules = ["mod_disco", "mod_ping", "mod_roster"] + (["mod_offline"] if self.offline else [])
+        text = ("hosts:\n%s"
+                "loglevel: %s\n"
+                "certfiles: []\n"
+                "acme:\n  auto: false\n"
+                "auth_method: internal\n"
+                "auth_password_format: plain\n"
+                "s2s_access: none\n"
+                "listen:\n%s"
+                "modules:\n%s") % (
+            "".join("  - %s\n" % json.dumps(v) for v in self.vhosts), self.log_level,
+            "".join(listen), "".join("  %s: {}\n" % m for m in modules))
+        with open(self.config_path, "w") as f:
+            f.write(text)
+        self._chown()
+
+    def _ctl_argv(self, *args):
+        return [self.ctl, "--config-dir", self.etc, "--spool", self.spool, "--logs", self.logs] + list(args)
+
+    def ctl_run(self, *args, timeout=30):
+        """ejabberdctl ARGS against this instance (bounded); CompletedProcess."""
+        return subprocess.run(self._ctl_argv(*args), stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, errors="replace", timeout=timeout, cwd=self.dir)
+
+    def add_user(self, user, host, password):
+        """Registers now when running (an existing user is not an error), or
+        once start() finds the server ready."""
+        if not self.running():
+            self._pending_users.append((user, host, password))
+            return
+        r = self.ctl_run("register", user, host, password)
+        if r.returncode != 0 and "conflict" not in (r.stdout + r.stderr):
+            raise RuntimeError("ejabberdctl register %s@%s failed (exit %s): %s%s" % (
+                user, host, r.returncode, r.stdout, r.stderr))
+        self._registered.add((user, host))
+
+    # -- process
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def _read_pid(self):
+        try:
+            with open(self.pid_path) as f:
+                pid = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return None
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                cmdline = f.read().decode("utf-8", "replace")
+        except OSError:
+            return None
+        return pid if self.spool in cmdline else None   # our beam, not a recycled pid
+
+    def start(self, timeout=30):
+        assert not self.running(), "ejabberd already running"
+        self._chown()
+        try:
+            os.unlink(self.pid_path)
+        except FileNotFoundError:
+            pass
+        offset = file_size(self.log_path)
+        out = open(self.stdout_path, "ab")
+        try:
+            self.proc = subprocess.Popen(self._ctl_argv("foreground"), stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True)
+        finally:
+            out.close()
+        self.pid = None
+        _register(self)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError("ejabberd exited with %s during start:\n%s\n%s" % (
+                    self.proc.returncode, tail_text(read_file(self.stdout_path)),
+                    tail_text(read_file(self.log_path, offset))))
+            if self.ctl_run("status", timeout=10).returncode != 0:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.c2s_port), timeout=1):
+                    pass
+            except OSError:
+                return False
+            self.pid = self._read_pid()
+            return self.pid is not None
+
+        try:
+            wait_until(ready, timeout, interval=0.1, what="ejabberd readiness (ejabberdctl status)")
+            for u in self._pending_users:
+                self.add_user(*u)
+            self._pending_users = []
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout=10):
+        """SIGTERM to the pid in the pidfile (the Erlang VM), wait for the
+        ejabberdctl wrapper to end; SIGKILL after timeout."""
+        if self.proc is None:
+            return None
+        pid = self.pid or self._read_pid()
+        if self.proc.poll() is None:
+            if pid:
+                for sig in (signal.SIGCONT, signal.SIGTERM):
+                    try:
+                        os.kill(pid, sig)
+                    except ProcessLookupError:
+                        pass
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        if pid and self._read_pid() == pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        rc, _ = stop_process(self.proc, term_timeout=2)
+        # the wrapper is gone: wait (bounded) for the VM to be gone too
+        try:
+            wait_until(lambda: not pid or not os.path.exists("/proc/%d" % pid)
+                       or self._read_pid() != pid, 5, what="ejabberd's VM to exit")
+        except TimeoutError:
+            pass
+        self.pid = None
+        _unregister(self)
+        return rc
+
+    def pause(self):
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.pid, signal.SIGCONT)
+
+    def cleanup(self):
+        """After stop(): copies the logs next to the test's other files and
+        removes the instance folder."""
+        if self.running():
+            self.stop()
+        for name in os.listdir(self.logs) if os.path.isdir(self.logs) else []:
+            try:
+                shutil.copy(os.path.join(self.logs, name), os.path.join(self.workdir, "ejabberd-" + name))
+            except OSError:
+                pass
+        try:
+            shutil.copy(self.stdout_path, os.path.join(self.workdir, "ejabberd.stdout"))
+        except OSError:
+            pass
+        link = os.path.join(self.workdir, "instance")
+        if os.path.islink(link):
+            os.unlink(link)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- log (appended across runs: read from an offset)
+
+    def log_offset(self):
+        return file_size(self.log_path)
+
+    def log_text(self, offset=0):
+        return read_file(self.log_path, offset)
+
+    def log_count(self, needle, offset=0):
+        return self.log_text(offset).count(needle)
+
+    def wait_log(self, needle, timeout=10, offset=0):
+        return wait_until(lambda: needle in self.log_text(offset), timeout,
+                          what="%r in ejabberd's log" % needle)
+
+    def report(self):
+        return "ejabberd log (%s), tail:\n%s" % (self.log_path, tail_text(self.log_text(), 30))
 
 
 # ---------------------------------------------------------------- ferry
@@ -502,6 +919,13 @@ class Ferry:
             return None, None
         return r.status, r.json_or_none()
 
+    def metrics(self, timeout=3):
+        """GET /metrics: (HttpResponse, samples, types, helps); the samples
+        parsed strictly (parse_prometheus)."""
+        r = http_request("GET", self.url("/metrics"), timeout=timeout)
+        samples, types, helps = parse_prometheus(r.body.decode("utf-8")) if r.status == 200 else ([], {}, {})
+        return r, samples, types, helps
+
     def wait_healthz(self, status=200, timeout=20):
         def check():
             if not self.running():
@@ -554,11 +978,15 @@ def http_request(method, url, body=None, headers=None, timeout=10):
 class Reply:
     """What the receiver answers: status, headers, body, after delay seconds."""
 
-    def __init__(self, status=200, headers=None, body=b"", delay=0.0):
+    def __init__(self, status=200, headers=None, body=b"", delay=0.0, gate=None, gate_timeout=30.0):
+        """gate: a threading.Event; the answer waits until it is set (at most
+        gate_timeout seconds), then delay seconds."""
         self.status = status
         self.headers = dict(headers or {})
         self.body = body if isinstance(body, bytes) else body.encode()
         self.delay = delay
+        self.gate = gate
+        self.gate_timeout = gate_timeout
 
 
 class Request:
@@ -614,6 +1042,8 @@ class Receiver:
                 req = Request(self.command, path,
                               {k.lower(): v for k, v in self.headers.items()}, body)
                 reply = receiver._record(req)
+                if reply.gate is not None:
+                    reply.gate.wait(reply.gate_timeout)
                 if reply.delay:
                     time.sleep(reply.delay)
                 try:
@@ -784,7 +1214,9 @@ class XmppClient:
     synchronously. Logs in with PLAIN over unencrypted loopback and sends
     initial presence (waits for its echo). Keeps every received stanza."""
 
-    def __init__(self, jid, password, port, host="127.0.0.1", timeout=15, presence=True):
+    def __init__(self, jid, password, port, host="127.0.0.1", timeout=15, presence=True, plugins=()):
+        """plugins: slixmpp plugin names to register (e.g. "xep_0050"); use
+        them through call()."""
         import slixmpp  # noqa: imported here so that harness imports without it
         from slixmpp.xmlstream.handler import Callback
         from slixmpp.xmlstream.matcher import MatchXPath
@@ -809,6 +1241,8 @@ class XmppClient:
             x = slixmpp.ClientXMPP(jid, password, sasl_mech="PLAIN",
                                    plugin_config={"feature_mechanisms": {"unencrypted_plain": True}})
             x.loop = self.loop
+            for plugin in plugins:
+                x.register_plugin(plugin)
             x.register_handler(Callback("e2e messages", MatchXPath("{%s}message" % NS_CLIENT), on_stanza))
             x.register_handler(Callback("e2e iqs", MatchXPath("{%s}iq" % NS_CLIENT), on_stanza))
             x.register_handler(Callback("e2e presences", MatchXPath("{%s}presence" % NS_CLIENT), on_stanza))
@@ -861,6 +1295,18 @@ class XmppClient:
 
     def send_raw(self, data):
         self.loop.call_soon_threadsafe(self.xmpp.send_raw, data)
+
+    def call(self, fn, timeout=10):
+        """Runs fn(xmpp) on the client's loop and returns its result; if that
+        is awaitable (a coroutine, a future from Iq.send()), awaits it, bounded
+        by timeout. Exceptions (slixmpp's IqError, IqTimeout) propagate."""
+        async def run():
+            value = fn(self.xmpp)
+            if inspect.isawaitable(value):
+                value = await asyncio.wait_for(value, timeout)
+            return value
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout + 2)
 
     def send_message(self, to, body=None, id=None, mtype="chat", receipt=False, extra=""):
         """Sends a <message/>; returns its id. mtype None: no type attribute."""
@@ -969,8 +1415,8 @@ def new_signing_secret():
 
 class Testbed:
     """Owns what it started and stops it all (clients, ferries, receivers,
-    Prosodies, in that order). finish() returns the problems found (sanitizer
-    reports, unexpected exits) as text lines."""
+    Prosodies and ejabberds, in that order). finish() returns the problems
+    found (sanitizer reports, unexpected exits) as text lines."""
 
     def __init__(self, workdir):
         self.dir = os.path.abspath(workdir)
@@ -979,6 +1425,7 @@ class Testbed:
         self.ferries = []
         self.receivers = []
         self.prosodies = []
+        self.ejabberds = []
         self._n = 0
 
     def subdir(self, name):
@@ -997,12 +1444,24 @@ class Testbed:
             p.start()
         return p
 
+    def ejabberd(self, start=True, users=(), **kw):
+        """An Ejabberd (same keywords); users: (user, host, password) tuples,
+        registered once it is ready."""
+        e = Ejabberd(self.subdir("ejabberd"), **kw)
+        self.ejabberds.append(e)
+        for u in users:
+            e.add_user(*u)
+        if start:
+            e.start()
+        return e
+
     def receiver(self):
         r = Receiver()
         self.receivers.append(r)
         return r
 
     def client(self, jid, password, prosody, **kw):
+        """A logged-in XmppClient on prosody's (or an Ejabberd's) c2s port."""
         c = XmppClient(jid, password, prosody.c2s_port, **kw)
         self.clients.append(c)
         return c
@@ -1040,4 +1499,10 @@ class Testbed:
             r.close()
         for p in self.prosodies:
             p.stop()
+        for e in self.ejabberds:
+            try:
+                e.stop()
+                e.cleanup()
+            except Exception as ex:  # noqa: report, keep cleaning
+                problems.append("stopping ejabberd in %s: %r" % (e.dir, ex))
         return problems

@@ -1,5 +1,6 @@
 """The component link and the process: wrong secret, unknown domain,
-Prosody down/restarted/frozen, queueing, signals, reload, many descriptors,
+Prosody down/restarted/frozen, durable inbound vs. the bounded in-memory
+queue, signals, reload, many descriptors,
 oversized stanzas, secrets kept out of the log.
 
 Tests that leave Prosody running share one (debug log, to see how streams
@@ -10,11 +11,13 @@ import os
 import re
 import resource
 import signal
+import threading
 import time
 
 import pytest
 
 import harness as h
+from harness import Reply
 
 DOMAIN = "hooks.localhost"
 DOMAIN2 = "hooks2.localhost"
@@ -172,23 +175,95 @@ def test_prosody_restart_delivers_queued_in_order(testbed):
     assert f.running()
 
 
-def test_queue_overflow_drops_oldest(testbed):
+def _metric(f, name, **labels):
+    r, samples, _, _ = f.metrics()
+    assert r.status == 200, r
+    vals = h.metric_values(samples, name, **labels)
+    return vals[0] if len(vals) == 1 else None
+
+
+def test_inbound_while_down_is_durable_beyond_queue_size(testbed):
+    """What is POSTed while Prosody is down is stored (202), never dropped
+    (even far beyond xmpp.queue_size, which bounds only the in-memory queue),
+    and arrives in order once Prosody is back."""
     p = testbed.prosody(components={DOMAIN: SECRET}, offline=True, users=[("alice", "localhost", "alicepw")])
     recv = testbed.receiver()
     port = h.free_port()
-    f = testbed.ferry(config(p, port, {"hooks": component(recv)}, xmpp={"queue_size": 3}), http_port=port)
+    f = testbed.ferry(config(p, port, {"hooks": component(recv)}, xmpp={"queue_size": 2}), http_port=port)
     _stop_prosody_and_wait_down(p, f)
     off = f.stderr_offset()
-    for i in range(1, 6):
-        assert post_text(f, "q %d" % i).status == 202
+    posted = ["durable %d" % i for i in range(1, 9)]
+    for t in posted:
+        r = post_text(f, t)
+        assert r.status == 202, r
+    assert f.healthz()[1]["components"]["hooks"]["pending"] == len(posted)
     p.start()
     f.wait_healthz(200, timeout=30)
-    assert post_text(f, "q marker").status == 202
+    # All of them acknowledged by Prosody (ping barrier) before alice logs
+    # in: she gets them from offline storage, in order.
+    h.wait_until(lambda: _metric(f, "ferry_messages_total", component="hooks", direction="to_xmpp",
+                                 outcome="delivered") == len(posted), 15,
+                 what="%d messages delivered to XMPP" % len(posted))
     alice = testbed.client("alice@localhost", "alicepw", p)
-    alice.wait_message(lambda s: s.body == "q marker", timeout=15, what="marker")
-    got = [s.body for s in alice.messages(lambda s: (s.body or "").startswith("q "))]
-    assert got == ["q 3", "q 4", "q 5", "q marker"]
-    assert re.search("drop", f.stderr(off), re.I), "no log line about dropped stanzas:\n" + f.stderr(off)
+    alice.wait_message(lambda s: s.body == posted[-1], timeout=15, what="last posted message")
+    got = [s.body for s in alice.messages(lambda s: (s.body or "").startswith("durable "))]
+    assert got == posted
+    assert _metric(f, "ferry_link_dropped_total", component="hooks") == 0
+    assert not re.search("drop", f.stderr(off), re.I), f.stderr(off)
+    assert f.healthz()[1]["components"]["hooks"]["pending"] == 0
+
+
+def test_queue_size_bounds_non_durable_stanzas(testbed):
+    """xmpp.queue_size bounds the in-memory queue of what is not stored
+    (receipts, error replies, presence answers) while the link is down: the
+    oldest are dropped, counted and logged. Here: 4 messages asking for
+    receipts, their deliveries finish while Prosody is down, queue_size = 2:
+    alice gets the receipts of the newest 2 only.
+
+    The receiver holds its answers until Prosody is down (a gate, not a
+    timed delay), so every receipt is produced while the link is down."""
+    p = testbed.prosody(components={DOMAIN: SECRET}, offline=True, users=[("alice", "localhost", "alicepw")])
+    recv = testbed.receiver()
+    gate = threading.Event()
+    recv.script("/alerts", [Reply(200, body=b'{"ok":true}', gate=gate, gate_timeout=60)] * 4)
+    port = h.free_port()
+    f = testbed.ferry(config(p, port, {"hooks": component(recv, timeout=90.0)}, xmpp={"queue_size": 2}),
+                      http_port=port)
+    try:
+        alice = testbed.client("alice@localhost", "alicepw", p)
+        mids = [alice.send_message(ALERTS, "wants a receipt %d" % i, receipt=True) for i in range(1, 5)]
+        recv.wait("/alerts", 1, pred=lambda r: r.json().get("id") == mids[0])   # held at the gate
+        h.wait_until(lambda: (f.healthz()[1] or {}).get("components", {}).get("hooks", {}).get("pending") == 4,
+                     10, what="all 4 messages stored")
+        alice.close()
+        _stop_prosody_and_wait_down(p, f)
+        off = f.stderr_offset()
+    finally:
+        gate.set()
+    reqs = recv.wait("/alerts", 4, timeout=15, pred=lambda r: r.json().get("id") in mids)
+    assert [r.json()["id"] for r in reqs] == mids, "delivered out of order"
+    h.wait_until(lambda: _metric(f, "ferry_link_dropped_total", component="hooks") == 2
+                 and _metric(f, "ferry_link_queued", component="hooks") == 2, 10,
+                 what="2 receipts dropped, 2 queued")
+    assert f.healthz()[0] == 503, "the link came back too early: the test did not test anything"
+    drops = re.findall(r".*drop.*", f.stderr(off), re.I)
+    assert len(drops) >= 1 and any("oldest" in l for l in drops), f.stderr(off)
+
+    p.start()
+    f.wait_healthz(200, timeout=30)
+    h.wait_until(lambda: _metric(f, "ferry_link_queued", component="hooks") == 0, 10,
+                 what="the queue flushed after the handshake")
+    # A durable message written after the flush: Prosody handles a
+    # component's stanzas in order, so once alice has it, any receipt that
+    # was going to reach her is here.
+    assert post_text(f, "marker after the flush").status == 202
+    alice = testbed.client("alice@localhost", "alicepw", p)
+    alice.wait_message(lambda s: s.body == "marker after the flush", timeout=15, what="marker")
+    for mid in mids[2:]:
+        alice.wait_message(lambda s, mid=mid: s.receipt_id == mid, timeout=5, what="receipt for %s" % mid)
+    receipts = [s.receipt_id for s in alice.messages(lambda s: s.receipt_id in mids)]
+    assert receipts == mids[2:], receipts
+    assert f.running()
 
 
 @pytest.mark.parametrize("interval,timeout", [(2, 1), (1, 2)], ids=["timeout<interval", "timeout>interval"])
