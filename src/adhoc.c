@@ -99,10 +99,14 @@ static void cmd_status(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t
             store_msg_counts(gw->store, c->name, &counts);
         len += (size_t)snprintf(text + len, sizeof text - len,
                                 "%s (%s, %s): link %s, %llu reconnects, %zu queued, "
-                                "%lld pending, %lld dead\n",
+                                "%lld pending, %lld dead",
                                 c->name, c->adapter->name, c->domain, ls.up ? "up" : "down",
                                 ls.reconnects, ls.queued, (long long)counts.pending,
                                 (long long)counts.dead);
+        if (c->adapter->sessions)
+            len += (size_t)snprintf(text + len, sizeof text - len, ", %zu user session(s)",
+                                    c->adapter->sessions(c->self));
+        len += (size_t)snprintf(text + len, sizeof text - len, "\n");
     }
     xmpp_stanza_t *cmd;
     xmpp_stanza_t *res = answer(comp, iq, "status", "completed", &cmd);
@@ -247,11 +251,47 @@ static void cmd_dead_retry(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stan
     complete_with_note(comp, iq, "dead-retry", "info", note);
 }
 
+/* ---- disconnect a user ---- */
+
+static void cmd_disconnect(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
+{
+    if (!comp->adapter->disconnect) {
+        complete_with_note(comp, iq, "disconnect", "info",
+                           "This adapter keeps no user sessions.");
+        return;
+    }
+    const char *value = submitted_value(in, "jid");
+    if (!value) {
+        xmpp_stanza_t *cmd;
+        xmpp_stanza_t *res = answer(comp, iq, "disconnect", "executing", &cmd);
+        xmpp_stanza_t *actions = ferry_stanza_add(cmd, "actions", NULL);
+        xmpp_stanza_set_attribute(actions, "execute", "complete");
+        ferry_stanza_add(actions, "complete", NULL);
+        xmpp_stanza_t *x = form(cmd, "form", "Disconnect a user");
+        xmpp_stanza_t *f = field(x, "jid", "jid-single", "User (bare JID)");
+        ferry_stanza_add(f, "required", NULL);
+        send_release(comp, res);
+        return;
+    }
+    ferry_jid_t j;
+    char bare[2100];
+    if (ferry_jid_parse(value, &j) != 0 || !j.local[0]) {
+        ferry_component_reply_error(comp, iq, "modify", "bad-request", "not a user's JID");
+        return;
+    }
+    ferry_jid_bare(&j, bare, sizeof bare);
+    size_t n = comp->adapter->disconnect(comp->self, bare);
+    char note[2300];
+    snprintf(note, sizeof note, "%zu session(s) of %s closed.", n, bare);
+    complete_with_note(comp, iq, "disconnect", "info", note);
+}
+
 static const command_t commands[] = {
     {"status", "Gateway status", cmd_status},
     {"reload", "Reload the configuration", cmd_reload},
     {"dead-list", "List dead messages", cmd_dead_list},
     {"dead-retry", "Retry a dead message", cmd_dead_retry},
+    {"disconnect", "Disconnect a user", cmd_disconnect},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

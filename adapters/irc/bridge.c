@@ -690,6 +690,17 @@ void bridge_on_closed(irc_conn_t *conn, const char *reason)
     uv_timer_start(&conn->retry, on_retry, delay / 2 + (uint64_t)rand() % (delay / 2 + 1), 0);
 }
 
+void bridge_disconnect(irc_conn_t *conn, const char *reason)
+{
+    while (conn->rooms) {
+        irc_room_t *room = conn->rooms;
+        int codes[] = {110, 0};
+        occupant_to_all(conn, room, conn->nick, "", "unavailable", NULL, codes, reason);
+        room_free(conn, room);
+    }
+    irc_conn_quit(conn, reason);
+}
+
 /* ---- XMPP -> IRC ---- */
 
 static void stanza_error(irc_t *irc, xmpp_stanza_t *st, const char *type, const char *condition,

@@ -291,6 +291,29 @@ static void irc_destroy(void *self)
         irc_free(irc);
 }
 
+static size_t irc_sessions(void *self)
+{
+    irc_t *irc = self;
+    size_t n = 0;
+    for (irc_conn_t *c = irc->conns; c; c = c->next)
+        n++;
+    return n;
+}
+
+static size_t irc_disconnect(void *self, const char *bare_jid)
+{
+    irc_t *irc = self;
+    size_t n = 0;
+    for (irc_conn_t *c = irc->conns, *next; c; c = next) {
+        next = c->next;
+        if (strcmp(c->jid, bare_jid) != 0)
+            continue;
+        bridge_disconnect(c, "disconnected by an administrator");
+        n++;
+    }
+    return n;
+}
+
 static void irc_metrics(void *self, ferry_metrics_t *m)
 {
     irc_t *irc = self;
@@ -319,5 +342,7 @@ const ferry_adapter_t ferry_adapter_irc = {
     .on_presence = irc_on_presence,
     .on_iq = irc_on_iq,
     .disco_info = irc_disco_info,
+    .sessions = irc_sessions,
+    .disconnect = irc_disconnect,
     .metrics = irc_metrics,
 };

@@ -160,6 +160,9 @@ void bridge_on_registered(irc_conn_t *conn);
 void bridge_on_line(irc_conn_t *conn, irc_msg_t *m);
 /* The connection is gone (error, dead server, refused TLS...). */
 void bridge_on_closed(irc_conn_t *conn, const char *reason);
+/* Takes the user out of every room of CONN (unavailable presences) and
+ * QUITs. */
+void bridge_disconnect(irc_conn_t *conn, const char *reason);
 
 void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
 void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);

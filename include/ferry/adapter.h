@@ -47,6 +47,11 @@ typedef struct ferry_adapter {
      * to switch to it without dropping links. Returns 0, or -1 after
      * reporting errors. May be NULL (a change then needs a restart). */
     int (*reload)(void *self, const ferry_conf_t *conf, int apply);
+    /* For admins (XEP-0050): how many users have sessions (connections to
+     * the far network), and closing those of one bare JID; returns how many
+     * were closed. May be NULL when the adapter keeps no sessions. */
+    size_t (*sessions)(void *self);
+    size_t (*disconnect)(void *self, const char *bare_jid);
     /* Adds the adapter's own values to GET /metrics. May be NULL. */
     void (*metrics)(void *self, ferry_metrics_t *m);
 } ferry_adapter_t;

@@ -27,7 +27,7 @@ TOKEN = "ops-tok-Pq19"
 
 NS_COMMANDS = "http://jabber.org/protocol/commands"
 NS_DATA = "jabber:x:data"
-COMMANDS = {"status", "reload", "dead-list", "dead-retry"}
+COMMANDS = {"status", "reload", "dead-list", "dead-retry", "disconnect"}
 PLUGINS = ("xep_0030", "xep_0004", "xep_0050")
 
 
