@@ -74,6 +74,19 @@ static xmpp_stanza_t *field(xmpp_stanza_t *x, const char *var, const char *type,
     return f;
 }
 
+/* A command that needs input: status "executing" with a form to fill. */
+static xmpp_stanza_t *ask(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node,
+                          const char *title, xmpp_stanza_t **x)
+{
+    xmpp_stanza_t *cmd;
+    xmpp_stanza_t *res = answer(comp, iq, node, "executing", &cmd);
+    xmpp_stanza_t *actions = ferry_stanza_add(cmd, "actions", NULL);
+    xmpp_stanza_set_attribute(actions, "execute", "complete");
+    ferry_stanza_add(actions, "complete", NULL);
+    *x = form(cmd, "form", title);
+    return res;
+}
+
 static void add_lines_field(xmpp_stanza_t *x, const char *var, const char *label, char *text)
 {
     xmpp_stanza_t *f = field(x, var, "text-multi", label);
@@ -200,12 +213,8 @@ static void ask_which(ferry_component_t *comp, xmpp_stanza_t *iq)
         free(dl);
         return;
     }
-    xmpp_stanza_t *cmd;
-    xmpp_stanza_t *res = answer(comp, iq, "dead-retry", "executing", &cmd);
-    xmpp_stanza_t *actions = ferry_stanza_add(cmd, "actions", NULL);
-    xmpp_stanza_set_attribute(actions, "execute", "complete");
-    ferry_stanza_add(actions, "complete", NULL);
-    xmpp_stanza_t *x = form(cmd, "form", "Retry a dead message");
+    xmpp_stanza_t *x;
+    xmpp_stanza_t *res = ask(comp, iq, "dead-retry", "Retry a dead message", &x);
     xmpp_stanza_t *f = field(x, "id", "list-single", "Message");
     ferry_stanza_add(f, "required", NULL);
     char *line = strtok(dl->text, "\n");
@@ -262,12 +271,8 @@ static void cmd_disconnect(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stan
     }
     const char *value = submitted_value(in, "jid");
     if (!value) {
-        xmpp_stanza_t *cmd;
-        xmpp_stanza_t *res = answer(comp, iq, "disconnect", "executing", &cmd);
-        xmpp_stanza_t *actions = ferry_stanza_add(cmd, "actions", NULL);
-        xmpp_stanza_set_attribute(actions, "execute", "complete");
-        ferry_stanza_add(actions, "complete", NULL);
-        xmpp_stanza_t *x = form(cmd, "form", "Disconnect a user");
+        xmpp_stanza_t *x;
+        xmpp_stanza_t *res = ask(comp, iq, "disconnect", "Disconnect a user", &x);
         xmpp_stanza_t *f = field(x, "jid", "jid-single", "User (bare JID)");
         ferry_stanza_add(f, "required", NULL);
         send_release(comp, res);

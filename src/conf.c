@@ -163,21 +163,35 @@ int ferry_conf_bool(const ferry_conf_t *table, const char *key, int required, in
     return rc;
 }
 
-int ferry_conf_table(const ferry_conf_t *table, const char *key, int required,
-                     const ferry_conf_t **out)
+/* Names NODE, found under KEY of TABLE, for later messages. */
+static void name_child(const toml_node_t *table, const char *key, const toml_node_t *node)
 {
-    int rc;
-    toml_node_t *node = lookup(table, key, required, TOML_TABLE, &rc);
-    if (!node)
-        return rc;
+    if (table_path(node))
+        return;
     const char *parent = table_path(table);
     char path[512];
     snprintf(path, sizeof path, "%s%s%s", parent && *parent ? parent : "",
              parent && *parent ? "." : "", key);
-    if (!table_path(node))
-        conf_name_table(node, path);
+    conf_name_table(node, path);
+}
+
+/* A table or an array under KEY, named for later messages. */
+static int container(const ferry_conf_t *table, const char *key, int required, toml_type_t type,
+                     const ferry_conf_t **out)
+{
+    int rc;
+    toml_node_t *node = lookup(table, key, required, type, &rc);
+    if (!node)
+        return rc;
+    name_child(table, key, node);
     *out = node;
     return 0;
+}
+
+int ferry_conf_table(const ferry_conf_t *table, const char *key, int required,
+                     const ferry_conf_t **out)
+{
+    return container(table, key, required, TOML_TABLE, out);
 }
 
 void ferry_conf_strings_free(char **strings)
@@ -295,18 +309,7 @@ int ferry_conf_secret(const ferry_conf_t *table, const char *key, int required, 
 int ferry_conf_array(const ferry_conf_t *table, const char *key, int required,
                      const ferry_conf_t **out)
 {
-    int rc;
-    toml_node_t *node = lookup(table, key, required, TOML_ARRAY, &rc);
-    if (!node)
-        return rc;
-    const char *parent = table_path(table);
-    char path[512];
-    snprintf(path, sizeof path, "%s%s%s", parent && *parent ? parent : "",
-             parent && *parent ? "." : "", key);
-    if (!table_path(node))
-        conf_name_table(node, path);
-    *out = node;
-    return 0;
+    return container(table, key, required, TOML_ARRAY, out);
 }
 
 size_t ferry_conf_count(const ferry_conf_t *table)
@@ -330,14 +333,12 @@ const ferry_conf_t *ferry_conf_value_at(const ferry_conf_t *table, size_t i)
     int array = table->type == TOML_ARRAY;
     toml_node_t *node = array ? table->u.arr.items[i] : table->u.tab.vals[i];
     node->used = 1;
-    if (node->type == TOML_TABLE && !table_path(node)) {
+    if (node->type == TOML_TABLE && !array) {
+        name_child(table, table->u.tab.keys[i], node);
+    } else if (node->type == TOML_TABLE && !table_path(node)) {
         const char *parent = table_path(table);
         char path[512];
-        if (array)
-            snprintf(path, sizeof path, "%s[%zu]", parent ? parent : "", i + 1);
-        else
-            snprintf(path, sizeof path, "%s%s%s", parent && *parent ? parent : "",
-                     parent && *parent ? "." : "", table->u.tab.keys[i]);
+        snprintf(path, sizeof path, "%s[%zu]", parent ? parent : "", i + 1);
         conf_name_table(node, path);
     }
     return node;

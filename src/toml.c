@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "ferry/text.h"
 
 /* Parsing and freeing recurse over the tree, so hostile input must not be
  * able to nest deeper than this and exhaust the stack. */
@@ -453,17 +454,6 @@ static int add_utf8(parser_t *p, buf_t *b, unsigned long cp)
     return buf_add(p, b, u, n);
 }
 
-static int hex_value(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* \uXXXX or \UXXXXXXXX, positioned after the letter. */
 static int parse_unicode_escape(parser_t *p, buf_t *b, int ndigits, char letter)
 {
@@ -471,7 +461,7 @@ static int parse_unicode_escape(parser_t *p, buf_t *b, int ndigits, char letter)
     int i, d;
 
     for (i = 0; i < ndigits; i++) {
-        if ((d = hex_value(peek(p, (size_t)i))) < 0)
+        if ((d = ferry_hex_digit(peek(p, (size_t)i))) < 0)
             return fail(p, "escape \\%c needs exactly %d hex digits", letter, ndigits);
         cp = cp << 4 | (unsigned long)d;
     }
@@ -831,7 +821,7 @@ static size_t scan_digits(const char *s, size_t n, int base)
 
     while (i < n) {
         size_t j = i + (s[i] == '_' && i > 0);
-        int d = j < n ? hex_value((unsigned char)s[j]) : -1;
+        int d = j < n ? ferry_hex_digit((unsigned char)s[j]) : -1;
         if (d < 0 || d >= base)
             break;
         i = j + 1;
@@ -849,7 +839,7 @@ static int digits_value(const char *s, size_t n, int base, uint64_t limit, uint6
         uint64_t d;
         if (s[i] == '_')
             continue;
-        d = (uint64_t)hex_value((unsigned char)s[i]);
+        d = (uint64_t)ferry_hex_digit((unsigned char)s[i]);
         if (v > (limit - d) / (uint64_t)base)
             return -1;
         v = v * (uint64_t)base + d;

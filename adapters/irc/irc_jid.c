@@ -7,25 +7,15 @@
 #include <string.h>
 
 #include "irc.h"
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "ferry/text.h"
 
 /* XEP-0106: only these escapes are defined. */
 static void unescape(const char *in, size_t len, char *out, size_t cap)
 {
     size_t o = 0;
     for (size_t i = 0; i < len && o + 1 < cap; i++) {
-        if (in[i] == '\\' && i + 2 < len && hexval(in[i + 1]) >= 0 && hexval(in[i + 2]) >= 0) {
-            int c = hexval(in[i + 1]) * 16 + hexval(in[i + 2]);
+        if (in[i] == '\\' && i + 2 < len && ferry_hex_digit(in[i + 1]) >= 0 && ferry_hex_digit(in[i + 2]) >= 0) {
+            int c = ferry_hex_digit(in[i + 1]) * 16 + ferry_hex_digit(in[i + 2]);
             if (strchr(" \"&'/:<>@\\", c)) {
                 out[o++] = (char)c;
                 i += 2;
@@ -41,7 +31,7 @@ static void escape(const char *in, char *out, size_t cap)
 {
     size_t o = 0;
     for (const char *p = in; *p && o + 4 < cap; p++) {
-        if (strchr(" \"&'/:<>@", *p) || (*p == '\\' && hexval(p[1]) >= 0 && hexval(p[2]) >= 0)) {
+        if (strchr(" \"&'/:<>@", *p) || (*p == '\\' && ferry_hex_digit(p[1]) >= 0 && ferry_hex_digit(p[2]) >= 0)) {
             o += (size_t)snprintf(out + o, cap - o, "\\%02x", (unsigned char)*p);
         } else {
             out[o++] = *p;

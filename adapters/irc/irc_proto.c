@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "irc_proto.h"
+#include "ferry/text.h"
 
 /* Room kept for the ":nick!user@host " prefix the server adds when it
  * relays our line to others (nick 30, user 10, host 63, punctuation). */
@@ -170,19 +171,6 @@ size_t irc_format(char *out, size_t cap, const char *command, const char *const 
     return len;
 }
 
-static size_t utf8_char_len(unsigned char c)
-{
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xE0) == 0xC0)
-        return 2;
-    if ((c & 0xF0) == 0xE0)
-        return 3;
-    if ((c & 0xF8) == 0xF0)
-        return 4;
-    return 1;
-}
-
 static void push_piece(char ***pieces, size_t *n, size_t *cap, const char *s, size_t len)
 {
     if (*n == *cap)
@@ -197,7 +185,7 @@ static void split_line(const char *line, size_t len, size_t max, char ***pieces,
     while (len > max) {
         size_t cut = 0, space = 0;
         for (size_t i = 0; i < len;) {
-            size_t l = utf8_char_len((unsigned char)line[i]);
+            size_t l = ferry_utf8_seq_len((unsigned char)line[i]);
             if (i + l > max)
                 break;
             i += l;
@@ -245,7 +233,7 @@ void irc_pieces_free(char **pieces, size_t n)
 /* Length of a valid UTF-8 sequence at P (0 when invalid). */
 static size_t valid_utf8_at(const unsigned char *p)
 {
-    size_t l = utf8_char_len(*p);
+    size_t l = ferry_utf8_seq_len(*p);
     if (l == 1)
         return *p < 0x80 ? 1 : 0;
     for (size_t i = 1; i < l; i++)

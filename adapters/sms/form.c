@@ -4,17 +4,7 @@
 #include <string.h>
 
 #include "form.h"
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "ferry/text.h"
 
 static char *decode(const char *s, size_t len)
 {
@@ -23,11 +13,11 @@ static char *decode(const char *s, size_t len)
         if (s[i] == '+') {
             *o++ = ' ';
         } else if (s[i] == '%') {
-            if (i + 2 >= len || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0) {
+            if (i + 2 >= len || ferry_hex_digit(s[i + 1]) < 0 || ferry_hex_digit(s[i + 2]) < 0) {
                 free(out);
                 return NULL;
             }
-            *o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            *o++ = (char)(ferry_hex_digit(s[i + 1]) * 16 + ferry_hex_digit(s[i + 2]));
             i += 2;
         } else {
             *o++ = s[i];

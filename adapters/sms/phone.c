@@ -4,17 +4,7 @@
 #include <string.h>
 
 #include "phone.h"
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "ferry/text.h"
 
 int phone_normalize(const char *in, const char *country_code, char out[PHONE_MAX],
                     const char **why)
@@ -25,8 +15,8 @@ int phone_normalize(const char *in, const char *country_code, char out[PHONE_MAX
     for (const char *p = in; *p; p++) {
         char c = *p;
         /* XEP-0106: clients write a space in a local part as \20. */
-        if (c == '\\' && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
-            c = (char)(hexval(p[1]) * 16 + hexval(p[2]));
+        if (c == '\\' && ferry_hex_digit(p[1]) >= 0 && ferry_hex_digit(p[2]) >= 0) {
+            c = (char)(ferry_hex_digit(p[1]) * 16 + ferry_hex_digit(p[2]));
             p += 2;
         }
         if (c == ' ' || c == '-' || c == '.' || c == '(' || c == ')')
@@ -71,19 +61,6 @@ int phone_normalize(const char *in, const char *country_code, char out[PHONE_MAX
 
 /* ---- splitting ---- */
 
-static size_t utf8_len(unsigned char c)
-{
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xE0) == 0xC0)
-        return 2;
-    if ((c & 0xF0) == 0xE0)
-        return 3;
-    if ((c & 0xF8) == 0xF0)
-        return 4;
-    return 1;
-}
-
 static int is_space(unsigned char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 
 size_t sms_split(const char *text, size_t max_chars, char ***parts)
@@ -98,7 +75,7 @@ size_t sms_split(const char *text, size_t max_chars, char ***parts)
         while (*q && chars < max_chars) {
             if (is_space((unsigned char)*q))
                 cut = q;
-            size_t l = utf8_len((unsigned char)*q);
+            size_t l = ferry_utf8_seq_len((unsigned char)*q);
             for (size_t i = 0; i < l && *q; i++)
                 q++;
             chars++;
@@ -140,7 +117,7 @@ static const char *const gsm_ext = "^{}\\[~]|";
 static uint32_t next_cp(const unsigned char **p)
 {
     const unsigned char *s = *p;
-    size_t l = utf8_len(*s);
+    size_t l = ferry_utf8_seq_len(*s);
     uint32_t cp = l == 1 ? *s : (uint32_t)(*s & (0xFF >> (l + 1)));
     for (size_t i = 1; i < l && s[i]; i++)
         cp = (cp << 6) | (s[i] & 0x3F);

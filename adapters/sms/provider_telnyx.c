@@ -131,13 +131,7 @@ static int telnyx_owned(const ferry_http_response_t *resp, const char *number)
     if (resp->status != 200)
         return -1;
     json_t *doc = json_loadb(resp->body, resp->body_len, 0, NULL);
-    json_t *list = json_object_get(doc, "data");
-    int rc = json_is_array(list) ? 0 : -1;
-    for (size_t i = 0; i < json_array_size(list); i++) {
-        const char *n = json_string_value(json_object_get(json_array_get(list, i), "phone_number"));
-        if (n && strcmp(n, number) == 0)
-            rc = 1;
-    }
+    int rc = sms_list_has_number(json_object_get(doc, "data"), number);
     json_decref(doc);
     return rc;
 }

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "sms.h"
 
 /* The outbox record of one SMS part. */
@@ -48,6 +50,19 @@ char *sms_owner_of(sms_t *sms, const char *number)
             return strdup(sms->users[i].jid);
     char *jid = NULL;
     return ferry_setting_get(sms->comp, "number", number, &jid) == 0 ? jid : NULL;
+}
+
+int sms_list_has_number(const void *json_list, const char *number)
+{
+    json_t *list = (json_t *)json_list;
+    if (!json_is_array(list))
+        return -1;
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const char *n = json_string_value(json_object_get(json_array_get(list, i), "phone_number"));
+        if (n && strcmp(n, number) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 void sms_number_jid(sms_t *sms, const char *number, char *buf, size_t len)

@@ -125,6 +125,10 @@ char *sms_owner_of(sms_t *sms, const char *number);
 /* Makes "NUMBER@domain" into BUF. */
 void sms_number_jid(sms_t *sms, const char *number, char *buf, size_t len);
 
+/* Whether a provider's list of numbers (JSON objects with "phone_number")
+ * holds NUMBER exactly: 1, 0, or -1 when LIST is not an array. */
+int sms_list_has_number(const void *json_list, const char *number);
+
 /* sms_inbound.c: POST /sms/COMPONENT/{inbound,status}. */
 void sms_on_webhook(void *arg, ferry_http_exchange_t *ex);
 /* The send of provider message ID was answered and its record stored: a
