@@ -59,8 +59,11 @@ static void emit(irc_t *irc, out_t *o)
 
 static void room_jid(irc_conn_t *conn, irc_room_t *room, const char *nick, char *buf, size_t len)
 {
-    irc_jid_room(buf, len, room->chan->name, conn->server->name,
-                 ferry_component_domain(conn->irc->comp));
+    const char *domain = ferry_component_domain(conn->irc->comp);
+    if (room->short_jid)
+        irc_jid_room(buf, len, room->chan->name, NULL, domain); /* as the user wrote it */
+    else
+        irc_jid_room(buf, len, room->chan->name, conn->server->name, domain);
     if (nick) {
         size_t n = strlen(buf);
         snprintf(buf + n, len - n, "/%s", nick);
@@ -240,12 +243,15 @@ static void room_free(irc_conn_t *conn, irc_room_t *room)
     if (room->chan) {
         if (room->chan->leader == conn)
             room->chan->leader = NULL;
+        if (room->joined)
+            room->chan->joined--;
         irc_chan_release(conn->irc, room->chan);
     }
     for (size_t i = 0; i < room->nresources; i++)
         free(room->resources[i]);
     free(room->resources);
     free(room->name);
+    free(room->asked_nick);
     free(room);
 }
 
@@ -279,8 +285,9 @@ static void announce_to(irc_conn_t *conn, irc_room_t *room, const char *resource
         occupant_presence(conn, room, m->nick, m->modes, resource, NULL, NULL, NULL, NULL);
     }
     int codes[3] = {110, 0, 0};
-    if (strcmp(conn->nick, conn->wanted_nick) != 0)
-        codes[1] = 210; /* the server changed the nick we asked for */
+    if (irc_casecmp(conn->casemap, conn->nick, room->asked_nick) != 0 ||
+        strcmp(conn->nick, room->asked_nick) != 0)
+        codes[1] = 210; /* not the nick asked for: the server's, or the connection's */
     occupant_presence(conn, room, conn->nick, self_modes, resource, NULL, NULL, codes, NULL);
     /* Clients wait for the subject before they show the room as joined. */
     groupchat(conn, room, NULL, resource, NULL, NULL, chan->topic ? chan->topic : "");
@@ -299,6 +306,8 @@ static void on_join(irc_conn_t *conn, irc_msg_t *m, const char *nick)
     if (!room)
         return;
     if (irc_casecmp(conn->casemap, nick, conn->nick) == 0) {
+        if (!room->joined)
+            room->chan->joined++;
         room->joined = 1;
         if (leads(conn, room)) {
             /* NAMES follows and fills the list afresh. */
@@ -311,10 +320,25 @@ static void on_join(irc_conn_t *conn, irc_msg_t *m, const char *nick)
         }
         return;
     }
-    if (leads(conn, room))
+    if (!irc_chan_member(room->chan, nick, conn->casemap))
         irc_chan_add(room->chan, nick, "", conn->casemap);
     if (room->announced)
         occupant_to_all(conn, room, nick, "", NULL, NULL, NULL, NULL);
+}
+
+/* Applies a departure to the shared list: the first connection to see it
+ * marks the member, the others acknowledge. MODES gets the member's modes. */
+static int depart(irc_conn_t *conn, irc_chan_t *chan, const char *nick, char modes[8])
+{
+    irc_member_t *m = irc_chan_witness(chan, nick, conn->casemap);
+    if (!m)
+        return 0;
+    snprintf(modes, 8, "%s", m->modes);
+    if (m->gone)
+        irc_chan_seen(chan, m);
+    else
+        irc_chan_remove(chan, nick, conn->casemap);
+    return 1;
 }
 
 static void on_names(irc_conn_t *conn, irc_msg_t *m)
@@ -357,11 +381,11 @@ static void on_part(irc_conn_t *conn, irc_msg_t *m, const char *nick, int kicked
     const char *who = kicked ? m->params[1] : nick;
     const char *reason = m->nparams > (kicked ? 2 : 1) ? m->params[kicked ? 2 : 1] : NULL;
     char *text = reason ? irc_text_to_utf8(reason) : NULL;
-    irc_member_t *member = irc_chan_member(room->chan, who, conn->casemap);
     char modes[8] = "";
-    if (member)
-        snprintf(modes, sizeof modes, "%s", member->modes);
     if (irc_casecmp(conn->casemap, who, conn->nick) == 0) {
+        irc_member_t *member = irc_chan_member(room->chan, who, conn->casemap);
+        if (member)
+            snprintf(modes, sizeof modes, "%s", member->modes);
         int codes[] = {110, kicked ? 307 : 0, 0};
         if (room->announced || kicked)
             occupant_to_all(conn, room, who, modes, "unavailable", NULL, codes, text);
@@ -370,8 +394,7 @@ static void on_part(irc_conn_t *conn, irc_msg_t *m, const char *nick, int kicked
         maybe_quit(conn);
         return;
     }
-    if (leads(conn, room))
-        irc_chan_remove(room->chan, who, conn->casemap);
+    depart(conn, room->chan, who, modes);
     int codes[] = {kicked ? 307 : 0, 0};
     if (room->announced)
         occupant_to_all(conn, room, who, modes, "unavailable", NULL, codes, text);
@@ -382,15 +405,9 @@ static void on_quit(irc_conn_t *conn, irc_msg_t *m, const char *nick)
 {
     char *text = m->nparams ? irc_text_to_utf8(m->params[0]) : NULL;
     for (irc_room_t *room = conn->rooms; room; room = room->next) {
-        irc_member_t *member = irc_chan_member(room->chan, nick, conn->casemap);
-        if (!member)
-            continue;
         char modes[8];
-        snprintf(modes, sizeof modes, "%s", member->modes);
-        if (room->announced)
+        if (depart(conn, room->chan, nick, modes) && room->announced)
             occupant_to_all(conn, room, nick, modes, "unavailable", NULL, NULL, text);
-        if (leads(conn, room))
-            irc_chan_remove(room->chan, nick, conn->casemap);
     }
     free(text);
 }
@@ -402,20 +419,23 @@ static void on_nick(irc_conn_t *conn, irc_msg_t *m, const char *nick)
     const char *new_nick = m->params[0];
     int self = irc_casecmp(conn->casemap, nick, conn->nick) == 0;
     for (irc_room_t *room = conn->rooms; room; room = room->next) {
-        irc_member_t *member = irc_chan_member(room->chan, nick, conn->casemap);
+        irc_member_t *member = irc_chan_witness(room->chan, nick, conn->casemap);
         if (!member && !self)
             continue;
         char modes[8] = "";
         if (member)
             snprintf(modes, sizeof modes, "%s", member->modes);
+        /* The first connection to see it renames; the others acknowledge. */
+        if (member && member->old_nick && irc_casecmp(conn->casemap, member->old_nick, nick) == 0)
+            irc_chan_seen(room->chan, member);
+        else if (member)
+            irc_chan_rename(room->chan, nick, new_nick, conn->casemap);
         if (room->announced) {
             int gone[] = {303, self ? 110 : 0, 0};
             int back[] = {self ? 110 : 0, 0};
             occupant_to_all(conn, room, nick, modes, "unavailable", new_nick, gone, NULL);
             occupant_to_all(conn, room, new_nick, modes, NULL, NULL, back, NULL);
         }
-        if (leads(conn, room))
-            irc_chan_rename(room->chan, nick, new_nick, conn->casemap);
     }
     if (self) {
         snprintf(conn->nick, sizeof conn->nick, "%s", new_nick);
@@ -564,7 +584,7 @@ static void on_join_refused(irc_conn_t *conn, irc_msg_t *m, const char *conditio
     maybe_quit(conn);
 }
 
-static void on_nick_in_use(irc_conn_t *conn, irc_msg_t *m)
+static void on_nick_refused(irc_conn_t *conn, irc_msg_t *m, const char *condition)
 {
     char *text = irc_text_to_utf8(m->nparams > 2 ? m->params[2] : "nickname in use");
     if (conn->state != IRC_READY) {
@@ -572,7 +592,7 @@ static void on_nick_in_use(irc_conn_t *conn, irc_msg_t *m)
         while (conn->rooms) {
             irc_room_t *room = conn->rooms;
             for (size_t i = 0; i < room->nresources; i++)
-                join_error(conn, room, room->resources[i], "cancel", "conflict", text);
+                join_error(conn, room, room->resources[i], "cancel", condition, text);
             room_free(conn, room);
         }
         free(text);
@@ -581,7 +601,7 @@ static void on_nick_in_use(irc_conn_t *conn, irc_msg_t *m)
     }
     for (irc_room_t *room = conn->rooms; room; room = room->next)
         for (size_t i = 0; i < room->nresources; i++)
-            join_error(conn, room, room->resources[i], "cancel", "conflict", text);
+            join_error(conn, room, room->resources[i], "cancel", condition, text);
     snprintf(conn->wanted_nick, sizeof conn->wanted_nick, "%s", conn->nick);
     free(text);
 }
@@ -615,8 +635,10 @@ void bridge_on_line(irc_conn_t *conn, irc_msg_t *m)
         on_end_of_names(conn, m);
     else if (strcmp(c, "332") == 0)
         on_topic(conn, m, nick, 1);
-    else if (strcmp(c, "433") == 0 || strcmp(c, "432") == 0)
-        on_nick_in_use(conn, m);
+    else if (strcmp(c, "433") == 0)
+        on_nick_refused(conn, m, "conflict");
+    else if (strcmp(c, "432") == 0)
+        on_nick_refused(conn, m, "not-acceptable"); /* erroneous nickname */
     else if (strcmp(c, "471") == 0 || strcmp(c, "405") == 0)
         on_join_refused(conn, m, "service-unavailable");
     else if (strcmp(c, "473") == 0)
@@ -674,7 +696,10 @@ void bridge_on_closed(irc_conn_t *conn, const char *reason)
      * back and rejoin while the user is in them. */
     for (irc_room_t *room = conn->rooms; room; room = room->next) {
         int codes[] = {110, 332, 0};
-        occupant_to_all(conn, room, conn->nick, "", "unavailable", NULL, codes, reason);
+        if (room->announced) /* once, not again at every failed reconnect */
+            occupant_to_all(conn, room, conn->nick, "", "unavailable", NULL, codes, reason);
+        if (room->joined)
+            room->chan->joined--;
         room->joined = room->announced = 0;
         if (room->chan->leader == conn) {
             room->chan->leader = NULL;
@@ -690,11 +715,11 @@ void bridge_on_closed(irc_conn_t *conn, const char *reason)
     uv_timer_start(&conn->retry, on_retry, delay / 2 + (uint64_t)rand() % (delay / 2 + 1), 0);
 }
 
-void bridge_disconnect(irc_conn_t *conn, const char *reason)
+void bridge_disconnect(irc_conn_t *conn, const char *reason, int code)
 {
     while (conn->rooms) {
         irc_room_t *room = conn->rooms;
-        int codes[] = {110, 0};
+        int codes[] = {110, code, 0};
         occupant_to_all(conn, room, conn->nick, "", "unavailable", NULL, codes, reason);
         room_free(conn, room);
     }
@@ -731,8 +756,14 @@ static void leave(irc_t *irc, irc_conn_t *conn, irc_room_t *room, const char *re
     if (room->nresources)
         return;
     if (conn->state == IRC_READY) {
-        const char *p[] = {room->name, status ? status : "Leaving"};
-        irc_conn_send(conn, "PART", p, 2);
+        char reason[400];
+        snprintf(reason, sizeof reason, "%s", status && *status ? status : "Leaving");
+        for (char *c = reason; *c; c++)
+            if (*c == '\r' || *c == '\n')
+                *c = ' '; /* a reason is one line */
+        const char *p[] = {room->name, reason};
+        if (irc_conn_send(conn, "PART", p, 2) != 0)
+            irc_conn_send(conn, "PART", p, 1);
     }
     room_free(conn, room);
     maybe_quit(conn);
@@ -789,6 +820,8 @@ void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
     if (!room) {
         room = calloc(1, sizeof *room);
         room->name = strdup(to->channel);
+        room->asked_nick = strdup(to->nick);
+        room->short_jid = to->implicit_server;
         room->chan = irc_chan_get(irc, server->name, to->channel, conn->casemap);
         room->next = conn->rooms;
         conn->rooms = room;

@@ -274,8 +274,9 @@ static void irc_stop(void *self)
     irc_t *irc = self;
     irc->stopping = 1;
     uv_timer_stop(&irc->liveness);
+    /* 332: the service is going away; clients show the rooms as left. */
     while (irc->conns)
-        irc_conn_quit(irc->conns, "ferry is shutting down");
+        bridge_disconnect(irc->conns, "ferry is shutting down", 332);
     if (irc->live == 0)
         ferry_component_stopped(irc->comp);
 }
@@ -308,7 +309,7 @@ static size_t irc_disconnect(void *self, const char *bare_jid)
         next = c->next;
         if (strcmp(c->jid, bare_jid) != 0)
             continue;
-        bridge_disconnect(c, "disconnected by an administrator");
+        bridge_disconnect(c, "disconnected by an administrator", 0);
         n++;
     }
     return n;

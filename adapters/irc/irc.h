@@ -40,6 +40,7 @@ enum irc_jid_kind { IRC_JID_INVALID, IRC_JID_SERVER, IRC_JID_CHANNEL, IRC_JID_US
 
 typedef struct irc_jid {
     enum irc_jid_kind kind;
+    int implicit_server;        /* no "%server": the default server */
     char server[IRC_NAME_MAX];
     char channel[IRC_NAME_MAX]; /* with its prefix; "" unless CHANNEL */
     char nick[IRC_NICK_MAX];    /* USER: the nick; CHANNEL: the resource (occupant) */
@@ -49,7 +50,8 @@ typedef struct irc_jid {
  * "%server" when DEFAULT_SERVER is set); XEP-0106 escapes are undone. */
 int irc_jid_parse(const char *jid, const char *default_server, const char *chantypes,
                   irc_jid_t *out);
-/* The room JID "#chan%server@domain" (XEP-0106-escaped where needed). */
+/* The room JID "#chan%server@domain", or "#chan@domain" when SERVER is NULL
+ * (the default server); XEP-0106-escaped where needed. */
 void irc_jid_room(char *buf, size_t len, const char *channel, const char *server,
                   const char *domain);
 /* "nick%server@domain". */
@@ -61,6 +63,12 @@ void irc_jid_user(char *buf, size_t len, const char *nick, const char *server,
 typedef struct irc_member {
     char *nick;
     char modes[8];          /* prefixes this member has: "@", "+", "~", ... */
+    /* Every local connection in the channel sees the same QUIT, PART or
+     * NICK; the first one applies it to the shared list, and the entry
+     * remembers it until the others (pending) have seen it too. */
+    int gone;               /* left; removed once pending reaches 0 */
+    char *old_nick;         /* renamed from; forgotten once pending reaches 0 */
+    size_t pending;
 } irc_member_t;
 
 struct irc_chan {
@@ -73,12 +81,20 @@ struct irc_chan {
     char *topic;
     int synced;             /* the member list is complete (NAMES ended) */
     size_t users;           /* local users in it */
+    size_t joined;          /* local connections the server has joined to it */
     irc_conn_t *leader;     /* whose events keep the member list */
 };
 
 irc_chan_t *irc_chan_get(irc_t *irc, const char *server, const char *name, irc_casemap_t map);
 void irc_chan_release(irc_t *irc, irc_chan_t *chan);
+/* A present member by nick (gone ones are not found). */
 irc_member_t *irc_chan_member(irc_chan_t *chan, const char *nick, irc_casemap_t map);
+/* The entry an event about NICK refers to for a connection that has not
+ * seen it yet: present, gone, or renamed from NICK. */
+irc_member_t *irc_chan_witness(irc_chan_t *chan, const char *nick, irc_casemap_t map);
+/* This connection has seen the event that marked M: forget it when all
+ * have. */
+void irc_chan_seen(irc_chan_t *chan, irc_member_t *m);
 irc_member_t *irc_chan_add(irc_chan_t *chan, const char *nick, const char *modes,
                            irc_casemap_t map);
 void irc_chan_remove(irc_chan_t *chan, const char *nick, irc_casemap_t map);
@@ -94,6 +110,8 @@ typedef struct irc_room {
     struct irc_room *next;
     irc_chan_t *chan;
     char *name;             /* as the user asked for it */
+    char *asked_nick;       /* the nick the user asked for in this room */
+    int short_jid;          /* addressed as #chan@domain (the default server) */
     char **resources;       /* full JIDs of the user in the room */
     size_t nresources;
     char **pending_ids;     /* presence ids to answer once joined */
@@ -160,9 +178,9 @@ void bridge_on_registered(irc_conn_t *conn);
 void bridge_on_line(irc_conn_t *conn, irc_msg_t *m);
 /* The connection is gone (error, dead server, refused TLS...). */
 void bridge_on_closed(irc_conn_t *conn, const char *reason);
-/* Takes the user out of every room of CONN (unavailable presences) and
- * QUITs. */
-void bridge_disconnect(irc_conn_t *conn, const char *reason);
+/* Takes the user out of every room of CONN (unavailable presences with 110
+ * and CODE, when not 0) and QUITs. */
+void bridge_disconnect(irc_conn_t *conn, const char *reason, int code);
 
 void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
 void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);

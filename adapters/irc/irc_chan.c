@@ -36,8 +36,10 @@ void irc_chan_release(irc_t *irc, irc_chan_t *chan)
             *p = chan->next;
             break;
         }
-    for (size_t i = 0; i < chan->nmembers; i++)
+    for (size_t i = 0; i < chan->nmembers; i++) {
         free(chan->members[i].nick);
+        free(chan->members[i].old_nick);
+    }
     free(chan->members);
     free(chan->server);
     free(chan->name);
@@ -49,42 +51,90 @@ void irc_chan_release(irc_t *irc, irc_chan_t *chan)
 irc_member_t *irc_chan_member(irc_chan_t *chan, const char *nick, irc_casemap_t map)
 {
     for (size_t i = 0; i < chan->nmembers; i++)
-        if (irc_casecmp(map, chan->members[i].nick, nick) == 0)
+        if (!chan->members[i].gone && irc_casecmp(map, chan->members[i].nick, nick) == 0)
             return &chan->members[i];
     return NULL;
+}
+
+irc_member_t *irc_chan_witness(irc_chan_t *chan, const char *nick, irc_casemap_t map)
+{
+    for (size_t i = 0; i < chan->nmembers; i++) {
+        irc_member_t *m = &chan->members[i];
+        if (m->pending && ((m->gone && irc_casecmp(map, m->nick, nick) == 0) ||
+                           (m->old_nick && irc_casecmp(map, m->old_nick, nick) == 0)))
+            return m;
+    }
+    return irc_chan_member(chan, nick, map);
+}
+
+static void drop_member(irc_chan_t *chan, irc_member_t *m)
+{
+    free(m->nick);
+    free(m->old_nick);
+    *m = chan->members[--chan->nmembers];
+}
+
+void irc_chan_seen(irc_chan_t *chan, irc_member_t *m)
+{
+    if (m->pending && --m->pending)
+        return;
+    if (m->gone) {
+        drop_member(chan, m);
+    } else {
+        free(m->old_nick);
+        m->old_nick = NULL;
+    }
 }
 
 irc_member_t *irc_chan_add(irc_chan_t *chan, const char *nick, const char *modes,
                            irc_casemap_t map)
 {
     irc_member_t *m = irc_chan_member(chan, nick, map);
+    for (size_t i = 0; !m && i < chan->nmembers; i++)
+        if (chan->members[i].gone && irc_casecmp(map, chan->members[i].nick, nick) == 0) {
+            m = &chan->members[i]; /* back before everyone saw it leave */
+            m->gone = 0;
+            m->pending = 0;
+        }
     if (!m) {
         if (chan->nmembers == chan->cap) {
             chan->cap = chan->cap ? chan->cap * 2 : 16;
             chan->members = realloc(chan->members, chan->cap * sizeof *chan->members);
         }
         m = &chan->members[chan->nmembers++];
+        memset(m, 0, sizeof *m);
         m->nick = strdup(nick);
     }
     snprintf(m->modes, sizeof m->modes, "%s", modes ? modes : "");
     return m;
 }
 
+/* The other local connections in the channel will see the same event. */
+static size_t others(irc_chan_t *chan) { return chan->joined > 1 ? chan->joined - 1 : 0; }
+
 void irc_chan_remove(irc_chan_t *chan, const char *nick, irc_casemap_t map)
 {
     irc_member_t *m = irc_chan_member(chan, nick, map);
     if (!m)
         return;
-    free(m->nick);
-    *m = chan->members[--chan->nmembers];
+    m->gone = 1;
+    m->pending = others(chan);
+    if (!m->pending)
+        drop_member(chan, m);
 }
 
 void irc_chan_rename(irc_chan_t *chan, const char *from, const char *to, irc_casemap_t map)
 {
     irc_member_t *m = irc_chan_member(chan, from, map);
-    if (m) {
-        free(m->nick);
-        m->nick = strdup(to);
+    if (!m)
+        return;
+    free(m->old_nick);
+    m->old_nick = m->nick;
+    m->nick = strdup(to);
+    m->pending = others(chan);
+    if (!m->pending) {
+        free(m->old_nick);
+        m->old_nick = NULL;
     }
 }
 

@@ -79,8 +79,8 @@ static void on_throttle(uv_timer_t *t) { pump_queue(t->data); }
 
 static void pump_queue(irc_conn_t *conn)
 {
-    if (conn->state == IRC_CLOSED || conn->state == IRC_CONNECTING)
-        return;
+    if (conn->state != IRC_READY)
+        return; /* JOINs and the like wait for 001 */
     refill(conn);
     while (conn->qcount && conn->tokens >= 1) {
         char *line = conn->queue[conn->qhead];

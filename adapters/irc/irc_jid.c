@@ -70,6 +70,7 @@ int irc_jid_parse(const char *jid, const char *default_server, const char *chant
             return -1;
     } else if (default_server && *default_server) {
         copy(out->server, sizeof out->server, default_server);
+        out->implicit_server = 1;
     } else {
         /* No "%": the whole local part names a server. */
         if (strchr(chantypes, *local) || copy(out->server, sizeof out->server, local) != 0)
@@ -92,7 +93,10 @@ void irc_jid_room(char *buf, size_t len, const char *channel, const char *server
 {
     char esc[IRC_NAME_MAX * 3];
     escape(channel, esc, sizeof esc);
-    snprintf(buf, len, "%s%%%s@%s", esc, server, domain);
+    if (server)
+        snprintf(buf, len, "%s%%%s@%s", esc, server, domain);
+    else
+        snprintf(buf, len, "%s@%s", esc, domain);
 }
 
 void irc_jid_user(char *buf, size_t len, const char *nick, const char *server,
