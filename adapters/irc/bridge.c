@@ -856,12 +856,57 @@ static int send_text(irc_conn_t *conn, const char *target, const char *text)
     return rc;
 }
 
+/* XEP-0045 mediated invitation: an IRC user gets INVITE, an XMPP user a
+ * mediated invitation from the room. */
+static void invite(irc_t *irc, xmpp_stanza_t *st, irc_conn_t *conn, irc_room_t *room,
+                   const char *target, const char *from)
+{
+    irc_jid_t who;
+    const char *domain = ferry_component_domain(irc->comp);
+    ferry_jid_t tj;
+    if (!target || ferry_jid_parse(target, &tj) != 0) {
+        stanza_error(irc, st, "modify", "jid-malformed", "invite whom?");
+        return;
+    }
+    if (strcmp(tj.domain, domain) == 0) {
+        if (irc_jid_parse(target, irc->default_server, conn->chantypes, &who) != 0 ||
+            who.kind != IRC_JID_USER || strcasecmp(who.server, conn->server->name) != 0 ||
+            !irc_valid_nick(who.nick)) {
+            stanza_error(irc, st, "modify", "jid-malformed", "not a user of this IRC server");
+            return;
+        }
+        const char *p[] = {who.nick, room->name};
+        irc_conn_send(conn, "INVITE", p, 2);
+        return;
+    }
+    char room_addr[1400];
+    room_jid(conn, room, NULL, room_addr, sizeof room_addr);
+    ferry_jid_t fj;
+    char bare[2100];
+    ferry_jid_parse(from, &fj);
+    ferry_jid_bare(&fj, bare, sizeof bare);
+    out_t *o = &(out_t){0};
+    raw(o, "<message");
+    attr(o, "from", room_addr);
+    attr(o, "to", target);
+    raw(o, "><x xmlns='" NS_MUC_USER "'><invite");
+    attr(o, "from", bare);
+    raw(o, "/></x></message>");
+    emit(irc, o);
+}
+
 static void to_channel(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to, irc_conn_t *conn,
                        const char *from)
 {
     irc_room_t *room = conn ? find_room(conn, to->channel) : NULL;
     if (!room || !has_resource(room, from) || !room->joined) {
         stanza_error(irc, st, "modify", "not-acceptable", "join the room first");
+        return;
+    }
+    xmpp_stanza_t *x = xmpp_stanza_get_child_by_name_and_ns(st, "x", NS_MUC_USER);
+    xmpp_stanza_t *inv = x ? xmpp_stanza_get_child_by_name(x, "invite") : NULL;
+    if (inv) {
+        invite(irc, st, conn, room, xmpp_stanza_get_attribute(inv, "to"), from);
         return;
     }
     xmpp_stanza_t *subject = xmpp_stanza_get_child_by_name(st, "subject");
@@ -923,4 +968,74 @@ void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
             stanza_error(irc, st, "modify", "not-acceptable", "the message cannot be sent");
     }
     xmpp_free(ferry_component_xmpp(irc->comp), body);
+}
+
+/* XEP-0045 muc#admin: kicking (role none) and giving or taking operator
+ * (moderator / participant) and voice (visitor takes it). IRC decides
+ * whether the user may: its refusal comes back as a server notice. */
+int bridge_admin(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
+{
+    xmpp_stanza_t *q = xmpp_stanza_get_child_by_name_and_ns(
+        iq, "query", "http://jabber.org/protocol/muc#admin");
+    const char *type = xmpp_stanza_get_type(iq);
+    if (!q || !type || strcmp(type, "set") != 0 || to->kind != IRC_JID_CHANNEL || to->nick[0])
+        return 0;
+    const char *from = xmpp_stanza_get_from(iq);
+    ferry_jid_t fj;
+    char bare[2100];
+    ferry_jid_parse(from, &fj);
+    ferry_jid_bare(&fj, bare, sizeof bare);
+    const irc_server_t *server = irc_find_server(irc, to->server);
+    irc_conn_t *conn = server ? irc_find_conn(irc, bare, server->name) : NULL;
+    irc_room_t *room = conn ? find_room(conn, to->channel) : NULL;
+    if (!room || !has_resource(room, from) || !room->joined) {
+        stanza_error(irc, iq, "modify", "not-acceptable", "join the room first");
+        return 1;
+    }
+    for (xmpp_stanza_t *item = xmpp_stanza_get_children(q); item;
+         item = xmpp_stanza_get_next(item)) {
+        const char *name = xmpp_stanza_get_name(item);
+        const char *nick = xmpp_stanza_get_attribute(item, "nick");
+        const char *role = xmpp_stanza_get_attribute(item, "role");
+        if (!name || strcmp(name, "item") != 0)
+            continue;
+        if (!nick || !role || !irc_valid_nick(nick)) {
+            stanza_error(irc, iq, "modify", "bad-request", "an item needs a nick and a role");
+            return 1;
+        }
+        int ok;
+        if (strcmp(role, "none") == 0) {
+            xmpp_stanza_t *r = xmpp_stanza_get_child_by_name(item, "reason");
+            char *reason = r ? xmpp_stanza_get_text(r) : NULL;
+            for (char *c = reason; c && *c; c++)
+                if (*c == '\r' || *c == '\n')
+                    *c = ' ';
+            const char *p[] = {room->name, nick, reason && *reason ? reason : "Kicked"};
+            ok = irc_conn_send(conn, "KICK", p, 3) == 0;
+            if (reason)
+                xmpp_free(ferry_component_xmpp(irc->comp), reason);
+        } else {
+            const char *mode = strcmp(role, "moderator") == 0     ? "+o"
+                               : strcmp(role, "participant") == 0 ? "-o"
+                               : strcmp(role, "visitor") == 0     ? "-v"
+                                                                  : NULL;
+            if (!mode) {
+                stanza_error(irc, iq, "cancel", "feature-not-implemented", "unknown role");
+                return 1;
+            }
+            const char *p[] = {room->name, mode, nick};
+            ok = irc_conn_send(conn, "MODE", p, 3) == 0;
+        }
+        if (!ok) {
+            stanza_error(irc, iq, "modify", "not-acceptable", "cannot be sent to IRC");
+            return 1;
+        }
+    }
+    xmpp_stanza_t *res = xmpp_iq_new(ferry_component_xmpp(irc->comp), "result",
+                                     xmpp_stanza_get_id(iq));
+    xmpp_stanza_set_to(res, from);
+    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
+    ferry_component_send(irc->comp, res);
+    xmpp_stanza_release(res);
+    return 1;
 }

@@ -116,12 +116,17 @@ static void add_feature(xmpp_stanza_t *query, const char *var)
     xmpp_stanza_set_attribute(ferry_stanza_add(query, "feature", NULL), "var", var);
 }
 
-/* disco#info on a room: an IRC channel as a MUC room. */
+/* disco#info on a room: an IRC channel as a MUC room; muc#admin. */
 static int irc_on_iq(void *self, xmpp_stanza_t *iq)
 {
     irc_t *irc = self;
     const char *type = xmpp_stanza_get_type(iq);
     irc_jid_t to;
+    if (xmpp_stanza_get_child_by_name_and_ns(iq, "query", "http://jabber.org/protocol/muc#admin")) {
+        if (!allowed(irc, iq) || parse_to(irc, iq, &to) != 0)
+            return 1;
+        return bridge_admin(irc, iq, &to);
+    }
     xmpp_stanza_t *q = xmpp_stanza_get_child_by_name_and_ns(
         iq, "query", "http://jabber.org/protocol/disco#info");
     if (!q || !type || strcmp(type, "get") != 0 ||

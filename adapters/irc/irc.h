@@ -184,6 +184,8 @@ void bridge_disconnect(irc_conn_t *conn, const char *reason, int code);
 
 void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
 void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
+/* muc#admin: kick, operator and voice. 1 when answered. */
+int bridge_admin(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 
 /* ---- the adapter (irc.c) ---- */
 
