@@ -269,6 +269,8 @@ static void maybe_quit(irc_conn_t *conn)
         irc_conn_quit(conn, "Leaving");
 }
 
+static void finish_listings(irc_conn_t *conn, const char *error);
+
 /* ---- IRC -> XMPP ---- */
 
 /* Everything a resource needs on entering: occupants, itself, the subject. */
@@ -588,6 +590,7 @@ static void on_nick_refused(irc_conn_t *conn, irc_msg_t *m, const char *conditio
 {
     char *text = irc_text_to_utf8(m->nparams > 2 ? m->params[2] : "nickname in use");
     if (conn->state != IRC_READY) {
+        finish_listings(conn, text);
         /* XEP-0045: joining with a taken nick is a conflict. */
         while (conn->rooms) {
             irc_room_t *room = conn->rooms;
@@ -604,6 +607,120 @@ static void on_nick_refused(irc_conn_t *conn, irc_msg_t *m, const char *conditio
             join_error(conn, room, room->resources[i], "cancel", condition, text);
     snprintf(conn->wanted_nick, sizeof conn->wanted_nick, "%s", conn->nick);
     free(text);
+}
+
+/* ---- LIST for disco#items ---- */
+
+#define NS_RSM "http://jabber.org/protocol/rsm"
+#define LIST_PAGE 100
+
+static void on_list_item(irc_conn_t *conn, irc_msg_t *m)
+{
+    if (m->nparams < 3 || !conn->listings)
+        return;
+    if (conn->nlisted == conn->listed_cap) {
+        conn->listed_cap = conn->listed_cap ? conn->listed_cap * 2 : 64;
+        conn->listed = realloc(conn->listed, conn->listed_cap * sizeof *conn->listed);
+    }
+    irc_listed_t *l = &conn->listed[conn->nlisted++];
+    l->channel = strdup(m->params[1]);
+    l->users = strtol(m->params[2], NULL, 10);
+    l->topic = irc_text_to_utf8(m->nparams > 3 ? m->params[3] : "");
+}
+
+static int by_channel(const void *a, const void *b)
+{
+    return strcmp(((const irc_listed_t *)a)->channel, ((const irc_listed_t *)b)->channel);
+}
+
+static const char *rsm_value(xmpp_stanza_t *set, const char *name)
+{
+    xmpp_stanza_t *el = set ? xmpp_stanza_get_child_by_name(set, name) : NULL;
+    xmpp_stanza_t *t = el ? xmpp_stanza_get_children(el) : NULL;
+    return t ? xmpp_stanza_get_text_ptr(t) : NULL;
+}
+
+static void answer_listing(irc_conn_t *conn, xmpp_stanza_t *iq)
+{
+    irc_t *irc = conn->irc;
+    xmpp_stanza_t *q = xmpp_stanza_get_child_by_name_and_ns(
+        iq, "query", "http://jabber.org/protocol/disco#items");
+    xmpp_stanza_t *set = q ? xmpp_stanza_get_child_by_name_and_ns(q, "set", NS_RSM) : NULL;
+    const char *max_text = rsm_value(set, "max"), *after = rsm_value(set, "after");
+    long max = max_text ? strtol(max_text, NULL, 10) : LIST_PAGE;
+    if (max < 0 || max > LIST_PAGE)
+        max = LIST_PAGE;
+    size_t start = 0;
+    while (after && start < conn->nlisted && strcmp(conn->listed[start].channel, after) <= 0)
+        start++;
+    xmpp_ctx_t *ctx = ferry_component_xmpp(irc->comp);
+    xmpp_stanza_t *res = xmpp_iq_new(ctx, "result", xmpp_stanza_get_id(iq));
+    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
+    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
+    xmpp_stanza_t *out = ferry_stanza_add(res, "query", "http://jabber.org/protocol/disco#items");
+    const char *domain = ferry_component_domain(irc->comp);
+    size_t end = start;
+    for (; end < conn->nlisted && end - start < (size_t)max; end++) {
+        irc_listed_t *l = &conn->listed[end];
+        char jid[1400], name[700];
+        irc_jid_room(jid, sizeof jid, l->channel, conn->server->name, domain);
+        snprintf(name, sizeof name, "%s (%ld)%s%s", l->channel, l->users, *l->topic ? ": " : "",
+                 l->topic);
+        xmpp_stanza_t *item = ferry_stanza_add(out, "item", NULL);
+        xmpp_stanza_set_attribute(item, "jid", jid);
+        xmpp_stanza_set_attribute(item, "name", name);
+    }
+    xmpp_stanza_t *rset = ferry_stanza_add(out, "set", NS_RSM);
+    if (end > start) {
+        char index[32];
+        snprintf(index, sizeof index, "%zu", start);
+        xmpp_stanza_set_attribute(ferry_stanza_add_text(rset, "first", conn->listed[start].channel),
+                                  "index", index);
+        ferry_stanza_add_text(rset, "last", conn->listed[end - 1].channel);
+    }
+    char count[32];
+    snprintf(count, sizeof count, "%zu", conn->nlisted);
+    ferry_stanza_add_text(rset, "count", count);
+    ferry_component_send(irc->comp, res);
+    xmpp_stanza_release(res);
+}
+
+static void listed_free(irc_conn_t *conn)
+{
+    for (size_t i = 0; i < conn->nlisted; i++) {
+        free(conn->listed[i].channel);
+        free(conn->listed[i].topic);
+    }
+    free(conn->listed);
+    conn->listed = NULL;
+    conn->nlisted = conn->listed_cap = 0;
+    conn->list_sent = 0;
+}
+
+/* Answers every waiting disco#items: with the list, or with ERROR. */
+static void finish_listings(irc_conn_t *conn, const char *error)
+{
+    qsort(conn->listed, conn->nlisted, sizeof *conn->listed, by_channel);
+    while (conn->listings) {
+        irc_listing_t *l = conn->listings;
+        conn->listings = l->next;
+        if (error)
+            ferry_component_reply_error(conn->irc->comp, l->iq, "cancel",
+                                        "remote-server-not-found", error);
+        else
+            answer_listing(conn, l->iq);
+        xmpp_stanza_release(l->iq);
+        free(l);
+    }
+    listed_free(conn);
+}
+
+static void send_list(irc_conn_t *conn)
+{
+    if (conn->listings && !conn->list_sent && conn->state == IRC_READY) {
+        conn->list_sent = 1;
+        irc_conn_send(conn, "LIST", NULL, 0);
+    }
 }
 
 void bridge_on_line(irc_conn_t *conn, irc_msg_t *m)
@@ -649,6 +766,12 @@ void bridge_on_line(irc_conn_t *conn, irc_msg_t *m)
         on_join_refused(conn, m, "not-authorized");
     else if (strcmp(c, "403") == 0 || strcmp(c, "479") == 0)
         on_join_refused(conn, m, "item-not-found");
+    else if (strcmp(c, "322") == 0)
+        on_list_item(conn, m);
+    else if (strcmp(c, "323") == 0 && conn->listings) {
+        finish_listings(conn, NULL);
+        maybe_quit(conn);
+    }
 }
 
 static void send_join(irc_conn_t *conn, irc_room_t *room)
@@ -663,6 +786,7 @@ void bridge_on_registered(irc_conn_t *conn)
                    conn->server->name);
     for (irc_room_t *room = conn->rooms; room; room = room->next)
         send_join(conn, room);
+    send_list(conn);
 }
 
 static void on_retry(uv_timer_t *t)
@@ -680,6 +804,7 @@ void bridge_on_closed(irc_conn_t *conn, const char *reason)
     int was_ready = conn->registered;
     ferry_log_warn(ferry_component_name(irc->comp), "IRC connection to %s lost: %s",
                    conn->server->name, reason);
+    finish_listings(conn, reason);
     if (!was_ready || irc->stopping || conn->closing) {
         /* Never got in: the joins fail. */
         while (conn->rooms) {
@@ -1038,4 +1163,23 @@ int bridge_admin(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     ferry_component_send(irc->comp, res);
     xmpp_stanza_release(res);
     return 1;
+}
+
+void bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
+{
+    const irc_server_t *server = irc_find_server(irc, to->server);
+    if (!server) {
+        stanza_error(irc, iq, "cancel", "not-allowed", "this IRC server is not served here");
+        return;
+    }
+    ferry_jid_t fj;
+    char bare[2100];
+    ferry_jid_parse(xmpp_stanza_get_from(iq), &fj);
+    ferry_jid_bare(&fj, bare, sizeof bare);
+    irc_conn_t *conn = conn_for(irc, bare, server, irc_valid_nick(fj.local) ? fj.local : "ferry");
+    irc_listing_t *l = calloc(1, sizeof *l);
+    l->iq = xmpp_stanza_clone(iq);
+    l->next = conn->listings;
+    conn->listings = l;
+    send_list(conn);
 }

@@ -127,6 +127,15 @@ static int irc_on_iq(void *self, xmpp_stanza_t *iq)
             return 1;
         return bridge_admin(irc, iq, &to);
     }
+    if (type && strcmp(type, "get") == 0 &&
+        xmpp_stanza_get_child_by_name_and_ns(iq, "query", "http://jabber.org/protocol/disco#items") &&
+        irc_jid_parse(xmpp_stanza_get_to(iq), NULL, "#&+!", &to) == 0 && to.kind == IRC_JID_SERVER) {
+        if (allowed(irc, iq)) {
+            bridge_list(irc, iq, &to);
+            watch_liveness(irc);
+        }
+        return 1;
+    }
     xmpp_stanza_t *q = xmpp_stanza_get_child_by_name_and_ns(
         iq, "query", "http://jabber.org/protocol/disco#info");
     if (!q || !type || strcmp(type, "get") != 0 ||

@@ -120,6 +120,18 @@ typedef struct irc_room {
     char *history;          /* not used yet */
 } irc_room_t;
 
+/* disco#items on the server JID waiting for a LIST to end. */
+typedef struct irc_listing {
+    struct irc_listing *next;
+    xmpp_stanza_t *iq;
+} irc_listing_t;
+
+typedef struct irc_listed {
+    char *channel;
+    char *topic;
+    long users;
+} irc_listed_t;
+
 struct irc_conn {
     irc_conn_t *next;
     irc_t *irc;
@@ -130,6 +142,10 @@ struct irc_conn {
     enum irc_conn_state state;
     int registered;         /* got 001 at least once */
     irc_room_t *rooms;
+    irc_listing_t *listings;   /* waiting for 323 */
+    int list_sent;
+    irc_listed_t *listed;      /* 322 replies so far */
+    size_t nlisted, listed_cap;
 
     irc_casemap_t casemap;
     char chantypes[16];
@@ -184,6 +200,8 @@ void bridge_disconnect(irc_conn_t *conn, const char *reason, int code);
 
 void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
 void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
+/* disco#items on a server JID: its channels (LIST), paged with XEP-0059. */
+void bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 /* muc#admin: kick, operator and voice. 1 when answered. */
 int bridge_admin(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 

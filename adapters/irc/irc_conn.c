@@ -495,6 +495,17 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
         free(r);
     }
     irc_t *irc = conn->irc;
+    while (conn->listings) {
+        irc_listing_t *l = conn->listings;
+        conn->listings = l->next;
+        xmpp_stanza_release(l->iq);
+        free(l);
+    }
+    for (size_t i = 0; i < conn->nlisted; i++) {
+        free(conn->listed[i].channel);
+        free(conn->listed[i].topic);
+    }
+    free(conn->listed);
     free(conn->queue);
     free(conn->inbuf);
     free(conn->jid);
