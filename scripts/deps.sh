@@ -11,7 +11,7 @@ BUILD_PKGS=(build-essential cmake pkg-config libstrophe-dev libuv1-dev libcurl4-
 # Tests and the demo: XMPP/IRC servers on loopback, an XMPP client library, pytest, curl,
 # and the toml-test vectors (shipped by golang-github-burntsushi-toml-dev).
 TEST_PKGS=(prosody python3 python3-slixmpp python3-pytest curl golang-github-burntsushi-toml-dev
-           ejabberd ngircd)
+           ejabberd ngircd inspircd anope python3-cryptography)
 
 # System instances that a package's maintainer scripts might start: name and pidfile. The pid
 # is signalled only if its command line mentions that name.
@@ -19,6 +19,8 @@ SERVICES=(
     "prosody:/run/prosody/prosody.pid"
     "ejabberd:/run/ejabberd/ejabberd.pid"
     "ngircd:/run/ngircd/ngircd.pid"
+    "inspircd:/run/inspircd/inspircd.pid"
+    "anope:/run/anope/anope.pid"
 )
 
 log() { printf 'deps: %s\n' "$*"; }

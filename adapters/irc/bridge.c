@@ -859,11 +859,19 @@ static void stanza_error(irc_t *irc, xmpp_stanza_t *st, const char *type, const 
     ferry_component_reply_error(irc->comp, st, type, condition, text);
 }
 
+/* The user's connection to SERVER, opened if needed with NICK (or, when
+ * NICK is NULL, the nick the user registered, else its local part). */
 static irc_conn_t *conn_for(irc_t *irc, const char *bare, const irc_server_t *server,
                             const char *nick)
 {
     irc_conn_t *conn = irc_find_conn(irc, bare, server->name);
     if (!conn) {
+        irc_user_settings_t s;
+        irc_settings_load(irc, server->name, bare, &s);
+        char local[IRC_NICK_MAX];
+        snprintf(local, sizeof local, "%.*s", (int)strcspn(bare, "@"), bare);
+        if (!nick)
+            nick = s.nick[0] ? s.nick : irc_valid_nick(local) ? local : "ferry";
         conn = irc_conn_new(irc, server, bare, nick);
         irc_conn_start(conn);
     }
@@ -1088,7 +1096,7 @@ void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
         stanza_error(irc, st, "modify", "jid-malformed", "not an IRC nick");
     } else {
         if (!conn)
-            conn = conn_for(irc, bare, server, fj.local[0] ? fj.local : "ferry");
+            conn = conn_for(irc, bare, server, NULL);
         if (send_text(conn, nick, body) != 0)
             stanza_error(irc, st, "modify", "not-acceptable", "the message cannot be sent");
     }
@@ -1176,7 +1184,7 @@ void bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     char bare[2100];
     ferry_jid_parse(xmpp_stanza_get_from(iq), &fj);
     ferry_jid_bare(&fj, bare, sizeof bare);
-    irc_conn_t *conn = conn_for(irc, bare, server, irc_valid_nick(fj.local) ? fj.local : "ferry");
+    irc_conn_t *conn = conn_for(irc, bare, server, NULL);
     irc_listing_t *l = calloc(1, sizeof *l);
     l->iq = xmpp_stanza_clone(iq);
     l->next = conn->listings;

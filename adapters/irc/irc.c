@@ -122,6 +122,11 @@ static int irc_on_iq(void *self, xmpp_stanza_t *iq)
     irc_t *irc = self;
     const char *type = xmpp_stanza_get_type(iq);
     irc_jid_t to;
+    if (xmpp_stanza_get_child_by_name_and_ns(iq, "query", "jabber:iq:register")) {
+        if (!allowed(irc, iq) || parse_to(irc, iq, &to) != 0)
+            return 1;
+        return bridge_register(irc, iq, &to);
+    }
     if (xmpp_stanza_get_child_by_name_and_ns(iq, "query", "http://jabber.org/protocol/muc#admin")) {
         if (!allowed(irc, iq) || parse_to(irc, iq, &to) != 0)
             return 1;

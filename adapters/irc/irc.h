@@ -132,6 +132,17 @@ typedef struct irc_listed {
     long users;
 } irc_listed_t;
 
+/* What a user registered for a server (XEP-0077 on the server's JID). */
+typedef struct irc_user_settings {
+    char nick[IRC_NICK_MAX];
+    char username[IRC_NICK_MAX];
+    char realname[IRC_NAME_MAX];
+    char password[IRC_NAME_MAX]; /* SASL PLAIN; "" when none */
+} irc_user_settings_t;
+
+/* 0 and S filled (empty fields when nothing is stored). */
+int irc_settings_load(irc_t *irc, const char *server, const char *jid, irc_user_settings_t *s);
+
 struct irc_conn {
     irc_conn_t *next;
     irc_t *irc;
@@ -139,6 +150,8 @@ struct irc_conn {
     char *jid;              /* the bare JID this connection serves */
     char nick[IRC_NICK_MAX];
     char wanted_nick[IRC_NICK_MAX];
+    irc_user_settings_t settings;
+    int sasl;               /* 1 negotiating, 2 done */
     enum irc_conn_state state;
     int registered;         /* got 001 at least once */
     irc_room_t *rooms;
@@ -200,6 +213,9 @@ void bridge_disconnect(irc_conn_t *conn, const char *reason, int code);
 
 void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
 void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
+/* XEP-0077 on a server JID: nick, username, realname, password. 1 when
+ * answered. */
+int bridge_register(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 /* disco#items on a server JID: its channels (LIST), paged with XEP-0059. */
 void bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 /* muc#admin: kick, operator and voice. 1 when answered. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
 #include "irc.h"
@@ -15,6 +16,7 @@
 
 static void conn_fail(irc_conn_t *conn, const char *reason);
 static void pump_queue(irc_conn_t *conn);
+static void on_sasl_line(irc_conn_t *conn, irc_msg_t *m);
 
 /* ---- writing ---- */
 
@@ -175,6 +177,8 @@ static void on_line(irc_conn_t *conn, const char *line, size_t len)
     if (!m)
         return;
     conn->irc->lines_in++;
+    if (conn->sasl == 1)
+        on_sasl_line(conn, m);
     if (strcmp(m->command, "PING") == 0) {
         const char *p[] = {m->nparams ? m->params[0] : "ferry"};
         send_now(conn, "PONG", p, 1);
@@ -225,10 +229,76 @@ static void start_registration(irc_conn_t *conn)
     conn->state = IRC_REGISTERING;
     conn->tokens = conn->server->throttle_burst;
     conn->last_fill = uv_now(ferry_component_loop(conn->irc->comp));
+    irc_user_settings_t *u = &conn->settings;
+    irc_settings_load(conn->irc, conn->server->name, conn->jid, u);
+    conn->sasl = 0;
+    if (u->password[0]) {
+        /* IRCv3 SASL: ask for the capability before registering. */
+        const char *ls[] = {"LS", "302"};
+        send_now(conn, "CAP", ls, 2);
+        conn->sasl = 1;
+    }
     const char *nick[] = {conn->wanted_nick};
-    const char *user[] = {"ferry", "0", "*", conn->server->realname};
+    const char *user[] = {u->username[0] ? u->username : "ferry", "0", "*",
+                          u->realname[0] ? u->realname : conn->server->realname};
     send_now(conn, "NICK", nick, 1);
     send_now(conn, "USER", user, 4);
+}
+
+static void sasl_end(irc_conn_t *conn, const char *outcome)
+{
+    const char *end[] = {"END"};
+    send_now(conn, "CAP", end, 1);
+    conn->sasl = 2;
+    if (outcome)
+        ferry_log_warn(ferry_component_name(conn->irc->comp), "SASL with %s: %s",
+                       conn->server->name, outcome);
+}
+
+/* CAP LS / CAP ACK / AUTHENTICATE + / 903-908, during registration. */
+static void on_sasl_line(irc_conn_t *conn, irc_msg_t *m)
+{
+    const char *c = m->command;
+    if (strcmp(c, "CAP") == 0 && m->nparams >= 3) {
+        const char *sub = m->params[1], *caps = m->params[m->nparams - 1];
+        if (strcmp(sub, "LS") == 0 && m->nparams == 3) { /* the last LS line */
+            int has = 0;
+            for (const char *p = caps; (p = strstr(p, "sasl")); p += 4)
+                has |= (p == caps || p[-1] == ' ') && (p[4] == 0 || p[4] == ' ' || p[4] == '=');
+            if (has) {
+                const char *req[] = {"REQ", "sasl"};
+                send_now(conn, "CAP", req, 2);
+            } else {
+                sasl_end(conn, "the server offers no SASL; connecting without");
+            }
+        } else if (strcmp(sub, "ACK") == 0 && strstr(caps, "sasl")) {
+            const char *mech[] = {"PLAIN"};
+            send_now(conn, "AUTHENTICATE", mech, 1);
+        } else if (strcmp(sub, "NAK") == 0) {
+            sasl_end(conn, "the server refused the sasl capability");
+        }
+    } else if (strcmp(c, "AUTHENTICATE") == 0 && m->nparams && strcmp(m->params[0], "+") == 0) {
+        irc_user_settings_t *u = &conn->settings;
+        const char *authcid = u->username[0] ? u->username : conn->wanted_nick;
+        size_t a = strlen(authcid), p = strlen(u->password);
+        unsigned char plain[IRC_NAME_MAX * 3];
+        /* authzid NUL authcid NUL password (RFC 4616), authzid empty */
+        plain[0] = 0;
+        memcpy(plain + 1, authcid, a);
+        plain[1 + a] = 0;
+        memcpy(plain + 2 + a, u->password, p);
+        char b64[IRC_NAME_MAX * 4 + 8];
+        EVP_EncodeBlock((unsigned char *)b64, plain, (int)(2 + a + p));
+        const char *arg[] = {b64};
+        send_now(conn, "AUTHENTICATE", arg, 1);
+    } else if (strcmp(c, "903") == 0) {
+        sasl_end(conn, NULL);
+        ferry_log_info(ferry_component_name(conn->irc->comp), "SASL authenticated with %s",
+                       conn->server->name);
+    } else if (strcmp(c, "904") == 0 || strcmp(c, "905") == 0 || strcmp(c, "902") == 0 ||
+               strcmp(c, "906") == 0 || strcmp(c, "908") == 0) {
+        sasl_end(conn, "authentication failed (wrong password?); connecting without");
+    }
 }
 
 static void tls_failed(irc_conn_t *conn)
