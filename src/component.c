@@ -7,6 +7,7 @@
 #include "conf.h"
 #include "ferry/log.h"
 #include "router.h"
+#include "ferry/history.h"
 #include "ferry/stanza.h"
 
 /* How long an adapter may take to finish in-flight work at shutdown; the
@@ -301,4 +302,29 @@ int ferry_setting_put(ferry_component_t *comp, const char *ns, const char *key, 
 int ferry_setting_del(ferry_component_t *comp, const char *ns, const char *key)
 {
     return comp->gw->store ? store_kv_del(comp->gw->store, comp->name, ns, key) : -1;
+}
+
+/* ---- archives ---- */
+
+int ferry_history_add(ferry_component_t *comp, const char *room, int64_t ts_ms, const char *nick,
+                      const char *body, int64_t *id)
+{
+    if (!comp->gw->store)
+        return -1;
+    return store_history_add(comp->gw->store, comp->name, room, ts_ms, nick, body, id);
+}
+
+int ferry_history_query(ferry_component_t *comp, const char *room, const ferry_history_query_t *q,
+                        ferry_history_cb cb, void *arg)
+{
+    if (!comp->gw->store)
+        return -1;
+    store_history_filter_t f = {q->after_id, q->before_id, q->start_ms, q->end_ms, q->limit,
+                                q->newest_first};
+    return store_history_query(comp->gw->store, comp->name, room, &f, cb, arg);
+}
+
+int ferry_history_prune(ferry_component_t *comp, int64_t before_ms)
+{
+    return comp->gw->store ? store_history_prune(comp->gw->store, before_ms) : -1;
 }

@@ -86,6 +86,24 @@ int store_kv_del(store_t *s, const char *component, const char *ns, const char *
 
 /* Commits what is written so far, now. */
 void store_flush(store_t *s);
+/* Group chat archives (one row per message, per room). */
+typedef struct store_history_filter {
+    int64_t after_id, before_id;   /* 0: no bound */
+    int64_t start_ms, end_ms;      /* 0: no bound */
+    int64_t limit;
+    int newest_first;
+} store_history_filter_t;
+
+typedef void (*store_history_cb)(void *arg, int64_t id, int64_t ts_ms, const char *nick,
+                                 const char *body);
+
+int store_history_add(store_t *s, const char *component, const char *room, int64_t ts_ms,
+                      const char *nick, const char *body, int64_t *id);
+/* The number of rows passed to CB, or -1. */
+int store_history_query(store_t *s, const char *component, const char *room,
+                        const store_history_filter_t *f, store_history_cb cb, void *arg);
+int store_history_prune(store_t *s, int64_t before_ms);
+
 /* CB(arg, ok) once everything written so far is committed (ok = 0 when the
  * commit failed). */
 void store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg);

@@ -14,7 +14,7 @@
 #include "ferry/log.h"
 #include "store.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define COMMIT_DELAY_MS 5
 
 static const char *const migrations[SCHEMA_VERSION] = {
@@ -38,11 +38,22 @@ static const char *const migrations[SCHEMA_VERSION] = {
     "CREATE TABLE settings ("
     "  component TEXT NOT NULL, ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
     "  PRIMARY KEY (component, ns, key));",
+    /* 2: group chat archives (IRC channel history, MAM) */
+    "CREATE TABLE history ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  component TEXT NOT NULL,"
+    "  room TEXT NOT NULL,"
+    "  ts_ms INTEGER NOT NULL,"
+    "  nick TEXT NOT NULL,"
+    "  body TEXT NOT NULL);"
+    "CREATE INDEX history_room ON history(component, room, id);"
+    "CREATE INDEX history_time ON history(ts_ms);",
 };
 
 enum {
     Q_ADD, Q_PENDING, Q_UPDATE, Q_DONE_UPTO, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
-    Q_PRUNE, Q_KV_GET, Q_KV_PUT, Q_KV_DEL, Q_DEDUP_STATE, Q_COUNT_ALL
+    Q_PRUNE, Q_KV_GET, Q_KV_PUT, Q_KV_DEL, Q_DEDUP_STATE, Q_HIST_ADD, Q_HIST_PRUNE,
+    Q_COUNT_ALL
 };
 
 static const char *const queries[Q_COUNT_ALL] = {
@@ -74,6 +85,9 @@ static const char *const queries[Q_COUNT_ALL] = {
     [Q_KV_DEL] = "DELETE FROM settings WHERE component = ?1 AND ns = ?2 AND key = ?3",
     [Q_DEDUP_STATE] = "SELECT state FROM messages WHERE component = ?1 AND direction = ?2 AND"
                       " dedup = ?3",
+    [Q_HIST_ADD] = "INSERT INTO history (component, room, ts_ms, nick, body)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_HIST_PRUNE] = "DELETE FROM history WHERE ts_ms < ?1",
 };
 
 typedef struct waiter {
@@ -592,4 +606,74 @@ int store_kv_del(store_t *s, const char *component, const char *ns, const char *
         return -1;
     bind_key(st, component, ns, key);
     return step_done(s, st, "deleting a setting");
+}
+
+/* ---- group chat history ---- */
+
+int store_history_add(store_t *s, const char *component, const char *room, int64_t ts_ms,
+                      const char *nick, const char *body, int64_t *id)
+{
+    sqlite3_stmt *st = writing(s, Q_HIST_ADD);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, room, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, ts_ms);
+    sqlite3_bind_text(st, 4, nick, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, body, -1, SQLITE_STATIC);
+    if (step_done(s, st, "archiving a message") != 0)
+        return -1;
+    if (id)
+        *id = sqlite3_last_insert_rowid(s->db);
+    return 0;
+}
+
+int store_history_query(store_t *s, const char *component, const char *room,
+                        const store_history_filter_t *f, store_history_cb cb, void *arg)
+{
+    /* Built per query: the filters vary, and queries are rare next to
+     * writes. Newest first when paging backwards (before), then the
+     * callback order is restored by the caller. */
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT id, ts_ms, nick, body FROM history WHERE component = ?1 AND room = ?2"
+             "%s%s%s%s ORDER BY id %s LIMIT ?7",
+             f->after_id ? " AND id > ?3" : "", f->before_id ? " AND id < ?4" : "",
+             f->start_ms ? " AND ts_ms >= ?5" : "", f->end_ms ? " AND ts_ms <= ?6" : "",
+             f->newest_first ? "DESC" : "ASC");
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        log_db_error(s, "querying history");
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, room, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, f->after_id);
+    sqlite3_bind_int64(st, 4, f->before_id);
+    sqlite3_bind_int64(st, 5, f->start_ms);
+    sqlite3_bind_int64(st, 6, f->end_ms);
+    sqlite3_bind_int64(st, 7, f->limit);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cb(arg, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+           (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3));
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        log_db_error(s, "reading history");
+        n = -1;
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+int store_history_prune(store_t *s, int64_t before_ms)
+{
+    sqlite3_stmt *st = writing(s, Q_HIST_PRUNE);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, before_ms);
+    if (step_done(s, st, "pruning history") != 0)
+        return -1;
+    return sqlite3_changes(s->db);
 }

@@ -2,6 +2,7 @@ list(APPEND FERRY_ADAPTERS irc)
 list(APPEND FERRY_ADAPTER_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/irc.c
   ${CMAKE_CURRENT_LIST_DIR}/irc_jid.c
+  ${CMAKE_CURRENT_LIST_DIR}/irc_history.c
   ${CMAKE_CURRENT_LIST_DIR}/irc_register.c
   ${CMAKE_CURRENT_LIST_DIR}/irc_chan.c
   ${CMAKE_CURRENT_LIST_DIR}/irc_conn.c

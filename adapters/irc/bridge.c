@@ -57,7 +57,7 @@ static void emit(irc_t *irc, out_t *o)
     o->full = 0;
 }
 
-static void room_jid(irc_conn_t *conn, irc_room_t *room, const char *nick, char *buf, size_t len)
+void bridge_room_jid(irc_conn_t *conn, irc_room_t *room, const char *nick, char *buf, size_t len)
 {
     const char *domain = ferry_component_domain(conn->irc->comp);
     if (room->short_jid)
@@ -96,7 +96,7 @@ static void occupant_presence(irc_conn_t *conn, irc_room_t *room, const char *ni
 {
     out_t *o = &(out_t){0};
     char from[1400];
-    room_jid(conn, room, nick, from, sizeof from);
+    bridge_room_jid(conn, room, nick, from, sizeof from);
     const char *affiliation, *role;
     roles(modes ? modes : "", &affiliation, &role);
     raw(o, "<presence");
@@ -142,7 +142,7 @@ static void groupchat(irc_conn_t *conn, irc_room_t *room, const char *nick, cons
 {
     out_t *o = &(out_t){0};
     char from[1400];
-    room_jid(conn, room, nick, from, sizeof from);
+    bridge_room_jid(conn, room, nick, from, sizeof from);
     raw(o, "<message type='groupchat'");
     attr(o, "from", from);
     attr(o, "to", to);
@@ -181,7 +181,7 @@ static void join_error(irc_conn_t *conn, irc_room_t *room, const char *to, const
 {
     out_t *o = &(out_t){0};
     char from[1400];
-    room_jid(conn, room, conn->wanted_nick, from, sizeof from);
+    bridge_room_jid(conn, room, conn->wanted_nick, from, sizeof from);
     raw(o, "<presence type='error'");
     attr(o, "from", from);
     attr(o, "to", to);
@@ -217,10 +217,17 @@ static int has_resource(irc_room_t *room, const char *jid)
     return 0;
 }
 
-static void add_resource(irc_room_t *room, const char *jid)
+static void add_resource(irc_room_t *room, const char *jid, int history_max,
+                         int64_t history_since)
 {
-    room->resources = realloc(room->resources, (room->nresources + 1) * sizeof *room->resources);
-    room->resources[room->nresources++] = strdup(jid);
+    size_t n = room->nresources + 1;
+    room->resources = realloc(room->resources, n * sizeof *room->resources);
+    room->history_max = realloc(room->history_max, n * sizeof *room->history_max);
+    room->history_since = realloc(room->history_since, n * sizeof *room->history_since);
+    room->resources[room->nresources] = strdup(jid);
+    room->history_max[room->nresources] = history_max;
+    room->history_since[room->nresources] = history_since;
+    room->nresources++;
 }
 
 static void remove_resource(irc_room_t *room, const char *jid)
@@ -228,7 +235,10 @@ static void remove_resource(irc_room_t *room, const char *jid)
     for (size_t i = 0; i < room->nresources; i++)
         if (strcmp(room->resources[i], jid) == 0) {
             free(room->resources[i]);
-            room->resources[i] = room->resources[--room->nresources];
+            size_t last = --room->nresources;
+            room->resources[i] = room->resources[last];
+            room->history_max[i] = room->history_max[last];
+            room->history_since[i] = room->history_since[last];
             return;
         }
 }
@@ -250,6 +260,8 @@ static void room_free(irc_conn_t *conn, irc_room_t *room)
     for (size_t i = 0; i < room->nresources; i++)
         free(room->resources[i]);
     free(room->resources);
+    free(room->history_max);
+    free(room->history_since);
     free(room->name);
     free(room->asked_nick);
     free(room);
@@ -274,8 +286,9 @@ static void finish_listings(irc_conn_t *conn, const char *error);
 /* ---- IRC -> XMPP ---- */
 
 /* Everything a resource needs on entering: occupants, itself, the subject. */
-static void announce_to(irc_conn_t *conn, irc_room_t *room, const char *resource)
+static void announce_to(irc_conn_t *conn, irc_room_t *room, size_t index)
 {
+    const char *resource = room->resources[index];
     irc_chan_t *chan = room->chan;
     const char *self_modes = "";
     for (size_t i = 0; i < chan->nmembers; i++) {
@@ -291,6 +304,7 @@ static void announce_to(irc_conn_t *conn, irc_room_t *room, const char *resource
         strcmp(conn->nick, room->asked_nick) != 0)
         codes[1] = 210; /* not the nick asked for: the server's, or the connection's */
     occupant_presence(conn, room, conn->nick, self_modes, resource, NULL, NULL, codes, NULL);
+    history_replay(conn, room, index); /* XEP-0045: history, then the subject */
     /* Clients wait for the subject before they show the room as joined. */
     groupchat(conn, room, NULL, resource, NULL, NULL, chan->topic ? chan->topic : "");
 }
@@ -299,7 +313,7 @@ static void announce(irc_conn_t *conn, irc_room_t *room)
 {
     room->announced = 1;
     for (size_t i = 0; i < room->nresources; i++)
-        announce_to(conn, room, room->resources[i]);
+        announce_to(conn, room, i);
 }
 
 static void on_join(irc_conn_t *conn, irc_msg_t *m, const char *nick)
@@ -535,6 +549,8 @@ static void on_privmsg(irc_conn_t *conn, irc_msg_t *m, const char *nick)
     const char *domain = ferry_component_domain(irc->comp);
     if (strchr(conn->chantypes, target[0])) {
         irc_room_t *room = find_room(conn, target);
+        if (room && room->joined)
+            history_record(conn, room, nick, text);
         if (room && room->announced)
             for (size_t i = 0; i < room->nresources; i++)
                 groupchat(conn, room, nick, room->resources[i], NULL, text, NULL);
@@ -949,6 +965,9 @@ void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
         }
         return;
     }
+    int history_max;
+    int64_t history_since;
+    history_request(irc, st, &history_max, &history_since);
     conn = conn_for(irc, bare, server, to->nick);
     if (!room) {
         room = calloc(1, sizeof *room);
@@ -958,14 +977,14 @@ void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
         room->chan = irc_chan_get(irc, server->name, to->channel, conn->casemap);
         room->next = conn->rooms;
         conn->rooms = room;
-        add_resource(room, from);
+        add_resource(room, from, history_max, history_since);
         if (conn->state == IRC_READY)
             send_join(conn, room);
         return;
     }
-    add_resource(room, from);
+    add_resource(room, from, history_max, history_since);
     if (room->announced)
-        announce_to(conn, room, from); /* another resource of a user already there */
+        announce_to(conn, room, room->nresources - 1); /* another resource of a user there */
 }
 
 /* Sends TEXT as PRIVMSG lines to TARGET ("/me " as a CTCP ACTION). */
@@ -1013,7 +1032,7 @@ static void invite(irc_t *irc, xmpp_stanza_t *st, irc_conn_t *conn, irc_room_t *
         return;
     }
     char room_addr[1400];
-    room_jid(conn, room, NULL, room_addr, sizeof room_addr);
+    bridge_room_jid(conn, room, NULL, room_addr, sizeof room_addr);
     ferry_jid_t fj;
     char bare[2100];
     ferry_jid_parse(from, &fj);
@@ -1059,6 +1078,7 @@ static void to_channel(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to, irc_c
     if (send_text(conn, room->name, body) != 0) {
         stanza_error(irc, st, "modify", "not-acceptable", "the message cannot be sent to IRC");
     } else {
+        history_record(conn, room, conn->nick, body);
         /* IRC does not echo: reflect it to every resource, with its id. */
         const char *id = xmpp_stanza_get_id(st);
         for (size_t i = 0; i < room->nresources; i++)

@@ -122,6 +122,11 @@ static int irc_on_iq(void *self, xmpp_stanza_t *iq)
     irc_t *irc = self;
     const char *type = xmpp_stanza_get_type(iq);
     irc_jid_t to;
+    if (xmpp_stanza_get_child_by_name_and_ns(iq, "query", "urn:xmpp:mam:2")) {
+        if (!allowed(irc, iq) || parse_to(irc, iq, &to) != 0)
+            return 1;
+        return history_mam(irc, iq, &to);
+    }
     if (xmpp_stanza_get_child_by_name_and_ns(iq, "query", "jabber:iq:register")) {
         if (!allowed(irc, iq) || parse_to(irc, iq, &to) != 0)
             return 1;
@@ -161,6 +166,8 @@ static int irc_on_iq(void *self, xmpp_stanza_t *iq)
     add_feature(out, "muc_nonanonymous");
     add_feature(out, "muc_persistent");
     add_feature(out, "muc_open");
+    if (irc->history)
+        add_feature(out, "urn:xmpp:mam:2");
     ferry_component_send(irc->comp, res);
     xmpp_stanza_release(res);
     return 1;
@@ -244,6 +251,20 @@ static int read_config(irc_t *irc, const ferry_conf_t *conf)
         bad = 1;
     }
     irc->default_server = def ? strdup(def) : NULL;
+    irc->history = 1;
+    irc->history_on_join = 20;
+    irc->history_days = 30;
+    bad |= ferry_conf_bool(conf, "history", FERRY_CONF_OPTIONAL, &irc->history) < 0;
+    if (ferry_conf_int(conf, "history_on_join", FERRY_CONF_OPTIONAL, &irc->history_on_join) == 0 &&
+        (irc->history_on_join < 0 || irc->history_on_join > 100)) {
+        ferry_conf_error(conf, "history_on_join", "0 to 100 messages");
+        bad = 1;
+    }
+    if (ferry_conf_int(conf, "history_days", FERRY_CONF_OPTIONAL, &irc->history_days) == 0 &&
+        irc->history_days < 1) {
+        ferry_conf_error(conf, "history_days", "at least 1");
+        bad = 1;
+    }
     return bad ? -1 : 0;
 }
 

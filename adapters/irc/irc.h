@@ -113,11 +113,12 @@ typedef struct irc_room {
     char *asked_nick;       /* the nick the user asked for in this room */
     int short_jid;          /* addressed as #chan@domain (the default server) */
     char **resources;       /* full JIDs of the user in the room */
+    int *history_max;       /* per resource: messages of history wanted on join */
+    int64_t *history_since; /* per resource: not older than (ms), 0: any */
     size_t nresources;
     char **pending_ids;     /* presence ids to answer once joined */
     int joined;             /* JOIN seen for us */
     int announced;          /* occupant list sent to XMPP */
-    char *history;          /* not used yet */
 } irc_room_t;
 
 /* disco#items on the server JID waiting for a LIST to end. */
@@ -221,6 +222,22 @@ void bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 /* muc#admin: kick, operator and voice. 1 when answered. */
 int bridge_admin(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 
+/* The room's JID as the user addresses it, with "/NICK" when NICK is set. */
+void bridge_room_jid(irc_conn_t *conn, irc_room_t *room, const char *nick, char *buf, size_t len);
+
+/* ---- history (irc_history.c) ---- */
+
+/* The archive name of a channel: "server channel-folded". */
+void history_room_key(irc_conn_t *conn, irc_room_t *room, char *buf, size_t len);
+/* Archives one channel message (once per channel, not per local user). */
+void history_record(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *body);
+/* Sends the history a resource asked for when joining. */
+void history_replay(irc_conn_t *conn, irc_room_t *room, size_t resource);
+/* Reads <x xmlns=muc><history .../></x> of a join presence. */
+void history_request(irc_t *irc, xmpp_stanza_t *presence, int *max, int64_t *since);
+/* XEP-0313 on a room JID. 1 when answered. */
+int history_mam(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
+
 /* ---- the adapter (irc.c) ---- */
 
 struct irc {
@@ -230,6 +247,10 @@ struct irc {
     char *default_server;
     char **allow;
     char *default_nick;     /* unused until registration lands */
+    int history;            /* archive channel messages */
+    int64_t history_on_join;/* messages replayed on join unless the client asks */
+    int64_t history_days;   /* kept this long */
+    uint64_t archived;      /* since the last prune */
     irc_conn_t *conns;
     size_t live;            /* connections not yet freed (closing ones too) */
     irc_chan_t *chans;

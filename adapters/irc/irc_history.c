@@ -1,0 +1,348 @@
+/* irc_history.c: channel archives: recorded once per channel (by the
+ * connection that keeps the channel's member list, however many local users
+ * are in it), replayed on join as XEP-0045 asks (<history maxstanzas
+ * seconds since/>), and served to MAM queries (XEP-0313) with XEP-0059
+ * paging. Writes go into the store's batched transactions. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "irc.h"
+
+#define NS_MAM "urn:xmpp:mam:2"
+#define NS_RSM "http://jabber.org/protocol/rsm"
+#define NS_DATA "jabber:x:data"
+#define MAM_PAGE 100
+#define PRUNE_EVERY 1000
+
+/* ---- times (XEP-0082) ---- */
+
+static void stamp(int64_t ms, char *buf, size_t len)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, len - n, ".%03dZ", (int)(ms % 1000));
+}
+
+/* "2026-11-21T12:00:00Z", with optional fraction and offset; 0 when bad. */
+static int64_t parse_stamp(const char *s)
+{
+    struct tm tm = {0};
+    const char *rest = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    if (!rest)
+        return 0;
+    int64_t ms = (int64_t)timegm(&tm) * 1000;
+    if (*rest == '.') {
+        int64_t frac = 0, scale = 1000;
+        for (rest++; *rest >= '0' && *rest <= '9'; rest++) {
+            if (scale > 1) {
+                scale /= 10;
+                frac += (*rest - '0') * scale;
+            }
+        }
+        ms += frac;
+    }
+    if ((*rest == '+' || *rest == '-') && strlen(rest) >= 6) {
+        int h = (rest[1] - '0') * 10 + (rest[2] - '0'), m = (rest[4] - '0') * 10 + (rest[5] - '0');
+        int64_t off = ((int64_t)h * 60 + m) * 60000;
+        ms += *rest == '+' ? -off : off;
+    }
+    return ms;
+}
+
+/* ---- recording ---- */
+
+/* Folded with rfc1459 always, so that a MAM query, which may come with no
+ * connection to ask the server's CASEMAPPING, finds the same key. */
+static void room_key(const char *server, const char *channel, char *buf, size_t len)
+{
+    char folded[IRC_NAME_MAX];
+    irc_casefold(IRC_CASE_RFC1459, channel, folded, sizeof folded);
+    snprintf(buf, len, "%s %s", server, folded);
+}
+
+void history_room_key(irc_conn_t *conn, irc_room_t *room, char *buf, size_t len)
+{
+    room_key(conn->server->name, room->chan->name, buf, len);
+}
+
+void history_record(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *body)
+{
+    irc_t *irc = conn->irc;
+    if (!irc->history || (room->chan->leader && room->chan->leader != conn))
+        return; /* the leader records what everyone in the channel sees */
+    room->chan->leader = conn;
+    char key[IRC_NAME_MAX * 2];
+    history_room_key(conn, room, key, sizeof key);
+    int64_t now = ferry_now_ms();
+    ferry_history_add(irc->comp, key, now, nick, body, NULL);
+    if (++irc->archived >= PRUNE_EVERY) {
+        irc->archived = 0;
+        ferry_history_prune(irc->comp, now - irc->history_days * 86400000);
+    }
+}
+
+/* ---- history on join ---- */
+
+void history_request(irc_t *irc, xmpp_stanza_t *presence, int *max, int64_t *since)
+{
+    *max = irc->history ? (int)irc->history_on_join : 0;
+    *since = 0;
+    xmpp_stanza_t *x = xmpp_stanza_get_child_by_name_and_ns(presence, "x", NS_MUC);
+    xmpp_stanza_t *h = x ? xmpp_stanza_get_child_by_name(x, "history") : NULL;
+    if (!h)
+        return;
+    const char *maxstanzas = xmpp_stanza_get_attribute(h, "maxstanzas");
+    const char *maxchars = xmpp_stanza_get_attribute(h, "maxchars");
+    const char *seconds = xmpp_stanza_get_attribute(h, "seconds");
+    const char *since_text = xmpp_stanza_get_attribute(h, "since");
+    if (maxstanzas) {
+        long n = strtol(maxstanzas, NULL, 10);
+        *max = n < 0 ? 0 : n > MAM_PAGE ? MAM_PAGE : (int)n;
+    }
+    if (maxchars && strtol(maxchars, NULL, 10) == 0)
+        *max = 0; /* XEP-0045: maxchars='0' means no history */
+    if (seconds)
+        *since = ferry_now_ms() - strtol(seconds, NULL, 10) * 1000;
+    if (since_text) {
+        int64_t t = parse_stamp(since_text);
+        if (t > *since)
+            *since = t;
+    }
+}
+
+typedef struct rows {
+    int64_t *id, *ts;
+    char **nick, **body;
+    size_t n, cap;
+} rows_t;
+
+static void collect(void *arg, int64_t id, int64_t ts, const char *nick, const char *body)
+{
+    rows_t *r = arg;
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 16;
+        r->id = realloc(r->id, r->cap * sizeof *r->id);
+        r->ts = realloc(r->ts, r->cap * sizeof *r->ts);
+        r->nick = realloc(r->nick, r->cap * sizeof *r->nick);
+        r->body = realloc(r->body, r->cap * sizeof *r->body);
+    }
+    r->id[r->n] = id;
+    r->ts[r->n] = ts;
+    r->nick[r->n] = strdup(nick);
+    r->body[r->n] = strdup(body);
+    r->n++;
+}
+
+static void rows_free(rows_t *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->nick[i]);
+        free(r->body[i]);
+    }
+    free(r->id);
+    free(r->ts);
+    free(r->nick);
+    free(r->body);
+}
+
+/* Row I of R, oldest first whatever order it was read in. */
+static size_t chrono(const rows_t *r, size_t i, int newest_first)
+{
+    return newest_first ? r->n - 1 - i : i;
+}
+
+/* An archived message; with TO, addressed and with its XEP-0203 delay (as
+ * history on join sends it), without, bare (as MAM forwards it). */
+static xmpp_stanza_t *archived_message(irc_t *irc, const char *room_jid, const char *nick,
+                                       int64_t ts, const char *body, const char *to)
+{
+    xmpp_ctx_t *ctx = ferry_component_xmpp(irc->comp);
+    char from[1500], when[40];
+    snprintf(from, sizeof from, "%s/%s", room_jid, nick);
+    xmpp_stanza_t *msg = xmpp_message_new(ctx, "groupchat", to, NULL);
+    xmpp_stanza_set_from(msg, from);
+    ferry_stanza_add_text(msg, "body", body);
+    if (!to)
+        return msg;
+    stamp(ts, when, sizeof when);
+    xmpp_stanza_t *delay = ferry_stanza_add(msg, "delay", "urn:xmpp:delay");
+    xmpp_stanza_set_attribute(delay, "from", room_jid);
+    xmpp_stanza_set_attribute(delay, "stamp", when);
+    return msg;
+}
+
+void history_replay(irc_conn_t *conn, irc_room_t *room, size_t resource)
+{
+    irc_t *irc = conn->irc;
+    int max = room->history_max[resource];
+    if (!irc->history || max <= 0)
+        return;
+    char key[IRC_NAME_MAX * 2], room_addr[1400];
+    history_room_key(conn, room, key, sizeof key);
+    bridge_room_jid(conn, room, NULL, room_addr, sizeof room_addr);
+    ferry_history_query_t q = {.start_ms = room->history_since[resource], .limit = max,
+                               .newest_first = 1};
+    rows_t r = {0};
+    ferry_history_query(irc->comp, key, &q, collect, &r);
+    for (size_t i = 0; i < r.n; i++) {
+        size_t k = chrono(&r, i, 1);
+        xmpp_stanza_t *msg = archived_message(irc, room_addr, r.nick[k], r.ts[k], r.body[k],
+                                              room->resources[resource]);
+        ferry_component_send(irc->comp, msg);
+        xmpp_stanza_release(msg);
+    }
+    rows_free(&r);
+}
+
+/* ---- MAM (XEP-0313) ---- */
+
+static const char *child_text(xmpp_stanza_t *parent, const char *name)
+{
+    xmpp_stanza_t *el = parent ? xmpp_stanza_get_child_by_name(parent, name) : NULL;
+    xmpp_stanza_t *t = el ? xmpp_stanza_get_children(el) : NULL;
+    return t ? xmpp_stanza_get_text_ptr(t) : el ? "" : NULL;
+}
+
+static const char *form_value(xmpp_stanza_t *x, const char *var)
+{
+    for (xmpp_stanza_t *f = x ? xmpp_stanza_get_children(x) : NULL; f; f = xmpp_stanza_get_next(f)) {
+        const char *v = xmpp_stanza_get_attribute(f, "var");
+        if (v && strcmp(v, var) == 0)
+            return child_text(f, "value");
+    }
+    return NULL;
+}
+
+static void send_result(irc_t *irc, xmpp_stanza_t *iq, const char *queryid, const char *room_jid,
+                        int64_t id, int64_t ts, const char *nick, const char *body)
+{
+    xmpp_ctx_t *ctx = ferry_component_xmpp(irc->comp);
+    char idtext[32];
+    snprintf(idtext, sizeof idtext, "%lld", (long long)id);
+    xmpp_stanza_t *msg = xmpp_message_new(ctx, NULL, xmpp_stanza_get_from(iq), NULL);
+    xmpp_stanza_set_from(msg, room_jid);
+    xmpp_stanza_t *result = ferry_stanza_add(msg, "result", NS_MAM);
+    if (queryid)
+        xmpp_stanza_set_attribute(result, "queryid", queryid);
+    xmpp_stanza_set_id(result, idtext);
+    xmpp_stanza_t *fwd = ferry_stanza_add(result, "forwarded", "urn:xmpp:forward:0");
+    /* The delay goes on <forwarded/>, not on the archived message. */
+    char when[40];
+    stamp(ts, when, sizeof when);
+    xmpp_stanza_set_attribute(ferry_stanza_add(fwd, "delay", "urn:xmpp:delay"), "stamp", when);
+    xmpp_stanza_t *inner = archived_message(irc, room_jid, nick, ts, body, NULL);
+    xmpp_stanza_add_child_ex(fwd, inner, 0);
+    ferry_component_send(irc->comp, msg);
+    xmpp_stanza_release(msg);
+}
+
+static void send_fin(irc_t *irc, xmpp_stanza_t *iq, const rows_t *r, int newest_first,
+                     int complete)
+{
+    xmpp_ctx_t *ctx = ferry_component_xmpp(irc->comp);
+    xmpp_stanza_t *res = xmpp_iq_new(ctx, "result", xmpp_stanza_get_id(iq));
+    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
+    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
+    xmpp_stanza_t *fin = ferry_stanza_add(res, "fin", NS_MAM);
+    if (complete)
+        xmpp_stanza_set_attribute(fin, "complete", "true");
+    xmpp_stanza_t *set = ferry_stanza_add(fin, "set", NS_RSM);
+    if (r->n) {
+        char first[32], last[32];
+        snprintf(first, sizeof first, "%lld", (long long)r->id[chrono(r, 0, newest_first)]);
+        snprintf(last, sizeof last, "%lld", (long long)r->id[chrono(r, r->n - 1, newest_first)]);
+        ferry_stanza_add_text(set, "first", first);
+        ferry_stanza_add_text(set, "last", last);
+    }
+    ferry_component_send(irc->comp, res);
+    xmpp_stanza_release(res);
+}
+
+int history_mam(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
+{
+    xmpp_stanza_t *q = xmpp_stanza_get_child_by_name_and_ns(iq, "query", NS_MAM);
+    const char *type = xmpp_stanza_get_type(iq);
+    if (!q || !type || to->kind != IRC_JID_CHANNEL || to->nick[0])
+        return 0;
+    if (strcmp(type, "get") == 0) { /* the form of fields we filter on */
+        xmpp_stanza_t *res = xmpp_iq_new(ferry_component_xmpp(irc->comp), "result",
+                                         xmpp_stanza_get_id(iq));
+        xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
+        xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
+        xmpp_stanza_t *out = ferry_stanza_add(res, "query", NS_MAM);
+        xmpp_stanza_t *x = ferry_stanza_add(out, "x", NS_DATA);
+        xmpp_stanza_set_type(x, "form");
+        static const char *const vars[] = {"FORM_TYPE", "start", "end"};
+        for (size_t i = 0; i < 3; i++) {
+            xmpp_stanza_t *f = ferry_stanza_add(x, "field", NULL);
+            xmpp_stanza_set_attribute(f, "var", vars[i]);
+            xmpp_stanza_set_type(f, i ? "text-single" : "hidden");
+            if (!i)
+                ferry_stanza_add_text(f, "value", NS_MAM);
+        }
+        ferry_component_send(irc->comp, res);
+        xmpp_stanza_release(res);
+        return 1;
+    }
+    if (!irc->history) {
+        ferry_component_reply_error(irc->comp, iq, "cancel", "feature-not-implemented",
+                                    "this gateway keeps no channel history");
+        return 1;
+    }
+    const irc_server_t *server = irc_find_server(irc, to->server);
+    if (!server) {
+        ferry_component_reply_error(irc->comp, iq, "cancel", "not-allowed",
+                                    "this IRC server is not served here");
+        return 1;
+    }
+    xmpp_stanza_t *x = xmpp_stanza_get_child_by_name_and_ns(q, "x", NS_DATA);
+    xmpp_stanza_t *set = xmpp_stanza_get_child_by_name_and_ns(q, "set", NS_RSM);
+    const char *max = child_text(set, "max"), *after = child_text(set, "after");
+    const char *before = child_text(set, "before");
+    ferry_history_query_t hq = {
+        .start_ms = parse_stamp(form_value(x, "start")),
+        .end_ms = parse_stamp(form_value(x, "end")),
+        .after_id = after ? strtoll(after, NULL, 10) : 0,
+        .before_id = before && *before ? strtoll(before, NULL, 10) : 0,
+        .limit = max ? strtoll(max, NULL, 10) : MAM_PAGE,
+        /* <before/> (empty or not) pages backwards: the newest first. */
+        .newest_first = before != NULL,
+    };
+    if (hq.limit < 0 || hq.limit > MAM_PAGE)
+        hq.limit = MAM_PAGE;
+    char key[IRC_NAME_MAX * 2], room_addr[1400];
+    room_key(server->name, to->channel, key, sizeof key);
+    if (to->implicit_server)
+        irc_jid_room(room_addr, sizeof room_addr, to->channel, NULL,
+                     ferry_component_domain(irc->comp));
+    else
+        irc_jid_room(room_addr, sizeof room_addr, to->channel, server->name,
+                     ferry_component_domain(irc->comp));
+    /* One more than asked tells whether the page is the last. */
+    int64_t asked = hq.limit;
+    hq.limit = asked + 1;
+    rows_t r = {0};
+    if (ferry_history_query(irc->comp, key, &hq, collect, &r) < 0) {
+        ferry_component_reply_error(irc->comp, iq, "wait", "internal-server-error",
+                                    "the archive could not be read");
+        return 1;
+    }
+    int complete = (int64_t)r.n <= asked;
+    if (!complete) { /* drop the extra row, which is the farthest from the start */
+        r.n--;
+        free(r.nick[r.n]);
+        free(r.body[r.n]);
+    }
+    const char *queryid = xmpp_stanza_get_attribute(q, "queryid");
+    for (size_t i = 0; i < r.n; i++) {
+        size_t k = chrono(&r, i, hq.newest_first);
+        send_result(irc, iq, queryid, room_addr, r.id[k], r.ts[k], r.nick[k], r.body[k]);
+    }
+    send_fin(irc, iq, &r, hq.newest_first, complete);
+    rows_free(&r);
+    return 1;
+}

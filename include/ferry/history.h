@@ -1,0 +1,31 @@
+/* ferry/history.h: a message archive per group chat, kept in the store:
+ * for history on join (XEP-0045) and MAM (XEP-0313). Writes are batched
+ * with everything else the store writes. */
+#ifndef FERRY_HISTORY_H
+#define FERRY_HISTORY_H
+
+#include <stdint.h>
+
+#include "ferry/component.h"
+
+typedef struct ferry_history_query {
+    int64_t after_id, before_id;   /* archive ids; 0: no bound */
+    int64_t start_ms, end_ms;      /* wall clock; 0: no bound */
+    int64_t limit;
+    int newest_first;              /* for "the last N" and paging backwards */
+} ferry_history_query_t;
+
+typedef void (*ferry_history_cb)(void *arg, int64_t id, int64_t ts_ms, const char *nick,
+                                 const char *body);
+
+/* Archives one message of ROOM (any stable name the adapter chooses).
+ * 0 and *id (may be NULL), or -1. */
+int ferry_history_add(ferry_component_t *comp, const char *room, int64_t ts_ms, const char *nick,
+                      const char *body, int64_t *id);
+/* Calls CB for each matching message; returns how many, or -1. */
+int ferry_history_query(ferry_component_t *comp, const char *room, const ferry_history_query_t *q,
+                        ferry_history_cb cb, void *arg);
+/* Drops what is older than BEFORE_MS (all rooms of the component's store). */
+int ferry_history_prune(ferry_component_t *comp, int64_t before_ms);
+
+#endif
