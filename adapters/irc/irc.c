@@ -122,6 +122,8 @@ static int irc_on_iq(void *self, xmpp_stanza_t *iq)
     irc_t *irc = self;
     const char *type = xmpp_stanza_get_type(iq);
     irc_jid_t to;
+    if (!type || (strcmp(type, "get") != 0 && strcmp(type, "set") != 0))
+        return 0; /* results and errors ask nothing */
     if (xmpp_stanza_get_child_by_name_and_ns(iq, "query", "urn:xmpp:mam:2")) {
         if (!allowed(irc, iq) || parse_to(irc, iq, &to) != 0)
             return 1;

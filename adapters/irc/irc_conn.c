@@ -130,10 +130,14 @@ static void send_now(irc_conn_t *conn, const char *command, const char *const *p
 {
     char line[IRC_LINE_MAX + 1];
     size_t len = irc_format(line, sizeof line, command, params, n);
-    if (len) {
-        conn->tokens -= 1;
-        write_line(conn, line, len);
+    if (!len) {
+        ferry_log_warn(ferry_component_name(conn->irc->comp),
+                       "a %s line for %s could not be written (a parameter IRC cannot carry)",
+                       command, conn->server->name);
+        return;
     }
+    conn->tokens -= 1;
+    write_line(conn, line, len);
 }
 
 /* ---- reading ---- */
@@ -288,9 +292,22 @@ static void on_sasl_line(irc_conn_t *conn, irc_msg_t *m)
         plain[1 + a] = 0;
         memcpy(plain + 2 + a, u->password, p);
         char b64[IRC_NAME_MAX * 4 + 8];
-        EVP_EncodeBlock((unsigned char *)b64, plain, (int)(2 + a + p));
-        const char *arg[] = {b64};
-        send_now(conn, "AUTHENTICATE", arg, 1);
+        int n = EVP_EncodeBlock((unsigned char *)b64, plain, (int)(2 + a + p));
+        /* IRCv3 SASL: 400 bytes a line; a last line of exactly 400 is
+         * followed by "+". */
+        int off = 0, len = 0;
+        do {
+            char piece[401];
+            len = n - off < 400 ? n - off : 400;
+            snprintf(piece, sizeof piece, "%.*s", len, b64 + off);
+            const char *arg[] = {piece};
+            send_now(conn, "AUTHENTICATE", arg, 1);
+            off += len;
+        } while (off < n);
+        if (len == 400) {
+            const char *arg[] = {"+"};
+            send_now(conn, "AUTHENTICATE", arg, 1);
+        }
     } else if (strcmp(c, "903") == 0) {
         sasl_end(conn, NULL);
         ferry_log_info(ferry_component_name(conn->irc->comp), "SASL authenticated with %s",

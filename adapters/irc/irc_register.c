@@ -108,7 +108,8 @@ int bridge_register(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     }
     const char *nick = child_text(q, "nick"), *username = child_text(q, "username");
     const char *realname = child_text(q, "name"), *password = child_text(q, "password");
-    if ((nick && *nick && !irc_valid_nick(nick)) || (username && strpbrk(username, " @")) ||
+    if ((nick && *nick && !irc_valid_nick(nick)) ||
+        (username && (strpbrk(username, " @:") || (*username && !irc_valid_nick(username)))) ||
         !one_line(nick, IRC_NICK_MAX) || !one_line(username, IRC_NICK_MAX) ||
         !one_line(realname, IRC_NAME_MAX) || !one_line(password, IRC_NAME_MAX)) {
         ferry_component_reply_error(irc->comp, iq, "modify", "not-acceptable",
@@ -122,7 +123,9 @@ int bridge_register(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
         copy_field(s.username, sizeof s.username, username);
     if (realname)
         copy_field(s.realname, sizeof s.realname, realname);
-    if (password)
+    /* The form never shows the password: an empty one keeps it (remove the
+     * registration to forget it). */
+    if (password && *password)
         copy_field(s.password, sizeof s.password, password);
     char value[IRC_NAME_MAX * 4];
     snprintf(value, sizeof value, "%s\n%s\n%s\n%s", s.nick, s.username, s.realname, s.password);
