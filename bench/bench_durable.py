@@ -37,7 +37,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import signal
 import socket
 import sqlite3
 import sys
@@ -50,12 +49,12 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "e2e"))
 
 import harness  # noqa: E402  (tests/e2e/harness.py)
-import bench_webhook as bw  # noqa: E402  (raw XMPP sender, Child, /proc helpers)
+import bench_webhook as bw  # noqa: E402  (raw XMPP sender, receiver pieces, Child, /proc and setup helpers)
 
-DOMAIN = "localhost"
-COMPONENT = "hooks.localhost"
+DOMAIN = bw.DOMAIN
+COMPONENT = bw.COMPONENT
 COMP_NAME = "hooks"          # the [components.NAME] table: /hooks/NAME/EP, the store's component
-SECRET = "s3cret"
+SECRET = bw.SECRET
 TOKEN = "bench-t0ken"
 IN_ENDPOINT = "in"
 OUT_ENDPOINT = bw.ENDPOINT   # "sink", as bench_webhook's senders address it
@@ -66,22 +65,12 @@ MEASUREMENTS = ("inbound", "outbound", "backlog")
 
 
 def log(msg):
-    sys.stderr.write("[durable %s] %s\n" % (time.strftime("%H:%M:%S"), msg))
-    sys.stderr.flush()
+    bw.log(msg, "durable")
 
 
 def mem(pid):
     """ferry's memory from /proc/PID/status, in KiB."""
-    out = {}
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                k = line.split(":", 1)[0]
-                if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
-                    out[k] = int(line.split()[1])
-    except OSError:
-        pass
-    return out
+    return bw.proc_status(pid, ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"))
 
 
 def mib(kb):
@@ -92,27 +81,11 @@ def rate(n, seconds):
     return round(n / seconds, 1) if seconds and seconds > 0 else None
 
 
-def start_perf(path, pid):
-    """perf record of PID into PATH (its own session; stopped by its pid)."""
-    proc = harness.subprocess.Popen(
-        ["perf", "record", "-F", "999", "-g", "-o", path, "-p", str(pid)],
-        stdin=harness.subprocess.DEVNULL, stdout=harness.subprocess.DEVNULL,
-        stderr=harness.subprocess.DEVNULL, start_new_session=True)
-    time.sleep(1.0)      # perf attaches
-    return proc
+start_perf = bw.start_perf
 
 
 def stop_perf(proc, path):
-    if proc is None:
-        return
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGINT)     # perf writes its file on SIGINT
-        try:
-            proc.wait(15)
-        except harness.subprocess.TimeoutExpired:
-            harness.stop_process(proc)
-    log("perf profile of ferry: %s (perf report -i %s --no-children --sort dso,symbol)" % (
-        path, path))
+    bw.stop_perf(proc, path, "--no-children --sort dso,symbol", log=log)
 
 
 # ---------------------------------------------------------------- common setup
@@ -136,29 +109,17 @@ class Bed:
         return c
 
     def start_prosody(self, users):
-        self.prosody = harness.Prosody(os.path.join(self.dir, "prosody"),
-                                       components={COMPONENT: SECRET})
-        for u, pw in users:
-            self.prosody.add_user(u, DOMAIN, pw)
-        self.prosody.start(timeout=30)
+        self.prosody = bw.start_prosody(os.path.join(self.dir, "prosody"), users)
         return self.prosody
 
     def start_ferry(self, binary, component, log_level, http_port=None):
         fdir = os.path.join(self.dir, "ferry")
         os.makedirs(fdir, exist_ok=True)
         http_port = http_port or harness.free_port()
-        doc = {
-            "xmpp": {"host": "127.0.0.1", "port": self.prosody.component_port},
-            "http": {"listen": "127.0.0.1:%d" % http_port,
-                     "public_url": "http://127.0.0.1:%d" % http_port},
-            "storage": {"path": os.path.join(fdir, "ferry.db")},
-            "log": {"level": log_level},
-            "components": {COMP_NAME: component},
-        }
-        self.store_path = doc["storage"]["path"]
-        self.ferry = harness.Ferry(fdir, harness.to_toml(doc), http_port=http_port, binary=binary)
-        self.ferry.start()
-        self.ferry.wait_healthz(200, timeout=30)
+        self.store_path = os.path.join(fdir, "ferry.db")
+        cfg = harness.ferry_config(self.prosody.component_port, http_port, {COMP_NAME: component},
+                                   log={"level": log_level}, storage={"path": self.store_path})
+        self.ferry = bw.start_ferry(fdir, cfg, http_port, binary)
         return self.ferry
 
     def close(self):
@@ -176,9 +137,7 @@ class Bed:
 
 
 def ferry_warnings(ferry, offset=0):
-    lines = ferry.stderr(offset).splitlines()
-    warn = [l for l in lines if re.search(r" (WARN|ERROR|warn|error) ", l)]
-    return {"lines": len(lines), "warn_or_error": len(warn), "warn_samples": warn[:3]}
+    return bw.ferry_log_summary(ferry.stderr(offset), samples=3)
 
 
 # ---------------------------------------------------------------- inbound: XMPP reader
@@ -203,8 +162,7 @@ RX_ERR = (b"type='error'", b'type="error"')
 def reader_main(conn, port, user, password, shared, count, warmup):
     """Child: one XMPP user on a raw socket. Logs in, sends presence, then
     counts <body>in mN ...</body> (measured) and wN (warm-up) as they arrive."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    bw.child_signals()
     try:
         sock, jid = bw.xmpp_login(port, user, password)
         sock.sendall(b"<presence/>")
@@ -225,9 +183,9 @@ def reader_main(conn, port, user, password, shared, count, warmup):
     except Exception as e:  # noqa: reported to the parent
         conn.send(("error", "%s: %s" % (user, e)))
         return
-    seen = bytearray(count)
-    seen_warm = bytearray(warmup)
-    st = {"measured": 0, "warm": 0, "closed": False}
+    measured = bw.Tally(count, shared.measured, shared.dups, shared.all_done, shared.first_ts, shared.last_ts)
+    warm = bw.Tally(warmup, shared.warm, shared.dups, shared.warm_done)
+    st = {"closed": False}
 
     def drain():
         tail = b""
@@ -250,31 +208,9 @@ def reader_main(conn, port, user, password, shared, count, warmup):
             for m in RX_IN_BODY.finditer(b):
                 last = m.end()
                 n = int(m.group(2))
-                if m.group(1) == b"m":
-                    if n >= count:
-                        continue
-                    if seen[n]:
-                        shared.dups.value += 1
-                        continue
-                    seen[n] = 1
-                    st["measured"] += 1
-                    shared.measured.value = st["measured"]
-                    if st["measured"] == 1:
-                        shared.first_ts.value = now
-                    shared.last_ts.value = now
-                    if st["measured"] == count:
-                        shared.all_done.set()
-                else:
-                    if n >= warmup:
-                        continue
-                    if seen_warm[n]:
-                        shared.dups.value += 1
-                        continue
-                    seen_warm[n] = 1
-                    st["warm"] += 1
-                    shared.warm.value = st["warm"]
-                    if st["warm"] == warmup:
-                        shared.warm_done.set()
+                tally = measured if m.group(1) == b"m" else warm
+                if n < tally.count:
+                    tally.add(n, now)
             tail = b[last:]
             if len(tail) > 8192:
                 tail = tail[-8192:]
@@ -283,23 +219,14 @@ def reader_main(conn, port, user, password, shared, count, warmup):
     t.start()
     conn.send(("ready", jid))
     while True:
-        try:
-            cmd = conn.recv()
-        except EOFError:
-            break
+        cmd = bw.command(conn)
         if cmd == "summary":
-            missing = [i for i in range(count) if not seen[i]]
+            missing = measured.missing()
             conn.send({"missing": len(missing), "missing_first": missing[:10],
                        "closed": st["closed"]})
         elif cmd == "stop":
             break
-    try:
-        sock.sendall(b"</stream:stream>")
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-    t.join(2)
-    sock.close()
+    bw.close_stream(sock, t)
 
 
 # ---------------------------------------------------------------- inbound: HTTP client
@@ -329,8 +256,7 @@ def poster_main(conn, http_port, connections, body_size, run_tag):
     """Child: the webhook sender. ("run", prefix, n, timeout) POSTs n
     requests over `connections` keep-alive connections, one request under
     way on each, and answers with the statuses and timestamps."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    bw.child_signals()
 
     async def run(reqs, timeout):
         res = {"status": {}, "reconnects": 0, "failed": 0, "t_last_202": 0.0, "accepted": 0}
@@ -382,10 +308,7 @@ def poster_main(conn, http_port, connections, body_size, run_tag):
         return res
 
     while True:
-        try:
-            cmd = conn.recv()
-        except EOFError:
-            break
+        cmd = bw.command(conn)
         if cmd == "stop":
             break
         _, prefix, n, timeout = cmd
@@ -431,8 +354,8 @@ def measure_inbound(args, root, binary):
         log_off = ferry.stderr_offset()
         fpid, ppid = ferry.pid, prosody.proc.pid
         cpids = [poster.proc.pid, reader.proc.pid]
-        f0, p0 = bw.cpu_seconds(fpid), bw.cpu_seconds(ppid)
-        c0 = [bw.cpu_seconds(x) for x in cpids]
+        f0, p0 = harness.cpu_seconds(fpid), harness.cpu_seconds(ppid)
+        c0 = [harness.cpu_seconds(x) for x in cpids]
         m0 = bw.machine_busy_seconds()
         w0 = time.monotonic()
         log("inbound: %d POSTs over %d connection(s)" % (args.in_count, args.connections))
@@ -446,8 +369,8 @@ def measure_inbound(args, root, binary):
         while shared.measured.value < accepted and time.monotonic() < deadline:
             shared.all_done.wait(0.02)
         w1 = time.monotonic()
-        f1, p1 = bw.cpu_seconds(fpid), bw.cpu_seconds(ppid)
-        c1 = [bw.cpu_seconds(x) for x in cpids]
+        f1, p1 = harness.cpu_seconds(fpid), harness.cpu_seconds(ppid)
+        c1 = [harness.cpu_seconds(x) for x in cpids]
         m1 = bw.machine_busy_seconds()
         if perf_path:
             stop_perf(bed.perf, perf_path)
@@ -561,10 +484,8 @@ def sink_main(conn, shared, port, count):
     """Child: an HTTP/1.1 keep-alive receiver that does NOT listen until it
     gets "listen" (so ferry's requests are refused until then), then answers
     200 to every POST and records the "id" (bN) of its JSON body."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    seen = bytearray(count)
-    st = {"measured": 0}
+    bw.child_signals()
+    measured = bw.Tally(count, shared.measured, shared.dups, shared.all_done, shared.first_ts, shared.last_ts)
     monotonic = time.monotonic
 
     def record(body):
@@ -574,48 +495,12 @@ def sink_main(conn, shared, port, count):
         if not 0 <= n < count:
             shared.other.value += 1
             return
-        if seen[n]:
-            shared.dups.value += 1
-            return
-        seen[n] = 1
-        now = monotonic()
-        st["measured"] += 1
-        shared.measured.value = st["measured"]
-        if st["measured"] == 1:
-            shared.first_ts.value = now
-        shared.last_ts.value = now
-        if st["measured"] == count:
-            shared.all_done.set()
+        measured.add(n)
 
-    class Http(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.t = transport
-            self.buf = b""
-            shared.connections.value += 1
+    def opened():
+        shared.connections.value += 1
 
-        def data_received(self, data):
-            buf = self.buf + data if self.buf else data
-            pos = 0
-            out = []
-            while True:
-                he = buf.find(b"\r\n\r\n", pos)
-                if he < 0:
-                    break
-                head = buf[pos:he]
-                m = bw.RE_CONTENT_LENGTH.search(head)
-                end = he + 4 + (int(m.group(1)) if m else 0)
-                if len(buf) < end:
-                    if bw.RE_EXPECT.search(head) and not getattr(self, "continued", False):
-                        self.continued = True
-                        out.append(bw.RESPONSE_100)
-                    break
-                self.continued = False
-                record(buf[he + 4:end])
-                out.append(bw.RESPONSE_200)
-                pos = end
-            self.buf = buf[pos:]
-            if out:
-                self.t.write(b"".join(out))
+    Http = bw.post_sink(record, opened)
 
     async def main():
         loop = asyncio.get_running_loop()
@@ -623,11 +508,7 @@ def sink_main(conn, shared, port, count):
         cmds = asyncio.Queue()
 
         def on_cmd():
-            try:
-                cmd = conn.recv()
-            except EOFError:
-                cmd = "stop"
-            cmds.put_nowait(cmd)
+            cmds.put_nowait(bw.command(conn))
 
         loop.add_reader(conn.fileno(), on_cmd)
         conn.send(("ready", None))
@@ -639,7 +520,7 @@ def sink_main(conn, shared, port, count):
                                                   reuse_address=True)
                 conn.send(("listening", monotonic()))
             elif cmd == "summary":
-                missing = [i for i in range(count) if not seen[i]]
+                missing = measured.missing()
                 conn.send({"missing": len(missing), "missing_first": missing[:10]})
             elif cmd == "stop":
                 stop.set_result(None)
@@ -730,8 +611,8 @@ def measure_backlog(args, root, binary):
 
         def cpu_split():
             """(ferry CPU s, CPU s of everything this benchmark runs, machine busy s)"""
-            f = bw.cpu_seconds(fpid)
-            return f, f + sum(bw.cpu_seconds(x) for x in others), bw.machine_busy_seconds()
+            f = harness.cpu_seconds(fpid)
+            return f, f + sum(harness.cpu_seconds(x) for x in others), bw.machine_busy_seconds()
         perf_fill = args.perf and os.path.abspath(args.perf + "-backlog-fill.data")
         perf_drain = args.perf and os.path.abspath(args.perf + "-backlog-drain.data")
         if perf_fill:
@@ -918,8 +799,7 @@ def verdicts(r, args):
     return out
 
 
-def fmt(v, f="%s"):
-    return "-" if v is None else f % v
+fmt = bw.fmt
 
 
 def print_tables(r, args):
@@ -1104,28 +984,19 @@ def main(argv=None):
     if args.backlog_count < args.sample_every or args.backlog_users < 1 or args.connections < 1:
         ap.error("--backlog-count must be >= --sample-every; users and connections >= 1")
 
+    why = bw.missing_prerequisite()
+    if why:
+        log(why)
+        return 2
     src = harness.ferry_binary()
-    if not os.path.exists(src):
-        log("ferry binary not found at %s: build it (cmake -S . -B build -DCMAKE_BUILD_TYPE="
-            "RelWithDebInfo && cmake --build build -j2) or set FERRY_BIN" % src)
-        return 2
-    if shutil.which("prosody") is None:
-        log("prosody not found: apt-get install prosody")
-        return 2
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    bw.exit_on_signals()
     root = tempfile.mkdtemp(prefix="ferry-durable-")
     runs = []
     try:
         # One copy of the binary for every measurement: a rebuild of
         # build/ferry during the run changes nothing here.
         binary = os.path.join(root, "ferry.bin")
-        shutil.copy2(src, binary)
-        ident = bw.binary_identity(binary)
-        ident["copied_from"] = src
+        ident = bw.copy_binary(src, binary)
         log("ferry binary %s (sha256 %s)" % (src, ident["sha256_12"]))
         for k in range(max(1, args.repeat)):
             if args.repeat > 1:

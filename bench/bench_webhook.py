@@ -50,21 +50,15 @@ TARGET_RATIO = 5.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def log(msg):
-    sys.stderr.write("[bench %s] %s\n" % (time.strftime("%H:%M:%S"), msg))
+def log(msg, tag="bench"):
+    sys.stderr.write("[%s %s] %s\n" % (tag, time.strftime("%H:%M:%S"), msg))
     sys.stderr.flush()
 
 
 # ---------------------------------------------------------------- /proc
 
 
-def cpu_seconds(pid):
-    """utime + stime of the whole process (all threads), in seconds."""
-    with open("/proc/%d/stat" % pid) as f:
-        text = f.read()
-    fields = text[text.rindex(")") + 2:].split()
-    # fields[0] is field 3 (state); utime is field 14, stime field 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+cpu_seconds = harness.cpu_seconds
 
 
 def machine_busy_seconds():
@@ -86,15 +80,32 @@ def binary_identity(path):
             "mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.st_mtime))}
 
 
-def status_kb(pid, key):
+def copy_binary(src, dst):
+    """Copies the ferry binary src to dst (a rebuild of src during a run
+    changes nothing then); returns dst's binary_identity, with copied_from."""
+    shutil.copy2(src, dst)
+    ident = binary_identity(dst)
+    ident["copied_from"] = src
+    return ident
+
+
+def proc_status(pid, keys):
+    """{key: value in KiB} for the keys of /proc/PID/status (VmRSS,
+    VmHWM, ...) that are there; {} when the process is gone."""
+    out = {}
     try:
         with open("/proc/%d/status" % pid) as f:
             for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
+                k = line.split(":", 1)[0]
+                if k in keys:
+                    out[k] = int(line.split()[1])
     except OSError:
         pass
-    return None
+    return out
+
+
+def status_kb(pid, key):
+    return proc_status(pid, (key,)).get(key)
 
 
 def open_fds(pid):
@@ -115,83 +126,60 @@ RE_EXPECT = re.compile(rb"\r\nexpect:[ \t]*100-continue", re.I)
 RE_CLOSE = re.compile(rb"\r\nconnection:[ \t]*close", re.I)
 
 
-class Shared:
-    """Counters the receiver writes and the main process reads (one writer
-    each, so no locks)."""
+class Tally:
+    """Which of the ids 0..count-1 have arrived, kept by one child process;
+    the counts go to shared Values (one writer each, no locks): value (ids
+    seen), dups (ids seen again), first_ts and last_ts when given (monotonic
+    times of the first and the latest new id); done is set once every id
+    arrived."""
 
-    def __init__(self, ctx):
-        self.measured = ctx.Value("q", 0, lock=False)      # distinct measured ids
-        self.warm = ctx.Value("q", 0, lock=False)          # distinct warm-up ids
-        self.dups = ctx.Value("q", 0, lock=False)          # repeated ids
-        self.other = ctx.Value("q", 0, lock=False)         # requests without a known id
-        self.requests = ctx.Value("q", 0, lock=False)      # every request
-        self.connections = ctx.Value("q", 0, lock=False)   # connections accepted
-        self.open_conns = ctx.Value("q", 0, lock=False)
-        self.max_open_conns = ctx.Value("q", 0, lock=False)
-        self.first_ts = ctx.Value("d", 0.0, lock=False)    # monotonic, first measured POST
-        self.last_ts = ctx.Value("d", 0.0, lock=False)     # monotonic, last measured POST
-        self.warm_done = ctx.Event()
-        self.all_done = ctx.Event()
+    def __init__(self, count, value, dups, done, first_ts=None, last_ts=None):
+        self.seen = bytearray(count)
+        self.count = count
+        self.n = 0
+        self.value, self.dups, self.done = value, dups, done
+        self.first_ts, self.last_ts = first_ts, last_ts
+
+    def add(self, i, now=None):
+        """Counts id i (0 <= i < count); now: its arrival time (default:
+        the clock now)."""
+        if self.seen[i]:
+            self.dups.value += 1
+            return
+        self.seen[i] = 1
+        self.n += 1
+        self.value.value = self.n
+        if self.last_ts is not None:
+            if now is None:
+                now = time.monotonic()
+            if self.n == 1:
+                self.first_ts.value = now
+            self.last_ts.value = now
+        if self.n == self.count:
+            self.done.set()
+
+    def missing(self):
+        return [i for i in range(self.count) if not self.seen[i]]
 
 
-def receiver_main(conn, shared, count, warmup):
-    """Child process: the HTTP receiver. Sends ("ready", port) on conn, then
-    serves until it reads "stop" (answering with a summary)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent stops us
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    seen = bytearray(count)
-    seen_warm = bytearray(warmup)
-    state = {"measured": 0, "warm": 0, "bad": 0, "samples": []}
-    monotonic = time.monotonic
-    loads = json.loads
-
-    def record(body):
-        shared.requests.value += 1
-        try:
-            mid = loads(body).get("id")
-        except (ValueError, AttributeError):
-            mid = None
-        if isinstance(mid, str) and len(mid) > 1 and mid[1:].isdigit():
-            n = int(mid[1:])
-            if mid[0] == "b" and n < count:
-                if seen[n]:
-                    shared.dups.value += 1
-                    return
-                seen[n] = 1
-                now = monotonic()
-                state["measured"] += 1
-                shared.measured.value = state["measured"]
-                if state["measured"] == 1:
-                    shared.first_ts.value = now
-                shared.last_ts.value = now
-                if state["measured"] == count:
-                    shared.all_done.set()
-                return
-            if mid[0] == "w" and n < warmup:
-                if seen_warm[n]:
-                    shared.dups.value += 1
-                    return
-                seen_warm[n] = 1
-                state["warm"] += 1
-                shared.warm.value = state["warm"]
-                if state["warm"] == warmup:
-                    shared.warm_done.set()
-                return
-        shared.other.value += 1
-        if len(state["samples"]) < 5:
-            state["samples"].append(bytes(body[:300]))
+def post_sink(record, opened=None, closed=None, refused=None):
+    """An asyncio.Protocol class for the server side of kept-alive HTTP/1.1
+    connections that answers 200 at once to every request and hands each
+    body to record(body). Expect: 100-continue is answered; Connection:
+    close closes after the answer; a chunked body (ferry sends
+    Content-Length) gets 411 and a close. opened(), closed(), refused():
+    called when a connection opens, closes, and on a 411."""
 
     class Http(asyncio.Protocol):
         def connection_made(self, transport):
             self.t = transport
             self.buf = b""
-            shared.connections.value += 1
-            shared.open_conns.value += 1
-            if shared.open_conns.value > shared.max_open_conns.value:
-                shared.max_open_conns.value = shared.open_conns.value
+            if opened:
+                opened()
 
         def connection_lost(self, exc):
-            shared.open_conns.value -= 1
+            if closed:
+                closed()
 
         def data_received(self, data):
             buf = self.buf + data if self.buf else data
@@ -204,10 +192,10 @@ def receiver_main(conn, shared, count, warmup):
                     break
                 head = buf[pos:he]
                 if RE_CHUNKED.search(head):
-                    # ferry sends Content-Length; anything else is a bug here.
                     out.append(b"HTTP/1.1 411 Length Required\r\nContent-Length: 0\r\n"
                                b"Connection: close\r\n\r\n")
-                    state["bad"] += 1
+                    if refused:
+                        refused()
                     close = True
                     pos = len(buf)
                     break
@@ -232,6 +220,85 @@ def receiver_main(conn, shared, count, warmup):
             if close:
                 self.t.close()
 
+    return Http
+
+
+def command(conn):
+    """In a child process: the parent's next command (blocking); "stop"
+    once the parent closed the pipe."""
+    try:
+        return conn.recv()
+    except EOFError:
+        return "stop"
+
+
+def child_signals():
+    """In a child process: SIGINT ignored (the parent stops it), SIGTERM
+    ends it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class Shared:
+    """Counters the receiver writes and the main process reads (one writer
+    each, so no locks)."""
+
+    def __init__(self, ctx):
+        self.measured = ctx.Value("q", 0, lock=False)      # distinct measured ids
+        self.warm = ctx.Value("q", 0, lock=False)          # distinct warm-up ids
+        self.dups = ctx.Value("q", 0, lock=False)          # repeated ids
+        self.other = ctx.Value("q", 0, lock=False)         # requests without a known id
+        self.requests = ctx.Value("q", 0, lock=False)      # every request
+        self.connections = ctx.Value("q", 0, lock=False)   # connections accepted
+        self.open_conns = ctx.Value("q", 0, lock=False)
+        self.max_open_conns = ctx.Value("q", 0, lock=False)
+        self.first_ts = ctx.Value("d", 0.0, lock=False)    # monotonic, first measured POST
+        self.last_ts = ctx.Value("d", 0.0, lock=False)     # monotonic, last measured POST
+        self.warm_done = ctx.Event()
+        self.all_done = ctx.Event()
+
+
+def receiver_main(conn, shared, count, warmup):
+    """Child process: the HTTP receiver. Sends ("ready", port) on conn, then
+    serves until it reads "stop" (answering with a summary)."""
+    child_signals()
+    measured = Tally(count, shared.measured, shared.dups, shared.all_done, shared.first_ts, shared.last_ts)
+    warm = Tally(warmup, shared.warm, shared.dups, shared.warm_done)
+    state = {"bad": 0, "samples": []}
+    loads = json.loads
+
+    def record(body):
+        shared.requests.value += 1
+        try:
+            mid = loads(body).get("id")
+        except (ValueError, AttributeError):
+            mid = None
+        if isinstance(mid, str) and len(mid) > 1 and mid[1:].isdigit():
+            n = int(mid[1:])
+            if mid[0] == "b" and n < count:
+                measured.add(n)
+                return
+            if mid[0] == "w" and n < warmup:
+                warm.add(n)
+                return
+        shared.other.value += 1
+        if len(state["samples"]) < 5:
+            state["samples"].append(bytes(body[:300]))
+
+    def opened():
+        shared.connections.value += 1
+        shared.open_conns.value += 1
+        if shared.open_conns.value > shared.max_open_conns.value:
+            shared.max_open_conns.value = shared.open_conns.value
+
+    def closed():
+        shared.open_conns.value -= 1
+
+    def refused():
+        state["bad"] += 1
+
+    Http = post_sink(record, opened, closed, refused)
+
     async def main():
         loop = asyncio.get_running_loop()
         server = await loop.create_server(Http, "127.0.0.1", 0, backlog=4096, reuse_address=True)
@@ -239,10 +306,7 @@ def receiver_main(conn, shared, count, warmup):
         stop = loop.create_future()
 
         def on_cmd():
-            try:
-                cmd = conn.recv()
-            except EOFError:
-                cmd = "stop"
+            cmd = command(conn)
             if cmd == "stop" and not stop.done():
                 stop.set_result(None)
 
@@ -250,8 +314,8 @@ def receiver_main(conn, shared, count, warmup):
         conn.send(("ready", port))
         await stop
         loop.remove_reader(conn.fileno())
-        missing = [i for i in range(count) if not seen[i]]
-        conn.send({"measured": state["measured"], "warm": state["warm"],
+        missing = measured.missing()
+        conn.send({"measured": measured.n, "warm": warm.n,
                    "bad": state["bad"], "missing_first": missing[:10],
                    "missing": len(missing), "other_samples": state["samples"]})
         server.close()
@@ -335,8 +399,7 @@ def sender_main(conn, port, user, password, warm_ids, ids, body_size, batch, rat
     "warmup" and "go" send the pre-built stanzas; "stop" closes. rate 0:
     as fast as the socket takes them, in writes of batch stanzas; rate > 0:
     that many stanzas per second, written every 10 ms."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent stops us
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    child_signals()
     try:
         sock, jid = xmpp_login(port, user, password)
         warm = b"".join(build_messages("w", warm_ids, body_size))
@@ -374,10 +437,7 @@ def sender_main(conn, port, user, password, warm_ids, ids, body_size, batch, rat
     reader.start()
     conn.send(("ready", jid))
     while True:
-        try:
-            cmd = conn.recv()
-        except EOFError:
-            break
+        cmd = command(conn)
         if cmd == "warmup":
             sock.sendall(warm)
             conn.send(("sent", len(warm_ids)))
@@ -406,6 +466,11 @@ def sender_main(conn, port, user, password, warm_ids, ids, body_size, batch, rat
                                  "head": stats["head"][:1000].decode("utf-8", "replace")}))
         elif cmd == "stop":
             break
+    close_stream(sock, reader)
+
+
+def close_stream(sock, reader):
+    """Ends the XMPP stream, waits (bounded) for the reader thread, closes."""
     try:
         sock.sendall(b"</stream:stream>")
         sock.shutdown(socket.SHUT_WR)
@@ -491,22 +556,83 @@ class HealthProbe:
                 "median_ms": round(lat[len(lat) // 2] * 1000, 1) if lat else None}
 
 
-def ferry_log_summary(text):
+def ferry_log_summary(text, samples=5):
     lines = text.splitlines()
     warn = [l for l in lines if re.search(r" (WARN|ERROR|warn|error) ", l)]
-    return {"lines": len(lines), "warn_or_error": len(warn), "warn_samples": warn[:5]}
+    return {"lines": len(lines), "warn_or_error": len(warn), "warn_samples": warn[:samples]}
+
+
+def start_perf(path, pid, call_graph=("-g",)):
+    """perf record of PID into PATH (its own session; stopped by its pid)."""
+    proc = harness.subprocess.Popen(
+        ["perf", "record", "-F", "999"] + list(call_graph) + ["-o", path, "-p", str(pid)],
+        stdin=harness.subprocess.DEVNULL, stdout=harness.subprocess.DEVNULL,
+        stderr=harness.subprocess.DEVNULL, start_new_session=True)
+    time.sleep(1.0)      # perf attaches
+    return proc
+
+
+def stop_perf(proc, path, report_args="--no-children", log=log):
+    """SIGINT (perf writes its file then), bounded; says how to read it."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(15)
+        except harness.subprocess.TimeoutExpired:
+            harness.stop_process(proc)
+    log("perf profile of ferry: %s (perf report -i %s %s)" % (path, path, report_args))
+
+
+def missing_prerequisite():
+    """Why the benchmark cannot run here (text), or None."""
+    if not os.path.exists(harness.ferry_binary()):
+        return ("ferry binary not found at %s: build it first (cmake -S . -B build "
+                "-DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build -j2) or set "
+                "FERRY_BIN" % harness.ferry_binary())
+    if shutil.which("prosody") is None:
+        return "prosody not found: apt-get install prosody"
+    return None
+
+
+def start_prosody(directory, users, log_level="info"):
+    """A Prosody with the component and users [(name, password)] on DOMAIN."""
+    prosody = harness.Prosody(directory, components={COMPONENT: SECRET}, log_level=log_level)
+    for u, pw in users:
+        prosody.add_user(u, DOMAIN, pw)
+    prosody.start(timeout=30)
+    return prosody
+
+
+def start_ferry(directory, config_text, http_port, binary):
+    """ferry (binary) with config_text, up (healthz 200) and linked."""
+    ferry = harness.Ferry(directory, config_text, http_port=http_port, binary=binary)
+    ferry.start()
+    ferry.wait_healthz(200, timeout=30)
+    return ferry
+
+
+def exit_on_signals():
+    """SIGTERM and SIGINT raise KeyboardInterrupt in the main process (also
+    when started from a shell that ignores SIGINT: background jobs)."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def fmt(v, f="%s"):
+    return "-" if v is None else f % v
 
 
 # ---------------------------------------------------------------- run
 
 
 def run(args):
-    if not os.path.exists(harness.ferry_binary()):
-        raise SystemExit("ferry binary not found at %s: build it first (cmake -S . -B build "
-                         "-DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build -j2) or set "
-                         "FERRY_BIN" % harness.ferry_binary())
-    if shutil.which("prosody") is None:
-        raise SystemExit("prosody not found: apt-get install prosody")
+    why = missing_prerequisite()
+    if why:
+        raise SystemExit(why)
     ctx = multiprocessing.get_context("fork")
     workdir = args.workdir or tempfile.mkdtemp(prefix="ferry-bench-")
     os.makedirs(workdir, exist_ok=True)
@@ -521,12 +647,8 @@ def run(args):
         kind, rport = receiver.recv(10, "ready")
         log("receiver on 127.0.0.1:%d (pid %d)" % (rport, receiver.proc.pid))
 
-        prosody = harness.Prosody(os.path.join(workdir, "prosody"),
-                                  components={COMPONENT: SECRET}, log_level=args.prosody_log_level)
         creds = [("bench%d" % (k + 1), "benchpw%d" % (k + 1)) for k in range(users)]
-        for u, pw in creds:
-            prosody.add_user(u, DOMAIN, pw)
-        prosody.start(timeout=30)
+        prosody = start_prosody(os.path.join(workdir, "prosody"), creds, args.prosody_log_level)
         log("Prosody c2s %d, component %d (pid %d)" % (prosody.c2s_port, prosody.component_port,
                                                          prosody.proc.pid))
 
@@ -544,12 +666,8 @@ def run(args):
         fdir = os.path.join(workdir, "ferry")
         os.makedirs(fdir, exist_ok=True)
         fbin = os.path.join(fdir, "ferry.bin")
-        shutil.copy2(harness.ferry_binary(), fbin)
-        fbin_id = binary_identity(fbin)
-        fbin_id["copied_from"] = harness.ferry_binary()
-        ferry = harness.Ferry(fdir, cfg, http_port=http_port, binary=fbin)
-        ferry.start()
-        ferry.wait_healthz(200, timeout=30)
+        fbin_id = copy_binary(harness.ferry_binary(), fbin)
+        ferry = start_ferry(fdir, cfg, http_port, fbin)
         log("ferry linked (pid %d, log level %s)" % (ferry.pid, args.ferry_log_level))
 
         senders = []
@@ -587,12 +705,7 @@ def run(args):
         if args.perf:
             # Profiling costs ferry CPU: numbers from such a run are not the
             # benchmark's numbers.
-            perf = harness.subprocess.Popen(
-                ["perf", "record", "-F", "999", "--call-graph", "dwarf,16384", "-o", os.path.abspath(args.perf),
-                 "-p", str(fpid)], stdin=harness.subprocess.DEVNULL,
-                stdout=harness.subprocess.DEVNULL, stderr=harness.subprocess.DEVNULL,
-                start_new_session=True)
-            time.sleep(1.0)
+            perf = start_perf(os.path.abspath(args.perf), fpid, ("--call-graph", "dwarf,16384"))
         probe = HealthProbe(ferry.url("/healthz")).start() if args.probe else None
         w0 = time.monotonic()
         for s in senders:
@@ -614,13 +727,7 @@ def run(args):
         if probe is not None:
             probe.stop()
         if perf is not None:
-            os.kill(perf.pid, signal.SIGINT)     # perf writes its file on SIGINT
-            try:
-                perf.wait(15)
-            except harness.subprocess.TimeoutExpired:
-                harness.stop_process(perf)
-            log("perf profile of ferry: %s (perf report -i %s --no-children)" % (
-                args.perf, args.perf))
+            stop_perf(perf, args.perf)
         # What ferry still does after the last POST arrived (reading the
         # responses, logging) is reported apart, after a short settle.
         time.sleep(args.settle)
@@ -721,8 +828,7 @@ def run(args):
 
 
 def print_table(r):
-    def f(v, fmt):
-        return "-" if v is None else fmt % v
+    f = fmt
     rows = [
         ("messages (arrived / sent)", "%d / %d" % (r["arrived"], r["messages"])),
         ("lost / duplicates", "%d / %d%s" % (
@@ -809,11 +915,7 @@ def main(argv=None):
     if args.count < 1 or args.warmup < 0:
         ap.error("--count must be >= 1 and --warmup >= 0")
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
-    # Also when started from a shell that ignores SIGINT (background jobs).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    exit_on_signals()
     runs = []
     try:
         for i in range(max(1, args.repeat)):

@@ -285,7 +285,7 @@ static int migrate(store_t *s, int version, char *err, size_t errlen)
                      sqlite3_errmsg(s->db));
             return -1;
         }
-        if (version > 0 || v > 0)
+        if (version > 0) /* an existing store, not a new one */
             ferry_log_info("store", "%s: migrated to schema version %d", s->path, v + 1);
     }
     return 0;

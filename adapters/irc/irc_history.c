@@ -235,6 +235,7 @@ static void send_result(irc_t *irc, xmpp_stanza_t *iq, const char *queryid, cons
     stamp(ts, when, sizeof when);
     xmpp_stanza_set_attribute(ferry_stanza_add(fwd, "delay", "urn:xmpp:delay"), "stamp", when);
     xmpp_stanza_t *inner = archived_message(irc, room_jid, nick, ts, body, NULL);
+    xmpp_stanza_set_ns(inner, "jabber:client"); /* XEP-0297: not the forward namespace */
     xmpp_stanza_add_child_ex(fwd, inner, 0);
     ferry_component_send(irc->comp, msg);
     xmpp_stanza_release(msg);

@@ -1,22 +1,21 @@
 """Shared helpers for the durable-store tests (test_durable.py, test_store.py):
-a config with [storage], `ferry queue` parsing, a receiver whose answers
-follow a policy (and that records the status it gave), taking the receiver
-down and up again on the same port, a reliable XMPP sender that resends
-until it gets a receipt, a recording XMPP user that stays connected, and a
-webhook sender that retries until 2xx.
+a webhook component, `ferry queue` parsing, reading the store file, a
+reliable XMPP sender that resends until it gets a receipt, a recording XMPP
+user that stays connected, and a webhook sender that retries until 2xx.
+(The receiver whose answers follow a policy, and that can go down and up
+again on the same port, is harness.Receiver.)
 
 Everything is bounded in time; every thread stops when asked (stop()) and
 re-raises its exception in the caller (check())."""
 
-import json
 import os
 import re
 import sqlite3
 import threading
 import time
-from http.server import ThreadingHTTPServer
 
 import harness as h
+from harness import jbody  # noqa: F401  (the tests use d.jbody)
 
 # src/outbox_network.c: at most this many outbound requests under way per
 # component, and at most one per conversation (endpoint + sender's bare JID).
@@ -24,22 +23,6 @@ MAX_IN_FLIGHT = 64
 
 
 # ---------------------------------------------------------------- config
-
-
-def durable_config(prosody, http_port, components, store_path, keep_done=None, log_level="info",
-                   xmpp_port=None):
-    """gateway.toml text with a [storage] table."""
-    doc = {
-        "xmpp": {"host": "127.0.0.1",
-                 "port": xmpp_port if xmpp_port is not None else prosody.component_port},
-        "http": {"listen": "127.0.0.1:%d" % http_port, "public_url": "http://127.0.0.1:%d" % http_port},
-        "storage": {"path": store_path},
-        "log": {"level": log_level},
-        "components": components,
-    }
-    if keep_done is not None:
-        doc["storage"]["keep_done"] = keep_done
-    return h.to_toml(doc)
 
 
 def webhook_component(domain, secret, endpoints, **policy):
@@ -135,80 +118,6 @@ def store_user_version(path):
         return con.execute("PRAGMA user_version").fetchone()[0]
     finally:
         con.close()
-
-
-# ---------------------------------------------------------------- receiver
-
-
-class PolicyReceiver(h.Receiver):
-    """A harness Receiver whose answer comes from policy(req) -> Reply (None:
-    the usual script/default). Each recorded request gets .status, the
-    status it was answered with (and .reply, the Reply) before it becomes
-    visible when a policy answers.
-
-    Its sockets are TCP_NODELAY: the base handler writes the headers and the
-    body of an answer in two segments, and on a kept-alive connection Nagle's
-    algorithm then waits for the client's delayed ACK (40 ms a request). A
-    sender that delivers one message per conversation at a time would be
-    held to 25 messages/s by the test's receiver."""
-
-    def __init__(self, policy=None):
-        self.policy = policy
-        super().__init__()
-        self.server.RequestHandlerClass.disable_nagle_algorithm = True
-
-    def _record(self, req):
-        reply = self.policy(req) if self.policy else None
-        if reply is None:
-            # The usual path: script or default, chosen under the lock.
-            req.status, req.reply = None, None
-            reply = super()._record(req)
-        else:
-            req.status, req.reply = reply.status, reply
-            super()._record(req)
-        req.status, req.reply = reply.status, reply
-        return reply
-
-
-def add_receiver(tb, policy=None):
-    """A PolicyReceiver that the testbed closes at the end."""
-    r = PolicyReceiver(policy)
-    tb.receivers.append(r)
-    return r
-
-
-def receiver_down(recv):
-    """Closes the receiver's listening socket: connections are refused."""
-    recv.server.shutdown()
-    recv.server.server_close()
-    recv.thread.join(5)
-
-
-def receiver_up(recv, timeout=10):
-    """Listens again on the same port, with the same handler and records."""
-    handler = recv.server.RequestHandlerClass
-    deadline = time.monotonic() + timeout
-    for _ in range(1000):
-        try:
-            server = ThreadingHTTPServer(("127.0.0.1", recv.port), handler)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    server.daemon_threads = True
-    server.block_on_close = False
-    recv.server = server
-    recv.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                   daemon=True, name="receiver-%d" % recv.port)
-    recv.thread.start()
-
-
-def jbody(req):
-    try:
-        return req.json()
-    except ValueError:
-        return {}
 
 
 # ---------------------------------------------------------------- threads
@@ -440,12 +349,11 @@ class InboundPoster(Worker):
             return i
 
     def _post_until_accepted(self, i):
-        body = json.dumps({"text": self.text(i)})
-        headers = {"Content-Type": "application/json", "Authorization": "Bearer " + self.token,
-                   "webhook-id": self.webhook_id(i)}
+        doc = {"text": self.text(i)}
+        headers = {"webhook-id": self.webhook_id(i)}
         while not self.stopping():
             try:
-                r = h.http_request("POST", self.url, body, headers, timeout=self.timeout)
+                r = h.post_json(self.url, doc, self.token, headers, timeout=self.timeout)
                 what = r.status
             except Exception as e:  # noqa: refused, reset, timed out: retry
                 what = type(e).__name__

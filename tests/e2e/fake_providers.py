@@ -29,9 +29,9 @@ Failure scripting (both): fail_next(status, ...) makes the next N matching
 sends answer 400 (with a given provider error code and text), 401, 429
 (Retry-After), 500, 503, or hang for a while first.
 
-Stdlib only, plus python3-cryptography for Ed25519 when it is installed (on
-Debian 12 it is); otherwise the openssl command line signs
-(`openssl pkeyutl -sign -rawin`).
+Stdlib and harness.py (its HTTP server and client pieces) only, plus
+python3-cryptography for Ed25519 when it is installed (on Debian 12 it is);
+otherwise the openssl command line signs (`openssl pkeyutl -sign -rawin`).
 """
 
 import base64
@@ -40,7 +40,6 @@ import datetime
 import email.utils
 import hashlib
 import hmac
-import http.client
 import json
 import os
 import re
@@ -52,7 +51,8 @@ import threading
 import time
 import urllib.parse
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import harness as h
 
 E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 
@@ -104,34 +104,6 @@ def twilio_signature(auth_token, url, params):
     data = url + "".join(k + v for k, v in sorted(pairs, key=lambda kv: kv[0]))
     mac = hmac.new(auth_token.encode("utf-8"), data.encode("utf-8"), hashlib.sha1)
     return base64.b64encode(mac.digest()).decode("ascii")
-
-
-class HttpAnswer:
-    """What a webhook POST to ferry got back."""
-
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def __repr__(self):
-        return "<HTTP %s %r>" % (self.status, self.body[:200])
-
-
-def http_post(url, body, headers, timeout=10):
-    """One POST with http.client, to exactly the path and query of URL."""
-    u = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=timeout)
-    try:
-        path = (u.path or "/") + ("?" + u.query if u.query else "")
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        conn.request("POST", path, body=body, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
-        return HttpAnswer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
-    finally:
-        conn.close()
 
 
 # ---------------------------------------------------------------- Ed25519
@@ -300,12 +272,18 @@ class _Answer:
 
 
 class FakeProvider:
-    """The HTTP server, the request log and the fault script shared by both
-    fakes. Subclasses implement _route(req) -> _Answer."""
+    """The HTTP server, the request log, the fault script, the numbers and
+    the accepted messages shared by both fakes. Subclasses implement
+    add_number(number) and _route(req) -> _Answer."""
 
     name = "provider"
 
-    def __init__(self):
+    def __init__(self, numbers=()):
+        self.numbers = {}
+        for n in numbers:
+            self.add_number(n)
+        self.messages = {}            # id -> message (dict), as answered
+        self.message_order = []
         self._cond = threading.Condition()
         self._requests = []
         self._faults = []
@@ -313,33 +291,10 @@ class FakeProvider:
         self.inbound_url = None       # where inbound messages go (ferry's URL)
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *a):
-                pass
-
-            def _read_body(self):
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    chunks = []
-                    for _ in range(1000000):
-                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                        if size == 0:
-                            for _ in range(1000):
-                                if self.rfile.readline() in (b"\r\n", b"\n", b""):
-                                    break
-                            break
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                    return b"".join(chunks)
-                n = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(n) if n else b""
-
+        class Handler(h.HttpHandler):
             def _handle(self):
-                body = self._read_body()
-                req = ApiRequest(self.command, self.path,
-                                 {k.lower(): v for k, v in self.headers.items()}, body)
+                body = self.read_body()
+                req = ApiRequest(self.command, self.path, self.lower_headers(), body)
                 try:
                     ans = fake._answer(req)
                 except Exception as e:  # noqa: a bug in the fake answers 500 and is recorded
@@ -353,27 +308,16 @@ class FakeProvider:
                     end = time.monotonic() + ans.delay
                     while not fake._closed and time.monotonic() < end:
                         time.sleep(min(0.05, max(0.0, end - time.monotonic())))
-                try:
-                    self.send_response(ans.status)
-                    for k, v in ans.headers.items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(ans.body)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(ans.body)
-                except OSError:
-                    pass
+                self.answer(ans.status, ans.headers, ans.body)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
+        self.server, self.thread = h.serve_http(Handler, name="fake-" + self.name)
         self.port = self.server.server_address[1]
         self.url = "http://127.0.0.1:%d" % self.port
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                       daemon=True, name="fake-%s-%d" % (self.name, self.port))
-        self.thread.start()
+
+    def remove_number(self, number):
+        self.numbers.pop(number, None)
 
     # -- answering
 
@@ -400,6 +344,29 @@ class FakeProvider:
     def _fault_answer(self, fault):
         """The provider's answer for a scripted failure."""
         raise NotImplementedError
+
+    @staticmethod
+    def _media(req):
+        """The answer to a GET or HEAD of /media/... (any fake media file),
+        or None for another request."""
+        if req.path.startswith("/media/") and req.method in ("GET", "HEAD"):
+            req.kind = "media"
+            return _Answer(200, headers={"Content-Type": "image/jpeg"}, body=b"\xff\xd8\xff\xe0fake-jpeg\xff\xd9")
+        return None
+
+    def _unless_fault(self, req, normal):
+        """The answer of a scripted failure for req when one matches, else
+        normal() (late by the fault's hang when the fault has no status)."""
+        fault = self._take_fault(req)
+        late = 0.0
+        if fault is not None:
+            ans = self._fault_answer(fault)
+            if ans is not None:
+                return ans
+            late = fault.hang
+        ans = normal()
+        ans.delay = late
+        return ans
 
     def fail_next(self, status, count=1, code=None, message=None, retry_after=None, hang=0.0,
                   kind="send", match=None):
@@ -472,11 +439,22 @@ class FakeProvider:
                                                 (r.body[:200].decode("utf-8", "replace") if r.body else ""))
                          for r in reqs)
 
+    # -- accepted messages
+
+    def message(self, sid):
+        with self._cond:
+            return self.messages.get(sid)
+
+    def sid_of(self, req):
+        """The id the fake answered a send with (None if it refused it)."""
+        return getattr(req, "sid", None)
+
+    def media_url(self, name="photo.jpg"):
+        return "%s/media/%s" % (self.url, name)
+
     def close(self):
         self._closed = True
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        h.stop_http(self.server, self.thread)
 
 
 # ---------------------------------------------------------------- Twilio
@@ -498,20 +476,12 @@ class FakeTwilio(FakeProvider):
     def __init__(self, account_sid=None, auth_token=None, numbers=()):
         self.account_sid = account_sid or twilio_sid("AC")
         self.auth_token = auth_token or secrets.token_hex(16)
-        self.numbers = {}
-        for n in numbers:
-            self.add_number(n)
-        self.messages = {}            # sid -> message resource (dict), as answered
-        self.message_order = []
-        super().__init__()
+        super().__init__(numbers)
 
     # -- configuration
 
     def add_number(self, number, sms_url=None):
         self.numbers[number] = {"sid": twilio_sid("PN"), "phone_number": number, "sms_url": sms_url}
-
-    def remove_number(self, number):
-        self.numbers.pop(number, None)
 
     def basic_auth(self, sid=None, token=None):
         raw = "%s:%s" % (sid or self.account_sid, token or self.auth_token)
@@ -558,9 +528,9 @@ class FakeTwilio(FakeProvider):
 
     def _route(self, req):
         acct = "%s/Accounts/%s" % (self.API, self.account_sid)
-        if req.path.startswith("/media/") and req.method in ("GET", "HEAD"):
-            req.kind = "media"
-            return _Answer(200, headers={"Content-Type": "image/jpeg"}, body=b"\xff\xd8\xff\xe0fake-jpeg\xff\xd9")
+        media = self._media(req)
+        if media is not None:
+            return media
         m = re.match(r"^%s/Accounts/([^/]+)/(Messages|IncomingPhoneNumbers)\.json$" % re.escape(self.API),
                      req.path)
         if not m:
@@ -581,16 +551,8 @@ class FakeTwilio(FakeProvider):
                                headers={"WWW-Authenticate": 'Basic realm="Twilio API"'})
         if req.kind == "unknown":
             return self._error(405, 20004, "Method not allowed")
-        fault = self._take_fault(req)
-        late = 0.0
-        if fault is not None:
-            ans = self._fault_answer(fault)
-            if ans is not None:
-                return ans
-            late = fault.hang
-        ans = self._send(req, acct) if req.kind == "send" else self._numbers(req, acct)
-        ans.delay = late
-        return ans
+        return self._unless_fault(req, lambda: self._send(req, acct) if req.kind == "send"
+                                  else self._numbers(req, acct))
 
     def _send(self, req, acct):
         if req.form is None:
@@ -728,19 +690,6 @@ class FakeTwilio(FakeProvider):
             "voice_url": None,
         }
 
-    # -- accepted messages
-
-    def message(self, sid):
-        with self._cond:
-            return self.messages.get(sid)
-
-    def sid_of(self, req):
-        """The sid the fake answered a send with (None if it refused it)."""
-        return getattr(req, "sid", None)
-
-    def media_url(self, name="photo.jpg"):
-        return "%s/media/%s" % (self.url, name)
-
     # -- webhooks to ferry
 
     def sign(self, url, params, token=None):
@@ -762,7 +711,7 @@ class FakeTwilio(FakeProvider):
                 key = ("forged-" + secrets.token_hex(8)) if forge else (token or self.auth_token)
                 signature = twilio_signature(key, sign_url or url, pairs)
             headers["X-Twilio-Signature"] = signature
-        return http_post(url, body, headers, timeout=timeout)
+        return h.http_request("POST", url, body, headers, timeout=timeout)
 
     def status_params(self, sid, status, error_code=None, to=None, frm=None):
         """The form Twilio posts to a message's StatusCallback."""
@@ -841,14 +790,9 @@ class FakeTelnyx(FakeProvider):
     def __init__(self, api_key=None, numbers=()):
         self.api_key = api_key or "KEY" + secrets.token_hex(16).upper() + "_" + secrets.token_urlsafe(16)
         self.key = Ed25519Key()
-        self.numbers = {}
-        for n in numbers:
-            self.add_number(n)
         self.profile_id = str(uuid.uuid4())
         self.organization_id = str(uuid.uuid4())
-        self.messages = {}            # id -> message (dict), as answered
-        self.message_order = []
-        super().__init__()
+        super().__init__(numbers)
 
     @property
     def public_key(self):
@@ -857,9 +801,6 @@ class FakeTelnyx(FakeProvider):
 
     def add_number(self, number):
         self.numbers[number] = {"id": str(10 ** 18 + secrets.randbelow(10 ** 18)), "phone_number": number}
-
-    def remove_number(self, number):
-        self.numbers.pop(number, None)
 
     # -- errors
 
@@ -908,9 +849,9 @@ class FakeTelnyx(FakeProvider):
         return hmac.compare_digest(got.encode(), ("Bearer " + self.api_key).encode())
 
     def _route(self, req):
-        if req.path.startswith("/media/") and req.method in ("GET", "HEAD"):
-            req.kind = "media"
-            return _Answer(200, headers={"Content-Type": "image/jpeg"}, body=b"\xff\xd8\xff\xe0fake-jpeg\xff\xd9")
+        media = self._media(req)
+        if media is not None:
+            return media
         if req.path == "/v2/messages" and req.method == "POST":
             req.kind = "send"
         elif req.path == "/v2/phone_numbers" and req.method == "GET":
@@ -923,16 +864,7 @@ class FakeTelnyx(FakeProvider):
         if req.kind == "unknown":
             code, title, detail = self.DEFAULT_ERRORS[404]
             return self._error(404, code, title, detail)
-        fault = self._take_fault(req)
-        late = 0.0
-        if fault is not None:
-            ans = self._fault_answer(fault)
-            if ans is not None:
-                return ans
-            late = fault.hang
-        ans = self._send(req) if req.kind == "send" else self._phone_numbers(req)
-        ans.delay = late
-        return ans
+        return self._unless_fault(req, lambda: self._send(req) if req.kind == "send" else self._phone_numbers(req))
 
     def _send(self, req):
         if req.content_type != "application/json":
@@ -1053,18 +985,6 @@ class FakeTelnyx(FakeProvider):
             return False
         return p in number[1:]
 
-    # -- accepted messages
-
-    def message(self, mid):
-        with self._cond:
-            return self.messages.get(mid)
-
-    def sid_of(self, req):
-        return getattr(req, "sid", None)
-
-    def media_url(self, name="photo.jpg"):
-        return "%s/media/%s" % (self.url, name)
-
     # -- webhooks to ferry
 
     def sign(self, body, timestamp):
@@ -1101,7 +1021,7 @@ class FakeTelnyx(FakeProvider):
             headers["telnyx-signature-ed25519"] = signature
         if tamper:
             body = body.replace(b'"record_type": "event"', b'"record_type": "event" ', 1)
-        return http_post(url, body, headers, timeout=timeout), event_id
+        return h.http_request("POST", url, body, headers, timeout=timeout), event_id
 
     def inbound_payload(self, frm, to, text, media=(), message_id=None):
         parts, encoding = sms_segments(text or "")

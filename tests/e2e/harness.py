@@ -152,6 +152,16 @@ def sanitizer_reports(text):
     return [p for p in SANITIZER_PATTERNS if p in text]
 
 
+def cpu_seconds(pid):
+    """utime + stime of the whole process (all threads), in seconds, from
+    /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        text = f.read()
+    fields = text[text.rindex(")") + 2:].split()
+    # fields[0] is field 3 (state); utime is field 14, stime field 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def ferry_env(extra=None):
     env = dict(os.environ)
     env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0"
@@ -360,24 +370,139 @@ def metric_value(samples, name, **labels):
     return vals[0]
 
 
-# ---------------------------------------------------------------- Prosody
+# ---------------------------------------------------------------- server processes
 
 
-class Prosody:
-    """A Prosody on 127.0.0.1 in its own directory.
+class ServerProcess:
+    """What the process runners (Prosody, Ejabberd, Ferry and
+    irc_helpers.Ngircd) share: a process started in its own session in
+    self.dir with its output appended to a file, stopped by its pid; a log
+    file (self.log_path), appended across runs and read from offsets. A
+    subclass sets self.dir, self.log_path and self.proc (None until
+    started), and `kind`, its name in messages. Servers that drop privileges
+    live in an instance folder of their own under /tmp, linked from
+    self.workdir as "instance"."""
 
-    components: {domain: secret}; vhosts: virtual hosts for users."""
+    kind = "server"
+    killed = False          # a stop() had to SIGKILL it
 
-    def __init__(self, workdir, vhosts=("localhost",), components=None, offline=False,
-                 log_level="info", c2s_port=None, component_port=None):
-        self.dir = os.path.abspath(workdir)
-        os.makedirs(self.dir, exist_ok=True)
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def _spawn(self, argv, output_path):
+        """Starts argv in self.dir (stdin /dev/null, stdout and stderr
+        appended to output_path, its own session) and registers it in LIVE."""
+        out = open(output_path, "ab")
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         cwd=self.dir, start_new_session=True)
+        finally:
+            out.close()
+        _register(self)
+
+    def _exited_during_start(self, *texts):
+        """The error for a process that exited during start: its exit status
+        and the tails of texts (its output, its log)."""
+        return RuntimeError("%s exited with %s during start:\n%s" % (
+            self.kind, self.proc.returncode, "\n".join(tail_text(t) for t in texts)))
+
+    def _wait_ready(self, ready, timeout, interval, what, then=None):
+        """Waits (bounded) until ready(), then runs then(); if either fails,
+        stops the process and re-raises. Returns self."""
+        try:
+            wait_until(ready, timeout, interval=interval, what=what)
+            if then is not None:
+                then()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout=10):
+        """SIGTERM to its pid, SIGKILL after timeout. Returns the exit code."""
+        if self.proc is None:
+            return None
+        rc, killed = stop_process(self.proc, term_timeout=timeout)
+        self.killed = self.killed or killed
+        _unregister(self)
+        return rc
+
+    # -- log
+
+    def log_offset(self):
+        return file_size(self.log_path)
+
+    def log_text(self, offset=0):
+        return read_file(self.log_path, offset)
+
+    def log_count(self, needle, offset=0):
+        return self.log_text(offset).count(needle)
+
+    def wait_log(self, needle, timeout=10, offset=0):
+        return wait_until(lambda: needle in self.log_text(offset), timeout,
+                          what="%r in %s's log" % (needle, self.kind))
+
+    def report(self):
+        return "%s log (%s), tail:\n%s" % (self.kind, self.log_path, tail_text(self.log_text(), 30))
+
+    # -- an instance folder under /tmp
+
+    def _make_instance(self, prefix, mode):
+        """self.dir: a new folder under /tmp (mode), linked from
+        self.workdir as "instance"."""
+        self.dir = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+        os.chmod(self.dir, mode)
+        try:
+            os.symlink(self.dir, os.path.join(self.workdir, "instance"))
+        except OSError:
+            pass
+
+    def _remove_instance(self, copies):
+        """After stop() (stops it if needed): copies the (path, name) pairs
+        into self.workdir, then removes the instance folder and its link."""
+        if self.running():
+            self.stop()
+        for path, name in copies:
+            try:
+                shutil.copy(path, os.path.join(self.workdir, name))
+            except OSError:
+                pass
+        link = os.path.join(self.workdir, "instance")
+        if os.path.islink(link):
+            os.unlink(link)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class XmppServer(ServerProcess):
+    """Prosody and Ejabberd: the same settings, kept as attributes."""
+
+    def _settings(self, vhosts, components, offline, log_level, c2s_port, component_port):
+        """vhosts: virtual hosts for users; components: {domain: secret};
+        offline: keep messages for users who are not online; the ports:
+        free ones by default."""
         self.vhosts = list(vhosts)
         self.components = dict(components or {})
         self.offline = offline
         self.log_level = log_level
         self.c2s_port = c2s_port or free_port()
         self.component_port = component_port or free_port()
+
+
+# ---------------------------------------------------------------- Prosody
+
+
+class Prosody(XmppServer):
+    """A Prosody on 127.0.0.1 in its own directory.
+
+    components: {domain: secret}; vhosts: virtual hosts for users."""
+
+    kind = "Prosody"
+
+    def __init__(self, workdir, vhosts=("localhost",), components=None, offline=False,
+                 log_level="info", c2s_port=None, component_port=None):
+        self.dir = os.path.abspath(workdir)
+        os.makedirs(self.dir, exist_ok=True)
+        self._settings(vhosts, components, offline, log_level, c2s_port, component_port)
         self.config_path = os.path.join(self.dir, "prosody.cfg.lua")
         self.log_path = os.path.join(self.dir, "prosody.log")
         self.stdout_path = os.path.join(self.dir, "prosody.stdout")
@@ -430,67 +555,25 @@ class Prosody:
 
     # -- process
 
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def start(self, timeout=20):
         assert not self.running(), "Prosody already running"
         offset = file_size(self.log_path)
-        out = open(self.stdout_path, "ab")
-        try:
-            self.proc = subprocess.Popen(["prosody", "--config", self.config_path, "-F"],
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                         cwd=self.dir, start_new_session=True)
-        finally:
-            out.close()
-        _register(self)
+        self._spawn(["prosody", "--config", self.config_path, "-F"], self.stdout_path)
 
         def ready():
             if self.proc.poll() is not None:
-                raise RuntimeError("prosody exited with %s during start:\n%s\n%s" % (
-                    self.proc.returncode, tail_text(read_file(self.stdout_path)),
-                    tail_text(read_file(self.log_path, offset))))
+                raise self._exited_during_start(read_file(self.stdout_path), read_file(self.log_path, offset))
             text = read_file(self.log_path, offset)
             return ("Activated service 'c2s'" in text
                     and (not self.components or "Activated service 'component'" in text))
 
-        try:
-            wait_until(ready, timeout, interval=0.05, what="Prosody readiness")
-        except Exception:
-            self.stop()
-            raise
-        return self
-
-    def stop(self, timeout=10):
-        if self.proc is None:
-            return None
-        rc, _ = stop_process(self.proc, term_timeout=timeout)
-        _unregister(self)
-        return rc
+        return self._wait_ready(ready, timeout, 0.05, "Prosody readiness")
 
     def pause(self):
         os.kill(self.proc.pid, signal.SIGSTOP)
 
     def resume(self):
         os.kill(self.proc.pid, signal.SIGCONT)
-
-    # -- log
-
-    def log_offset(self):
-        return file_size(self.log_path)
-
-    def log_text(self, offset=0):
-        return read_file(self.log_path, offset)
-
-    def log_count(self, needle, offset=0):
-        return self.log_text(offset).count(needle)
-
-    def wait_log(self, needle, timeout=10, offset=0):
-        return wait_until(lambda: needle in self.log_text(offset), timeout,
-                          what="%r in Prosody's log" % needle)
-
-    def report(self):
-        return "Prosody log (%s), tail:\n%s" % (self.log_path, tail_text(self.log_text(), 30))
 
 
 # ---------------------------------------------------------------- ejabberd
@@ -524,7 +607,7 @@ def ejabberd_missing():
     return None
 
 
-class Ejabberd:
+class Ejabberd(XmppServer):
     """An ejabberd (23.01, Debian's package) on 127.0.0.1, as a separate
     instance with its own config, spool and log folders. Same interface as
     Prosody where it makes sense: c2s_port, component_port, add_user,
@@ -539,6 +622,8 @@ class Ejabberd:
     users who are not online are stored). Users added before start() are
     registered once it is ready (ejabberdctl register, about 0.4 s each)."""
 
+    kind = "ejabberd"
+
     def __init__(self, workdir, vhosts=("localhost",), components=None, offline=False,
                  log_level="info", c2s_port=None, component_port=None, node=None):
         why = ejabberd_missing()
@@ -547,16 +632,10 @@ class Ejabberd:
         self.ctl = ejabberdctl_path()
         self.workdir = os.path.abspath(workdir)
         os.makedirs(self.workdir, exist_ok=True)
-        self.vhosts = list(vhosts)
-        self.components = dict(components or {})
-        self.offline = offline
-        self.log_level = log_level
-        self.c2s_port = c2s_port or free_port()
-        self.component_port = component_port or free_port()
+        self._settings(vhosts, components, offline, log_level, c2s_port, component_port)
         self.dist_port = free_port()
         self.node = node or "ferrytest%s@localhost" % uuid.uuid4().hex[:10]
-        self.dir = tempfile.mkdtemp(prefix="ferry-ejabberd-", dir="/tmp")
-        os.chmod(self.dir, 0o750)
+        self._make_instance("ferry-ejabberd-", 0o750)
         self.etc = os.path.join(self.dir, "etc")
         self.spool = os.path.join(self.dir, "spool")
         self.logs = os.path.join(self.dir, "log")
@@ -570,10 +649,6 @@ class Ejabberd:
         self.pid = None
         self._pending_users = []
         self._registered = set()
-        try:
-            os.symlink(self.dir, os.path.join(self.workdir, "instance"))
-        except OSError:
-            pass
         shutil.copy("/etc/ejabberd/inetrc", os.path.join(self.etc, "inetrc"))
         self.write_config()
 
@@ -634,9 +709,6 @@ class Ejabberd:
 
     # -- process
 
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def _read_pid(self):
         try:
             with open(self.pid_path) as f:
@@ -658,20 +730,12 @@ class Ejabberd:
         except FileNotFoundError:
             pass
         offset = file_size(self.log_path)
-        out = open(self.stdout_path, "ab")
-        try:
-            self.proc = subprocess.Popen(self._ctl_argv("foreground"), stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True)
-        finally:
-            out.close()
+        self._spawn(self._ctl_argv("foreground"), self.stdout_path)
         self.pid = None
-        _register(self)
 
         def ready():
             if self.proc.poll() is not None:
-                raise RuntimeError("ejabberd exited with %s during start:\n%s\n%s" % (
-                    self.proc.returncode, tail_text(read_file(self.stdout_path)),
-                    tail_text(read_file(self.log_path, offset))))
+                raise self._exited_during_start(read_file(self.stdout_path), read_file(self.log_path, offset))
             if self.ctl_run("status", timeout=10).returncode != 0:
                 return False
             try:
@@ -682,15 +746,12 @@ class Ejabberd:
             self.pid = self._read_pid()
             return self.pid is not None
 
-        try:
-            wait_until(ready, timeout, interval=0.1, what="ejabberd readiness (ejabberdctl status)")
+        def register_pending():
             for u in self._pending_users:
                 self.add_user(*u)
             self._pending_users = []
-        except Exception:
-            self.stop()
-            raise
-        return self
+
+        return self._wait_ready(ready, timeout, 0.1, "ejabberd readiness (ejabberdctl status)", register_pending)
 
     def stop(self, timeout=10):
         """SIGTERM to the pid in the pidfile (the Erlang VM), wait for the
@@ -736,37 +797,9 @@ class Ejabberd:
         removes the instance folder."""
         if self.running():
             self.stop()
-        for name in os.listdir(self.logs) if os.path.isdir(self.logs) else []:
-            try:
-                shutil.copy(os.path.join(self.logs, name), os.path.join(self.workdir, "ejabberd-" + name))
-            except OSError:
-                pass
-        try:
-            shutil.copy(self.stdout_path, os.path.join(self.workdir, "ejabberd.stdout"))
-        except OSError:
-            pass
-        link = os.path.join(self.workdir, "instance")
-        if os.path.islink(link):
-            os.unlink(link)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    # -- log (appended across runs: read from an offset)
-
-    def log_offset(self):
-        return file_size(self.log_path)
-
-    def log_text(self, offset=0):
-        return read_file(self.log_path, offset)
-
-    def log_count(self, needle, offset=0):
-        return self.log_text(offset).count(needle)
-
-    def wait_log(self, needle, timeout=10, offset=0):
-        return wait_until(lambda: needle in self.log_text(offset), timeout,
-                          what="%r in ejabberd's log" % needle)
-
-    def report(self):
-        return "ejabberd log (%s), tail:\n%s" % (self.log_path, tail_text(self.log_text(), 30))
+        logs = os.listdir(self.logs) if os.path.isdir(self.logs) else []
+        self._remove_instance([(os.path.join(self.logs, name), "ejabberd-" + name) for name in logs]
+                              + [(self.stdout_path, "ejabberd.stdout")])
 
 
 # ---------------------------------------------------------------- ferry
@@ -775,8 +808,10 @@ class Ejabberd:
 LOG_LINE = re.compile(r"^(\S+) (ERROR|WARN|INFO|DEBUG|error|warn|info|debug) \[([^\]]+)\] (.*)$")
 
 
-class Ferry:
-    """ferry -c CONFIG, stderr kept in a file."""
+class Ferry(ServerProcess):
+    """ferry -c CONFIG, stderr kept in a file (its log)."""
+
+    kind = "ferry"
 
     def __init__(self, workdir, config_text, args=(), binary=None, name="ferry", http_port=None):
         self.dir = os.path.abspath(workdir)
@@ -785,6 +820,7 @@ class Ferry:
         self.name = name
         self.config_path = os.path.join(self.dir, name + ".toml")
         self.stderr_path = os.path.join(self.dir, name + ".stderr")
+        self.log_path = self.stderr_path
         self.stdout_path = os.path.join(self.dir, name + ".stdout")
         self.args = list(args)
         self.http_port = http_port
@@ -821,9 +857,6 @@ class Ferry:
     def pid(self):
         return self.proc.pid
 
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def signal(self, sig):
         os.kill(self.proc.pid, sig)
 
@@ -835,22 +868,14 @@ class Ferry:
 
     def stop(self, timeout=5.0):
         """SIGTERM, SIGKILL after timeout. Returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             self.stopped_by_harness = True
-        rc, killed = stop_process(self.proc, term_timeout=timeout)
-        self.killed = self.killed or killed
-        _unregister(self)
-        return rc
+        return super().stop(timeout)
 
-    # -- stderr
+    # -- stderr (its log)
 
-    def stderr_offset(self):
-        return file_size(self.stderr_path)
-
-    def stderr(self, offset=0):
-        return read_file(self.stderr_path, offset)
+    stderr_offset = ServerProcess.log_offset
+    stderr = ServerProcess.log_text
 
     def log_lines(self, offset=0):
         return self.stderr(offset).splitlines()
@@ -938,11 +963,8 @@ class Ferry:
 # ---------------------------------------------------------------- HTTP
 
 
-class HttpResponse:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
+class JsonBody:
+    """json() and json_or_none() of a .body in UTF-8 (HttpResponse, Request)."""
 
     def json(self):
         return json.loads(self.body.decode("utf-8"))
@@ -952,6 +974,13 @@ class HttpResponse:
             return self.json()
         except ValueError:
             return None
+
+
+class HttpResponse(JsonBody):
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
 
     def __repr__(self):
         return "<HTTP %s %r>" % (self.status, self.body[:200])
@@ -975,6 +1004,95 @@ def http_request(method, url, body=None, headers=None, timeout=10):
         conn.close()
 
 
+def post_json(url, doc, token=None, headers=None, timeout=10):
+    """POSTs doc as JSON (Content-Type: application/json), with
+    Authorization: Bearer TOKEN when a token is given, then headers."""
+    hdrs = {"Content-Type": "application/json"}
+    if token is not None:
+        hdrs["Authorization"] = "Bearer " + token
+    hdrs.update(headers or {})
+    return http_request("POST", url, json.dumps(doc), hdrs, timeout=timeout)
+
+
+class HttpHandler(BaseHTTPRequestHandler):
+    """The base of the local HTTP servers (Receiver, fake_providers): HTTP/1.1
+    with keep-alive, no request log, a bounded body reader (Content-Length
+    or chunked) and an answer writer.
+
+    Its sockets are TCP_NODELAY: an answer goes out as two segments (the
+    headers, then the body), and on a kept-alive connection Nagle's
+    algorithm would hold the second until the client's delayed ACK (40 ms a
+    request): a sender that delivers one message per conversation at a time
+    would be held to 25 messages/s by the test's server."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, *a):
+        pass
+
+    def read_body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            for _ in range(1000000):
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    for _ in range(1000):
+                        if self.rfile.readline() in (b"\r\n", b"\n", b""):
+                            break
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def lower_headers(self):
+        return {k.lower(): v for k, v in self.headers.items()}
+
+    def answer(self, status, headers, body):
+        """status, headers, Content-Length and body (none to a HEAD); a
+        client that went away is not an error."""
+        try:
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except OSError:
+            pass
+
+
+def serve_http(handler, port=0, name="http", retry_for=0.0):
+    """A ThreadingHTTPServer for handler on 127.0.0.1:port (0: an ephemeral
+    one), served by a daemon thread; returns (server, thread). retry_for: how
+    long to keep trying to bind a port that is still taken."""
+    deadline = time.monotonic() + retry_for
+    for _ in range(1000):
+        try:
+            server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    server.daemon_threads = True
+    server.block_on_close = False
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                              daemon=True, name="%s-%d" % (name, server.server_address[1]))
+    thread.start()
+    return server, thread
+
+
+def stop_http(server, thread):
+    """Stops serve_http's server and closes its listening socket."""
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
 class Reply:
     """What the receiver answers: status, headers, body, after delay seconds."""
 
@@ -989,88 +1107,69 @@ class Reply:
         self.gate_timeout = gate_timeout
 
 
-class Request:
+class Request(JsonBody):
     def __init__(self, method, path, headers, body):
         self.method = method
         self.path = path
         self.headers = headers          # lowercased names
         self.body = body
         self.time = time.monotonic()
-
-    def json(self):
-        return json.loads(self.body.decode("utf-8"))
+        self.status = None              # set by the receiver: the status it answered
+        self.reply = None               # and the Reply
 
     def __repr__(self):
         return "<%s %s %r>" % (self.method, self.path, self.body[:200])
 
 
+def jbody(req):
+    """A request's JSON body, {} when it is not JSON."""
+    try:
+        return req.json()
+    except ValueError:
+        return {}
+
+
 class Receiver:
     """A webhook receiver on 127.0.0.1:ephemeral. Records every request; the
-    answers for a path follow a script (list of Reply), then the default."""
+    answer comes from policy(req) -> Reply when given and it returns one,
+    else from the script for the path (a list of Reply), else the default.
+    Each recorded request has .status and .reply (what it was answered with)
+    once it is visible. down() and up() stop and resume listening on the
+    same port."""
 
-    def __init__(self):
+    def __init__(self, policy=None):
         self._lock = threading.Condition()
         self._requests = []
         self._scripts = {}
+        self.policy = policy
         self.default = Reply(200, {"Content-Type": "application/json"}, b'{"ok":true}')
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def _read_body(self):
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    chunks = []
-                    for _ in range(100000):
-                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                        if size == 0:
-                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                                pass
-                            break
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                    return b"".join(chunks)
-                n = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(n) if n else b""
-
+        class Handler(HttpHandler):
             def _handle(self):
-                body = self._read_body()
+                body = self.read_body()
                 path = urllib.parse.urlsplit(self.path).path
-                req = Request(self.command, path,
-                              {k.lower(): v for k, v in self.headers.items()}, body)
-                reply = receiver._record(req)
+                reply = receiver._record(Request(self.command, path, self.lower_headers(), body))
                 if reply.gate is not None:
                     reply.gate.wait(reply.gate_timeout)
                 if reply.delay:
                     time.sleep(reply.delay)
-                try:
-                    self.send_response(reply.status)
-                    for k, v in reply.headers.items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(reply.body)))
-                    self.end_headers()
-                    self.wfile.write(reply.body)
-                except OSError:
-                    pass
+                self.answer(reply.status, reply.headers, reply.body)
 
             do_POST = do_GET = do_PUT = do_PATCH = do_DELETE = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
+        self._handler = Handler
+        self.server, self.thread = serve_http(Handler, name="receiver")
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                       daemon=True, name="receiver-%d" % self.port)
-        self.thread.start()
 
     def _record(self, req):
+        reply = self.policy(req) if self.policy else None
         with self._lock:
+            if reply is None:
+                script = self._scripts.get(req.path)
+                reply = script.pop(0) if script else self.default
+            req.status, req.reply = reply.status, reply
             self._requests.append(req)
-            script = self._scripts.get(req.path)
-            reply = script.pop(0) if script else self.default
             self._lock.notify_all()
             return reply
 
@@ -1112,10 +1211,16 @@ class Receiver:
         raise TimeoutError("receiver: %d of %d request(s) for %s after %.1f s; all: %r" % (
             len(got), count, path, timeout, self._requests[-10:]))
 
+    def down(self):
+        """Closes the listening socket: connections are refused."""
+        stop_http(self.server, self.thread)
+
+    def up(self, timeout=10):
+        """Listens again on the same port, with the same handler and records."""
+        self.server, self.thread = serve_http(self._handler, port=self.port, name="receiver", retry_for=timeout)
+
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        stop_http(self.server, self.thread)
 
 
 # ---------------------------------------------------------------- XMPP
@@ -1413,6 +1518,11 @@ def new_signing_secret():
 # ---------------------------------------------------------------- bundle
 
 
+class Env:
+    """What a test module shares (its Prosody, ferry, receiver, clients...),
+    set as attributes by its env fixture."""
+
+
 class Testbed:
     """Owns what it started and stops it all (clients, ferries, receivers,
     Prosodies and ejabberds, in that order). finish() returns the problems
@@ -1455,8 +1565,9 @@ class Testbed:
             e.start()
         return e
 
-    def receiver(self):
-        r = Receiver()
+    def receiver(self, policy=None):
+        """A Receiver (answering by policy, when given) closed at the end."""
+        r = Receiver(policy)
         self.receivers.append(r)
         return r
 
@@ -1475,6 +1586,17 @@ class Testbed:
             if wait_up:
                 f.wait_healthz(200, timeout=timeout)
         return f
+
+    def linked_ferry(self, server, components, xmpp=None, log=None, http=None, admin=None, storage=None,
+                     **kw):
+        """ferry() with ferry_config's text for components, linked to server
+        (a Prosody or an Ejabberd: its component port) and listening on a
+        free HTTP port. xmpp, log, http, admin, storage: as ferry_config;
+        other keywords: as ferry()."""
+        port = free_port()
+        text = ferry_config(server.component_port, port, components, xmpp=xmpp, log=log, http=http, admin=admin,
+                            storage=storage)
+        return self.ferry(text, http_port=port, **kw)
 
     def finish(self):
         problems = []

@@ -19,7 +19,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -48,10 +47,12 @@ def make_self_signed_cert(directory, cn="irc.localhost"):
 # ---------------------------------------------------------------- ngircd
 
 
-class Ngircd:
+class Ngircd(h.ServerProcess):
     """One ngircd on 127.0.0.1: a plain port and, with tls=True, a TLS port
     with a self-signed certificate. start()/stop() may be repeated (same
     ports), e.g. to test a server restart."""
+
+    kind = "ngircd"
 
     def __init__(self, workdir, name="irc.localhost", port=None, tls=False, tls_port=None):
         if shutil.which("ngircd") is None and not os.path.exists("/usr/sbin/ngircd"):
@@ -63,8 +64,7 @@ class Ngircd:
         self.port = port or h.free_port()
         self.tls = tls
         self.tls_port = (tls_port or h.free_port()) if tls else None
-        self.dir = tempfile.mkdtemp(prefix="ferry-ngircd-", dir="/tmp")
-        os.chmod(self.dir, 0o755)
+        self._make_instance("ferry-ngircd-", 0o755)
         self.run_dir = os.path.join(self.dir, "run")
         self.include_dir = os.path.join(self.dir, "conf.d")   # keeps /etc/ngircd/conf.d out
         os.makedirs(self.run_dir, exist_ok=True)
@@ -78,10 +78,6 @@ class Ngircd:
             self.cert, self.key = make_self_signed_cert(self.dir, cn=name)
         self.proc = None
         self.starts = 0
-        try:
-            os.symlink(self.dir, os.path.join(self.workdir, "instance"))
-        except OSError:
-            pass
         self.write_config()
 
     def write_config(self):
@@ -128,84 +124,35 @@ class Ngircd:
     def pid(self):
         return self.proc.pid if self.proc else None
 
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def start(self, timeout=20):
         assert not self.running(), "ngircd already running"
         offset = h.file_size(self.log_path)
-        out = open(self.log_path, "ab")
-        try:
-            self.proc = subprocess.Popen([self.binary, "-n", "-f", self.config_path],
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                         cwd=self.dir, start_new_session=True)
-        finally:
-            out.close()
+        self._spawn([self.binary, "-n", "-f", self.config_path], self.log_path)
         self.starts += 1
-        _register(self)
         ready = re.compile(r'Server "%s" .*ready\.' % re.escape(self.name))
 
         def check():
             if self.proc.poll() is not None:
-                raise RuntimeError("ngircd exited with %s during start:\n%s" % (
-                    self.proc.returncode, h.tail_text(self.log_text(offset))))
+                raise self._exited_during_start(self.log_text(offset))
             return ready.search(self.log_text(offset)) is not None
 
-        try:
-            h.wait_until(check, timeout, interval=0.02, what="ngircd readiness")
-        except Exception:
-            self.stop()
-            raise
-        return self
+        return self._wait_ready(check, timeout, 0.02, "ngircd readiness")
 
     def stop(self, timeout=5.0):
         """SIGTERM to its pid, SIGKILL after timeout. Returns the exit code."""
-        if self.proc is None:
-            return None
-        rc, _ = h.stop_process(self.proc, term_timeout=timeout)
-        _unregister(self)
-        return rc
+        return super().stop(timeout)
 
     def cleanup(self):
         """After stop(): copies the log next to the test's files and removes
         the instance folder."""
-        if self.running():
-            self.stop()
-        try:
-            shutil.copy(self.log_path, os.path.join(self.workdir, "ngircd.log"))
-            shutil.copy(self.config_path, os.path.join(self.workdir, "ngircd.conf"))
-        except OSError:
-            pass
-        link = os.path.join(self.workdir, "instance")
-        if os.path.islink(link):
-            os.unlink(link)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self._remove_instance([(self.log_path, "ngircd.log"), (self.config_path, "ngircd.conf")])
 
     # -- log
-
-    def log_offset(self):
-        return h.file_size(self.log_path)
-
-    def log_text(self, offset=0):
-        return h.read_file(self.log_path, offset)
 
     def report(self):
         return "ngircd %s (pid %s, ports %s/%s), log %s, tail:\n%s" % (
             self.name, self.pid, self.port, self.tls_port, self.log_path,
             h.tail_text(self.log_text(), 20))
-
-
-def _register(obj):
-    # conftest shows the log tails of everything in harness.LIVE on failure
-    reg = getattr(h, "_register", None)
-    if reg:
-        reg(obj)
-
-
-def _unregister(obj):
-    unreg = getattr(h, "_unregister", None)
-    if unreg:
-        unreg(obj)
 
 
 # ---------------------------------------------------------------- IRC client

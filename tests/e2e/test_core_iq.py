@@ -12,14 +12,10 @@ SECRET = "comp-secret-Lc55"
 SECRET2 = "comp-secret-file-Rr07"
 
 
-class Env:
-    pass
-
-
 @pytest.fixture(scope="module")
 def env(module_testbed, ferry_bin):
     tb = module_testbed
-    e = Env()
+    e = h.Env()
     e.prosody = tb.prosody(components={DOMAIN: SECRET, DOMAIN2: SECRET2},
                            users=[("alice", "localhost", "alicepw")])
     e.recv = tb.receiver()
@@ -34,8 +30,7 @@ def env(module_testbed, ferry_bin):
             "ops": {"url": e.recv.url("/ops"), "format": "slack", "token": "tok-o-2",
                     "deliver_to": ["alice@localhost"], "allow": ["localhost"]}}},
     }
-    e.http_port = h.free_port()
-    e.ferry = tb.ferry(h.ferry_config(e.prosody.component_port, e.http_port, comps), http_port=e.http_port)
+    e.ferry = tb.linked_ferry(e.prosody, comps)
     e.alice = tb.client("alice@localhost", "alicepw", e.prosody)
     return e
 

@@ -6,7 +6,6 @@ retried or dropped with `ferry queue`; /healthz shows the counts.
 Each test has its own Prosody, receiver, ferry and store file."""
 
 import collections
-import json
 import os
 import signal
 import time
@@ -31,16 +30,12 @@ def start_env(tb, users, endpoint_url, deliver_to=("bob@localhost",), offline=Fa
     alerts = {"url": endpoint_url, "format": "json", "token": TOKEN, "deliver_to": list(deliver_to),
               "allow": ["localhost"]}
     comp = d.webhook_component(DOMAIN, SECRET, {"alerts": alerts}, **policy)
-    http_port = h.free_port()
-    ferry = tb.ferry(d.durable_config(prosody, http_port, {"hooks": comp}, store), http_port=http_port,
-                     binary=binary)
+    ferry = tb.linked_ferry(prosody, {"hooks": comp}, storage={"path": store}, binary=binary)
     return prosody, ferry, store
 
 
 def post_inbound(ferry, text, headers=None):
-    hdrs = {"Content-Type": "application/json", "Authorization": "Bearer " + TOKEN}
-    hdrs.update(headers or {})
-    return h.http_request("POST", ferry.url(INBOUND_PATH), json.dumps({"text": text}), hdrs)
+    return h.post_json(ferry.url(INBOUND_PATH), {"text": text}, TOKEN, headers)
 
 
 def health_component(ferry):
@@ -76,8 +71,8 @@ def test_crash_and_restart_both_ways(testbed, ferry_bin):
     rate = 100.0                       # per second, each way: the run spans ~10 s
     # The receiver takes 8 ms per request (at most 125/s, against 100/s sent):
     # most of the time a request is under way, so the kills catch some.
-    recv = d.add_receiver(tb, lambda req: Reply(200, {"Content-Type": "application/json"}, b'{"ok":true}',
-                                                delay=0.008))
+    recv = tb.receiver(lambda req: Reply(200, {"Content-Type": "application/json"}, b'{"ok":true}',
+                                         delay=0.008))
     # Offline storage on: what Prosody routes to bob while he logs in again
     # after the Prosody restart is kept for him, not bounced.
     prosody, ferry, store = start_env(tb, ["alice", "bob"], recv.url("/out"), offline=True,
@@ -242,7 +237,7 @@ def test_request_under_way_at_kill_is_resent_with_same_key(testbed, ferry_bin):
             os.kill(state["ferry"].pid, signal.SIGKILL)
             return Reply(200, delay=0.5)   # ferry is gone: nobody reads this
         return None
-    recv = d.add_receiver(tb, policy)
+    recv = tb.receiver(policy)
     prosody, ferry, store = start_env(tb, ["alice"], recv.url("/kill"), max_attempts=1000,
                                       retry_delay=0.2, retry_delay_max=1.0, timeout=5.0)
     alice = tb.client("alice@localhost/k", "alicepw", prosody)
@@ -293,7 +288,7 @@ def test_receiver_503_then_200(testbed, ferry_bin):
                 return Reply(503, {"Retry-After": "1"}, b"busy, come back in 1 s")
             return Reply(503, {}, b"busy")
         return Reply(200, {"Content-Type": "application/json"}, b'{"ok":true}')
-    recv = d.add_receiver(tb, policy)
+    recv = tb.receiver(policy)
     senders = ["alice", "bob", "carol"]
     prosody, ferry, store = start_env(tb, senders, recv.url("/flaky"), max_attempts=100,
                                       retry_delay=0.2, retry_delay_max=1.0, timeout=5.0)
@@ -358,7 +353,7 @@ def test_dead_after_max_attempts(testbed, ferry_bin):
     and `drop` removes the other."""
     tb = testbed
     mode = {"status": 500}
-    recv = d.add_receiver(tb, lambda req: Reply(mode["status"], {}, b"nope" if mode["status"] >= 400 else b"ok"))
+    recv = tb.receiver(lambda req: Reply(mode["status"], {}, b"nope" if mode["status"] >= 400 else b"ok"))
     prosody, ferry, store = start_env(tb, ["alice"], recv.url("/dead"), max_attempts=3,
                                       retry_delay=0.1, retry_delay_max=0.2, timeout=5.0)
     alice = tb.client("alice@localhost/d", "alicepw", prosody)
@@ -419,8 +414,8 @@ def test_pending_survive_sigterm(testbed, ferry_bin):
     it exits 0 within 5 s and the messages stay pending; receiver up, ferry
     started again: all 5 delivered in order, with receipts."""
     tb = testbed
-    recv = d.add_receiver(tb)
-    d.receiver_down(recv)
+    recv = tb.receiver()
+    recv.down()
     prosody, ferry, store = start_env(tb, ["alice"], recv.url("/hold"), max_attempts=1000,
                                       retry_delay=0.2, retry_delay_max=0.5, timeout=5.0)
     alice = tb.client("alice@localhost/t", "alicepw", prosody)
@@ -435,7 +430,7 @@ def test_pending_survive_sigterm(testbed, ferry_bin):
     assert rc == 0 and took < 5, (rc, took, ferry.report())
     rows = [r for r in d.queue_list(ferry.config_path, binary=ferry.binary) if r.direction == "to-network"]
     assert [r.state for r in rows] == ["pending"] * 5, rows
-    d.receiver_up(recv)
+    recv.up()
     ferry.start()
     ferry.wait_healthz(200, timeout=20)
     got = recv.wait("/hold", 5, timeout=15)
@@ -451,7 +446,7 @@ def test_sigterm_during_slow_request(testbed, ferry_bin):
     it is sent again with the same Idempotency-Key."""
     tb = testbed
     mode = {"delay": 10.0}
-    recv = d.add_receiver(tb, lambda req: Reply(200, {}, b"ok", delay=mode["delay"]))
+    recv = tb.receiver(lambda req: Reply(200, {}, b"ok", delay=mode["delay"]))
     prosody, ferry, store = start_env(tb, ["alice"], recv.url("/slow"), max_attempts=1000,
                                       retry_delay=0.2, retry_delay_max=0.5, timeout=30.0)
     alice = tb.client("alice@localhost/s", "alicepw", prosody)
@@ -525,8 +520,8 @@ def test_healthz_counts(testbed, ferry_bin):
     """/healthz shows the outbound messages waiting for a receiver that is
     down, and 0 once it is back."""
     tb = testbed
-    recv = d.add_receiver(tb)
-    d.receiver_down(recv)
+    recv = tb.receiver()
+    recv.down()
     prosody, ferry, store = start_env(tb, ["alice"], recv.url("/h"), max_attempts=1000,
                                       retry_delay=0.2, retry_delay_max=0.5, timeout=5.0)
     comp = health_component(ferry)
@@ -539,7 +534,7 @@ def test_healthz_counts(testbed, ferry_bin):
     comp = health_component(ferry)
     print("\n/healthz while the receiver is down: %s" % comp)
     assert comp.get("pending") == 3 and comp.get("dead") == 0, comp
-    d.receiver_up(recv)
+    recv.up()
     recv.wait("/h", 3, timeout=10)
     h.wait_until(lambda: (health_component(ferry) or {}).get("pending") == 0, 10, what="pending back to 0")
     comp = health_component(ferry)
@@ -554,7 +549,7 @@ def test_resend_after_lost_receipt_gets_receipt(testbed, ferry_bin):
     answered with a receipt, and not POSTed again. (A receipt is lost when
     the link drops right after the 2xx: seen in the crash test.)"""
     tb = testbed
-    recv = d.add_receiver(tb)
+    recv = tb.receiver()
     prosody, ferry, store = start_env(tb, ["alice"], recv.url("/once"), retry_delay=0.2, timeout=5.0)
     alice = tb.client("alice@localhost/r", "alicepw", prosody)
     mid = alice.send_message(ALERTS, "delivered once", id=h.new_id("once"), receipt=True)

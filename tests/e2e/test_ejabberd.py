@@ -10,7 +10,6 @@ If ejabberd is not installed, every test here fails and says so:
 scripts/deps.sh installs it."""
 
 import datetime
-import json
 import re
 import time
 
@@ -30,10 +29,6 @@ PING_TIMEOUT = 2
 EJ_AUTH_OK = "Accepted external component handshake authentication for " + DOMAIN
 
 
-class Env:
-    pass
-
-
 def component(recv, domain=DOMAIN, secret=SECRET, **extra):
     comp = {"adapter": "webhook", "domain": domain, "secret": secret, "retry_delay": 0.2,
             "retry_delay_max": 1.0, "timeout": 3.0,
@@ -49,25 +44,22 @@ def env(module_testbed, ferry_bin):
     if why:
         pytest.fail("cannot run the ejabberd interop tests: " + why, pytrace=False)
     tb = module_testbed
-    e = Env()
+    e = h.Env()
     e.tb = tb
     e.ejabberd = tb.ejabberd(components={DOMAIN: SECRET, DOMAIN2: SECRET2}, offline=True,
                              users=[("alice", "localhost", "alicepw")])
     e.recv = tb.receiver()
-    e.http_port = h.free_port()
     # Short pings: over the module, ejabberd must answer ferry's XEP-0199
     # pings (to its parent domain) or the link would be dropped.
-    e.ferry = tb.ferry(h.ferry_config(e.ejabberd.component_port, e.http_port, {"hooks": component(e.recv)},
-                                      xmpp={"ping_interval": PING_INTERVAL, "ping_timeout": PING_TIMEOUT}),
-                       http_port=e.http_port, timeout=30)
+    e.ferry = tb.linked_ferry(e.ejabberd, {"hooks": component(e.recv)},
+                              xmpp={"ping_interval": PING_INTERVAL, "ping_timeout": PING_TIMEOUT}, timeout=30)
     e.started = time.monotonic()
     e.alice = tb.client("alice@localhost", "alicepw", e.ejabberd)
     return e
 
 
 def post_text(ferry, text, token=TOKEN):
-    return h.http_request("POST", ferry.url("/hooks/hooks/alerts"), json.dumps({"text": text}),
-                          {"Content-Type": "application/json", "Authorization": "Bearer " + token})
+    return h.post_json(ferry.url("/hooks/hooks/alerts"), {"text": text}, token)
 
 
 def children(el, ns, tag):
@@ -165,10 +157,8 @@ def test_unknown_iq_service_unavailable(env):
 
 def test_wrong_secret_logged_and_keeps_running(env):
     tb = env.tb
-    port = h.free_port()
-    f = tb.ferry(h.ferry_config(env.ejabberd.component_port, port,
-                                {"second": component(env.recv, domain=DOMAIN2, secret="not-the-secret")}),
-                 http_port=port, wait_up=False, name="wrong-secret")
+    f = tb.linked_ferry(env.ejabberd, {"second": component(env.recv, domain=DOMAIN2, secret="not-the-secret")},
+                        wait_up=False, name="wrong-secret")
     f.wait_log("not-authorized", timeout=15)
     # ejabberd closes the socket after the stream error: ferry tries again
     # (backoff 1 s, then 2 s) and logs the reason again, without crashing.

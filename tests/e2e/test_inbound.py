@@ -15,14 +15,10 @@ TOKEN_GH = "tok-gh-Wm52"
 GH_SECRET = "gh-secret-Hy66"
 
 
-class Env:
-    pass
-
-
 @pytest.fixture(scope="module")
 def env(module_testbed, ferry_bin):
     tb = module_testbed
-    e = Env()
+    e = h.Env()
     e.prosody = tb.prosody(components={DOMAIN: SECRET},
                            users=[("alice", "localhost", "alicepw"), ("bob", "localhost", "bobpw")])
     e.recv = tb.receiver()
@@ -35,9 +31,7 @@ def env(module_testbed, ferry_bin):
                "deliver_to": ["alice@localhost"], "allow": ["localhost"]},
     }
     comp = {"adapter": "webhook", "domain": DOMAIN, "secret": SECRET, "endpoints": endpoints}
-    e.http_port = h.free_port()
-    e.ferry = tb.ferry(h.ferry_config(e.prosody.component_port, e.http_port, {"hooks": comp}),
-                       http_port=e.http_port)
+    e.ferry = tb.linked_ferry(e.prosody, {"hooks": comp})
     e.alice = tb.client("alice@localhost", "alicepw", e.prosody)
     e.bob = tb.client("bob@localhost", "bobpw", e.prosody)
     return e

@@ -7,7 +7,6 @@ uses its own XMPP accounts, IRC nicks and channels, so that the IRC
 connections ferry keeps per (JID, server) never carry over between tests.
 """
 
-import os
 import re
 import time
 from xml.sax.saxutils import escape as xml_escape
@@ -32,17 +31,14 @@ NS_MUC_USER = NS_MUC + "#user"
 USERS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivy", "judy",
          "kim", "leo", "mia", "ned", "olga", "pete", "quin", "rita", "sam", "tina", "uma",
          "vera", "walt", "xena", "yuri", "zoe", "abe", "bea", "cal", "dee", "eli", "fay",
-         "gus", "hal", "ida", "jon", "kat", "lou", "max", "nat", "oz", "pam", "ray", "sue"]
-
-
-class Env:
-    pass
+         "gus", "hal", "ida", "jon", "kat", "lou", "max", "nat", "oz", "pam", "ray", "sue",
+         "hana", "iris", "jade", "kira", "lena", "mona", "nora", "opal", "pia", "ria"]
 
 
 @pytest.fixture(scope="module")
 def env(module_testbed, ferry_bin):
     tb = module_testbed
-    e = Env()
+    e = h.Env()
     e.ngircds = []
     try:
         e.ngircd = Ngircd(tb.subdir("ngircd"), name=IRC, tls=True)
@@ -65,9 +61,7 @@ def env(module_testbed, ferry_bin):
         comp = {"adapter": "irc", "domain": DOMAIN, "secret": SECRET, "allow": ["localhost"],
                 "servers": servers}
         e.servers = servers
-        e.http_port = h.free_port()
-        e.ferry = tb.ferry(h.ferry_config(e.prosody.component_port, e.http_port, {"irc": comp}),
-                           http_port=e.http_port)
+        e.ferry = tb.linked_ferry(e.prosody, {"irc": comp}, admin={"jids": ["ria@localhost"]})
         # the component link is up once ferry reports it
         h.wait_until(lambda: link_up(e), 15, interval=0.1, what="ferry's XMPP link")
         yield e
@@ -255,11 +249,21 @@ def wait_gone_from_irc(ircc, nick, timeout=10):
                  what="%s to leave the IRC server" % nick)
 
 
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # fields[0] is the state (field 3): utime is field 14, stime field 15
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def setup_room(irc, xmpp, op, channel, *users, room_server=IRC, ngircd=None, wait_join=True):
+    """The usual start of a test: the IRC user `op` creates `channel` (on
+    ngircd, default the main one); a client for each XMPP user joins its
+    room (on room_server) with the user's name as nick, one after the other;
+    unless wait_join is false, IRC has then seen the last one's JOIN.
+    Returns (op's IrcClient, the room JID, the XMPP clients...)."""
+    ivan = irc(op, server=ngircd)
+    ivan.join(channel)
+    clients = [xmpp(u) for u in users]
+    rj = room(channel, room_server)
+    for u, c in zip(users, clients):
+        join(c, rj, u)
+    if wait_join:
+        ivan.wait(lambda l: l.command == "JOIN" and l.nick == users[-1])
+    return (ivan, rj) + tuple(clients)
 
 
 # ---------------------------------------------------------------- join / leave
@@ -334,12 +338,7 @@ def test_join_gets_topic_as_subject(env, xmpp, irc):
 
 
 def test_leave_parts_on_irc_and_quits_after_last_room(env, xmpp, irc):
-    ivan = irc("ivan3")
-    ivan.join("#leaving")
-    carol = xmpp("carol")
-    rj = room("#leaving")
-    join(carol, rj, "carol")
-    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "carol")
+    ivan, rj, carol = setup_room(irc, xmpp, "ivan3", "#leaving", "carol")
     m = ivan.mark()
     unavailable = leave(carol, rj, "carol", status="see you")
     assert unavailable.type == "unavailable" and unavailable.frm == rj + "/carol"
@@ -402,11 +401,7 @@ def test_two_xmpp_users_and_one_irc_user_talk_all_ways(env, xmpp, irc):
 
 
 def test_nick_change_from_irc(env, xmpp, irc):
-    ivan = irc("ivan5")
-    ivan.join("#nicks-irc")
-    frank = xmpp("frank")
-    rj = room("#nicks-irc")
-    join(frank, rj, "frank")
+    ivan, rj, frank = setup_room(irc, xmpp, "ivan5", "#nicks-irc", "frank", wait_join=False)
     m = Mark(frank)
     ivan.send("NICK ivan5_away")
     gone = m.wait(lambda s: is_presence_from(s, rj + "/ivan5", "unavailable"), what="ivan5 unavailable")
@@ -422,12 +417,7 @@ def test_nick_change_from_irc(env, xmpp, irc):
 
 
 def test_nick_change_from_xmpp(env, xmpp, irc):
-    ivan = irc("ivan6")
-    ivan.join("#nicks-xmpp")
-    grace = xmpp("grace")
-    rj = room("#nicks-xmpp")
-    join(grace, rj, "grace")
-    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "grace")
+    ivan, rj, grace = setup_room(irc, xmpp, "ivan6", "#nicks-xmpp", "grace")
     m, mi = Mark(grace), ivan.mark()
     grace.send_raw("<presence to=%s/>" % quoteattr(rj + "/grace_hopper"))
     nick = ivan.wait(lambda l: l.command == "NICK" and l.nick == "grace", since=mi, what="NICK from grace")
@@ -452,11 +442,7 @@ def test_nick_change_from_xmpp(env, xmpp, irc):
 
 
 def test_irc_users_join_part_quit_and_modes(env, xmpp, irc):
-    ivan = irc("ivan26")
-    ivan.join("#comings")
-    hal = xmpp("hal")
-    rj = room("#comings")
-    join(hal, rj, "hal")
+    ivan, rj, hal = setup_room(irc, xmpp, "ivan26", "#comings", "hal", wait_join=False)
     m = Mark(hal)
     kay = irc("kay26")
     kay.join("#comings")
@@ -487,13 +473,7 @@ def test_two_xmpp_users_both_see_irc_nick_change_and_quit(env, xmpp, irc):
     """Two local users share the channel's member list: both must still get
     every IRC event (the second connection to read an event must not find
     the list already updated by the first and skip it)."""
-    ivan = irc("ivan27")
-    ivan.join("#shared")
-    kat, max_ = xmpp("kat"), xmpp("max")
-    rj = room("#shared")
-    join(kat, rj, "kat")
-    join(max_, rj, "max")
-    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "max")
+    ivan, rj, kat, max_ = setup_room(irc, xmpp, "ivan27", "#shared", "kat", "max")
     mk, mm = Mark(kat), Mark(max_)
     ivan.send("NICK ivan27b")
     problems = []
@@ -543,11 +523,7 @@ def test_second_room_with_another_nick_gets_210(env, xmpp, irc):
 
 
 def test_topic_from_irc_becomes_subject(env, xmpp, irc):
-    ivan = irc("ivan7")
-    ivan.join("#topic-irc")
-    heidi = xmpp("heidi")
-    rj = room("#topic-irc")
-    join(heidi, rj, "heidi")
+    ivan, rj, heidi = setup_room(irc, xmpp, "ivan7", "#topic-irc", "heidi", wait_join=False)
     m = Mark(heidi)
     ivan.send("TOPIC #topic-irc :Release on Friday")
     subj = m.wait(lambda s: s.name == "message" and subject_of(s) is not None, what="subject change")
@@ -557,12 +533,7 @@ def test_topic_from_irc_becomes_subject(env, xmpp, irc):
 
 
 def test_subject_from_xmpp_becomes_topic(env, xmpp, irc):
-    ivan = irc("ivan8")
-    ivan.join("#topic-xmpp")
-    ivy = xmpp("ivy")
-    rj = room("#topic-xmpp")
-    join(ivy, rj, "ivy")
-    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "ivy")
+    ivan, rj, ivy = setup_room(irc, xmpp, "ivan8", "#topic-xmpp", "ivy")
     m, mi = Mark(ivy), ivan.mark()
     from slixmpp import JID
     ivy.call(lambda x: x.plugin["xep_0045"].set_subject(JID(rj), "Set from XMPP"))
@@ -584,13 +555,7 @@ def test_subject_from_xmpp_becomes_topic(env, xmpp, irc):
 
 
 def test_kick_from_irc(env, xmpp, irc):
-    ivan = irc("ivan9")
-    ivan.join("#kicks")
-    judy, kim = xmpp("judy"), xmpp("kim")
-    rj = room("#kicks")
-    join(judy, rj, "judy")
-    join(kim, rj, "kim")
-    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "kim")
+    ivan, rj, judy, kim = setup_room(irc, xmpp, "ivan9", "#kicks", "judy", "kim")
     mj, mk = Mark(judy), Mark(kim)
     ivan.send("KICK #kicks judy :behave")
     own = mj.wait(lambda s: is_presence_from(s, rj + "/judy", "unavailable"), what="own kick presence")
@@ -613,10 +578,7 @@ def test_kick_from_irc(env, xmpp, irc):
 
 
 def test_private_messages_both_ways(env, xmpp, irc):
-    ivan = irc("ivan10")
-    ivan.join("#pm")
-    leo = xmpp("leo")
-    join(leo, room("#pm"), "leo")
+    ivan, _, leo = setup_room(irc, xmpp, "ivan10", "#pm", "leo", wait_join=False)
     mi, ml = ivan.mark(), Mark(leo)
     ivan.privmsg("leo", "psst, leo")
     pm = ml.wait(lambda s: s.name == "message" and s.body == "psst, leo", what="PM from IRC")
@@ -688,12 +650,7 @@ def test_several_resources_of_one_jid(env, xmpp, irc):
 
 
 def test_crlf_in_body_gives_separate_privmsgs(env, xmpp, irc):
-    ivan = irc("ivan12")
-    ivan.join("#inject")
-    olga = xmpp("olga")
-    rj = room("#inject")
-    join(olga, rj, "olga")
-    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "olga")
+    ivan, rj, olga = setup_room(irc, xmpp, "ivan12", "#inject", "olga")
     mi = ivan.mark()
     # &#13;&#10; is a real CR LF in the body
     olga.send_raw("<message type='groupchat' to=%s id='inj1'><body>a&#13;&#10;QUIT :x</body></message>"
@@ -773,11 +730,7 @@ def test_bad_channel_name_is_not_acceptable(env, xmpp, irc):
 
 
 def test_client_going_offline_leaves_irc(env, xmpp, irc):
-    ivan = irc("ivan29")
-    ivan.join("#offline")
-    oz = xmpp("oz")
-    join(oz, room("#offline"), "oz")
-    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "oz")
+    ivan, _, oz = setup_room(irc, xmpp, "ivan29", "#offline", "oz")
     mi = ivan.mark()
     oz.close()          # Prosody sends unavailable presence to the room
     ivan.wait(lambda l: l.nick == "oz" and l.command in ("PART", "QUIT"), since=mi, what="oz leaving")
@@ -788,13 +741,7 @@ def test_client_going_offline_leaves_irc(env, xmpp, irc):
 
 
 def test_long_message_is_split_within_512_bytes(env, xmpp, irc):
-    ivan = irc("ivan16")
-    ivan.join("#long")
-    sam, tina = xmpp("sam"), xmpp("tina")
-    rj = room("#long")
-    join(sam, rj, "sam")
-    join(tina, rj, "tina")
-    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "tina")
+    ivan, rj, sam, tina = setup_room(irc, xmpp, "ivan16", "#long", "sam", "tina")
     # words with two-byte characters, then a run with no space at all (a cut
     # inside it must fall between UTF-8 characters)
     words, i = [], 0
@@ -844,12 +791,7 @@ def assert_pieces(body, pieces):
 def test_flood_control_paces_lines_in_order(env, xmpp, irc):
     """14 lines at once: the burst goes out at once, the rest at
     throttle_rate (2/s), all in order, and the server keeps the user."""
-    ivan = irc("ivan30")
-    ivan.join("#flood")
-    pam = xmpp("pam")
-    rj = room("#flood")
-    join(pam, rj, "pam")
-    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "pam")
+    ivan, rj, pam = setup_room(irc, xmpp, "ivan30", "#flood", "pam")
     mi = ivan.mark()
     texts = ["line %02d" % i for i in range(14)]
     groupchat(pam, rj, "\n".join(texts))
@@ -864,11 +806,7 @@ def test_flood_control_paces_lines_in_order(env, xmpp, irc):
 
 
 def test_latin1_from_irc_arrives_as_utf8(env, xmpp, irc):
-    ivan = irc("ivan17")
-    ivan.join("#latin1")
-    uma = xmpp("uma")
-    rj = room("#latin1")
-    join(uma, rj, "uma")
+    ivan, rj, uma = setup_room(irc, xmpp, "ivan17", "#latin1", "uma", wait_join=False)
     m = Mark(uma)
     ivan.privmsg("#latin1", b"caf\xe9 cr\xe8me br\xfbl\xe9e \xbfqu\xe9?")
     wait_groupchat(uma, rj, "ivan17", "caf\u00e9 cr\u00e8me br\u00fbl\u00e9e \u00bfqu\u00e9?", mark=m)
@@ -880,11 +818,7 @@ def test_latin1_from_irc_arrives_as_utf8(env, xmpp, irc):
 
 
 def test_irc_formatting_is_stripped(env, xmpp, irc):
-    ivan = irc("ivan18")
-    ivan.join("#colors")
-    vera = xmpp("vera")
-    rj = room("#colors")
-    join(vera, rj, "vera")
+    ivan, rj, vera = setup_room(irc, xmpp, "ivan18", "#colors", "vera", wait_join=False)
     m = Mark(vera)
     ivan.privmsg("#colors", "\x02bold\x02 \x0304red\x03 \x0303,01green on black\x0f \x1ditalic\x1d "
                  "\x1funderline\x1f \x16reverse\x16 \x11mono\x11 \x1estrike\x1e \x0312345")
@@ -893,12 +827,7 @@ def test_irc_formatting_is_stripped(env, xmpp, irc):
 
 
 def test_ctcp_action_both_ways(env, xmpp, irc):
-    ivan = irc("ivan19")
-    ivan.join("#actions")
-    walt = xmpp("walt")
-    rj = room("#actions")
-    join(walt, rj, "walt")
-    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "walt")
+    ivan, rj, walt = setup_room(irc, xmpp, "ivan19", "#actions", "walt")
     m, mi = Mark(walt), ivan.mark()
     ivan.privmsg("#actions", "\x01ACTION waves\x01")
     wait_groupchat(walt, rj, "ivan19", "/me waves", mark=m)
@@ -939,12 +868,7 @@ def ngircd2(env):
 
 def test_irc_server_restart_332_then_rejoin(env, xmpp, irc, ngircd2):
     n2 = ngircd2
-    ivan = irc("ivan21", server=n2)
-    ivan.join("#restart")
-    yuri = xmpp("yuri")
-    rj = room("#restart", IRC2)
-    join(yuri, rj, "yuri")
-    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "yuri")
+    ivan, rj, yuri = setup_room(irc, xmpp, "ivan21", "#restart", "yuri", room_server=IRC2, ngircd=n2)
     m = Mark(yuri)
     off = env.ferry.stderr_offset()
     n2.stop()
@@ -1002,12 +926,7 @@ def test_tls_self_signed_rejected_when_verifying(env, xmpp, irc):
 
 
 def test_tls_self_signed_accepted_without_verify(env, xmpp, irc):
-    ivan = irc("ivan22")
-    ivan.join("#secure")
-    bea = xmpp("bea")
-    rj = room("#secure", TLS_NV)
-    join(bea, rj, "bea")
-    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "bea")
+    ivan, rj, bea = setup_room(irc, xmpp, "ivan22", "#secure", "bea", room_server=TLS_NV)
     m, mi = Mark(bea), ivan.mark()
     groupchat(bea, rj, "over TLS")
     wait_privmsg(ivan, "#secure", "bea", "over TLS", since=mi)
@@ -1073,8 +992,7 @@ def second_ferry(env, testbed, default_server=None):
             "servers": {IRC: env.servers[IRC]}}
     if default_server:
         comp["default_server"] = default_server
-    port = h.free_port()
-    f = testbed.ferry(h.ferry_config(env.prosody.component_port, port, {"ircdef": comp}), http_port=port)
+    f = testbed.linked_ferry(env.prosody, {"ircdef": comp})
     h.wait_until(lambda: h.metric_values(f.metrics()[1], "ferry_link_up", component="ircdef") == [1], 15,
                  interval=0.1, what="the second ferry's link")
     return f
@@ -1174,19 +1092,187 @@ def test_metrics_count_irc_connections(env, xmpp, irc):
 
 
 def test_idle_after_join_uses_no_cpu(env, xmpp, irc):
-    ivan = irc("ivan25")
-    ivan.join("#idle")
-    gus = xmpp("gus")
-    rj = room("#idle")
-    join(gus, rj, "gus")
+    ivan, rj, gus = setup_room(irc, xmpp, "ivan25", "#idle", "gus", wait_join=False)
     ivan.privmsg("#idle", "then silence")
     wait_groupchat(gus, rj, "ivan25", "then silence")
     time.sleep(1.0)       # let the previous tests' goodbyes settle
     pid = env.ferry.pid
-    t0, c0 = time.monotonic(), cpu_seconds(pid)
+    t0, c0 = time.monotonic(), h.cpu_seconds(pid)
     time.sleep(5.0)
-    used, wall = cpu_seconds(pid) - c0, time.monotonic() - t0
+    used, wall = h.cpu_seconds(pid) - c0, time.monotonic() - t0
     assert used < 0.05, "ferry used %.3f s of CPU in %.1f s of idleness" % (used, wall)
     # still working afterwards
     ivan.privmsg("#idle", "wake up")
     wait_groupchat(gus, rj, "ivan25", "wake up")
+
+
+# ---------------------------------------------------------------- history, MAM, admin, LIST
+
+NS_MAM = "urn:xmpp:mam:2"
+NS_RSM = "http://jabber.org/protocol/rsm"
+NS_DELAY = "urn:xmpp:delay"
+
+
+def join_with_history(c, room_jid, nick, history_attrs, timeout=15):
+    """Joins asking for history (<history .../>); returns the delayed
+    groupchat messages received between the self-presence and the subject."""
+    m = Mark(c)
+    attrs = " ".join("%s=%s" % (k, quoteattr(str(v))) for k, v in history_attrs.items())
+    c.send_raw("<presence to=%s><x xmlns='%s'><history %s/></x></presence>" % (
+        quoteattr(room_jid + "/" + nick), NS_MUC, attrs))
+    subj = m.wait(lambda s: s.name == "message" and s.type == "groupchat" and subject_of(s) is not None
+                  and (s.frm or "").split("/")[0] == room_jid, timeout=timeout, what="subject")
+    got = m.all(lambda s: s.name == "message" and s.type == "groupchat" and s.body is not None
+                and s.find(NS_DELAY, "delay") is not None)
+    order = [id(x) for x in c.stanzas()]
+    assert all(order.index(id(g)) < order.index(id(subj)) for g in got), "history after the subject"
+    return got
+
+
+def test_history_replayed_on_join_as_asked(env, xmpp, irc):
+    ivan, rj, hana = setup_room(irc, xmpp, "ivan30", "#hist", "hana")
+    for i in range(5):
+        ivan.privmsg("#hist", "line %d" % i)
+    wait_groupchat(hana, rj, "ivan30", "line 4")
+    iris = xmpp("iris")
+    got = join_with_history(iris, rj, "iris", {"maxstanzas": 3})
+    assert [g.body for g in got] == ["line 2", "line 3", "line 4"], [g.body for g in got]
+    assert all(g.frm == rj + "/ivan30" for g in got), got
+    assert all(g.find(NS_DELAY, "delay").get("stamp") for g in got)
+    jade = xmpp("jade")
+    assert join_with_history(jade, rj, "jade", {"maxstanzas": 0}) == []
+    kira = xmpp("kira")
+    assert join_with_history(kira, rj, "kira", {"maxchars": 0}) == []
+
+
+def test_history_recorded_once_with_several_local_users(env, xmpp, irc):
+    """Two XMPP users in the channel, one IRC message and one of theirs:
+    each appears once in the history a newcomer gets."""
+    ivan, rj, lena, mona = setup_room(irc, xmpp, "ivan31", "#hist2", "lena", "mona")
+    ivan.privmsg("#hist2", "from irc")
+    wait_groupchat(mona, rj, "ivan31", "from irc")
+    groupchat(lena, rj, "from lena")
+    wait_privmsg(ivan, "#hist2", "lena", "from lena")
+    wait_groupchat(mona, rj, "lena", "from lena")
+    nora = xmpp("nora")
+    got = join_with_history(nora, rj, "nora", {"maxstanzas": 10})
+    assert [(g.frm.split("/")[1], g.body) for g in got] == [("ivan31", "from irc"), ("lena", "from lena")], got
+
+
+def mam_query(c, room_jid, rsm="", form=""):
+    """Runs a MAM query; returns (archived messages in order, the fin element)."""
+    qid = h.new_id("mam")
+    m = Mark(c)
+    res = c.iq(room_jid, "set", "<query xmlns='%s' queryid='%s'>%s%s</query>" % (NS_MAM, qid, form, rsm))
+    assert res.type == "result", res
+    results = m.all(lambda s: s.name == "message" and s.find(NS_MAM, "result") is not None
+                    and s.find(NS_MAM, "result").get("queryid") == qid)
+    out = []
+    for r in results:
+        fwd = r.find(NS_MAM, "result").find("{urn:xmpp:forward:0}forwarded")
+        msg = fwd.find("{%s}message" % h.NS_CLIENT)
+        body = msg.find("{%s}body" % h.NS_CLIENT).text
+        out.append((r.find(NS_MAM, "result").get("id"), msg.get("from"), body,
+                    fwd.find("{%s}delay" % NS_DELAY).get("stamp")))
+    return out, res.find(NS_MAM, "fin")
+
+
+def test_mam_query_with_paging(env, xmpp, irc):
+    ivan, rj, opal = setup_room(irc, xmpp, "ivan32", "#mam", "opal")
+    for i in range(7):
+        ivan.privmsg("#mam", "m%d" % i)
+    wait_groupchat(opal, rj, "ivan32", "m6")
+    page1, fin1 = mam_query(opal, rj, "<set xmlns='%s'><max>3</max></set>" % NS_RSM)
+    assert [b for _, _, b, _ in page1] == ["m0", "m1", "m2"], page1
+    assert fin1.get("complete") != "true"
+    last = fin1.find("{%s}set" % NS_RSM).find("{%s}last" % NS_RSM).text
+    page2, _ = mam_query(opal, rj, "<set xmlns='%s'><max>3</max><after>%s</after></set>" % (NS_RSM, last))
+    assert [b for _, _, b, _ in page2] == ["m3", "m4", "m5"], page2
+    tail, fin3 = mam_query(opal, rj, "<set xmlns='%s'><max>2</max><before/></set>" % NS_RSM)
+    assert [b for _, _, b, _ in tail] == ["m5", "m6"], tail
+    everything, fin = mam_query(opal, rj)
+    assert [b for _, _, b, _ in everything] == ["m%d" % i for i in range(7)]
+    assert fin.get("complete") == "true"
+    assert all(frm == rj + "/ivan32" and stamp for _, frm, _, stamp in everything)
+    info = opal.iq(rj, "get", "<query xmlns='http://jabber.org/protocol/disco#info'/>")
+    assert NS_MAM in [f.get("var") for f in info.el.iter("{http://jabber.org/protocol/disco#info}feature")]
+
+
+def test_kick_and_roles_from_xmpp(env, xmpp, irc):
+    """The XMPP user is the channel's creator (op): muc#admin role none
+    kicks on IRC, moderator gives +o."""
+    pia = xmpp("pia")
+    rj = room("#adm")
+    join(pia, rj, "pia")
+    ivan = irc("ivan33")
+    ivan.join("#adm")
+    admin = "<query xmlns='http://jabber.org/protocol/muc#admin'><item nick='ivan33' role='%s'>%s</item></query>"
+    m = ivan.mark()
+    assert pia.iq(rj, "set", admin % ("moderator", "")).type == "result"
+    ivan.wait(r"MODE #adm \+o ivan33", since=m)
+    m = ivan.mark()
+    assert pia.iq(rj, "set", admin % ("none", "<reason>bye now</reason>")).type == "result"
+    kick = ivan.wait(lambda l: l.command == "KICK", since=m)
+    assert kick.params[:3] == ["#adm", "ivan33", "bye now"], kick.params
+
+
+def test_invitations_from_xmpp(env, xmpp, irc):
+    ria = xmpp("ria")
+    rj = room("#inv")
+    join(ria, rj, "ria")
+    ivan = irc("ivan34")
+    m = ivan.mark()
+    ria.send_raw("<message to=%s><x xmlns='%s'><invite to=%s/></x></message>" % (
+        quoteattr(rj), NS_MUC_USER, quoteattr(user_jid("ivan34"))))
+    inv = ivan.wait(lambda l: l.command == "INVITE", since=m)
+    assert inv.params == ["ivan34", "#inv"], inv.params
+    # an XMPP user gets a mediated invitation from the room
+    hana = xmpp("hana")
+    ria.send_raw("<message to=%s><x xmlns='%s'><invite to='hana@localhost'/></x></message>" % (
+        quoteattr(rj), NS_MUC_USER))
+    got = hana.wait(lambda s: s.name == "message" and s.frm == rj and muc_x(s) is not None)
+    invite = muc_x(got).find("{%s}invite" % NS_MUC_USER)
+    assert invite is not None and invite.get("from") == "ria@localhost", got
+
+
+def test_channel_list_paged(env, xmpp, irc):
+    ivan = irc("ivan35")
+    for i in range(4):
+        ivan.join("#lst%d" % i)
+    iris = xmpp("iris")
+    server_jid = "%s@%s" % (IRC, DOMAIN)
+    disco = "http://jabber.org/protocol/disco#items"
+    res = iris.iq(server_jid, "get", "<query xmlns='%s'/>" % disco, timeout=20)
+    jids = [i.get("jid") for i in res.el.iter("{%s}item" % disco)]
+    for i in range(4):
+        assert room("#lst%d" % i) in jids, jids
+    res = iris.iq(server_jid, "get", "<query xmlns='%s'><set xmlns='%s'><max>2</max><after>#lst0</after></set></query>"
+                  % (disco, NS_RSM), timeout=20)
+    page = [i.get("jid") for i in res.el.iter("{%s}item" % disco)]
+    assert page == [room("#lst1"), room("#lst2")], page
+
+
+def test_admin_disconnects_a_user(env, xmpp, irc):
+    """The ad-hoc "disconnect" command (for [admin] jids) closes a user's IRC
+    connections: the user gets unavailable presence, IRC sees the QUIT; a
+    non-admin is refused."""
+    ivan, rj, jade = setup_room(irc, xmpp, "ivan36", "#disc", "jade")
+    NS_CMD = "http://jabber.org/protocol/commands"
+    other = xmpp("kira")
+    res = other.iq(DOMAIN, "set", "<command xmlns='%s' node='disconnect' action='execute'/>" % NS_CMD)
+    assert res.type == "error" and res.error_condition == "forbidden", res
+    admin = xmpp("ria", resource="admin")
+    first = admin.iq(DOMAIN, "set", "<command xmlns='%s' node='disconnect' action='execute'/>" % NS_CMD)
+    cmd = first.find(NS_CMD, "command")
+    assert first.type == "result" and cmd.get("status") == "executing", first
+    m = Mark(jade)
+    mi = ivan.mark()
+    done = admin.iq(DOMAIN, "set", (
+        "<command xmlns='%s' node='disconnect' sessionid=%s><x xmlns='jabber:x:data' type='submit'>"
+        "<field var='jid'><value>jade@localhost</value></field></x></command>") % (
+        NS_CMD, quoteattr(cmd.get("sessionid"))))
+    note = done.find(NS_CMD, "command").find("{%s}note" % NS_CMD)
+    assert note is not None and note.text.startswith("1 session"), done
+    m.wait(lambda s: s.name == "presence" and s.type == "unavailable" and s.frm == rj + "/jade"
+           and 110 in codes(s), what="jade's unavailable presence")
+    ivan.wait(lambda l: l.command == "QUIT" and l.nick == "jade", since=mi)

@@ -52,8 +52,7 @@ def config(prosody, http_port, comps, **kw):
 
 
 def post_text(ferry, text, token=TOKEN, path="/hooks/hooks/alerts"):
-    return h.http_request("POST", ferry.url(path), json.dumps({"text": text}),
-                          {"Content-Type": "application/json", "Authorization": "Bearer " + token})
+    return h.post_json(ferry.url(path), {"text": text}, token)
 
 
 def outbound(alice, recv, text, path="/alerts", timeout=10):
@@ -83,10 +82,8 @@ def index_after(text, needle, start=0):
 
 def test_wrong_secret_keeps_running_without_spinning(testbed, shared):
     recv = testbed.receiver()
-    port = h.free_port()
     off = shared.log_offset()
-    f = testbed.ferry(config(shared, port, {"hooks": component(recv, secret="not-the-secret")}),
-                      http_port=port, wait_up=False)
+    f = testbed.linked_ferry(shared, {"hooks": component(recv, secret="not-the-secret")}, wait_up=False)
     f.wait_log("not-authorized", timeout=10)
     time.sleep(5)   # the observation window: count attempts over ~5 s
     attempts = shared.log_count(COMPONENT_CONN, off)
@@ -98,9 +95,7 @@ def test_wrong_secret_keeps_running_without_spinning(testbed, shared):
 
 def test_unknown_domain_logs_host_unknown(testbed, shared):
     recv = testbed.receiver()
-    port = h.free_port()
-    f = testbed.ferry(config(shared, port, {"hooks": component(recv, domain="nowhere.localhost")}),
-                      http_port=port, wait_up=False)
+    f = testbed.linked_ferry(shared, {"hooks": component(recv, domain="nowhere.localhost")}, wait_up=False)
     f.wait_log("host-unknown", timeout=10)
     assert f.running(), f.report()
     assert f.healthz()[0] == 503
@@ -108,10 +103,9 @@ def test_unknown_domain_logs_host_unknown(testbed, shared):
 
 def test_one_component_down_other_works(testbed, shared):
     recv = testbed.receiver()
-    port = h.free_port()
     comps = {"hooks": component(recv),
              "second": component(recv, secret="wrong-one", domain=DOMAIN2, url_path="/second")}
-    f = testbed.ferry(config(shared, port, comps), http_port=port, wait_up=False)
+    f = testbed.linked_ferry(shared, comps, wait_up=False)
     f.wait_log("not-authorized", timeout=10)
     h.wait_until(lambda: (f.healthz()[1] or {}).get("components", {}).get("hooks", {}).get("link") == "up",
                  10, what="component hooks up in /healthz")
@@ -125,8 +119,7 @@ def test_one_component_down_other_works(testbed, shared):
 def test_healthz_503_until_prosody_is_up(testbed):
     p = testbed.prosody(start=False, components={DOMAIN: SECRET}, users=[("alice", "localhost", "alicepw")])
     recv = testbed.receiver()
-    port = h.free_port()
-    f = testbed.ferry(config(p, port, {"hooks": component(recv)}), http_port=port, wait_up=False)
+    f = testbed.linked_ferry(p, {"hooks": component(recv)}, wait_up=False)
     t0 = time.monotonic()
     h.wait_until(lambda: f.healthz()[0] is not None, 10, what="/healthz answering")
     assert f.healthz()[0] == 503
@@ -153,8 +146,7 @@ def _stop_prosody_and_wait_down(p, f):
 def test_prosody_restart_delivers_queued_in_order(testbed):
     p = testbed.prosody(components={DOMAIN: SECRET}, offline=True, users=[("alice", "localhost", "alicepw")])
     recv = testbed.receiver()
-    port = h.free_port()
-    f = testbed.ferry(config(p, port, {"hooks": component(recv)}), http_port=port)
+    f = testbed.linked_ferry(p, {"hooks": component(recv)})
     alice = testbed.client("alice@localhost", "alicepw", p)
     round_trip(f, alice, recv, "before")
     alice.close()
@@ -188,8 +180,7 @@ def test_inbound_while_down_is_durable_beyond_queue_size(testbed):
     and arrives in order once Prosody is back."""
     p = testbed.prosody(components={DOMAIN: SECRET}, offline=True, users=[("alice", "localhost", "alicepw")])
     recv = testbed.receiver()
-    port = h.free_port()
-    f = testbed.ferry(config(p, port, {"hooks": component(recv)}, xmpp={"queue_size": 2}), http_port=port)
+    f = testbed.linked_ferry(p, {"hooks": component(recv)}, xmpp={"queue_size": 2})
     _stop_prosody_and_wait_down(p, f)
     off = f.stderr_offset()
     posted = ["durable %d" % i for i in range(1, 9)]
@@ -226,9 +217,7 @@ def test_queue_size_bounds_non_durable_stanzas(testbed):
     recv = testbed.receiver()
     gate = threading.Event()
     recv.script("/alerts", [Reply(200, body=b'{"ok":true}', gate=gate, gate_timeout=60)] * 4)
-    port = h.free_port()
-    f = testbed.ferry(config(p, port, {"hooks": component(recv, timeout=90.0)}, xmpp={"queue_size": 2}),
-                      http_port=port)
+    f = testbed.linked_ferry(p, {"hooks": component(recv, timeout=90.0)}, xmpp={"queue_size": 2})
     try:
         alice = testbed.client("alice@localhost", "alicepw", p)
         mids = [alice.send_message(ALERTS, "wants a receipt %d" % i, receipt=True) for i in range(1, 5)]
@@ -272,10 +261,8 @@ def test_frozen_server_detected_by_ping(testbed, interval, timeout):
     ping within ping_timeout seconds => link down, then reconnect."""
     p = testbed.prosody(components={DOMAIN: SECRET}, users=[("alice", "localhost", "alicepw")])
     recv = testbed.receiver()
-    port = h.free_port()
-    f = testbed.ferry(config(p, port, {"hooks": component(recv)},
-                             xmpp={"ping_interval": interval, "ping_timeout": timeout, "keepalive_interval": 1}),
-                      http_port=port)
+    f = testbed.linked_ferry(p, {"hooks": component(recv)},
+                             xmpp={"ping_interval": interval, "ping_timeout": timeout, "keepalive_interval": 1})
     p.pause()
     try:
         t0 = time.monotonic()
@@ -294,8 +281,7 @@ def test_frozen_server_detected_by_ping(testbed, interval, timeout):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_graceful_stop(testbed, shared, sig):
     recv = testbed.receiver()
-    port = h.free_port()
-    f = testbed.ferry(config(shared, port, {"hooks": component(recv)}), http_port=port)
+    f = testbed.linked_ferry(shared, {"hooks": component(recv)})
     alice = testbed.client("alice@localhost", "alicepw", shared)
     off = shared.log_offset()
     text = "last words %s" % sig.name
@@ -316,8 +302,7 @@ def test_graceful_stop(testbed, shared, sig):
 
 def test_sighup_reloads_without_dropping_link(testbed, shared):
     recv = testbed.receiver()
-    port = h.free_port()
-    f = testbed.ferry(config(shared, port, {"hooks": component(recv, url_path="/old")}), http_port=port)
+    f = testbed.linked_ferry(shared, {"hooks": component(recv, url_path="/old")})
     alice = testbed.client("alice@localhost", "alicepw", shared)
     outbound(alice, recv, "to the old url", path="/old")
     debug_before = [l for l in f.log_lines() if (h.LOG_LINE.match(l) or [None] * 3)[2] in ("debug", "DEBUG")]
@@ -325,7 +310,7 @@ def test_sighup_reloads_without_dropping_link(testbed, shared):
 
     poff = shared.log_offset()
     foff = f.stderr_offset()
-    f.write_config(config(shared, port, {"hooks": component(recv, url_path="/new")}, log={"level": "debug"}))
+    f.write_config(config(shared, f.http_port, {"hooks": component(recv, url_path="/new")}, log={"level": "debug"}))
     f.signal(signal.SIGHUP)
     switched = None
     deadline = time.monotonic() + 10
@@ -355,13 +340,12 @@ def test_sighup_reloads_without_dropping_link(testbed, shared):
 
 def test_sighup_with_broken_config_keeps_running(testbed, shared):
     recv = testbed.receiver()
-    port = h.free_port()
-    f = testbed.ferry(config(shared, port, {"hooks": component(recv, url_path="/old")}), http_port=port)
+    f = testbed.linked_ferry(shared, {"hooks": component(recv, url_path="/old")})
     alice = testbed.client("alice@localhost", "alicepw", shared)
     outbound(alice, recv, "before the broken reload", path="/old")
     poff = shared.log_offset()
     foff = f.stderr_offset()
-    broken = config(shared, port, {"hooks": component(recv, url_path="/new")}).replace(
+    broken = config(shared, f.http_port, {"hooks": component(recv, url_path="/new")}).replace(
         'format = "json"', 'format = "json"\ncolour = "blue"')
     f.write_config(broken)
     f.signal(signal.SIGHUP)
@@ -379,7 +363,6 @@ def test_sighup_with_broken_config_keeps_running(testbed, shared):
 
 def test_more_than_1024_descriptors(testbed, shared):
     recv = testbed.receiver()
-    port = h.free_port()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
     assert want > 1200, "RLIMIT_NOFILE hard limit too low for this test: %s" % hard
@@ -391,8 +374,7 @@ def test_more_than_1024_descriptors(testbed, shared):
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))   # to open 1100 here
     fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
     try:
-        f = testbed.ferry(config(shared, port, {"hooks": component(recv)}), http_port=port,
-                          pass_fds=fds, preexec_fn=raise_limit)
+        f = testbed.linked_ferry(shared, {"hooks": component(recv)}, pass_fds=fds, preexec_fn=raise_limit)
     finally:
         for fd in fds:
             os.close(fd)
@@ -417,9 +399,7 @@ def test_more_than_1024_descriptors(testbed, shared):
 
 def test_oversized_stanza_does_not_crash(testbed, shared):
     recv = testbed.receiver()
-    port = h.free_port()
-    f = testbed.ferry(config(shared, port, {"hooks": component(recv)}, xmpp={"max_stanza_size": 4096}),
-                      http_port=port)
+    f = testbed.linked_ferry(shared, {"hooks": component(recv)}, xmpp={"max_stanza_size": 4096})
     alice = testbed.client("alice@localhost", "alicepw", shared)
     outbound(alice, recv, "small before")
     off = shared.log_offset()
@@ -449,10 +429,9 @@ def test_oversized_stanza_does_not_crash(testbed, shared):
 
 def test_secrets_never_logged(testbed, shared):
     recv = testbed.receiver()
-    port = h.free_port()
     comp = component(recv)
     comp["endpoints"]["alerts"].update({"signing_secret": SIGNING, "github_secret": GH_SECRET})
-    f = testbed.ferry(config(shared, port, {"hooks": comp}), args=["-v"], http_port=port)
+    f = testbed.linked_ferry(shared, {"hooks": comp}, args=["-v"])
     alice = testbed.client("alice@localhost", "alicepw", shared)
     round_trip(f, alice, recv, "secret-check")
     mid = alice.send_message(ALERTS, "signed", receipt=True)

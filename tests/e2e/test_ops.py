@@ -31,10 +31,6 @@ COMMANDS = {"status", "reload", "dead-list", "dead-retry", "disconnect"}
 PLUGINS = ("xep_0030", "xep_0004", "xep_0050")
 
 
-class Env:
-    pass
-
-
 def endpoint(recv, path, **kw):
     d = {"url": recv.url(path), "format": "json", "token": TOKEN, "deliver_to": ["alice@localhost"],
          "allow": ["localhost"]}
@@ -53,7 +49,7 @@ def hooks_config(e, alerts_path="/alerts", admins=("alice@localhost",)):
 @pytest.fixture(scope="module")
 def env(module_testbed, ferry_bin):
     tb = module_testbed
-    e = Env()
+    e = h.Env()
     e.tb = tb
     e.prosody = tb.prosody(components={DOMAIN: SECRET, QDOMAIN: SECRET, Q2DOMAIN: SECRET, JDOMAIN: SECRET},
                            users=[("alice", "localhost", "alicepw"), ("bob", "localhost", "bobpw")])
@@ -70,8 +66,7 @@ def env(module_testbed, ferry_bin):
 
 
 def post_text(ferry, text, path="/hooks/hooks/alerts", token=TOKEN):
-    return h.http_request("POST", ferry.url(path), json.dumps({"text": text}),
-                          {"Content-Type": "application/json", "Authorization": "Bearer " + token})
+    return h.post_json(ferry.url(path), {"text": text}, token)
 
 
 def as_stanza(iq):
@@ -419,7 +414,6 @@ def test_ferry_queue_list_retry_drop(env, testbed):
     recv = testbed.receiver()
     recv.script("/q-dead", [Reply(500)] * 20)
     recv.script("/q-slow", [Reply(503)] * 20)
-    port = h.free_port()
     store = testbed.subdir("qstore") + "/ferry.db"
     comps = {
         "q": {"adapter": "webhook", "domain": QDOMAIN, "secret": SECRET, "max_attempts": 1,
@@ -428,8 +422,7 @@ def test_ferry_queue_list_retry_drop(env, testbed):
                "retry_delay": 300.0, "retry_delay_max": 300.0,
                "endpoints": {"slow": endpoint(recv, "/q-slow")}},
     }
-    text = h.ferry_config(env.prosody.component_port, port, comps, storage={"path": store})
-    f = testbed.ferry(text, http_port=port, name="queued")
+    f = testbed.linked_ferry(env.prosody, comps, storage={"path": store}, name="queued")
     alice = env.alice
     dead_mid = alice.send_message("dead@" + QDOMAIN, "for the dead letters")
     slow_mid = alice.send_message("slow@" + Q2DOMAIN, "waits for its retry")

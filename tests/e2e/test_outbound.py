@@ -9,7 +9,7 @@ import time
 import pytest
 
 import harness as h
-from harness import Reply
+from harness import Reply, jbody
 
 SECRET = "comp-secret-Q7x2"
 SIGNING = h.new_signing_secret()
@@ -17,14 +17,10 @@ DOMAIN = "hooks.localhost"
 ALERTS = "alerts@" + DOMAIN
 
 
-class Env:
-    pass
-
-
 @pytest.fixture(scope="module")
 def env(module_testbed, ferry_bin):
     tb = module_testbed
-    e = Env()
+    e = h.Env()
     e.prosody = tb.prosody(vhosts=("localhost", "other.localhost"), components={DOMAIN: SECRET},
                            users=[("alice", "localhost", "alicepw"), ("bob", "localhost", "bobpw"),
                                   ("mallory", "other.localhost", "mallorypw")])
@@ -48,20 +44,11 @@ def env(module_testbed, ferry_bin):
     }
     comp = {"adapter": "webhook", "domain": DOMAIN, "secret": SECRET, "max_attempts": 3,
             "retry_delay": 0.2, "retry_delay_max": 1.0, "timeout": 1.0, "endpoints": endpoints}
-    e.http_port = h.free_port()
-    e.ferry = tb.ferry(h.ferry_config(e.prosody.component_port, e.http_port, {"hooks": comp}),
-                       http_port=e.http_port)
+    e.ferry = tb.linked_ferry(e.prosody, {"hooks": comp})
     e.alice = tb.client("alice@localhost", "alicepw", e.prosody)
     e.bob = tb.client("bob@localhost", "bobpw", e.prosody)
     e.mallory = tb.client("mallory@other.localhost", "mallorypw", e.prosody)
     return e
-
-
-def jbody(req):
-    try:
-        return req.json()
-    except ValueError:
-        return {}
 
 
 def with_id(mid):

@@ -418,17 +418,11 @@ def sms_component(provider, fake, **overrides):
 
 
 def sms_config(prosody, http_port, comp, users, store_path, public_url=None):
-    """gateway.toml: the harness's TOML writer for the tables, and
+    """gateway.toml: the harness's ferry_config for the tables, and
     [[components.sms.users]] written out (it has no arrays of tables)."""
-    doc = {
-        "xmpp": {"host": "127.0.0.1", "port": prosody.component_port},
-        "http": {"listen": "127.0.0.1:%d" % http_port,
-                 "public_url": public_url or "http://127.0.0.1:%d" % http_port},
-        "log": {"level": "debug"},
-        "storage": {"path": store_path},
-        "components": {COMPONENT: comp},
-    }
-    text = h.to_toml(doc)
+    text = h.ferry_config(prosody.component_port, http_port, {COMPONENT: comp}, log={"level": "debug"},
+                          http={"public_url": public_url} if public_url else None,
+                          storage={"path": store_path})
     for jid, number in users:
         text += "\n[[components.%s.users]]\njid = %s\nnumber = %s\n" % (
             COMPONENT, h.toml_value(jid), h.toml_value(number))
@@ -993,7 +987,7 @@ def test_hostile_webhooks(env):
         signed_ok = {"signed, unknown event type", "signed, no payload", "signed, empty to",
                      "signed, text null and media not a list", "signed, from null", "signed, JSON array"}
     for what, b, hdrs in cases:
-        ans = fp.http_post(url, b, hdrs)
+        ans = h.http_request("POST", url, b, hdrs)
         ok = (200 <= ans.status < 300 or 400 <= ans.status < 500) if what in signed_ok \
             else 400 <= ans.status < 500
         if not ok:

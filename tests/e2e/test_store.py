@@ -24,7 +24,7 @@ def config_for(tb, store_path):
     comp = d.webhook_component(DOMAIN, "s3cret-St0re", {
         "alerts": {"url": "http://127.0.0.1:9/x", "allow": ["localhost"], "token": "tok-St0re",
                    "deliver_to": ["alice@localhost"]}})
-    text = d.durable_config(None, http_port, {"hooks": comp}, store_path, xmpp_port=h.free_port())
+    text = h.ferry_config(h.free_port(), http_port, {"hooks": comp}, storage={"path": store_path})
     path = os.path.join(tb.subdir("cfg"), "gateway.toml")
     with open(path, "w") as f:
         f.write(text)
@@ -65,6 +65,18 @@ def assert_refused(tb, config_path, store_path, expect, what):
         low = out.lower()
         assert any(e in low for e in expect), "%s: %s does not say %s:\n%s" % (what, who, " or ".join(expect), out)
         assert not h.sanitizer_reports(out), "%s: sanitizer report from %s:\n%s" % (what, who, out)
+
+
+def newer_store(tb, name):
+    """A store as a newer ferry leaves it (schema version 99, a table this
+    ferry does not know), in a new folder; returns (its path, the open
+    connection that wrote it)."""
+    store = os.path.join(tb.subdir(name), "ferry.db")
+    con = sqlite3.connect(store)
+    con.execute("CREATE TABLE future (x)")
+    con.execute("PRAGMA user_version = 99")
+    con.commit()
+    return store, con
 
 
 def test_store_under_missing_directory(testbed):
@@ -120,11 +132,7 @@ def test_corrupt_store(testbed):
 
 def test_store_from_newer_schema(testbed):
     tb = testbed
-    store = os.path.join(tb.subdir("newer"), "ferry.db")
-    con = sqlite3.connect(store)
-    con.execute("CREATE TABLE future (x)")
-    con.execute("PRAGMA user_version = 99")
-    con.commit()
+    store, con = newer_store(tb, "newer")
     con.close()
     cfg = config_for(tb, store)
     assert_refused(tb, cfg, store, ["newer"], "schema version 99")
@@ -142,11 +150,7 @@ def test_newer_store_left_untouched(testbed):
     journal mode (an older binary started by mistake during a rollback must
     leave the newer ferry's file as it was)."""
     tb = testbed
-    store = os.path.join(tb.subdir("newer-untouched"), "ferry.db")
-    con = sqlite3.connect(store)
-    con.execute("CREATE TABLE future (x)")
-    con.execute("PRAGMA user_version = 99")
-    con.commit()
+    store, con = newer_store(tb, "newer-untouched")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     con.close()
     with open(store, "rb") as f:
@@ -166,9 +170,12 @@ def test_newer_store_left_untouched(testbed):
                              "header bytes changed at offsets %s" % (mode, changed))
 
 
+SCHEMA_VERSION = 2  # src/store_sqlite.c
+
+
 def test_fresh_store_created_at_current_version(testbed):
-    """Control: a new path gets a store (WAL, schema version 1), and a second
-    open migrates nothing."""
+    """Control: a new path gets a store (WAL, the current schema version), and
+    a second open migrates nothing."""
     tb = testbed
     store = os.path.join(tb.subdir("fresh"), "ferry.db")
     cfg = config_for(tb, store)
@@ -176,9 +183,47 @@ def test_fresh_store_created_at_current_version(testbed):
         r = d.queue(cfg, "list", binary=d.snapshot_binary(tb))
         assert r.returncode == 0, (r.stdout, r.stderr)
         assert not h.sanitizer_reports(r.stderr), r.stderr
-    assert d.store_user_version(store) == 1
+    assert d.store_user_version(store) == SCHEMA_VERSION
     con = sqlite3.connect(store)
     try:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        con.close()
+
+
+def test_version_1_store_is_migrated_keeping_its_messages(testbed):
+    """A store written by the first ferry (schema 1: messages and settings)
+    is migrated at start: the archive table appears, the version moves on,
+    and its pending message and settings are still there."""
+    tb = testbed
+    store = os.path.join(tb.subdir("v1"), "ferry.db")
+    con = sqlite3.connect(store)
+    con.executescript("""
+        CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, component TEXT NOT NULL,
+          direction INTEGER NOT NULL, conversation TEXT NOT NULL, dedup TEXT,
+          payload BLOB NOT NULL, state INTEGER NOT NULL DEFAULT 0,
+          attempts INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL,
+          next_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, error TEXT);
+        CREATE UNIQUE INDEX messages_dedup ON messages(component, direction, dedup)
+          WHERE dedup IS NOT NULL;
+        CREATE INDEX messages_state ON messages(component, direction, state, id);
+        CREATE TABLE settings (component TEXT NOT NULL, ns TEXT NOT NULL, key TEXT NOT NULL,
+          value TEXT NOT NULL, PRIMARY KEY (component, ns, key));
+        INSERT INTO messages (component, direction, conversation, payload, created_ms, next_ms,
+          updated_ms) VALUES ('hooks', 0, 'alerts alice@localhost', x'00', 1, 1, 1);
+        INSERT INTO settings VALUES ('sms', 'user', 'alice@localhost', '+15550001111');
+        PRAGMA user_version = 1;
+    """)
+    con.close()
+    cfg = config_for(tb, store)
+    r = d.queue(cfg, "list", binary=d.snapshot_binary(tb))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "alerts alice@localhost" in r.stdout, r.stdout
+    assert d.store_user_version(store) == SCHEMA_VERSION
+    con = sqlite3.connect(store)
+    try:
+        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "history" in tables, tables
+        assert con.execute("SELECT value FROM settings").fetchone()[0] == "+15550001111"
     finally:
         con.close()
