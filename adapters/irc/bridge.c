@@ -716,7 +716,8 @@ static void listed_free(irc_conn_t *conn)
 /* Answers every waiting disco#items: with the list, or with ERROR. */
 static void finish_listings(irc_conn_t *conn, const char *error)
 {
-    qsort(conn->listed, conn->nlisted, sizeof *conn->listed, by_channel);
+    if (conn->nlisted) /* qsort wants a real array, even for nothing */
+        qsort(conn->listed, conn->nlisted, sizeof *conn->listed, by_channel);
     while (conn->listings) {
         irc_listing_t *l = conn->listings;
         conn->listings = l->next;
