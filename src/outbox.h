@@ -41,7 +41,6 @@ void net_outbox_fail(net_outbox_t *ob, int64_t id, const char *error);
 void net_outbox_pause(net_outbox_t *ob);
 /* Looks for rows made pending from outside (a requeued dead message). */
 void net_outbox_rescan(net_outbox_t *ob);
-size_t net_outbox_in_flight(const net_outbox_t *ob);
 void net_outbox_stats(const net_outbox_t *ob, outbox_stats_t *out);
 /* Frees memory; what is still pending stays in the store. */
 void net_outbox_free(net_outbox_t *ob);

@@ -483,8 +483,6 @@ void net_outbox_pause(net_outbox_t *ob)
     uv_timer_stop(&ob->rescan);
 }
 
-size_t net_outbox_in_flight(const net_outbox_t *ob) { return ob->in_flight; }
-
 void net_outbox_stats(const net_outbox_t *ob, outbox_stats_t *out) { *out = ob->stats; }
 
 static void on_handle_closed(uv_handle_t *h)
