@@ -172,7 +172,8 @@ struct irc_conn {
     int tcp_open, resolving;
     SSL *ssl;
     BIO *rbio, *wbio;
-    char *inbuf;
+    char *inbuf;            /* a partial line; grows as needed, up to 64 KiB */
+    size_t inbuf_cap;
     size_t inlen;
 
     char **queue;           /* lines waiting for the throttle */

@@ -209,6 +209,15 @@ static void feed_lines(irc_conn_t *conn, const char *data, size_t len)
         conn_fail(conn, "a line longer than 64 KiB from the server");
         return;
     }
+    if (conn->inlen + len > conn->inbuf_cap) {
+        /* Most connections never hold more than a line or two: start small,
+         * so that a thousand idle users cost little memory. */
+        size_t cap = conn->inbuf_cap ? conn->inbuf_cap : 1024;
+        while (cap < conn->inlen + len)
+            cap *= 2;
+        conn->inbuf = realloc(conn->inbuf, cap);
+        conn->inbuf_cap = cap;
+    }
     memcpy(conn->inbuf + conn->inlen, data, len);
     conn->inlen += len;
     size_t start = 0;
@@ -226,6 +235,11 @@ static void feed_lines(irc_conn_t *conn, const char *data, size_t len)
         return;
     memmove(conn->inbuf, conn->inbuf + start, conn->inlen - start);
     conn->inlen -= start;
+    if (conn->inlen == 0 && conn->inbuf_cap > 4096) {
+        free(conn->inbuf); /* a burst is over: give the memory back */
+        conn->inbuf = NULL;
+        conn->inbuf_cap = 0;
+    }
 }
 
 static void start_registration(irc_conn_t *conn)
@@ -466,7 +480,6 @@ irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *server, const char *jid
     snprintf(conn->chantypes, sizeof conn->chantypes, "#&");
     snprintf(conn->prefixes, sizeof conn->prefixes, "@+");
     snprintf(conn->prefix_modes, sizeof conn->prefix_modes, "ov");
-    conn->inbuf = malloc(INBUF_MAX);
     uv_loop_t *loop = ferry_component_loop(irc->comp);
     uv_timer_init(loop, &conn->throttle);
     conn->throttle.data = conn;
