@@ -290,15 +290,13 @@ static void announce_to(irc_conn_t *conn, irc_room_t *room, size_t index)
 {
     const char *resource = room->resources[index];
     irc_chan_t *chan = room->chan;
-    const char *self_modes = "";
+    irc_member_t *self = irc_chan_member(chan, conn->nick, conn->casemap);
     for (size_t i = 0; i < chan->nmembers; i++) {
         irc_member_t *m = &chan->members[i];
-        if (irc_casecmp(conn->casemap, m->nick, conn->nick) == 0) {
-            self_modes = m->modes;
-            continue;
-        }
-        occupant_presence(conn, room, m->nick, m->modes, resource, NULL, NULL, NULL, NULL);
+        if (m != self && !m->gone)
+            occupant_presence(conn, room, m->nick, m->modes, resource, NULL, NULL, NULL, NULL);
     }
+    const char *self_modes = self ? self->modes : "";
     int codes[3] = {110, 0, 0};
     if (irc_casecmp(conn->casemap, conn->nick, room->asked_nick) != 0 ||
         strcmp(conn->nick, room->asked_nick) != 0)
@@ -327,9 +325,7 @@ static void on_join(irc_conn_t *conn, irc_msg_t *m, const char *nick)
         room->joined = 1;
         if (leads(conn, room)) {
             /* NAMES follows and fills the list afresh. */
-            for (size_t i = 0; i < room->chan->nmembers; i++)
-                free(room->chan->members[i].nick);
-            room->chan->nmembers = 0;
+            irc_chan_clear(room->chan);
             room->chan->synced = 0;
         } else if (room->chan->synced) {
             irc_chan_add(room->chan, nick, "", conn->casemap);

@@ -69,6 +69,10 @@ typedef struct irc_member {
     int gone;               /* left; removed once pending reaches 0 */
     char *old_nick;         /* renamed from; forgotten once pending reaches 0 */
     size_t pending;
+    /* Index links (irc_chan.c): position + 1 of the next entry in the same
+     * bucket, 0 at the end. */
+    uint32_t hash, next;        /* by nick: present, or gone */
+    uint32_t old_hash, old_next;/* by old_nick */
 } irc_member_t;
 
 struct irc_chan {
@@ -78,6 +82,12 @@ struct irc_chan {
     char *folded;
     irc_member_t *members;
     size_t nmembers, cap;
+    /* Hash buckets (position + 1 of the first entry, 0: empty), nbuckets
+     * each: present members by nick, gone ones by nick, renamed ones by
+     * old nick. Every event is looked up by each local connection in the
+     * channel, so a scan would cost members x connections. */
+    uint32_t *buckets;
+    size_t nbuckets;
     char *topic;
     int synced;             /* the member list is complete (NAMES ended) */
     size_t users;           /* local users in it */
@@ -87,6 +97,8 @@ struct irc_chan {
 
 irc_chan_t *irc_chan_get(irc_t *irc, const char *server, const char *name, irc_casemap_t map);
 void irc_chan_release(irc_t *irc, irc_chan_t *chan);
+/* Forgets every member (the leader's NAMES will fill the list afresh). */
+void irc_chan_clear(irc_chan_t *chan);
 /* A present member by nick (gone ones are not found). */
 irc_member_t *irc_chan_member(irc_chan_t *chan, const char *nick, irc_casemap_t map);
 /* The entry an event about NICK refers to for a connection that has not
@@ -247,7 +259,6 @@ struct irc {
     size_t nservers;
     char *default_server;
     char **allow;
-    char *default_nick;     /* unused until registration lands */
     int history;            /* archive channel messages */
     int64_t history_on_join;/* messages replayed on join unless the client asks */
     int64_t history_days;   /* kept this long */
@@ -259,6 +270,9 @@ struct irc {
     int liveness_open;
     int stopping;
     SSL_CTX *tls, *tls_noverify;
+    /* Every read lands here and is consumed before the next one: one
+     * buffer for all connections instead of one allocation per read. */
+    char readbuf[65536];
     unsigned long long lines_in, lines_out, stanzas_out;
 };
 

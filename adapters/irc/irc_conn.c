@@ -369,9 +369,10 @@ static void on_tls_data(irc_conn_t *conn, const char *data, size_t len)
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    (void)h;
-    buf->base = malloc(suggested);
-    buf->len = buf->base ? suggested : 0;
+    (void)suggested;
+    irc_conn_t *conn = h->data;
+    buf->base = conn->irc->readbuf;
+    buf->len = sizeof conn->irc->readbuf;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -388,7 +389,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_fail(conn, nread == UV_EOF ? "the server closed the connection"
                                         : uv_strerror((int)nread));
     }
-    free(buf->base);
 }
 
 /* ---- connecting ---- */

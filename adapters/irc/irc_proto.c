@@ -118,6 +118,14 @@ int irc_casecmp(irc_casemap_t map, const char *a, const char *b)
     return (unsigned char)fold(map, *a) - (unsigned char)fold(map, *b);
 }
 
+uint32_t irc_casehash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)fold(IRC_CASE_RFC1459, *s)) * 16777619u;
+    return h;
+}
+
 static int forbidden_anywhere(unsigned char c) { return c == '\r' || c == '\n' || c == 0; }
 
 int irc_valid_nick(const char *s)

@@ -5,6 +5,7 @@
 #define FERRY_IRC_PROTO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define IRC_MAX_PARAMS 15
 #define IRC_LINE_MAX 512 /* including CR LF */
@@ -32,6 +33,9 @@ irc_casemap_t irc_casemap_parse(const char *name);
 /* Lowercases S into BUF under MAP. */
 void irc_casefold(irc_casemap_t map, const char *s, char *buf, size_t len);
 int irc_casecmp(irc_casemap_t map, const char *a, const char *b);
+/* Strings equal under any of the mappings hash the same (rfc1459 folds the
+ * most), so an index survives a CASEMAPPING learnt late. */
+uint32_t irc_casehash(const char *s);
 
 /* Whether S may be sent as a nick, a channel (with one of CHANTYPES first)
  * or a single middle parameter: no space, comma, CR, LF, NUL, BEL, and not

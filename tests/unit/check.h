@@ -33,7 +33,7 @@ check_at(const char *file, int line, int ok, const char *fmt, ...)
 
 /* Quotes S for a message (NULL shown as NULL); returns a static buffer,
  * one of a few so that two can appear in one message. */
-static const char *__attribute__((unused)) check_quote(const char *s)
+__attribute__((unused)) static const char *check_quote(const char *s)
 {
     static char bufs[4][600];
     static int next;
