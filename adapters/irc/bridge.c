@@ -175,6 +175,15 @@ static void chat_from(irc_t *irc, const char *from, const char *to, const char *
     emit(irc, o);
 }
 
+/* A chat message from the server JID, which stands for the IRC server. */
+static void server_says(irc_conn_t *conn, const char *text)
+{
+    char from[600];
+    snprintf(from, sizeof from, "%s@%s", conn->server->name,
+             ferry_component_domain(conn->irc->comp));
+    chat_from(conn->irc, from, conn->jid, text);
+}
+
 /* A presence error for a join that failed. */
 static void join_error(irc_conn_t *conn, irc_room_t *room, const char *to, const char *type,
                        const char *condition, const char *text)
@@ -551,10 +560,7 @@ static void on_privmsg(irc_conn_t *conn, irc_msg_t *m, const char *nick)
             for (size_t i = 0; i < room->nresources; i++)
                 groupchat(conn, room, nick, room->resources[i], NULL, text, NULL);
     } else if (!m->prefix || !strchr(m->prefix, '!')) {
-        /* From the server itself: notices, MOTD-like text. */
-        char from[600];
-        snprintf(from, sizeof from, "%s@%s", conn->server->name, domain);
-        chat_from(irc, from, conn->jid, text);
+        server_says(conn, text); /* the server's own notices */
     } else {
         char from[1400];
         irc_jid_user(from, sizeof from, nick, conn->server->name, domain);
@@ -736,6 +742,68 @@ static void send_list(irc_conn_t *conn)
     }
 }
 
+/* ---- what the server says to the user: MOTD, replies, errors ---- */
+
+static void on_motd_line(irc_conn_t *conn, irc_msg_t *m)
+{
+    const char *line = m->nparams >= 2 ? m->params[m->nparams - 1] : "";
+    size_t have = conn->motd ? strlen(conn->motd) : 0, add = strlen(line);
+    if (have + add > 16384)
+        return; /* a MOTD that long is abuse, not news */
+    conn->motd = realloc(conn->motd, have + add + 2);
+    memcpy(conn->motd + have, line, add);
+    memcpy(conn->motd + have + add, "\n", 2);
+}
+
+static void on_motd_end(irc_conn_t *conn)
+{
+    conn->welcomed = 1;
+    if (!conn->motd)
+        return;
+    size_t n = strlen(conn->motd);
+    if (n && conn->motd[n - 1] == '\n')
+        conn->motd[n - 1] = 0;
+    char *text = irc_text_to_utf8(conn->motd);
+    server_says(conn, text);
+    free(text);
+    free(conn->motd);
+    conn->motd = NULL;
+}
+
+/* Numerics nobody else handles, once registration is over: the answers to
+ * raw commands and the refusals (482 not an operator, 401 no such nick...).
+ * About a channel the user is in: said in the room; otherwise by the server
+ * JID. */
+static void on_other_numeric(irc_conn_t *conn, irc_msg_t *m)
+{
+    static const char *quiet[] = {"005", "315", "321", "324", "329", "333", "366"};
+    if (!conn->welcomed || m->nparams < 2)
+        return;
+    for (size_t i = 0; i < sizeof quiet / sizeof *quiet; i++)
+        if (strcmp(m->command, quiet[i]) == 0)
+            return;
+    char joined[IRC_LINE_MAX + 1] = "";
+    size_t len = 0;
+    for (int i = 1; i < m->nparams && len < sizeof joined - 1; i++)
+        len += (size_t)snprintf(joined + len, sizeof joined - len, "%s%s", i > 1 ? " " : "",
+                                m->params[i]);
+    char *text = irc_text_to_utf8(joined);
+    irc_room_t *room = m->nparams > 2 ? find_room(conn, m->params[1]) : NULL;
+    if (room && room->announced) {
+        for (size_t i = 0; i < room->nresources; i++)
+            groupchat(conn, room, NULL, room->resources[i], NULL, text, NULL);
+    } else {
+        server_says(conn, text);
+    }
+    free(text);
+}
+
+static int is_numeric(const char *c)
+{
+    return c[0] >= '0' && c[0] <= '9' && c[1] >= '0' && c[1] <= '9' && c[2] >= '0' &&
+           c[2] <= '9' && !c[3];
+}
+
 void bridge_on_line(irc_conn_t *conn, irc_msg_t *m)
 {
     char nick[IRC_NICK_MAX];
@@ -779,12 +847,20 @@ void bridge_on_line(irc_conn_t *conn, irc_msg_t *m)
         on_join_refused(conn, m, "not-authorized");
     else if (strcmp(c, "403") == 0 || strcmp(c, "479") == 0)
         on_join_refused(conn, m, "item-not-found");
-    else if (strcmp(c, "322") == 0)
+    else if (strcmp(c, "322") == 0 && conn->listings)
         on_list_item(conn, m);
     else if (strcmp(c, "323") == 0 && conn->listings) {
         finish_listings(conn, NULL);
         maybe_quit(conn);
-    }
+    } else if (strcmp(c, "375") == 0) {
+        free(conn->motd);
+        conn->motd = NULL;
+    } else if (strcmp(c, "372") == 0)
+        on_motd_line(conn, m);
+    else if (strcmp(c, "376") == 0 || strcmp(c, "422") == 0)
+        on_motd_end(conn);
+    else if (is_numeric(c))
+        on_other_numeric(conn, m);
 }
 
 static void send_join(irc_conn_t *conn, irc_room_t *room)
@@ -795,6 +871,7 @@ static void send_join(irc_conn_t *conn, irc_room_t *room)
 
 void bridge_on_registered(irc_conn_t *conn)
 {
+    conn->welcomed = 0;
     ferry_log_info(ferry_component_name(conn->irc->comp), "connected to IRC server %s",
                    conn->server->name);
     for (irc_room_t *room = conn->rooms; room; room = room->next)
@@ -1005,6 +1082,35 @@ static int send_text(irc_conn_t *conn, const char *target, const char *text)
     return rc;
 }
 
+/* Text typed to the server JID: one IRC command per line, as biboumi does.
+ * Each line is parsed and written again, so it stays one line; nothing is
+ * sent unless every line can be. */
+static void raw_commands(irc_t *irc, xmpp_stanza_t *st, irc_conn_t *conn, const char *body)
+{
+    for (int sending = 0; sending < 2; sending++) {
+        for (const char *p = body; *p; p += strspn(p, "\r\n")) {
+            size_t n = strcspn(p, "\r\n");
+            size_t blank = strspn(p, " \t");
+            const char *line = p + blank;
+            p += n;
+            if (blank >= n)
+                continue;
+            irc_msg_t *m = irc_msg_parse(line, n - blank);
+            char out[IRC_LINE_MAX + 1];
+            const char *const *params = m ? (const char *const *)m->params : NULL;
+            if (!m || !irc_format(out, sizeof out, m->command, params, m->nparams)) {
+                stanza_error(irc, st, "modify", m ? "not-acceptable" : "bad-request",
+                             m ? "IRC cannot carry this command" : "not an IRC command");
+                free(m);
+                return;
+            }
+            if (sending)
+                irc_conn_send(conn, m->command, params, m->nparams);
+            free(m);
+        }
+    }
+}
+
 /* XEP-0045 mediated invitation: an IRC user gets INVITE, an XMPP user a
  * mediated invitation from the room. */
 static void invite(irc_t *irc, xmpp_stanza_t *st, irc_conn_t *conn, irc_room_t *room,
@@ -1109,7 +1215,11 @@ void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
     if (!body)
         return;
     const char *nick = to->nick;
-    if (to->kind == IRC_JID_SERVER || !irc_valid_nick(nick)) {
+    if (to->kind == IRC_JID_SERVER) {
+        if (!conn)
+            conn = conn_for(irc, bare, server, NULL);
+        raw_commands(irc, st, conn, body);
+    } else if (!irc_valid_nick(nick)) {
         stanza_error(irc, st, "modify", "jid-malformed", "not an IRC nick");
     } else {
         if (!conn)

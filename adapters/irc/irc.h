@@ -170,6 +170,8 @@ struct irc_conn {
     irc_room_t *rooms;
     irc_listing_t *listings;   /* waiting for 323 */
     int list_sent;
+    char *motd;             /* 372 lines so far, sent as one message at 376 */
+    int welcomed;           /* the MOTD ended: numerics now answer the user */
     irc_listed_t *listed;      /* 322 replies so far */
     size_t nlisted, listed_cap;
 

@@ -608,6 +608,7 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
     free(conn->listed);
     free(conn->queue);
     free(conn->inbuf);
+    free(conn->motd);
     free(conn->jid);
     free(conn);
     irc_conn_freed(irc);

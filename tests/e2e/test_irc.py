@@ -32,7 +32,8 @@ USERS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "iv
          "kim", "leo", "mia", "ned", "olga", "pete", "quin", "rita", "sam", "tina", "uma",
          "vera", "walt", "xena", "yuri", "zoe", "abe", "bea", "cal", "dee", "eli", "fay",
          "gus", "hal", "ida", "jon", "kat", "lou", "max", "nat", "oz", "pam", "ray", "sue",
-         "hana", "iris", "jade", "kira", "lena", "mona", "nora", "opal", "pia", "ria"]
+         "hana", "iris", "jade", "kira", "lena", "mona", "nora", "opal", "pia", "ria", "sid",
+         "tom", "una"]
 
 
 @pytest.fixture(scope="module")
@@ -1014,7 +1015,8 @@ def test_default_server_room_jid(env, xmpp, irc, testbed):
         me = m.wait(lambda s: s.name == "presence" and 110 in codes(s), timeout=5, what="self-presence")
     except TimeoutError:
         me = None
-    got = m.all(lambda s: s.name in ("presence", "message"))
+    # the MOTD comes as a chat from the server JID; everything about the room from the room
+    got = m.all(lambda s: s.name == "presence" or (s.name == "message" and s.type != "chat"))
     froms = sorted({s.frm.split("/")[0] for s in got})
     assert me is not None and me.frm == rj + "/sue" and froms == [rj], \
         "joined %s, got stanzas from %r: %r" % (rj, froms, got)
@@ -1276,3 +1278,71 @@ def test_admin_disconnects_a_user(env, xmpp, irc):
     m.wait(lambda s: s.name == "presence" and s.type == "unavailable" and s.frm == rj + "/jade"
            and 110 in codes(s), what="jade's unavailable presence")
     ivan.wait(lambda l: l.command == "QUIT" and l.nick == "jade", since=mi)
+
+
+# ---------------------------------------------------------------- the server JID
+
+
+def server_jid(server=IRC):
+    return "%s@%s" % (server, DOMAIN)
+
+
+def from_server(s, server=IRC):
+    return s.name == "message" and s.type == "chat" and (s.frm or "").split("/")[0] == server_jid(server)
+
+
+def test_server_jid_motd_raw_commands_and_their_replies(env, xmpp, irc):
+    """Text typed to the server JID is IRC commands, one per line; the MOTD
+    arrives once, as one message; replies and refusals come back from the
+    server JID; the registration chatter (001-005, LUSERS) does not."""
+    ivan = irc("ivan40")
+    sid = xmpp("sid")
+    ms, mi = Mark(sid), ivan.mark()
+    sid.send_message(server_jid(), "PRIVMSG ivan40 :raw hello\n  \nWHOIS ivan40\r\nPRIVMSG nobody40 :hi")
+    line = ivan.wait(lambda l: l.command == "PRIVMSG" and l.nick == "sid", since=mi, what="raw PRIVMSG")
+    assert line.params == ["ivan40", "raw hello"], line
+    motd = ms.wait(lambda s: from_server(s) and "ferry test server" in (s.body or ""), what="the MOTD")
+    whois = ms.wait(lambda s: from_server(s) and "IRC tester" in (s.body or ""), what="WHOIS reply (311)")
+    assert "ivan40" in whois.body, whois
+    nosuch = ms.wait(lambda s: from_server(s) and "nobody40" in (s.body or ""), what="401 for nobody40")
+    assert "no such" in nosuch.body.lower(), nosuch
+    time.sleep(0.5)
+    said = [s.body for s in ms.all(from_server)]
+    assert sum("ferry test server" in b for b in said) == 1, said
+    assert not any("welcome" in b.lower() or "users" in b.lower() and "servers" in b.lower()
+                   for b in said), said
+    assert motd.body.strip(), motd
+
+    # a second line after a carriage return is a second command, never part of the first
+    mi = ivan.mark()
+    sid.send_message(server_jid(), "PRIVMSG ivan40 :one\rPRIVMSG ivan40 :two")
+    got = ivan.wait(lambda l: l.command == "PRIVMSG" and l.nick == "sid", since=mi, count=2, what="two lines")
+    assert [l.params for l in got] == [["ivan40", "one"], ["ivan40", "two"]], got
+
+
+def test_server_jid_refuses_what_is_not_a_command(env, xmpp, irc):
+    ivan = irc("ivan42")
+    tom = xmpp("tom")
+    mt, mi = Mark(tom), ivan.mark()
+    id = tom.send_message(server_jid(), "PRIVMSG ivan42 :first\n:prefix.only")
+    err = mt.wait(lambda s: s.name == "message" and s.type == "error" and s.id == id, what="error")
+    assert err.error_condition == "bad-request" and err.error_type == "modify", err
+    # nothing of it was sent: the valid first line waits for a valid whole
+    id = tom.send_message(server_jid(), "PRIVMSG ivan42 :second")
+    line = ivan.wait(lambda l: l.command == "PRIVMSG" and l.nick == "tom", since=mi, what="PRIVMSG")
+    assert line.params[-1] == "second", line
+    assert not mt.all(lambda s: s.type == "error" and s.id == id)
+
+
+def test_refusal_numeric_is_said_in_the_room(env, xmpp, irc):
+    """A non-operator kicks: ferry sends KICK, IRC answers 482, and the user
+    reads the refusal in the room, from the room itself."""
+    ivan, rj, una = setup_room(irc, xmpp, "ivan41", "#noop", "una")
+    mu = Mark(una)
+    admin = "<query xmlns='http://jabber.org/protocol/muc#admin'><item nick='ivan41' role='none'/></query>"
+    assert una.iq(rj, "set", admin).type == "result"
+    msg = mu.wait(lambda s: s.name == "message" and s.type == "groupchat" and s.frm == rj
+                  and s.body, what="482 in the room")
+    # ngircd's words for 482: "#noop Your privileges are too low"
+    assert msg.body.startswith("#noop ") and len(msg.body) > len("#noop "), msg
+    assert "ivan41" in [strip_nick_prefix(n) for n in ivan.names("#noop")], "ivan41 is still there"
