@@ -530,11 +530,11 @@ static char *ctcp_text(const char *text)
 {
     size_t n = strlen(text);
     if (text[0] != 1)
-        return irc_text_to_utf8(text);
+        return irc_text_to_styled(text);
     if (strncmp(text, "\1ACTION ", 8) != 0)
         return NULL;
     char *inner = strndup(text + 8, n - 8 - (text[n - 1] == 1));
-    char *clean = irc_text_to_utf8(inner);
+    char *clean = irc_text_to_styled(inner);
     free(inner);
     char *out = malloc(strlen(clean) + 5);
     sprintf(out, "/me %s", clean);

@@ -250,7 +250,26 @@ static size_t valid_utf8_at(const unsigned char *p)
     return l;
 }
 
-char *irc_text_to_utf8(const char *text)
+/* The IRC codes XEP-0393 has a span for: bold (strong), italics (emphasis),
+ * strikethrough, monospace (preformatted span); and their directives. */
+static const char style_codes[] = "\x02\x1d\x1e\x11";
+static const char style_marks[] = "*_~`";
+
+static int style_index(unsigned char c)
+{
+    const char *at = c ? strchr(style_codes, c) : NULL;
+    return at ? (int)(at - style_codes) : -1;
+}
+
+static char style_mark(unsigned char c)
+{
+    int k = style_index(c);
+    return k < 0 ? 0 : style_marks[k];
+}
+
+/* UTF-8 without colors and controls; KEEP_STYLES keeps the codes
+ * style_mark() knows and 0x0F (reset) for irc_text_to_styled(). */
+static char *clean_text(const char *text, int keep_styles)
 {
     const unsigned char *p = (const unsigned char *)text;
     char *out = malloc(strlen(text) * 2 + 1), *o = out;
@@ -278,6 +297,10 @@ char *irc_text_to_utf8(const char *text)
             }
             continue;
         }
+        if (keep_styles && (style_mark(c) || c == 0x0F)) {
+            *o++ = (char)*p++;
+            continue;
+        }
         /* bold, reset, monospace, reverse, italics, strikethrough, underline */
         if (c == 0x02 || c == 0x0F || c == 0x11 || c == 0x16 || c == 0x1D || c == 0x1E ||
             c == 0x1F) {
@@ -300,5 +323,93 @@ char *irc_text_to_utf8(const char *text)
         }
     }
     *o = 0;
+    return out;
+}
+
+char *irc_text_to_utf8(const char *text) { return clean_text(text, 0); }
+
+/* ---- XEP-0393 styling ---- */
+
+static int is_code(unsigned char c) { return style_mark(c) || c == 0x0F; }
+static int is_space(unsigned char c) { return c == ' ' || c == '\t'; }
+
+/* Where the span opened by the code at S ends: its own code again, a reset,
+ * or the end of the text. */
+static const char *span_end(const char *s)
+{
+    const char *e = s + 1;
+    while (*e && *e != *s && *e != 0x0F)
+        e++;
+    return e;
+}
+
+/* Whether the span from OPEN to END can be written with directives that a
+ * client reads back exactly: not empty, no space just inside, no directive
+ * of its own kind inside, nothing but a space or punctuation after it, and
+ * a preformatted span with no other style inside. */
+static int span_ok(const char *open, const char *end, char mark)
+{
+    const char *first = NULL, *last = NULL;
+    for (const char *p = open + 1; p < end; p++) {
+        if (is_code((unsigned char)*p)) {
+            if (mark == '`')
+                return 0;
+            continue;
+        }
+        if (*p == mark)
+            return 0;
+        if (!first)
+            first = p;
+        last = p;
+    }
+    if (!first || is_space((unsigned char)*first) || is_space((unsigned char)*last))
+        return 0;
+    const char *after = *end ? end + 1 : end;
+    while (*after && is_code((unsigned char)*after))
+        after++;
+    return !*after || is_space((unsigned char)*after) || ispunct((unsigned char)*after);
+}
+
+char *irc_text_to_styled(const char *text)
+{
+    char *kept = clean_text(text, 1);
+    char *out = malloc(strlen(kept) * 2 + 1), *o = out; /* a directive per code at most */
+    const char *end[4] = {0}; /* where the open span of each style ends */
+    int stack[4], depth = 0;  /* the spans written with directives, innermost last */
+    int after_open = 0;       /* the last byte written opened a span */
+    for (const char *p = kept; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        int k = style_index(c);
+        if (c == 0x0F || (k >= 0 && end[k] == p)) {
+            while (depth && end[stack[depth - 1]] == p)
+                *o++ = style_marks[stack[--depth]];
+            for (int i = 0; i < 4; i++)
+                if (end[i] == p)
+                    end[i] = NULL;
+            after_open = 0;
+            continue;
+        }
+        if (k < 0) {
+            *o++ = (char)c;
+            after_open = 0;
+            continue;
+        }
+        const char *e = span_end(p);
+        end[k] = e;
+        int nested = 1;
+        for (int i = 0; i < depth; i++)
+            if (e > end[stack[i]])
+                nested = 0;
+        char prev = o > out ? o[-1] : ' ';
+        if (nested && (is_space((unsigned char)prev) || after_open) && span_ok(p, e, style_marks[k])) {
+            stack[depth++] = k;
+            *o++ = style_marks[k];
+            after_open = 1;
+        }
+    }
+    while (depth)
+        *o++ = style_marks[stack[--depth]];
+    *o = 0;
+    free(kept);
     return out;
 }

@@ -61,5 +61,9 @@ void irc_pieces_free(char **pieces, size_t n);
 /* IRC text to clean UTF-8: formatting codes (bold, color, italics, ...)
  * removed; bytes that are not valid UTF-8 read as Latin-1. Malloc'd. */
 char *irc_text_to_utf8(const char *text);
+/* The same, but bold, italics, strikethrough and monospace become XEP-0393
+ * directives (*strong*, _emphasis_, ~strike~, `pre`) where a client will
+ * read them back as that span and nothing else; elsewhere they are dropped. */
+char *irc_text_to_styled(const char *text);
 
 #endif

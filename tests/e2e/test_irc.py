@@ -818,13 +818,18 @@ def test_latin1_from_irc_arrives_as_utf8(env, xmpp, irc):
     assert subject_of(subj) == "\u00e0 bient\u00f4t"
 
 
-def test_irc_formatting_is_stripped(env, xmpp, irc):
+def test_irc_formatting_becomes_styling_or_is_dropped(env, xmpp, irc):
+    """Bold, italics, monospace and strikethrough become XEP-0393 spans;
+    colours, underline and reverse, which it has not, are dropped, and so
+    is a code in the middle of a word (a client would show the asterisks)."""
     ivan, rj, vera = setup_room(irc, xmpp, "ivan18", "#colors", "vera", wait_join=False)
     m = Mark(vera)
     ivan.privmsg("#colors", "\x02bold\x02 \x0304red\x03 \x0303,01green on black\x0f \x1ditalic\x1d "
                  "\x1funderline\x1f \x16reverse\x16 \x11mono\x11 \x1estrike\x1e \x0312345")
-    wait_groupchat(vera, rj, "ivan18", "bold red green on black italic underline reverse mono strike 345",
+    wait_groupchat(vera, rj, "ivan18", "*bold* red green on black _italic_ underline reverse `mono` ~strike~ 345",
                    mark=m)
+    ivan.privmsg("#colors", "half\x02bold\x02 and \x02 spaced \x02")
+    wait_groupchat(vera, rj, "ivan18", "halfbold and  spaced ", mark=m)
 
 
 def test_ctcp_action_both_ways(env, xmpp, irc):

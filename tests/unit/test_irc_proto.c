@@ -119,8 +119,46 @@ static void test_text(void)
     free(t);
 }
 
+static void styled(const char *irc, const char *want)
+{
+    char *t = irc_text_to_styled(irc);
+    CHECK(strcmp(t, want) == 0, "styled %s: got %s, want %s", check_quote(irc), check_quote(t),
+          check_quote(want));
+    free(t);
+}
+
+/* IRC formatting codes, apart so that a following letter is not read as a
+ * hex digit of the escape. */
+#define BOLD "\x02"
+#define ITAL "\x1d"
+#define STRIKE "\x1e"
+#define MONO "\x11"
+#define RESET "\x0f"
+
+static void test_styling(void)
+{
+    styled(BOLD "bold" BOLD " and " ITAL "italic" ITAL ", " STRIKE "strike" STRIKE " " MONO
+           "mono" MONO ".",
+           "*bold* and _italic_, ~strike~ `mono`.");
+    styled("unterminated " BOLD "bold", "unterminated *bold*");
+    styled(BOLD ITAL "both" ITAL BOLD " done", "*_both_* done");
+    styled(BOLD "bold " ITAL "and italic" RESET " plain", "*bold _and italic_* plain");
+    styled("\x03" "04red\x03 " BOLD "bold" BOLD, "red *bold*");
+    /* what a client would not read back as the span: codes dropped */
+    styled("mid" BOLD "word" BOLD "s", "midwords");
+    styled(BOLD " spaced " BOLD, " spaced ");
+    styled(BOLD BOLD "empty", "empty");
+    styled(BOLD "a*b" BOLD, "a*b");
+    styled(MONO "code " BOLD "x" BOLD MONO, "code *x*");
+    styled(BOLD "a" ITAL "b" BOLD "c" ITAL, "abc");
+    styled(BOLD "a " ITAL "b" BOLD " c" ITAL, "*a b* c"); /* spans that overlap: the first wins */
+    styled("\x1f" "underline\x1f \x16" "reverse\x16", "underline reverse");
+    styled("caf\xe9 " BOLD "ol\xe9" BOLD, "caf\xc3\xa9 *ol\xc3\xa9*");
+}
+
 int main(void)
 {
+    test_styling();
     test_parse();
     test_casemap();
     test_format();
