@@ -252,7 +252,8 @@ static size_t valid_utf8_at(const unsigned char *p)
 
 /* The IRC codes XEP-0393 has a span for: bold (strong), italics (emphasis),
  * strikethrough, monospace (preformatted span); and their directives. */
-static const char style_codes[] = "\x02\x1d\x1e\x11";
+#define STYLE_CODES "\x02\x1d\x1e\x11"
+static const char style_codes[] = STYLE_CODES;
 static const char style_marks[] = "*_~`";
 
 static int style_index(unsigned char c)
@@ -373,6 +374,8 @@ static int span_ok(const char *open, const char *end, char mark)
 char *irc_text_to_styled(const char *text)
 {
     char *kept = clean_text(text, 1);
+    if (!strpbrk(kept, STYLE_CODES "\x0f"))
+        return kept; /* most lines: nothing to do */
     char *out = malloc(strlen(kept) * 2 + 1), *o = out; /* a directive per code at most */
     const char *end[4] = {0}; /* where the open span of each style ends */
     int stack[4], depth = 0;  /* the spans written with directives, innermost last */
