@@ -1085,7 +1085,8 @@ static int send_text(irc_conn_t *conn, const char *target, const char *text)
 /* Text typed to the server JID: one IRC command per line, as biboumi does.
  * Each line is parsed and written again, so it stays one line; nothing is
  * sent unless every line can be. */
-static void raw_commands(irc_t *irc, xmpp_stanza_t *st, irc_conn_t *conn, const char *body)
+static void raw_commands(irc_t *irc, xmpp_stanza_t *st, irc_conn_t *conn, const char *bare,
+                         const irc_server_t *server, const char *body)
 {
     for (int sending = 0; sending < 2; sending++) {
         for (const char *p = body; *p; p += strspn(p, "\r\n")) {
@@ -1104,6 +1105,8 @@ static void raw_commands(irc_t *irc, xmpp_stanza_t *st, irc_conn_t *conn, const 
                 free(m);
                 return;
             }
+            if (sending && !conn)
+                conn = conn_for(irc, bare, server, NULL);
             if (sending)
                 irc_conn_send(conn, m->command, params, m->nparams);
             free(m);
@@ -1216,9 +1219,7 @@ void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
         return;
     const char *nick = to->nick;
     if (to->kind == IRC_JID_SERVER) {
-        if (!conn)
-            conn = conn_for(irc, bare, server, NULL);
-        raw_commands(irc, st, conn, body);
+        raw_commands(irc, st, conn, bare, server, body);
     } else if (!irc_valid_nick(nick)) {
         stanza_error(irc, st, "modify", "jid-malformed", "not an IRC nick");
     } else {

@@ -186,9 +186,7 @@ struct irc_conn {
     int tcp_open, resolving;
     SSL *ssl;
     BIO *rbio, *wbio;
-    char *inbuf;            /* a partial line; grows as needed, up to 64 KiB */
-    size_t inbuf_cap;
-    size_t inlen;
+    irc_linebuf_t partial;  /* a line split across reads, up to 64 KiB */
 
     char **queue;           /* lines waiting for the throttle */
     size_t qhead, qcount, qcap;

@@ -203,43 +203,17 @@ static void on_line(irc_conn_t *conn, const char *line, size_t len)
     free(m);
 }
 
+static int line_read(void *ctx, const char *line, size_t len)
+{
+    irc_conn_t *conn = ctx;
+    on_line(conn, line, len);
+    return conn->state == IRC_CLOSED;
+}
+
 static void feed_lines(irc_conn_t *conn, const char *data, size_t len)
 {
-    if (conn->inlen + len > INBUF_MAX) {
+    if (irc_linebuf_feed(&conn->partial, data, len, INBUF_MAX, line_read, conn) < 0)
         conn_fail(conn, "a line longer than 64 KiB from the server");
-        return;
-    }
-    if (conn->inlen + len > conn->inbuf_cap) {
-        /* Most connections never hold more than a line or two: start small,
-         * so that a thousand idle users cost little memory. */
-        size_t cap = conn->inbuf_cap ? conn->inbuf_cap : 1024;
-        while (cap < conn->inlen + len)
-            cap *= 2;
-        conn->inbuf = realloc(conn->inbuf, cap);
-        conn->inbuf_cap = cap;
-    }
-    memcpy(conn->inbuf + conn->inlen, data, len);
-    conn->inlen += len;
-    size_t start = 0;
-    for (size_t i = 0; i < conn->inlen && conn->state != IRC_CLOSED; i++) {
-        if (conn->inbuf[i] != '\n')
-            continue;
-        size_t end = i;
-        if (end > start && conn->inbuf[end - 1] == '\r')
-            end--;
-        if (end > start)
-            on_line(conn, conn->inbuf + start, end - start);
-        start = i + 1;
-    }
-    if (conn->state == IRC_CLOSED)
-        return;
-    memmove(conn->inbuf, conn->inbuf + start, conn->inlen - start);
-    conn->inlen -= start;
-    if (conn->inlen == 0 && conn->inbuf_cap > 4096) {
-        free(conn->inbuf); /* a burst is over: give the memory back */
-        conn->inbuf = NULL;
-        conn->inbuf_cap = 0;
-    }
 }
 
 static void start_registration(irc_conn_t *conn)
@@ -453,7 +427,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 void irc_conn_start(irc_conn_t *conn)
 {
     conn->state = IRC_CONNECTING;
-    conn->inlen = 0;
+    conn->partial.len = 0;
     conn->ping_sent = 0;
     char port[16];
     snprintf(port, sizeof port, "%d", conn->server->port);
@@ -607,7 +581,7 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
     }
     free(conn->listed);
     free(conn->queue);
-    free(conn->inbuf);
+    irc_linebuf_free(&conn->partial);
     free(conn->motd);
     free(conn->jid);
     free(conn);

@@ -238,6 +238,71 @@ void irc_pieces_free(char **pieces, size_t n)
     free(pieces);
 }
 
+/* ---- reading lines ---- */
+
+static int linebuf_keep(irc_linebuf_t *lb, const char *data, size_t len, size_t max)
+{
+    if (!len)
+        return 0;
+    if (lb->len + len > max)
+        return -1;
+    if (lb->len + len > lb->cap) {
+        /* Most connections never hold more than part of a line: start
+         * small, so that a thousand idle users cost little memory. */
+        size_t cap = lb->cap ? lb->cap : 1024;
+        while (cap < lb->len + len)
+            cap *= 2;
+        lb->buf = realloc(lb->buf, cap);
+        lb->cap = cap;
+    }
+    memcpy(lb->buf + lb->len, data, len);
+    lb->len += len;
+    return 0;
+}
+
+static int linebuf_deliver(const char *line, size_t len,
+                           int (*on_line)(void *ctx, const char *line, size_t len), void *ctx)
+{
+    if (len && line[len - 1] == '\r')
+        len--;
+    return len ? on_line(ctx, line, len) : 0;
+}
+
+int irc_linebuf_feed(irc_linebuf_t *lb, const char *data, size_t len, size_t max,
+                     int (*on_line)(void *ctx, const char *line, size_t len), void *ctx)
+{
+    const char *nl;
+    while ((nl = memchr(data, '\n', len))) {
+        size_t n = (size_t)(nl - data);
+        int stop;
+        if (lb->len) {
+            if (linebuf_keep(lb, data, n, max) != 0)
+                return -1;
+            size_t whole = lb->len;
+            lb->len = 0;
+            stop = linebuf_deliver(lb->buf, whole, on_line, ctx);
+        } else {
+            stop = linebuf_deliver(data, n, on_line, ctx);
+        }
+        data = nl + 1;
+        len -= n + 1;
+        if (stop)
+            return 1;
+    }
+    if (linebuf_keep(lb, data, len, max) != 0)
+        return -1;
+    if (!lb->len && lb->cap > 4096)
+        irc_linebuf_free(lb); /* a long line is over: give the memory back */
+    return 0;
+}
+
+void irc_linebuf_free(irc_linebuf_t *lb)
+{
+    free(lb->buf);
+    lb->buf = NULL;
+    lb->len = lb->cap = 0;
+}
+
 /* Length of a valid UTF-8 sequence at P (0 when invalid). */
 static size_t valid_utf8_at(const unsigned char *p)
 {

@@ -19,6 +19,20 @@ typedef struct irc_msg {
     char buf[];                     /* the storage all the above point into */
 } irc_msg_t;
 
+/* The start of a line that a later read will finish. */
+typedef struct irc_linebuf {
+    char *buf;
+    size_t len, cap;
+} irc_linebuf_t;
+
+/* Calls ON_LINE for each line DATA completes (LF or CR LF ends it; the CR
+ * is not passed, empty lines are skipped), from DATA itself where it can,
+ * and keeps what is left. Only that partial line is bounded by MAX: -1 when
+ * it would be longer. 1 when ON_LINE returned nonzero (stop), else 0. */
+int irc_linebuf_feed(irc_linebuf_t *lb, const char *data, size_t len, size_t max,
+                     int (*on_line)(void *ctx, const char *line, size_t len), void *ctx);
+void irc_linebuf_free(irc_linebuf_t *lb);
+
 /* Parses one line (without CR LF). NULL when it holds no command. Free with
  * free(). */
 irc_msg_t *irc_msg_parse(const char *line, size_t len);

@@ -1332,6 +1332,7 @@ def test_server_jid_refuses_what_is_not_a_command(env, xmpp, irc):
     id = tom.send_message(server_jid(), "PRIVMSG ivan42 :first\n:prefix.only")
     err = mt.wait(lambda s: s.name == "message" and s.type == "error" and s.id == id, what="error")
     assert err.error_condition == "bad-request" and err.error_type == "modify", err
+    assert "tom" not in ivan.ison("tom"), "no IRC connection for a refused message"
     # nothing of it was sent: the valid first line waits for a valid whole
     id = tom.send_message(server_jid(), "PRIVMSG ivan42 :second")
     line = ivan.wait(lambda l: l.command == "PRIVMSG" and l.nick == "tom", since=mi, what="PRIVMSG")

@@ -156,9 +156,83 @@ static void test_styling(void)
     styled("caf\xe9 " BOLD "ol\xe9" BOLD, "caf\xc3\xa9 *ol\xc3\xa9*");
 }
 
+typedef struct {
+    int lines, bad;
+    size_t bytes;
+    int stop_after;
+} lines_seen_t;
+
+static int count_line(void *ctx, const char *line, size_t len)
+{
+    lines_seen_t *seen = ctx;
+    if (len != 99 || memchr(line, '\r', len) || memchr(line, '\n', len) ||
+        memcmp(line, "PRIVMSG", 7) != 0)
+        seen->bad++;
+    seen->lines++;
+    seen->bytes += len;
+    return seen->stop_after && seen->lines == seen->stop_after;
+}
+
+/* What one read brings is not bounded, only a line split across reads: a
+ * full 64 KiB read after a partial line is 655 ordinary lines, not an
+ * error (ferry dropped such a connection under load). */
+static void test_linebuf(void)
+{
+    const size_t nlines = 2000, linelen = 101; /* 99 bytes, CR, LF */
+    char *stream = malloc(nlines * linelen);
+    for (size_t i = 0; i < nlines; i++) {
+        char *l = stream + i * linelen;
+        memset(l, 'x', 99);
+        memcpy(l, "PRIVMSG #c :", 12);
+        l[99] = '\r';
+        l[100] = '\n';
+    }
+    irc_linebuf_t lb = {0};
+    lines_seen_t seen = {0};
+    size_t cuts[] = {150, 150 + 65536, 150 + 2 * 65536, nlines * linelen};
+    size_t at = 0;
+    for (size_t i = 0; i < 4; i++) {
+        CHECK_INT(irc_linebuf_feed(&lb, stream + at, cuts[i] - at, 65536, count_line, &seen), 0);
+        at = cuts[i];
+    }
+    CHECK_INT(seen.lines, (int)nlines);
+    CHECK_INT(seen.bad, 0);
+    CHECK_INT(lb.len, 0);
+    CHECK(lb.cap <= 4096, "memory given back after the burst (%zu bytes kept)", lb.cap);
+
+    /* a line that never ends is refused once it passes the bound */
+    char *big = malloc(70000);
+    memset(big, 'y', 70000);
+    CHECK_INT(irc_linebuf_feed(&lb, big, 40000, 65536, count_line, &seen), 0);
+    CHECK_INT(irc_linebuf_feed(&lb, big, 30000, 65536, count_line, &seen), -1);
+    irc_linebuf_free(&lb);
+
+    /* the reader can stop in the middle (its connection closed) */
+    lines_seen_t stop = {.stop_after = 3};
+    CHECK_INT(irc_linebuf_feed(&lb, stream, 10 * linelen, 65536, count_line, &stop), 1);
+    CHECK_INT(stop.lines, 3);
+    /* LF alone ends a line too; empty lines are skipped */
+    lines_seen_t lf = {0};
+    irc_linebuf_free(&lb);
+    char two[202];
+    memcpy(two, stream, 99);
+    two[99] = '\n';
+    two[100] = '\n';
+    memcpy(two + 101, stream, 99);
+    two[200] = '\r';
+    two[201] = '\n';
+    CHECK_INT(irc_linebuf_feed(&lb, two, sizeof two, 65536, count_line, &lf), 0);
+    CHECK_INT(lf.lines, 2);
+    CHECK_INT(lf.bad, 0);
+    irc_linebuf_free(&lb);
+    free(big);
+    free(stream);
+}
+
 int main(void)
 {
     test_styling();
+    test_linebuf();
     test_parse();
     test_casemap();
     test_format();
