@@ -47,11 +47,26 @@ static void attr(out_t *o, const char *name, const char *value)
     raw(o, "'");
 }
 
+/* <NAME>text</NAME> */
+static void element(out_t *o, const char *name, const char *text)
+{
+    raw(o, "<");
+    raw(o, name);
+    raw(o, ">");
+    esc(o, text);
+    raw(o, "</");
+    raw(o, name);
+    raw(o, ">");
+}
+
 static void emit(irc_t *irc, out_t *o)
 {
     if (!o->full) {
         ferry_component_send_xml(irc->comp, o->buf, o->len);
         irc->stanzas_out++;
+    } else {
+        ferry_log_warn(ferry_component_name(irc->comp),
+                       "a stanza over %zu bytes was not sent", sizeof o->buf);
     }
     o->len = 0;
     o->full = 0;
@@ -119,9 +134,7 @@ static void occupant_presence(irc_conn_t *conn, irc_room_t *room, const char *ni
     }
     raw(o, "</x>");
     if (status) {
-        raw(o, "<status>");
-        esc(o, status);
-        raw(o, "</status>");
+        element(o, "status", status);
     }
     raw(o, "</presence>");
     emit(conn->irc, o);
@@ -150,14 +163,10 @@ static void groupchat(irc_conn_t *conn, irc_room_t *room, const char *nick, cons
         attr(o, "id", id);
     raw(o, ">");
     if (subject) {
-        raw(o, "<subject>");
-        esc(o, subject);
-        raw(o, "</subject>");
+        element(o, "subject", subject);
     }
     if (body) {
-        raw(o, "<body>");
-        esc(o, body);
-        raw(o, "</body>");
+        element(o, "body", body);
     }
     raw(o, "</message>");
     emit(conn->irc, o);
@@ -169,9 +178,9 @@ static void chat_from(irc_t *irc, const char *from, const char *to, const char *
     raw(o, "<message type='chat'");
     attr(o, "from", from);
     attr(o, "to", to);
-    raw(o, "><body>");
-    esc(o, body);
-    raw(o, "</body></message>");
+    raw(o, ">");
+    element(o, "body", body);
+    raw(o, "</message>");
     emit(irc, o);
 }
 
@@ -748,7 +757,7 @@ static void on_motd_line(irc_conn_t *conn, irc_msg_t *m)
 {
     const char *line = m->nparams >= 2 ? m->params[m->nparams - 1] : "";
     size_t have = conn->motd ? strlen(conn->motd) : 0, add = strlen(line);
-    if (have + add > 16384)
+    if (have + add > 8192)
         return; /* a MOTD that long is abuse, not news */
     conn->motd = realloc(conn->motd, have + add + 2);
     memcpy(conn->motd + have, line, add);
