@@ -294,7 +294,7 @@ static void dispatch(net_outbox_t *ob)
         return;
     if (ob->count < WINDOW && !ob->caught_up)
         load(ob, ob->loaded_upto);
-    if (ob->ready.first && ob->in_flight < MAX_IN_FLIGHT)
+    if (ob->ready.first && ob->in_flight < MAX_IN_FLIGHT && store_queued_uncommitted(ob->store))
         store_flush(ob->store); /* never send what a crash could still take back */
     while (ob->ready.first && ob->in_flight < MAX_IN_FLIGHT) {
         conv_t *c = ob->ready.first;

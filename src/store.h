@@ -86,6 +86,11 @@ int store_kv_del(store_t *s, const char *component, const char *ns, const char *
 
 /* Commits what is written so far, now. */
 void store_flush(store_t *s);
+/* Whether the open transaction queues messages (added, or put back by a
+ * retry): they must be committed before they are sent. Other writes (a
+ * message marked delivered, an attempt counted) may wait for the batch: a
+ * crash loses at most a mark, and the message goes again. */
+int store_queued_uncommitted(const store_t *s);
 /* Group chat archives (one row per message, per room). */
 typedef struct store_history_filter {
     int64_t after_id, before_id;   /* 0: no bound */

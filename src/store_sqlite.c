@@ -107,6 +107,7 @@ struct store {
     char *path;
     sqlite3_stmt *q[Q_COUNT_ALL];
     int in_tx;
+    int queued;         /* the open transaction queues messages (added or put back) */
     int offline;          /* no loop: every write commits at once */
     uv_prepare_t commit;  /* commits at the end of an iteration with waiters */
     uv_timer_t delay;     /* commits a batch nobody waits for */
@@ -160,6 +161,7 @@ static int commit_now(store_t *s)
     int ok = 1;
     if (s->in_tx) {
         s->in_tx = 0;
+        s->queued = 0;
         if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
             log_db_error(s, "commit failed; the batch is lost");
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
@@ -214,6 +216,8 @@ void store_flush(store_t *s)
         notify(s, commit_now(s));
     }
 }
+
+int store_queued_uncommitted(const store_t *s) { return s->queued; }
 
 void store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg)
 {
@@ -433,6 +437,7 @@ int store_msg_add(store_t *s, const char *component, int direction, const char *
     if (sqlite3_changes(s->db) == 0)
         return 1 + dedup_state(s, component, direction, dedup);
     *id = sqlite3_last_insert_rowid(s->db);
+    s->queued = 1;
     return 0;
 }
 
@@ -548,7 +553,13 @@ static int change_one(store_t *s, int q, int64_t id, const char *what)
     return sqlite3_changes(s->db) ? 0 : 1;
 }
 
-int store_msg_requeue(store_t *s, int64_t id) { return change_one(s, Q_REQUEUE, id, "requeue"); }
+int store_msg_requeue(store_t *s, int64_t id)
+{
+    int rc = change_one(s, Q_REQUEUE, id, "requeue");
+    if (rc == 0)
+        s->queued = 1;
+    return rc;
+}
 int store_msg_drop(store_t *s, int64_t id) { return change_one(s, Q_DROP, id, "drop"); }
 
 int store_prune(store_t *s, int64_t before_ms)
