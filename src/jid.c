@@ -58,6 +58,15 @@ void ferry_jid_bare(const ferry_jid_t *jid, char *buf, size_t len)
         snprintf(buf, len, "%s", jid->domain);
 }
 
+void ferry_jid_bare_of(const char *jid, char *buf, size_t len)
+{
+    ferry_jid_t j;
+    if (jid && ferry_jid_parse(jid, &j) == 0)
+        ferry_jid_bare(&j, buf, len);
+    else
+        snprintf(buf, len, "%s", jid ? jid : "");
+}
+
 int ferry_jid_allowed(char *const *allow, const char *jid)
 {
     ferry_jid_t j;

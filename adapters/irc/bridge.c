@@ -1008,10 +1008,8 @@ void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
     const char *from = xmpp_stanza_get_from(st);
     if (to->kind != IRC_JID_CHANNEL)
         return;
-    ferry_jid_t fj;
     char bare[2100];
-    ferry_jid_parse(from, &fj);
-    ferry_jid_bare(&fj, bare, sizeof bare);
+    ferry_jid_bare_of(from, bare, sizeof bare);
     const irc_server_t *server = irc_find_server(irc, to->server);
     irc_conn_t *conn = server ? irc_find_conn(irc, bare, server->name) : NULL;
     irc_room_t *room = conn ? find_room(conn, to->channel) : NULL;
@@ -1148,10 +1146,8 @@ static void invite(irc_t *irc, xmpp_stanza_t *st, irc_conn_t *conn, irc_room_t *
     }
     char room_addr[1400];
     bridge_room_jid(conn, room, NULL, room_addr, sizeof room_addr);
-    ferry_jid_t fj;
     char bare[2100];
-    ferry_jid_parse(from, &fj);
-    ferry_jid_bare(&fj, bare, sizeof bare);
+    ferry_jid_bare_of(from, bare, sizeof bare);
     out_t *o = &(out_t){0};
     raw(o, "<message");
     attr(o, "from", room_addr);
@@ -1208,10 +1204,8 @@ void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
     if (type && strcmp(type, "error") == 0)
         return;
     const char *from = xmpp_stanza_get_from(st);
-    ferry_jid_t fj;
     char bare[2100];
-    ferry_jid_parse(from, &fj);
-    ferry_jid_bare(&fj, bare, sizeof bare);
+    ferry_jid_bare_of(from, bare, sizeof bare);
     const irc_server_t *server = irc_find_server(irc, to->server);
     if (!server) {
         stanza_error(irc, st, "cancel", "not-allowed", "this IRC server is not served here");
@@ -1251,10 +1245,8 @@ int bridge_admin(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     if (!q || !type || strcmp(type, "set") != 0 || to->kind != IRC_JID_CHANNEL || to->nick[0])
         return 0;
     const char *from = xmpp_stanza_get_from(iq);
-    ferry_jid_t fj;
     char bare[2100];
-    ferry_jid_parse(from, &fj);
-    ferry_jid_bare(&fj, bare, sizeof bare);
+    ferry_jid_bare_of(from, bare, sizeof bare);
     const irc_server_t *server = irc_find_server(irc, to->server);
     irc_conn_t *conn = server ? irc_find_conn(irc, bare, server->name) : NULL;
     irc_room_t *room = conn ? find_room(conn, to->channel) : NULL;
@@ -1317,10 +1309,8 @@ void bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
         stanza_error(irc, iq, "cancel", "not-allowed", "this IRC server is not served here");
         return;
     }
-    ferry_jid_t fj;
     char bare[2100];
-    ferry_jid_parse(xmpp_stanza_get_from(iq), &fj);
-    ferry_jid_bare(&fj, bare, sizeof bare);
+    ferry_jid_bare_of(xmpp_stanza_get_from(iq), bare, sizeof bare);
     irc_conn_t *conn = conn_for(irc, bare, server, NULL);
     irc_listing_t *l = calloc(1, sizeof *l);
     l->iq = xmpp_stanza_clone(iq);

@@ -89,10 +89,8 @@ int bridge_register(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
                                     "this IRC server is not served here");
         return 1;
     }
-    ferry_jid_t fj;
     char bare[2100], ns[IRC_NAME_MAX + 8];
-    ferry_jid_parse(xmpp_stanza_get_from(iq), &fj);
-    ferry_jid_bare(&fj, bare, sizeof bare);
+    ferry_jid_bare_of(xmpp_stanza_get_from(iq), bare, sizeof bare);
     settings_ns(server->name, ns, sizeof ns);
     irc_user_settings_t s;
     irc_settings_load(irc, server->name, bare, &s);

@@ -70,15 +70,6 @@ void sms_number_jid(sms_t *sms, const char *number, char *buf, size_t len)
     snprintf(buf, len, "%s@%s", number, ferry_component_domain(sms->comp));
 }
 
-static void bare_of(const char *jid, char *buf, size_t len)
-{
-    ferry_jid_t j;
-    if (ferry_jid_parse(jid, &j) == 0)
-        ferry_jid_bare(&j, buf, len);
-    else
-        snprintf(buf, len, "%s", jid ? jid : "");
-}
-
 /* ---- rate limit ---- */
 
 /* Records a send by JID; 0 when within the limit, -1 when over it. */
@@ -318,7 +309,7 @@ static int queue_parts(sms_t *sms, xmpp_stanza_t *st, const char *from_number,
     const char *id = xmpp_stanza_get_id(st);
     int receipt = xmpp_stanza_get_child_by_name_and_ns(st, "request", NS_RECEIPTS) != NULL;
     char bare[2100], conversation[2200], dedup[3200];
-    bare_of(sender, bare, sizeof bare);
+    ferry_jid_bare_of(sender, bare, sizeof bare);
     snprintf(conversation, sizeof conversation, "%s %s", bare, to_number);
     int rc = 0;
     for (size_t i = 0; i < n && rc >= 0; i++) {
@@ -350,7 +341,7 @@ static void sms_on_message(void *self, xmpp_stanza_t *st)
     ferry_jid_t to;
     ferry_jid_parse(xmpp_stanza_get_to(st), &to);
     char bare[2100];
-    bare_of(xmpp_stanza_get_from(st), bare, sizeof bare);
+    ferry_jid_bare_of(xmpp_stanza_get_from(st), bare, sizeof bare);
     char *from_number = sms_number_of(sms, bare);
     if (!from_number) {
         ferry_component_reply_error(sms->comp, st, "auth", "registration-required",
@@ -410,7 +401,7 @@ static void sms_on_presence(void *self, xmpp_stanza_t *st)
         return;
     const char *from = xmpp_stanza_get_from(st), *me = xmpp_stanza_get_to(st);
     char bare[2100];
-    bare_of(from, bare, sizeof bare);
+    ferry_jid_bare_of(from, bare, sizeof bare);
     char *number = sms_number_of(sms, bare);
     int user = number != NULL;
     free(number);

@@ -187,10 +187,8 @@ static int on_register(sms_t *sms, xmpp_stanza_t *iq, xmpp_stanza_t *q)
                                     "registration is closed on this gateway");
         return 1;
     }
-    ferry_jid_t from;
     char bare[2100];
-    ferry_jid_parse(xmpp_stanza_get_from(iq), &from);
-    ferry_jid_bare(&from, bare, sizeof bare);
+    ferry_jid_bare_of(xmpp_stanza_get_from(iq), bare, sizeof bare);
     if (strcmp(xmpp_stanza_get_type(iq), "get") == 0) {
         register_form(sms, iq, bare);
     } else if (xmpp_stanza_get_child_by_name(q, "remove")) {

@@ -463,10 +463,8 @@ static char *make_body(const endpoint_t *ep, xmpp_stanza_t *st, const char *body
 {
     json_t *o;
     if (ep->slack) {
-        ferry_jid_t from;
         char bare[2100];
-        ferry_jid_parse(xmpp_stanza_get_from(st), &from);
-        ferry_jid_bare(&from, bare, sizeof bare);
+        ferry_jid_bare_of(xmpp_stanza_get_from(st), bare, sizeof bare);
         o = json_pack("{s:s, s:s}", "text", body, "username", bare);
     } else {
         char ts[32];

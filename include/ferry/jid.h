@@ -17,6 +17,9 @@ int ferry_jid_parse(const char *jid, ferry_jid_t *out);
 
 /* Writes "local@domain" (or "domain") into buf. */
 void ferry_jid_bare(const ferry_jid_t *jid, char *buf, size_t len);
+/* The same from a JID string: the bare JID of a stanza's sender, or JID as
+ * it is when it does not parse. */
+void ferry_jid_bare_of(const char *jid, char *buf, size_t len);
 
 /* Whether the sender's JID is covered by a NULL-terminated list of bare JIDs
  * and domains ("alice@example.org", "example.org"). NULL or empty list:

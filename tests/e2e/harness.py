@@ -67,6 +67,25 @@ def _unregister(obj):
 # ---------------------------------------------------------------- helpers
 
 
+def closed_after(make, best_effort=False):
+    """A fixture body: yields a factory calling MAKE that remembers what it
+    made, and closes all of it at the end of the test (ignoring errors when
+    BEST_EFFORT)."""
+    made = []
+
+    def factory(*args, **kwargs):
+        made.append(make(*args, **kwargs))
+        return made[-1]
+
+    yield factory
+    for c in made:
+        try:
+            c.close()
+        except Exception:  # noqa: only when best_effort
+            if not best_effort:
+                raise
+
+
 def ferry_binary():
     """FERRY_BIN, or build/ferry under the repository root."""
     path = os.environ.get("FERRY_BIN") or os.path.join(REPO_ROOT, "build", "ferry")

@@ -87,37 +87,22 @@ def link_up(e):
 def xmpp(env):
     """xmpp(user, resource=None): a logged-in slixmpp client (xep_0045
     plugin registered); closed at the end of the test."""
-    made = []
-
     def make(user, resource=None, host="localhost"):
         jid = "%s@%s" % (user, host) + ("/" + resource if resource else "")
-        c = h.XmppClient(jid, user + "pw", env.prosody.c2s_port, plugins=("xep_0045",))
-        made.append(c)
-        return c
+        return h.XmppClient(jid, user + "pw", env.prosody.c2s_port, plugins=("xep_0045",))
 
-    yield make
-    for c in made:
-        try:
-            c.close()
-        except Exception:  # noqa: best effort
-            pass
+    yield from h.closed_after(make, best_effort=True)
 
 
 @pytest.fixture
 def irc(env):
     """irc(nick, ngircd=None): a registered raw IRC client; QUITs at the end
     of the test."""
-    made = []
-
     def make(nick, server=None, tls=False):
         server = server or env.ngircd
-        c = IrcClient(server.tls_port if tls else server.port, nick, tls=tls)
-        made.append(c)
-        return c
+        return IrcClient(server.tls_port if tls else server.port, nick, tls=tls)
 
-    yield make
-    for c in made:
-        c.close()
+    yield from h.closed_after(make)
 
 
 # ---------------------------------------------------------------- helpers

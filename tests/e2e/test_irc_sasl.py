@@ -88,35 +88,17 @@ def env(module_testbed, ferry_bin):
 @pytest.fixture
 def xmpp(env):
     """xmpp(user): a logged-in slixmpp client, closed at the end of the test."""
-    made = []
-
-    def make(user, host="localhost"):
-        c = h.XmppClient("%s@%s" % (user, host), user + "pw", env.prosody.c2s_port)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        try:
-            c.close()
-        except Exception:  # noqa: best effort
-            pass
+    yield from h.closed_after(
+        lambda user, host="localhost": h.XmppClient("%s@%s" % (user, host), user + "pw",
+                                                     env.prosody.c2s_port),
+        best_effort=True)
 
 
 @pytest.fixture
 def irc(env):
     """irc(nick): a registered raw IRC client on the inspircd; QUITs at the
     end of the test."""
-    made = []
-
-    def make(nick):
-        c = IrcClient(env.net.port, nick)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
+    yield from h.closed_after(lambda nick: IrcClient(env.net.port, nick))
 
 
 # ---------------------------------------------------------------- helpers

@@ -150,6 +150,13 @@ static void test_bare(void)
     ferry_jid_t j;
     char buf[64];
 
+    ferry_jid_bare_of("Alice@Example.org/Phone", buf, sizeof buf);
+    CHECK_STR(buf, "alice@example.org");
+    ferry_jid_bare_of("@bad/", buf, sizeof buf); /* not a JID: kept as it is */
+    CHECK_STR(buf, "@bad/");
+    ferry_jid_bare_of(NULL, buf, sizeof buf);
+    CHECK_STR(buf, "");
+
     CHECK(ferry_jid_parse("Alice@Example.org/Phone", &j) == 0, "parse failed");
     ferry_jid_bare(&j, buf, sizeof buf);
     CHECK_STR(buf, "alice@example.org");
