@@ -3,6 +3,7 @@
  * entity declarations, no comments, no processing instructions; and no
  * element may grow past max_stanza bytes, so a peer cannot make us buffer
  * without bound. */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,27 @@ static void XMLCALL on_pi(void *arg, const XML_Char *target, const XML_Char *dat
     fail(arg, "restricted-xml", "processing instructions are not allowed in XMPP");
 }
 
+/* expat 2.6 may hold back an unfinished token until more bytes come; a stanza
+ * must be handled as soon as its last byte arrives, so deferral stays off.
+ * Debian 12 got the function in a security update: where the header has it,
+ * call it; where it does not, the library may still have been updated since
+ * this was built, so ask the loaded library. Older expat never defers. */
+static void no_reparse_deferral(XML_Parser p)
+{
+#ifdef FERRY_HAVE_XML_SETREPARSEDEFERRALENABLED
+    XML_SetReparseDeferralEnabled(p, XML_FALSE);
+#else
+    static XML_Bool (*set_deferral)(XML_Parser, XML_Bool);
+    static int looked;
+    if (!looked) {
+        looked = 1;
+        *(void **)&set_deferral = dlsym(RTLD_DEFAULT, "XML_SetReparseDeferralEnabled");
+    }
+    if (set_deferral)
+        set_deferral(p, XML_FALSE);
+#endif
+}
+
 xml_stream_t *xml_stream_new(xmpp_ctx_t *ctx, size_t max_stanza,
                              const xml_stream_handlers_t *handlers, void *arg)
 {
@@ -187,7 +209,7 @@ xml_stream_t *xml_stream_new(xmpp_ctx_t *ctx, size_t max_stanza,
     s->h = handlers;
     s->arg = arg;
     XML_SetUserData(s->parser, s);
-    XML_SetReparseDeferralEnabled(s->parser, XML_FALSE);
+    no_reparse_deferral(s->parser);
     XML_SetElementHandler(s->parser, on_start, on_end);
     XML_SetCharacterDataHandler(s->parser, on_text);
     XML_SetStartDoctypeDeclHandler(s->parser, on_doctype);
