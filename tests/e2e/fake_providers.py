@@ -278,7 +278,8 @@ class FakeProvider:
 
     name = "provider"
 
-    def __init__(self, numbers=()):
+    def __init__(self, numbers=(), port=0):
+        """port: where to listen on 127.0.0.1 (0: an ephemeral port)."""
         self.numbers = {}
         for n in numbers:
             self.add_number(n)
@@ -312,7 +313,7 @@ class FakeProvider:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
-        self.server, self.thread = h.serve_http(Handler, name="fake-" + self.name)
+        self.server, self.thread = h.serve_http(Handler, port=port, name="fake-" + self.name)
         self.port = self.server.server_address[1]
         self.url = "http://127.0.0.1:%d" % self.port
 
@@ -473,10 +474,10 @@ class FakeTwilio(FakeProvider):
     name = "twilio"
     API = "/2010-04-01"
 
-    def __init__(self, account_sid=None, auth_token=None, numbers=()):
+    def __init__(self, account_sid=None, auth_token=None, numbers=(), port=0):
         self.account_sid = account_sid or twilio_sid("AC")
         self.auth_token = auth_token or secrets.token_hex(16)
-        super().__init__(numbers)
+        super().__init__(numbers, port)
 
     # -- configuration
 
@@ -787,12 +788,12 @@ class FakeTelnyx(FakeProvider):
 
     name = "telnyx"
 
-    def __init__(self, api_key=None, numbers=()):
+    def __init__(self, api_key=None, numbers=(), port=0):
         self.api_key = api_key or "KEY" + secrets.token_hex(16).upper() + "_" + secrets.token_urlsafe(16)
         self.key = Ed25519Key()
         self.profile_id = str(uuid.uuid4())
         self.organization_id = str(uuid.uuid4())
-        super().__init__(numbers)
+        super().__init__(numbers, port)
 
     @property
     def public_key(self):
