@@ -55,13 +55,17 @@ class Checks:
 
     # -- helpers
 
-    def wait_log(self, path, needle, what):
-        """Waits (bounded) until the file at PATH contains NEEDLE; returns that line."""
+    def wait_log(self, path, needle, what, sent_id=None):
+        """Waits (bounded) until the file at PATH contains NEEDLE; returns that line. With
+        SENT_ID, an error reply to that message ends the wait at once."""
         deadline = time.monotonic() + self.opts.timeout
         for _ in range(100000):
             text = h.read_file(path)
             if needle in text:
                 return next(line for line in text.splitlines() if needle in line).strip()
+            errors = self.client.messages(lambda s: s.type == "error" and s.id == sent_id)
+            if sent_id and errors:
+                raise RuntimeError("alice got an error instead: %s" % errors[0].xml())
             if time.monotonic() > deadline:
                 break
             time.sleep(0.1)
@@ -87,8 +91,8 @@ class Checks:
     def webhook_out(self):
         token = uuid.uuid4().hex[:8]
         text = "hello webhook %s" % token
-        self.client.send_message(self.opts.webhook_jid, text)
-        self.wait_log(self.opts.receiver_log, text, "the webhook receiver")
+        mid = self.client.send_message(self.opts.webhook_jid, text)
+        self.wait_log(self.opts.receiver_log, text, "the webhook receiver", mid)
         sig = self.wait_log(self.opts.receiver_log, "│ signature:", "the webhook receiver")
         if "│ signature: valid" not in sig:
             raise AssertionError("the receiver says: " + sig)
@@ -113,8 +117,8 @@ class Checks:
         self.irc_join()
         token = uuid.uuid4().hex[:8]
         text = "%s: hello from XMPP %s" % (self.opts.bot_nick, token)
-        self.client.send_message(self.opts.room, text, mtype="groupchat")
-        line = self.wait_log(self.opts.bot_log, token, "the IRC bot")
+        mid = self.client.send_message(self.opts.room, text, mtype="groupchat")
+        line = self.wait_log(self.opts.bot_log, token, "the IRC bot", mid)
         return "the bot printed: %s" % line
 
     def irc_in(self):
@@ -129,7 +133,7 @@ class Checks:
         token = uuid.uuid4().hex[:8]
         text = "hello SMS %s" % token
         mid = self.client.send_message(self.opts.sms_jid, text, receipt=True)
-        self.wait_log(self.opts.sandbox_log, text, "the SMS sandbox")
+        self.wait_log(self.opts.sandbox_log, text, "the SMS sandbox", mid)
         self.client.wait_message(lambda s: s.receipt_id == mid, timeout=self.opts.timeout,
                                  what="delivery receipt for %s" % mid)
         return "the sandbox printed it; its delivery report came back as a receipt"
