@@ -17,10 +17,20 @@ struct table_name {
     char *path;
 };
 
+/* A key some reader looked up (`ferry --check-config --list-keys`). */
+struct key_read {
+    char *path;        /* "components.hooks.endpoints.alerts.url" */
+    const char *type;  /* what the reader expects */
+    int present;       /* set in the file, or left to its default */
+};
+
 static const char *conf_file = "config";
 static int error_count;
 static struct table_name *names;
 static size_t names_n, names_cap;
+static int recording;
+static struct key_read *reads;
+static size_t reads_n, reads_cap;
 
 void conf_begin(const char *file)
 {
@@ -37,6 +47,11 @@ void conf_end(void)
     free(names);
     names = NULL;
     names_n = names_cap = 0;
+    for (size_t i = 0; i < reads_n; i++)
+        free(reads[i].path);
+    free(reads);
+    reads = NULL;
+    reads_n = reads_cap = 0;
 }
 
 void conf_name_table(const toml_node_t *table, const char *path)
@@ -56,6 +71,32 @@ static const char *table_path(const toml_node_t *table)
         if (names[i].table == table)
             return names[i].path;
     return NULL;
+}
+
+void conf_record_keys(int on) { recording = on; }
+
+/* Remembers that KEY of TABLE was looked up (once per path), as KIND. */
+static void record_read(const toml_node_t *table, const char *key, const char *kind, int present)
+{
+    const char *parent = table_path(table);
+    char path[600];
+    snprintf(path, sizeof path, "%s%s%s", parent && *parent ? parent : "",
+             parent && *parent ? "." : "", key);
+    for (size_t i = 0; i < reads_n; i++)
+        if (strcmp(reads[i].path, path) == 0)
+            return;
+    if (reads_n == reads_cap) {
+        reads_cap = reads_cap ? reads_cap * 2 : 64;
+        reads = realloc(reads, reads_cap * sizeof *reads);
+    }
+    reads[reads_n++] = (struct key_read){strdup(path), kind, present};
+}
+
+void conf_print_keys(FILE *out)
+{
+    for (size_t i = 0; i < reads_n; i++)
+        fprintf(out, "%s\t%s\t%s\n", reads[i].path, reads[i].type,
+                reads[i].present ? "set" : "default");
 }
 
 static int through_log;
@@ -99,11 +140,16 @@ void ferry_conf_error(const ferry_conf_t *table, const char *key, const char *fm
     report(line, table_path(table), key, msg);
 }
 
-/* Finds KEY, marks it used, and checks its type; reports what is wrong. */
-static toml_node_t *lookup(const ferry_conf_t *table, const char *key, int required,
-                           toml_type_t type, int *rc)
+/* Finds KEY, marks it used, and checks its type; reports what is wrong.
+ * KIND names what the reader expects for --list-keys (NULL: the type's
+ * name; a number reader takes integers too). */
+static toml_node_t *lookup_kind(const ferry_conf_t *table, const char *key, int required,
+                                toml_type_t type, const char *kind, int *rc)
 {
     toml_node_t *node = toml_table_get(table, key);
+    if (recording)
+        record_read(table, key,
+                    kind ? kind : type == TOML_FLOAT ? "number" : toml_type_name(type), !!node);
     if (!node) {
         if (required)
             ferry_conf_error(table, NULL, "missing required key '%s'", key);
@@ -120,6 +166,12 @@ static toml_node_t *lookup(const ferry_conf_t *table, const char *key, int requi
     }
     *rc = 0;
     return node;
+}
+
+static toml_node_t *lookup(const ferry_conf_t *table, const char *key, int required,
+                           toml_type_t type, int *rc)
+{
+    return lookup_kind(table, key, required, type, NULL, rc);
 }
 
 int ferry_conf_string(const ferry_conf_t *table, const char *key, int required, const char **out)
@@ -180,7 +232,8 @@ static int container(const ferry_conf_t *table, const char *key, int required, t
                      const ferry_conf_t **out)
 {
     int rc;
-    toml_node_t *node = lookup(table, key, required, type, &rc);
+    toml_node_t *node = lookup_kind(table, key, required, type,
+                                    type == TOML_TABLE ? "table" : "array of tables", &rc);
     if (!node)
         return rc;
     name_child(table, key, node);
@@ -206,7 +259,7 @@ void ferry_conf_strings_free(char **strings)
 int ferry_conf_strings(const ferry_conf_t *table, const char *key, int required, char ***out)
 {
     int rc;
-    toml_node_t *node = lookup(table, key, required, TOML_ARRAY, &rc);
+    toml_node_t *node = lookup_kind(table, key, required, TOML_ARRAY, "array of strings", &rc);
     if (!node)
         return rc;
     size_t n = node->u.arr.n;

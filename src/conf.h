@@ -3,6 +3,8 @@
 #ifndef FERRY_SRC_CONF_H
 #define FERRY_SRC_CONF_H
 
+#include <stdio.h>
+
 #include "ferry/config.h"
 #include "toml.h"
 
@@ -21,7 +23,12 @@ void conf_mark_used(toml_node_t *node);
  * as a log event. */
 void conf_use_log(int on);
 void conf_say(const char *text);
-/* Ends the session (forgets table names). */
+/* With ON, every key a reader looks up is remembered (whether the file sets
+ * it or not), for conf_print_keys(): one "PATH<TAB>TYPE<TAB>set|default"
+ * line each, in reading order. This is how ferry says which keys exist. */
+void conf_record_keys(int on);
+void conf_print_keys(FILE *out);
+/* Ends the session (forgets table names and recorded keys). */
 void conf_end(void);
 
 #endif

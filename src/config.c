@@ -162,6 +162,18 @@ static void read_components(config_t *c, const toml_node_t *t)
         ferry_conf_error(t, NULL, "no components configured");
 }
 
+/* The optional top-level table NAME, or EMPTY named as it (so that the keys
+ * read from it are "NAME.key" for --list-keys). */
+static const toml_node_t *section(const toml_node_t *root, const char *name,
+                                  const toml_node_t *empty)
+{
+    const toml_node_t *t;
+    if (ferry_conf_table(root, name, FERRY_CONF_OPTIONAL, &t) == 0)
+        return t;
+    conf_name_table(empty, name);
+    return empty;
+}
+
 config_t *config_load(const char *path)
 {
     conf_begin(path);
@@ -181,13 +193,17 @@ config_t *config_load(const char *path)
     c->max_stanza_size = 256 * 1024;
     conf_name_table(root, "");
 
-    static const toml_node_t empty = {.type = TOML_TABLE};
+    /* One empty stand-in per optional section, so that each is named. */
+    static const toml_node_t empty[5] = {
+        {.type = TOML_TABLE}, {.type = TOML_TABLE}, {.type = TOML_TABLE},
+        {.type = TOML_TABLE}, {.type = TOML_TABLE},
+    };
     const toml_node_t *t;
-    read_xmpp(c, ferry_conf_table(root, "xmpp", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
-    read_http(c, ferry_conf_table(root, "http", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
-    read_log(c, ferry_conf_table(root, "log", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
-    read_admin(c, ferry_conf_table(root, "admin", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
-    read_storage(c, ferry_conf_table(root, "storage", FERRY_CONF_OPTIONAL, &t) == 0 ? t : &empty);
+    read_xmpp(c, section(root, "xmpp", &empty[0]));
+    read_http(c, section(root, "http", &empty[1]));
+    read_log(c, section(root, "log", &empty[2]));
+    read_admin(c, section(root, "admin", &empty[3]));
+    read_storage(c, section(root, "storage", &empty[4]));
     if (ferry_conf_table(root, "components", FERRY_CONF_REQUIRED, &t) == 0)
         read_components(c, t);
     else

@@ -1,4 +1,6 @@
-/* main.c: the command line, signals, and the loop. */
+/* main.c: ferry's entry point: the command line (run, --check-config,
+ * --list-keys, the `queue` subcommand), the signals (stop, reload), and the
+ * libuv loop everything runs on. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 #include <curl/curl.h>
 #include <uv.h>
 
+#include "conf.h"
 #include "config.h"
 #include "ferry/ferry.h"
 #include "gateway.h"
@@ -19,15 +22,18 @@
 
 static const char usage[] =
     "Usage: ferry -c FILE [-v]\n"
-    "       ferry --check-config -c FILE\n"
+    "       ferry --check-config [--list-keys] -c FILE\n"
     "       ferry queue -c FILE list | retry ID | drop ID\n"
     "       ferry --version | --help\n"
     "\n"
     "ferry attaches to an XMPP server as an XEP-0114 component and carries\n"
-    "messages between XMPP and other networks (webhooks).\n"
+    "messages both ways between XMPP and other networks: webhooks, SMS\n"
+    "(Twilio, Telnyx) and IRC.\n"
     "\n"
     "  -c, --config FILE   the gateway.toml to use\n"
     "      --check-config  validate the config; print FILE:LINE: errors and exit\n"
+    "      --list-keys     with --check-config: also list every key ferry reads\n"
+    "                      for FILE (path, type, set or default), one a line\n"
     "  -v, --verbose       log at debug level (overrides [log] level)\n"
     "  -V, --version       print the version\n"
     "  -h, --help          print this help\n"
@@ -40,6 +46,7 @@ typedef struct options {
     const char *config;
     int queue;         /* `ferry queue ...`: index of its first argument */
     int check;
+    int list_keys;     /* --list-keys: print what conf.c recorded */
     int verbose;
 } options_t;
 
@@ -52,6 +59,7 @@ static int parse_args(int argc, char **argv, options_t *o)
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check-config", no_argument, NULL, 'k'},
+        {"list-keys", no_argument, NULL, 'K'},
         {"verbose", no_argument, NULL, 'v'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -62,6 +70,7 @@ static int parse_args(int argc, char **argv, options_t *o)
         switch (ch) {
         case 'c': o->config = optarg; break;
         case 'k': o->check = 1; break;
+        case 'K': o->list_keys = o->check = 1; break;
         case 'v': o->verbose = 1; break;
         case 'V': printf("ferry %s\n", FERRY_VERSION); exit(0);
         case 'h': fputs(usage, stdout); exit(0);
@@ -141,6 +150,7 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     xmpp_initialize();
 
+    conf_record_keys(o.list_keys);
     config_t *config = config_load(o.config);
     if (!config)
         return 1;
@@ -155,7 +165,10 @@ int main(int argc, char **argv)
         return 1;
     }
     if (o.check) {
-        printf("%s: ok\n", o.config);
+        if (o.list_keys)
+            conf_print_keys(stdout);
+        else
+            printf("%s: ok\n", o.config);
         gateway_free(gw);
         drain_loop(&loop);
         return 0;

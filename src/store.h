@@ -2,10 +2,13 @@
  * One implementation today (store_sqlite.c, embedded); the functions here are
  * the seam where a PostgreSQL backend would plug in.
  *
- * Writes join one transaction that is committed at the end of the loop
- * iteration that made them (batched commits: thousands of messages a second
- * cost one commit per wake-up, not one each). store_sync() calls back once
- * what was written so far is committed. */
+ * Writes join one transaction (group commit): it opens with the first write
+ * and commits a few milliseconds later (store_sqlite.c's COMMIT_DELAY_MS),
+ * or at the end of the loop iteration when somebody waits for durability
+ * (store_sync(), e.g. an HTTP sender before its 202), or at once on
+ * store_flush(). Thousands of messages a second cost one commit per batch,
+ * not one each. store_sync() calls back once what was written so far is
+ * committed. */
 #ifndef FERRY_STORE_H
 #define FERRY_STORE_H
 
