@@ -5,6 +5,7 @@ with one "check ok:" line per adapter and direction, and leave no process behind
 
 import os
 import re
+import signal
 import subprocess
 
 import harness as h
@@ -21,28 +22,45 @@ CHECKS = [
 ]
 
 
-def demo_processes(tmpdir):
-    """Pids of processes whose command line names the demo's temp dir or scripts."""
+def run_demo(env):
+    """Runs `scripts/demo.sh --check --no-build` in a session of its own (bounded); returns
+    (exit status, output, pids left in that session)."""
+    proc = subprocess.Popen(["bash", DEMO, "--check", "--no-build"], env=env, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            h.stop_process(proc)
+    left = session_members(proc.pid)
+    for pid in left:          # what the demo failed to stop: stopped here, then reported
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return proc.returncode, out, left
+
+
+def session_members(sid):
+    """Pids of the processes in session SID (field 6 of /proc/PID/stat)."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
+            with open("/proc/%s/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
             continue
-        if tmpdir in cmd and "ferry-demo-check" in cmd:
-            found.append((int(pid), cmd))
+        if int(fields[3]) == sid:
+            found.append(int(pid))
     return found
 
 
 def test_demo_check_passes_for_all_three_adapters(ferry_bin, tmp_path):
-    env = dict(os.environ, FERRY=ferry_bin, TMPDIR=str(tmp_path))
-    r = subprocess.run(["bash", DEMO, "--check", "--no-build"], env=env, capture_output=True,
-                       text=True, timeout=240, stdin=subprocess.DEVNULL)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, "demo.sh --check failed (exit %d):\n%s" % (r.returncode, h.tail_text(out, 80))
+    rc, out, left = run_demo(dict(os.environ, FERRY=ferry_bin, TMPDIR=str(tmp_path)))
+    assert rc == 0, "demo.sh --check failed (exit %d):\n%s" % (rc, h.tail_text(out, 80))
     for adapter, what in CHECKS:
         line = re.compile(r"^check ok:\s+%s\s+%s" % (re.escape(adapter), re.escape(what)), re.M)
         assert line.search(out), "no 'check ok: %s %s' line:\n%s" % (adapter, what, out)
@@ -50,7 +68,7 @@ def test_demo_check_passes_for_all_three_adapters(ferry_bin, tmp_path):
     assert "ferry stopped cleanly on SIGTERM" in out
     assert "check passed: webhook, IRC and SMS" in out
     # Everything it started is stopped, and its temp dir is gone after a success.
-    assert demo_processes(str(tmp_path)) == []
+    assert left == [], "processes left running by the demo: %r" % left
     assert [p for p in os.listdir(str(tmp_path)) if p.startswith("ferry-demo-check")] == []
 
 
@@ -73,11 +91,8 @@ def test_demo_check_fails_when_a_check_fails(ferry_bin, tmp_path):
     wrapper = tmp_path / "ferry-wrong-account"
     wrapper.write_text(WRONG_ACCOUNT % ferry_bin)
     wrapper.chmod(0o755)
-    env = dict(os.environ, FERRY=str(wrapper), TMPDIR=str(tmp_path))
-    r = subprocess.run(["bash", DEMO, "--check", "--no-build"], env=env, capture_output=True,
-                       text=True, timeout=240, stdin=subprocess.DEVNULL)
-    out = r.stdout + r.stderr
-    assert r.returncode != 0, out
+    rc, out, left = run_demo(dict(os.environ, FERRY=str(wrapper), TMPDIR=str(tmp_path)))
+    assert rc != 0, out
     fail = re.search(r"^check FAIL: sms\s+XMPP -> SMS sandbox: .*", out, re.M)
     assert fail, out
     assert "20003" in fail.group(0) or "Authenticate" in fail.group(0), fail.group(0)
@@ -85,4 +100,4 @@ def test_demo_check_fails_when_a_check_fails(ferry_bin, tmp_path):
         if (adapter, what) != ("sms", "XMPP -> SMS sandbox"):
             assert re.search(r"^check ok:\s+%s\s+%s" % (re.escape(adapter), re.escape(what)), out, re.M), out
     assert "logs kept in" in out
-    assert demo_processes(str(tmp_path)) == []
+    assert left == [], "processes left running by the demo: %r" % left
