@@ -162,16 +162,28 @@ static void read_components(config_t *c, const toml_node_t *t)
         ferry_conf_error(t, NULL, "no components configured");
 }
 
-/* The optional top-level table NAME, or EMPTY named as it (so that the keys
- * read from it are "NAME.key" for --list-keys). */
-static const toml_node_t *section(const toml_node_t *root, const char *name,
-                                  const toml_node_t *empty)
+/* The optional top-level tables and their readers. An absent one reads as
+ * an empty table named after it, so that the keys looked up in it are still
+ * "NAME.key" (for --list-keys and in messages). */
+static void read_sections(config_t *c, const toml_node_t *root)
 {
-    const toml_node_t *t;
-    if (ferry_conf_table(root, name, FERRY_CONF_OPTIONAL, &t) == 0)
-        return t;
-    conf_name_table(empty, name);
-    return empty;
+    static const struct {
+        const char *name;
+        void (*read)(config_t *c, const toml_node_t *t);
+    } sections[] = {
+        {"xmpp", read_xmpp}, {"http", read_http}, {"log", read_log},
+        {"admin", read_admin}, {"storage", read_storage},
+    };
+    static toml_node_t empty[sizeof sections / sizeof *sections];
+    for (size_t i = 0; i < sizeof sections / sizeof *sections; i++) {
+        const toml_node_t *t;
+        if (ferry_conf_table(root, sections[i].name, FERRY_CONF_OPTIONAL, &t) != 0) {
+            empty[i].type = TOML_TABLE;
+            conf_name_table(&empty[i], sections[i].name);
+            t = &empty[i];
+        }
+        sections[i].read(c, t);
+    }
 }
 
 config_t *config_load(const char *path)
@@ -193,17 +205,8 @@ config_t *config_load(const char *path)
     c->max_stanza_size = 256 * 1024;
     conf_name_table(root, "");
 
-    /* One empty stand-in per optional section, so that each is named. */
-    static const toml_node_t empty[5] = {
-        {.type = TOML_TABLE}, {.type = TOML_TABLE}, {.type = TOML_TABLE},
-        {.type = TOML_TABLE}, {.type = TOML_TABLE},
-    };
+    read_sections(c, root);
     const toml_node_t *t;
-    read_xmpp(c, section(root, "xmpp", &empty[0]));
-    read_http(c, section(root, "http", &empty[1]));
-    read_log(c, section(root, "log", &empty[2]));
-    read_admin(c, section(root, "admin", &empty[3]));
-    read_storage(c, section(root, "storage", &empty[4]));
     if (ferry_conf_table(root, "components", FERRY_CONF_REQUIRED, &t) == 0)
         read_components(c, t);
     else
