@@ -4,10 +4,14 @@
  * the loop iteration when somebody waits for durability (an HTTP sender
  * waiting for its 202). Under load that is one commit for hundreds of
  * messages instead of one each. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -112,6 +116,7 @@ struct store {
     uv_prepare_t commit;  /* commits at the end of an iteration with waiters */
     uv_timer_t delay;     /* commits a batch nobody waits for */
     int commit_open;      /* loop handles not yet closed */
+    int lock_fd;          /* flock()ed by the one running ferry; -1 offline */
     waiter_t *waiters, **waiters_tail;
     listener_t *listeners;
 };
@@ -299,6 +304,7 @@ static store_t *open_common(const char *path, char *err, size_t errlen)
 {
     store_t *s = calloc(1, sizeof *s);
     s->path = strdup(path);
+    s->lock_fd = -1;
     s->waiters_tail = &s->waiters;
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
@@ -345,11 +351,43 @@ static store_t *open_common(const char *path, char *err, size_t errlen)
     return s;
 }
 
+/* One running ferry per SQLite file: two would interleave their outboxes and
+ * send each message twice, out of order. An flock() on the file itself is
+ * independent of SQLite's own fcntl() locks and goes with the process, even
+ * on SIGKILL. `ferry queue` (offline) does not take it: it is meant to run
+ * beside the gateway. Returns the descriptor, -1 with err set when another
+ * process holds it, or -2 when the file cannot be opened (SQLite then says
+ * why). */
+static int lock_store(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -2;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+        return fd;
+    int e = errno;
+    close(fd);
+    if (e != EWOULDBLOCK)
+        return -2;
+    snprintf(err, errlen,
+             "%s: the store is in use by another running ferry; one store serves one process "
+             "(give each instance its own storage.path)",
+             path);
+    return -1;
+}
+
 store_t *store_open(uv_loop_t *loop, const char *path, char *err, size_t errlen)
 {
-    store_t *s = open_common(path, err, errlen);
-    if (!s)
+    int fd = lock_store(path, err, errlen);
+    if (fd == -1)
         return NULL;
+    store_t *s = open_common(path, err, errlen);
+    if (!s) {
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    s->lock_fd = fd;
     uv_prepare_init(loop, &s->commit);
     s->commit.data = s;
     uv_timer_init(loop, &s->delay);
@@ -387,6 +425,8 @@ void store_close(store_t *s)
     while (s->listeners)
         store_unlisten(s, s->listeners->cb, s->listeners->arg);
     free(s->path);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
     if (s->commit_open) {
         uv_close((uv_handle_t *)&s->delay, on_handle_closed);
         uv_close((uv_handle_t *)&s->commit, on_handle_closed);

@@ -7,6 +7,7 @@ No XMPP server is needed: the store is opened before any link (the port in
 the config has nobody listening; a ferry that went on would only retry)."""
 
 import os
+import signal
 import sqlite3
 import subprocess
 import time
@@ -227,3 +228,41 @@ def test_version_1_store_is_migrated_keeping_its_messages(testbed):
         assert con.execute("SELECT value FROM settings").fetchone()[0] == "+15550001111"
     finally:
         con.close()
+
+
+def test_second_ferry_on_the_same_store_refused(testbed):
+    """Two running ferries on one SQLite file would each send the other's
+    waiting messages (twice, out of order): the second refuses to start,
+    naming the file, and the first goes on. `ferry queue` still works beside
+    the running one, and once the first is gone (even SIGKILLed) the store
+    opens again."""
+    tb = testbed
+    store = os.path.join(tb.subdir("shared"), "ferry.db")
+    first_cfg = config_for(tb, store)
+    with open(first_cfg) as f:
+        first = tb.ferry(f.read(), wait_up=False, name="first", binary=d.snapshot_binary(tb))
+    h.wait_until(lambda: os.path.exists(store) and d.store_user_version(store) > 0, 10,
+                 what="the first ferry's store")
+    first.wait_log(r"cannot link|linked", timeout=10)
+
+    second_cfg = config_for(tb, store)
+    r, took = run_ferry(second_cfg, d.snapshot_binary(tb))
+    out = r.stdout + r.stderr
+    print("second ferry: exit %s after %.2f s: %s" % (r.returncode, took, out.strip()[-400:]))
+    assert r.returncode > 0, "a second ferry on the same store exited %s:\n%s" % (r.returncode, out)
+    assert took < 5, "the second ferry took %.1f s to refuse" % took
+    assert store in out and "in use by another running ferry" in out, out
+    assert not h.sanitizer_reports(out), out
+    assert first.running(), "the first ferry stopped when the second was refused:\n%s" % first.report()
+
+    q = d.queue(second_cfg, "list", binary=d.snapshot_binary(tb))
+    assert q.returncode == 0, "ferry queue beside a running ferry: %s%s" % (q.stdout, q.stderr)
+
+    first.signal(signal.SIGKILL)
+    first.wait_exit(5)
+    first.expect_exit = True
+    with open(second_cfg) as f:
+        again = tb.ferry(f.read(), wait_up=False, name="again", binary=d.snapshot_binary(tb))
+    again.wait_log(r"cannot link|linked", timeout=10)
+    time.sleep(0.5)
+    assert again.running(), "ferry did not start on the store a SIGKILLed ferry held:\n%s" % again.report()
