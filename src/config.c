@@ -9,6 +9,7 @@
 #include "conf.h"
 #include "ferry/jid.h"
 #include "config.h"
+#include "http_server.h"
 #include "log.h"
 
 static char *dup_or(const char *value, const char *fallback)
@@ -66,6 +67,11 @@ static void read_http(config_t *c, const toml_node_t *t)
         c->public_url[--n] = 0;
     if (strncmp(c->public_url, "http://", 7) != 0 && strncmp(c->public_url, "https://", 8) != 0)
         ferry_conf_error(t, "public_url", "must start with http:// or https://");
+    read_size(t, "max_connections", &c->http_max_connections, 1);
+    read_size(t, "max_connections_per_ip", &c->http_max_connections_per_ip, 1);
+    if (c->http_max_connections > 1000000)
+        ferry_conf_error(t, "max_connections", "must be at most 1000000");
+    read_positive(t, "request_timeout", &c->http_request_timeout);
 }
 
 static void read_log(config_t *c, const toml_node_t *t)
@@ -203,6 +209,9 @@ config_t *config_load(const char *path)
     c->ping_timeout = 30;
     c->keepalive_interval = 30;
     c->max_stanza_size = 256 * 1024;
+    c->http_max_connections = http_server_default_limits.max_connections;
+    c->http_max_connections_per_ip = http_server_default_limits.max_connections_per_ip;
+    c->http_request_timeout = http_server_default_limits.request_timeout;
     conf_name_table(root, "");
 
     read_sections(c, root);

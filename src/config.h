@@ -31,6 +31,9 @@ typedef struct config {
 
     char *http_listen;
     char *public_url;
+    size_t http_max_connections;        /* [http] limits, see http_server_limits_t */
+    size_t http_max_connections_per_ip;
+    double http_request_timeout;
 
     char *store_path;
     double keep_done;       /* seconds done and dead messages are kept */

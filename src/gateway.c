@@ -54,7 +54,13 @@ int gateway_start(gateway_t *gw)
     uv_timer_init(gw->loop, &gw->prune);
     gw->prune.data = gw;
     uv_timer_start(&gw->prune, on_prune, 60 * 1000, 3600 * 1000);
-    gw->http_server = http_server_new(gw->loop, gw->config->http_listen, err, sizeof err);
+    const http_server_limits_t limits = {
+        .max_connections = (unsigned)gw->config->http_max_connections,
+        .max_connections_per_ip = (unsigned)gw->config->http_max_connections_per_ip,
+        .request_timeout = gw->config->http_request_timeout,
+    };
+    gw->http_server =
+        http_server_new(gw->loop, gw->config->http_listen, &limits, err, sizeof err);
     if (!gw->http_server) {
         ferry_log_error("http", "%s", err);
         return -1;
@@ -165,6 +171,10 @@ static void compare_core(const config_t *old, const config_t *new)
         note_restart("[xmpp] link settings");
     if (strcmp(old->http_listen, new->http_listen) != 0)
         note_restart("[http] listen");
+    if (old->http_max_connections != new->http_max_connections ||
+        old->http_max_connections_per_ip != new->http_max_connections_per_ip ||
+        old->http_request_timeout != new->http_request_timeout)
+        note_restart("[http] connection limits");
     if (strcmp(old->store_path, new->store_path) != 0)
         note_restart("[storage] path");
     for (size_t i = 0; i < new->ncomponents; i++) {

@@ -17,7 +17,19 @@
  * its handler is busy is only noticed when the answer is written; if MHD lets
  * go of the connection first (server closing), the exchange becomes an
  * orphan that respond() just frees. Everything a handler may read is copied
- * into the exchange, so nothing there points into MHD's memory. */
+ * into the exchange, so nothing there points into MHD's memory.
+ *
+ * Hostile clients: every connection has a struct http_conn (MHD's socket
+ * context) with a deadline for receiving its whole request, headers and
+ * body, that bytes do not push back (MHD's own timeout does reset with every
+ * byte, so a client adding a header line now and then would hold a
+ * connection for ever). Connections are counted per address and in total;
+ * one over either limit becomes a "spare": a few of those exist for the
+ * routes that must answer even then (/healthz), with a short deadline, the
+ * oldest silent one making way for a newcomer; anything else asked on a
+ * spare gets 429 or 503. A connection past its deadline gets a 408 written
+ * straight to its socket, then shutdown(): MHD sees the end of the stream
+ * and closes it as if the client had. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -42,7 +54,13 @@
  * connection that stays usable) before we hang up instead. */
 #define HTTP_SERVER_DRAIN_LIMIT (1024 * 1024)
 #define HTTP_SERVER_IDLE_TIMEOUT_S 60
-#define HTTP_SERVER_MAX_CONNECTIONS 512
+/* Connections over a limit, kept for exempt routes (/healthz), and how
+ * long one of them may take to ask. */
+#define HTTP_SERVER_SPARES 8
+#define HTTP_SERVER_SPARE_TIMEOUT_MS 2000
+#define HTTP_SERVER_ADDR_BUCKETS 256
+/* At most one warning about refused connections per this many ms. */
+#define HTTP_SERVER_OVER_LOG_MS (60 * 1000)
 
 #ifndef MHD_HTTP_CONTENT_TOO_LARGE /* microhttpd before 0.9.74 */
 #define MHD_HTTP_CONTENT_TOO_LARGE 413
@@ -55,7 +73,27 @@ struct route {
     ferry_http_handler_cb cb;
     void *arg;
     unsigned id; /* tells a route from a later one at the same address */
+    int exempt;  /* answered on spare connections too (http_server_route_exempt) */
     struct route *next;
+};
+
+/* Connections open from one address (IPv6: one /64), while there are any. */
+struct addr_count {
+    unsigned char key[16]; /* IPv4 as ::ffff:a.b.c.d */
+    unsigned n;
+    struct addr_count *next;
+};
+
+/* One TCP connection, from MHD's NOTIFY_CONNECTION STARTED to CLOSED. */
+struct http_conn {
+    ferry_http_server_t *srv;
+    struct MHD_Connection *mhd;
+    struct addr_count *addr; /* counted there (regular connections only) */
+    unsigned over;           /* 0, or the status a spare answers: 429 per address, 503 total */
+    int closing;             /* shut down by us; MHD has yet to notice */
+    ferry_http_exchange_t *ex; /* the request in progress, if MHD has its request line */
+    uv_timer_t deadline;       /* runs while a request is awaited or being received */
+    struct http_conn *prev, *next; /* srv->spares, oldest first */
 };
 
 struct header {
@@ -72,6 +110,7 @@ enum ex_phase {
 struct ferry_http_exchange {
     ferry_http_server_t *srv;    /* NULL once orphaned */
     struct MHD_Connection *conn; /* NULL once MHD let go of it */
+    struct http_conn *sock;      /* its connection's state; NULL once MHD let go of it */
     enum ex_phase phase;
     int suspended;
     unsigned status;
@@ -106,6 +145,13 @@ struct ferry_http_server {
     unsigned next_route_id;
     ferry_http_exchange_t *exchanges;
     size_t nexchanges;
+    http_server_limits_t limits;
+    unsigned nregular;                 /* connections within the limits */
+    unsigned nspares;
+    struct http_conn *spares, *spares_tail;
+    struct addr_count *by_addr[HTTP_SERVER_ADDR_BUCKETS];
+    unsigned long long over_unlogged;  /* spares since the last warning */
+    uint64_t over_logged_at;
     int in_run;  /* inside MHD_run: handlers may be running */
     int kicked;  /* someone resumed a connection during MHD_run */
     int closing; /* close asked for */
@@ -179,6 +225,11 @@ static ferry_http_exchange_t *exchange_new(ferry_http_server_t *srv, struct MHD_
     ex->query = q ? q : "";
     ex->srv = srv;
     ex->conn = conn;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    ex->sock = ci ? ci->socket_context : NULL;
+    if (ex->sock)
+        ex->sock->ex = ex;
     ex->next = srv->exchanges;
     if (srv->exchanges)
         srv->exchanges->prev = ex;
@@ -203,8 +254,17 @@ static void exchange_unlink(ferry_http_exchange_t *ex)
     srv->nexchanges--;
 }
 
+/* MHD is done with the request: its connection no longer knows it. */
+static void exchange_detach(ferry_http_exchange_t *ex)
+{
+    if (ex->sock && ex->sock->ex == ex)
+        ex->sock->ex = NULL;
+    ex->sock = NULL;
+}
+
 static void exchange_free(ferry_http_exchange_t *ex)
 {
+    exchange_detach(ex);
     exchange_unlink(ex);
     headers_free(ex->headers, ex->nheaders);
     headers_free(ex->extra, ex->nextra);
@@ -224,6 +284,7 @@ static const char *route_name(const ferry_http_exchange_t *ex)
  * keep the exchange for respond() to free. */
 static void exchange_orphan(ferry_http_exchange_t *ex)
 {
+    exchange_detach(ex);
     exchange_unlink(ex);
     ex->conn = NULL;
     ex->suspended = 0;
@@ -248,6 +309,10 @@ static void queue_answer(ferry_http_exchange_t *ex, unsigned status, const char 
     for (size_t i = 0; ok && i < ex->nextra; i++)
         if (MHD_add_response_header(r, ex->extra[i].name, ex->extra[i].value) != MHD_YES)
             ferry_log_warn("http", "response header %s refused", ex->extra[i].name);
+    if (ok && ex->sock && ex->sock->over) /* a spare serves one request */
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (ex->sock) /* the request is in: the rest is MHD's idle timeout's business */
+        uv_timer_stop(&ex->sock->deadline);
     if (ok)
         ok = MHD_queue_response(ex->conn, status, r) == MHD_YES;
     if (r)
@@ -271,6 +336,237 @@ static enum MHD_Result answer_plain(ferry_http_exchange_t *ex, unsigned status, 
         n = (int)strlen(text);
     queue_answer(ex, status, "text/plain; charset=utf-8", text, (size_t)n);
     return MHD_YES;
+}
+
+/* ---- connections and their limits ---- */
+
+static uint64_t deadline_ms(const ferry_http_server_t *srv)
+{
+    return (uint64_t)(srv->limits.request_timeout * 1000.0 + 0.5);
+}
+
+/* The address a limit counts: IPv4 as ::ffff:a.b.c.d, IPv6 by its /64 (one
+ * host's share). 0 when the connection has no IP address. */
+static int addr_key(const struct sockaddr *sa, unsigned char key[16])
+{
+    memset(key, 0, 16);
+    if (sa && sa->sa_family == AF_INET) {
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return 1;
+    }
+    if (sa && sa->sa_family == AF_INET6) {
+        const unsigned char *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+        static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        memcpy(key, a, memcmp(a, v4mapped, 12) == 0 ? 16 : 8);
+        return 1;
+    }
+    return 0;
+}
+
+static void addr_text(const unsigned char key[16], char *out, size_t len)
+{
+    if (memcmp(key, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0)
+        inet_ntop(AF_INET, key + 12, out, (socklen_t)len);
+    else if (inet_ntop(AF_INET6, key, out, (socklen_t)len) && strlen(out) + 4 < len)
+        strcat(out, "/64");
+}
+
+static struct addr_count **addr_slot(ferry_http_server_t *srv, const unsigned char key[16])
+{
+    unsigned h = 2166136261u; /* FNV-1a */
+    for (int i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 16777619u;
+    struct addr_count **p = &srv->by_addr[h % HTTP_SERVER_ADDR_BUCKETS];
+    while (*p && memcmp((*p)->key, key, 16) != 0)
+        p = &(*p)->next;
+    return p;
+}
+
+static void spare_unlink(ferry_http_server_t *srv, struct http_conn *c)
+{
+    if (!c->over || (c->prev == NULL && srv->spares != c))
+        return; /* not a spare, or already out of the list */
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->spares = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        srv->spares_tail = c->prev;
+    c->prev = c->next = NULL;
+    srv->nspares--;
+}
+
+/* An answer written straight to the socket, for a connection MHD cannot
+ * answer on any more (its request is half in) or has not read from yet. */
+static void raw_answer(struct http_conn *c, int fd, unsigned status, const char *why)
+{
+    char body[200], msg[512];
+    int bl = snprintf(body, sizeof body, "%u %s: %s\n", status, MHD_get_reason_phrase_for(status),
+                      why);
+    int n = snprintf(msg, sizeof msg,
+                     "HTTP/1.1 %u %s\r\nConnection: close\r\n"
+                     "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s\r\n%s",
+                     status, MHD_get_reason_phrase_for(status), bl,
+                     status == 408 ? "" : "Retry-After: 1\r\n", body);
+    if (n > 0 && (size_t)n < sizeof msg && send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+        c->srv->answers[status]++;
+}
+
+/* Ends a connection from our side: status (if not 0) tells the client why,
+ * then shutdown() makes MHD see the end of the stream and close it. */
+static void conn_shut(struct http_conn *c, unsigned status, const char *why)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    uv_timer_stop(&c->deadline);
+    spare_unlink(c->srv, c);
+    const union MHD_ConnectionInfo *i =
+        MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (i == NULL)
+        return;
+    if (status)
+        raw_answer(c, i->connect_fd, status, why);
+    shutdown(i->connect_fd, SHUT_RDWR);
+    kick(c->srv);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    struct http_conn *c = t->data;
+    /* Silence between two requests on a kept-alive connection is no
+     * request to answer; a request line without the rest is. */
+    if (c->ex) {
+        ferry_log_debug("http", "%s %s: request not complete within %.3g s, closing",
+                        c->ex->method ? c->ex->method : "(request line)", route_name(c->ex),
+                        c->over ? HTTP_SERVER_SPARE_TIMEOUT_MS / 1000.0
+                                : c->srv->limits.request_timeout);
+        conn_shut(c, MHD_HTTP_REQUEST_TIMEOUT, "the request took too long to arrive");
+    } else {
+        conn_shut(c, 0, NULL);
+    }
+}
+
+static void arm_deadline(struct http_conn *c)
+{
+    uint64_t ms = deadline_ms(c->srv);
+    if (c->over && ms > HTTP_SERVER_SPARE_TIMEOUT_MS)
+        ms = HTTP_SERVER_SPARE_TIMEOUT_MS;
+    uv_timer_start(&c->deadline, on_deadline, ms, 0);
+}
+
+/* Under attack this would be one line per connection: one a minute, with
+ * how many there were. */
+static void log_over(ferry_http_server_t *srv, const unsigned char key[16], unsigned over)
+{
+    srv->over_unlogged++;
+    uint64_t now = uv_now(srv->loop);
+    if (srv->over_logged_at && now - srv->over_logged_at < HTTP_SERVER_OVER_LOG_MS)
+        return;
+    char addr[INET6_ADDRSTRLEN + 4] = "?";
+    addr_text(key, addr, sizeof addr);
+    ferry_log_warn("http", "%llu connection(s) over the limit ([http] %s = %u), latest from %s: "
+                   "only /healthz is answered on them",
+                   srv->over_unlogged, over == 429 ? "max_connections_per_ip" : "max_connections",
+                   over == 429 ? srv->limits.max_connections_per_ip : srv->limits.max_connections,
+                   addr);
+    srv->over_logged_at = now;
+    srv->over_unlogged = 0;
+}
+
+/* A spare is wanted: make room by ending the oldest spare that has not got
+ * its answer yet. 0 when all are being answered. */
+static int make_spare_room(ferry_http_server_t *srv)
+{
+    if (srv->nspares < HTTP_SERVER_SPARES)
+        return 1;
+    for (struct http_conn *c = srv->spares; c; c = c->next)
+        if (c->ex == NULL || c->ex->phase < EX_HANDLER) {
+            conn_shut(c, MHD_HTTP_SERVICE_UNAVAILABLE, "too many connections");
+            return 1;
+        }
+    return 0;
+}
+
+static void conn_open(ferry_http_server_t *srv, struct MHD_Connection *mc, void **socket_context)
+{
+    struct http_conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return; /* the connection goes without limits or deadline */
+    c->srv = srv;
+    c->mhd = mc;
+    uv_timer_init(srv->loop, &c->deadline);
+    c->deadline.data = c;
+    *socket_context = c;
+
+    const union MHD_ConnectionInfo *i =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    unsigned char key[16];
+    int has_addr = addr_key(i ? i->client_addr : NULL, key);
+    struct addr_count **slot = has_addr ? addr_slot(srv, key) : NULL;
+    if (srv->nregular >= srv->limits.max_connections)
+        c->over = MHD_HTTP_SERVICE_UNAVAILABLE;
+    else if (slot && *slot && (*slot)->n >= srv->limits.max_connections_per_ip)
+        c->over = MHD_HTTP_TOO_MANY_REQUESTS;
+
+    if (!c->over) {
+        if (slot && *slot == NULL && (*slot = calloc(1, sizeof **slot)) != NULL)
+            memcpy((*slot)->key, key, 16);
+        c->addr = slot ? *slot : NULL;
+        if (c->addr)
+            c->addr->n++;
+        srv->nregular++;
+    } else {
+        log_over(srv, key, c->over);
+        if (!make_spare_room(srv)) {
+            conn_shut(c, c->over, "too many connections");
+            return;
+        }
+        c->prev = srv->spares_tail;
+        if (srv->spares_tail)
+            srv->spares_tail->next = c;
+        else
+            srv->spares = c;
+        srv->spares_tail = c;
+        srv->nspares++;
+    }
+    arm_deadline(c);
+}
+
+static void on_conn_freed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void conn_close(ferry_http_server_t *srv, struct http_conn *c)
+{
+    if (c == NULL)
+        return;
+    if (c->ex)
+        c->ex->sock = NULL;
+    if (c->over) {
+        spare_unlink(srv, c);
+    } else {
+        srv->nregular--;
+        if (c->addr && --c->addr->n == 0) {
+            struct addr_count **slot = addr_slot(srv, c->addr->key);
+            *slot = c->addr->next;
+            free(c->addr);
+        }
+    }
+    uv_close((uv_handle_t *)&c->deadline, on_conn_freed);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        conn_open(cls, mc, socket_context);
+    else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+        conn_close(cls, *socket_context);
 }
 
 /* ---- routing ---- */
@@ -322,6 +618,13 @@ int ferry_http_route_add(ferry_http_server_t *srv, const char *prefix, size_t ma
     return 0;
 }
 
+void http_server_route_exempt(ferry_http_server_t *srv, const char *prefix)
+{
+    for (struct route *rt = srv ? srv->routes : NULL; rt; rt = rt->next)
+        if (strcmp(rt->prefix, prefix) == 0)
+            rt->exempt = 1;
+}
+
 void ferry_http_route_remove(ferry_http_server_t *srv, const char *prefix)
 {
     if (srv == NULL || prefix == NULL)
@@ -367,6 +670,13 @@ static enum MHD_Result on_headers(ferry_http_server_t *srv, ferry_http_exchange_
     struct route *rt = route_match(srv, ex->path);
     if (rt == NULL)
         return answer_plain(ex, MHD_HTTP_NOT_FOUND, "no such endpoint");
+    if (ex->sock && ex->sock->over && !rt->exempt) {
+        header_add(&ex->extra, &ex->nextra, "Retry-After", "1");
+        return answer_plain(ex, ex->sock->over,
+                            ex->sock->over == MHD_HTTP_TOO_MANY_REQUESTS
+                                ? "too many connections from your address"
+                                : "too many connections");
+    }
     ex->route_id = rt->id;
     ex->route = strdup(rt->prefix);
     ex->max_body = rt->max_body;
@@ -444,6 +754,8 @@ static enum MHD_Result on_complete(ferry_http_server_t *srv, ferry_http_exchange
         return answer_plain(ex, MHD_HTTP_NOT_FOUND, "no such endpoint");
 
     ex->phase = EX_HANDLER;
+    if (ex->sock) /* the request is in, on time */
+        uv_timer_stop(&ex->sock->deadline);
     rt->cb(rt->arg, ex); /* may remove rt, answer, or close the server */
     if (ex->phase == EX_HANDLER) {
         MHD_suspend_connection(ex->conn);
@@ -488,8 +800,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode why)
 {
     (void)cls;
-    (void)conn;
     ferry_http_exchange_t *ex = *con_cls;
+    /* A kept-alive connection has request_timeout again for its next one. */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct http_conn *sock = ci ? ci->socket_context : NULL;
+    if (sock && !sock->closing && !sock->over && why == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        arm_deadline(sock);
     if (ex == NULL)
         return;
     *con_cls = NULL;
@@ -524,6 +841,14 @@ const char *ferry_http_exchange_method(const ferry_http_exchange_t *ex)
 const char *ferry_http_exchange_path(const ferry_http_exchange_t *ex)
 {
     return ex ? ex->path : "";
+}
+
+const char *ferry_http_exchange_rest(const ferry_http_exchange_t *ex)
+{
+    if (ex == NULL || ex->route == NULL)
+        return NULL;
+    size_t len = strlen(ex->route);
+    return strncmp(ex->path, ex->route, len) == 0 ? ex->path + len : NULL;
 }
 
 const char *ferry_http_exchange_query(const ferry_http_exchange_t *ex)
@@ -767,12 +1092,25 @@ static struct MHD_Daemon *start_mhd(ferry_http_server_t *srv, int fd, int family
                             MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
                             MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_SERVER_IDLE_TIMEOUT_S,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_SERVER_MAX_CONNECTIONS,
+                            /* Our limits are per address and leave spares
+                             * for /healthz (conn_open); MHD's is the hard
+                             * stop, with room for the spares and for
+                             * connections shut but not yet reaped. */
+                            MHD_OPTION_CONNECTION_LIMIT,
+                            srv->limits.max_connections + 2 * HTTP_SERVER_SPARES,
                             MHD_OPTION_END);
 }
 
-ferry_http_server_t *http_server_new(uv_loop_t *loop, const char *listen, char *err, size_t errlen)
+const http_server_limits_t http_server_default_limits = {
+    .max_connections = 512,
+    .max_connections_per_ip = 64,
+    .request_timeout = 30.0,
+};
+
+ferry_http_server_t *http_server_new(uv_loop_t *loop, const char *listen,
+                                     const http_server_limits_t *limits, char *err, size_t errlen)
 {
     if (listen == NULL) {
         set_err(err, errlen, "no listen address");
@@ -789,6 +1127,7 @@ ferry_http_server_t *http_server_new(uv_loop_t *loop, const char *listen, char *
         return NULL;
     }
     srv->loop = loop;
+    srv->limits = limits ? *limits : http_server_default_limits;
     srv->port = bound_port(fd);
     srv->mhd = start_mhd(srv, fd, family);
     const union MHD_DaemonInfo *info =

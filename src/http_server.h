@@ -8,10 +8,25 @@
 
 #include "ferry/http.h"
 
+/* What one client, or all together, may hold ([http] in gateway.toml). */
+typedef struct http_server_limits {
+    unsigned max_connections;        /* open at once, all clients (spares aside) */
+    unsigned max_connections_per_ip; /* open at once from one address (IPv6: one /64) */
+    double request_timeout;          /* seconds for a whole request, headers and body,
+                                      * from the connection's start or the previous answer */
+} http_server_limits_t;
+
+extern const http_server_limits_t http_server_default_limits; /* 512, 64, 30 s */
+
 /* listen is "HOST:PORT": "127.0.0.1:8480", "[::1]:8480", "0.0.0.0:0" (port 0
- * picks a free one, see http_server_port). On failure returns NULL and says
- * why in err, e.g. "cannot listen on 127.0.0.1:8480: Address already in use". */
-ferry_http_server_t *http_server_new(uv_loop_t *loop, const char *listen, char *err, size_t errlen);
+ * picks a free one, see http_server_port); limits NULL means the defaults.
+ * On failure returns NULL and says why in err, e.g. "cannot listen on
+ * 127.0.0.1:8480: Address already in use". */
+ferry_http_server_t *http_server_new(uv_loop_t *loop, const char *listen,
+                                     const http_server_limits_t *limits, char *err, size_t errlen);
+/* Marks a registered route as answered even on a connection over the
+ * limits (one of a few spares, one request each): /healthz. */
+void http_server_route_exempt(ferry_http_server_t *srv, const char *prefix);
 /* The port actually bound. */
 int http_server_port(const ferry_http_server_t *srv);
 /* Requests in progress: being read, waiting on a handler, or being sent. */

@@ -261,8 +261,8 @@ static void on_report(sms_t *sms, ferry_http_exchange_t *ex, const sms_report_t 
 void sms_on_webhook(void *arg, ferry_http_exchange_t *ex)
 {
     sms_t *sms = arg;
-    const char *rest = ferry_http_exchange_path(ex) + strlen(sms->route);
-    if (strcmp(rest, "inbound") != 0 && strcmp(rest, "status") != 0) {
+    const char *rest = ferry_http_exchange_rest(ex);
+    if (!rest || (strcmp(rest, "inbound") != 0 && strcmp(rest, "status") != 0)) {
         respond_text(ex, 404, "Not Found: use .../inbound or .../status");
         return;
     }

@@ -748,8 +748,8 @@ static void on_inbound_committed(void *arg, int ok)
 static void on_inbound(void *arg, ferry_http_exchange_t *ex)
 {
     webhook_t *wh = arg;
-    const char *name = ferry_http_exchange_path(ex) + strlen(wh->route);
-    const endpoint_t *ep = strchr(name, '/') ? NULL : find_endpoint(wh, name);
+    const char *name = ferry_http_exchange_rest(ex);
+    const endpoint_t *ep = name && !strchr(name, '/') ? find_endpoint(wh, name) : NULL;
     if (!ep) {
         respond(ex, 404, "Not Found: no such endpoint");
         return;

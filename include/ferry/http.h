@@ -57,6 +57,11 @@ void ferry_http_route_remove(ferry_http_server_t *srv, const char *prefix);
 
 const char *ferry_http_exchange_method(const ferry_http_exchange_t *ex);
 const char *ferry_http_exchange_path(const ferry_http_exchange_t *ex);  /* without the query */
+/* The path after the prefix of the route that took the request: "alerts"
+ * for "/hooks/main/alerts" on route "/hooks/main/", "" for the prefix
+ * itself, NULL for the route without its trailing slash ("/hooks/main"),
+ * which names nothing below it. Never holds the query. */
+const char *ferry_http_exchange_rest(const ferry_http_exchange_t *ex);
 const char *ferry_http_exchange_query(const ferry_http_exchange_t *ex); /* raw, "" when none */
 const char *ferry_http_exchange_header(const ferry_http_exchange_t *ex, const char *name);
 const char *ferry_http_exchange_body(const ferry_http_exchange_t *ex, size_t *len);

@@ -4,6 +4,8 @@
 import json
 import re
 
+import pytest
+
 import harness as h
 
 FULL_CONFIG = """\
@@ -245,6 +247,18 @@ def test_wrong_type_port(ferry_bin, tmp_path):
     text = MINIMAL_CONFIG.replace("port = 5347", 'port = "5347"')
     path = write(tmp_path, text)
     assert_error(check(path, ferry_bin), path, "port", line_of(text, 'port = "5347"'))
+
+
+@pytest.mark.parametrize("key, value", [
+    ("max_connections", "0"), ("max_connections", '"many"'), ("max_connections", "2000000"),
+    ("max_connections_per_ip", "0"), ("max_connections_per_ip", "1.5"),
+    ("request_timeout", "0"), ("request_timeout", "-1"), ("request_timeout", '"30s"'),
+])
+def test_bad_http_limit(ferry_bin, tmp_path, key, value):
+    text = MINIMAL_CONFIG.replace('listen = "127.0.0.1:8480"\n',
+                                  'listen = "127.0.0.1:8480"\n%s = %s\n' % (key, value))
+    path = write(tmp_path, text)
+    assert_error(check(path, ferry_bin), path, key, line_of(text, "%s =" % key))
 
 
 def test_wrong_type_deliver_to(ferry_bin, tmp_path):

@@ -657,7 +657,7 @@ static void h_close_server(void *arg, ferry_http_exchange_t *ex)
 static void test_close_server_in_handler(void)
 {
     char err[256];
-    other_server = http_server_new(&loop, "127.0.0.1:0", err, sizeof err);
+    other_server = http_server_new(&loop, "127.0.0.1:0", NULL, err, sizeof err);
     CHECK(other_server != NULL, "%s", err);
     if (other_server == NULL)
         return;
@@ -729,20 +729,20 @@ static void test_listen_errors(void)
     char err[256] = "";
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", http_server_port(server));
-    ferry_http_server_t *s = http_server_new(&loop, addr, err, sizeof err);
+    ferry_http_server_t *s = http_server_new(&loop, addr, NULL, err, sizeof err);
     char want[128];
     snprintf(want, sizeof want, "cannot listen on %s: Address already in use", addr);
     CHECK(s == NULL && strcmp(err, want) == 0, "err '%s'", err);
     err[0] = '\0';
-    CHECK(http_server_new(&loop, "nonsense", err, sizeof err) == NULL && err[0], "nonsense");
-    CHECK(http_server_new(&loop, "127.0.0.1:99999", err, sizeof err) == NULL, "port 99999");
-    CHECK(http_server_new(&loop, "::1:80", err, sizeof err) == NULL, "unbracketed v6");
+    CHECK(http_server_new(&loop, "nonsense", NULL, err, sizeof err) == NULL && err[0], "nonsense");
+    CHECK(http_server_new(&loop, "127.0.0.1:99999", NULL, err, sizeof err) == NULL, "port 99999");
+    CHECK(http_server_new(&loop, "::1:80", NULL, err, sizeof err) == NULL, "unbracketed v6");
 }
 
 static void test_ipv6(void)
 {
     char err[256] = "";
-    ferry_http_server_t *s = http_server_new(&loop, "[::1]:0", err, sizeof err);
+    ferry_http_server_t *s = http_server_new(&loop, "[::1]:0", NULL, err, sizeof err);
     if (s == NULL) {
         printf("skip: no IPv6 loopback here (%s)\n", err);
         return;
@@ -812,7 +812,7 @@ int main(void)
     int fds_before = count_fds();
 
     char err[256];
-    server = http_server_new(&loop, "127.0.0.1:0", err, sizeof err);
+    server = http_server_new(&loop, "127.0.0.1:0", NULL, err, sizeof err);
     client = http_client_new(&loop);
     if (server == NULL || client == NULL) {
         printf("FAIL setup: %s\n", server ? "no client" : err);
