@@ -92,7 +92,7 @@ struct http_conn {
     unsigned over;           /* 0, or the status a spare answers: 429 per address, 503 total */
     int closing;             /* shut down by us; MHD has yet to notice */
     ferry_http_exchange_t *ex; /* the request in progress, if MHD has its request line */
-    uv_timer_t deadline;       /* runs while a request is awaited or being received */
+    uv_timer_t deadline;       /* runs until the request is in (or its early answer out) */
     struct http_conn *prev, *next; /* srv->spares, oldest first */
 };
 
@@ -311,8 +311,6 @@ static void queue_answer(ferry_http_exchange_t *ex, unsigned status, const char 
             ferry_log_warn("http", "response header %s refused", ex->extra[i].name);
     if (ok && ex->sock && ex->sock->over) /* a spare serves one request */
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-    if (ex->sock) /* the request is in: the rest is MHD's idle timeout's business */
-        uv_timer_stop(&ex->sock->deadline);
     if (ok)
         ok = MHD_queue_response(ex->conn, status, r) == MHD_YES;
     if (r)
@@ -438,8 +436,9 @@ static void on_deadline(uv_timer_t *t)
 {
     struct http_conn *c = t->data;
     /* Silence between two requests on a kept-alive connection is no
-     * request to answer; a request line without the rest is. */
-    if (c->ex) {
+     * request to answer, nor is one answered early (404, 413) whose answer
+     * or body is still on its way; a request line without the rest is. */
+    if (c->ex && c->ex->phase != EX_ANSWERED) {
         ferry_log_debug("http", "%s %s: request not complete within %.3g s, closing",
                         c->ex->method ? c->ex->method : "(request line)", route_name(c->ex),
                         c->over ? HTTP_SERVER_SPARE_TIMEOUT_MS / 1000.0
@@ -477,6 +476,12 @@ static void log_over(ferry_http_server_t *srv, const unsigned char key[16], unsi
     srv->over_unlogged = 0;
 }
 
+static const char *over_reason(unsigned over)
+{
+    return over == MHD_HTTP_TOO_MANY_REQUESTS ? "too many connections from your address"
+                                              : "too many connections";
+}
+
 /* A spare is wanted: make room by ending the oldest spare that has not got
  * its answer yet. 0 when all are being answered. */
 static int make_spare_room(ferry_http_server_t *srv)
@@ -485,7 +490,7 @@ static int make_spare_room(ferry_http_server_t *srv)
         return 1;
     for (struct http_conn *c = srv->spares; c; c = c->next)
         if (c->ex == NULL || c->ex->phase < EX_HANDLER) {
-            conn_shut(c, MHD_HTTP_SERVICE_UNAVAILABLE, "too many connections");
+            conn_shut(c, c->over, over_reason(c->over));
             return 1;
         }
     return 0;
@@ -522,7 +527,7 @@ static void conn_open(ferry_http_server_t *srv, struct MHD_Connection *mc, void 
     } else {
         log_over(srv, key, c->over);
         if (!make_spare_room(srv)) {
-            conn_shut(c, c->over, "too many connections");
+            conn_shut(c, c->over, over_reason(c->over));
             return;
         }
         c->prev = srv->spares_tail;
@@ -672,10 +677,7 @@ static enum MHD_Result on_headers(ferry_http_server_t *srv, ferry_http_exchange_
         return answer_plain(ex, MHD_HTTP_NOT_FOUND, "no such endpoint");
     if (ex->sock && ex->sock->over && !rt->exempt) {
         header_add(&ex->extra, &ex->nextra, "Retry-After", "1");
-        return answer_plain(ex, ex->sock->over,
-                            ex->sock->over == MHD_HTTP_TOO_MANY_REQUESTS
-                                ? "too many connections from your address"
-                                : "too many connections");
+        return answer_plain(ex, ex->sock->over, over_reason(ex->sock->over));
     }
     ex->route_id = rt->id;
     ex->route = strdup(rt->prefix);

@@ -2,6 +2,7 @@
  * over loopback only. Every wait is bounded by a guard timer. Prints one line
  * per failed check and "N passed, N failed" at the end. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <dirent.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -635,9 +636,208 @@ static void test_raw(void)
     CHECK(wait_server_idle(3000), "pending %zu after late answer", http_server_pending(server));
 }
 
-/* ---- closing from inside callbacks ---- */
-
 static int closed_count;
+static void on_closed(void *arg);
+
+/* ---- the rest of the path ---- */
+
+static void h_rest(void *arg, ferry_http_exchange_t *ex)
+{
+    (void)arg;
+    const char *rest = ferry_http_exchange_rest(ex);
+    if (rest == NULL)
+        rest = "(null)";
+    ferry_http_exchange_respond(ex, 200, "text/plain", rest, strlen(rest));
+}
+
+static void test_rest(void)
+{
+    struct result r = {0};
+    static const struct {
+        const char *path, *want;
+    } cases[] = {
+        {"/rest/main", "(null)"},   {"/rest/main?x", "(null)"}, {"/rest/main?/x", "(null)"},
+        {"/rest/main/", ""},        {"/rest/main/a?b", "a"},    {"/rest/main/a/b", "a/b"},
+        {"/restb", ""},             {"/restb?q", ""},           {"/restb/x", "/x"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK(fetch(req("POST", cases[i].path), &r), "%s timed out", cases[i].path);
+        CHECK(r.status == 200 && strcmp(r.body, cases[i].want) == 0, "%s -> %ld '%s'",
+              cases[i].path, r.status, r.body);
+    }
+    result_reset(&r);
+}
+
+/* ---- connection limits and the request deadline ---- */
+
+/* A connection from SOURCE (a 127.x address) to PORT that sends TEXT. */
+static int raw_from(int port, const char *source, const char *text)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in src = {.sin_family = AF_INET}, sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, source, &src.sin_addr);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    sa.sin_port = htons((uint16_t)port);
+    if (bind(fd, (struct sockaddr *)&src, sizeof src) != 0 ||
+        connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        send(fd, text, strlen(text), 0) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Runs the loop until the server closes fd (or ms pass), keeping what it
+ * sent in buf. 1 when it was closed. */
+static int raw_until_closed(int fd, char *buf, size_t cap, uint64_t ms)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (uint64_t t = 0; t < ms; t += 10) {
+        sleep_loop(10);
+        ssize_t n;
+        while ((n = recv(fd, buf + len, cap - 1 - len, MSG_DONTWAIT)) > 0)
+            len += (size_t)n;
+        buf[len] = '\0';
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return 1;
+    }
+    return 0;
+}
+
+static int raw_is_open(int fd)
+{
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);
+    return n < 0 && errno == EAGAIN;
+}
+
+static void h_ok(void *arg, ferry_http_exchange_t *ex)
+{
+    (void)arg;
+    ferry_http_exchange_respond(ex, 200, "text/plain", "ok", 2);
+}
+
+static const char *get_ok = "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n";
+static const char *get_health = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+static const char *get_ok_close = "GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+static const char *partial = "GET /ok HTTP/1.1\r\nHost: x\r\n";
+
+/* A server with LIMITS, /ok and the exempt /health. */
+static ferry_http_server_t *limited_server(http_server_limits_t limits)
+{
+    char err[256];
+    ferry_http_server_t *s = http_server_new(&loop, "127.0.0.1:0", &limits, err, sizeof err);
+    CHECK(s != NULL, "limited server: %s", err);
+    if (s == NULL)
+        return NULL;
+    ferry_http_route_add(s, "/ok", 0, h_ok, NULL);
+    ferry_http_route_add(s, "/health", 0, h_ok, NULL);
+    http_server_route_exempt(s, "/health");
+    return s;
+}
+
+static void close_limited(ferry_http_server_t *s)
+{
+    closed_count = 0;
+    http_server_close(s, on_closed, NULL);
+    CHECK(wait_for(&closed_count, 1, 3000), "limited server never closed");
+}
+
+/* Sends text from source and expects an answer starting "HTTP/1.1 <want>"
+ * holding needle, then the end of the connection. */
+static void expect_answer(int port, const char *source, const char *text, const char *want,
+                          const char *needle, const char *what)
+{
+    char buf[4096];
+    int fd = raw_from(port, source, text);
+    int closed = raw_until_closed(fd, buf, sizeof buf, 2000);
+    CHECK(closed && strncmp(buf + 9, want, 3) == 0 && strstr(buf, needle), "%s: '%s'", what, buf);
+    close(fd);
+}
+
+static void test_limits(void)
+{
+    char buf[4096];
+    ferry_http_server_t *s = limited_server((http_server_limits_t){4, 2, 5.0});
+    if (s == NULL)
+        return;
+    int port = http_server_port(s);
+
+    /* Two slow requests hold 127.0.0.1's share. */
+    int held[4];
+    for (int i = 0; i < 2; i++)
+        held[i] = raw_from(port, "127.0.0.1", partial);
+    sleep_loop(50);
+    expect_answer(port, "127.0.0.1", get_ok, "429", "Retry-After: ", "third from one address");
+    expect_answer(port, "127.0.0.1", get_ok, "429", "from your address", "its reason");
+    expect_answer(port, "127.0.0.1", get_health, "200", "Connection: close",
+                  "exempt route over the limit");
+    expect_answer(port, "127.0.0.2", get_ok_close, "200", "ok", "another address");
+
+    /* Silent spares make way for a newcomer, oldest first. */
+    int spare[9];
+    for (int i = 0; i < 9; i++)
+        spare[i] = raw_from(port, "127.0.0.1", "");
+    CHECK(raw_until_closed(spare[0], buf, sizeof buf, 500) && strstr(buf, " 429 "),
+          "oldest spare: '%s'", buf);
+    CHECK(raw_is_open(spare[1]) && raw_is_open(spare[8]), "newer spares closed");
+    expect_answer(port, "127.0.0.1", get_health, "200", "ok", "exempt route, every spare taken");
+    CHECK(!raw_is_open(spare[1]), "the spare that made way is open");
+    for (int i = 0; i < 9; i++)
+        close(spare[i]);
+
+    /* All four taken: 503, except for the exempt route. */
+    for (int i = 2; i < 4; i++)
+        held[i] = raw_from(port, "127.0.0.3", partial);
+    sleep_loop(50);
+    expect_answer(port, "127.0.0.4", get_ok, "503", "too many connections", "over the total");
+    expect_answer(port, "127.0.0.4", get_health, "200", "ok", "exempt route over the total");
+    for (int i = 0; i < 4; i++)
+        CHECK(raw_is_open(held[i]), "held connection %d closed", i);
+
+    /* Closing with requests half in leaves nothing behind (ASan, fds). */
+    close_limited(s);
+    for (int i = 0; i < 4; i++)
+        close(held[i]);
+}
+
+static void test_deadline(void)
+{
+    char buf[4096];
+    ferry_http_server_t *s = limited_server((http_server_limits_t){8, 8, 0.3});
+    if (s == NULL)
+        return;
+    int port = http_server_port(s);
+    /* Bytes that keep coming do not push the deadline back. */
+    int slow[2] = {raw_from(port, "127.0.0.1", partial),
+                   raw_from(port, "127.0.0.1",
+                            "POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")};
+    uint64_t t0 = uv_now(&loop);
+    for (int t = 0; t < 250; t += 50) {
+        sleep_loop(50);
+        send(slow[0], "X-Slow: 1\r\n", 11, MSG_NOSIGNAL);
+        send(slow[1], "x", 1, MSG_NOSIGNAL);
+    }
+    for (int i = 0; i < 2; i++) {
+        CHECK(raw_until_closed(slow[i], buf, sizeof buf, 1000) &&
+                  strncmp(buf, "HTTP/1.1 408", 12) == 0 && strstr(buf, "Connection: close"),
+              "slow request %d: '%s'", i, buf);
+        close(slow[i]);
+    }
+    uint64_t took = uv_now(&loop) - t0;
+    CHECK(took >= 280 && took < 700, "closed after %llu ms", (unsigned long long)took);
+    /* A kept-alive connection idle past the deadline is closed without a
+     * word; a request on time is answered meanwhile. */
+    int fd = raw_from(port, "127.0.0.2", get_ok);
+    CHECK(raw_until_closed(fd, buf, sizeof buf, 1500) && strncmp(buf, "HTTP/1.1 200", 12) == 0 &&
+              strstr(buf, "408") == NULL,
+          "kept-alive connection: '%s'", buf);
+    close(fd);
+    close_limited(s);
+}
+
+/* ---- closing from inside callbacks ---- */
 
 static void on_closed(void *arg)
 {
@@ -828,6 +1028,8 @@ int main(void)
     ferry_http_route_add(server, "/hooks/main/", 1024, h_named, "main");
     ferry_http_route_add(server, "/hooks/main/x", 1024, h_named, "x");
     ferry_http_route_add(server, "/slow", 0, h_slow, NULL);
+    ferry_http_route_add(server, "/rest/main/", 0, h_rest, NULL);
+    ferry_http_route_add(server, "/restb", 0, h_rest, NULL);
     ferry_http_route_add(server, "/hold", 1024, h_hold, NULL);
     ferry_http_route_add(server, "/big", 0, h_big, NULL);
     ferry_http_route_add(server, "/busy/delta", 0, h_busy, "7");
@@ -854,6 +1056,9 @@ int main(void)
     test_big_response();
     test_many();
     test_raw();
+    test_rest();
+    test_limits();
+    test_deadline();
     test_close_server_in_handler();
     test_close_client_in_callback();
     test_listen_errors();
