@@ -191,6 +191,9 @@ struct irc_conn {
     char **queue;           /* lines waiting for the throttle */
     size_t qhead, qcount, qcap;
     double tokens;
+    double reply_tokens;    /* PONGs' own budget (irc_conn.c, flood control) */
+    int pong_waiting;       /* pong_token waits for reply_tokens */
+    char pong_token[IRC_LINE_MAX + 1];
     uint64_t last_fill;
     uv_timer_t throttle;    /* runs only while lines wait */
     int throttle_open;

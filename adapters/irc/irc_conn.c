@@ -67,24 +67,66 @@ static void write_line(irc_conn_t *conn, const char *line, size_t len)
 
 /* ---- flood control ---- */
 
+/* The user's lines spend conn->tokens (throttle_burst, throttle_rate). PONG
+ * has a budget of its own, so that a server's burst of PINGs cannot push the
+ * user's next line back (each PONG used to take a user token, with no lower
+ * bound): a few at once, then at throttle_rate, and past that only the
+ * latest PING's answer waits, which is all a server checks for. */
+#define IRC_REPLY_BURST 4
+
 static void refill(irc_conn_t *conn)
 {
     uint64_t now = uv_now(conn->irc->comp ? ferry_component_loop(conn->irc->comp) : NULL);
     double burst = conn->server->throttle_burst, rate = conn->server->throttle_rate;
-    conn->tokens += (double)(now - conn->last_fill) / 1000.0 * rate;
+    double earned = (double)(now - conn->last_fill) / 1000.0 * rate;
+    conn->tokens += earned;
     if (conn->tokens > burst)
         conn->tokens = burst;
+    conn->reply_tokens += earned;
+    if (conn->reply_tokens > IRC_REPLY_BURST)
+        conn->reply_tokens = IRC_REPLY_BURST;
     conn->last_fill = now;
 }
 
 static void on_throttle(uv_timer_t *t) { pump_queue(t->data); }
 
+static int format_and_write(irc_conn_t *conn, const char *command, const char *const *params,
+                            int n)
+{
+    char line[IRC_LINE_MAX + 1];
+    size_t len = irc_format(line, sizeof line, command, params, n);
+    if (!len) {
+        ferry_log_warn(ferry_component_name(conn->irc->comp),
+                       "a %s line for %s could not be written (a parameter IRC cannot carry)",
+                       command, conn->server->name);
+        return -1;
+    }
+    write_line(conn, line, len);
+    return 0;
+}
+
+/* ms until a budget at tokens has one again */
+static double wait_for_token(const irc_conn_t *conn, double tokens)
+{
+    return (1 - tokens) / conn->server->throttle_rate * 1000;
+}
+
 static void pump_queue(irc_conn_t *conn)
 {
-    if (conn->state != IRC_READY)
-        return; /* JOINs and the like wait for 001 */
     refill(conn);
-    while (conn->qcount && conn->tokens >= 1) {
+    double wait = -1;
+    if (conn->pong_waiting) {
+        if (conn->reply_tokens >= 1) {
+            const char *p[] = {conn->pong_token};
+            conn->reply_tokens -= 1;
+            conn->pong_waiting = 0;
+            format_and_write(conn, "PONG", p, 1);
+        } else {
+            wait = wait_for_token(conn, conn->reply_tokens);
+        }
+    }
+    /* JOINs and the like wait for 001 */
+    while (conn->state == IRC_READY && conn->qcount && conn->tokens >= 1) {
         char *line = conn->queue[conn->qhead];
         conn->qhead = (conn->qhead + 1) % conn->qcap;
         conn->qcount--;
@@ -92,10 +134,22 @@ static void pump_queue(irc_conn_t *conn)
         write_line(conn, line, strlen(line));
         free(line);
     }
-    if (conn->qcount) {
-        double wait = (1 - conn->tokens) / conn->server->throttle_rate * 1000;
-        uv_timer_start(&conn->throttle, on_throttle, (uint64_t)wait + 1, 0);
+    if (conn->state == IRC_READY && conn->qcount) {
+        double w = wait_for_token(conn, conn->tokens);
+        if (wait < 0 || w < wait)
+            wait = w;
     }
+    if (wait >= 0)
+        uv_timer_start(&conn->throttle, on_throttle, (uint64_t)wait + 1, 0);
+}
+
+/* Answers a PING on the replies' budget; a newer PING replaces an answer
+ * still waiting. */
+static void send_pong(irc_conn_t *conn, const char *token)
+{
+    snprintf(conn->pong_token, sizeof conn->pong_token, "%s", token);
+    conn->pong_waiting = 1;
+    pump_queue(conn);
 }
 
 static void enqueue(irc_conn_t *conn, char *line)
@@ -125,19 +179,11 @@ int irc_conn_send(irc_conn_t *conn, const char *command, const char *const *para
     return 0;
 }
 
-/* Registration lines skip the queue's order but not its budget. */
+/* Registration lines (a handful) skip the queue's order but not its budget. */
 static void send_now(irc_conn_t *conn, const char *command, const char *const *params, int n)
 {
-    char line[IRC_LINE_MAX + 1];
-    size_t len = irc_format(line, sizeof line, command, params, n);
-    if (!len) {
-        ferry_log_warn(ferry_component_name(conn->irc->comp),
-                       "a %s line for %s could not be written (a parameter IRC cannot carry)",
-                       command, conn->server->name);
-        return;
-    }
-    conn->tokens -= 1;
-    write_line(conn, line, len);
+    if (format_and_write(conn, command, params, n) == 0)
+        conn->tokens -= 1;
 }
 
 /* ---- reading ---- */
@@ -184,8 +230,7 @@ static void on_line(irc_conn_t *conn, const char *line, size_t len)
     if (conn->sasl == 1)
         on_sasl_line(conn, m);
     if (strcmp(m->command, "PING") == 0) {
-        const char *p[] = {m->nparams ? m->params[0] : "ferry"};
-        send_now(conn, "PONG", p, 1);
+        send_pong(conn, m->nparams ? m->params[0] : "ferry");
     } else if (strcmp(m->command, "PONG") == 0) {
         conn->ping_sent = 0;
     } else if (strcmp(m->command, "001") == 0 && conn->state == IRC_REGISTERING) {
@@ -220,6 +265,8 @@ static void start_registration(irc_conn_t *conn)
 {
     conn->state = IRC_REGISTERING;
     conn->tokens = conn->server->throttle_burst;
+    conn->reply_tokens = IRC_REPLY_BURST;
+    conn->pong_waiting = 0;
     conn->last_fill = uv_now(ferry_component_loop(conn->irc->comp));
     irc_user_settings_t *u = &conn->settings;
     irc_settings_load(conn->irc, conn->server->name, conn->jid, u);
@@ -493,6 +540,7 @@ static void drop_socket(irc_conn_t *conn)
         conn->qhead = (conn->qhead + 1) % conn->qcap;
         conn->qcount--;
     }
+    conn->pong_waiting = 0;
     uv_timer_stop(&conn->throttle);
 }
 
