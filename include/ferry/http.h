@@ -4,7 +4,8 @@
  * the callback runs exactly once per sent request unless it is cancelled.
  * Server: adapters register path prefixes on the shared listener ([http]
  * listen); the core answers 404 for paths nobody registered and 413 for
- * bodies over a route's limit before its handler sees them. */
+ * bodies over a route's limit before its handler sees them, and 408, 429 or
+ * 503 to clients over the [http] connection limits or request_timeout. */
 #ifndef FERRY_HTTP_H
 #define FERRY_HTTP_H
 
