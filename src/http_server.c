@@ -338,9 +338,11 @@ static enum MHD_Result answer_plain(ferry_http_exchange_t *ex, unsigned status, 
 
 /* ---- connections and their limits ---- */
 
-static uint64_t deadline_ms(const ferry_http_server_t *srv)
+/* request_timeout; a spare gets at most HTTP_SERVER_SPARE_TIMEOUT_MS */
+static uint64_t deadline_ms(const struct http_conn *c)
 {
-    return (uint64_t)(srv->limits.request_timeout * 1000.0 + 0.5);
+    uint64_t ms = (uint64_t)(c->srv->limits.request_timeout * 1000.0 + 0.5);
+    return c->over && ms > HTTP_SERVER_SPARE_TIMEOUT_MS ? HTTP_SERVER_SPARE_TIMEOUT_MS : ms;
 }
 
 /* The address a limit counts: IPv4 as ::ffff:a.b.c.d, IPv6 by its /64 (one
@@ -441,8 +443,7 @@ static void on_deadline(uv_timer_t *t)
     if (c->ex && c->ex->phase != EX_ANSWERED) {
         ferry_log_debug("http", "%s %s: request not complete within %.3g s, closing",
                         c->ex->method ? c->ex->method : "(request line)", route_name(c->ex),
-                        c->over ? HTTP_SERVER_SPARE_TIMEOUT_MS / 1000.0
-                                : c->srv->limits.request_timeout);
+                        (double)deadline_ms(c) / 1000.0);
         conn_shut(c, MHD_HTTP_REQUEST_TIMEOUT, "the request took too long to arrive");
     } else {
         conn_shut(c, 0, NULL);
@@ -451,10 +452,7 @@ static void on_deadline(uv_timer_t *t)
 
 static void arm_deadline(struct http_conn *c)
 {
-    uint64_t ms = deadline_ms(c->srv);
-    if (c->over && ms > HTTP_SERVER_SPARE_TIMEOUT_MS)
-        ms = HTTP_SERVER_SPARE_TIMEOUT_MS;
-    uv_timer_start(&c->deadline, on_deadline, ms, 0);
+    uv_timer_start(&c->deadline, on_deadline, deadline_ms(c), 0);
 }
 
 /* Under attack this would be one line per connection: one a minute, with
