@@ -71,14 +71,16 @@ typedef struct store_counts {
 } store_counts_t;
 int store_msg_counts(store_t *s, const char *component, store_counts_t *out);
 
-/* For `ferry queue`: every pending and dead message, or one. */
+/* For `ferry queue`: every pending and dead message of every component, in
+ * id order. Returns the number passed to CB, or -1. */
 int store_msg_list(store_t *s, store_row_cb cb, void *arg);
 /* Makes a message pending again with attempts reset (0, or 1 when no such
  * message). */
 int store_msg_requeue(store_t *s, int64_t id);
 /* Removes a message (0, or 1 when no such message). */
 int store_msg_drop(store_t *s, int64_t id);
-/* Deletes done and dead messages last touched before BEFORE_MS. */
+/* Deletes done and dead messages last touched before BEFORE_MS. Returns how
+ * many, or -1. */
 int store_prune(store_t *s, int64_t before_ms);
 
 /* Settings: 0 found (*value malloc'd), 1 absent, -1 error. */
@@ -97,8 +99,8 @@ int store_queued_uncommitted(const store_t *s);
 /* Group chat archives (one row per message, per room). */
 typedef struct store_history_filter {
     int64_t after_id, before_id;   /* 0: no bound */
-    int64_t start_ms, end_ms;      /* 0: no bound */
-    int64_t limit;
+    int64_t start_ms, end_ms;      /* inclusive; 0: no bound */
+    int64_t limit;                 /* at most this many */
     int newest_first;
 } store_history_filter_t;
 
@@ -107,9 +109,11 @@ typedef void (*store_history_cb)(void *arg, int64_t id, int64_t ts_ms, const cha
 
 int store_history_add(store_t *s, const char *component, const char *room, int64_t ts_ms,
                       const char *nick, const char *body, int64_t *id);
-/* The number of rows passed to CB, or -1. */
+/* The number of rows passed to CB (oldest first, or newest first: the
+ * newest LIMIT), or -1. */
 int store_history_query(store_t *s, const char *component, const char *room,
                         const store_history_filter_t *f, store_history_cb cb, void *arg);
+/* Deletes what was archived before BEFORE_MS; returns how many, or -1. */
 int store_history_prune(store_t *s, int64_t before_ms);
 
 /* CB(arg, ok) once everything written so far is committed (ok = 0 when the
