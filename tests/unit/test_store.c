@@ -13,6 +13,8 @@
 #include <sqlite3.h>
 #include <uv.h>
 
+#include "log.h"
+
 #include "check.h"
 #include "store_fixture.h"
 
@@ -891,6 +893,7 @@ static void test_sqlite_lock(void)
 
 int main(void)
 {
+    log_set_level(FERRY_LOG_WARN); /* not the migration notice */
     for (size_t i = 0; i < sizeof store_backends / sizeof store_backends[0]; i++) {
         const store_backend_t *b = &store_backends[i];
         printf("backend %s\n", b->name);
