@@ -151,29 +151,16 @@ def test_missing_config_file(ferry_bin, tmp_path):
     assert path in r.stderr
 
 
-# ------------------------------------------------------------------ valid configs
+# ------------------------------------------------------------------ --check-config, case by case
+#
+# Each case: a config (MINIMAL_CONFIG or FULL_CONFIG, edited) and what
+# `ferry --check-config` must say about it: VALID, an ERROR naming KEY (at
+# the line holding NEEDLE, when given), or its FIRST error at NEEDLE's line.
+# SECRET_FILE in an edit stands for a readable secret file.
 
+SECRET_FILE = "@SECRET_FILE@"
 
-def test_full_documented_config_is_valid(ferry_bin, tmp_path):
-    r = check(write(tmp_path, FULL_CONFIG), ferry_bin)
-    assert r.returncode == 0, r.stderr
-
-
-def test_minimal_config_is_valid(ferry_bin, tmp_path):
-    r = check(write(tmp_path, MINIMAL_CONFIG), ferry_bin)
-    assert r.returncode == 0, r.stderr
-
-
-def test_secret_file_is_valid(ferry_bin, tmp_path):
-    secret = tmp_path / "secret"
-    secret.write_text("s3cret\n")
-    text = MINIMAL_CONFIG.replace('secret = "s3cret"', 'secret_file = "%s"' % secret)
-    r = check(write(tmp_path, text), ferry_bin)
-    assert r.returncode == 0, r.stderr
-
-
-def test_several_components_are_valid(ferry_bin, tmp_path):
-    text = MINIMAL_CONFIG + """
+OTHER_COMPONENT = """
 [components.other]
 adapter = "webhook"
 domain = "other.localhost"
@@ -186,128 +173,112 @@ token = "t0ken3"
 deliver_to = ["bob@localhost"]
 allow = ["localhost"]
 """
-    r = check(write(tmp_path, text), ferry_bin)
-    assert r.returncode == 0, r.stderr
 
 
-def test_log_format_json_is_valid(ferry_bin, tmp_path):
-    text = MINIMAL_CONFIG.replace('level = "info"', 'level = "debug"\nformat = "json"')
-    r = check(write(tmp_path, text), ferry_bin)
-    assert r.returncode == 0, r.stderr
+def replace(old, new):
+    def edit(text):
+        assert old in text, "the case edits text the config does not have: %r" % old
+        return text.replace(old, new)
+    return edit
 
 
-# ------------------------------------------------------------------ invalid configs
+def append(extra):
+    return lambda text: text + extra
 
 
-def test_unknown_key_in_xmpp(ferry_bin, tmp_path):
-    text = MINIMAL_CONFIG.replace("port = 5347\n", "port = 5347\nprot = 5348\n")
-    path = write(tmp_path, text)
-    assert_error(check(path, ferry_bin), path, "prot", line_of(text, "prot = 5348"))
+VALID = ("valid",)
 
 
-def test_unknown_key_in_endpoint(ferry_bin, tmp_path):
-    text = MINIMAL_CONFIG.replace('format = "json"\n', 'format = "json"\ncolour = "blue"\n')
-    path = write(tmp_path, text)
-    assert_error(check(path, ferry_bin), path, "colour", line_of(text, "colour ="))
+def ERROR(key, needle=None):
+    return ("error", key, needle)
 
 
-def test_unknown_key_in_component(ferry_bin, tmp_path):
-    text = MINIMAL_CONFIG.replace('adapter = "webhook"\n', 'adapter = "webhook"\nretries = 3\n')
-    path = write(tmp_path, text)
-    assert_error(check(path, ferry_bin), path, "retries", line_of(text, "retries ="))
+def FIRST(needle):
+    return ("first error at", needle)
 
 
-def test_unknown_top_level_table(ferry_bin, tmp_path):
-    text = MINIMAL_CONFIG + '\n[metrics]\nenabled = true\n'
-    path = write(tmp_path, text)
-    assert_error(check(path, ferry_bin), path, "metrics")
+CHECK_CONFIG_CASES = [
+    # valid configs
+    pytest.param(FULL_CONFIG, [], VALID, id="full_documented_config_is_valid"),
+    pytest.param(MINIMAL_CONFIG, [], VALID, id="minimal_config_is_valid"),
+    pytest.param(MINIMAL_CONFIG, [replace('secret = "s3cret"', 'secret_file = "%s"' % SECRET_FILE)],
+                 VALID, id="secret_file_is_valid"),
+    pytest.param(MINIMAL_CONFIG, [append(OTHER_COMPONENT)], VALID,
+                 id="several_components_are_valid"),
+    pytest.param(MINIMAL_CONFIG, [replace('level = "info"', 'level = "debug"\nformat = "json"')],
+                 VALID, id="log_format_json_is_valid"),
+    # invalid configs: the error names the key, at its line where it has one
+    pytest.param(MINIMAL_CONFIG, [replace("port = 5347\n", "port = 5347\nprot = 5348\n")],
+                 ERROR("prot", "prot = 5348"), id="unknown_key_in_xmpp"),
+    pytest.param(MINIMAL_CONFIG, [replace('format = "json"\n', 'format = "json"\ncolour = "blue"\n')],
+                 ERROR("colour", "colour ="), id="unknown_key_in_endpoint"),
+    pytest.param(MINIMAL_CONFIG, [replace('adapter = "webhook"\n', 'adapter = "webhook"\nretries = 3\n')],
+                 ERROR("retries", "retries ="), id="unknown_key_in_component"),
+    pytest.param(MINIMAL_CONFIG, [append('\n[metrics]\nenabled = true\n')], ERROR("metrics"),
+                 id="unknown_top_level_table"),
+    pytest.param(MINIMAL_CONFIG, [replace('domain = "hooks.localhost"\n', "")], ERROR("domain"),
+                 id="missing_domain"),
+    pytest.param(MINIMAL_CONFIG, [replace('secret = "s3cret"\n', "")], ERROR("secret"),
+                 id="missing_secret"),
+    pytest.param(MINIMAL_CONFIG,
+                 [replace('secret = "s3cret"\n', 'secret = "s3cret"\nsecret_file = "%s"\n' % SECRET_FILE)],
+                 ERROR("secret"), id="secret_and_secret_file_both"),
+    pytest.param(MINIMAL_CONFIG, [replace("port = 5347", 'port = "5347"')],
+                 ERROR("port", 'port = "5347"'), id="wrong_type_port"),
+] + [
+    pytest.param(MINIMAL_CONFIG,
+                 [replace('listen = "127.0.0.1:8480"\n', 'listen = "127.0.0.1:8480"\n%s = %s\n' % (key, value))],
+                 ERROR(key, "%s =" % key), id="bad_http_limit-%s=%s" % (key, value))
+    for key, value in [
+        ("max_connections", "0"), ("max_connections", '"many"'), ("max_connections", "2000000"),
+        ("max_connections_per_ip", "0"), ("max_connections_per_ip", "1.5"),
+        ("request_timeout", "0"), ("request_timeout", "-1"), ("request_timeout", '"30s"'),
+    ]
+] + [
+    pytest.param(MINIMAL_CONFIG,
+                 [replace('deliver_to = ["alice@localhost"]', 'deliver_to = "alice@localhost"')],
+                 ERROR("deliver_to", "deliver_to ="), id="wrong_type_deliver_to"),
+    pytest.param(MINIMAL_CONFIG,
+                 [replace('adapter = "webhook"\n', 'adapter = "webhook"\nmax_attempts = "ten"\n')],
+                 ERROR("max_attempts", "max_attempts ="), id="wrong_type_max_attempts"),
+    pytest.param(MINIMAL_CONFIG, [replace('format = "json"', 'format = "xml"')],
+                 ERROR("format", 'format = "xml"'), id="bad_format_value"),
+    pytest.param(MINIMAL_CONFIG, [replace('level = "info"', 'level = "loud"')],
+                 ERROR("level", 'level = "loud"'), id="bad_log_level"),
+    pytest.param(MINIMAL_CONFIG, [replace('adapter = "webhook"', 'adapter = "carrier-pigeon"')],
+                 ERROR("adapter", "carrier-pigeon"), id="unknown_adapter"),
+    # syntax errors: the first error is at the offending line
+    pytest.param(MINIMAL_CONFIG,
+                 [replace('public_url = "http://127.0.0.1:8480"', 'public_url = "http://127.0.0.1:8480')],
+                 FIRST("public_url ="), id="toml_syntax_error_has_line"),
+    pytest.param(MINIMAL_CONFIG, [replace('host = "127.0.0.1"\n', 'host = "127.0.0.1"\nhost = "127.0.0.2"\n')],
+                 FIRST('host = "127.0.0.2"'), id="duplicate_key"),
+]
 
 
-def test_missing_domain(ferry_bin, tmp_path):
-    text = MINIMAL_CONFIG.replace('domain = "hooks.localhost"\n', "")
-    path = write(tmp_path, text)
-    assert_error(check(path, ferry_bin), path, "domain")
-
-
-def test_missing_secret(ferry_bin, tmp_path):
-    text = MINIMAL_CONFIG.replace('secret = "s3cret"\n', "")
-    path = write(tmp_path, text)
-    assert_error(check(path, ferry_bin), path, "secret")
-
-
-def test_secret_and_secret_file_both(ferry_bin, tmp_path):
+@pytest.mark.parametrize("base,edits,expect", CHECK_CONFIG_CASES)
+def test_check_config(ferry_bin, tmp_path, base, edits, expect):
     secret = tmp_path / "secret"
     secret.write_text("s3cret\n")
-    text = MINIMAL_CONFIG.replace('secret = "s3cret"\n', 'secret = "s3cret"\nsecret_file = "%s"\n' % secret)
-    path = write(tmp_path, text)
-    assert_error(check(path, ferry_bin), path, "secret")
-
-
-def test_wrong_type_port(ferry_bin, tmp_path):
-    text = MINIMAL_CONFIG.replace("port = 5347", 'port = "5347"')
-    path = write(tmp_path, text)
-    assert_error(check(path, ferry_bin), path, "port", line_of(text, 'port = "5347"'))
-
-
-@pytest.mark.parametrize("key, value", [
-    ("max_connections", "0"), ("max_connections", '"many"'), ("max_connections", "2000000"),
-    ("max_connections_per_ip", "0"), ("max_connections_per_ip", "1.5"),
-    ("request_timeout", "0"), ("request_timeout", "-1"), ("request_timeout", '"30s"'),
-])
-def test_bad_http_limit(ferry_bin, tmp_path, key, value):
-    text = MINIMAL_CONFIG.replace('listen = "127.0.0.1:8480"\n',
-                                  'listen = "127.0.0.1:8480"\n%s = %s\n' % (key, value))
-    path = write(tmp_path, text)
-    assert_error(check(path, ferry_bin), path, key, line_of(text, "%s =" % key))
-
-
-def test_wrong_type_deliver_to(ferry_bin, tmp_path):
-    text = MINIMAL_CONFIG.replace('deliver_to = ["alice@localhost"]', 'deliver_to = "alice@localhost"')
-    path = write(tmp_path, text)
-    assert_error(check(path, ferry_bin), path, "deliver_to", line_of(text, "deliver_to ="))
-
-
-def test_wrong_type_max_attempts(ferry_bin, tmp_path):
-    text = MINIMAL_CONFIG.replace('adapter = "webhook"\n', 'adapter = "webhook"\nmax_attempts = "ten"\n')
-    path = write(tmp_path, text)
-    assert_error(check(path, ferry_bin), path, "max_attempts", line_of(text, "max_attempts ="))
-
-
-def test_bad_format_value(ferry_bin, tmp_path):
-    text = MINIMAL_CONFIG.replace('format = "json"', 'format = "xml"')
-    path = write(tmp_path, text)
-    assert_error(check(path, ferry_bin), path, "format", line_of(text, 'format = "xml"'))
-
-
-def test_bad_log_level(ferry_bin, tmp_path):
-    text = MINIMAL_CONFIG.replace('level = "info"', 'level = "loud"')
-    path = write(tmp_path, text)
-    assert_error(check(path, ferry_bin), path, "level", line_of(text, 'level = "loud"'))
-
-
-def test_unknown_adapter(ferry_bin, tmp_path):
-    text = MINIMAL_CONFIG.replace('adapter = "webhook"', 'adapter = "carrier-pigeon"')
-    path = write(tmp_path, text)
-    assert_error(check(path, ferry_bin), path, "adapter", line_of(text, "carrier-pigeon"))
-
-
-def test_toml_syntax_error_has_line(ferry_bin, tmp_path):
-    text = MINIMAL_CONFIG.replace('public_url = "http://127.0.0.1:8480"', 'public_url = "http://127.0.0.1:8480')
+    text = base
+    for edit in edits:
+        text = edit(text)
+    text = text.replace(SECRET_FILE, str(secret))
     path = write(tmp_path, text)
     r = check(path, ferry_bin)
-    assert r.returncode != 0
-    errs = error_lines(r.stderr, path)
-    assert errs, r.stderr
-    assert errs[0][0] == line_of(text, "public_url ="), r.stderr
+    if expect == VALID:
+        assert r.returncode == 0, r.stderr
+    elif expect[0] == "error":
+        _, key, needle = expect
+        assert_error(r, path, key, line_of(text, needle) if needle is not None else None)
+    else:
+        assert r.returncode != 0
+        errs = error_lines(r.stderr, path)
+        assert errs, r.stderr
+        assert errs[0][0] == line_of(text, expect[1]), r.stderr
 
 
-def test_duplicate_key(ferry_bin, tmp_path):
-    text = MINIMAL_CONFIG.replace('host = "127.0.0.1"\n', 'host = "127.0.0.1"\nhost = "127.0.0.2"\n')
-    path = write(tmp_path, text)
-    r = check(path, ferry_bin)
-    assert r.returncode != 0
-    errs = error_lines(r.stderr, path)
-    assert errs and errs[0][0] == line_of(text, 'host = "127.0.0.2"'), r.stderr
+# ------------------------------------------------------------------ invalid configs, beyond one error
 
 
 def test_all_errors_reported_at_once(ferry_bin, tmp_path):
