@@ -536,6 +536,55 @@ static void test_max_attempts(void)
     teardown(&x);
 }
 
+/* A dead message requeued while a later one of its conversation is under
+ * way waits behind it: the answer to the one under way still counts, and
+ * the requeued one goes next. */
+static enum action fail_a1_hold_a2(fake_t *f, const ferry_msg_t *m)
+{
+    (void)f;
+    return strcmp(m->payload, "a1") == 0 ? FAIL : HOLD;
+}
+
+static int delivered_three(void *arg) { return ((fake_t *)arg)->n_delivered >= 3; }
+static int delivered_two(void *arg) { return ((fake_t *)arg)->n_delivered >= 2; }
+
+static void test_rescan_behind_flight(void)
+{
+    fx_t x;
+    outbox_policy_t p = policy(10, 3600, 0.01, 0.01);
+    if (!setup(&x, &p, fail_a1_hold_a2))
+        return;
+    fake_t *f = x.f;
+    net_outbox_start(f->ob, &handlers, f);
+    int64_t a1 = put(f, "A", "a1");
+    int64_t a2 = put(f, "A", "a2");
+    CHECK(run_until(&x.loop, delivered_two, f, 5000), "a1, a2 not delivered");
+    CHECK(f->n_out == 1 && f->out[0].id == a2, "a2 not the one under way");
+
+    store_flush(x.store);
+    char err[512] = "";
+    store_t *q = store_open_offline(x.where, err, sizeof err);
+    if (!CHECK(q != NULL, "offline: %s", err)) {
+        teardown(&x);
+        return;
+    }
+    CHECK_INT(store_msg_requeue(q, a1), 0);
+    store_close(q);
+    f->decide = always_done;
+    net_outbox_rescan(f->ob);
+    run_for(&x.loop, 50);
+    CHECK_INT(f->n_delivered, 2); /* a1 waits behind a2 */
+    f->out[0].action = DONE;
+    answer(f, 0);
+    CHECK(run_until(&x.loop, delivered_three, f, 5000), "the requeued a1 did not go after a2");
+    run_finished(&x, 3, 5000);
+    CHECK_INT(f->same_conv_twice, 0);
+    CHECK(f->n_log == 3 && f->log[2].id == a1, "third delivery is not a1");
+    CHECK(!row(x.store, a2).found, "a2's done was lost");
+    CHECK(!row(x.store, a1).found, "a1 not done after requeue");
+    teardown(&x);
+}
+
 static void test_max_age(void)
 {
     fx_t x;
@@ -590,6 +639,56 @@ static void test_fail(void)
     CHECK(r.state == STORE_DEAD, "row state %d", r.state);
     CHECK_STR(r.error, "HTTP 400: invalid number");
     CHECK_INT(r.attempts, 1);
+    teardown(&x);
+}
+
+/* A put with a known dedup key is dropped, answered with the first one's
+ * state, and not delivered again. */
+static void test_dedup(void)
+{
+    fx_t x;
+    outbox_policy_t p = policy(10, 3600, 0.01, 0.01);
+    if (!setup(&x, &p, always_done))
+        return;
+    fake_t *f = x.f;
+    net_outbox_start(f->ob, &handlers, f);
+    int64_t id = -1, again = -1;
+    CHECK_INT(net_outbox_put(f->ob, "A", "SM123", "m", 1, &id), 0);
+    CHECK_INT(net_outbox_put(f->ob, "A", "SM123", "m", 1, &again), FERRY_DUP_PENDING);
+    CHECK_INT(again, -1);
+    CHECK(run_finished(&x, 1, 5000), "not delivered");
+    CHECK_INT(net_outbox_put(f->ob, "A", "SM123", "m", 1, &again), FERRY_DUP_DONE);
+    run_for(&x.loop, 50);
+    CHECK_INT(f->n_delivered, 1);
+    teardown(&x);
+}
+
+/* At most 64 deliveries are under way at once, over all conversations; the
+ * next starts as soon as one is answered. */
+static enum action hold(fake_t *f, const ferry_msg_t *m) { (void)f, (void)m; return HOLD; }
+static int sixty_five(void *arg) { return ((fake_t *)arg)->n_delivered >= 65; }
+
+static void test_in_flight_limit(void)
+{
+    fx_t x;
+    outbox_policy_t p = policy(10, 3600, 0.01, 0.01);
+    if (!setup(&x, &p, hold))
+        return;
+    fake_t *f = x.f;
+    net_outbox_start(f->ob, &handlers, f);
+    for (int i = 0; i < 100; i++) {
+        char conv[16];
+        snprintf(conv, sizeof conv, "c%d", i);
+        put(f, conv, "m");
+    }
+    run_for(&x.loop, 100);
+    CHECK_INT(f->n_delivered, 64);
+    CHECK_INT(f->n_out, 64);
+    f->out[0].action = DONE;
+    answer(f, 0);
+    CHECK(run_until(&x.loop, sixty_five, f, 5000), "nothing started after an answer");
+    run_for(&x.loop, 50);
+    CHECK_INT(f->n_delivered, 65);
     teardown(&x);
 }
 
@@ -662,7 +761,7 @@ static int retried_two_held(void *arg)
 static void test_restart(void)
 {
     fx_t x;
-    outbox_policy_t p = policy(10, 3600, 0.6, 0.6);
+    outbox_policy_t p = policy(10, 3600, 2, 2);
     if (!setup(&x, &p, hold_firsts))
         return;
     fake_t *f = x.f;
@@ -732,8 +831,11 @@ int main(void)
     test_jitter();
     test_retry_after();
     test_max_attempts();
+    test_rescan_behind_flight();
     test_max_age();
     test_fail();
+    test_dedup();
+    test_in_flight_limit();
     test_window();
     test_restart();
     return check_summary();
