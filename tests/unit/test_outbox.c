@@ -46,7 +46,6 @@ typedef struct retry_seen {
 
 typedef struct fake fake_t;
 struct fake {
-    uv_loop_t *loop;
     store_t *store;
     net_outbox_t *ob;
     /* What to answer to MSG. */
@@ -62,6 +61,7 @@ struct fake {
     attempt_t log[MAX_LOG];
     int n_log, n_delivered;
     int done, retried, failed;
+    int want; /* run_finished(): how many must be finished */
     retry_seen_t retries[MAX_LOG];
     int n_retries;
 
@@ -187,7 +187,6 @@ static fake_t *fake_new(fx_t *x, const char *component, const outbox_policy_t *p
                         enum action (*decide)(fake_t *, const ferry_msg_t *))
 {
     fake_t *f = calloc(1, sizeof *f);
-    f->loop = &x->loop;
     f->store = x->store;
     f->decide = decide;
     f->error = "HTTP 503 busy";
@@ -247,14 +246,16 @@ static int64_t put(fake_t *f, const char *conversation, const char *payload)
     return id;
 }
 
-static int all_answered_(fake_t *f, int want) { return f->done + f->failed + f->n_dead >= want; }
-static int want_;
-static int finished(void *arg) { return all_answered_(arg, want_); }
+static int finished(void *arg)
+{
+    fake_t *f = arg;
+    return f->done + f->failed + f->n_dead >= f->want;
+}
 
 /* Runs until WANT messages are finished (done, failed or dead), at most MS. */
 static int run_finished(fx_t *x, int want, int64_t ms)
 {
-    want_ = want;
+    x->f->want = want;
     return run_until(&x->loop, finished, x->f, ms);
 }
 
@@ -438,19 +439,13 @@ static void test_jitter(void)
 
 /* Retry-After: never sooner than the far end asked, even when the backoff
  * is shorter; never shorter than the backoff either. */
-static enum action retry_once(fake_t *f, const ferry_msg_t *m)
-{
-    (void)f;
-    return m->attempts == 1 ? RETRY : DONE;
-}
-
 static int retried(void *arg) { return ((fake_t *)arg)->n_retries > 0; }
 
 static void test_retry_after(void)
 {
     fx_t x;
     outbox_policy_t p = policy(5, 3600, 0.01, 0.01);
-    if (!setup(&x, &p, retry_once))
+    if (!setup(&x, &p, retry_first))
         return;
     fake_t *f = x.f;
     f->retry_after = 1;
@@ -471,7 +466,7 @@ static void test_retry_after(void)
     p = policy(5, 3600, 4, 4);
     if (!open_store(&x))
         return;
-    f = x.f = fake_new(&x, "sms", &p, retry_once);
+    f = x.f = fake_new(&x, "sms", &p, retry_first);
     f->retry_after = 1;
     net_outbox_start(f->ob, &handlers, f);
     put(f, "B", "m");
