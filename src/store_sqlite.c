@@ -146,7 +146,9 @@ static int exec(store_t *s, const char *sql)
 
 /* ---- transactions ---- */
 
-static void notify(store_t *s, int ok)
+/* Answers the waiters (OK: the commit worked); the listeners hear only of a
+ * commit that made something durable. */
+static void notify(store_t *s, int ok, int committed)
 {
     waiter_t *w = s->waiters;
     s->waiters = NULL;
@@ -157,7 +159,7 @@ static void notify(store_t *s, int ok)
         free(w);
         w = next;
     }
-    for (listener_t *l = s->listeners; l; l = l->next)
+    for (listener_t *l = s->listeners; committed && l; l = l->next)
         l->cb(l->arg);
 }
 
@@ -176,19 +178,27 @@ static int commit_now(store_t *s)
     return ok;
 }
 
+/* Commits the open transaction, if any, and says so. */
+static void commit_notify(store_t *s)
+{
+    int wrote = s->in_tx;
+    int ok = commit_now(s);
+    notify(s, ok, wrote && ok);
+}
+
 static void on_prepare(uv_prepare_t *h)
 {
     store_t *s = h->data;
     if (!s->waiters)
         return;
     uv_timer_stop(&s->delay);
-    notify(s, commit_now(s));
+    commit_notify(s);
 }
 
 static void on_delay(uv_timer_t *t)
 {
     store_t *s = t->data;
-    notify(s, commit_now(s));
+    commit_notify(s);
 }
 
 /* Every write goes through here: it opens the iteration's transaction. */
@@ -218,7 +228,7 @@ void store_flush(store_t *s)
 {
     if (s->in_tx) {
         uv_timer_stop(&s->delay);
-        notify(s, commit_now(s));
+        commit_notify(s);
     }
 }
 
@@ -417,7 +427,7 @@ void store_close(store_t *s)
     if (!s)
         return;
     if (s->db)
-        notify(s, commit_now(s));
+        commit_notify(s);
     for (int i = 0; i < Q_COUNT_ALL; i++)
         sqlite3_finalize(s->q[i]);
     if (s->db)

@@ -626,13 +626,15 @@ static void test_sync(const store_backend_t *b)
     CHECK_INT(w.committed_at_sync, 3);
     CHECK_INT(w.listened, 2);
 
-    /* Nothing written: the answer still comes, at the end of the iteration. */
+    /* Nothing written: the answer still comes, at the end of the iteration;
+     * there was no commit to tell the listeners about. */
     w.ok = -1;
     store_sync(f.s, on_sync, &w);
     CHECK_INT(w.synced, 3);
     uv_run(&f.loop, UV_RUN_NOWAIT);
     CHECK_INT(w.synced, 4);
     CHECK_INT(w.ok, 1);
+    CHECK_INT(w.listened, 2);
 
     /* Unlistened: no more calls. */
     int before = w.listened;
