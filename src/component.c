@@ -9,6 +9,7 @@
 #include "router.h"
 #include "ferry/history.h"
 #include "ferry/stanza.h"
+#include "ferry/text.h"
 
 /* How long an adapter may take to finish in-flight work at shutdown; the
  * rest of the 5 s budget closes the streams. */
@@ -29,8 +30,13 @@ static void on_link_stanza(void *arg, xmpp_stanza_t *st) { router_route(arg, st)
 static void on_link_state(void *arg, int up)
 {
     ferry_component_t *comp = arg;
-    if (up)
+    if (up) {
         xmpp_outbox_link_up(comp->xmpp_outbox);
+    } else {
+        xmpp_link_stats_t st;
+        xmpp_link_stats(comp->link, &st);
+        xmpp_outbox_link_down(comp->xmpp_outbox, st.last_error);
+    }
     if (comp->adapter->on_link)
         comp->adapter->on_link(comp->self, up);
 }
@@ -203,18 +209,40 @@ int ferry_component_link_up(const ferry_component_t *comp)
     return comp->link && xmpp_link_is_up(comp->link);
 }
 
+/* The last check on the way out: one byte XML forbids makes the server close
+ * the stream, for every user of the component. Text from outside is cleaned
+ * where it comes in; a stanza that still fails this is a bug, and is logged
+ * and dropped rather than sent. */
+static int sendable(ferry_component_t *comp, const char *xml, size_t len)
+{
+    if (ferry_xml_text_valid(xml, len))
+        return 1;
+    comp->refused_invalid++;
+    ferry_log_error(comp->name, "not sent: a %zu-byte stanza holds bytes that XML does not "
+                    "allow (%.40s...)", len, xml);
+    return 0;
+}
+
 void ferry_component_send(ferry_component_t *comp, xmpp_stanza_t *stanza)
 {
     if (!comp->link)
         return;
     if (!xmpp_stanza_get_from(stanza))
         xmpp_stanza_set_from(stanza, comp->domain);
-    xmpp_link_send(comp->link, stanza);
+    char *text;
+    size_t len;
+    if (xmpp_stanza_to_text(stanza, &text, &len) != XMPP_EOK) {
+        ferry_log_error(comp->name, "cannot serialise a stanza; not sent");
+        return;
+    }
+    if (sendable(comp, text, len))
+        xmpp_link_send_text(comp->link, text, len);
+    xmpp_free(comp->gw->ctx, text);
 }
 
 void ferry_component_send_xml(ferry_component_t *comp, const char *xml, size_t len)
 {
-    if (comp->link)
+    if (comp->link && sendable(comp, xml, len))
         xmpp_link_send_text(comp->link, xml, len);
 }
 
@@ -275,7 +303,12 @@ int ferry_xmpp_put(ferry_component_t *comp, const char *dedup, xmpp_stanza_t *st
     size_t len;
     if (xmpp_stanza_to_text(stanza, &text, &len) != XMPP_EOK)
         return -1;
-    int rc = xmpp_outbox_put(comp->xmpp_outbox, dedup, text, len);
+    /* Cleaned before it is stored: a stored stanza the server refuses would
+     * come back after every reconnect. Markup is ASCII, so replacing what XML
+     * forbids keeps the stanza well-formed. */
+    char *clean = ferry_xml_text_valid(text, len) ? NULL : ferry_xml_text_dup(text, len, &len);
+    int rc = xmpp_outbox_put(comp->xmpp_outbox, dedup, clean ? clean : text, len);
+    free(clean);
     xmpp_free(comp->gw->ctx, text);
     return rc;
 }
@@ -311,7 +344,34 @@ int ferry_history_add(ferry_component_t *comp, const char *room, int64_t ts_ms, 
 {
     if (!comp->gw->store)
         return -1;
-    return store_history_add(comp->gw->store, comp->name, room, ts_ms, nick, body, id);
+    char *n = ferry_xml_text_dup(nick, strlen(nick), NULL);
+    char *b = ferry_xml_text_dup(body, strlen(body), NULL);
+    int rc = store_history_add(comp->gw->store, comp->name, room, ts_ms, n, b, id);
+    free(n);
+    free(b);
+    return rc;
+}
+
+typedef struct history_load {
+    ferry_history_cb cb;
+    void *arg;
+} history_load_t;
+
+/* Rows stored before text was cleaned on the way in are cleaned on the way
+ * out: a replay must never carry what the server would refuse. */
+static void on_history_row(void *arg, int64_t id, int64_t ts_ms, const char *nick,
+                           const char *body)
+{
+    history_load_t *hl = arg;
+    size_t nl = strlen(nick), bl = strlen(body);
+    if (ferry_xml_text_valid(nick, nl) && ferry_xml_text_valid(body, bl)) {
+        hl->cb(hl->arg, id, ts_ms, nick, body);
+        return;
+    }
+    char *n = ferry_xml_text_dup(nick, nl, NULL), *b = ferry_xml_text_dup(body, bl, NULL);
+    hl->cb(hl->arg, id, ts_ms, n, b);
+    free(n);
+    free(b);
 }
 
 int ferry_history_query(ferry_component_t *comp, const char *room, const ferry_history_query_t *q,
@@ -321,7 +381,8 @@ int ferry_history_query(ferry_component_t *comp, const char *room, const ferry_h
         return -1;
     store_history_filter_t f = {q->after_id, q->before_id, q->start_ms, q->end_ms, q->limit,
                                 q->newest_first};
-    return store_history_query(comp->gw->store, comp->name, room, &f, cb, arg);
+    history_load_t hl = {cb, arg};
+    return store_history_query(comp->gw->store, comp->name, room, &f, on_history_row, &hl);
 }
 
 int ferry_history_prune(ferry_component_t *comp, int64_t before_ms)

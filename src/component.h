@@ -20,6 +20,7 @@ struct ferry_component {
     xmpp_outbox_t *xmpp_outbox;
     int started;
     int adapter_stopped;
+    unsigned long long refused_invalid; /* stanzas the last check kept back */
     uv_timer_t grace; /* bounds how long the adapter may take to stop */
     void (*closed)(ferry_component_t *comp);
     const component_config_t *cc; /* until start() */

@@ -53,6 +53,9 @@ xmpp_outbox_t *xmpp_outbox_new(uv_loop_t *loop, store_t *store, const char *comp
                                xmpp_link_t *link);
 int xmpp_outbox_put(xmpp_outbox_t *ob, const char *dedup, const char *text, size_t len);
 void xmpp_outbox_link_up(xmpp_outbox_t *ob);
+/* The link dropped, for REASON: counts it against the stanza in flight when
+ * one was sent alone (see outbox_xmpp.c on poison stanzas). */
+void xmpp_outbox_link_down(xmpp_outbox_t *ob, const char *reason);
 /* Stanzas the XMPP server has acknowledged. */
 unsigned long long xmpp_outbox_delivered(const xmpp_outbox_t *ob);
 void xmpp_outbox_free(xmpp_outbox_t *ob);

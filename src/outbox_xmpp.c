@@ -3,15 +3,26 @@
  * a ping: the server answers in order, so its answer proves it has taken
  * every stanza written before. Only then are they marked done; whatever was
  * written but not acknowledged when the link or the process died is sent
- * again (at least once). */
+ * again (at least once).
+ *
+ * A poison stanza (one the server answers by closing the stream) would come
+ * back first after every reconnect and hold up everything behind it. So
+ * after a drop with stanzas unacknowledged, those are sent again one at a
+ * time, each with its own ping: the one the link drops on is then known,
+ * and after POISON_TRIES drops it goes to the dead list with the reason
+ * (`ferry queue` shows it), and the rest flows. Rows stored before text was
+ * cleaned on the way in are cleaned as they are loaded. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ferry/log.h"
+#include "ferry/text.h"
 #include "outbox.h"
 
 #define BATCH 256
 #define MAX_UNACKED 4096
+#define POISON_TRIES 3
 
 struct xmpp_outbox {
     store_t *store;
@@ -23,6 +34,9 @@ struct xmpp_outbox {
     int freed;
     size_t acks_pending;  /* barrier callbacks still to come */
     unsigned long long delivered;
+    int64_t suspect_upto; /* unacknowledged at a drop: sent one at a time */
+    int64_t lone_id;      /* while one at a time: the row written, unanswered */
+    int lone_attempts;    /* drops it has caused so far, from the store */
 };
 
 typedef struct ack {
@@ -49,6 +63,12 @@ static void on_ack(void *arg, int ok)
         store_msg_done_upto(ob->store, ob->component, STORE_TO_XMPP, a->upto);
         ob->unacked -= a->count;
         ob->delivered += a->count;
+        ob->lone_id = 0;
+        if (ob->suspect_upto && a->upto >= ob->suspect_upto) {
+            ob->suspect_upto = 0;
+            ferry_log_info(ob->component, "the stanzas unanswered at the last drop are through; "
+                           "sending in batches again");
+        }
         pump(ob);
     }
     free(a);
@@ -62,17 +82,39 @@ typedef struct send_ctx {
 static void on_row(void *arg, const store_row_t *r)
 {
     send_ctx_t *sc = arg;
-    if (xmpp_link_send_raw(sc->ob->link, r->payload, r->payload_len) != 0)
+    xmpp_outbox_t *ob = sc->ob;
+    const char *text = r->payload;
+    size_t len = r->payload_len;
+    char *clean = NULL;
+    if (!ferry_xml_text_valid(text, len)) {
+        /* Stored by a ferry that did not clean text on the way in. */
+        text = clean = ferry_xml_text_dup(text, len, &len);
+        ferry_log_warn(ob->component, "stored stanza %lld held bytes XML does not allow; "
+                       "sent with them replaced by U+FFFD", (long long)r->id);
+    }
+    int rc = xmpp_link_send_raw(ob->link, text, len);
+    free(clean);
+    if (rc != 0)
         return;
-    sc->ob->sent_upto = r->id;
+    ob->sent_upto = r->id;
     sc->sent++;
+    if (ob->suspect_upto) {
+        ob->lone_id = r->id;
+        ob->lone_attempts = r->attempts;
+    }
 }
 
 static void pump(xmpp_outbox_t *ob)
 {
     while (xmpp_link_is_up(ob->link) && ob->unacked < MAX_UNACKED) {
+        size_t batch = BATCH;
+        if (ob->suspect_upto) {
+            if (ob->unacked)
+                return; /* one at a time: wait for its answer */
+            batch = 1;
+        }
         send_ctx_t sc = {ob, 0};
-        int n = store_msg_pending(ob->store, ob->component, STORE_TO_XMPP, ob->sent_upto, BATCH,
+        int n = store_msg_pending(ob->store, ob->component, STORE_TO_XMPP, ob->sent_upto, batch,
                                   on_row, &sc);
         if (sc.sent) {
             ack_t *a = malloc(sizeof *a);
@@ -84,7 +126,7 @@ static void pump(xmpp_outbox_t *ob)
                 free(a);
             }
         }
-        if (n < BATCH)
+        if (n < (int)batch)
             return;
     }
 }
@@ -118,6 +160,28 @@ void xmpp_outbox_link_up(xmpp_outbox_t *ob)
     ob->sent_upto = 0;
     ob->unacked = 0;
     pump(ob);
+}
+
+void xmpp_outbox_link_down(xmpp_outbox_t *ob, const char *reason)
+{
+    if (ob->lone_id) {
+        int attempts = ob->lone_attempts + 1;
+        char why[400];
+        snprintf(why, sizeof why, "the XMPP server dropped the link after it %d time(s): %s",
+                 attempts, reason);
+        if (attempts >= POISON_TRIES) {
+            ferry_log_warn(ob->component, "stanza %lld moved to the dead list: %s",
+                           (long long)ob->lone_id, why);
+            store_msg_update(ob->store, ob->lone_id, STORE_DEAD, attempts, 0, why);
+        } else {
+            store_msg_update(ob->store, ob->lone_id, STORE_PENDING, attempts, 0, why);
+        }
+        ob->lone_id = 0;
+    } else if (ob->unacked && ob->sent_upto > ob->suspect_upto) {
+        ob->suspect_upto = ob->sent_upto;
+        ferry_log_info(ob->component, "%zu stanza(s) unanswered when the link dropped: "
+                       "sending them again one at a time", ob->unacked);
+    }
 }
 
 void xmpp_outbox_free(xmpp_outbox_t *ob)

@@ -5,6 +5,7 @@
 
 #include "ferry/outbox.h"
 #include "ferry/stanza.h"
+#include "ferry/text.h"
 #include "stanza_error.h"
 
 xmpp_stanza_t *ferry_stanza_add(xmpp_stanza_t *parent, const char *name, const char *ns)
@@ -21,7 +22,14 @@ xmpp_stanza_t *ferry_stanza_add_text(xmpp_stanza_t *parent, const char *name, co
 {
     xmpp_stanza_t *el = ferry_stanza_add(parent, name, NULL);
     xmpp_stanza_t *t = xmpp_stanza_new(xmpp_stanza_get_context(parent));
-    xmpp_stanza_set_text(t, text);
+    size_t len = strlen(text);
+    if (ferry_xml_text_valid(text, len)) {
+        xmpp_stanza_set_text(t, text);
+    } else {
+        char *clean = ferry_xml_text_dup(text, len, NULL);
+        xmpp_stanza_set_text(t, clean);
+        free(clean);
+    }
     xmpp_stanza_add_child_ex(el, t, 0);
     return el;
 }
@@ -62,23 +70,31 @@ int ferry_record_unpack(const char *buf, size_t len, const char **fields, size_t
 
 size_t ferry_xml_escape(char *out, size_t cap, size_t len, const char *text)
 {
-    for (const char *p = text; *p; p++) {
+    size_t avail = strlen(text);
+    for (const char *p = text; *p;) {
         const char *rep = NULL;
+        size_t take = 1, n;
         switch (*p) {
         case '&': rep = "&amp;"; break;
         case '<': rep = "&lt;"; break;
         case '>': rep = "&gt;"; break;
         case '"': rep = "&quot;"; break;
         case '\'': rep = "&apos;"; break;
+        default:
+            if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x80) {
+                /* What XML forbids becomes U+FFFD, as ferry_xml_text_clean_to does. */
+                uint32_t cp;
+                take = ferry_utf8_next(p, avail - (size_t)(p - text), &cp);
+                if (!ferry_xml_char_ok(cp))
+                    rep = "\xEF\xBF\xBD";
+            }
         }
-        size_t n = rep ? strlen(rep) : 1;
+        n = rep ? strlen(rep) : take;
         if (len + n >= cap)
             return cap;
-        if (rep)
-            memcpy(out + len, rep, n);
-        else
-            out[len] = *p;
+        memcpy(out + len, rep ? rep : p, n);
         len += n;
+        p += take;
     }
     out[len] = 0;
     return len;

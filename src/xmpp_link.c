@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/random.h>
 
 #include "ferry/log.h"
 #include "xml_stream.h"
@@ -24,7 +26,7 @@ typedef struct conn conn_t;
 
 typedef struct barrier {
     struct barrier *next;
-    char id[40];
+    char id[48];
     void (*cb)(void *arg, int ok);
     void *arg;
 } barrier_t;
@@ -48,13 +50,11 @@ struct xmpp_link {
     enum link_state state;
     conn_t *conn;
     unsigned attempt;
-    unsigned long long ping_seq;
-    char ping_id[40];
+    char ping_id[48];
     uint64_t last_write;
 
     queued_t *head, *tail;
     barrier_t *barriers, **barriers_tail; /* answers come in order */
-    unsigned long long barrier_seq;
     xmpp_link_stats_t stats;
 
     uv_timer_t retry_timer, ping_timer, ping_deadline, keepalive_timer, close_timer;
@@ -187,18 +187,6 @@ void xmpp_link_send_text(xmpp_link_t *link, const char *text, size_t len)
     }
 }
 
-void xmpp_link_send(xmpp_link_t *link, xmpp_stanza_t *stanza)
-{
-    char *text;
-    size_t len;
-    if (xmpp_stanza_to_text(stanza, &text, &len) != XMPP_EOK) {
-        ferry_log_error(link->scope, "cannot serialise a stanza; not sent");
-        return;
-    }
-    xmpp_link_send_text(link, text, len);
-    xmpp_free(link->ctx, text);
-}
-
 int xmpp_link_send_raw(xmpp_link_t *link, const char *text, size_t len)
 {
     if (link->state != LINK_UP)
@@ -208,12 +196,42 @@ int xmpp_link_send_raw(xmpp_link_t *link, const char *text, size_t len)
     return 0;
 }
 
+/* PREFIX and 128 random bits in hex: an id no user can guess, so that no
+ * stanza of theirs passes for the server's answer. */
+static void random_id(char *buf, size_t len, const char *prefix)
+{
+    unsigned char r[16];
+    size_t got = 0;
+    while (got < sizeof r) {
+        ssize_t n = getrandom(r + got, sizeof r - got, 0);
+        if (n > 0)
+            got += (size_t)n;
+    }
+    size_t o = (size_t)snprintf(buf, len, "%s", prefix);
+    for (size_t i = 0; i < sizeof r && o + 2 < len; i++, o += 2)
+        snprintf(buf + o, len - o, "%02x", r[i]);
+}
+
+/* Whether ST is the server's answer to our iq ID: the id alone is not
+ * enough, since a user can send an iq with any id to the component; the
+ * answer comes from the server's domain, of type result or error. */
+static int server_answer(const xmpp_link_t *link, xmpp_stanza_t *st, const char *id)
+{
+    const char *name = xmpp_stanza_get_name(st);
+    const char *sid = xmpp_stanza_get_id(st);
+    const char *type = xmpp_stanza_get_type(st);
+    const char *from = xmpp_stanza_get_from(st);
+    return id[0] && name && strcmp(name, "iq") == 0 && sid && strcmp(sid, id) == 0 && type &&
+           (strcmp(type, "result") == 0 || strcmp(type, "error") == 0) && from &&
+           strcasecmp(from, link->ping_to) == 0;
+}
+
 int xmpp_link_barrier(xmpp_link_t *link, void (*cb)(void *arg, int ok), void *arg)
 {
     if (link->state != LINK_UP)
         return -1;
     barrier_t *b = calloc(1, sizeof *b);
-    snprintf(b->id, sizeof b->id, "ferry-ack-%llu", ++link->barrier_seq);
+    random_id(b->id, sizeof b->id, "ferry-ack-");
     b->cb = cb;
     b->arg = arg;
     *link->barriers_tail = b;
@@ -243,8 +261,7 @@ static void barriers_fail(xmpp_link_t *link)
 static int barrier_answered(xmpp_link_t *link, xmpp_stanza_t *st)
 {
     barrier_t *b = link->barriers;
-    const char *id = xmpp_stanza_get_id(st);
-    if (!b || !id || strcmp(xmpp_stanza_get_name(st), "iq") != 0 || strcmp(id, b->id) != 0)
+    if (!b || !server_answer(link, st, b->id))
         return 0;
     link->barriers = b->next;
     if (!link->barriers)
@@ -447,14 +464,6 @@ static void link_up(conn_t *conn)
         link->h.state(link->arg, 1);
 }
 
-static int is_ping_answer(xmpp_link_t *link, xmpp_stanza_t *st)
-{
-    const char *name = xmpp_stanza_get_name(st);
-    const char *id = xmpp_stanza_get_id(st);
-    return link->ping_id[0] && name && strcmp(name, "iq") == 0 && id &&
-           strcmp(id, link->ping_id) == 0;
-}
-
 static void on_stream_stanza(void *arg, xmpp_stanza_t *st)
 {
     conn_t *conn = arg;
@@ -475,7 +484,7 @@ static void on_stream_stanza(void *arg, xmpp_stanza_t *st)
     }
     if (barrier_answered(link, st))
         return;
-    if (is_ping_answer(link, st)) {
+    if (server_answer(link, st, link->ping_id)) {
         link->ping_id[0] = 0;
         uv_timer_stop(&link->ping_deadline);
         return;
@@ -507,7 +516,7 @@ static void send_ping(uv_timer_t *t)
     xmpp_link_t *link = t->data;
     if (link->state != LINK_UP || link->ping_id[0])
         return; /* the one under way has its own deadline */
-    snprintf(link->ping_id, sizeof link->ping_id, "ferry-ping-%llu", ++link->ping_seq);
+    random_id(link->ping_id, sizeof link->ping_id, "ferry-ping-");
     char buf[512];
     snprintf(buf, sizeof buf,
              "<iq type='get' id='%s' from='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>",

@@ -44,9 +44,7 @@ typedef struct xmpp_link_stats {
 xmpp_link_t *xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx, const xmpp_link_options_t *opts,
                            const xmpp_link_handlers_t *handlers, void *arg);
 void xmpp_link_start(xmpp_link_t *link);
-/* Serialises now; writes or queues. The caller keeps its reference. */
-void xmpp_link_send(xmpp_link_t *link, xmpp_stanza_t *stanza);
-/* The same for a stanza already serialised. */
+/* Writes a serialised stanza now, or queues it while the link is down. */
 void xmpp_link_send_text(xmpp_link_t *link, const char *text, size_t len);
 /* Writes already serialised stanzas; only while the link is up (-1 else). */
 int xmpp_link_send_raw(xmpp_link_t *link, const char *text, size_t len);

@@ -12,30 +12,59 @@
 
 /* ---- writing stanzas ---- */
 
+/* Most stanzas fit BUF, so the fan-out path allocates nothing; a longer one
+ * (a long message reflected to its sender) moves to the heap, up to
+ * OUT_MAX, far above what an XMPP server takes in one stanza. */
+#define OUT_MAX (1 << 20)
+
 typedef struct out {
     char buf[16384];
-    size_t len;
+    char *heap; /* when not NULL, the text is here, CAP bytes */
+    size_t len, cap;
     int full;
 } out_t;
+
+static char *out_text(out_t *o) { return o->heap ? o->heap : o->buf; }
+static size_t out_cap(const out_t *o) { return o->heap ? o->cap : sizeof o->buf; }
+
+/* Makes room for at least NEED more bytes and a NUL; 0 when over OUT_MAX. */
+static int out_grow(out_t *o, size_t need)
+{
+    size_t cap = out_cap(o);
+    while (cap <= o->len + need)
+        cap *= 2;
+    if (cap > OUT_MAX) {
+        o->full = 1;
+        return 0;
+    }
+    char *h = malloc(cap);
+    memcpy(h, out_text(o), o->len + 1);
+    free(o->heap);
+    o->heap = h;
+    o->cap = cap;
+    return 1;
+}
 
 static void raw(out_t *o, const char *s)
 {
     size_t n = strlen(s);
-    if (o->len + n >= sizeof o->buf) {
-        o->full = 1;
+    if (o->full || (o->len + n >= out_cap(o) && !out_grow(o, n)))
         return;
-    }
-    memcpy(o->buf + o->len, s, n + 1);
+    memcpy(out_text(o) + o->len, s, n + 1);
     o->len += n;
 }
 
 static void esc(out_t *o, const char *s)
 {
-    size_t n = ferry_xml_escape(o->buf, sizeof o->buf, o->len, s);
-    if (n == sizeof o->buf)
-        o->full = 1;
-    else
-        o->len = n;
+    while (!o->full) {
+        size_t n = ferry_xml_escape(out_text(o), out_cap(o), o->len, s);
+        if (n != out_cap(o)) {
+            o->len = n;
+            return;
+        }
+        out_text(o)[o->len] = 0; /* the escaper stopped part way */
+        out_grow(o, strlen(s) + 1);
+    }
 }
 
 static void attr(out_t *o, const char *name, const char *value)
@@ -62,12 +91,14 @@ static void element(out_t *o, const char *name, const char *text)
 static void emit(irc_t *irc, out_t *o)
 {
     if (!o->full) {
-        ferry_component_send_xml(irc->comp, o->buf, o->len);
+        ferry_component_send_xml(irc->comp, out_text(o), o->len);
         irc->stanzas_out++;
     } else {
-        ferry_log_warn(ferry_component_name(irc->comp),
-                       "a stanza over %zu bytes was not sent", sizeof o->buf);
+        ferry_log_warn(ferry_component_name(irc->comp), "a stanza over %d bytes was not sent",
+                       OUT_MAX);
     }
+    free(o->heap);
+    o->heap = NULL;
     o->len = 0;
     o->full = 0;
 }
@@ -383,7 +414,7 @@ static void on_names(irc_conn_t *conn, irc_msg_t *m)
         size_t np = strspn(name, conn->prefixes);
         char modes[8];
         snprintf(modes, sizeof modes, "%.*s", (int)(np < 7 ? np : 7), name);
-        if (name[np])
+        if (irc_nick_usable(name + np))
             irc_chan_add(room->chan, name + np, modes, conn->casemap);
     }
     free(names);
@@ -409,6 +440,8 @@ static void on_part(irc_conn_t *conn, irc_msg_t *m, const char *nick, int kicked
     if (!room)
         return;
     const char *who = kicked ? m->params[1] : nick;
+    if (!irc_nick_usable(who))
+        return;
     const char *reason = m->nparams > (kicked ? 2 : 1) ? m->params[kicked ? 2 : 1] : NULL;
     char *text = reason ? irc_text_to_utf8(reason) : NULL;
     char modes[8] = "";
@@ -447,6 +480,8 @@ static void on_nick(irc_conn_t *conn, irc_msg_t *m, const char *nick)
     if (!m->nparams)
         return;
     const char *new_nick = m->params[0];
+    if (!irc_nick_usable(new_nick))
+        return;
     int self = irc_casecmp(conn->casemap, nick, conn->nick) == 0;
     for (irc_room_t *room = conn->rooms; room; room = room->next) {
         irc_member_t *member = irc_chan_witness(room->chan, nick, conn->casemap);
@@ -580,8 +615,8 @@ static void on_privmsg(irc_conn_t *conn, irc_msg_t *m, const char *nick)
 
 static void on_invite(irc_conn_t *conn, irc_msg_t *m, const char *nick)
 {
-    if (m->nparams < 2)
-        return;
+    if (m->nparams < 2 || !irc_valid_channel(m->params[1], conn->chantypes))
+        return; /* a name that cannot be a room JID */
     irc_t *irc = conn->irc;
     const char *domain = ferry_component_domain(irc->comp);
     char room[1400], from[1400];
@@ -643,7 +678,7 @@ static void on_nick_refused(irc_conn_t *conn, irc_msg_t *m, const char *conditio
 
 static void on_list_item(irc_conn_t *conn, irc_msg_t *m)
 {
-    if (m->nparams < 3 || !conn->listings)
+    if (m->nparams < 3 || !conn->listings || !irc_valid_channel(m->params[1], conn->chantypes))
         return;
     if (conn->nlisted == conn->listed_cap) {
         conn->listed_cap = conn->listed_cap ? conn->listed_cap * 2 : 64;
@@ -813,11 +848,28 @@ static int is_numeric(const char *c)
            c[2] <= '9' && !c[3];
 }
 
+/* Whether M's sender becomes an address (room/nick or nick%server): all
+ * but numerics and a server's own PRIVMSG or NOTICE to us without a prefix. */
+static int names_sender(const irc_conn_t *conn, const irc_msg_t *m)
+{
+    const char *c = m->command;
+    if (strcmp(c, "PRIVMSG") == 0 || strcmp(c, "NOTICE") == 0)
+        return m->prefix || (m->nparams && strchr(conn->chantypes, m->params[0][0]));
+    return strcmp(c, "JOIN") == 0 || strcmp(c, "PART") == 0 || strcmp(c, "KICK") == 0 ||
+           strcmp(c, "QUIT") == 0 || strcmp(c, "NICK") == 0 || strcmp(c, "TOPIC") == 0 ||
+           strcmp(c, "INVITE") == 0;
+}
+
 void bridge_on_line(irc_conn_t *conn, irc_msg_t *m)
 {
     char nick[IRC_NICK_MAX];
     irc_prefix_nick(m->prefix, nick, sizeof nick);
     const char *c = m->command;
+    if (!irc_nick_usable(nick) && names_sender(conn, m)) {
+        ferry_log_debug(ferry_component_name(conn->irc->comp),
+                        "ignored a %s whose sender cannot be a JID resource", c);
+        return;
+    }
     if (strcmp(c, "JOIN") == 0)
         on_join(conn, m, nick);
     else if (strcmp(c, "PART") == 0)

@@ -146,7 +146,17 @@ int irc_valid_channel(const char *s, const char *chantypes)
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
         if (*p <= ' ' || *p == ',' || *p == 7 || *p == 0x7f)
             return 0;
-    return 1;
+    return ferry_xml_text_valid(s, strlen(s)); /* it becomes part of a JID */
+}
+
+int irc_nick_usable(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p <= ' ' || *p == 0x7f)
+            return 0;
+    return ferry_xml_text_valid(s, strlen(s));
 }
 
 size_t irc_format(char *out, size_t cap, const char *command, const char *const *params,
@@ -303,18 +313,6 @@ void irc_linebuf_free(irc_linebuf_t *lb)
     lb->len = lb->cap = 0;
 }
 
-/* Length of a valid UTF-8 sequence at P (0 when invalid). */
-static size_t valid_utf8_at(const unsigned char *p)
-{
-    size_t l = ferry_utf8_seq_len(*p);
-    if (l == 1)
-        return *p < 0x80 ? 1 : 0;
-    for (size_t i = 1; i < l; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    return l;
-}
-
 /* The IRC codes XEP-0393 has a span for: bold (strong), italics (emphasis),
  * strikethrough, monospace (preformatted span); and their directives. */
 #define STYLE_CODES "\x02\x1d\x1e\x11"
@@ -338,7 +336,8 @@ static char style_mark(unsigned char c)
 static char *clean_text(const char *text, int keep_styles)
 {
     const unsigned char *p = (const unsigned char *)text;
-    char *out = malloc(strlen(text) * 2 + 1), *o = out;
+    const unsigned char *end = p + strlen(text);
+    char *out = malloc(strlen(text) * 3 + 1), *o = out;
     while (*p) {
         unsigned char c = *p;
         if (c == 0x03) { /* color: ^C[fg[,bg]] with up to two digits each */
@@ -377,12 +376,17 @@ static char *clean_text(const char *text, int keep_styles)
             p++;
             continue;
         }
-        size_t l = valid_utf8_at(p);
-        if (l) {
+        uint32_t cp;
+        size_t l = ferry_utf8_next((const char *)p, (size_t)(end - p), &cp);
+        if (cp != FERRY_UTF8_INVALID && ferry_xml_char_ok(cp)) {
             memcpy(o, p, l);
             o += l;
             p += l;
-        } else { /* Latin-1: one byte, one code point */
+        } else if (cp != FERRY_UTF8_INVALID) { /* U+FFFE, U+FFFF: XML forbids them */
+            memcpy(o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            p += l;
+        } else { /* not UTF-8 (overlong, surrogate, F5..): Latin-1, byte by byte */
             *o++ = (char)(0xC0 | (c >> 6));
             *o++ = (char)(0x80 | (c & 0x3F));
             p++;

@@ -56,6 +56,10 @@ uint32_t irc_casehash(const char *s);
  * starting with ':'. */
 int irc_valid_nick(const char *s);
 int irc_valid_channel(const char *s, const char *chantypes);
+/* Whether a nick from the server can be a JID resource: not empty, no
+ * spaces or controls, valid UTF-8 that XML allows. A line naming any other
+ * comes from a broken or hostile server and is ignored. */
+int irc_nick_usable(const char *s);
 
 /* Appends "COMMAND p1 p2 :last\r\n" to OUT (size CAP) and returns its length,
  * or 0 when a parameter would break the line (CR, LF or NUL anywhere, a
@@ -73,7 +77,8 @@ size_t irc_split_text(const char *command, const char *target, const char *text,
 void irc_pieces_free(char **pieces, size_t n);
 
 /* IRC text to clean UTF-8: formatting codes (bold, color, italics, ...)
- * removed; bytes that are not valid UTF-8 read as Latin-1. Malloc'd. */
+ * removed; bytes that are not valid UTF-8 read as Latin-1, U+FFFE and U+FFFF
+ * become U+FFFD: always XML 1.0 character data. Malloc'd. */
 char *irc_text_to_utf8(const char *text);
 /* The same, but bold, italics, strikethrough and monospace become XEP-0393
  * directives (*strong*, _emphasis_, ~strike~, `pre`) where a client will

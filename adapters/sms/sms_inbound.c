@@ -42,28 +42,6 @@ static void answer_when_stored(sms_t *sms, ferry_http_exchange_t *ex)
     ferry_outbox_sync(sms->comp, on_committed, pa);
 }
 
-/* Text from a phone as XML can carry it: control characters (but tab and
- * newline) become spaces, bytes that are not UTF-8 become '?'. */
-static void make_xml_safe(char *s)
-{
-    unsigned char *p = (unsigned char *)s;
-    while (*p) {
-        size_t len = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3
-                                 : (*p & 0xF8) == 0xF0 ? 4 : 0;
-        size_t ok = len;
-        for (size_t i = 1; i < len; i++)
-            if ((p[i] & 0xC0) != 0x80)
-                ok = 0;
-        if (!ok) {
-            *p++ = '?';
-            continue;
-        }
-        if (len == 1 && *p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r')
-            *p = ' ';
-        p += len;
-    }
-}
-
 /* A sender as a JID local part: E.164, or a short code / alphanumeric id. */
 static int sender_local(const char *from, char out[PHONE_MAX])
 {
@@ -101,7 +79,6 @@ static xmpp_stanza_t *incoming_chat(sms_t *sms, const sms_in_t *in, const char *
             strcat(body, "\n");
         strcat(body, in->media[i]);
     }
-    make_xml_safe(body);
     ferry_stanza_add_text(msg, "body", body);
     free(body);
     if (in->nmedia) {
@@ -125,7 +102,10 @@ static void on_message(sms_t *sms, ferry_http_exchange_t *ex, sms_in_t *in)
         sms->provider->answer(ex);
         return;
     }
-    make_xml_safe(in->text);
+    /* The core's one rule for text from outside (ferry/text.h). */
+    ferry_xml_text_clean(&in->text);
+    for (size_t i = 0; i < in->nmedia; i++)
+        ferry_xml_text_clean(&in->media[i]);
     xmpp_stanza_t *msg = incoming_chat(sms, in, from, owner);
     char dedup[200];
     snprintf(dedup, sizeof dedup, "sms %s", in->id);

@@ -656,16 +656,6 @@ static int authorized(const endpoint_t *ep, ferry_http_exchange_t *ex)
 }
 
 /* XML 1.0 cannot carry most control characters; refuse rather than mangle. */
-static int xml_safe(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
-            return 0;
-    }
-    return 1;
-}
-
 static int valid_utf8(const char *s, size_t len)
 {
     json_t *probe = json_stringn(s, len);
@@ -701,11 +691,12 @@ static char *inbound_text(ferry_http_exchange_t *ex)
     }
     size_t mlen = strcspn(ctype, "; \t");
     if (mlen == 10 && strncasecmp(ctype, "text/plain", 10) == 0) {
-        if (!valid_utf8(body, len) || !xml_safe(body, len) || len == 0) {
+        if (!valid_utf8(body, len) || len == 0) {
             respond(ex, 400, "Bad Request: empty, or not UTF-8 text");
             return NULL;
         }
-        return strndup(body, len);
+        /* Characters XML forbids (controls, U+FFFF) become U+FFFD. */
+        return ferry_xml_text_dup(body, len, NULL);
     }
     if (mlen != 16 || strncasecmp(ctype, "application/json", 16) != 0) {
         respond(ex, 415, "Unsupported Media Type: send application/json or text/plain");
@@ -726,12 +717,12 @@ static char *inbound_text(ferry_http_exchange_t *ex)
     else
         out = github_summary(ex, doc);
     json_decref(doc);
-    if (!out || strlen(out) == 0 || !xml_safe(out, strlen(out))) {
+    if (!out || strlen(out) == 0) {
         free(out);
         respond(ex, 400, "Bad Request: the JSON needs a non-empty \"text\" string");
         return NULL;
     }
-    return out;
+    return ferry_xml_text_clean(&out);
 }
 
 static void on_inbound_committed(void *arg, int ok)

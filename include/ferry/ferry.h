@@ -12,6 +12,7 @@
 #include "ferry/metrics.h"
 #include "ferry/outbox.h"
 #include "ferry/stanza.h"
+#include "ferry/text.h"
 
 #define FERRY_VERSION "0.1.0"
 

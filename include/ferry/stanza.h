@@ -7,11 +7,14 @@
 /* Appends <NAME xmlns=NS/> (NS may be NULL) to PARENT and returns it; PARENT
  * holds the only reference. */
 xmpp_stanza_t *ferry_stanza_add(xmpp_stanza_t *parent, const char *name, const char *ns);
-/* Appends <NAME>TEXT</NAME> and returns it. */
+/* Appends <NAME>TEXT</NAME> and returns it; TEXT is cleaned first when XML
+ * would not accept it (ferry_xml_text_clean_to). */
 xmpp_stanza_t *ferry_stanza_add_text(xmpp_stanza_t *parent, const char *name, const char *text);
 
 /* Appends TEXT to OUT (capacity CAP, at LEN) escaped for XML text and
- * attribute values; returns the new length, or CAP when it did not fit. */
+ * attribute values, with what XML forbids replaced by U+FFFD (the rule of
+ * ferry_xml_text_clean_to); returns the new length, or CAP when it did not
+ * fit. */
 size_t ferry_xml_escape(char *out, size_t cap, size_t len, const char *text);
 
 /* The RFC 6120 error reply to STANZA (see ferry_component_reply_error), to
