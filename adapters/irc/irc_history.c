@@ -162,7 +162,13 @@ static xmpp_stanza_t *archived_message(irc_t *irc, const char *room_jid, const c
 {
     xmpp_ctx_t *ctx = ferry_component_xmpp(irc->comp);
     char from[1500], when[40];
-    snprintf(from, sizeof from, "%s/%s", room_jid, nick);
+    /* A row whose nick cannot be a resource (empty, or with controls,
+     * stored before such lines were ignored) comes from the room itself:
+     * "room/" is no JID, and the server would drop the link over it. */
+    if (irc_nick_usable(nick))
+        snprintf(from, sizeof from, "%s/%s", room_jid, nick);
+    else
+        snprintf(from, sizeof from, "%s", room_jid);
     xmpp_stanza_t *msg = xmpp_message_new(ctx, "groupchat", to, NULL);
     xmpp_stanza_set_from(msg, from);
     ferry_stanza_add_text(msg, "body", body);

@@ -151,12 +151,19 @@ int irc_valid_channel(const char *s, const char *chantypes)
 
 int irc_nick_usable(const char *s)
 {
-    if (!*s)
+    size_t len = strlen(s);
+    if (!len || !ferry_xml_text_valid(s, len))
         return 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p <= ' ' || *p == 0x7f)
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        i += ferry_utf8_next(s + i, len - i, &cp);
+        /* RFC 6122 resourceprep forbids controls (C.2) and U+FFF9-U+FFFD
+         * (C.6, where a cleaned U+FFFD lands): the server would drop every
+         * stanza from such an occupant. */
+        if (cp <= ' ' || (cp >= 0x7F && cp <= 0x9F) || (cp >= 0xFFF9 && cp <= 0xFFFD))
             return 0;
-    return ferry_xml_text_valid(s, strlen(s));
+    }
+    return 1;
 }
 
 size_t irc_format(char *out, size_t cap, const char *command, const char *const *params,

@@ -56,9 +56,9 @@ uint32_t irc_casehash(const char *s);
  * starting with ':'. */
 int irc_valid_nick(const char *s);
 int irc_valid_channel(const char *s, const char *chantypes);
-/* Whether a nick from the server can be a JID resource: not empty, no
- * spaces or controls, valid UTF-8 that XML allows. A line naming any other
- * comes from a broken or hostile server and is ignored. */
+/* Whether a nick from the server can be a JID resource: not empty, valid
+ * UTF-8 that XML allows, no spaces, controls or U+FFF9-U+FFFD. A line naming
+ * any other comes from a broken or hostile server and is ignored. */
 int irc_nick_usable(const char *s);
 
 /* Appends "COMMAND p1 p2 :last\r\n" to OUT (size CAP) and returns its length,

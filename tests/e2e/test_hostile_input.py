@@ -1,0 +1,548 @@
+"""Hostile input (issue 11 items 1, 2, 4, 7, 8 and poison stanzas), as a user
+sees it: bytes that XML 1.0 forbids, sent from every public side (an IRC
+channel, a webhook, Twilio and Telnyx webhooks), arrive cleaned (U+FFFD, or
+Latin-1 for IRC text that is not UTF-8), the component stays linked, and the
+messages after them arrive. Real Prosody and ngircd.
+
+ngircd relays message text, topics and KICK reasons byte for byte, but
+refuses nicks with control characters, empty nicks, and channel names with
+\\x01 or Latin-1; those tests use a small fake IRC server on a socket
+(FakeIrcServer below), and only for those lines.
+
+Item 7 (a user faking the batch acknowledgement) runs ferry through a TCP
+proxy that holds back Prosody's answers to ferry's acknowledgement pings, so
+that a user's iq can arrive while one is pending; the proxy changes nothing
+else. Poison stanzas are written into the store file before ferry starts,
+as a store from an older ferry would hold them."""
+
+import os
+import re
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from xml.sax.saxutils import quoteattr
+
+import pytest
+
+import durable_helpers as d
+import fake_providers as fp
+import harness as h
+from irc_helpers import IrcClient, Ngircd
+
+IRC_DOMAIN = "irc.localhost"
+HOOKS = "hooks.localhost"
+SMS_TW = "sms.localhost"
+SMS_TX = "smst.localhost"
+SECRET = "s3cret"
+IRC = "irc.localhost"        # ngircd
+FAKE = "fake.localhost"      # FakeIrcServer
+TOKEN = "tok-hostile-Qz71"
+ALICE_NUM = "+15550001111"
+ALICE_NUM_TX = "+15550001113"
+SENDER = "+15557654321"
+NS_MUC = "http://jabber.org/protocol/muc"
+NS_MUC_USER = NS_MUC + "#user"
+NS_DELAY = "urn:xmpp:delay"
+NS_OOB = "jabber:x:oob"
+FFFD = "\ufffd"
+
+USERS = ["alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank"]
+
+
+# ---------------------------------------------------------------- a fake IRC server
+
+
+class FakeIrcServer:
+    """Registers each client (001, 005, 376), answers JOIN with JOIN, NAMES
+    (the names given) and end of NAMES, answers PING; inject() sends raw
+    lines to every client. Only for lines a real ngircd would not relay."""
+
+    def __init__(self, name=FAKE, names=b""):
+        self.name = name
+        self.names = names
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.clients = []   # (socket, nick)
+        self.lines = []
+        self._lock = threading.Condition()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._accept, daemon=True, name="fake-irc")]
+        self._threads[0].start()
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            c.settimeout(0.2)
+            t = threading.Thread(target=self._serve, args=(c,), daemon=True, name="fake-irc-conn")
+            self._threads.append(t)
+            t.start()
+
+    def _send(self, c, line):
+        c.sendall(line + b"\r\n")
+
+    def _serve(self, c):
+        buf, nick = b"", b"*"
+        with self._lock:
+            self.clients.append([c, nick])
+        while not self._stop.is_set():
+            try:
+                data = c.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            buf += data
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                line = line.rstrip(b"\r")
+                with self._lock:
+                    self.lines.append(line)
+                    self._lock.notify_all()
+                words = line.split(b" ")
+                cmd = words[0].upper()
+                srv = b":" + self.name.encode()
+                try:
+                    if cmd == b"NICK":
+                        nick = words[1]
+                        with self._lock:
+                            for entry in self.clients:
+                                if entry[0] is c:
+                                    entry[1] = nick
+                    elif cmd == b"USER":
+                        self._send(c, srv + b" 001 " + nick + b" :Welcome")
+                        self._send(c, srv + b" 005 " + nick + b" CHANTYPES=# PREFIX=(ov)@+ CASEMAPPING=ascii :are supported")
+                        self._send(c, srv + b" 376 " + nick + b" :End of MOTD")
+                    elif cmd == b"PING":
+                        self._send(c, srv + b" PONG " + self.name.encode() + b" :" + words[-1].lstrip(b":"))
+                    elif cmd == b"JOIN":
+                        chan = words[1]
+                        self._send(c, b":" + nick + b"!u@h JOIN " + chan)
+                        self._send(c, srv + b" 353 " + nick + b" = " + chan + b" :" + nick + b" " + self.names)
+                        self._send(c, srv + b" 366 " + nick + b" " + chan + b" :End of NAMES")
+                    elif cmd == b"QUIT":
+                        self._send(c, b"ERROR :bye")
+                        c.close()
+                        return
+                except OSError:
+                    break
+        try:
+            c.close()
+        except OSError:
+            pass
+
+    def wait_line(self, pred, timeout=10, what="line"):
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            for _ in range(100000):
+                got = [l for l in self.lines if pred(l)]
+                if got:
+                    return got[0]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._lock.wait(remaining)
+        raise TimeoutError("fake IRC server: no %s within %.1f s; last lines %r" % (what, timeout, self.lines[-10:]))
+
+    def inject(self, line):
+        with self._lock:
+            clients = [c for c, _ in self.clients]
+        for c in clients:
+            try:
+                self._send(c, line)
+            except OSError:
+                pass
+
+    def close(self):
+        self._stop.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        for t in self._threads:
+            t.join(2)
+
+
+# ---------------------------------------------------------------- the shared setup
+
+
+def sms_users_toml(component, pairs):
+    return "".join("\n[[components.%s.users]]\njid = %s\nnumber = %s\n" % (
+        component, h.toml_value(j), h.toml_value(n)) for j, n in pairs)
+
+
+@pytest.fixture(scope="module")
+def env(module_testbed, ferry_bin):
+    tb = module_testbed
+    e = h.Env()
+    e.ngircd = Ngircd(tb.subdir("ngircd"), name=IRC)
+    e.fake_irc = FakeIrcServer(names=b"ev\x01il \x1bnick +fine")
+    e.twilio = fp.FakeTwilio(numbers=[ALICE_NUM])
+    e.telnyx = fp.FakeTelnyx(numbers=[ALICE_NUM_TX])
+    tb.fakes = [e.twilio, e.telnyx]
+    try:
+        e.ngircd.start()
+        e.prosody = tb.prosody(components={IRC_DOMAIN: SECRET, HOOKS: SECRET, SMS_TW: SECRET, SMS_TX: SECRET},
+                               users=[(u, "localhost", u + "pw") for u in USERS])
+        common = {"realname": "ferry user", "throttle_burst": 20, "throttle_rate": 5, "tls": False}
+        irc = {"adapter": "irc", "domain": IRC_DOMAIN, "secret": SECRET, "allow": ["localhost"],
+               "servers": {IRC: dict(host="127.0.0.1", port=e.ngircd.port, **common),
+                           FAKE: dict(host="127.0.0.1", port=e.fake_irc.port, **common)}}
+        hooks = {"adapter": "webhook", "domain": HOOKS, "secret": SECRET,
+                 "endpoints": {"alerts": {"format": "json", "token": TOKEN, "url": "http://127.0.0.1:9/none",
+                                          "deliver_to": ["alice@localhost"], "allow": ["localhost"]}}}
+        e.http_port = h.free_port()
+        local = "http://127.0.0.1:%d" % e.http_port
+        sms_tw = {"adapter": "sms", "domain": SMS_TW, "secret": SECRET, "provider": "twilio",
+                  "api_url": e.twilio.url, "account_sid": e.twilio.account_sid,
+                  "auth_token": e.twilio.auth_token, "default_country_code": "1"}
+        sms_tx = {"adapter": "sms", "domain": SMS_TX, "secret": SECRET, "provider": "telnyx",
+                  "api_url": e.telnyx.url, "api_key": e.telnyx.api_key, "public_key": e.telnyx.public_key,
+                  "default_country_code": "1"}
+        e.store = os.path.join(tb.subdir("store"), "ferry.db")
+        text = h.ferry_config(e.prosody.component_port, e.http_port,
+                              {"irc": irc, "hooks": hooks, "sms": sms_tw, "smst": sms_tx},
+                              log={"level": "debug"}, storage={"path": e.store})
+        text += sms_users_toml("sms", [("alice@localhost", ALICE_NUM)])
+        text += sms_users_toml("smst", [("alice@localhost", ALICE_NUM_TX)])
+        e.ferry = tb.ferry(text, http_port=e.http_port)
+        e.twilio.inbound_url = local + "/sms/sms/inbound"
+        e.telnyx.inbound_url = local + "/sms/smst/inbound"
+        for comp in ("irc", "hooks", "sms", "smst"):
+            h.wait_until(lambda comp=comp: link_state(e, comp)[0] == 1, 15, interval=0.1,
+                         what="ferry's %s link" % comp)
+        yield e
+    finally:
+        if getattr(e, "ferry", None) is not None:
+            e.ferry.stop()
+        e.ngircd.stop()
+        e.ngircd.cleanup()
+        e.fake_irc.close()
+
+
+def link_state(e, comp):
+    """(link up, reconnects so far) of a component, from /metrics."""
+    try:
+        _, samples, _, _ = e.ferry.metrics()
+    except OSError:
+        return (None, None)
+    up = h.metric_values(samples, "ferry_link_up", component=comp)
+    rc = h.metric_values(samples, "ferry_link_reconnects_total", component=comp)
+    return (up[0] if up else None, rc[0] if rc else None)
+
+
+class Linked:
+    """`with Linked(env, comp):` asserts at the end that the component's link
+    stayed up all along: up now, and no reconnect since the start."""
+
+    def __init__(self, e, comp):
+        self.e, self.comp = e, comp
+
+    def __enter__(self):
+        up, self.reconnects = link_state(self.e, self.comp)
+        assert up == 1, "%s link down before the test" % self.comp
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            time.sleep(0.5)   # a stream error would arrive by now
+            up, reconnects = link_state(self.e, self.comp)
+            assert (up, reconnects) == (1, self.reconnects), \
+                "%s link dropped: up=%s, reconnects %s -> %s" % (self.comp, up, self.reconnects, reconnects)
+
+
+@pytest.fixture
+def xmpp(env):
+    def make(user):
+        return h.XmppClient("%s@localhost" % user, user + "pw", env.prosody.c2s_port)
+
+    yield from h.closed_after(make, best_effort=True)
+
+
+@pytest.fixture
+def irc(env):
+    def make(nick):
+        return IrcClient(env.ngircd.port, nick)
+
+    yield from h.closed_after(make)
+
+
+def room(chan, server=IRC):
+    return "%s%%%s@%s" % (chan, server, IRC_DOMAIN)
+
+
+def codes(st):
+    x = st.find(NS_MUC_USER, "x")
+    return set() if x is None else {int(c.get("code")) for c in x if c.tag == "{%s}status" % NS_MUC_USER}
+
+
+def child_text(st, name):
+    c = st.find(h.NS_CLIENT, name)
+    return None if c is None else (c.text or "")
+
+
+def join(c, rj, nick, history=0, timeout=15):
+    """Joins (asking for HISTORY stanzas); returns (all stanzas before the
+    subject that are delayed groupchat messages, the subject message)."""
+    seen = {id(s) for s in c.stanzas()}
+    c.send_raw("<presence to=%s><x xmlns='%s'><history maxstanzas='%d'/></x></presence>" % (
+        quoteattr(rj + "/" + nick), NS_MUC, history))
+    subj = c.wait(lambda s: id(s) not in seen and s.name == "message" and s.type == "groupchat"
+                  and child_text(s, "subject") is not None and (s.frm or "").split("/")[0] == rj,
+                  timeout=timeout, what="subject of %s" % rj)
+    delayed = [s for s in c.stanzas() if id(s) not in seen and s.name == "message"
+               and s.find(NS_DELAY, "delay") is not None]
+    return delayed, subj
+
+
+def wait_groupchat(c, rj, nick, body, timeout=10):
+    frm = rj + "/" + nick
+    return c.wait(lambda s: s.name == "message" and s.type == "groupchat" and s.frm == frm and s.body == body,
+                  timeout=timeout, what="groupchat %r from %s" % (body, frm))
+
+
+# ---------------------------------------------------------------- item 1: IRC
+
+
+# What an IRC user sends, and what an XMPP user must see: U+FFFE and U+FFFF
+# become U+FFFD; bytes that are not UTF-8 read as Latin-1 (ferry's rule for
+# IRC text), each byte one character.
+IRC_TEXTS = [
+    (b"bad \xef\xbf\xbf end", "bad \ufffd end"),
+    (b"\xef\xbf\xbe fffe", "\ufffd fffe"),
+    (b"surrogate \xed\xa0\x80", "surrogate \u00ed\u00a0\u0080"),
+    (b"overlong \xc0\x80", "overlong \u00c0\u0080"),
+    (b"f5 \xf5\x80\x80\x80 f6 \xf6 f7 \xf7", "f5 \u00f5\u0080\u0080\u0080 f6 \u00f6 f7 \u00f7"),
+]
+
+
+def test_irc_text_xml_forbids_arrives_cleaned_and_the_link_stays(env, xmpp, irc):
+    """PRIVMSG, TOPIC and KICK reasons with U+FFFF, U+FFFE, a surrogate, an
+    overlong form and lead bytes F5-F7 (ngircd relays them as they are)."""
+    with Linked(env, "irc"):
+        ivan = irc("hivan")
+        victim = irc("hvictim")
+        ivan.join("#hostile")
+        victim.join("#hostile")
+        alice = xmpp("alice")
+        rj = room("#hostile")
+        join(alice, rj, "alice")
+        ivan.wait(lambda l: l.command == "JOIN" and l.nick == "alice", what="alice's JOIN")
+        for raw, want in IRC_TEXTS:
+            ivan.privmsg("#hostile", raw)
+            wait_groupchat(alice, rj, "hivan", want)
+        ivan.send(b"TOPIC #hostile :topic \xef\xbf\xbf \xed\xa0\x80")
+        alice.wait(lambda s: s.name == "message" and child_text(s, "subject") == "topic \ufffd \u00ed\u00a0\u0080",
+                   what="the new subject")
+        ivan.send(b"KICK #hostile hvictim :reason \xef\xbf\xbe")
+        gone = alice.wait(lambda s: s.name == "presence" and s.frm == rj + "/hvictim" and s.type == "unavailable",
+                          what="hvictim's kick")
+        assert 307 in codes(gone) and child_text(gone, "status") == "reason \ufffd", gone
+        ivan.privmsg("#hostile", "after the bad ones")
+        wait_groupchat(alice, rj, "hivan", "after the bad ones")
+        # The history a newcomer gets holds the same text, cleaned.
+        bob = xmpp("bob")
+        delayed, _ = join(bob, rj, "bob", history=20)
+        bodies = [s.body for s in delayed]
+        for _, want in IRC_TEXTS:
+            assert want in bodies, bodies
+        assert "after the bad ones" in bodies, bodies
+
+
+def test_history_stored_before_the_fix_is_replayed_cleaned(env, xmpp, irc):
+    """Rows an older ferry stored as they came (U+FFFF in a body, a control
+    character in a nick, an empty nick) are cleaned when they are replayed,
+    and the link stays up."""
+    with Linked(env, "irc"):
+        ivan = irc("hivan2")
+        ivan.join("#hostile2")
+        carol = xmpp("carol")
+        rj = room("#hostile2")
+        join(carol, rj, "carol")
+        ivan.privmsg("#hostile2", "recorded live")
+        wait_groupchat(carol, rj, "hivan2", "recorded live")
+        con = sqlite3.connect(env.store, timeout=10)
+        try:
+            def recorded():
+                return con.execute("SELECT room FROM history WHERE component = 'irc' AND body = 'recorded live'"
+                                   ).fetchone()
+            (key,) = h.wait_until(recorded, 10, what="the live message in the history table")
+            now = int(time.time() * 1000)
+            with con:
+                for nick, body in [(b"ev\x01il", b"old \xef\xbf\xbf body"), (b"", b"no nick \xed\xa0\x80")]:
+                    con.execute("INSERT INTO history (component, room, ts_ms, nick, body) VALUES (?, ?, ?, ?, ?)",
+                                ("irc", key, now, nick.decode("latin-1"), body.decode("latin-1")))
+                # Store them as the raw bytes an older ferry wrote.
+                con.execute("UPDATE history SET nick = CAST(? AS TEXT), body = CAST(? AS TEXT) "
+                            "WHERE component = 'irc' AND nick = ?", (b"ev\x01il", b"old \xef\xbf\xbf body",
+                                                                      "ev\x01il"))
+                con.execute("UPDATE history SET body = CAST(? AS TEXT) WHERE component = 'irc' AND nick = ''",
+                            (b"no nick \xed\xa0\x80",))
+        finally:
+            con.close()
+        dave = xmpp("dave")
+        delayed, _ = join(dave, rj, "dave", history=20)
+        got = {(s.frm, s.body) for s in delayed}
+        assert (rj, "old " + FFFD + " body") in got, got   # the nick cannot be a resource
+        assert (rj, "no nick " + FFFD * 3) in got, got
+        assert (rj + "/hivan2", "recorded live") in got, got
+
+
+def fake_room(chan):
+    return room(chan, FAKE)
+
+
+def test_nicks_and_channels_no_jid_can_carry_are_ignored(env, xmpp):
+    """From a server that sends what ngircd never would: NAMES entries and a
+    nick with control characters, an empty nick, INVITE to channel names
+    with \\x01 or Latin-1. ferry ignores those lines (their sender cannot be
+    a JID) and the link stays up; the lines around them arrive."""
+    f = env.fake_irc
+    with Linked(env, "irc"):
+        erin = xmpp("erin")
+        rj = fake_room("#fake")
+        join(erin, rj, "erin")
+        occupants = {s.frm for s in erin.stanzas() if s.name == "presence" and (s.frm or "").startswith(rj + "/")}
+        assert rj + "/fine" in occupants, occupants
+        assert all("\x01" not in o and "\x1b" not in o for o in occupants), occupants
+        for line in [b":ev\x01il!u@h PRIVMSG #fake :from a control nick",
+                     b":\x1bnick!u@h PRIVMSG #fake :from an escape nick",
+                     b": PRIVMSG #fake :from an empty nick",
+                     b":!u@h PRIVMSG #fake :from an empty nick too",
+                     b":fine!u@h NICK :bad\x01nick",
+                     b":fine!u@h KICK #fake ev\x01il :bye",
+                     b":fine!u@h INVITE erin :#bad\x01chan",
+                     b":fine!u@h INVITE erin :#caf\xe9",
+                     b":fine!u@h PRIVMSG #fake :still here"]:
+            f.inject(line)
+        wait_groupchat(erin, rj, "fine", "still here")
+        later = [s for s in erin.stanzas() if s.name == "message" and s.body and "nick" in s.body]
+        assert later == [], later
+        invites = [s for s in erin.stanzas() if s.name == "message" and s.find(NS_MUC_USER, "x") is not None]
+        assert invites == [], invites
+        # A good invite still arrives.
+        f.inject(b":fine!u@h INVITE erin :#good")
+        erin.wait(lambda s: s.name == "message" and s.frm == fake_room("#good"), what="the good invite")
+
+
+# ---------------------------------------------------------------- item 2: webhooks and SMS
+
+
+def post_hook(env, doc, content_type="application/json"):
+    body = doc if isinstance(doc, (str, bytes)) else __import__("json").dumps(doc)
+    return h.http_request("POST", env.ferry.url("/hooks/hooks/alerts"), body,
+                          {"Content-Type": content_type, "Authorization": "Bearer " + TOKEN})
+
+
+def test_webhook_text_xml_forbids_arrives_cleaned_and_later_ones_flow(env, xmpp):
+    alice = xmpp("alice")
+    with Linked(env, "hooks"):
+        for text, want in [("bad \uffff", "bad " + FFFD), ("ctl \u0001 \u001b", "ctl %s %s" % (FFFD, FFFD))]:
+            r = post_hook(env, {"text": text})
+            assert r.status == 202, r
+            alice.wait_message(lambda s: s.body == want, what="webhook text %r" % want)
+        r = post_hook(env, b"plain \xef\xbf\xbe", content_type="text/plain; charset=utf-8")
+        assert r.status == 202, r
+        alice.wait_message(lambda s: s.body == "plain " + FFFD, what="the text/plain one")
+        r = post_hook(env, {"text": "after the bad ones"})
+        assert r.status == 202, r
+        alice.wait_message(lambda s: s.body == "after the bad ones", what="the later webhook")
+    assert env.ferry.healthz()[0] == 200
+
+
+def twilio_post_raw(f, pairs):
+    """Twilio's inbound form, with values as bytes (any byte, as a phone
+    network might hand them on), signed over those bytes."""
+    import base64
+    import hashlib
+    import hmac
+    import urllib.parse
+    body = "&".join("%s=%s" % (urllib.parse.quote_plus(k), urllib.parse.quote_plus(v)) for k, v in pairs)
+    data = f.inbound_url.encode() + b"".join(k.encode() + (v if isinstance(v, bytes) else v.encode())
+                                             for k, v in sorted(pairs, key=lambda kv: kv[0]))
+    sig = base64.b64encode(hmac.new(f.auth_token.encode(), data, hashlib.sha1).digest()).decode()
+    return h.http_request("POST", f.inbound_url, body,
+                          {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+                           "X-Twilio-Signature": sig})
+
+
+def sms_from(domain):
+    return "%s@%s" % (SENDER, domain)
+
+
+def test_twilio_body_and_media_xml_forbids_arrive_cleaned(env, xmpp):
+    """Item 2 for Twilio (U+FFFF in Body, \\x01 in a media URL) and item 4:
+    a Body ending in a lone UTF-8 lead byte (x%F0) is read to its end and no
+    further."""
+    f = env.twilio
+    alice = xmpp("alice")
+    with Linked(env, "sms"):
+        ans, _ = f.send_inbound(SENDER, ALICE_NUM, "tw bad \uffff")
+        assert ans.status == 200, ans
+        alice.wait_message(lambda s: s.frm and s.frm.startswith(sms_from(SMS_TW)) and s.body == "tw bad " + FFFD,
+                           what="the Twilio body")
+        media = "https://media.example/a\u0001b.jpg"
+        ans, _ = f.send_inbound(SENDER, ALICE_NUM, "tw media", media=[(media, "image/jpeg")])
+        assert ans.status == 200, ans
+        cleaned = "https://media.example/a%sb.jpg" % FFFD
+        m = alice.wait_message(lambda s: s.body == "tw media\n" + cleaned, what="the Twilio MMS")
+        oob = m.find(NS_OOB, "x")
+        assert oob is not None and oob[0].text == cleaned, m
+        sid = fp.twilio_sid("SM")
+        _, params = f.inbound_params(SENDER, ALICE_NUM, "x", message_sid=sid)
+        pairs = [(k, b"x\xf0" if k == "Body" else v) for k, v in params]
+        r = twilio_post_raw(f, pairs)
+        assert r.status == 200, r
+        alice.wait_message(lambda s: s.body == "x" + FFFD, what="the Body ending in a lone lead byte")
+        ans, _ = f.send_inbound(SENDER, ALICE_NUM, "tw after")
+        assert ans.status == 200, ans
+        alice.wait_message(lambda s: s.body == "tw after", what="the later SMS")
+
+
+def test_telnyx_text_and_media_xml_forbids_arrive_cleaned(env, xmpp):
+    f = env.telnyx
+    alice = xmpp("alice")
+    with Linked(env, "smst"):
+        ans, _ = f.send_inbound(SENDER, ALICE_NUM_TX, "tx bad \ufffe")
+        assert ans.status == 200, ans
+        alice.wait_message(lambda s: s.frm and s.frm.startswith(sms_from(SMS_TX)) and s.body == "tx bad " + FFFD,
+                           what="the Telnyx text")
+        media = "https://media.example/t\u0001.png"
+        ans, _ = f.send_inbound(SENDER, ALICE_NUM_TX, "tx media", media=[(media, "image/png")])
+        assert ans.status == 200, ans
+        cleaned = "https://media.example/t%s.png" % FFFD
+        alice.wait_message(lambda s: s.body == "tx media\n" + cleaned, what="the Telnyx MMS")
+        ans, _ = f.send_inbound(SENDER, ALICE_NUM_TX, "tx after")
+        assert ans.status == 200, ans
+        alice.wait_message(lambda s: s.body == "tx after", what="the later SMS")
+
+
+# ---------------------------------------------------------------- item 8: long reflections
+
+
+def test_groupchat_over_16k_is_reflected_to_its_sender(env, xmpp, irc):
+    with Linked(env, "irc"):
+        ivan = irc("hivan3")
+        ivan.join("#long")
+        frank = xmpp("frank")
+        rj = room("#long")
+        join(frank, rj, "frank")
+        ivan.wait(lambda l: l.command == "JOIN" and l.nick == "frank", what="frank's JOIN")
+        # Over 16 KiB once escaped (Prosody's c2s takes few entity
+        # references in one stanza, so mostly plain text).
+        body = "<&> " + "long words " * 2000
+        frank.send_message(rj, body, mtype="groupchat")
+        wait_groupchat(frank, rj, "frank", body, timeout=20)
+        ivan.wait(lambda l: l.command == "PRIVMSG" and l.nick == "frank", what="the text on IRC")
