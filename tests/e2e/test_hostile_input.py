@@ -546,3 +546,211 @@ def test_groupchat_over_16k_is_reflected_to_its_sender(env, xmpp, irc):
         frank.send_message(rj, body, mtype="groupchat")
         wait_groupchat(frank, rj, "frank", body, timeout=20)
         ivan.wait(lambda l: l.command == "PRIVMSG" and l.nick == "frank", what="the text on IRC")
+
+
+# ---------------------------------------------------------------- item 7: the batch acknowledgement
+
+
+class AckHoldingProxy:
+    """A TCP proxy between ferry and the XMPP server's component port that,
+    while hold is set, keeps back the server's answers to ferry's batch
+    acknowledgement pings (self-closing <iq .../> with an id starting
+    ferry-ack-) until release(); everything else passes unchanged."""
+
+    ACK = re.compile(rb"<iq\b[^>]*\bid=(['\"])ferry-ack-[^'\"]*\1[^>]*/>")
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.hold = False
+        self.held = []          # (ferry-side socket, answer bytes)
+        self.seen = []          # every ack answer that came by
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = []
+        self._spawn(self._accept)
+
+    def _spawn(self, fn, *args):
+        t = threading.Thread(target=fn, args=args, daemon=True, name="ack-proxy")
+        self._threads.append(t)
+        t.start()
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                down, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+            for s in (down, up):
+                s.settimeout(0.2)
+            self._spawn(self._pump, down, up, False)
+            self._spawn(self._pump, up, down, True)
+
+    def _pump(self, src, dst, from_server):
+        buf = b""
+        while not self._stop.is_set():
+            try:
+                data = src.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                return
+            if not from_server:
+                dst.sendall(data)
+                continue
+            buf += data
+            lt = buf.rfind(b"<")
+            cut = len(buf) if lt < 0 or buf.find(b">", lt) >= 0 else lt
+            chunk, buf = buf[:cut], buf[cut:]
+            out = b""
+            pos = 0
+            for m in self.ACK.finditer(chunk):
+                out += chunk[pos:m.start()]
+                pos = m.end()
+                with self._lock:
+                    self.seen.append(m.group(0))
+                    if self.hold:
+                        self.held.append((dst, m.group(0)))
+                        continue
+                out += m.group(0)
+            out += chunk[pos:]
+            try:
+                dst.sendall(out)
+            except OSError:
+                return
+
+    def release(self):
+        with self._lock:
+            self.hold = False
+            held, self.held = self.held, []
+        for dst, data in held:
+            dst.sendall(data)
+
+    def close(self):
+        self._stop.set()
+        self.sock.close()
+        for t in self._threads:
+            t.join(2)
+
+
+def outbox_pending(ferry, comp):
+    _, samples, _, _ = ferry.metrics()
+    return h.metric_value(samples, "ferry_outbox_pending", component=comp)
+
+
+def test_a_user_cannot_fake_the_batch_acknowledgement(testbed, ferry_bin):
+    """A webhook message is stored, sent, and followed by a ping whose answer
+    marks it done. While Prosody's answer is held back, a user sends the
+    component iqs with the ids ferry used to use (ferry-ack-1...) and a
+    result with the very id of the pending ping: none of them counts, the
+    message stays pending; Prosody's own answer then does count."""
+    tb = testbed
+    prosody = tb.prosody(components={HOOKS: SECRET},
+                         users=[("alice", "localhost", "alicepw"), ("mallory", "localhost", "mallorypw")])
+    proxy = AckHoldingProxy(prosody.component_port)
+    try:
+        port = h.free_port()
+        hooks = {"adapter": "webhook", "domain": HOOKS, "secret": SECRET,
+                 "endpoints": {"alerts": {"format": "json", "token": TOKEN, "url": "http://127.0.0.1:9/none",
+                                          "deliver_to": ["alice@localhost"], "allow": ["localhost"]}}}
+        text = h.ferry_config(proxy.port, port, {"hooks": hooks},
+                              storage={"path": os.path.join(tb.subdir("store"), "ferry.db")})
+        ferry = tb.ferry(text, http_port=port)
+        alice = tb.client("alice@localhost", "alicepw", prosody)
+        mallory = tb.client("mallory@localhost", "mallorypw", prosody)
+        h.wait_until(lambda: outbox_pending(ferry, "hooks") == 0, 10, what="an empty outbox")
+        proxy.hold = True
+        r = h.post_json(ferry.url("/hooks/hooks/alerts"), {"text": "held ack"}, TOKEN)
+        assert r.status == 202, r
+        alice.wait_message(lambda s: s.body == "held ack", what="the webhook message")
+        h.wait_until(lambda: proxy.held, 10, what="Prosody's answer to ferry's acknowledgement ping")
+        (_, answer), = proxy.held
+        real_id = re.search(rb"\bid=['\"]([^'\"]+)", answer).group(1).decode()
+        assert outbox_pending(ferry, "hooks") == 1
+        for n in range(1, 6):
+            reply = mallory.iq(HOOKS, "get", "<ping xmlns='urn:xmpp:ping'/>", id="ferry-ack-%d" % n)
+            assert reply.type in ("result", "error"), reply   # answered, not swallowed
+        mallory.send_raw("<iq type='result' id=%s to='%s'/>" % (quoteattr(real_id), HOOKS))
+        mallory.send_raw("<iq type='error' id=%s to='%s'/>" % (quoteattr(real_id), HOOKS))
+        mallory.iq(HOOKS, "get", "<ping xmlns='urn:xmpp:ping'/>")   # all of the above has reached ferry
+        time.sleep(0.3)   # a wrongly counted answer would show at the next commit
+        assert outbox_pending(ferry, "hooks") == 1, "a user's iq was taken for the server's answer"
+        proxy.release()
+        h.wait_until(lambda: outbox_pending(ferry, "hooks") == 0, 10, what="the server's answer to count")
+        # What made that hold: an id nobody can guess, answered from the
+        # server's domain (Prosody answers from the domain pinged).
+        assert re.fullmatch(r"ferry-ack-[0-9a-f]{32}", real_id), real_id
+        assert re.search(rb"\bfrom=['\"]localhost['\"]", answer), answer
+    finally:
+        proxy.close()
+
+
+# ---------------------------------------------------------------- poison stanzas
+
+
+def test_a_stored_stanza_the_server_refuses_goes_to_the_dead_list(testbed, ferry_bin):
+    """A store written by an older ferry holds, between good messages, a
+    stanza Prosody answers by closing the stream (a 'from' outside the
+    component's domain) and one with U+FFFF. After a few drops the first goes
+    to the dead list with the reason; the second is sent cleaned; the ones
+    behind both arrive, and the link stays up."""
+    tb = testbed
+    prosody = tb.prosody(components={HOOKS: SECRET}, users=[("alice", "localhost", "alicepw")])
+    store = os.path.join(tb.subdir("store"), "ferry.db")
+    port = h.free_port()
+    hooks = {"adapter": "webhook", "domain": HOOKS, "secret": SECRET,
+             "endpoints": {"alerts": {"format": "json", "token": TOKEN, "url": "http://127.0.0.1:9/none",
+                                      "deliver_to": ["alice@localhost"], "allow": ["localhost"]}}}
+    text = h.ferry_config(prosody.component_port, port, {"hooks": hooks}, storage={"path": store})
+    first = tb.ferry(text, http_port=port, name="ferry-first")   # creates the store
+    first.stop()
+
+    def msg(mid, body, frm="alerts@" + HOOKS):
+        return (b"<message from='%s' to='alice@localhost' type='chat' id='%s'><body>%s</body></message>"
+                % (frm.encode(), mid.encode(), body))
+
+    rows = [("p1", msg("p1", b"before the poison")),
+            ("p2", msg("p2", b"poison", frm="evil@elsewhere.localhost")),
+            ("p3", msg("p3", b"stored \xef\xbf\xbf raw")),
+            ("p4", msg("p4", b"after the poison"))]
+    con = sqlite3.connect(store, timeout=10)
+    try:
+        now = int(time.time() * 1000)
+        with con:
+            for dedup, payload in rows:
+                con.execute("INSERT INTO messages (component, direction, conversation, dedup, payload, "
+                            "created_ms, next_ms, updated_ms) VALUES ('hooks', 1, '', ?, ?, ?, ?, ?)",
+                            (dedup, payload, now, now, now))
+    finally:
+        con.close()
+    alice = tb.client("alice@localhost", "alicepw", prosody)
+    ferry = tb.ferry(text, http_port=port, wait_up=False)
+    for body in ("before the poison", "stored \ufffd raw", "after the poison"):
+        alice.wait_message(lambda s, body=body: s.body == body, timeout=30, what=body)
+    assert not alice.messages(lambda s: s.body == "poison")
+    h.wait_until(lambda: outbox_pending(ferry, "hooks") == 0, 10, what="nothing pending")
+    _, samples, _, _ = ferry.metrics()
+    assert h.metric_value(samples, "ferry_outbox_dead", component="hooks") == 1
+    assert h.metric_value(samples, "ferry_link_up", component="hooks") == 1
+    # Every message, in order, the poison excepted (at least once: what was
+    # written before a drop and not acknowledged goes again).
+    got = [s.body for s in alice.messages(lambda s: s.body)]
+    assert list(dict.fromkeys(got)) == ["before the poison", "stored \ufffd raw", "after the poison"], got
+    ferry.stop()
+    [dead] = [r for r in d.queue_list(ferry.config_path, binary=ferry.binary) if r.state == "dead"]
+    assert "invalid-from" in (dead.error or ""), dead
