@@ -68,26 +68,46 @@ int ferry_record_unpack(const char *buf, size_t len, const char **fields, size_t
     return 0;
 }
 
+/* Printable ASCII that XML text and attribute values take as it is: 0x20
+ * to 0x7F but " & ' < > (the bits of 0x500000C4, counted from 0x20). */
+static int plain(unsigned char c)
+{
+    if (c >= 0x40)
+        return c < 0x80;
+    return c >= 0x20 && !((0x500000C4u >> (c - 0x20)) & 1);
+}
+
 size_t ferry_xml_escape(char *out, size_t cap, size_t len, const char *text)
 {
-    size_t avail = strlen(text);
-    for (const char *p = text; *p;) {
+    const char *p = text;
+    for (;;) {
+        const char *run = p; /* the fan-out's common case: copied in one go */
+        while (plain((unsigned char)*p))
+            p++;
+        size_t n = (size_t)(p - run);
+        if (len + n >= cap)
+            return cap;
+        memcpy(out + len, run, n);
+        len += n;
+        if (!*p)
+            break;
         const char *rep = NULL;
-        size_t take = 1, n;
+        size_t take = 1;
         switch (*p) {
         case '&': rep = "&amp;"; break;
         case '<': rep = "&lt;"; break;
         case '>': rep = "&gt;"; break;
         case '"': rep = "&quot;"; break;
         case '\'': rep = "&apos;"; break;
-        default:
-            if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x80) {
-                /* What XML forbids becomes U+FFFD, as ferry_xml_text_clean_to does. */
-                uint32_t cp;
-                take = ferry_utf8_next(p, avail - (size_t)(p - text), &cp);
-                if (!ferry_xml_char_ok(cp))
-                    rep = "\xEF\xBF\xBD";
-            }
+        default: {
+            /* What XML forbids becomes U+FFFD, as ferry_xml_text_clean_to
+             * does. Decoding stops at the NUL (never a continuation byte),
+             * so 4 bytes of room is safe. */
+            uint32_t cp;
+            take = ferry_utf8_next(p, 4, &cp);
+            if (!ferry_xml_char_ok(cp))
+                rep = "\xEF\xBF\xBD";
+        }
         }
         n = rep ? strlen(rep) : take;
         if (len + n >= cap)
