@@ -1,9 +1,11 @@
 /* test_irc_proto.c: IRC lines parsed and written; nothing from XMPP
- * becomes a second IRC command. */
+ * becomes a second IRC command, and nothing from IRC becomes text or a nick
+ * that XML or a JID cannot carry. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../adapters/irc/irc_proto.h"
+#include "ferry/text.h"
 #include "check.h"
 
 static void test_parse(void)
@@ -117,6 +119,52 @@ static void test_text(void)
     t = irc_text_to_utf8("a\x01" "b");
     CHECK_STR(t, "ab");
     free(t);
+}
+
+/* What XML forbids never comes out: U+FFFE/U+FFFF as U+FFFD, sequences that
+ * are not UTF-8 (surrogates, overlong forms, F5-F7, cut short) as Latin-1. */
+static void text_is(const char *in, const char *want)
+{
+    char *t = irc_text_to_utf8(in);
+    CHECK(strcmp(t, want) == 0 && ferry_xml_text_valid(t, strlen(t)), "text %s: got %s, want %s",
+          check_quote(in), check_quote(t), check_quote(want));
+    free(t);
+    t = irc_text_to_styled(in);
+    CHECK(ferry_xml_text_valid(t, strlen(t)), "styled %s is not XML text: %s", check_quote(in),
+          check_quote(t));
+    free(t);
+}
+
+static void test_text_xml_forbids(void)
+{
+    text_is("bad \xef\xbf\xbf", "bad \xef\xbf\xbd");
+    text_is("\xef\xbf\xbe", "\xef\xbf\xbd");
+    text_is("s \xed\xa0\x80", "s \xc3\xad\xc2\xa0\xc2\x80");
+    text_is("o \xc0\x80", "o \xc3\x80\xc2\x80");
+    text_is("\xf5\x80\x80\x80", "\xc3\xb5\xc2\x80\xc2\x80\xc2\x80");
+    text_is("\xf6\xf7", "\xc3\xb6\xc3\xb7");
+    text_is("cut \xe2\x82", "cut \xc3\xa2\xc2\x82");
+    text_is("\x1b[1m esc \x7f", "[1m esc \x7f");
+    text_is("\x02\xef\xbf\xbf\x02", "\xef\xbf\xbd");
+}
+
+static void test_nick_usable(void)
+{
+    CHECK(irc_nick_usable("alice"), "alice");
+    CHECK(irc_nick_usable("[m]atrix|bot"), "specials");
+    CHECK(irc_nick_usable("0AAAAAAAB"), "a UID after a collision");
+    CHECK(irc_nick_usable("j\xc3\xa9r\xc3\xb4me"), "UTF-8");
+    CHECK(!irc_nick_usable(""), "empty");
+    CHECK(!irc_nick_usable("ev\x01il"), "control");
+    CHECK(!irc_nick_usable("\x1bnick"), "escape");
+    CHECK(!irc_nick_usable("a b"), "space");
+    CHECK(!irc_nick_usable("caf\xe9"), "Latin-1");
+    CHECK(!irc_nick_usable("x\xef\xbf\xbf"), "U+FFFF");
+    CHECK(!irc_nick_usable("x\xef\xbf\xbd"), "U+FFFD: resourceprep forbids it");
+    CHECK(!irc_nick_usable("x\xc2\x85"), "a C1 control");
+    CHECK(!irc_valid_channel("#bad\x01", "#"), "channel with a control");
+    CHECK(!irc_valid_channel("#caf\xe9", "#"), "Latin-1 channel");
+    CHECK(irc_valid_channel("#caf\xc3\xa9", "#"), "UTF-8 channel");
 }
 
 static void styled(const char *irc, const char *want)
@@ -238,5 +286,7 @@ int main(void)
     test_format();
     test_split();
     test_text();
+    test_text_xml_forbids();
+    test_nick_usable();
     return check_summary();
 }
