@@ -218,8 +218,13 @@ static int sendable(ferry_component_t *comp, const char *xml, size_t len)
     if (ferry_xml_text_valid(xml, len))
         return 1;
     comp->refused_invalid++;
+    char start[48]; /* for the log: printable ASCII only */
+    size_t n = 0;
+    for (; n < len && n < sizeof start - 1; n++)
+        start[n] = xml[n] >= 0x20 && xml[n] < 0x7F ? xml[n] : '?';
+    start[n] = 0;
     ferry_log_error(comp->name, "not sent: a %zu-byte stanza holds bytes that XML does not "
-                    "allow (%.40s...)", len, xml);
+                    "allow (%s...)", len, start);
     return 0;
 }
 

@@ -78,6 +78,11 @@ static void link_metrics(buf_t *b, gateway_t *gw, const snapshot_t *snaps)
     for (size_t i = 0; i < gw->ncomponents; i++)
         put(b, "ferry_link_dropped_total{component=\"%s\"} %llu\n", gw->components[i]->name,
             snaps[i].link.dropped);
+    family(b, "ferry_stanzas_refused_total", "counter",
+           "Stanzas not sent because they held bytes XML does not allow (a bug).");
+    for (size_t i = 0; i < gw->ncomponents; i++)
+        put(b, "ferry_stanzas_refused_total{component=\"%s\"} %llu\n", gw->components[i]->name,
+            gw->components[i]->refused_invalid);
     family(b, "ferry_stanzas_total", "counter", "Stanzas through the link by direction and kind.");
     for (size_t i = 0; i < gw->ncomponents; i++)
         for (int k = 0; k < KIND_COUNT; k++)

@@ -261,6 +261,10 @@ class Linked:
             up, reconnects = link_state(self.e, self.comp)
             assert (up, reconnects) == (1, self.reconnects), \
                 "%s link dropped: up=%s, reconnects %s -> %s" % (self.comp, up, self.reconnects, reconnects)
+            # ...and it stayed up because the text was cleaned where it came
+            # in, not because the last check on the way out dropped stanzas.
+            _, samples, _, _ = self.e.ferry.metrics()
+            assert h.metric_value(samples, "ferry_stanzas_refused_total", component=self.comp) == 0
 
 
 @pytest.fixture
