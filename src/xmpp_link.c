@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
+
+#include <openssl/rand.h>
 
 #include "ferry/log.h"
 #include "xml_stream.h"
@@ -26,7 +27,7 @@ typedef struct conn conn_t;
 
 typedef struct barrier {
     struct barrier *next;
-    char id[48];
+    char id[80];
     void (*cb)(void *arg, int ok);
     void *arg;
 } barrier_t;
@@ -50,7 +51,9 @@ struct xmpp_link {
     enum link_state state;
     conn_t *conn;
     unsigned attempt;
-    char ping_id[48];
+    char ping_id[80];
+    char id_secret[33];          /* see new_id_secret() */
+    unsigned long long id_seq;
     uint64_t last_write;
 
     queued_t *head, *tail;
@@ -196,20 +199,27 @@ int xmpp_link_send_raw(xmpp_link_t *link, const char *text, size_t len)
     return 0;
 }
 
-/* PREFIX and 128 random bits in hex: an id no user can guess, so that no
- * stanza of theirs passes for the server's answer. */
-static void random_id(char *buf, size_t len, const char *prefix)
+/* A new secret for the ids of this connection's pings: 128 random bits in
+ * hex. With it, no user can guess an id, so that no stanza of theirs passes
+ * for the server's answer (ids were once a plain counter). */
+static void new_id_secret(xmpp_link_t *link)
 {
     unsigned char r[16];
-    size_t got = 0;
-    while (got < sizeof r) {
-        ssize_t n = getrandom(r + got, sizeof r - got, 0);
-        if (n > 0)
-            got += (size_t)n;
+    if (RAND_bytes(r, sizeof r) != 1) {
+        /* OpenSSL's generator does not fail once seeded from getrandom(). */
+        ferry_log_error(link->scope, "no random bytes from OpenSSL; ping ids use the clock");
+        uint64_t t = uv_hrtime();
+        memset(r, 0, sizeof r);
+        memcpy(r, &t, sizeof t);
     }
-    size_t o = (size_t)snprintf(buf, len, "%s", prefix);
-    for (size_t i = 0; i < sizeof r && o + 2 < len; i++, o += 2)
-        snprintf(buf + o, len - o, "%02x", r[i]);
+    for (size_t i = 0; i < sizeof r; i++)
+        snprintf(link->id_secret + 2 * i, 3, "%02x", r[i]);
+}
+
+/* PREFIX, the connection's secret and a sequence number. */
+static void next_id(xmpp_link_t *link, char *buf, size_t len, const char *prefix)
+{
+    snprintf(buf, len, "%s%s-%llu", prefix, link->id_secret, ++link->id_seq);
 }
 
 /* Whether ST is the server's answer to our iq ID: the id alone is not
@@ -231,7 +241,7 @@ int xmpp_link_barrier(xmpp_link_t *link, void (*cb)(void *arg, int ok), void *ar
     if (link->state != LINK_UP)
         return -1;
     barrier_t *b = calloc(1, sizeof *b);
-    random_id(b->id, sizeof b->id, "ferry-ack-");
+    next_id(link, b->id, sizeof b->id, "ferry-ack-");
     b->cb = cb;
     b->arg = arg;
     *link->barriers_tail = b;
@@ -516,7 +526,7 @@ static void send_ping(uv_timer_t *t)
     xmpp_link_t *link = t->data;
     if (link->state != LINK_UP || link->ping_id[0])
         return; /* the one under way has its own deadline */
-    random_id(link->ping_id, sizeof link->ping_id, "ferry-ping-");
+    next_id(link, link->ping_id, sizeof link->ping_id, "ferry-ping-");
     char buf[512];
     snprintf(buf, sizeof buf,
              "<iq type='get' id='%s' from='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>",
@@ -572,6 +582,7 @@ static void on_connected(uv_connect_t *req, int status)
     }
     link->state = LINK_OPENING;
     link->ping_id[0] = 0;
+    new_id_secret(link);
     uv_timer_start(&link->ping_deadline, on_deadline, link->ping_timeout_ms, 0);
     uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
     char header[1200];

@@ -704,7 +704,7 @@ def test_a_user_cannot_fake_the_batch_acknowledgement(testbed, ferry_bin):
         h.wait_until(lambda: outbox_pending(ferry, "hooks") == 0, 10, what="the server's answer to count")
         # What made that hold: an id nobody can guess, answered from the
         # server's domain (Prosody answers from the domain pinged).
-        assert re.fullmatch(r"ferry-ack-[0-9a-f]{32}", real_id), real_id
+        assert re.fullmatch(r"ferry-ack-[0-9a-f]{32}-[0-9]+", real_id), real_id
         assert re.search(rb"\bfrom=['\"]localhost['\"]", answer), answer
     finally:
         proxy.close()
