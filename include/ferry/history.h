@@ -18,11 +18,13 @@ typedef struct ferry_history_query {
 typedef void (*ferry_history_cb)(void *arg, int64_t id, int64_t ts_ms, const char *nick,
                                  const char *body);
 
-/* Archives one message of ROOM (any stable name the adapter chooses).
- * 0 and *id (may be NULL), or -1. */
+/* Archives one message of ROOM (any stable name the adapter chooses); NICK
+ * and BODY are stored cleaned (ferry_xml_text_clean_to). 0 and *id (may be
+ * NULL), or -1. */
 int ferry_history_add(ferry_component_t *comp, const char *room, int64_t ts_ms, const char *nick,
                       const char *body, int64_t *id);
-/* Calls CB for each matching message; returns how many, or -1. */
+/* Calls CB for each matching message (nick and body cleaned, also in rows
+ * stored before they were cleaned on the way in); returns how many, or -1. */
 int ferry_history_query(ferry_component_t *comp, const char *room, const ferry_history_query_t *q,
                         ferry_history_cb cb, void *arg);
 /* Drops what is older than BEFORE_MS (all rooms of the component's store). */

@@ -61,8 +61,8 @@ void ferry_outbox_retry(ferry_component_t *comp, int64_t id, const char *error, 
 void ferry_outbox_fail(ferry_component_t *comp, int64_t id, const char *error);
 
 /* Network -> XMPP: stores STANZA (serialised now; 'from' defaults to the
- * domain) for delivery. 0 stored, a FERRY_DUP_* for a duplicate, -1 store
- * error. */
+ * domain; what XML forbids in it becomes U+FFFD) for delivery. 0 stored, a
+ * FERRY_DUP_* for a duplicate, -1 store error. */
 int ferry_xmpp_put(ferry_component_t *comp, const char *dedup, xmpp_stanza_t *stanza);
 
 /* CB(arg, ok) once everything put so far is committed; answer a network's
