@@ -349,9 +349,11 @@ int ferry_history_add(ferry_component_t *comp, const char *room, int64_t ts_ms, 
 {
     if (!comp->gw->store)
         return -1;
-    char *n = ferry_xml_text_dup(nick, strlen(nick), NULL);
-    char *b = ferry_xml_text_dup(body, strlen(body), NULL);
-    int rc = store_history_add(comp->gw->store, comp->name, room, ts_ms, n, b, id);
+    size_t nl = strlen(nick), bl = strlen(body);
+    char *n = ferry_xml_text_valid(nick, nl) ? NULL : ferry_xml_text_dup(nick, nl, NULL);
+    char *b = ferry_xml_text_valid(body, bl) ? NULL : ferry_xml_text_dup(body, bl, NULL);
+    int rc = store_history_add(comp->gw->store, comp->name, room, ts_ms, n ? n : nick, b ? b : body,
+                               id);
     free(n);
     free(b);
     return rc;

@@ -347,6 +347,10 @@ static char *clean_text(const char *text, int keep_styles)
     char *out = malloc(strlen(text) * 3 + 1), *o = out;
     while (*p) {
         unsigned char c = *p;
+        if (c >= 0x20 && c < 0x80) { /* most text: printable ASCII, as it is */
+            *o++ = (char)*p++;
+            continue;
+        }
         if (c == 0x03) { /* color: ^C[fg[,bg]] with up to two digits each */
             p++;
             for (int i = 0; i < 2 && isdigit(*p); i++)
