@@ -7,4 +7,7 @@ list(APPEND FERRY_ADAPTER_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/irc_chan.c
   ${CMAKE_CURRENT_LIST_DIR}/irc_conn.c
   ${CMAKE_CURRENT_LIST_DIR}/irc_proto.c
+  ${CMAKE_CURRENT_LIST_DIR}/irc_contact.c
+  ${CMAKE_CURRENT_LIST_DIR}/irc_ctcp.c
+  ${CMAKE_CURRENT_LIST_DIR}/irc_disco.c
   ${CMAKE_CURRENT_LIST_DIR}/bridge.c)

@@ -135,50 +135,96 @@ static void roles(const char *modes, const char **affiliation, const char **role
     }
 }
 
-/* <presence from=room/nick to=resource>... with status codes (0-ended). */
-static void occupant_presence(irc_conn_t *conn, irc_room_t *room, const char *nick,
-                              const char *modes, const char *to, const char *type,
-                              const char *new_nick, const int *codes, const char *status)
+/* One occupant's presence: who it is and what happened to it. */
+typedef struct occupant {
+    const char *nick;
+    const char *modes;      /* IRC prefixes: affiliation and role */
+    const char *userhost;   /* "user@host" when known */
+    int self;               /* the user: its real JID is the resource's */
+    const char *type;       /* NULL (available) or "unavailable" */
+    const char *new_nick;   /* 303: renamed to */
+    const int *codes;       /* status codes, 0-ended */
+    const char *status;     /* <status/> text */
+    const char *actor;      /* 307: the kicker's nick */
+    const char *reason;     /* 307: why */
+} occupant_t;
+
+/* The real JID of an IRC occupant as biboumi writes it (the rooms are
+ * non-anonymous): "nick%server@domain/user@host", without "%server" in a
+ * room of the default server, without "/user@host" while unknown. */
+static void occupant_jid(irc_conn_t *conn, irc_room_t *room, const char *nick,
+                         const char *userhost, char *buf, size_t len)
+{
+    const char *domain = ferry_component_domain(conn->irc->comp);
+    if (room->short_jid) {
+        irc_jid_user(buf, len, nick, NULL, domain);
+    } else {
+        irc_jid_user(buf, len, nick, conn->server->name, domain);
+    }
+    if (userhost && *userhost) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, len - n, "/%s", userhost);
+    }
+}
+
+/* <presence from=room/nick to=resource>, with XEP-0045's muc#user item. */
+static void occupant_presence(irc_conn_t *conn, irc_room_t *room, const occupant_t *oc,
+                              const char *to)
 {
     out_t *o = &(out_t){0};
-    char from[1400];
-    bridge_room_jid(conn, room, nick, from, sizeof from);
+    char from[1400], jid[1400];
+    bridge_room_jid(conn, room, oc->nick, from, sizeof from);
+    if (oc->self)
+        snprintf(jid, sizeof jid, "%s", to);
+    else
+        occupant_jid(conn, room, oc->nick, oc->userhost, jid, sizeof jid);
     const char *affiliation, *role;
-    roles(modes ? modes : "", &affiliation, &role);
+    roles(oc->modes ? oc->modes : "", &affiliation, &role);
     raw(o, "<presence");
     attr(o, "from", from);
     attr(o, "to", to);
-    if (type) {
-        attr(o, "type", type);
-        role = "none";
+    if (oc->type) {
+        attr(o, "type", oc->type);
+        if (!oc->new_nick)
+            role = "none"; /* gone; a renamed occupant keeps its role (7.6) */
     }
     raw(o, "><x xmlns='" NS_MUC_USER "'><item");
     attr(o, "affiliation", affiliation);
     attr(o, "role", role);
-    if (new_nick)
-        attr(o, "nick", new_nick);
-    raw(o, "/>");
-    for (const int *c = codes; c && *c; c++) {
+    attr(o, "jid", jid);
+    if (oc->new_nick)
+        attr(o, "nick", oc->new_nick);
+    if (oc->actor || oc->reason) {
+        raw(o, ">");
+        if (oc->actor) {
+            raw(o, "<actor");
+            attr(o, "nick", oc->actor);
+            raw(o, "/>");
+        }
+        if (oc->reason)
+            element(o, "reason", oc->reason);
+        raw(o, "</item>");
+    } else {
+        raw(o, "/>");
+    }
+    for (const int *c = oc->codes; c && *c; c++) {
         char code[48];
         snprintf(code, sizeof code, "<status code='%d'/>", *c);
         raw(o, code);
     }
     raw(o, "</x>");
-    if (status) {
-        element(o, "status", status);
+    if (oc->status) {
+        element(o, "status", oc->status);
     }
     raw(o, "</presence>");
     emit(conn->irc, o);
 }
 
 /* An occupant's presence to every resource of the user in the room. */
-static void occupant_to_all(irc_conn_t *conn, irc_room_t *room, const char *nick,
-                            const char *modes, const char *type, const char *new_nick,
-                            const int *codes, const char *status)
+static void occupant_to_all(irc_conn_t *conn, irc_room_t *room, const occupant_t *oc)
 {
     for (size_t i = 0; i < room->nresources; i++)
-        occupant_presence(conn, room, nick, modes, room->resources[i], type, new_nick, codes,
-                          status);
+        occupant_presence(conn, room, oc, room->resources[i]);
 }
 
 static void groupchat(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *to,
@@ -213,15 +259,6 @@ static void chat_from(irc_t *irc, const char *from, const char *to, const char *
     element(o, "body", body);
     raw(o, "</message>");
     emit(irc, o);
-}
-
-/* A chat message from the server JID, which stands for the IRC server. */
-static void server_says(irc_conn_t *conn, const char *text)
-{
-    char from[600];
-    snprintf(from, sizeof from, "%s@%s", conn->server->name,
-             ferry_component_domain(conn->irc->comp));
-    chat_from(conn->irc, from, conn->jid, text);
 }
 
 /* A presence error for a join that failed. */
@@ -279,6 +316,20 @@ static void add_resource(irc_room_t *room, const char *jid, int history_max,
     room->nresources++;
 }
 
+static size_t resource_index(irc_room_t *room, const char *jid)
+{
+    size_t i = 0;
+    while (i < room->nresources && strcmp(room->resources[i], jid) != 0)
+        i++;
+    return i;
+}
+
+static void set_asked_nick(irc_room_t *room, const char *nick)
+{
+    free(room->asked_nick);
+    room->asked_nick = strdup(nick);
+}
+
 static void remove_resource(irc_room_t *room, const char *jid)
 {
     for (size_t i = 0; i < room->nresources; i++)
@@ -331,6 +382,7 @@ static void maybe_quit(irc_conn_t *conn)
 }
 
 static void finish_listings(irc_conn_t *conn, const char *error);
+static void on_other_numeric(irc_conn_t *conn, irc_msg_t *m);
 
 /* ---- IRC -> XMPP ---- */
 
@@ -343,17 +395,24 @@ static void announce_to(irc_conn_t *conn, irc_room_t *room, size_t index)
     for (size_t i = 0; i < chan->nmembers; i++) {
         irc_member_t *m = &chan->members[i];
         if (m != self && !m->gone)
-            occupant_presence(conn, room, m->nick, m->modes, resource, NULL, NULL, NULL, NULL);
+            occupant_presence(conn, room,
+                              &(occupant_t){.nick = m->nick, .modes = m->modes,
+                                            .userhost = m->userhost},
+                              resource);
     }
-    const char *self_modes = self ? self->modes : "";
-    int codes[3] = {110, 0, 0};
+    /* 100: the room is non-anonymous (every item carries a jid). */
+    int codes[4] = {100, 110, 0, 0};
     if (irc_casecmp(conn->casemap, conn->nick, room->asked_nick) != 0 ||
         strcmp(conn->nick, room->asked_nick) != 0)
-        codes[1] = 210; /* not the nick asked for: the server's, or the connection's */
-    occupant_presence(conn, room, conn->nick, self_modes, resource, NULL, NULL, codes, NULL);
+        codes[2] = 210; /* not the nick asked for: the server's, or the connection's */
+    occupant_presence(conn, room,
+                      &(occupant_t){.nick = conn->nick, .modes = self ? self->modes : "",
+                                    .self = 1, .codes = codes},
+                      resource);
     history_replay(conn, room, index); /* XEP-0045: history, then the subject */
-    /* Clients wait for the subject before they show the room as joined. */
-    groupchat(conn, room, NULL, resource, NULL, NULL, chan->topic ? chan->topic : "");
+    /* Clients wait for the subject before they show the room as joined;
+     * it comes from whoever set it, when IRC said who. */
+    groupchat(conn, room, chan->topic_setter, resource, NULL, NULL, chan->topic ? chan->topic : "");
 }
 
 static void announce(irc_conn_t *conn, irc_room_t *room)
@@ -363,38 +422,66 @@ static void announce(irc_conn_t *conn, irc_room_t *room)
         announce_to(conn, room, i);
 }
 
+/* "user@host" of a "nick!user@host" prefix; NULL without one. */
+static const char *prefix_userhost(const char *prefix)
+{
+    const char *bang = prefix ? strchr(prefix, '!') : NULL;
+    return bang && strchr(bang, '@') ? bang + 1 : NULL;
+}
+
+static void send_join(irc_conn_t *conn, irc_room_t *room);
+
+/* Our own JOIN: the leader refreshes the shared member list (NAMES
+ * follows) and asks WHO for everyone's user@host, which NAMES lacks. */
+static void joined_self(irc_conn_t *conn, irc_room_t *room, const char *nick)
+{
+    if (!room->joined)
+        room->chan->joined++;
+    room->joined = 1;
+    room->named = 0;
+    if (leads(conn, room)) {
+        irc_chan_clear(room->chan);
+        room->chan->synced = 0;
+        const char *p[] = {room->name};
+        room->who_pending = irc_conn_send(conn, "WHO", p, 1) == 0;
+    } else if (room->chan->synced) {
+        irc_chan_add(room->chan, nick, "", conn->casemap);
+    }
+}
+
 static void on_join(irc_conn_t *conn, irc_msg_t *m, const char *nick)
 {
     irc_room_t *room = m->nparams ? find_room(conn, m->params[0]) : NULL;
     if (!room)
         return;
     if (irc_casecmp(conn->casemap, nick, conn->nick) == 0) {
-        if (!room->joined)
-            room->chan->joined++;
-        room->joined = 1;
-        if (leads(conn, room)) {
-            /* NAMES follows and fills the list afresh. */
-            irc_chan_clear(room->chan);
-            room->chan->synced = 0;
-        } else if (room->chan->synced) {
-            irc_chan_add(room->chan, nick, "", conn->casemap);
-        }
+        joined_self(conn, room, nick);
         return;
     }
-    if (!irc_chan_member(room->chan, nick, conn->casemap))
-        irc_chan_add(room->chan, nick, "", conn->casemap);
+    irc_member_t *member = irc_chan_member(room->chan, nick, conn->casemap);
+    if (!member)
+        member = irc_chan_add(room->chan, nick, "", conn->casemap);
+    irc_chan_set_userhost(member, prefix_userhost(m->prefix));
     if (room->announced)
-        occupant_to_all(conn, room, nick, "", NULL, NULL, NULL, NULL);
+        occupant_to_all(conn, room,
+                        &(occupant_t){.nick = nick, .modes = "", .userhost = member->userhost});
 }
 
+/* What a departing member was, copied before the shared list forgets it. */
+typedef struct departed {
+    char modes[8];
+    char userhost[IRC_NAME_MAX];
+} departed_t;
+
 /* Applies a departure to the shared list: the first connection to see it
- * marks the member, the others acknowledge. MODES gets the member's modes. */
-static int depart(irc_conn_t *conn, irc_chan_t *chan, const char *nick, char modes[8])
+ * marks the member, the others acknowledge. */
+static int depart(irc_conn_t *conn, irc_chan_t *chan, const char *nick, departed_t *d)
 {
     irc_member_t *m = irc_chan_witness(chan, nick, conn->casemap);
     if (!m)
         return 0;
-    snprintf(modes, 8, "%s", m->modes);
+    snprintf(d->modes, sizeof d->modes, "%s", m->modes);
+    snprintf(d->userhost, sizeof d->userhost, "%s", m->userhost ? m->userhost : "");
     if (m->gone)
         irc_chan_seen(chan, m);
     else
@@ -414,10 +501,24 @@ static void on_names(irc_conn_t *conn, irc_msg_t *m)
         size_t np = strspn(name, conn->prefixes);
         char modes[8];
         snprintf(modes, sizeof modes, "%.*s", (int)(np < 7 ? np : 7), name);
-        if (irc_nick_usable(name + np))
-            irc_chan_add(room->chan, name + np, modes, conn->casemap);
+        /* userhost-in-names: "nick!user@host" */
+        char *bang = strchr(name + np, '!');
+        if (bang)
+            *bang = 0;
+        if (!irc_nick_usable(name + np))
+            continue;
+        irc_member_t *member = irc_chan_add(room->chan, name + np, modes, conn->casemap);
+        if (bang && strchr(bang + 1, '@'))
+            irc_chan_set_userhost(member, bang + 1);
     }
     free(names);
+}
+
+/* The occupant list goes out once NAMES and our WHO have both ended. */
+static void maybe_announce(irc_conn_t *conn, irc_room_t *room)
+{
+    if (room->joined && room->named && !room->who_pending && !room->announced && !room->parting)
+        announce(conn, room);
 }
 
 static void on_end_of_names(irc_conn_t *conn, irc_msg_t *m)
@@ -427,8 +528,55 @@ static void on_end_of_names(irc_conn_t *conn, irc_msg_t *m)
         return;
     if (leads(conn, room))
         room->chan->synced = 1;
-    if (room->joined && !room->announced)
-        announce(conn, room);
+    room->named = 1;
+    maybe_announce(conn, room);
+}
+
+/* 352 me #chan user host server nick flags :hops realname, for our WHO. 1
+ * when it was ours. */
+static int on_who_reply(irc_conn_t *conn, irc_msg_t *m)
+{
+    irc_room_t *room = m->nparams >= 6 ? find_room(conn, m->params[1]) : NULL;
+    if (!room || !room->who_pending)
+        return 0;
+    irc_member_t *member = irc_chan_member(room->chan, m->params[5], conn->casemap);
+    if (member) {
+        char userhost[IRC_NAME_MAX];
+        snprintf(userhost, sizeof userhost, "%s@%s", m->params[2], m->params[3]);
+        irc_chan_set_userhost(member, userhost);
+    }
+    return 1;
+}
+
+/* 315 me #chan :End of WHO list. 1 when it was ours. */
+static int on_end_of_who(irc_conn_t *conn, irc_msg_t *m)
+{
+    irc_room_t *room = m->nparams >= 2 ? find_room(conn, m->params[1]) : NULL;
+    if (!room || !room->who_pending)
+        return 0;
+    room->who_pending = 0;
+    maybe_announce(conn, room);
+    return 1;
+}
+
+/* IRC confirmed the PART of a room nobody was in any more: forget it, or,
+ * when a resource joined again meanwhile, join again for it. */
+static void parted(irc_conn_t *conn, irc_room_t *room)
+{
+    if (!room->nresources) {
+        room_free(conn, room);
+        maybe_quit(conn);
+        return;
+    }
+    room->parting = 0;
+    if (room->joined)
+        room->chan->joined--;
+    room->joined = room->named = room->who_pending = room->announced = 0;
+    if (room->chan->leader == conn) {
+        room->chan->leader = NULL;
+        room->chan->synced = 0;
+    }
+    send_join(conn, room);
 }
 
 static void on_part(irc_conn_t *conn, irc_msg_t *m, const char *nick, int kicked)
@@ -444,23 +592,38 @@ static void on_part(irc_conn_t *conn, irc_msg_t *m, const char *nick, int kicked
         return;
     const char *reason = m->nparams > (kicked ? 2 : 1) ? m->params[kicked ? 2 : 1] : NULL;
     char *text = reason ? irc_text_to_utf8(reason) : NULL;
-    char modes[8] = "";
+    /* 307 (kicked): the kicker and the reason go in the item. */
+    occupant_t oc = {.nick = who, .modes = "", .type = "unavailable",
+                     .status = kicked ? NULL : text, .actor = kicked ? nick : NULL,
+                     .reason = kicked ? text : NULL};
     if (irc_casecmp(conn->casemap, who, conn->nick) == 0) {
+        if (room->parting && !kicked) {
+            parted(conn, room);
+            free(text);
+            return;
+        }
         irc_member_t *member = irc_chan_member(room->chan, who, conn->casemap);
         if (member)
-            snprintf(modes, sizeof modes, "%s", member->modes);
+            oc.modes = member->modes;
         int codes[] = {110, kicked ? 307 : 0, 0};
+        oc.self = 1;
+        oc.codes = codes;
         if (room->announced || kicked)
-            occupant_to_all(conn, room, who, modes, "unavailable", NULL, codes, text);
+            occupant_to_all(conn, room, &oc);
         room_free(conn, room);
         free(text);
         maybe_quit(conn);
         return;
     }
-    depart(conn, room->chan, who, modes);
+    departed_t d;
+    if (!depart(conn, room->chan, who, &d))
+        d.modes[0] = d.userhost[0] = 0;
     int codes[] = {kicked ? 307 : 0, 0};
+    oc.modes = d.modes;
+    oc.userhost = d.userhost;
+    oc.codes = codes;
     if (room->announced)
-        occupant_to_all(conn, room, who, modes, "unavailable", NULL, codes, text);
+        occupant_to_all(conn, room, &oc);
     free(text);
 }
 
@@ -468,9 +631,11 @@ static void on_quit(irc_conn_t *conn, irc_msg_t *m, const char *nick)
 {
     char *text = m->nparams ? irc_text_to_utf8(m->params[0]) : NULL;
     for (irc_room_t *room = conn->rooms; room; room = room->next) {
-        char modes[8];
-        if (depart(conn, room->chan, nick, modes) && room->announced)
-            occupant_to_all(conn, room, nick, modes, "unavailable", NULL, NULL, text);
+        departed_t d;
+        if (depart(conn, room->chan, nick, &d) && room->announced)
+            occupant_to_all(conn, room,
+                            &(occupant_t){.nick = nick, .modes = d.modes, .userhost = d.userhost,
+                                          .type = "unavailable", .status = text});
     }
     free(text);
 }
@@ -496,10 +661,17 @@ static void on_nick(irc_conn_t *conn, irc_msg_t *m, const char *nick)
         else if (member)
             irc_chan_rename(room->chan, nick, new_nick, conn->casemap);
         if (room->announced) {
+            /* 7.6: unavailable with 303 and the new nick, then available. */
             int gone[] = {303, self ? 110 : 0, 0};
             int back[] = {self ? 110 : 0, 0};
-            occupant_to_all(conn, room, nick, modes, "unavailable", new_nick, gone, NULL);
-            occupant_to_all(conn, room, new_nick, modes, NULL, NULL, back, NULL);
+            const char *userhost = member ? member->userhost : NULL;
+            occupant_to_all(conn, room,
+                            &(occupant_t){.nick = nick, .modes = modes, .userhost = userhost,
+                                          .self = self, .type = "unavailable",
+                                          .new_nick = new_nick, .codes = gone});
+            occupant_to_all(conn, room,
+                            &(occupant_t){.nick = new_nick, .modes = modes, .userhost = userhost,
+                                          .self = self, .codes = back});
         }
     }
     if (self) {
@@ -508,13 +680,31 @@ static void on_nick(irc_conn_t *conn, irc_msg_t *m, const char *nick)
     }
 }
 
-static void on_mode(irc_conn_t *conn, irc_msg_t *m)
+/* "Mode #chan [+k secret] by Nick" in the room, as biboumi says it. */
+static void say_mode(irc_conn_t *conn, irc_room_t *room, irc_msg_t *m, const char *nick)
+{
+    char text[IRC_LINE_MAX + 64];
+    size_t len = (size_t)snprintf(text, sizeof text, "Mode %s [", room->chan->name);
+    for (int i = 1; i < m->nparams && len < sizeof text; i++)
+        len += (size_t)snprintf(text + len, sizeof text - len, "%s%s", i > 1 ? " " : "",
+                                m->params[i]);
+    if (len < sizeof text)
+        snprintf(text + len, sizeof text - len, "] by %s", nick);
+    char *utf8 = irc_text_to_utf8(text);
+    for (size_t i = 0; i < room->nresources; i++)
+        groupchat(conn, room, NULL, room->resources[i], NULL, utf8, NULL);
+    free(utf8);
+}
+
+static void on_mode(irc_conn_t *conn, irc_msg_t *m, const char *nick)
 {
     if (m->nparams < 2)
         return;
     irc_room_t *room = find_room(conn, m->params[0]);
     if (!room)
         return;
+    if (room->announced)
+        say_mode(conn, room, m, nick);
     int adding = 1, arg = 2;
     for (const char *c = m->params[1]; *c; c++) {
         if (*c == '+' || *c == '-') {
@@ -546,7 +736,10 @@ static void on_mode(irc_conn_t *conn, irc_msg_t *m)
         if (room->announced) {
             int self[] = {110, 0};
             int is_self = irc_casecmp(conn->casemap, who, conn->nick) == 0;
-            occupant_to_all(conn, room, who, modes, NULL, NULL, is_self ? self : NULL, NULL);
+            occupant_to_all(conn, room,
+                            &(occupant_t){.nick = who, .modes = modes,
+                                          .userhost = member->userhost, .self = is_self,
+                                          .codes = is_self ? self : NULL});
         }
     }
 }
@@ -561,12 +754,26 @@ static void on_topic(irc_conn_t *conn, irc_msg_t *m, const char *nick, int numer
     if (!room)
         return;
     char *topic = irc_text_to_utf8(m->nparams > ci + 1 ? m->params[ci + 1] : "");
-    if (leads(conn, room) || numeric)
+    if (leads(conn, room) || numeric) {
         irc_chan_set_topic(room->chan, topic);
+        /* 333 says who set it, after 332 */
+        irc_chan_set_topic_setter(room->chan, numeric ? NULL : nick);
+    }
     if (!numeric && room->announced)
         for (size_t i = 0; i < room->nresources; i++)
             groupchat(conn, room, nick, room->resources[i], NULL, NULL, topic);
     free(topic);
+}
+
+/* 333 me #chan setter time: who set the topic (a nick or a prefix). */
+static void on_topic_setter(irc_conn_t *conn, irc_msg_t *m)
+{
+    irc_room_t *room = m->nparams >= 3 ? find_room(conn, m->params[1]) : NULL;
+    if (!room)
+        return;
+    char nick[IRC_NICK_MAX];
+    irc_prefix_nick(m->params[2], nick, sizeof nick);
+    irc_chan_set_topic_setter(room->chan, nick);
 }
 
 /* "\1ACTION waves\1" -> "/me waves"; other CTCP are not for people. */
@@ -586,11 +793,78 @@ static char *ctcp_text(const char *text)
     return out;
 }
 
-static void on_privmsg(irc_conn_t *conn, irc_msg_t *m, const char *nick)
+/* ---- private messages started from a room ---- */
+
+/* A chat to room/Nick (a MUC private message) is answered from room/Nick:
+ * the connection remembers through which room each nick was written to.
+ * A chat to nick%server@domain forgets it, so that one stays there. */
+static irc_pm_route_t **find_route(irc_conn_t *conn, const char *nick)
+{
+    irc_pm_route_t **p = &conn->pm_routes;
+    while (*p && irc_casecmp(conn->casemap, (*p)->nick, nick) != 0)
+        p = &(*p)->next;
+    return p;
+}
+
+static void route_pm(irc_conn_t *conn, const char *nick, const char *channel)
+{
+    irc_pm_route_t **p = find_route(conn, nick), *r = *p;
+    if (!channel) {
+        if (r) {
+            *p = r->next;
+            free(r->nick);
+            free(r->room);
+            free(r);
+        }
+        return;
+    }
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        r->nick = strdup(nick);
+        r->next = conn->pm_routes;
+        conn->pm_routes = r;
+    }
+    free(r->room);
+    r->room = strdup(channel);
+}
+
+/* Sends TEXT from NICK as a MUC private message when the user wrote to
+ * NICK through a room it is still in. 1 when sent. */
+static int pm_via_room(irc_conn_t *conn, const char *nick, const char *text)
+{
+    irc_pm_route_t *r = *find_route(conn, nick);
+    irc_room_t *room = r ? find_room(conn, r->room) : NULL;
+    if (!room || !room->nresources || room->parting)
+        return 0;
+    char from[1400];
+    bridge_room_jid(conn, room, nick, from, sizeof from);
+    for (size_t i = 0; i < room->nresources; i++) {
+        out_t *o = &(out_t){0};
+        raw(o, "<message type='chat'");
+        attr(o, "from", from);
+        attr(o, "to", room->resources[i]);
+        raw(o, ">");
+        element(o, "body", text);
+        raw(o, "<x xmlns='" NS_MUC_USER "'/></message>");
+        emit(conn->irc, o);
+    }
+    return 1;
+}
+
+void bridge_routes_free(irc_conn_t *conn)
+{
+    while (conn->pm_routes)
+        route_pm(conn, conn->pm_routes->nick, NULL);
+}
+
+static void on_privmsg(irc_conn_t *conn, irc_msg_t *m, const char *nick, int notice)
 {
     if (m->nparams < 2)
         return;
     const char *target = m->params[0];
+    if (m->params[1][0] == 1 && !strchr(conn->chantypes, target[0]) &&
+        (notice ? ctcp_on_reply(conn, nick, m->params[1]) : ctcp_on_request(conn, nick, m->params[1])))
+        return;
     char *text = ctcp_text(m->params[1]);
     if (!text)
         return;
@@ -604,8 +878,8 @@ static void on_privmsg(irc_conn_t *conn, irc_msg_t *m, const char *nick)
             for (size_t i = 0; i < room->nresources; i++)
                 groupchat(conn, room, nick, room->resources[i], NULL, text, NULL);
     } else if (!m->prefix || !strchr(m->prefix, '!')) {
-        server_says(conn, text); /* the server's own notices */
-    } else {
+        contact_says(conn, text); /* the server's own notices */
+    } else if (!pm_via_room(conn, nick, text)) {
         char from[1400];
         irc_jid_user(from, sizeof from, nick, conn->server->name, domain);
         chat_from(irc, from, conn->jid, text);
@@ -630,6 +904,22 @@ static void on_invite(irc_conn_t *conn, irc_msg_t *m, const char *nick)
     attr(o, "from", from);
     raw(o, "/></x></message>");
     emit(irc, o);
+}
+
+/* 341 me nick #chan: our INVITE went out; said in the room. */
+static void on_inviting(irc_conn_t *conn, irc_msg_t *m)
+{
+    irc_room_t *room = m->nparams >= 3 ? find_room(conn, m->params[2]) : NULL;
+    if (!room || !room->announced) {
+        on_other_numeric(conn, m);
+        return;
+    }
+    char text[IRC_LINE_MAX];
+    snprintf(text, sizeof text, "%s has been invited to %s", m->params[1], room->chan->name);
+    char *utf8 = irc_text_to_utf8(text);
+    for (size_t i = 0; i < room->nresources; i++)
+        groupchat(conn, room, NULL, room->resources[i], NULL, utf8, NULL);
+    free(utf8);
 }
 
 /* Numerics that refuse a JOIN, and what they mean in MUC. */
@@ -702,8 +992,9 @@ static const char *rsm_value(xmpp_stanza_t *set, const char *name)
     return t ? xmpp_stanza_get_text_ptr(t) : NULL;
 }
 
-static void answer_listing(irc_conn_t *conn, xmpp_stanza_t *iq)
+static void answer_listing(irc_conn_t *conn, irc_listing_t *l)
 {
+    xmpp_stanza_t *iq = l->iq;
     irc_t *irc = conn->irc;
     xmpp_stanza_t *q = xmpp_stanza_get_child_by_name_and_ns(
         iq, "query", "http://jabber.org/protocol/disco#items");
@@ -723,11 +1014,13 @@ static void answer_listing(irc_conn_t *conn, xmpp_stanza_t *iq)
     const char *domain = ferry_component_domain(irc->comp);
     size_t end = start;
     for (; end < conn->nlisted && end - start < (size_t)max; end++) {
-        irc_listed_t *l = &conn->listed[end];
+        irc_listed_t *c = &conn->listed[end];
         char jid[1400], name[700];
-        irc_jid_room(jid, sizeof jid, l->channel, conn->server->name, domain);
-        snprintf(name, sizeof name, "%s (%ld)%s%s", l->channel, l->users, *l->topic ? ": " : "",
-                 l->topic);
+        /* the JID escaped (XEP-0106) where needed; the name as IRC spells it */
+        irc_jid_room(jid, sizeof jid, c->channel, l->short_jid ? NULL : conn->server->name,
+                     domain);
+        snprintf(name, sizeof name, "%s (%ld)%s%s", c->channel, c->users, *c->topic ? ": " : "",
+                 c->topic);
         xmpp_stanza_t *item = ferry_stanza_add(out, "item", NULL);
         xmpp_stanza_set_attribute(item, "jid", jid);
         xmpp_stanza_set_attribute(item, "name", name);
@@ -771,7 +1064,7 @@ static void finish_listings(irc_conn_t *conn, const char *error)
             ferry_component_reply_error(conn->irc->comp, l->iq, "cancel",
                                         "remote-server-not-found", error);
         else
-            answer_listing(conn, l->iq);
+            answer_listing(conn, l);
         xmpp_stanza_release(l->iq);
         free(l);
     }
@@ -808,7 +1101,7 @@ static void on_motd_end(irc_conn_t *conn)
     if (n && conn->motd[n - 1] == '\n')
         conn->motd[n - 1] = 0;
     char *text = irc_text_to_utf8(conn->motd);
-    server_says(conn, text);
+    contact_says(conn, text);
     free(text);
     free(conn->motd);
     conn->motd = NULL;
@@ -820,7 +1113,7 @@ static void on_motd_end(irc_conn_t *conn)
  * JID. */
 static void on_other_numeric(irc_conn_t *conn, irc_msg_t *m)
 {
-    static const char *quiet[] = {"005", "315", "321", "324", "329", "333", "366"};
+    static const char *quiet[] = {"005", "321", "329", "366"};
     if (!conn->welcomed || m->nparams < 2)
         return;
     for (size_t i = 0; i < sizeof quiet / sizeof *quiet; i++)
@@ -837,7 +1130,7 @@ static void on_other_numeric(irc_conn_t *conn, irc_msg_t *m)
         for (size_t i = 0; i < room->nresources; i++)
             groupchat(conn, room, NULL, room->resources[i], NULL, text, NULL);
     } else {
-        server_says(conn, text);
+        contact_says(conn, text);
     }
     free(text);
 }
@@ -881,11 +1174,11 @@ void bridge_on_line(irc_conn_t *conn, irc_msg_t *m)
     else if (strcmp(c, "NICK") == 0)
         on_nick(conn, m, nick);
     else if (strcmp(c, "MODE") == 0)
-        on_mode(conn, m);
+        on_mode(conn, m, nick);
     else if (strcmp(c, "TOPIC") == 0)
         on_topic(conn, m, nick, 0);
     else if (strcmp(c, "PRIVMSG") == 0 || strcmp(c, "NOTICE") == 0)
-        on_privmsg(conn, m, nick);
+        on_privmsg(conn, m, nick, c[0] == 'N');
     else if (strcmp(c, "INVITE") == 0)
         on_invite(conn, m, nick);
     else if (strcmp(c, "353") == 0)
@@ -894,6 +1187,14 @@ void bridge_on_line(irc_conn_t *conn, irc_msg_t *m)
         on_end_of_names(conn, m);
     else if (strcmp(c, "332") == 0)
         on_topic(conn, m, nick, 1);
+    else if (strcmp(c, "333") == 0)
+        on_topic_setter(conn, m);
+    else if (strcmp(c, "352") == 0 && on_who_reply(conn, m))
+        ;
+    else if (strcmp(c, "315") == 0 && on_end_of_who(conn, m))
+        ;
+    else if (strcmp(c, "341") == 0)
+        on_inviting(conn, m);
     else if (strcmp(c, "433") == 0)
         on_nick_refused(conn, m, "conflict");
     else if (strcmp(c, "432") == 0)
@@ -935,6 +1236,7 @@ void bridge_on_registered(irc_conn_t *conn)
     conn->welcomed = 0;
     ferry_log_info(ferry_component_name(conn->irc->comp), "connected to IRC server %s",
                    conn->server->name);
+    contact_online(conn, 1);
     for (irc_room_t *room = conn->rooms; room; room = room->next)
         send_join(conn, room);
     send_list(conn);
@@ -956,6 +1258,9 @@ void bridge_on_closed(irc_conn_t *conn, const char *reason)
     ferry_log_warn(ferry_component_name(irc->comp), "IRC connection to %s lost: %s",
                    conn->server->name, reason);
     finish_listings(conn, reason);
+    contact_online(conn, 0);
+    if (!conn->closing && !irc->stopping)
+        contact_failed(conn, reason, conn->registered && conn->attempt == 0);
     if (!was_ready || irc->stopping || conn->closing) {
         /* Never got in: the joins fail. */
         while (conn->rooms) {
@@ -968,15 +1273,29 @@ void bridge_on_closed(irc_conn_t *conn, const char *reason)
         irc_conn_quit(conn, NULL);
         return;
     }
+    /* A PART that IRC will never confirm now: done. */
+    for (irc_room_t *room = conn->rooms, *next; room; room = next) {
+        next = room->next;
+        room->parting = 0;
+        if (!room->nresources)
+            room_free(conn, room);
+    }
+    if (!conn->rooms) {
+        irc_conn_quit(conn, NULL);
+        return;
+    }
     /* XEP-0045 status 332: the service went away. The rooms stay; we come
      * back and rejoin while the user is in them. */
     for (irc_room_t *room = conn->rooms; room; room = room->next) {
         int codes[] = {110, 332, 0};
         if (room->announced) /* once, not again at every failed reconnect */
-            occupant_to_all(conn, room, conn->nick, "", "unavailable", NULL, codes, reason);
+            occupant_to_all(conn, room,
+                            &(occupant_t){.nick = conn->nick, .modes = "", .self = 1,
+                                          .type = "unavailable", .codes = codes,
+                                          .status = reason});
         if (room->joined)
             room->chan->joined--;
-        room->joined = room->announced = 0;
+        room->joined = room->named = room->who_pending = room->announced = 0;
         if (room->chan->leader == conn) {
             room->chan->leader = NULL;
             room->chan->synced = 0;
@@ -996,7 +1315,9 @@ void bridge_disconnect(irc_conn_t *conn, const char *reason, int code)
     while (conn->rooms) {
         irc_room_t *room = conn->rooms;
         int codes[] = {110, code, 0};
-        occupant_to_all(conn, room, conn->nick, "", "unavailable", NULL, codes, reason);
+        occupant_to_all(conn, room,
+                        &(occupant_t){.nick = conn->nick, .modes = "", .self = 1,
+                                      .type = "unavailable", .codes = codes, .status = reason});
         room_free(conn, room);
     }
     irc_conn_quit(conn, reason);
@@ -1029,17 +1350,22 @@ static irc_conn_t *conn_for(irc_t *irc, const char *bare, const irc_server_t *se
     return conn;
 }
 
+/* RESOURCE leaves ROOM (told so unless it is gone); PART after the last. */
 static void leave(irc_t *irc, irc_conn_t *conn, irc_room_t *room, const char *resource,
-                  const char *status)
+                  const char *status, int tell)
 {
     if (!has_resource(room, resource))
         return;
     int codes[] = {110, 0};
-    occupant_presence(conn, room, conn->nick, "", resource, "unavailable", NULL, codes, NULL);
+    if (tell)
+        occupant_presence(conn, room,
+                          &(occupant_t){.nick = conn->nick, .modes = "", .self = 1,
+                                        .type = "unavailable", .codes = codes},
+                          resource);
     remove_resource(room, resource);
     if (room->nresources)
         return;
-    if (conn->state == IRC_READY) {
+    if (conn->state == IRC_READY && !room->parting) {
         char reason[400];
         snprintf(reason, sizeof reason, "%s", status && *status ? status : "Leaving");
         for (char *c = reason; *c; c++)
@@ -1048,10 +1374,103 @@ static void leave(irc_t *irc, irc_conn_t *conn, irc_room_t *room, const char *re
         const char *p[] = {room->name, reason};
         if (irc_conn_send(conn, "PART", p, 2) != 0)
             irc_conn_send(conn, "PART", p, 1);
+        /* Kept until IRC confirms: a join sent meanwhile (a client leaving
+         * and joining again at once) is then a JOIN after that PART. */
+        room->parting = 1;
+        room->announced = 0;
+        return;
     }
+    if (room->parting)
+        return;
     room_free(conn, room);
     maybe_quit(conn);
     (void)irc;
+}
+
+irc_room_t *bridge_find_room(irc_conn_t *conn, const char *channel)
+{
+    return find_room(conn, channel);
+}
+
+int bridge_in_room(irc_room_t *room, const char *jid)
+{
+    return room->announced && has_resource(room, jid);
+}
+
+/* The room of the user's connection a stanza to TO is about. */
+static irc_room_t *room_of(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to,
+                           irc_conn_t **conn_out)
+{
+    char bare[2100];
+    ferry_jid_bare_of(xmpp_stanza_get_from(st), bare, sizeof bare);
+    const irc_server_t *server = irc_find_server(irc, to->server);
+    irc_conn_t *conn = server ? irc_find_conn(irc, bare, server->name) : NULL;
+    *conn_out = conn;
+    return conn && to->kind == IRC_JID_CHANNEL ? find_room(conn, to->channel) : NULL;
+}
+
+/* Errors that say a resource is gone, as Prosody's MUC reads them; others
+ * (a full inbox, a policy) leave it in the room. */
+static int says_gone(xmpp_stanza_t *st)
+{
+    static const char *gone[] = {"gone", "internal-server-error", "item-not-found",
+                                 "jid-malformed", "recipient-unavailable", "redirect",
+                                 "remote-server-not-found", "remote-server-timeout",
+                                 "service-unavailable"};
+    xmpp_stanza_t *error = xmpp_stanza_get_child_by_name(st, "error");
+    xmpp_stanza_t *c = error ? xmpp_stanza_get_children(error) : NULL;
+    while (c && !xmpp_stanza_is_tag(c))
+        c = xmpp_stanza_get_next(c);
+    if (!c)
+        return 1; /* no condition: malformed, counts as gone */
+    for (size_t i = 0; i < sizeof gone / sizeof *gone; i++)
+        if (strcmp(xmpp_stanza_get_name(c), gone[i]) == 0)
+            return 1;
+    return 0;
+}
+
+void bridge_on_error(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
+{
+    irc_conn_t *conn;
+    irc_room_t *room = room_of(irc, st, to, &conn);
+    const char *name = xmpp_stanza_get_name(st);
+    if (!room || (strcmp(name, "presence") != 0 && !says_gone(st)))
+        return;
+    /* no ghost occupant: that resource leaves, as biboumi does */
+    leave(irc, conn, room, xmpp_stanza_get_from(st), "Error from the XMPP client", 0);
+}
+
+/* XEP-0410 self-ping, answered by the service (the "optimization"):
+ * result while the resource is in the room; not-acceptable when it is not
+ * (so it joins again); item-not-found for a nick nobody has (it was
+ * renamed). Another occupant's nick: IRC users cannot answer XMPP pings, so
+ * the service answers that they are there. */
+int bridge_ping(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
+{
+    irc_conn_t *conn;
+    irc_room_t *room = room_of(irc, iq, to, &conn);
+    const char *from = xmpp_stanza_get_from(iq);
+    const char *condition = NULL;
+    if (!room || !bridge_in_room(room, from))
+        condition = "not-acceptable";
+    else if (irc_casecmp(conn->casemap, to->nick, conn->nick) != 0 &&
+             !irc_chan_member(room->chan, to->nick, conn->casemap))
+        condition = "item-not-found";
+    xmpp_ctx_t *ctx = ferry_component_xmpp(irc->comp);
+    xmpp_stanza_t *res = xmpp_iq_new(ctx, condition ? "error" : "result", xmpp_stanza_get_id(iq));
+    xmpp_stanza_set_to(res, from);
+    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
+    if (condition) {
+        char by[2100];
+        ferry_jid_bare_of(xmpp_stanza_get_to(iq), by, sizeof by);
+        xmpp_stanza_t *error = ferry_stanza_add(res, "error", NULL);
+        xmpp_stanza_set_type(error, condition[0] == 'n' ? "modify" : "cancel");
+        xmpp_stanza_set_attribute(error, "by", by); /* the room said so, not a server between */
+        ferry_stanza_add(error, condition, "urn:ietf:params:xml:ns:xmpp-stanzas");
+    }
+    ferry_component_send(irc->comp, res);
+    xmpp_stanza_release(res);
+    return 1;
 }
 
 void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
@@ -1069,7 +1488,7 @@ void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
         if (room) {
             xmpp_stanza_t *s = xmpp_stanza_get_child_by_name(st, "status");
             char *status = s ? xmpp_stanza_get_text(s) : NULL;
-            leave(irc, conn, room, from, status);
+            leave(irc, conn, room, from, status, 1);
             if (status)
                 xmpp_free(ferry_component_xmpp(irc->comp), status);
         }
@@ -1090,7 +1509,22 @@ void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
         stanza_error(irc, st, "modify", "not-acceptable", "not a valid IRC channel name");
         return;
     }
+    int history_max;
+    int64_t history_since;
+    history_request(irc, st, &history_max, &history_since);
     if (room && has_resource(room, from)) {
+        if (xmpp_stanza_get_child_by_name_and_ns(st, "x", NS_MUC)) {
+            /* A join while joined (a client re-syncing after a blip): a
+             * whole new join for this resource, not a nick change. */
+            size_t i = resource_index(room, from);
+            room->history_max[i] = history_max;
+            room->history_since[i] = history_since;
+            set_asked_nick(room, to->nick);
+            if (room->announced)
+                announce_to(conn, room, i);
+            return;
+        }
+        /* 7.6: a presence to room/newnick without the muc <x/> */
         if (irc_casecmp(conn->casemap, to->nick, conn->nick) != 0 && conn->state == IRC_READY) {
             const char *p[] = {to->nick};
             snprintf(conn->wanted_nick, sizeof conn->wanted_nick, "%s", to->nick);
@@ -1098,9 +1532,6 @@ void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
         }
         return;
     }
-    int history_max;
-    int64_t history_since;
-    history_request(irc, st, &history_max, &history_since);
     conn = conn_for(irc, bare, server, to->nick);
     if (!room) {
         room = calloc(1, sizeof *room);
@@ -1108,13 +1539,17 @@ void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
         room->asked_nick = strdup(to->nick);
         room->short_jid = to->implicit_server;
         room->chan = irc_chan_get(irc, server->name, to->channel, conn->casemap);
-        room->next = conn->rooms;
-        conn->rooms = room;
+        /* at the end: joins are answered in the order they were sent */
+        irc_room_t **end = &conn->rooms;
+        while (*end)
+            end = &(*end)->next;
+        *end = room;
         add_resource(room, from, history_max, history_since);
         if (conn->state == IRC_READY)
             send_join(conn, room);
         return;
     }
+    set_asked_nick(room, to->nick);
     add_resource(room, from, history_max, history_since);
     if (room->announced)
         announce_to(conn, room, room->nresources - 1); /* another resource of a user there */
@@ -1181,6 +1616,17 @@ static void invite(irc_t *irc, xmpp_stanza_t *st, irc_conn_t *conn, irc_room_t *
     irc_jid_t who;
     const char *domain = ferry_component_domain(irc->comp);
     ferry_jid_t tj;
+    if (target && !strpbrk(target, "@/")) {
+        /* a bare nick, as clients offer for IRC rooms: INVITE it; 341
+         * then says so in the room */
+        if (!irc_valid_nick(target)) {
+            stanza_error(irc, st, "modify", "jid-malformed", "not an IRC nick");
+            return;
+        }
+        const char *p[] = {target, room->name};
+        irc_conn_send(conn, "INVITE", p, 2);
+        return;
+    }
     if (!target || ferry_jid_parse(target, &tj) != 0) {
         stanza_error(irc, st, "modify", "jid-malformed", "invite whom?");
         return;
@@ -1208,6 +1654,22 @@ static void invite(irc_t *irc, xmpp_stanza_t *st, irc_conn_t *conn, irc_room_t *
     attr(o, "from", bare);
     raw(o, "/></x></message>");
     emit(irc, o);
+}
+
+/* "/mode +k secret" typed in a room: MODE #chan +k secret ("/mode" alone
+ * asks the channel's modes). The change comes back as a MODE, said in the
+ * room. */
+static void room_mode(irc_t *irc, xmpp_stanza_t *st, irc_conn_t *conn, irc_room_t *room,
+                      const char *args)
+{
+    char buf[IRC_LINE_MAX];
+    const char *p[16] = {room->name};
+    int n = 1;
+    snprintf(buf, sizeof buf, "%s", args);
+    for (char *w = strtok(buf, " \t"); w && n < 16; w = strtok(NULL, " \t"))
+        p[n++] = w;
+    if (strpbrk(args, "\r\n") || irc_conn_send(conn, "MODE", p, n) != 0)
+        stanza_error(irc, st, "modify", "not-acceptable", "IRC cannot carry this MODE");
 }
 
 static void to_channel(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to, irc_conn_t *conn,
@@ -1238,7 +1700,9 @@ static void to_channel(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to, irc_c
     char *body = xmpp_message_get_body(st);
     if (!body)
         return;
-    if (send_text(conn, room->name, body) != 0) {
+    if (strncmp(body, "/mode", 5) == 0 && (body[5] == ' ' || !body[5])) {
+        room_mode(irc, st, conn, room, body + 5);
+    } else if (send_text(conn, room->name, body) != 0) {
         stanza_error(irc, st, "modify", "not-acceptable", "the message cannot be sent to IRC");
     } else {
         history_record(conn, room, conn->nick, body);
@@ -1282,6 +1746,8 @@ void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
             conn = conn_for(irc, bare, server, NULL);
         if (send_text(conn, nick, body) != 0)
             stanza_error(irc, st, "modify", "not-acceptable", "the message cannot be sent");
+        else /* answers come back where this was written */
+            route_pm(conn, nick, to->kind == IRC_JID_CHANNEL ? to->channel : NULL);
     }
     xmpp_free(ferry_component_xmpp(irc->comp), body);
 }
@@ -1366,6 +1832,7 @@ void bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     irc_conn_t *conn = conn_for(irc, bare, server, NULL);
     irc_listing_t *l = calloc(1, sizeof *l);
     l->iq = xmpp_stanza_clone(iq);
+    l->short_jid = to->implicit_server;
     l->next = conn->listings;
     conn->listings = l;
     send_list(conn);

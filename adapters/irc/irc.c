@@ -82,12 +82,41 @@ static int parse_to(irc_t *irc, xmpp_stanza_t *st, irc_jid_t *to)
     return -1;
 }
 
+/* An error from one of the user's resources to a room: it leaves. */
+static void on_error(irc_t *irc, xmpp_stanza_t *st)
+{
+    irc_jid_t to;
+    if (irc_jid_parse(xmpp_stanza_get_to(st), irc->default_server, "#&+!", &to) == 0 &&
+        to.kind == IRC_JID_CHANNEL)
+        bridge_on_error(irc, st, &to);
+}
+
+/* The component's own JID, in default_server mode, stands for that server:
+ * text typed to it is raw IRC commands, as to a server JID. */
+static int to_component(irc_t *irc, xmpp_stanza_t *st, irc_jid_t *to)
+{
+    const char *jid = xmpp_stanza_get_to(st);
+    if (!irc->default_server || !jid || strchr(jid, '@') || strchr(jid, '/'))
+        return 0;
+    memset(to, 0, sizeof *to);
+    to->kind = IRC_JID_SERVER;
+    to->implicit_server = 1;
+    snprintf(to->server, sizeof to->server, "%s", irc->default_server);
+    return 1;
+}
+
 static void irc_on_message(void *self, xmpp_stanza_t *st)
 {
     irc_t *irc = self;
     const char *type = xmpp_stanza_get_type(st);
     irc_jid_t to;
-    if ((type && strcmp(type, "error") == 0) || !allowed(irc, st) || parse_to(irc, st, &to) != 0)
+    if (type && strcmp(type, "error") == 0) {
+        on_error(irc, st);
+        return;
+    }
+    if (!allowed(irc, st))
+        return;
+    if (!to_component(irc, st, &to) && parse_to(irc, st, &to) != 0)
         return;
     bridge_message(irc, st, &to);
     watch_liveness(irc);
@@ -98,9 +127,13 @@ static void irc_on_presence(void *self, xmpp_stanza_t *st)
     irc_t *irc = self;
     const char *type = xmpp_stanza_get_type(st);
     irc_jid_t to;
-    if (type && strcmp(type, "error") == 0)
+    if (type && strcmp(type, "error") == 0) {
+        on_error(irc, st);
         return;
+    }
     if (!(type && strcmp(type, "unavailable") == 0) && !allowed(irc, st))
+        return;
+    if (contact_presence(irc, st))
         return;
     if (irc_jid_parse(xmpp_stanza_get_to(st), irc->default_server, "#&+!", &to) != 0) {
         if (!type)
@@ -111,12 +144,8 @@ static void irc_on_presence(void *self, xmpp_stanza_t *st)
     watch_liveness(irc);
 }
 
-static void add_feature(xmpp_stanza_t *query, const char *var)
-{
-    xmpp_stanza_set_attribute(ferry_stanza_add(query, "feature", NULL), "var", var);
-}
-
-/* disco#info on a room: an IRC channel as a MUC room; muc#admin. */
+/* MAM, registration, muc#admin, disco#items on a server JID (LIST), ping
+ * and version to occupants; the rest of disco in irc_disco.c. */
 static int irc_on_iq(void *self, xmpp_stanza_t *iq)
 {
     irc_t *irc = self;
@@ -148,38 +177,24 @@ static int irc_on_iq(void *self, xmpp_stanza_t *iq)
         }
         return 1;
     }
-    xmpp_stanza_t *q = xmpp_stanza_get_child_by_name_and_ns(
-        iq, "query", "http://jabber.org/protocol/disco#info");
-    if (!q || !type || strcmp(type, "get") != 0 ||
-        irc_jid_parse(xmpp_stanza_get_to(iq), irc->default_server, "#&+!", &to) != 0 ||
-        to.kind != IRC_JID_CHANNEL || to.nick[0])
-        return 0;
-    xmpp_ctx_t *ctx = ferry_component_xmpp(irc->comp);
-    xmpp_stanza_t *res = xmpp_iq_new(ctx, "result", xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    xmpp_stanza_t *out = ferry_stanza_add(res, "query", "http://jabber.org/protocol/disco#info");
-    xmpp_stanza_t *identity = ferry_stanza_add(out, "identity", NULL);
-    xmpp_stanza_set_attribute(identity, "category", "conference");
-    xmpp_stanza_set_attribute(identity, "type", "irc");
-    xmpp_stanza_set_attribute(identity, "name", to.channel);
-    add_feature(out, "http://jabber.org/protocol/disco#info");
-    add_feature(out, NS_MUC);
-    add_feature(out, "muc_nonanonymous");
-    add_feature(out, "muc_persistent");
-    add_feature(out, "muc_open");
-    if (irc->history)
-        add_feature(out, "urn:xmpp:mam:2");
-    ferry_component_send(irc->comp, res);
-    xmpp_stanza_release(res);
-    return 1;
+    if (strcmp(type, "get") == 0 && irc_jid_parse(xmpp_stanza_get_to(iq), irc->default_server,
+                                                  "#&+!", &to) == 0) {
+        if (xmpp_stanza_get_child_by_name_and_ns(iq, "ping", "urn:xmpp:ping") &&
+            to.kind == IRC_JID_CHANNEL && to.nick[0])
+            return allowed(irc, iq) ? bridge_ping(irc, iq, &to) : 1;
+        if (xmpp_stanza_get_child_by_name_and_ns(iq, "query", "jabber:iq:version") &&
+            (to.kind == IRC_JID_USER || (to.kind == IRC_JID_CHANNEL && to.nick[0]))) {
+            if (allowed(irc, iq))
+                ctcp_version_iq(irc, iq, &to);
+            return 1;
+        }
+    }
+    int answered = disco_iq(irc, iq);
+    watch_liveness(irc); /* the component's items may have opened a connection */
+    return answered;
 }
 
-static void irc_disco_info(void *self, xmpp_stanza_t *query)
-{
-    (void)self;
-    add_feature(query, NS_MUC);
-}
+static void irc_disco_info(void *self, xmpp_stanza_t *query) { disco_domain_info(self, query); }
 
 /* ---- config ---- */
 

@@ -54,7 +54,7 @@ int irc_jid_parse(const char *jid, const char *default_server, const char *chant
  * (the default server); XEP-0106-escaped where needed. */
 void irc_jid_room(char *buf, size_t len, const char *channel, const char *server,
                   const char *domain);
-/* "nick%server@domain". */
+/* "nick%server@domain", or "nick@domain" when SERVER is NULL. */
 void irc_jid_user(char *buf, size_t len, const char *nick, const char *server,
                   const char *domain);
 
@@ -62,6 +62,7 @@ void irc_jid_user(char *buf, size_t len, const char *nick, const char *server,
 
 typedef struct irc_member {
     char *nick;
+    char *userhost;         /* "user@host" from a prefix or WHO; NULL: unknown */
     char modes[8];          /* prefixes this member has: "@", "+", "~", ... */
     /* Every local connection in the channel sees the same QUIT, PART or
      * NICK; the first one applies it to the shared list, and the entry
@@ -89,6 +90,7 @@ struct irc_chan {
     uint32_t *buckets;
     size_t nbuckets;
     char *topic;
+    char *topic_setter;     /* nick, when TOPIC or 333 said who */
     int synced;             /* the member list is complete (NAMES ended) */
     size_t users;           /* local users in it */
     size_t joined;          /* local connections the server has joined to it */
@@ -112,6 +114,9 @@ irc_member_t *irc_chan_add(irc_chan_t *chan, const char *nick, const char *modes
 void irc_chan_remove(irc_chan_t *chan, const char *nick, irc_casemap_t map);
 void irc_chan_rename(irc_chan_t *chan, const char *from, const char *to, irc_casemap_t map);
 void irc_chan_set_topic(irc_chan_t *chan, const char *topic);
+/* SETTER: the nick that set the topic (NULL: unknown). */
+void irc_chan_set_topic_setter(irc_chan_t *chan, const char *setter);
+void irc_chan_set_userhost(irc_member_t *m, const char *userhost);
 
 /* ---- connections (irc_conn.c) ---- */
 
@@ -130,13 +135,19 @@ typedef struct irc_room {
     size_t nresources;
     char **pending_ids;     /* presence ids to answer once joined */
     int joined;             /* JOIN seen for us */
+    int named;              /* NAMES ended since */
+    int who_pending;        /* our WHO for everyone's user@host has not ended */
     int announced;          /* occupant list sent to XMPP */
+    /* The last resource left and PART is on its way: the room stays until
+     * IRC confirms, so that a join sent meanwhile is not undone by it. */
+    int parting;
 } irc_room_t;
 
 /* disco#items on the server JID waiting for a LIST to end. */
 typedef struct irc_listing {
     struct irc_listing *next;
     xmpp_stanza_t *iq;
+    int short_jid;          /* asked on the component: "#chan@domain" items */
 } irc_listing_t;
 
 typedef struct irc_listed {
@@ -144,6 +155,22 @@ typedef struct irc_listed {
     char *topic;
     long users;
 } irc_listed_t;
+
+/* A nick the user wrote to through a room (room/Nick): its answers come
+ * from there (bridge.c). */
+typedef struct irc_pm_route {
+    struct irc_pm_route *next;
+    char *nick;
+    char *room;             /* the channel */
+} irc_pm_route_t;
+
+/* A version iq sent to an IRC user as CTCP VERSION (irc_ctcp.c). */
+typedef struct irc_ctcp_wait {
+    struct irc_ctcp_wait *next;
+    char nick[IRC_NICK_MAX];
+    xmpp_stanza_t *iq;
+    uint64_t since;         /* loop time it was asked */
+} irc_ctcp_wait_t;
 
 /* What a user registered for a server (XEP-0077 on the server's JID). */
 typedef struct irc_user_settings {
@@ -172,6 +199,9 @@ struct irc_conn {
     int list_sent;
     char *motd;             /* 372 lines so far, sent as one message at 376 */
     int welcomed;           /* the MOTD ended: numerics now answer the user */
+    irc_pm_route_t *pm_routes;
+    irc_ctcp_wait_t *ctcp_waits;
+    int server_online;      /* the server JID's available presence was sent */
     irc_listed_t *listed;      /* 322 replies so far */
     size_t nlisted, listed_cap;
 
@@ -237,6 +267,52 @@ int bridge_register(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 void bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 /* muc#admin: kick, operator and voice. 1 when answered. */
 int bridge_admin(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
+
+/* Frees what the bridge keeps per connection. */
+void bridge_routes_free(irc_conn_t *conn);
+/* The user's room of CONN by channel name (NULL: not in it). */
+irc_room_t *bridge_find_room(irc_conn_t *conn, const char *channel);
+/* Whether the resource JID is in ROOM and the room is joined on IRC. */
+int bridge_in_room(irc_room_t *room, const char *jid);
+/* An error stanza from a resource to a room: the resource leaves it. */
+void bridge_on_error(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
+
+/* ---- CTCP (irc_ctcp.c) ---- */
+
+/* CTCP VERSION and PING sent to the user: answered for it. 1 when handled. */
+int ctcp_on_request(irc_conn_t *conn, const char *nick, const char *text);
+/* A CTCP reply (NOTICE): the answer to a version iq. 1 when handled. */
+int ctcp_on_reply(irc_conn_t *conn, const char *nick, const char *text);
+/* jabber:iq:version to an occupant or an IRC user: CTCP VERSION. */
+void ctcp_version_iq(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
+/* Answers what waited too long (NOW: loop time), or everything (FORCE). */
+void ctcp_expire(irc_conn_t *conn, uint64_t now, int force);
+
+/* ---- the server JID as a contact (irc_contact.c) ---- */
+
+/* "server@domain", or the domain itself for the default server. */
+void contact_server_jid(irc_conn_t *conn, char *buf, size_t len);
+/* A chat message to the user from the server JID. */
+void contact_says(irc_conn_t *conn, const char *text);
+/* "Connecting to host:port (encrypted)", "Connected to IRC server.",
+ * "Connection failed: REASON" (or "closed", once it had been up). */
+void contact_connecting(irc_conn_t *conn);
+void contact_connected(irc_conn_t *conn);
+void contact_failed(irc_conn_t *conn, const char *reason, int was_connected);
+/* The connection came up (1) or went down (0): the server JID's presence. */
+void contact_online(irc_conn_t *conn, int up);
+/* Subscriptions and probes to the component or a server JID. 1 when it
+ * was one. */
+int contact_presence(irc_t *irc, xmpp_stanza_t *st);
+
+/* ---- disco (irc_disco.c) ---- */
+
+/* disco#info and #items on rooms, server JIDs and (with a default server)
+ * the component. 1 when answered. */
+int disco_iq(irc_t *irc, xmpp_stanza_t *iq);
+void disco_domain_info(irc_t *irc, xmpp_stanza_t *query);
+/* XEP-0410 self-ping to an occupant JID. 1 when answered. */
+int bridge_ping(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 
 /* The room's JID as the user addresses it, with "/NICK" when NICK is set. */
 void bridge_room_jid(irc_conn_t *conn, irc_room_t *room, const char *nick, char *buf, size_t len);

@@ -31,6 +31,7 @@ static void free_members(irc_chan_t *chan)
 {
     for (size_t i = 0; i < chan->nmembers; i++) {
         free(chan->members[i].nick);
+        free(chan->members[i].userhost);
         free(chan->members[i].old_nick);
     }
     chan->nmembers = 0;
@@ -52,6 +53,7 @@ void irc_chan_release(irc_t *irc, irc_chan_t *chan)
     free(chan->name);
     free(chan->folded);
     free(chan->topic);
+    free(chan->topic_setter);
     free(chan);
 }
 
@@ -169,6 +171,7 @@ static void drop_member(irc_chan_t *chan, irc_member_t *m)
     forget_old_nick(chan, m);
     unlink_from(chan, i, GONE);
     free(m->nick);
+    free(m->userhost);
     if (i != last) {
         for (enum table t = BY_NICK; t <= RENAMED; t++)
             if (listed(&chan->members[last], t))
@@ -263,4 +266,18 @@ void irc_chan_set_topic(irc_chan_t *chan, const char *topic)
 {
     free(chan->topic);
     chan->topic = strdup(topic ? topic : "");
+}
+
+void irc_chan_set_topic_setter(irc_chan_t *chan, const char *setter)
+{
+    free(chan->topic_setter);
+    chan->topic_setter = setter && *setter ? strdup(setter) : NULL;
+}
+
+void irc_chan_set_userhost(irc_member_t *m, const char *userhost)
+{
+    if (!userhost || !*userhost || (m->userhost && strcmp(m->userhost, userhost) == 0))
+        return;
+    free(m->userhost);
+    m->userhost = strdup(userhost);
 }

@@ -263,6 +263,7 @@ static void feed_lines(irc_conn_t *conn, const char *data, size_t len)
 
 static void start_registration(irc_conn_t *conn)
 {
+    contact_connected(conn);
     conn->state = IRC_REGISTERING;
     conn->tokens = conn->server->throttle_burst;
     conn->reply_tokens = IRC_REPLY_BURST;
@@ -473,6 +474,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 void irc_conn_start(irc_conn_t *conn)
 {
+    contact_connecting(conn);
     conn->state = IRC_CONNECTING;
     conn->partial.len = 0;
     conn->ping_sent = 0;
@@ -574,6 +576,7 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
 {
     if (!conn->closing) {
         conn->closing = 1;
+        contact_online(conn, 0);
         if (reason && conn->state == IRC_READY) {
             const char *p[] = {reason};
             send_now(conn, "QUIT", p, 1);
@@ -613,10 +616,15 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
         for (size_t i = 0; i < r->nresources; i++)
             free(r->resources[i]);
         free(r->resources);
+        free(r->history_max);
+        free(r->history_since);
+        free(r->asked_nick);
         free(r->name);
         free(r);
     }
     irc_t *irc = conn->irc;
+    ctcp_expire(conn, 0, 1);
+    bridge_routes_free(conn);
     while (conn->listings) {
         irc_listing_t *l = conn->listings;
         conn->listings = l->next;
@@ -638,6 +646,7 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
 
 void irc_conn_check(irc_conn_t *conn, uint64_t now)
 {
+    ctcp_expire(conn, now, 0);
     if (conn->state != IRC_READY && conn->state != IRC_REGISTERING)
         return;
     if (conn->ping_sent && now - conn->last_read > 90000) {

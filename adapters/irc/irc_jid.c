@@ -104,5 +104,8 @@ void irc_jid_user(char *buf, size_t len, const char *nick, const char *server,
 {
     char esc[IRC_NICK_MAX * 3];
     escape(nick, esc, sizeof esc);
-    snprintf(buf, len, "%s%%%s@%s", esc, server, domain);
+    if (server)
+        snprintf(buf, len, "%s%%%s@%s", esc, server, domain);
+    else
+        snprintf(buf, len, "%s@%s", esc, domain);
 }
