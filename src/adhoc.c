@@ -87,11 +87,19 @@ static xmpp_stanza_t *ask(ferry_component_t *comp, xmpp_stanza_t *iq, const char
     return res;
 }
 
+/* A report, one line per field: "fixed" fields, which every client shows
+ * as text and none offers to edit (a text-multi field in a result form is
+ * an editable box in poezio, as if it were to be sent back). VAR-1,
+ * VAR-2...; the first line has LABEL. */
 static void add_lines_field(xmpp_stanza_t *x, const char *var, const char *label, char *text)
 {
-    xmpp_stanza_t *f = field(x, var, "text-multi", label);
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+    int n = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char name[64];
+        snprintf(name, sizeof name, "%s-%d", var, ++n);
+        xmpp_stanza_t *f = field(x, name, "fixed", n == 1 ? label : NULL);
         ferry_stanza_add_text(f, "value", line);
+    }
 }
 
 /* ---- status ---- */

@@ -243,6 +243,28 @@ def test_status(env):
     assert "link up" in text, text
 
 
+EDITABLE = {"boolean", "jid-multi", "jid-single", "list-multi", "list-single", "text-multi", "text-private",
+            "text-single", None}
+
+
+def test_reports_are_read_only(env):
+    """status and dead-list only report: completed, a result form whose
+    fields no client offers to edit (poezio shows text-multi as an
+    editable box), no actions to go on with."""
+    for node in ("status", "dead-list"):
+        st = execute(env.alice, node)
+        cmd = command_el(st)
+        assert cmd.get("status") == "completed", st
+        assert cmd.find("{%s}actions" % NS_COMMANDS) is None, st
+        form = form_of(cmd)
+        if form is None:
+            assert note_of(cmd) is not None, st
+            continue
+        assert form.get("type") == "result", st
+        kinds = {f.get("type") for f in fields_of(form).values()}
+        assert kinds and not kinds & EDITABLE, (node, kinds)
+
+
 def test_cancel(env):
     st = execute(env.alice, "dead-retry", action="cancel")
     assert command_el(st).get("status") == "canceled", st
