@@ -432,7 +432,8 @@ static const char *prefix_userhost(const char *prefix)
 static void send_join(irc_conn_t *conn, irc_room_t *room);
 
 /* Our own JOIN: the leader refreshes the shared member list (NAMES
- * follows) and asks WHO for everyone's user@host, which NAMES lacks. */
+ * follows) and, unless NAMES carries them (userhost-in-names), asks WHO
+ * for everyone's user@host. */
 static void joined_self(irc_conn_t *conn, irc_room_t *room, const char *nick)
 {
     if (!room->joined)
@@ -443,7 +444,7 @@ static void joined_self(irc_conn_t *conn, irc_room_t *room, const char *nick)
         irc_chan_clear(room->chan);
         room->chan->synced = 0;
         const char *p[] = {room->name};
-        room->who_pending = irc_conn_send(conn, "WHO", p, 1) == 0;
+        room->who_pending = !conn->uhnames && irc_conn_send(conn, "WHO", p, 1) == 0;
     } else if (room->chan->synced) {
         irc_chan_add(room->chan, nick, "", conn->casemap);
     }

@@ -191,6 +191,9 @@ struct irc_conn {
     char nick[IRC_NICK_MAX];
     char wanted_nick[IRC_NICK_MAX];
     irc_user_settings_t settings;
+    int cap;                /* IRCv3 CAP: 1 negotiating, 2 done */
+    int caps_offered;       /* what CAP LS listed that we use */
+    int uhnames;            /* userhost-in-names acknowledged */
     int sasl;               /* 1 negotiating, 2 done */
     enum irc_conn_state state;
     int registered;         /* got 001 at least once */

@@ -16,7 +16,7 @@
 
 static void conn_fail(irc_conn_t *conn, const char *reason);
 static void pump_queue(irc_conn_t *conn);
-static void on_sasl_line(irc_conn_t *conn, irc_msg_t *m);
+static void on_cap_line(irc_conn_t *conn, irc_msg_t *m);
 
 /* ---- writing ---- */
 
@@ -227,8 +227,8 @@ static void on_line(irc_conn_t *conn, const char *line, size_t len)
     if (!m)
         return;
     conn->irc->lines_in++;
-    if (conn->sasl == 1)
-        on_sasl_line(conn, m);
+    if (conn->cap == 1)
+        on_cap_line(conn, m);
     if (strcmp(m->command, "PING") == 0) {
         send_pong(conn, m->nparams ? m->params[0] : "ferry");
     } else if (strcmp(m->command, "PONG") == 0) {
@@ -271,13 +271,15 @@ static void start_registration(irc_conn_t *conn)
     conn->last_fill = uv_now(ferry_component_loop(conn->irc->comp));
     irc_user_settings_t *u = &conn->settings;
     irc_settings_load(conn->irc, conn->server->name, conn->jid, u);
-    conn->sasl = 0;
-    if (u->password[0]) {
-        /* IRCv3 SASL: ask for the capability before registering. */
-        const char *ls[] = {"LS", "302"};
-        send_now(conn, "CAP", ls, 2);
-        conn->sasl = 1;
-    }
+    /* IRCv3 capabilities before registering: SASL when the user set a
+     * password, userhost-in-names (every member's user@host in NAMES, no
+     * WHO needed) when offered. A server without CAP ignores it. */
+    const char *ls[] = {"LS", "302"};
+    send_now(conn, "CAP", ls, 2);
+    conn->cap = 1;
+    conn->caps_offered = 0;
+    conn->uhnames = 0;
+    conn->sasl = u->password[0] ? 1 : 0;
     const char *nick[] = {conn->wanted_nick};
     const char *user[] = {u->username[0] ? u->username : "ferry", "0", "*",
                           u->realname[0] ? u->realname : conn->server->realname};
@@ -285,38 +287,88 @@ static void start_registration(irc_conn_t *conn)
     send_now(conn, "USER", user, 4);
 }
 
-static void sasl_end(irc_conn_t *conn, const char *outcome)
+static void cap_end(irc_conn_t *conn)
 {
     const char *end[] = {"END"};
     send_now(conn, "CAP", end, 1);
+    conn->cap = 2;
+}
+
+/* SASL is over (OUTCOME: why without it, NULL when it worked). */
+static void sasl_done(irc_conn_t *conn, const char *outcome)
+{
     conn->sasl = 2;
     if (outcome)
         ferry_log_warn(ferry_component_name(conn->irc->comp), "SASL with %s: %s",
                        conn->server->name, outcome);
 }
 
-/* CAP LS / CAP ACK / AUTHENTICATE + / 903-908, during registration. */
-static void on_sasl_line(irc_conn_t *conn, irc_msg_t *m)
+/* ... and so is CAP. */
+static void sasl_end(irc_conn_t *conn, const char *outcome)
+{
+    sasl_done(conn, outcome);
+    cap_end(conn);
+}
+
+enum { CAP_SASL = 1, CAP_UHNAMES = 2 };
+
+/* Whether the space-separated CAPS (values "name=..." allowed) has NAME. */
+static int has_cap(const char *caps, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = caps; (p = strstr(p, name)); p += n)
+        if ((p == caps || p[-1] == ' ') && (p[n] == 0 || p[n] == ' ' || p[n] == '='))
+            return 1;
+    return 0;
+}
+
+/* CAP LS (possibly over several lines): ask for what we use. */
+static void on_cap_ls(irc_conn_t *conn, irc_msg_t *m)
+{
+    const char *caps = m->params[m->nparams - 1];
+    conn->caps_offered |= (has_cap(caps, "sasl") ? CAP_SASL : 0) |
+                          (has_cap(caps, "userhost-in-names") ? CAP_UHNAMES : 0);
+    if (m->nparams != 3)
+        return; /* "CAP * LS * :..." : more lines follow */
+    char want[64] = "";
+    if (conn->sasl == 1 && (conn->caps_offered & CAP_SASL))
+        strcat(want, "sasl");
+    if (conn->caps_offered & CAP_UHNAMES)
+        strcat(want, *want ? " userhost-in-names" : "userhost-in-names");
+    if (conn->sasl == 1 && !(conn->caps_offered & CAP_SASL))
+        sasl_done(conn, "the server offers no SASL; connecting without");
+    if (!*want) {
+        cap_end(conn);
+        return;
+    }
+    const char *req[] = {"REQ", want};
+    send_now(conn, "CAP", req, 2);
+}
+
+/* CAP LS / ACK / NAK, AUTHENTICATE + and 903-908, during registration. */
+static void on_cap_line(irc_conn_t *conn, irc_msg_t *m)
 {
     const char *c = m->command;
     if (strcmp(c, "CAP") == 0 && m->nparams >= 3) {
         const char *sub = m->params[1], *caps = m->params[m->nparams - 1];
-        if (strcmp(sub, "LS") == 0 && m->nparams == 3) { /* the last LS line */
-            int has = 0;
-            for (const char *p = caps; (p = strstr(p, "sasl")); p += 4)
-                has |= (p == caps || p[-1] == ' ') && (p[4] == 0 || p[4] == ' ' || p[4] == '=');
-            if (has) {
-                const char *req[] = {"REQ", "sasl"};
-                send_now(conn, "CAP", req, 2);
+        if (strcmp(sub, "LS") == 0) {
+            on_cap_ls(conn, m);
+        } else if (strcmp(sub, "ACK") == 0) {
+            conn->uhnames |= has_cap(caps, "userhost-in-names");
+            if (has_cap(caps, "sasl") && conn->sasl == 1) {
+                const char *mech[] = {"PLAIN"};
+                send_now(conn, "AUTHENTICATE", mech, 1);
             } else {
-                sasl_end(conn, "the server offers no SASL; connecting without");
+                cap_end(conn);
             }
-        } else if (strcmp(sub, "ACK") == 0 && strstr(caps, "sasl")) {
-            const char *mech[] = {"PLAIN"};
-            send_now(conn, "AUTHENTICATE", mech, 1);
         } else if (strcmp(sub, "NAK") == 0) {
-            sasl_end(conn, "the server refused the sasl capability");
+            if (conn->sasl == 1)
+                sasl_end(conn, "the server refused the sasl capability");
+            else
+                cap_end(conn);
         }
+    } else if (conn->sasl != 1) {
+        return;
     } else if (strcmp(c, "AUTHENTICATE") == 0 && m->nparams && strcmp(m->params[0], "+") == 0) {
         irc_user_settings_t *u = &conn->settings;
         const char *authcid = u->username[0] ? u->username : conn->wanted_nick;

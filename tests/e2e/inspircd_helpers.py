@@ -42,12 +42,13 @@ ANOPE_LOCALE = "/usr/share/anope/locale"
 ANOPE_USER = "irc"
 
 # inspircd modules: cap and IRCv3, SASL and accounts (services), linking,
-# what anope's inspircd3 protocol module expects to find.
+# what anope's inspircd3 protocol module expects to find, userhost-in-names.
 INSPIRCD_MODULES = (
     "cap", "ircv3", "ircv3_accounttag", "ircv3_batch", "ircv3_capnotify", "ircv3_chghost",
     "ircv3_ctctags", "ircv3_echomessage", "ircv3_invitenotify", "ircv3_labeledresponse",
     "ircv3_msgid", "ircv3_servertime", "sasl", "services_account", "spanningtree", "svshold",
     "chghost", "hidechans", "servprotect", "topiclock",
+    "uhnames",   # userhost-in-names: NAMES with every member's user@host
 )
 
 
