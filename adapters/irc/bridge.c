@@ -560,6 +560,20 @@ static int on_end_of_who(irc_conn_t *conn, irc_msg_t *m)
     return 1;
 }
 
+/* The server refused our WHO (263 try again, 421 unknown...): the rooms
+ * waiting for it go out without the user@hosts it would have given. */
+static int on_who_refused(irc_conn_t *conn, irc_msg_t *m)
+{
+    if (m->nparams < 2 || strcasecmp(m->params[1], "WHO") != 0)
+        return 0;
+    for (irc_room_t *room = conn->rooms; room; room = room->next)
+        if (room->who_pending) {
+            room->who_pending = 0;
+            maybe_announce(conn, room);
+        }
+    return 1;
+}
+
 /* IRC confirmed the PART of a room nobody was in any more: forget it, or,
  * when a resource joined again meanwhile, join again for it. */
 static void parted(irc_conn_t *conn, irc_room_t *room)
@@ -1193,6 +1207,8 @@ void bridge_on_line(irc_conn_t *conn, irc_msg_t *m)
     else if (strcmp(c, "352") == 0 && on_who_reply(conn, m))
         ;
     else if (strcmp(c, "315") == 0 && on_end_of_who(conn, m))
+        ;
+    else if ((c[0] == '4' || strcmp(c, "263") == 0) && is_numeric(c) && on_who_refused(conn, m))
         ;
     else if (strcmp(c, "341") == 0)
         on_inviting(conn, m);
