@@ -168,9 +168,11 @@ static int irc_on_iq(void *self, xmpp_stanza_t *iq)
             return 1;
         return bridge_admin(irc, iq, &to);
     }
-    if (type && strcmp(type, "get") == 0 &&
-        xmpp_stanza_get_child_by_name_and_ns(iq, "query", "http://jabber.org/protocol/disco#items") &&
+    xmpp_stanza_t *items = xmpp_stanza_get_child_by_name_and_ns(
+        iq, "query", "http://jabber.org/protocol/disco#items");
+    if (strcmp(type, "get") == 0 && items && !xmpp_stanza_get_attribute(items, "node") &&
         irc_jid_parse(xmpp_stanza_get_to(iq), NULL, "#&+!", &to) == 0 && to.kind == IRC_JID_SERVER) {
+        /* the channels (a node, such as the commands', is something else) */
         if (allowed(irc, iq)) {
             bridge_list(irc, iq, &to);
             watch_liveness(irc);
