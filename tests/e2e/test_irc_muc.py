@@ -13,7 +13,7 @@ import pytest
 
 import harness as h
 from irc_helpers import IrcClient, Ngircd
-from test_irc import (DOMAIN, IRC, NS_MUC, NS_MUC_USER, SECRET, USERS, Mark, codes, groupchat, is_presence_from,
+from test_irc import (DOMAIN, IRC, IRC2, NS_MUC, NS_MUC_USER, SECRET, USERS, Mark, codes, groupchat, is_presence_from,
                       item, join, leave, muc_x, room, self_presence, subject_of, user_jid, wait_groupchat,
                       wait_privmsg)
 
@@ -27,15 +27,18 @@ NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 def env(module_testbed, ferry_bin):
     tb = module_testbed
     e = h.Env()
-    e.ngircd = None
+    e.ngircd = e.ngircd2 = None
     try:
         e.ngircd = Ngircd(tb.subdir("ngircd"), name=IRC)
         e.ngircd.start()
+        e.ngircd2 = Ngircd(tb.subdir("ngircd2"), name=IRC2)   # stopped and started by a test
+        e.ngircd2.start()
         e.prosody = tb.prosody(components={DOMAIN: SECRET}, users=[(u, "localhost", u + "pw") for u in USERS])
         server = {"host": "127.0.0.1", "port": e.ngircd.port, "tls": False, "throttle_burst": 20,
                   "throttle_rate": 5}
+        server2 = dict(server, port=e.ngircd2.port)
         comp = {"adapter": "irc", "domain": DOMAIN, "secret": SECRET, "allow": ["localhost"],
-                "servers": {IRC: server}}
+                "servers": {IRC: server, IRC2: server2}}
         e.ferry = tb.linked_ferry(e.prosody, {"irc": comp})
         h.wait_until(lambda: h.metric_values(e.ferry.metrics()[1], "ferry_link_up", component="irc") == [1], 15,
                      interval=0.1, what="ferry's XMPP link")
@@ -44,9 +47,10 @@ def env(module_testbed, ferry_bin):
         if getattr(e, "ferry", None) is not None:
             e.ferry.stop()
             assert not e.ferry.problems(), e.ferry.report()
-        if e.ngircd is not None:
-            e.ngircd.stop()
-            e.ngircd.cleanup()
+        for n in (e.ngircd, e.ngircd2):
+            if n is not None:
+                n.stop()
+                n.cleanup()
 
 
 @pytest.fixture
@@ -376,6 +380,10 @@ def test_version_both_ways(env, xmpp, irc):
     ivan.privmsg("mia", "\x01VERSION\x01")
     reply = ivan.wait(lambda l: l.command == "NOTICE" and l.nick == "mia", since=mi, what="CTCP reply")
     assert reply.params[1].startswith("\x01VERSION ferry "), reply
+    mi = ivan.mark()
+    ivan.privmsg("mia", "\x01PING 1234567\x01")
+    reply = ivan.wait(lambda l: l.command == "NOTICE" and l.nick == "mia", since=mi, what="CTCP PING reply")
+    assert reply.params[1] == "\x01PING 1234567\x01", reply
     assert not mia.stanzas(lambda s: s.name == "message" and "VERSION" in (s.body or ""))
 
 
@@ -406,3 +414,24 @@ def test_self_ping_only_while_joined(env, xmpp, irc):
     leave(ned, rj, "ned")
     r = ping(ned, rj + "/ned")
     assert r.type == "error" and r.error_condition == "not-acceptable", r
+
+
+def test_self_ping_fails_while_the_irc_server_is_gone(env, xmpp, irc):
+    """The IRC connection drops (332): a self-ping says not joined, so the
+    client knows; once ferry is back in the room, it says joined again."""
+    n2 = env.ngircd2
+    olga = xmpp("olga")
+    rj = room("#selfping2", IRC2)
+    join(olga, rj, "olga")
+    assert ping(olga, rj + "/olga").type == "result"
+    m = Mark(olga)
+    n2.stop()
+    try:
+        gone = m.wait(lambda s: is_presence_from(s, rj + "/olga", "unavailable"), timeout=15, what="332")
+        assert 332 in codes(gone), gone
+        r = ping(olga, rj + "/olga")
+        assert r.type == "error" and r.error_condition == "not-acceptable", r
+    finally:
+        n2.start()
+    m.wait(self_presence(rj), timeout=30, what="self-presence after the IRC server is back")
+    h.wait_until(lambda: ping(olga, rj + "/olga").type == "result", 10, interval=0.2, what="joined again")
