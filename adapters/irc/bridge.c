@@ -728,8 +728,10 @@ static void on_mode(irc_conn_t *conn, irc_msg_t *m, const char *nick)
         }
         const char *prefix = irc_conn_mode_prefix(conn, *c);
         if (!prefix) {
-            /* Modes with an argument that are not prefixes still use one. */
-            if (strchr("beIkfjl", *c) && (adding || *c != 'l') && arg < m->nparams)
+            /* Modes with an argument that are not prefixes still use one
+             * (CHANMODES types A and B; C only when set). */
+            if ((strchr(conn->arg_modes, *c) || (adding && strchr(conn->set_arg_modes, *c))) &&
+                arg < m->nparams)
                 arg++;
             continue;
         }

@@ -212,6 +212,10 @@ struct irc_conn {
     char chantypes[16];
     char prefixes[16];      /* ISUPPORT PREFIX symbols, highest first: "~&@%+" */
     char prefix_modes[16];  /* the mode letters in the same order: "qaohv" */
+    /* ISUPPORT CHANMODES: modes that always take an argument (types A and
+     * B), and those that take one only when set (type C). */
+    char arg_modes[64];
+    char set_arg_modes[32];
 
     uv_tcp_t tcp;
     uv_connect_t connect;

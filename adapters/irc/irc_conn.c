@@ -194,6 +194,16 @@ static void parse_isupport(irc_conn_t *conn, irc_msg_t *m)
         const char *p = m->params[i];
         if (strncmp(p, "CASEMAPPING=", 12) == 0) {
             conn->casemap = irc_casemap_parse(p + 12);
+        } else if (strncmp(p, "CHANMODES=", 10) == 0) {
+            /* A,B,C,D */
+            const char *a = p + 10, *c1 = strchr(a, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+            const char *c3 = c2 ? strchr(c2 + 1, ',') : NULL;
+            if (c3) {
+                snprintf(conn->arg_modes, sizeof conn->arg_modes, "%.*s%.*s", (int)(c1 - a), a,
+                         (int)(c2 - c1 - 1), c1 + 1);
+                snprintf(conn->set_arg_modes, sizeof conn->set_arg_modes, "%.*s",
+                         (int)(c3 - c2 - 1), c2 + 1);
+            }
         } else if (strncmp(p, "CHANTYPES=", 10) == 0) {
             snprintf(conn->chantypes, sizeof conn->chantypes, "%s", p + 10);
         } else if (strncmp(p, "PREFIX=(", 8) == 0) {
@@ -555,6 +565,8 @@ irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *server, const char *jid
     snprintf(conn->chantypes, sizeof conn->chantypes, "#&");
     snprintf(conn->prefixes, sizeof conn->prefixes, "@+");
     snprintf(conn->prefix_modes, sizeof conn->prefix_modes, "ov");
+    snprintf(conn->arg_modes, sizeof conn->arg_modes, "beIk"); /* RFC 2811, until 005 says */
+    snprintf(conn->set_arg_modes, sizeof conn->set_arg_modes, "l");
     uv_loop_t *loop = ferry_component_loop(irc->comp);
     uv_timer_init(loop, &conn->throttle);
     conn->throttle.data = conn;
