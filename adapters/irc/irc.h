@@ -205,6 +205,7 @@ struct irc_conn {
     irc_pm_route_t *pm_routes;
     irc_ctcp_wait_t *ctcp_waits;
     int server_online;      /* the server JID's available presence was sent */
+    int contact_muted;      /* the user unsubscribed from the server JID */
     irc_listed_t *listed;      /* 322 replies so far */
     size_t nlisted, listed_cap;
 

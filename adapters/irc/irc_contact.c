@@ -102,7 +102,9 @@ void contact_online(irc_conn_t *conn, int up)
     conn->server_online = up;
     char from[600];
     contact_server_jid(conn, from, sizeof from);
-    if (!unsubscribed(conn->irc, from, conn->jid))
+    if (up) /* asked once a connection, not again when it goes */
+        conn->contact_muted = unsubscribed(conn->irc, from, conn->jid);
+    if (!conn->contact_muted)
         send_presence(conn->irc, from, conn->jid, up ? NULL : "unavailable");
 }
 
@@ -147,6 +149,8 @@ int contact_presence(irc_t *irc, xmpp_stanza_t *st)
         return 1; /* available presence to a contact: nothing to do */
     } else if (strcmp(type, "subscribe") == 0) {
         set_unsubscribed(irc, to, bare, 0);
+        if (conn)
+            conn->contact_muted = 0;
         send_presence(irc, to, bare, "subscribed");
         send_presence(irc, to, bare, online ? NULL : "unavailable");
         send_presence(irc, to, bare, "subscribe"); /* and back, as biboumi does */
@@ -156,6 +160,8 @@ int contact_presence(irc_t *irc, xmpp_stanza_t *st)
         /* RFC 6121 3.3: no more presence from the contact; the contact
          * lets go of its own subscription too. */
         set_unsubscribed(irc, to, bare, 1);
+        if (conn)
+            conn->contact_muted = 1;
         send_presence(irc, to, bare, "unavailable");
         send_presence(irc, to, bare, "unsubscribed");
         send_presence(irc, to, bare, "unsubscribe");
