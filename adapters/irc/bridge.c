@@ -433,7 +433,8 @@ static void send_join(irc_conn_t *conn, irc_room_t *room);
 
 /* Our own JOIN: the leader refreshes the shared member list (NAMES
  * follows) and, unless NAMES carries them (userhost-in-names), asks WHO
- * for everyone's user@host. */
+ * for everyone's user@host. A PING with the channel as its token follows:
+ * its PONG ends the wait even when a server ignores WHO. */
 static void joined_self(irc_conn_t *conn, irc_room_t *room, const char *nick)
 {
     if (!room->joined)
@@ -444,7 +445,8 @@ static void joined_self(irc_conn_t *conn, irc_room_t *room, const char *nick)
         irc_chan_clear(room->chan);
         room->chan->synced = 0;
         const char *p[] = {room->name};
-        room->who_pending = !conn->uhnames && irc_conn_send(conn, "WHO", p, 1) == 0;
+        room->who_pending = !conn->uhnames && irc_conn_send(conn, "WHO", p, 1) == 0 &&
+                            irc_conn_send(conn, "PING", p, 1) == 0;
     } else if (room->chan->synced) {
         irc_chan_add(room->chan, nick, "", conn->casemap);
     }
@@ -560,18 +562,15 @@ static int on_end_of_who(irc_conn_t *conn, irc_msg_t *m)
     return 1;
 }
 
-/* The server refused our WHO (263 try again, 421 unknown...): the rooms
- * waiting for it go out without the user@hosts it would have given. */
-static int on_who_refused(irc_conn_t *conn, irc_msg_t *m)
+/* PONG :#chan, after our WHO #chan: whatever the server made of the WHO
+ * (ended, refused, ignored), it is done with it. */
+static void on_pong(irc_conn_t *conn, irc_msg_t *m)
 {
-    if (m->nparams < 2 || strcasecmp(m->params[1], "WHO") != 0)
-        return 0;
-    for (irc_room_t *room = conn->rooms; room; room = room->next)
-        if (room->who_pending) {
-            room->who_pending = 0;
-            maybe_announce(conn, room);
-        }
-    return 1;
+    irc_room_t *room = m->nparams ? find_room(conn, m->params[m->nparams - 1]) : NULL;
+    if (room && room->who_pending) {
+        room->who_pending = 0;
+        maybe_announce(conn, room);
+    }
 }
 
 /* IRC confirmed the PART of a room nobody was in any more: forget it, or,
@@ -1210,8 +1209,8 @@ void bridge_on_line(irc_conn_t *conn, irc_msg_t *m)
         ;
     else if (strcmp(c, "315") == 0 && on_end_of_who(conn, m))
         ;
-    else if ((c[0] == '4' || strcmp(c, "263") == 0) && is_numeric(c) && on_who_refused(conn, m))
-        ;
+    else if (strcmp(c, "PONG") == 0)
+        on_pong(conn, m);
     else if (strcmp(c, "341") == 0)
         on_inviting(conn, m);
     else if (strcmp(c, "433") == 0)
