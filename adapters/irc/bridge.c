@@ -431,6 +431,14 @@ static const char *prefix_userhost(const char *prefix)
 
 static void send_join(irc_conn_t *conn, irc_room_t *room);
 
+/* A user@host from the server becomes a JID resource: only one that can
+ * (the same rule as for nicks). */
+static void take_userhost(irc_member_t *m, const char *userhost)
+{
+    if (userhost && strchr(userhost, '@') && irc_nick_usable(userhost))
+        irc_chan_set_userhost(m, userhost);
+}
+
 /* Our own JOIN: the leader refreshes the shared member list (NAMES
  * follows) and, unless NAMES carries them (userhost-in-names), asks WHO
  * for everyone's user@host. A PING with the channel as its token follows:
@@ -464,7 +472,7 @@ static void on_join(irc_conn_t *conn, irc_msg_t *m, const char *nick)
     irc_member_t *member = irc_chan_member(room->chan, nick, conn->casemap);
     if (!member)
         member = irc_chan_add(room->chan, nick, "", conn->casemap);
-    irc_chan_set_userhost(member, prefix_userhost(m->prefix));
+    take_userhost(member, prefix_userhost(m->prefix));
     if (room->announced)
         occupant_to_all(conn, room,
                         &(occupant_t){.nick = nick, .modes = "", .userhost = member->userhost});
@@ -511,8 +519,8 @@ static void on_names(irc_conn_t *conn, irc_msg_t *m)
         if (!irc_nick_usable(name + np))
             continue;
         irc_member_t *member = irc_chan_add(room->chan, name + np, modes, conn->casemap);
-        if (bang && strchr(bang + 1, '@'))
-            irc_chan_set_userhost(member, bang + 1);
+        if (bang)
+            take_userhost(member, bang + 1);
     }
     free(names);
 }
@@ -546,7 +554,7 @@ static int on_who_reply(irc_conn_t *conn, irc_msg_t *m)
     if (member) {
         char userhost[IRC_NAME_MAX];
         snprintf(userhost, sizeof userhost, "%s@%s", m->params[2], m->params[3]);
-        irc_chan_set_userhost(member, userhost);
+        take_userhost(member, userhost);
     }
     return 1;
 }
@@ -789,7 +797,7 @@ static void on_topic_setter(irc_conn_t *conn, irc_msg_t *m)
         return;
     char nick[IRC_NICK_MAX];
     irc_prefix_nick(m->params[2], nick, sizeof nick);
-    irc_chan_set_topic_setter(room->chan, nick);
+    irc_chan_set_topic_setter(room->chan, irc_nick_usable(nick) ? nick : NULL);
 }
 
 /* "\1ACTION waves\1" -> "/me waves"; other CTCP are not for people. */
