@@ -1,7 +1,8 @@
 /* webhook.c: the webhook adapter. Each [components.X.endpoints.NAME] is a
  * JID NAME@domain: messages to it are POSTed to its url (JSON or Slack
  * format, optionally signed per Standard Webhooks), and what is POSTed to
- * /hooks/X/NAME reaches its deliver_to JIDs as chat messages. */
+ * /hooks/X/NAME reaches its deliver_to JIDs as chat messages and is said in
+ * its rooms (webhook_rooms.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <openssl/hmac.h>
 
 #include "ferry/ferry.h"
+#include "webhook_rooms.h"
 
 #define MAX_INBOUND_BODY (64 * 1024)
 #define NS_RECEIPTS "urn:xmpp:receipts"
@@ -27,12 +29,14 @@ typedef struct endpoint {
     char *github_secret;
     char **deliver_to;
     char **allow;
+    room_conf_t rooms;
 } endpoint_t;
 
 typedef struct settings {
     endpoint_t *endpoints;
     size_t nendpoints;
     double timeout;
+    double room_ping_interval; /* seconds between XEP-0410 self-pings */
 } settings_t;
 
 typedef struct webhook webhook_t;
@@ -48,6 +52,7 @@ typedef struct stored {
     const char *id;          /* the original stanza id, "" when none */
     const char *text;        /* the original body, for an error reply */
     int receipt;             /* the sender asked for an XEP-0184 receipt */
+    int groupchat;           /* said in a room: no receipt, no error reply */
 } stored_t;
 
 /* One attempt at posting a message from the outbox. */
@@ -63,6 +68,7 @@ struct webhook {
     ferry_component_t *comp;
     settings_t s;
     attempt_t *attempts;     /* under way */
+    rooms_t *rooms;
     int stopping;
     char route[300];
 };
@@ -80,6 +86,7 @@ static void endpoint_free(endpoint_t *ep)
     free(ep->github_secret);
     ferry_conf_strings_free(ep->deliver_to);
     ferry_conf_strings_free(ep->allow);
+    room_conf_free(&ep->rooms);
 }
 
 static void settings_free(settings_t *s)
@@ -169,8 +176,10 @@ static int read_endpoint(const ferry_conf_t *t, const char *name, endpoint_t *ep
     bad |= ferry_conf_strings(t, "allow", FERRY_CONF_OPTIONAL, &ep->allow) < 0;
     bad |= check_jids(t, "deliver_to", ep->deliver_to) < 0;
     bad |= check_jids(t, "allow", ep->allow) < 0;
-    if ((ep->token || ep->github_secret) && !(ep->deliver_to && ep->deliver_to[0])) {
-        ferry_conf_error(t, NULL, "inbound messages need 'deliver_to' (who receives them)");
+    bad |= room_conf_read(t, name, ep->url != NULL, &ep->rooms) < 0;
+    if ((ep->token || ep->github_secret) && !(ep->deliver_to && ep->deliver_to[0]) &&
+        !room_conf_any(&ep->rooms)) {
+        ferry_conf_error(t, NULL, "inbound messages need 'deliver_to' or 'rooms' (who receives them)");
         bad = 1;
     }
     return bad ? -1 : 0;
@@ -191,6 +200,8 @@ static int read_settings(const ferry_conf_t *conf, settings_t *s)
     int bad = 0;
     s->timeout = 10.0;
     bad |= read_number(conf, "timeout", &s->timeout, 0.1) < 0;
+    s->room_ping_interval = 300.0;
+    bad |= read_number(conf, "room_ping_interval", &s->room_ping_interval, 1) < 0;
 
     const ferry_conf_t *eps = NULL;
     int rc = ferry_conf_table(conf, "endpoints", FERRY_CONF_REQUIRED, &eps);
@@ -287,6 +298,7 @@ static int stored_read(const ferry_msg_t *msg, stored_t *m)
     m->id = f[6];
     m->text = f[7];
     m->receipt = f[8][0] == '1';
+    m->groupchat = f[8][0] == 'g';
     return 0;
 }
 
@@ -294,6 +306,8 @@ static int stored_read(const ferry_msg_t *msg, stored_t *m)
 static void reply_error(webhook_t *wh, const stored_t *m, const char *type, const char *condition,
                         const char *text)
 {
+    if (m->groupchat)
+        return; /* a room could take an error from its occupant as a reason to kick it */
     xmpp_ctx_t *ctx = ferry_component_xmpp(wh->comp);
     xmpp_stanza_t *orig = xmpp_message_new(ctx, "chat", m->to, *m->id ? m->id : NULL);
     xmpp_stanza_set_from(orig, m->from);
@@ -401,6 +415,8 @@ static void sign(ferry_http_request_t *req, const endpoint_t *ep, const char *ms
 static void post(void *arg, const ferry_msg_t *msg)
 {
     webhook_t *wh = arg;
+    if (rooms_deliver(wh->rooms, msg))
+        return;
     attempt_t *a = calloc(1, sizeof *a);
     a->wh = wh;
     a->id = msg->id;
@@ -443,7 +459,7 @@ static void on_dead(void *arg, const ferry_msg_t *msg, const char *reason)
 {
     webhook_t *wh = arg;
     stored_t m;
-    if (stored_read(msg, &m) != 0)
+    if (rooms_dead(wh->rooms, msg, reason) || stored_read(msg, &m) != 0)
         return;
     char text[600];
     snprintf(text, sizeof text, "not delivered to the webhook: %s", reason);
@@ -459,13 +475,16 @@ static const ferry_outbox_handlers_t outbox_handlers = {
     .dead = on_dead,
 };
 
-static char *make_body(const endpoint_t *ep, xmpp_stanza_t *st, const char *body)
+/* ROOM and NICK: said in that room by that occupant (NULL for a direct
+ * message). */
+static char *make_body(const endpoint_t *ep, xmpp_stanza_t *st, const char *body, const char *room,
+                       const char *nick)
 {
     json_t *o;
     if (ep->slack) {
         char bare[2100];
         ferry_jid_bare_of(xmpp_stanza_get_from(st), bare, sizeof bare);
-        o = json_pack("{s:s, s:s}", "text", body, "username", bare);
+        o = json_pack("{s:s, s:s}", "text", body, "username", nick ? nick : bare);
     } else {
         char ts[32];
         rfc3339_now(ts, sizeof ts);
@@ -473,6 +492,10 @@ static char *make_body(const endpoint_t *ep, xmpp_stanza_t *st, const char *body
         o = json_pack("{s:s, s:s, s:o, s:s, s:s}", "from", xmpp_stanza_get_from(st), "to",
                       xmpp_stanza_get_to(st), "id", id ? json_string(id) : json_null(), "body",
                       body, "timestamp", ts);
+        if (o && room)
+            json_object_set_new(o, "room", json_string(room));
+        if (o && nick)
+            json_object_set_new(o, "nick", json_string(nick));
     }
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
@@ -482,9 +505,9 @@ static char *make_body(const endpoint_t *ep, xmpp_stanza_t *st, const char *body
 /* What goes into the outbox (a stored_t record); NULL when the text is not
  * valid UTF-8. */
 static char *make_stored(webhook_t *wh, const endpoint_t *ep, xmpp_stanza_t *st, const char *body,
-                         size_t *len)
+                         const char *room, const char *nick, size_t *len)
 {
-    char *request_body = make_body(ep, st, body);
+    char *request_body = make_body(ep, st, body, room, nick);
     if (!request_body)
         return NULL;
     xmpp_ctx_t *ctx = ferry_component_xmpp(wh->comp);
@@ -496,7 +519,7 @@ static char *make_stored(webhook_t *wh, const endpoint_t *ep, xmpp_stanza_t *st,
     int receipt = xmpp_stanza_get_child_by_name_and_ns(st, "request", NS_RECEIPTS) != NULL;
     const char *field[STORED_FIELDS] = {STORED_VERSION, ep->name, request_body, msg_id,
                                         xmpp_stanza_get_from(st), xmpp_stanza_get_to(st),
-                                        id ? id : "", body, receipt ? "1" : "0"};
+                                        id ? id : "", body, room ? "g" : receipt ? "1" : "0"};
     char *out = ferry_record_pack(field, STORED_FIELDS, len);
     free(request_body);
     return out;
@@ -506,7 +529,7 @@ static void accept_message(webhook_t *wh, const endpoint_t *ep, xmpp_stanza_t *s
                            const char *body)
 {
     size_t stored_len;
-    char *stored = make_stored(wh, ep, st, body, &stored_len);
+    char *stored = make_stored(wh, ep, st, body, NULL, NULL, &stored_len);
     if (!stored) {
         ferry_component_reply_error(wh->comp, st, "modify", "bad-request",
                                     "the message is not valid UTF-8");
@@ -531,6 +554,32 @@ static void accept_message(webhook_t *wh, const endpoint_t *ep, xmpp_stanza_t *s
     free(stored);
 }
 
+/* A message said in ROOM, to POST (room_messages): in order per room, once
+ * per room stanza id (XEP-0359) where the room gives one. */
+static void accept_room_message(void *arg, const char *endpoint, xmpp_stanza_t *st,
+                                const char *body, const char *room, const char *nick)
+{
+    webhook_t *wh = arg;
+    const endpoint_t *ep = find_endpoint(wh, endpoint);
+    size_t stored_len;
+    char *stored = ep ? make_stored(wh, ep, st, body, room, nick, &stored_len) : NULL;
+    if (!stored)
+        return;
+    char conversation[2200], dedup[2400];
+    snprintf(conversation, sizeof conversation, "%s %s", ep->name, room);
+    const char *sid = NULL;
+    xmpp_stanza_t *el = xmpp_stanza_get_child_by_name_and_ns(st, "stanza-id", "urn:xmpp:sid:0");
+    if (el && (sid = xmpp_stanza_get_attribute(el, "by")) && strcmp(sid, room) == 0)
+        sid = xmpp_stanza_get_id(el);
+    else
+        sid = NULL;
+    snprintf(dedup, sizeof dedup, "room %s %s %s", ep->name, room, sid ? sid : "");
+    if (ferry_outbox_put(wh->comp, conversation, sid ? dedup : NULL, stored, stored_len, NULL) < 0)
+        ferry_log_error(ferry_component_name(wh->comp),
+                        "a message said in %s could not be stored for endpoint %s", room, ep->name);
+    free(stored);
+}
+
 static const endpoint_t *addressed_endpoint(webhook_t *wh, xmpp_stanza_t *st)
 {
     ferry_jid_t to;
@@ -542,6 +591,8 @@ static const endpoint_t *addressed_endpoint(webhook_t *wh, xmpp_stanza_t *st)
 static void webhook_on_message(void *self, xmpp_stanza_t *st)
 {
     webhook_t *wh = self;
+    if (rooms_on_message(wh->rooms, st))
+        return;
     const char *type = xmpp_stanza_get_type(st);
     if (type && strcmp(type, "error") == 0)
         return;
@@ -572,6 +623,8 @@ static void webhook_on_message(void *self, xmpp_stanza_t *st)
 static void webhook_on_presence(void *self, xmpp_stanza_t *st)
 {
     webhook_t *wh = self;
+    if (rooms_on_presence(wh->rooms, st))
+        return;
     const char *type = xmpp_stanza_get_type(st);
     if (!type || strcmp(type, "error") == 0 || strcmp(type, "unavailable") == 0)
         return;
@@ -599,6 +652,24 @@ static void webhook_on_presence(void *self, xmpp_stanza_t *st)
         ferry_component_send(wh->comp, p);
         xmpp_stanza_release(p);
     }
+}
+
+static int webhook_on_iq(void *self, xmpp_stanza_t *st)
+{
+    webhook_t *wh = self;
+    return rooms_on_iq(wh->rooms, st);
+}
+
+static void webhook_on_link(void *self, int up)
+{
+    webhook_t *wh = self;
+    rooms_on_link(wh->rooms, up);
+}
+
+static void webhook_metrics(void *self, ferry_metrics_t *m)
+{
+    webhook_t *wh = self;
+    rooms_metrics(wh->rooms, m);
 }
 
 static void webhook_disco_info(void *self, xmpp_stanza_t *query)
@@ -780,6 +851,9 @@ static void on_inbound(void *arg, ferry_http_exchange_t *ex)
         stored += rc == 0;
         duplicates += rc > 0;
     }
+    snprintf(dedup, sizeof dedup, "http %s %s", ep->name, request_id ? request_id : "");
+    failed |= rooms_put(wh->rooms, ep->name, text, request_id ? dedup : NULL, &stored,
+                        &duplicates) < 0;
     free(text);
     if (failed) {
         ferry_http_exchange_add_header(ex, "Retry-After", "30");
@@ -787,13 +861,21 @@ static void on_inbound(void *arg, ferry_http_exchange_t *ex)
         return;
     }
     ferry_log_info(ferry_component_name(wh->comp),
-                   "inbound message on endpoint %s for %zu recipient(s)%s", ep->name, stored,
+                   "inbound message on endpoint %s for %zu recipient(s) and room(s)%s", ep->name, stored,
                    duplicates ? " (a duplicate request: already stored)" : "");
     /* Answer only once the rows are committed: a 202 is a promise. */
     ferry_outbox_sync(wh->comp, on_inbound_committed, ex);
 }
 
 /* ---- lifetime ---- */
+
+static void configure_rooms(webhook_t *wh)
+{
+    rooms_begin(wh->rooms, wh->s.room_ping_interval);
+    for (size_t i = 0; i < wh->s.nendpoints; i++)
+        rooms_add(wh->rooms, wh->s.endpoints[i].name, &wh->s.endpoints[i].rooms);
+    rooms_commit(wh->rooms);
+}
 
 static void *webhook_create(ferry_component_t *comp, const ferry_conf_t *conf)
 {
@@ -805,12 +887,15 @@ static void *webhook_create(ferry_component_t *comp, const ferry_conf_t *conf)
         return NULL;
     }
     snprintf(wh->route, sizeof wh->route, "/hooks/%s/", ferry_component_name(comp));
+    wh->rooms = rooms_new(comp, accept_room_message, wh);
+    configure_rooms(wh);
     return wh;
 }
 
 static int webhook_start(void *self)
 {
     webhook_t *wh = self;
+    rooms_start(wh->rooms);
     if (ferry_outbox_open(wh->comp, &outbox_handlers, wh) != 0)
         return -1;
     return ferry_http_route_add(ferry_component_http_server(wh->comp), wh->route,
@@ -823,6 +908,7 @@ static void webhook_stop(void *self)
 {
     webhook_t *wh = self;
     ferry_http_route_remove(ferry_component_http_server(wh->comp), wh->route);
+    rooms_stop(wh->rooms);
     wh->stopping = 1;
     if (!wh->attempts)
         ferry_component_stopped(wh->comp);
@@ -836,6 +922,7 @@ static void webhook_destroy(void *self)
      * closes before adapters are destroyed; their rows stay pending. */
     while (wh->attempts)
         attempt_free(wh->attempts);
+    rooms_free(wh->rooms);
     settings_free(&wh->s);
     free(wh);
 }
@@ -851,6 +938,7 @@ static int webhook_reload(void *self, const ferry_conf_t *conf, int apply)
     }
     settings_free(&wh->s);
     wh->s = fresh;
+    configure_rooms(wh);
     return 0;
 }
 
@@ -863,6 +951,9 @@ const ferry_adapter_t ferry_adapter_webhook = {
     .destroy = webhook_destroy,
     .on_message = webhook_on_message,
     .on_presence = webhook_on_presence,
+    .on_iq = webhook_on_iq,
+    .on_link = webhook_on_link,
+    .metrics = webhook_metrics,
     .disco_info = webhook_disco_info,
     .reload = webhook_reload,
 };

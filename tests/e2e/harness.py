@@ -513,15 +513,19 @@ class XmppServer(ServerProcess):
 class Prosody(XmppServer):
     """A Prosody on 127.0.0.1 in its own directory.
 
-    components: {domain: secret}; vhosts: virtual hosts for users."""
+    components: {domain: secret}; vhosts: virtual hosts for users; muc: the
+    domain of a MUC component (XEP-0045 rooms), None for none; admin_shell:
+    load mod_admin_shell, for shell() (prosodyctl shell)."""
 
     kind = "Prosody"
 
     def __init__(self, workdir, vhosts=("localhost",), components=None, offline=False,
-                 log_level="info", c2s_port=None, component_port=None):
+                 log_level="info", c2s_port=None, component_port=None, muc=None, admin_shell=False):
         self.dir = os.path.abspath(workdir)
         os.makedirs(self.dir, exist_ok=True)
         self._settings(vhosts, components, offline, log_level, c2s_port, component_port)
+        self.muc = muc
+        self.admin_shell = admin_shell
         self.config_path = os.path.join(self.dir, "prosody.cfg.lua")
         self.log_path = os.path.join(self.dir, "prosody.log")
         self.stdout_path = os.path.join(self.dir, "prosody.stdout")
@@ -541,7 +545,8 @@ class Prosody(XmppServer):
             'certificates = "%s/certs"' % d,
             'log = { { levels = { min = "%s" }, to = "file", filename = "%s" } }'
             % (self.log_level, self.log_path),
-            'modules_enabled = { "disco", "ping", "roster", "saslauth" }',
+            'modules_enabled = { "disco", "ping", "roster", "saslauth"%s }'
+            % (', "admin_shell"' if self.admin_shell else ""),
             "modules_disabled = { %s }" % disabled,
             "c2s_ports = { %d }" % self.c2s_port,
             'c2s_interfaces = { "127.0.0.1" }',
@@ -558,6 +563,8 @@ class Prosody(XmppServer):
         for domain, secret in self.components.items():
             lines.append('Component "%s"' % domain)
             lines.append("    component_secret = %s" % json.dumps(secret))
+        if self.muc:
+            lines.append('Component "%s" "muc"' % self.muc)
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines) + "\n")
 
@@ -587,6 +594,14 @@ class Prosody(XmppServer):
                     and (not self.components or "Activated service 'component'" in text))
 
         return self._wait_ready(ready, timeout, 0.05, "Prosody readiness")
+
+    def shell(self, command, timeout=20):
+        """Runs one `prosodyctl shell` command against this running Prosody
+        (needs admin_shell=True); returns its output."""
+        r = subprocess.run(["prosodyctl", "--config", self.config_path, "shell", command],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
+                           timeout=timeout, cwd=self.dir)
+        return r.stdout + r.stderr
 
     def pause(self):
         os.kill(self.proc.pid, signal.SIGSTOP)
@@ -644,7 +659,9 @@ class Ejabberd(XmppServer):
     kind = "ejabberd"
 
     def __init__(self, workdir, vhosts=("localhost",), components=None, offline=False,
-                 log_level="info", c2s_port=None, component_port=None, node=None):
+                 log_level="info", c2s_port=None, component_port=None, node=None, muc=None):
+        """muc: the domain of a mod_muc service (XEP-0045 rooms), None for none."""
+        self.muc = muc
         why = ejabberd_missing()
         if why:
             raise RuntimeError(why)
@@ -691,6 +708,9 @@ class Ejabberd(XmppServer):
             listen.append("  -\n    port: %d\n    ip: \"127.0.0.1\"\n    module: ejabberd_service\n"
                           "    backlog: 1024\n    hosts:\n%s" % (self.component_port, comp_hosts))
         modules = ["mod_disco", "mod_ping", "mod_roster"] + (["mod_offline"] if self.offline else [])
+        modules = ["  %s: {}\n" % m for m in modules]
+        if self.muc:
+            modules.append("  mod_muc:\n    hosts: [%s]\n" % json.dumps(self.muc))
         text = ("hosts:\n%s"
                 "loglevel: %s\n"
                 "certfiles: []\n"
@@ -701,7 +721,7 @@ class Ejabberd(XmppServer):
                 "listen:\n%s"
                 "modules:\n%s") % (
             "".join("  - %s\n" % json.dumps(v) for v in self.vhosts), self.log_level,
-            "".join(listen), "".join("  %s: {}\n" % m for m in modules))
+            "".join(listen), "".join(modules))
         with open(self.config_path, "w") as f:
             f.write(text)
         self._chown()
@@ -1358,7 +1378,9 @@ class XmppClient:
         def on_stanza(st):
             el = ET.fromstring(ET.tostring(st.xml))
             with self._cond:
-                self._stanzas.append(Stanza(el))
+                received = Stanza(el)
+                received.seq = len(self._stanzas)   # its place in arrival order
+                self._stanzas.append(received)
                 self._cond.notify_all()
 
         async def create():
