@@ -146,7 +146,7 @@ struct rooms {
     uint64_t ping_interval_ms;
     uv_timer_t timer;
     int started, stopping, link_up;
-    unsigned long long rejoins, said, lost;
+    unsigned long long rejoins, said, lost, pings_ok;
 };
 
 static const char *scope(const rooms_t *r) { return ferry_component_name(r->comp); }
@@ -626,6 +626,7 @@ int rooms_on_iq(rooms_t *r, xmpp_stanza_t *st)
     if (!cond || strcmp(cond, "service-unavailable") == 0 ||
         strcmp(cond, "feature-not-implemented") == 0 || strcmp(cond, "item-not-found") == 0) {
         rm->backoff = 0; /* still joined: a kick from now on starts the backoff over */
+        r->pings_ok++;
     } else if (strcmp(cond, "remote-server-not-found") == 0 ||
                strcmp(cond, "remote-server-timeout") == 0) {
         ferry_log_warn(scope(r), "%s is unreachable (%s): checking again later", rm->jid, cond);
@@ -949,6 +950,9 @@ void rooms_metrics(rooms_t *r, ferry_metrics_t *m)
                  (double)r->rejoins);
     ferry_metric(m, "ferry_webhook_room_messages_total", "counter",
                  "Messages said in rooms (echoed back by the room).", (double)r->said);
+    ferry_metric(m, "ferry_webhook_room_self_pings_total", "counter",
+                 "Self-pings (XEP-0410) that found the endpoint still in its room.",
+                 (double)r->pings_ok);
     ferry_metric(m, "ferry_webhook_rooms_lost_total", "counter",
                  "Rooms given up on: banned, destroyed, or the join refused for good.",
                  (double)r->lost);

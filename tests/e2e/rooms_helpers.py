@@ -113,7 +113,8 @@ def room_metrics(ferry):
     _, s, _, _ = ferry.metrics()
     out = {}
     for name in ("ferry_webhook_rooms_joined", "ferry_webhook_room_rejoins_total",
-                 "ferry_webhook_room_messages_total", "ferry_webhook_rooms_lost_total"):
+                 "ferry_webhook_room_messages_total", "ferry_webhook_rooms_lost_total",
+                 "ferry_webhook_room_self_pings_total"):
         vals = h.metric_values(s, name)
         out[name] = sum(v for v in vals) if vals else None
     return out

@@ -251,7 +251,7 @@ def test_rejoins_after_the_server_restarts_with_nothing_lost(own):
     own.alice.close()
     own.bob.close()
     own.prosody.stop()
-    ferry.wait_log(r"link.*(down|lost|closed)|connect", timeout=10)
+    ferry.wait_log(r"link to \S+ lost", timeout=10)
     # Accepted while the XMPP server is down: kept in the store.
     assert post(ferry, "alerts", "posted while the server was down").status == 202
     own.prosody.start()
@@ -269,6 +269,46 @@ def test_rejoins_after_the_server_restarts_with_nothing_lost(own):
     assert m["ferry_webhook_room_rejoins_total"] == 1, m
 
 
+def test_rejoins_after_the_link_drops_with_nothing_lost(own):
+    room = "frozen@" + MUC
+    R.join(own.alice, room, "alice")
+    ep = endpoint(own.recv, "/alerts", rooms=[room], nick="alerts")
+    ferry = own.tb.linked_ferry(own.prosody, {"hooks": component({"alerts": ep})},
+                                xmpp={"ping_interval": 1, "ping_timeout": 2, "keepalive_interval": 1})
+    R.occupant_present(own.alice, room, "alerts")
+    own.prosody.pause()     # ferry's pings go unanswered: it drops the link
+    try:
+        ferry.wait_log(r"link to \S+ lost", timeout=15)
+        assert post(ferry, "alerts", "posted while the link was down").status == 202
+    finally:
+        own.prosody.resume()
+    # The room still holds ferry's occupant: the join is a presence update
+    # (status 110 again, no conflict), and the message follows it.
+    ferry.wait_log(r"rejoined %s as alerts" % room, timeout=20)
+    R.said(own.alice, room, "alerts", "posted while the link was down", timeout=15)
+    assert post(ferry, "alerts", "after the link came back").status == 202
+    R.said(own.alice, room, "alerts", "after the link came back")
+    assert R.said_count(own.alice, room, "alerts", "posted while the link was down") == 1
+
+
+def test_held_message_survives_a_ferry_restart(own):
+    room = "durable@" + MUC
+    R.join(own.alice, room, "alice")
+    ferry = one_room_ferry(own.tb, own.prosody, own.recv, room)
+    R.occupant_present(own.alice, room, "alerts")
+    at = R.mark(own.alice)
+    R.kick(own.alice, room, "alerts")
+    R.occupant_gone(own.alice, room, "alerts", after=at)
+    assert post(ferry, "alerts", "held across a restart").status == 202
+    ferry.stop()            # before the rejoin: the message is still held
+    at = R.mark(own.alice)
+    ferry.start()
+    R.occupant_present(own.alice, room, "alerts", after=at)
+    R.said(own.alice, room, "alerts", "held across a restart")
+    time.sleep(1)
+    assert R.said_count(own.alice, room, "alerts", "held across a restart") == 1
+
+
 PROSODY_FORGET = ('> local r = prosody.hosts["%s"].modules.muc.get_room_from_jid("%s"); '
                   'local o = r:get_occupant_by_nick("%s/%s"); o.role = nil; r:save_occupant(o); '
                   'return "forgotten"')
@@ -279,6 +319,8 @@ def test_self_ping_finds_it_was_removed_and_rejoins(own):
     R.join(own.alice, room, "alice")
     ferry = one_room_ferry(own.tb, own.prosody, own.recv, room, comp_extra={"room_ping_interval": 1})
     R.occupant_present(own.alice, room, "alerts")
+    h.wait_until(lambda: R.room_metrics(ferry)["ferry_webhook_room_self_pings_total"] >= 2, 10,
+                 what="self-pings answered while joined")
     # The room forgets ferry without telling it (what a MUC restart behind a
     # live link does): only a self-ping can find out.
     out = own.prosody.shell(PROSODY_FORGET % (MUC, room, room, "alerts"))
