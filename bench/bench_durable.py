@@ -183,6 +183,13 @@ def reader_main(conn, port, user, password, shared, count, warmup):
     except Exception as e:  # noqa: reported to the parent
         conn.send(("error", "%s: %s" % (user, e)))
         return
+    count_bodies(conn, sock, jid, shared, count, warmup)
+
+
+def count_bodies(conn, sock, jid, shared, count, warmup):
+    """The reader's loop on a logged-in socket (also used by
+    bench_webhook_room.py's occupant): ("ready", jid) to the parent, then
+    counts bodies until "stop"."""
     measured = bw.Tally(count, shared.measured, shared.dups, shared.all_done, shared.first_ts, shared.last_ts)
     warm = bw.Tally(warmup, shared.warm, shared.dups, shared.warm_done)
     st = {"closed": False}
@@ -253,22 +260,27 @@ def build_posts(http_port, prefix, n, body_size, run_tag):
 
 
 def poster_main(conn, http_port, connections, body_size, run_tag):
-    """Child: the webhook sender. ("run", prefix, n, timeout) POSTs n
-    requests over `connections` keep-alive connections, one request under
-    way on each, and answers with the statuses and timestamps."""
+    """Child: the webhook sender. ("run", prefix, n, timeout[, rate]) POSTs
+    n requests over `connections` keep-alive connections, one request under
+    way on each (rate > 0: paced at that many requests/s in total), and
+    answers with the statuses and timestamps."""
     bw.child_signals()
 
-    async def run(reqs, timeout):
+    async def run(reqs, timeout, rate=0):
         res = {"status": {}, "reconnects": 0, "failed": 0, "t_last_202": 0.0, "accepted": 0}
         monotonic = time.monotonic
 
         async def connect():
             return await asyncio.open_connection("127.0.0.1", http_port)
 
-        async def worker(mine):
+        async def worker(mine, offset):
             r, w = await connect()
+            interval = connections / rate if rate > 0 else 0
+            start = monotonic() + offset / rate if rate > 0 else 0
             try:
-                for req in mine:
+                for k, req in enumerate(mine):
+                    if interval:
+                        await asyncio.sleep(max(0.0, start + k * interval - monotonic()))
                     status = None
                     for _ in range(5):      # a closed connection: reconnect, send again
                         try:
@@ -298,7 +310,7 @@ def poster_main(conn, http_port, connections, body_size, run_tag):
                 w.close()
 
         res["t0"] = monotonic()
-        tasks = [worker(reqs[k::connections]) for k in range(connections)]
+        tasks = [worker(reqs[k::connections], k) for k in range(connections)]
         try:
             await asyncio.wait_for(asyncio.gather(*tasks), timeout)
             res["complete"] = True
@@ -311,10 +323,10 @@ def poster_main(conn, http_port, connections, body_size, run_tag):
         cmd = bw.command(conn)
         if cmd == "stop":
             break
-        _, prefix, n, timeout = cmd
+        _, prefix, n, timeout = cmd[:4]
         reqs = build_posts(http_port, prefix, n, body_size, run_tag)
         try:
-            conn.send(("done", asyncio.run(run(reqs, timeout))))
+            conn.send(("done", asyncio.run(run(reqs, timeout, cmd[4] if len(cmd) > 4 else 0))))
         except Exception as e:  # noqa: reported to the parent
             conn.send(("error", "%s: %s" % (type(e).__name__, e)))
 

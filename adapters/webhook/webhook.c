@@ -565,7 +565,7 @@ static void accept_room_message(void *arg, const char *endpoint, xmpp_stanza_t *
     char *stored = ep ? make_stored(wh, ep, st, body, room, nick, &stored_len) : NULL;
     if (!stored)
         return;
-    char conversation[2200], dedup[2400];
+    char conversation[3200], dedup[4400];
     snprintf(conversation, sizeof conversation, "%s %s", ep->name, room);
     const char *sid = NULL;
     xmpp_stanza_t *el = xmpp_stanza_get_child_by_name_and_ns(st, "stanza-id", "urn:xmpp:sid:0");

@@ -213,7 +213,7 @@ static void send_join(room_t *rm)
 {
     rooms_t *r = rm->owner;
     xmpp_ctx_t *ctx = ctx_of(r);
-    char to[2200];
+    char to[3200];
     occupant_jid(rm, to, sizeof to);
     xmpp_stanza_t *p = xmpp_presence_new(ctx);
     xmpp_stanza_set_from(p, rm->occupant);
@@ -238,7 +238,7 @@ static void send_leave(room_t *rm)
     rooms_t *r = rm->owner;
     if (!r->link_up || (rm->state != R_JOINED && rm->state != R_JOINING))
         return;
-    char to[2200];
+    char to[3200];
     occupant_jid(rm, to, sizeof to);
     xmpp_stanza_t *p = xmpp_presence_new(ctx_of(r));
     xmpp_stanza_set_type(p, "unavailable");
@@ -283,7 +283,7 @@ static void unlock_room(room_t *rm)
 static void send_self_ping(room_t *rm)
 {
     rooms_t *r = rm->owner;
-    char to[2200];
+    char to[3200];
     occupant_jid(rm, to, sizeof to);
     snprintf(rm->ping_id, sizeof rm->ping_id, "ferry-selfping-%u", ++rm->ping_seq);
     xmpp_stanza_t *iq = xmpp_iq_new(ctx_of(r), "get", rm->ping_id);
@@ -550,7 +550,7 @@ static int mentions(const room_t *rm, xmpp_stanza_t *st, const char *body)
             return 1;
     }
     /* XEP-0372: a mention of the endpoint, or of its occupant JID. */
-    char bare[1200], occ[2200];
+    char bare[1200], occ[3200];
     snprintf(bare, sizeof bare, "xmpp:%s", rm->occupant);
     char *slash = strrchr(bare, '/');
     if (slash)
@@ -722,7 +722,7 @@ int rooms_put(rooms_t *r, const char *endpoint, const char *text, const char *de
         size_t len;
         char *rec = ferry_record_pack(field, ROOM_FIELDS, &len);
         xmpp_free(ctx, uuid);
-        char conversation[2200], dedup[4400];
+        char conversation[3200], dedup[4400];
         snprintf(conversation, sizeof conversation, "say %s %s", endpoint, rm->jid);
         if (dedup_base)
             snprintf(dedup, sizeof dedup, "%s room %s", dedup_base, rm->jid);

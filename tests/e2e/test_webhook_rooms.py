@@ -8,6 +8,7 @@ The module's Prosody and ferry serve the tests that leave the rooms as they
 found them; tests that kick, ban, restart or destroy start their own."""
 
 import json
+import signal
 import time
 
 import pytest
@@ -373,3 +374,31 @@ def test_wrong_password_is_logged_and_not_retried(own):
     ferry = one_room_ferry(own.tb, own.prosody, own.recv, room, extra={"room_password": "wrong"})
     ferry.wait_log(r"left %s for good: wrong room_password" % room)
     assert R.room_metrics(ferry)["ferry_webhook_rooms_lost_total"] == 1
+
+
+def test_reload_moves_rooms_and_retries_a_ban(own):
+    room_a, room_b = "before@" + MUC, "after@" + MUC
+    R.join(own.alice, room_a, "alice")
+    R.join(own.alice, room_b, "alice")
+    ep = endpoint(own.recv, "/alerts", rooms=[room_a], nick="alerts")
+    ferry = own.tb.linked_ferry(own.prosody, {"hooks": component({"alerts": ep})})
+    R.occupant_present(own.alice, room_a, "alerts")
+    at = R.mark(own.alice)
+    # SIGHUP with room_a replaced by room_b: leaves one, joins the other,
+    # without dropping the link.
+    ep["rooms"] = [room_b]
+    ferry.write_config(h.ferry_config(own.prosody.component_port, ferry.http_port,
+                                      {"hooks": component({"alerts": ep})}))
+    ferry.signal(signal.SIGHUP)
+    R.occupant_gone(own.alice, room_a, "alerts", after=at)
+    R.occupant_present(own.alice, room_b, "alerts", after=at)
+    assert post(ferry, "alerts", "said after the reload").status == 202
+    R.said(own.alice, room_b, "alerts", "said after the reload")
+    assert not R.said_count(own.alice, room_a, "alerts", "said after the reload")
+    assert "rejoined" not in ferry.stderr()    # the link stayed up: no rejoin of room_b
+    # A ban is given up on until the next reload, which tries again.
+    R.ban(own.alice, room_b, ALERTS_JID)
+    ferry.wait_log(r"left %s for good: banned" % room_b)
+    ferry.signal(signal.SIGHUP)
+    ferry.wait_log(r"left %s for good: banned from the room \(forbidden\)" % room_b)
+    assert R.room_metrics(ferry)["ferry_webhook_rooms_lost_total"] == 2
