@@ -417,6 +417,15 @@ static int own_nick(const room_t *rm, const char *nick)
     return *nick == 0;
 }
 
+/* Said by ferry: by this endpoint or by another one in the same room. */
+static int from_ferry(const rooms_t *r, const room_t *rm, const char *nick)
+{
+    for (const room_t *x = r->rooms; x; x = x->next)
+        if ((x == rm || strcmp(x->jid, rm->jid) == 0) && own_nick(x, nick))
+            return 1;
+    return 0;
+}
+
 /* ---- presence ---- */
 
 static void on_join_error(room_t *rm, xmpp_stanza_t *st)
@@ -576,9 +585,9 @@ static void on_groupchat(room_t *rm, xmpp_stanza_t *st, const ferry_jid_t *from)
         return;
     }
     /* Only what occupants say now: not the room's own notices, not history
-     * (delayed), not ferry itself under any of its nicks. */
+     * (delayed), not ferry itself under any of its endpoints' nicks. */
     if (rm->messages == ROOM_MESSAGES_NONE || rm->state != R_JOINED || !from->resource[0] ||
-        child_ns(st, "delay", NS_DELAY) || own_nick(rm, from->resource))
+        child_ns(st, "delay", NS_DELAY) || from_ferry(r, rm, from->resource))
         return;
     char *body = xmpp_message_get_body(st);
     if (body && *body && (rm->messages == ROOM_MESSAGES_ALL || mentions(rm, st, body)))

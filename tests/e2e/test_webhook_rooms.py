@@ -72,9 +72,10 @@ def env(module_testbed, ferry_bin):
                            room_messages="mentions"),
         "quiet": endpoint(e.recv, "/quiet", rooms=[OPS], nick="quietbot"),
         "all": endpoint(e.recv, "/all", rooms=[CHAT], nick="listener", room_messages="all", format="slack"),
+        "chatter": endpoint(e.recv, "/chatter", rooms=[CHAT], nick="chatterbot"),
     }
     e.ferry = tb.linked_ferry(e.prosody, {"hooks": component(endpoints)})
-    for room, nick in ((OPS, "alerts"), (OPS, "quietbot"), (CHAT, "listener")):
+    for room, nick in ((OPS, "alerts"), (OPS, "quietbot"), (CHAT, "listener"), (CHAT, "chatterbot")):
         R.occupant_present(e.alice, room, nick)
     return e
 
@@ -92,7 +93,7 @@ def test_post_is_said_in_the_room_and_sent_to_the_jid(env):
     assert direct.frm.split("/")[0] == ALERTS_JID
     R.said(env.alice, OPS, "alerts", text)
     m = R.room_metrics(env.ferry)
-    assert m["ferry_webhook_rooms_joined"] == 3, m
+    assert m["ferry_webhook_rooms_joined"] == 4, m
     assert m["ferry_webhook_room_messages_total"] >= 1, m
 
 
@@ -138,10 +139,14 @@ def test_room_messages_all_posts_what_occupants_say(env):
 def test_room_messages_all_skips_own_messages_and_history(env):
     assert post(env.ferry, "all", "said by ferry itself").status == 202
     R.said(env.bob, CHAT, "listener", "said by ferry itself")
+    # Another endpoint of the same ferry in the room: ferry too.
+    assert post(env.ferry, "chatter", "said by another endpoint").status == 202
+    R.said(env.bob, CHAT, "chatterbot", "said by another endpoint")
     R.say(env.bob, CHAT, "sentinel after own")
     env.recv.wait("/all", pred=lambda r: r.json().get("text") == "sentinel after own")
     texts = [d.get("text") for d in posted(env.recv, "/all")]
     assert "said by ferry itself" not in texts
+    assert "said by another endpoint" not in texts
     assert "said before ferry joined" not in texts
 
 
