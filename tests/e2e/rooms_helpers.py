@@ -2,6 +2,7 @@
 ejabberd's mod_muc: a test occupant that joins, creates and administers
 rooms with slixmpp (an XmppClient), and waits on what the room shows."""
 
+import time
 from xml.sax.saxutils import escape as xml_escape, quoteattr
 
 import harness as h
@@ -31,19 +32,28 @@ def configure(client, room, fields=None, timeout=10):
                  + items)
     r = client.iq(room, "set", "<query xmlns='%s'><x xmlns='%s' type='submit'>%s</x></query>"
                   % (NS_MUC_OWNER, NS_XDATA, items), timeout=timeout)
-    assert r.type == "result", "configuring %s: %r" % (room, r.xml)
+    assert r.type == "result", "configuring %s: %r" % (room, r.xml())
 
 
 def join(client, room, nick, password=None, config=None, timeout=10):
     """Joins room as nick (creating it if needed: then configured with
-    config, see configure()); returns the self-presence (status 110)."""
+    config, see configure()); returns the self-presence (status 110). A room
+    someone else has just created is locked until its owner configured it
+    (item-not-found, XEP-0045 10.1.3): the join is tried again, bounded."""
     pw = "<password>%s</password>" % xml_escape(password) if password else ""
-    client.send_raw("<presence to=%s><x xmlns='%s'>%s</x></presence>"
-                    % (quoteattr("%s/%s" % (room, nick)), NS_MUC, pw))
-    me = client.wait(lambda s: s.name == "presence" and s.frm == "%s/%s" % (room, nick)
-                     and (s.type is None or s.type == "error") and ("110" in statuses(s) or s.type == "error"),
-                     timeout=timeout, what="self-presence in %s" % room)
-    assert me.type != "error", "joining %s as %s: %r" % (room, nick, me.xml)
+    deadline = time.monotonic() + timeout
+    for _ in range(50):
+        at = mark(client)
+        client.send_raw("<presence to=%s><x xmlns='%s'>%s</x></presence>"
+                        % (quoteattr("%s/%s" % (room, nick)), NS_MUC, pw))
+        me = client.wait(lambda s: s.seq >= at and s.name == "presence" and s.frm == "%s/%s" % (room, nick)
+                         and (s.type is None or s.type == "error")
+                         and ("110" in statuses(s) or s.type == "error"),
+                         timeout=max(0.1, deadline - time.monotonic()), what="self-presence in %s" % room)
+        if me.type != "error" or me.error_condition != "item-not-found" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert me.type != "error", "joining %s as %s: %r" % (room, nick, me.xml())
     if "201" in statuses(me):
         configure(client, room, config)
     return me
@@ -87,19 +97,19 @@ def say(client, room, text, extra=""):
 def kick(client, room, nick, reason="test kick"):
     r = client.iq(room, "set", "<query xmlns='%s'><item nick=%s role='none'><reason>%s</reason></item></query>"
                   % (NS_MUC_ADMIN, quoteattr(nick), xml_escape(reason)))
-    assert r.type == "result", r.xml
+    assert r.type == "result", r.xml()
 
 
 def ban(client, room, jid, reason="test ban"):
     r = client.iq(room, "set", "<query xmlns='%s'><item jid=%s affiliation='outcast'><reason>%s</reason></item>"
                   "</query>" % (NS_MUC_ADMIN, quoteattr(jid), xml_escape(reason)))
-    assert r.type == "result", r.xml
+    assert r.type == "result", r.xml()
 
 
 def destroy(client, room):
     r = client.iq(room, "set", "<query xmlns='%s'><destroy><reason>gone</reason></destroy></query>"
                   % NS_MUC_OWNER)
-    assert r.type == "result", r.xml
+    assert r.type == "result", r.xml()
 
 
 def mark(client):
