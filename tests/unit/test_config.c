@@ -275,7 +275,7 @@ static void test_bad_values(void)
            "JID or domain",
            "26: [components.hooks.endpoints.Bad]: endpoint name \"Bad\" cannot be a JID local part "
            "(lowercase, no spaces or \"&'/:<>@)",
-           "29: [components.hooks.endpoints.inbound]: inbound messages need 'deliver_to' "
+           "29: [components.hooks.endpoints.inbound]: inbound messages need 'deliver_to' or 'rooms' "
            "(who receives them)");
     EXPECT(CONFIGS "bad_signing.toml", FAILS,
            "9: components.hooks.endpoints.a.signing_secret: not valid base64 after \"whsec_\"",
