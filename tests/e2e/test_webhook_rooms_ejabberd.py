@@ -1,7 +1,7 @@
 """Webhook endpoints in group chats against ejabberd 23.01's mod_muc (the
 Prosody side is test_webhook_rooms.py): said in a room and to a JID, a nick
 conflict, XEP-0410 self-pings answered while joined, rejoins after a kick and
-after the server restarts, room_messages. One ejabberd for the module (about
+after the server restarts, room_messages, a password-protected room, a ban. One ejabberd for the module (about
 1.5 s to start); the restart test runs last.
 
 If ejabberd is not installed, every test here fails and says so:
@@ -24,6 +24,8 @@ OPS = "ops@" + MUC
 CHAT = "chat@" + MUC
 CROWD = "crowd@" + MUC
 KICKY = "kicky@" + MUC
+LOCKED = "locked@" + MUC
+BANNY = "banny@" + MUC
 
 
 def post(ferry, name, text):
@@ -44,8 +46,10 @@ def env(module_testbed, ferry_bin):
     e.recv = tb.receiver()
     e.alice = tb.client("alice@localhost", "alicepw", e.ejabberd)
     e.bob = tb.client("bob@localhost", "bobpw", e.ejabberd)
-    for room in (OPS, CHAT, CROWD, KICKY):
+    for room in (OPS, CHAT, CROWD, KICKY, BANNY):
         R.join(e.alice, room, "alice")
+    R.join(e.alice, LOCKED, "alice", config={"muc#roomconfig_passwordprotectedroom": "1",
+                                             "muc#roomconfig_roomsecret": "sesame"})
     R.join(e.bob, CROWD, "alerts")      # taken before ferry comes
     R.join(e.bob, CHAT, "bob")
 
@@ -57,6 +61,8 @@ def env(module_testbed, ferry_bin):
         "alerts": ep("/alerts", deliver_to=["alice@localhost"], rooms=[OPS, CROWD]),
         "kicky": ep("/kicky", rooms=[KICKY], nick="alerts"),
         "all": ep("/all", rooms=[CHAT], nick="listener", room_messages="all"),
+        "locked": ep("/locked", rooms=[LOCKED], nick="alerts", room_password="sesame"),
+        "banny": ep("/banny", rooms=[BANNY], nick="alerts"),
     }
     comp = {"adapter": "webhook", "domain": DOMAIN, "secret": SECRET, "endpoints": endpoints,
             "retry_delay": 0.2, "retry_delay_max": 1.0, "room_ping_interval": 1}
@@ -66,6 +72,8 @@ def env(module_testbed, ferry_bin):
     R.occupant_present(e.alice, CROWD, "alerts_", timeout=15)
     R.occupant_present(e.alice, KICKY, "alerts", timeout=15)
     R.occupant_present(e.alice, CHAT, "listener", timeout=15)
+    R.occupant_present(e.alice, LOCKED, "alerts", timeout=15)
+    R.occupant_present(e.alice, BANNY, "alerts", timeout=15)
     return e
 
 
@@ -83,10 +91,10 @@ def test_self_pings_keep_it_joined(env):
     # room_ping_interval is 1 s: ejabberd answers every self-ping as joined.
     before = R.room_metrics(env.ferry)["ferry_webhook_room_self_pings_total"]
     h.wait_until(lambda: R.room_metrics(env.ferry)["ferry_webhook_room_self_pings_total"] >= before + 8,
-                 10, what="two rounds of self-pings in the four rooms")
+                 10, what="self-pings in the rooms")
     assert "self-ping: no longer in" not in env.ferry.stderr()
     m = R.room_metrics(env.ferry)
-    assert m["ferry_webhook_rooms_joined"] == 4 and m["ferry_webhook_room_rejoins_total"] == 0, m
+    assert m["ferry_webhook_rooms_joined"] == 6 and m["ferry_webhook_room_rejoins_total"] == 0, m
 
 
 def test_room_messages_all(env):
@@ -108,6 +116,22 @@ def test_rejoins_after_a_kick(env):
     R.said(env.alice, KICKY, "alerts", "posted while kicked", timeout=15)
     time.sleep(1)
     assert R.said_count(env.alice, KICKY, "alerts", "posted while kicked") == 1
+
+
+def test_password_protected_room(env):
+    assert post(env.ferry, "locked", "behind a password").status == 202
+    R.said(env.alice, LOCKED, "alerts", "behind a password")
+
+
+def test_ban_is_logged_counted_and_not_retried(env):
+    before = R.room_metrics(env.ferry)["ferry_webhook_rooms_lost_total"]
+    at = R.mark(env.alice)
+    R.ban(env.alice, BANNY, "banny@" + DOMAIN)
+    env.ferry.wait_log(r"left %s for good: banned" % BANNY)
+    time.sleep(3)   # past the first backoff: no join attempt
+    assert not env.alice.stanzas(lambda s: s.seq > at and s.name == "presence"
+                                 and s.frm == BANNY + "/alerts" and s.type is None)
+    assert R.room_metrics(env.ferry)["ferry_webhook_rooms_lost_total"] == before + 1
 
 
 def test_rejoins_after_the_server_restarts(env):
