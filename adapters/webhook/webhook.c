@@ -2,7 +2,8 @@
  * JID NAME@domain: messages to it are POSTed to its url (JSON or Slack
  * format, optionally signed per Standard Webhooks), and what is POSTed to
  * /hooks/X/NAME reaches its deliver_to JIDs as chat messages and is said in
- * its rooms (webhook_rooms.c). */
+ * its rooms (webhook_rooms.c), turned into text by webhook_source.c. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #include "ferry/ferry.h"
 #include "webhook_rooms.h"
+#include "webhook_source.h"
 
 #define MAX_INBOUND_BODY (64 * 1024)
 #define NS_RECEIPTS "urn:xmpp:receipts"
@@ -27,6 +29,10 @@ typedef struct endpoint {
     size_t sign_key_len;
     char *token;
     char *github_secret;
+    char *gitlab_token;      /* X-Gitlab-Token */
+    char *gitea_secret;      /* X-Gitea-Signature / X-Forgejo-Signature key */
+    webhook_source_t source;
+    ferry_template_t *tmpl;  /* replaces the source's text when set */
     char **deliver_to;
     char **allow;
     room_conf_t rooms;
@@ -84,6 +90,9 @@ static void endpoint_free(endpoint_t *ep)
     free(ep->sign_key);
     free(ep->token);
     free(ep->github_secret);
+    free(ep->gitlab_token);
+    free(ep->gitea_secret);
+    ferry_template_free(ep->tmpl);
     ferry_conf_strings_free(ep->deliver_to);
     ferry_conf_strings_free(ep->allow);
     room_conf_free(&ep->rooms);
@@ -150,6 +159,66 @@ static int check_jids(const ferry_conf_t *t, const char *key, char **list)
     return 0;
 }
 
+/* The template of the file PATH; NULL after an error at KEY. */
+static ferry_template_t *template_from_file(const ferry_conf_t *t, const char *key, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        ferry_conf_error(t, key, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *text = malloc(MAX_INBOUND_BODY + 1);
+    size_t n = fread(text, 1, MAX_INBOUND_BODY + 1, f);
+    int failed = ferror(f);
+    fclose(f);
+    ferry_template_t *tmpl = NULL;
+    if (failed || n > MAX_INBOUND_BODY) {
+        ferry_conf_error(t, key, "%s: %s", path, failed ? "read error" : "longer than 64 KiB");
+    } else {
+        int line;
+        char err[300];
+        tmpl = ferry_template_parse(text, n, &line, err, sizeof err);
+        if (!tmpl)
+            ferry_conf_error(t, key, "%s:%d: %s", path, line, err);
+    }
+    free(text);
+    return tmpl;
+}
+
+/* template = "..." or template_file = "PATH": parsed now, so that a bad one
+ * is a config error with its line. */
+static int read_template(const ferry_conf_t *t, endpoint_t *ep)
+{
+    const char *text = NULL, *path = NULL;
+    if (ferry_conf_string(t, "template", FERRY_CONF_OPTIONAL, &text) < 0 ||
+        ferry_conf_string(t, "template_file", FERRY_CONF_OPTIONAL, &path) < 0)
+        return -1;
+    if (text && path) {
+        ferry_conf_error(t, "template_file", "give either template or template_file, not both");
+        return -1;
+    }
+    if (path) {
+        ep->tmpl = template_from_file(t, "template_file", path);
+        return ep->tmpl ? 0 : -1;
+    }
+    if (!text)
+        return 0;
+    int line;
+    char err[300];
+    ep->tmpl = ferry_template_parse(text, strlen(text), &line, err, sizeof err);
+    if (!ep->tmpl) {
+        ferry_conf_error(t, "template", "line %d of the template: %s", line, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Some credential lets requests in. */
+static int takes_inbound(const endpoint_t *ep)
+{
+    return ep->token || ep->github_secret || ep->gitlab_token || ep->gitea_secret;
+}
+
 static int read_endpoint(const ferry_conf_t *t, const char *name, endpoint_t *ep)
 {
     int bad = 0;
@@ -172,13 +241,20 @@ static int read_endpoint(const ferry_conf_t *t, const char *name, endpoint_t *ep
     bad |= read_sign_key(t, ep) < 0;
     bad |= ferry_conf_secret(t, "token", FERRY_CONF_OPTIONAL, &ep->token) < 0;
     bad |= ferry_conf_secret(t, "github_secret", FERRY_CONF_OPTIONAL, &ep->github_secret) < 0;
+    bad |= ferry_conf_secret(t, "gitlab_token", FERRY_CONF_OPTIONAL, &ep->gitlab_token) < 0;
+    bad |= ferry_conf_secret(t, "gitea_secret", FERRY_CONF_OPTIONAL, &ep->gitea_secret) < 0;
+    const char *source = "auto";
+    bad |= ferry_conf_enum(t, "source", FERRY_CONF_OPTIONAL, webhook_source_names, &source) < 0;
+    for (int i = 0; webhook_source_names[i]; i++)
+        if (strcmp(source, webhook_source_names[i]) == 0)
+            ep->source = (webhook_source_t)i;
+    bad |= read_template(t, ep) < 0;
     bad |= ferry_conf_strings(t, "deliver_to", FERRY_CONF_OPTIONAL, &ep->deliver_to) < 0;
     bad |= ferry_conf_strings(t, "allow", FERRY_CONF_OPTIONAL, &ep->allow) < 0;
     bad |= check_jids(t, "deliver_to", ep->deliver_to) < 0;
     bad |= check_jids(t, "allow", ep->allow) < 0;
     bad |= room_conf_read(t, name, ep->url != NULL, &ep->rooms) < 0;
-    if ((ep->token || ep->github_secret) && !(ep->deliver_to && ep->deliver_to[0]) &&
-        !room_conf_any(&ep->rooms)) {
+    if (takes_inbound(ep) && !(ep->deliver_to && ep->deliver_to[0]) && !room_conf_any(&ep->rooms)) {
         ferry_conf_error(t, NULL, "inbound messages need 'deliver_to' or 'rooms' (who receives them)");
         bad = 1;
     }
@@ -682,7 +758,7 @@ static void webhook_disco_info(void *self, xmpp_stanza_t *query)
 
 static void respond(ferry_http_exchange_t *ex, unsigned status, const char *text)
 {
-    char body[300];
+    char body[600];
     snprintf(body, sizeof body, "%u %s\n", status, text);
     ferry_http_exchange_respond(ex, status, "text/plain; charset=utf-8", body, strlen(body));
 }
@@ -698,102 +774,63 @@ static int same_secret(const char *given, size_t given_len, const char *expected
     return diff == 0;
 }
 
-static int github_signature_ok(const endpoint_t *ep, const char *header, const char *body,
-                               size_t len)
+/* KEY's HMAC-SHA256 of the body, in lowercase hex, must be GIVEN: GitHub's
+ * X-Hub-Signature-256 (after "sha256=") and Gitea's X-Gitea-Signature. */
+static int hmac_hex_ok(const char *key, const char *given, const char *body, size_t len)
 {
-    if (strncmp(header, "sha256=", 7) != 0)
-        return 0;
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned mac_len = 0;
-    HMAC(EVP_sha256(), ep->github_secret, (int)strlen(ep->github_secret),
-         (const unsigned char *)body, len, mac, &mac_len);
+    HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)body, len, mac, &mac_len);
     char hex[2 * EVP_MAX_MD_SIZE + 1];
     for (unsigned i = 0; i < mac_len; i++)
         snprintf(hex + 2 * i, 3, "%02x", mac[i]);
-    return same_secret(header + 7, strlen(header + 7), hex);
+    return same_secret(given, strlen(given), hex);
 }
 
-static int authorized(const endpoint_t *ep, ferry_http_exchange_t *ex)
+/* NULL when the request carries a configured credential that matches, else
+ * why not. A credential header that is present decides; without one, the
+ * bearer token is checked. */
+static const char *unauthorized(const endpoint_t *ep, ferry_http_exchange_t *ex)
 {
     size_t len;
     const char *body = ferry_http_exchange_body(ex, &len);
     const char *hub = ferry_http_exchange_header(ex, "X-Hub-Signature-256");
     if (ep->github_secret && hub)
-        return github_signature_ok(ep, hub, body, len);
+        return strncmp(hub, "sha256=", 7) == 0 && hmac_hex_ok(ep->github_secret, hub + 7, body, len)
+                   ? NULL
+                   : "wrong X-Hub-Signature-256";
+    const char *gitea = ferry_http_exchange_header(ex, "X-Gitea-Signature");
+    if (!gitea)
+        gitea = ferry_http_exchange_header(ex, "X-Forgejo-Signature");
+    if (ep->gitea_secret && gitea)
+        return hmac_hex_ok(ep->gitea_secret, gitea, body, len) ? NULL : "wrong X-Gitea-Signature";
+    const char *gitlab = ferry_http_exchange_header(ex, "X-Gitlab-Token");
+    if (ep->gitlab_token && gitlab)
+        return same_secret(gitlab, strlen(gitlab), ep->gitlab_token) ? NULL : "wrong X-Gitlab-Token";
     const char *auth = ferry_http_exchange_header(ex, "Authorization");
     if (!ep->token || !auth || strncasecmp(auth, "Bearer ", 7) != 0)
-        return 0;
-    return same_secret(auth + 7, strlen(auth + 7), ep->token);
-}
-
-/* XML 1.0 cannot carry most control characters; refuse rather than mangle. */
-static int valid_utf8(const char *s, size_t len)
-{
-    json_t *probe = json_stringn(s, len);
-    int ok = probe != NULL;
-    json_decref(probe);
-    return ok;
-}
-
-/* GitHub events carry no "text": say what happened in one line. */
-static char *github_summary(ferry_http_exchange_t *ex, json_t *doc)
-{
-    const char *event = ferry_http_exchange_header(ex, "X-GitHub-Event");
-    if (!event)
-        return NULL;
-    const char *repo = json_string_value(json_object_get(json_object_get(doc, "repository"), "full_name"));
-    const char *who = json_string_value(json_object_get(json_object_get(doc, "sender"), "login"));
-    const char *action = json_string_value(json_object_get(doc, "action"));
-    char buf[512];
-    snprintf(buf, sizeof buf, "GitHub %s%s%s%s%s%s%s", event, action ? " " : "", action ? action : "",
-             repo ? " in " : "", repo ? repo : "", who ? " by " : "", who ? who : "");
-    return strdup(buf);
+        return "missing or wrong token";
+    return same_secret(auth + 7, strlen(auth + 7), ep->token) ? NULL : "missing or wrong token";
 }
 
 /* Returns the text to deliver, or NULL after answering the request. */
-static char *inbound_text(ferry_http_exchange_t *ex)
+static char *inbound_text(const endpoint_t *ep, ferry_http_exchange_t *ex)
 {
-    size_t len;
-    const char *body = ferry_http_exchange_body(ex, &len);
-    const char *ctype = ferry_http_exchange_header(ex, "Content-Type");
-    if (!ctype) {
-        respond(ex, 415, "Unsupported Media Type: send application/json or text/plain");
-        return NULL;
-    }
-    size_t mlen = strcspn(ctype, "; \t");
-    if (mlen == 10 && strncasecmp(ctype, "text/plain", 10) == 0) {
-        if (!valid_utf8(body, len) || len == 0) {
-            respond(ex, 400, "Bad Request: empty, or not UTF-8 text");
-            return NULL;
-        }
-        /* Characters XML forbids (controls, U+FFFF) become U+FFFD. */
-        return ferry_xml_text_dup(body, len, NULL);
-    }
-    if (mlen != 16 || strncasecmp(ctype, "application/json", 16) != 0) {
-        respond(ex, 415, "Unsupported Media Type: send application/json or text/plain");
-        return NULL;
-    }
-    json_error_t jerr;
-    json_t *doc = json_loadb(body, len, 0, &jerr);
-    if (!doc) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "Bad Request: malformed JSON (%s)", jerr.text);
-        respond(ex, 400, msg);
-        return NULL;
-    }
-    json_t *text = json_object_get(doc, "text");
-    char *out = NULL;
-    if (json_is_string(text) && json_string_length(text) > 0)
-        out = strndup(json_string_value(text), json_string_length(text));
-    else
-        out = github_summary(ex, doc);
-    json_decref(doc);
-    if (!out || strlen(out) == 0) {
-        free(out);
-        respond(ex, 400, "Bad Request: the JSON needs a non-empty \"text\" string");
-        return NULL;
-    }
-    return ferry_xml_text_clean(&out);
+    webhook_inbound_t in = {
+        .content_type = ferry_http_exchange_header(ex, "Content-Type"),
+        .github_event = ferry_http_exchange_header(ex, "X-GitHub-Event"),
+        .gitlab_event = ferry_http_exchange_header(ex, "X-Gitlab-Event"),
+        .gitea_event = ferry_http_exchange_header(ex, "X-Gitea-Event"),
+    };
+    if (!in.gitea_event)
+        in.gitea_event = ferry_http_exchange_header(ex, "X-Forgejo-Event");
+    in.body = ferry_http_exchange_body(ex, &in.len);
+    unsigned status = 400;
+    char why[400];
+    char *text = webhook_inbound_text(&in, ep->source, ep->tmpl, &status, why, sizeof why);
+    if (!text)
+        respond(ex, status, why);
+    return text;
 }
 
 static void on_inbound_committed(void *arg, int ok)
@@ -821,16 +858,19 @@ static void on_inbound(void *arg, ferry_http_exchange_t *ex)
         respond(ex, 405, "Method Not Allowed: use POST");
         return;
     }
-    if (!ep->token && !ep->github_secret) {
+    if (!takes_inbound(ep)) {
         respond(ex, 403, "Forbidden: this endpoint takes no inbound messages");
         return;
     }
-    if (!authorized(ep, ex)) {
+    const char *refused = unauthorized(ep, ex);
+    if (refused) {
+        char why[100];
+        snprintf(why, sizeof why, "Unauthorized: %s", refused);
         ferry_http_exchange_add_header(ex, "WWW-Authenticate", "Bearer");
-        respond(ex, 401, "Unauthorized: missing or wrong token");
+        respond(ex, 401, why);
         return;
     }
-    char *text = inbound_text(ex);
+    char *text = inbound_text(ep, ex);
     if (!text)
         return;
     /* A sender's retry of the same request carries the same id: store it
