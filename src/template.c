@@ -104,9 +104,38 @@ static void *parse_error(ferry_template_t *t, int *out_line, int line, char *err
     return NULL;
 }
 
+/* The line of the first byte that is not UTF-8 text (a NUL byte, or no
+ * UTF-8), or 0 when all is: what a template writes must be text. */
+static int bad_text_line(const char *s, size_t len)
+{
+    if (!memchr(s, 0, len)) {
+        json_t *probe = json_stringn(s, len);
+        json_decref(probe);
+        if (probe)
+            return 0;
+    }
+    int line = 1;
+    for (size_t start = 0; start < len; line++) {
+        const char *nl = memchr(s + start, '\n', len - start);
+        size_t end = nl ? (size_t)(nl - s) : len;
+        json_t *probe = memchr(s + start, 0, end - start) ? NULL : json_stringn(s + start, end - start);
+        json_decref(probe);
+        if (!probe)
+            return line;
+        start = end + 1;
+    }
+    return 1;
+}
+
 ferry_template_t *ferry_template_parse(const char *s, size_t len, int *out_line, char *err,
                                        size_t errlen)
 {
+    int bad = bad_text_line(s, len);
+    if (bad) {
+        *out_line = bad;
+        snprintf(err, errlen, "not UTF-8 text");
+        return NULL;
+    }
     ferry_template_t *t = calloc(1, sizeof *t);
     node_t *stack[FERRY_TEMPLATE_MAX_DEPTH + 1];
     int depth = 0;

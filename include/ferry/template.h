@@ -32,8 +32,9 @@ typedef struct ferry_template ferry_template_t;
 #define FERRY_TEMPLATE_MAX_OUTPUT (60 * 1024)
 #define FERRY_TEMPLATE_MAX_STEPS 200000
 
-/* Parses TEXT (LEN bytes). On error returns NULL, sets *line to the 1-based
- * line of TEXT where it is and writes the reason into ERR. */
+/* Parses TEXT (LEN bytes, UTF-8 without NUL bytes). On error returns NULL,
+ * sets *line to the 1-based line of TEXT where it is and writes the reason
+ * into ERR. */
 ferry_template_t *ferry_template_parse(const char *text, size_t len, int *line, char *err,
                                        size_t errlen);
 /* The text for DATA, malloc'd (the caller frees it). */

@@ -108,6 +108,13 @@ static void test_errors(void)
     refused("{{}}", 1, "one name");
     refused("x\n\n{{a b}}", 3, "one name");
     refused("{{#}}{{/}}", 1, "one name");
+    refused("ok\nstill ok\nbad \xff byte", 3, "not UTF-8 text");
+    refused("ok\n\xc3", 2, "not UTF-8 text");
+    static const char nul[] = "a\nb\nc\0d";
+    int line = 0;
+    char err[100];
+    CHECK(ferry_template_parse(nul, sizeof nul - 1, &line, err, sizeof err) == NULL && line == 3,
+          "a NUL byte is refused on its line (got line %d)", line);
     char deep[400] = "";
     for (int i = 0; i <= FERRY_TEMPLATE_MAX_DEPTH; i++)
         strcat(deep, "{{#a}}");
