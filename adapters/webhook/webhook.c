@@ -799,13 +799,13 @@ static const char *unauthorized(const endpoint_t *ep, ferry_http_exchange_t *ex)
         return strncmp(hub, "sha256=", 7) == 0 && hmac_hex_ok(ep->github_secret, hub + 7, body, len)
                    ? NULL
                    : "wrong X-Hub-Signature-256";
-    const char *gitea = ferry_http_exchange_header(ex, "X-Gitea-Signature");
-    if (!gitea)
+    const char *gitea = ep->gitea_secret ? ferry_http_exchange_header(ex, "X-Gitea-Signature") : NULL;
+    if (ep->gitea_secret && !gitea)
         gitea = ferry_http_exchange_header(ex, "X-Forgejo-Signature");
-    if (ep->gitea_secret && gitea)
+    if (gitea)
         return hmac_hex_ok(ep->gitea_secret, gitea, body, len) ? NULL : "wrong X-Gitea-Signature";
-    const char *gitlab = ferry_http_exchange_header(ex, "X-Gitlab-Token");
-    if (ep->gitlab_token && gitlab)
+    const char *gitlab = ep->gitlab_token ? ferry_http_exchange_header(ex, "X-Gitlab-Token") : NULL;
+    if (gitlab)
         return same_secret(gitlab, strlen(gitlab), ep->gitlab_token) ? NULL : "wrong X-Gitlab-Token";
     const char *auth = ferry_http_exchange_header(ex, "Authorization");
     if (!ep->token || !auth || strncasecmp(auth, "Bearer ", 7) != 0)
