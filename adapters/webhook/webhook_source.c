@@ -3,6 +3,7 @@
  * source's formatter or to the endpoint's template. Everything built from a
  * payload is made safe for XML here, in one place. */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,32 +124,42 @@ static webhook_source_t recognise(const webhook_inbound_t *in, const json_t *doc
 
 /* ---- XML safety ---- */
 
-/* XML 1.0 cannot carry most control characters nor U+FFFE/U+FFFF; Jansson
- * has already refused invalid UTF-8 and lone surrogates. */
-static size_t xml_bad_at(const unsigned char *s, size_t *seq)
+/* Whether the character at S (LEN bytes left) is valid UTF-8 and an XML 1.0
+ * Char; *n is how far to go on: the character, or the whole sequence when
+ * it is well formed but not allowed, or one byte of what is not UTF-8.
+ * Payload strings are UTF-8 (Jansson checked them), but header values such
+ * as the event name may be any bytes. */
+static int xml_char_ok(const unsigned char *s, size_t len, size_t *n)
 {
-    if (s[0] < 0x20 && s[0] != '\t' && s[0] != '\n' && s[0] != '\r') {
-        *seq = 1;
-        return 1;
+    unsigned char c = s[0];
+    *n = 1;
+    if (c < 0x80)
+        return c >= 0x20 || c == '\t' || c == '\n' || c == '\r';
+    size_t k = ferry_utf8_seq_len(c);
+    if (k == 1 || k > len)
+        return 0;
+    uint32_t cp = c & (0x7F >> k);
+    for (size_t i = 1; i < k; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3F);
     }
-    if (s[0] == 0xEF && s[1] == 0xBF && (s[2] == 0xBE || s[2] == 0xBF)) {
-        *seq = 3;
-        return 1;
-    }
-    *seq = ferry_utf8_seq_len(s[0]);
-    return 0;
+    *n = k;
+    static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+    return cp >= least[k] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF) && cp != 0xFFFE &&
+           cp != 0xFFFF;
 }
 
-/* Replaces what XML cannot carry in TEXT (valid UTF-8) by U+FFFD; takes
- * ownership of TEXT. */
+/* TEXT with what XML cannot carry (control characters, U+FFFE/U+FFFF,
+ * bytes that are not UTF-8) replaced by U+FFFD; takes ownership of TEXT. */
 static char *xml_clean(char *text)
 {
     webhook_buf_t out = {0};
     size_t start = 0, i = 0, len = strlen(text);
     while (i < len) {
-        size_t seq;
-        if (!xml_bad_at((const unsigned char *)text + i, &seq)) {
-            i += seq;
+        size_t n;
+        if (xml_char_ok((const unsigned char *)text + i, len - i, &n)) {
+            i += n;
             continue;
         }
         buf_reserve(&out, i - start + 3);
@@ -156,7 +167,7 @@ static char *xml_clean(char *text)
         out.len += i - start;
         out.buf[out.len] = 0;
         webhook_buf_add(&out, "\xef\xbf\xbd");
-        i += seq;
+        i += n;
         start = i;
     }
     if (!out.buf)

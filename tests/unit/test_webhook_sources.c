@@ -184,6 +184,13 @@ static void test_xml_safety(void)
           "{\"ref\": \"refs/heads/m\", \"commits\": [{\"id\": \"abcdef0\", \"message\": \"a\\u0001b\\uffffc\\ufffd\"}],"
           " \"repository\": {\"full_name\": \"o/r\"}, \"pusher\": {\"name\": \"bob\"}}",
           "*[o/r]* bob pushed 1 commit to m\n\xe2\x80\xa2 abcdef0 a\xef\xbf\xbd" "b\xef\xbf\xbd" "c\xef\xbf\xbd");
+    /* header values may be any bytes: the event name of a summary too */
+    req_t odd = {.gitea = "rele\xa3\x8c" "e \xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x82"};
+    GIVES(odd, "{\"repository\": {\"full_name\": \"o/r\"}}",
+          /* stray bytes one by one, an overlong form, a surrogate and a code
+           * point past U+10FFFF as one each, a cut sequence byte by byte */
+          "Gitea rele\xef\xbf\xbd\xef\xbf\xbd" "e \xef\xbf\xbd \xef\xbf\xbd \xef\xbf\xbd "
+          "\xef\xbf\xbd\xef\xbf\xbd in o/r");
     /* text a sender wrote itself is refused, not mangled */
     REFUSED(AUTO, "{\"text\": \"bell\\u0007\"}", 400,
             "Bad Request: the JSON needs a non-empty \"text\" string (and is no known source's payload)");
