@@ -284,8 +284,11 @@ static char *json_text(const webhook_inbound_t *in, const json_t *doc, webhook_s
     free(out.buf);
     if (rc == 0)
         snprintf(missing, sizeof missing, "nothing to say about it");
-    return refuse(status, 400, why, whylen, "Bad Request: taken as %s%s%.60s: %s", titles[src],
-                  event ? " " : "", event ? event : "", missing);
+    char *shown = event ? xml_clean(strndup(event, 60)) : NULL; /* a header: any bytes */
+    refuse(status, 400, why, whylen, "Bad Request: taken as %s%s%s: %s", titles[src], shown ? " " : "",
+           shown ? shown : "", missing);
+    free(shown);
+    return NULL;
 }
 
 char *webhook_inbound_text(const webhook_inbound_t *in, webhook_source_t source,
