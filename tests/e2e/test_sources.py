@@ -61,6 +61,8 @@ def env(module_testbed, ferry_bin, tmp_path_factory):
         "txt": {"source": "text", "token": TOKEN, "deliver_to": alice},
         "tmpl": {"template": GRAFANA_TEMPLATE, "token": TOKEN, "deliver_to": alice},
         "tmplfile": {"template_file": str(tmpl_file), "github_secret": GH_SECRET, "deliver_to": alice},
+        # a source, but no credential: takes nothing in
+        "outonly": {"source": "github", "url": "http://127.0.0.1:9/never", "allow": ["localhost"]},
     }
     comp = {"adapter": "webhook", "domain": DOMAIN, "secret": SECRET, "endpoints": endpoints}
     e.ferry = tb.linked_ferry(e.prosody, {"hooks": comp})
@@ -397,6 +399,12 @@ def test_no_credential_is_401(env):
     # a bearer token is no credential where none is configured
     r = post(env, "gl", payload("gitlab/push.json"), headers={"X-Gitlab-Event": "Push Hook"}, token=GL_TOKEN)
     assert (r.status, reason(r)) == (401, "401 Unauthorized: missing or wrong token"), r
+
+
+def test_endpoint_without_credentials_is_403(env):
+    body = payload("github/ping.json")
+    r = post(env, "outonly", body, headers=github("ping", body), token=None)
+    assert (r.status, reason(r)) == (403, "403 Forbidden: this endpoint takes no inbound messages"), r
 
 
 # ------------------------------------------------------------------ bodies that cannot become text
