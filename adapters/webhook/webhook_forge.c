@@ -17,11 +17,13 @@
 
 typedef struct dialect {
     const char *name;      /* as people write it */
+    const char *header;    /* the event header */
     const char *compare;   /* the push's compare link */
+    int ci;                /* sends workflow_run and check_suite */
 } dialect_t;
 
-static const dialect_t github = {"GitHub", "compare"};
-static const dialect_t gitea = {"Gitea", "compare_url"};
+static const dialect_t github = {"GitHub", "X-GitHub-Event", "compare", 1};
+static const dialect_t gitea = {"Gitea", "X-Gitea-Event", "compare_url", 0};
 
 /* ---- shared pieces ---- */
 
@@ -306,7 +308,7 @@ static int format_github_like(const dialect_t *d, const char *event, const json_
                               webhook_buf_t *out, char *why, size_t whylen)
 {
     if (!webhook_has(event)) {
-        snprintf(why, whylen, "the request has no X-%s-Event header", strcmp(d->name, "GitHub") == 0 ? "GitHub" : "Gitea");
+        snprintf(why, whylen, "the request has no %s header", d->header);
         return -1;
     }
     const char *repo = webhook_str(doc, "repository.full_name");
@@ -315,7 +317,7 @@ static int format_github_like(const dialect_t *d, const char *event, const json_
         return gh_ping(d, doc, repo, out);
     int known = strcmp(event, "push") == 0 || strcmp(event, "pull_request") == 0 ||
                 strcmp(event, "issues") == 0 || strcmp(event, "release") == 0 ||
-                (d == &github && (strcmp(event, "workflow_run") == 0 || strcmp(event, "check_suite") == 0));
+                (d->ci && (strcmp(event, "workflow_run") == 0 || strcmp(event, "check_suite") == 0));
     if (!known)
         return summary(d, event, repo, who, doc, out);
     if (!webhook_has(repo))
@@ -350,7 +352,7 @@ int webhook_format_gitea(const char *event, const json_t *doc, webhook_buf_t *ou
 
 /* ---- GitLab ---- */
 
-static const dialect_t gitlab = {"GitLab", NULL};
+static const dialect_t gitlab = {"GitLab", "X-Gitlab-Event", NULL, 0};
 
 /* GitLab's object_attributes.action, as a verb. */
 static const char *gl_verb(const char *action)
