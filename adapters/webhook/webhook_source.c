@@ -3,7 +3,6 @@
  * source's formatter or to the endpoint's template. Everything built from a
  * payload is made safe for XML here, in one place. */
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,70 +123,9 @@ static webhook_source_t recognise(const webhook_inbound_t *in, const json_t *doc
 
 /* ---- XML safety ---- */
 
-/* Whether the character at S (LEN bytes left) is valid UTF-8 and an XML 1.0
- * Char; *n is how far to go on: the character, or the whole sequence when
- * it is well formed but not allowed, or one byte of what is not UTF-8.
- * Payload strings are UTF-8 (Jansson checked them), but header values such
- * as the event name may be any bytes. */
-static int xml_char_ok(const unsigned char *s, size_t len, size_t *n)
-{
-    unsigned char c = s[0];
-    *n = 1;
-    if (c < 0x80)
-        return c >= 0x20 || c == '\t' || c == '\n' || c == '\r';
-    size_t k = ferry_utf8_seq_len(c);
-    if (k == 1 || k > len)
-        return 0;
-    uint32_t cp = c & (0x7F >> k);
-    for (size_t i = 1; i < k; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3F);
-    }
-    *n = k;
-    static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
-    return cp >= least[k] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF) && cp != 0xFFFE &&
-           cp != 0xFFFF;
-}
-
-/* TEXT with what XML cannot carry (control characters, U+FFFE/U+FFFF,
- * bytes that are not UTF-8) replaced by U+FFFD; takes ownership of TEXT. */
-static char *xml_clean(char *text)
-{
-    webhook_buf_t out = {0};
-    size_t start = 0, i = 0, len = strlen(text);
-    while (i < len) {
-        size_t n;
-        if (xml_char_ok((const unsigned char *)text + i, len - i, &n)) {
-            i += n;
-            continue;
-        }
-        buf_reserve(&out, i - start + 3);
-        memcpy(out.buf + out.len, text + start, i - start);
-        out.len += i - start;
-        out.buf[out.len] = 0;
-        webhook_buf_add(&out, "\xef\xbf\xbd");
-        i += n;
-        start = i;
-    }
-    if (!out.buf)
-        return text;
-    webhook_buf_add(&out, text + start);
-    free(text);
-    return out.buf;
-}
-
-/* Text a sender wrote itself is refused rather than mangled when XML cannot
- * carry it. */
-static int xml_safe(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
-            return 0;
-    }
-    return 1;
-}
+/* Everything this file returns goes through ferry_xml_text_clean() (the
+ * project's one rule for outside text in XML): characters XML cannot carry
+ * and bytes that are not UTF-8 (a header may hold any) become U+FFFD. */
 
 static int valid_utf8(const char *s, size_t len)
 {
@@ -224,11 +162,11 @@ static char *slack_text(const json_t *doc, unsigned *status, char *why, size_t w
     const json_t *text = json_object_get(doc, "text");
     size_t n = json_string_length(text);
     const char *s = json_string_value(text);
-    if (!s || n == 0 || strlen(s) != n || !xml_safe(s, n))
+    if (!s || n == 0)
         return refuse(status, 400, why, whylen,
                       "Bad Request: the JSON needs a non-empty \"text\" string (and is no known "
                       "source's payload)");
-    return strdup(s);
+    return ferry_xml_text_dup(s, n, NULL);
 }
 
 /* The event a forge's request is about: its header, or for GitLab the
@@ -266,7 +204,7 @@ static char *json_text(const webhook_inbound_t *in, const json_t *doc, webhook_s
             return refuse(status, 400, why, whylen,
                           "Bad Request: the endpoint's template gave no text for this JSON");
         }
-        return xml_clean(text);
+        return ferry_xml_text_clean(&text);
     }
     webhook_source_t src = source == SOURCE_AUTO ? recognise(in, doc) : source;
     if (src == SOURCE_TEXT)
@@ -280,11 +218,11 @@ static char *json_text(const webhook_inbound_t *in, const json_t *doc, webhook_s
     else
         snprintf(missing, sizeof missing, "the JSON is not an object");
     if (rc == 0 && out.buf && *out.buf)
-        return xml_clean(out.buf);
+        return ferry_xml_text_clean(&out.buf);
     free(out.buf);
     if (rc == 0)
         snprintf(missing, sizeof missing, "nothing to say about it");
-    char *shown = event ? xml_clean(strndup(event, 60)) : NULL; /* a header: any bytes */
+    char *shown = event ? ferry_xml_text_dup(event, strnlen(event, 60), NULL) : NULL; /* a header: any bytes */
     refuse(status, 400, why, whylen, "Bad Request: taken as %s%s%s: %s", titles[src], shown ? " " : "",
            shown ? shown : "", missing);
     free(shown);
@@ -299,9 +237,9 @@ char *webhook_inbound_text(const webhook_inbound_t *in, webhook_source_t source,
         if (source != SOURCE_AUTO && source != SOURCE_TEXT && !tmpl)
             return refuse(status, 400, why, whylen,
                           "Bad Request: taken as %s: the body is text/plain, not JSON", titles[source]);
-        if (in->len == 0 || !valid_utf8(in->body, in->len) || !xml_safe(in->body, in->len))
+        if (in->len == 0 || !valid_utf8(in->body, in->len))
             return refuse(status, 400, why, whylen, "Bad Request: empty, or not UTF-8 text");
-        return strndup(in->body, in->len);
+        return ferry_xml_text_dup(in->body, in->len, NULL);
     }
     if (!ctype || !media_type_is(ctype, "application/json"))
         return refuse(status, 415, why, whylen,
