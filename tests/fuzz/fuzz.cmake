@@ -5,7 +5,7 @@
 set(FUZZ_DIR ${CMAKE_SOURCE_DIR}/tests/fuzz)
 file(GLOB fuzz_sources CONFIGURE_DEPENDS ${FUZZ_DIR}/fuzz_*.c)
 
-add_library(ferryfuzzoracle STATIC ${FUZZ_DIR}/oracle.c)
+add_library(ferryfuzzoracle STATIC ${FUZZ_DIR}/oracle.c ${FUZZ_DIR}/exchange.c)
 target_link_libraries(ferryfuzzoracle PUBLIC ferrycore)
 
 foreach(src ${fuzz_sources})

@@ -9,7 +9,11 @@
 #include <expat.h>
 
 #include "ferry/jid.h"
+#include "log.h"
 #include "oracle.h"
+
+/* Errors only: a line per input would slow the fuzzer down to the terminal. */
+__attribute__((constructor)) static void quiet(void) { log_set_level(FERRY_LOG_ERROR); }
 
 void fuzz_fail(const char *what, const char *fmt, ...)
 {
@@ -128,6 +132,8 @@ void fuzz_check_stanza(const char *what, xmpp_stanza_t *stanza, int jids)
     if (xmpp_stanza_to_text(stanza, &text, &len) != XMPP_EOK)
         fuzz_fail(what, "the stanza cannot be serialised");
     fuzz_check_stanza_text(what, text, len, jids);
+    if (getenv("FUZZ_VERBOSE"))
+        fprintf(stderr, "%s: %s\n", what, text);
     xmpp_free(xmpp_stanza_get_context(stanza), text);
 }
 
