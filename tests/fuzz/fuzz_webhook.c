@@ -38,6 +38,7 @@ static const char config[] = "[endpoints.alerts]\n"
                              "url = \"http://127.0.0.1:9/\"\n";
 
 static size_t stored;
+static const char *request_path = "";
 
 int fuzz_xmpp_put(ferry_component_t *comp, const char *dedup, xmpp_stanza_t *stanza)
 {
@@ -45,6 +46,10 @@ int fuzz_xmpp_put(ferry_component_t *comp, const char *dedup, xmpp_stanza_t *sta
     (void)dedup;
     fuzz_check_stanza("webhook: stored chat", stanza, 1);
     stored++;
+    /* Only a request to an endpoint that takes messages stores one. */
+    if (strcmp(request_path, "/hooks/main/alerts") != 0 &&
+        strcmp(request_path, "/hooks/main/github") != 0)
+        fuzz_fail("webhook", "a message stored for a request to %s", request_path);
     return 0;
 }
 
@@ -101,6 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fuzz_route_matches(wh->route, fuzz_ex_path(ex))) {
         sign_github(ex, find_endpoint(wh, "github"));
         stored = 0;
+        request_path = fuzz_ex_path(ex);
         on_inbound(wh, ex);
         unsigned status = fuzz_ex_status(ex);
         if (!status)

@@ -15,14 +15,21 @@
 /* Errors only: a line per input would slow the fuzzer down to the terminal. */
 __attribute__((constructor)) static void quiet(void) { log_set_level(FERRY_LOG_ERROR); }
 
+/* Where the sanitizers report: libFuzzer moves it when -close_fd_mask=2
+ * silences what the code under test prints. Absent without a sanitizer. */
+void __sanitizer_report_error_summary(const char *summary) __attribute__((weak));
+
 void fuzz_fail(const char *what, const char *fmt, ...)
 {
+    char msg[2400];
+    int n = snprintf(msg, sizeof msg, "FUZZ ORACLE (%s): ", what);
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "FUZZ ORACLE (%s): ", what);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "%s\n", msg);
+    if (__sanitizer_report_error_summary)
+        __sanitizer_report_error_summary(msg);
     abort();
 }
 
