@@ -79,7 +79,7 @@ run_one() {
         printf 'fuzz: %-14s ok      %10s execs in %s s\n' "$t" "${execs:-?}" "${secs:-$seconds}"
     else
         printf 'fuzz: %-14s FAILED  (exit %d; log %s)\n' "$t" "$rc" "$log"
-        grep -m1 -E 'FUZZ ORACLE|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error' "$log" |
+        grep -a -m1 -E 'FUZZ ORACLE|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error' "$log" |
             sed 's/^/fuzz:   /' || true
         ls "$out/fuzz-crashes/$t-"* 2>/dev/null | sed 's/^/fuzz:   input: /' || true
     fi

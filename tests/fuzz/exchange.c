@@ -12,6 +12,7 @@ struct ferry_http_exchange {
     char *method;
     char *target; /* owns path and query, as in http_server.c */
     const char *path, *query;
+    const char *rest; /* what ferry_http_exchange_rest() gives, once a route is set */
     char **names, **values;
     size_t nheaders;
     char *body;
@@ -28,6 +29,8 @@ void fuzz_ex_free(ferry_http_exchange_t *ex);
 void fuzz_ex_set_header(ferry_http_exchange_t *ex, const char *name, const char *value);
 unsigned fuzz_ex_status(const ferry_http_exchange_t *ex);
 int fuzz_route_matches(const char *prefix, const char *path);
+void fuzz_ex_set_route(ferry_http_exchange_t *ex, const char *prefix);
+const char *fuzz_ex_rest(const ferry_http_exchange_t *ex);
 
 static char *copy(const uint8_t *s, size_t n)
 {
@@ -127,6 +130,18 @@ int fuzz_route_matches(const char *prefix, const char *path)
         len--;
     return strncmp(path, prefix, len) == 0 && (path[len] == 0 || path[len] == '/');
 }
+
+/* As http_server.c: the path after the whole prefix, NULL when the path is
+ * the prefix without its trailing '/'. */
+void fuzz_ex_set_route(ferry_http_exchange_t *ex, const char *prefix)
+{
+    if (!fuzz_route_matches(prefix, ex->path))
+        fuzz_fail("http", "route %s set for path %s", prefix, ex->path);
+    size_t len = strlen(prefix);
+    ex->rest = strncmp(ex->path, prefix, len) == 0 ? ex->path + len : NULL;
+}
+
+const char *fuzz_ex_rest(const ferry_http_exchange_t *ex) { return ex->rest; }
 
 const char *fuzz_ex_method(const ferry_http_exchange_t *ex) { return ex->method; }
 const char *fuzz_ex_path(const ferry_http_exchange_t *ex) { return ex->path; }

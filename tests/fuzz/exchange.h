@@ -22,6 +22,9 @@ ferry_http_exchange_t *fuzz_ex_new(const uint8_t *data, size_t size);
 void fuzz_ex_free(ferry_http_exchange_t *ex);
 /* Sets (or replaces) a request header: for signatures the harness computes. */
 void fuzz_ex_set_header(ferry_http_exchange_t *ex, const char *name, const char *value);
+/* The route that took the request: sets what ferry_http_exchange_rest()
+ * gives, as ferry/http.h says. Call it before the handler. */
+void fuzz_ex_set_route(ferry_http_exchange_t *ex, const char *prefix);
 /* The status answered, 0 while none. */
 unsigned fuzz_ex_status(const ferry_http_exchange_t *ex);
 /* Whether PATH is under PREFIX as ferry/http.h promises routes match:
@@ -31,6 +34,7 @@ int fuzz_route_matches(const char *prefix, const char *path);
 const char *fuzz_ex_method(const ferry_http_exchange_t *ex);
 const char *fuzz_ex_path(const ferry_http_exchange_t *ex);
 const char *fuzz_ex_query(const ferry_http_exchange_t *ex);
+const char *fuzz_ex_rest(const ferry_http_exchange_t *ex);
 const char *fuzz_ex_header(const ferry_http_exchange_t *ex, const char *name);
 const char *fuzz_ex_body(const ferry_http_exchange_t *ex, size_t *len);
 int fuzz_ex_add_header(ferry_http_exchange_t *ex, const char *name, const char *value);
@@ -40,6 +44,7 @@ void fuzz_ex_respond(ferry_http_exchange_t *ex, unsigned status, const char *con
 #define ferry_http_exchange_method fuzz_ex_method
 #define ferry_http_exchange_path fuzz_ex_path
 #define ferry_http_exchange_query fuzz_ex_query
+#define ferry_http_exchange_rest fuzz_ex_rest
 #define ferry_http_exchange_header fuzz_ex_header
 #define ferry_http_exchange_body fuzz_ex_body
 #define ferry_http_exchange_add_header fuzz_ex_add_header

@@ -1,27 +1,91 @@
 /* fuzz_irc_line.c: what an IRC server (or anyone on a channel) sends, on
- * any bytes: adapters/irc/irc_proto.c cuts reads into lines and parses them,
- * and the real bridge (adapters/irc/bridge.c, irc_chan.c, irc_history.c)
- * turns them into presences, messages, subjects, invitations and history
- * replays for a user who is in two rooms. First byte: the read size - 1.
+ * any bytes: the real connection code (adapters/irc/irc_conn.c, included
+ * below so that its static functions run as they are: PING and its PONG
+ * budget, 001, ISUPPORT, SASL) reading lines cut by irc_proto.c, then the
+ * real bridge (bridge.c, irc_chan.c, irc_history.c) turning them into
+ * presences, messages, subjects, invitations and history replays for a
+ * user who is in two rooms. First byte: bit 0 starts the connection still
+ * registering with SASL, the rest is the read size.
  *
  * The ORACLE: every stanza the bridge sends is well-formed XML 1.0 with
  * JIDs that parse in 'from' and 'to' (RFC 6120: anything else and the
- * server drops the component for everyone), and every line it would send
- * back to IRC is one line. The core's side of the component, the IRC
- * connection's socket and the store are replaced below by stand-ins that
- * check instead of sending; these definitions take the place of
- * component.c, irc_conn.c and irc.c, which are then not linked. */
+ * server drops the component for everyone), and every write to the IRC
+ * socket is whole lines of at most 512 bytes. The core's side of the
+ * component, the socket, timers and the store are replaced below by
+ * stand-ins that check instead of sending; these definitions take the
+ * place of component.c and irc.c, which are then not linked. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+/* Opening and closing connections stay the stand-ins' below (irc.h then
+ * declares the included file's own under these names). */
+#define irc_conn_new fuzz_unused_irc_conn_new
+#define irc_conn_start fuzz_unused_irc_conn_start
+#define irc_conn_quit fuzz_unused_irc_conn_quit
+#define irc_conn_check fuzz_unused_irc_conn_check
 #include "../../adapters/irc/irc.h"
 #include "ferry/stanza.h"
 #include "oracle.h"
 
+/* The socket and the timers: written lines are checked, timers never fire. */
+static int fuzz_uv_write(uv_write_t *req, uv_stream_t *handle, const uv_buf_t bufs[],
+                         unsigned int nbufs, uv_write_cb cb);
+static int fuzz_uv_timer_start(uv_timer_t *handle, uv_timer_cb cb, uint64_t timeout,
+                               uint64_t repeat);
+static uint64_t fuzz_uv_now(const uv_loop_t *loop);
+#define uv_write fuzz_uv_write
+#define uv_timer_start fuzz_uv_timer_start
+#define uv_now fuzz_uv_now
+#include "../../adapters/irc/irc_conn.c"
+#undef uv_write
+#undef uv_timer_start
+#undef uv_now
+#undef irc_conn_new
+#undef irc_conn_start
+#undef irc_conn_quit
+#undef irc_conn_check
+
+static int fuzz_uv_write(uv_write_t *req, uv_stream_t *handle, const uv_buf_t bufs[],
+                         unsigned int nbufs, uv_write_cb cb)
+{
+    (void)handle;
+    for (unsigned i = 0; i < nbufs; i++) {
+        const char *p = bufs[i].base, *end = p + bufs[i].len;
+        if (getenv("FUZZ_VERBOSE"))
+            fprintf(stderr, "to IRC: %.*s", (int)bufs[i].len, bufs[i].base);
+        while (p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+            if (!nl || n < 2 || p[n - 2] != '\r' || memchr(p, '\r', n - 2) || memchr(p, 0, n) ||
+                n > IRC_LINE_MAX)
+                fuzz_fail("irc: write to IRC", "not whole lines: %.*s", (int)(end - p), p);
+            p += n;
+        }
+    }
+    cb(req, 0);
+    return 0;
+}
+
+static int fuzz_uv_timer_start(uv_timer_t *handle, uv_timer_cb cb, uint64_t timeout,
+                               uint64_t repeat)
+{
+    (void)handle, (void)cb, (void)timeout, (void)repeat;
+    return 0;
+}
+
+static uint64_t clock_ms;
+
+static uint64_t fuzz_uv_now(const uv_loop_t *loop)
+{
+    (void)loop;
+    return clock_ms += 10; /* time moves a little at every look */
+}
+
 #define DOMAIN "irc.example.org"
 
-static irc_server_t server = {.name = "irc.example.net", .host = "127.0.0.1", .port = 6667};
+static irc_server_t server = {.name = "irc.example.net", .host = "127.0.0.1", .port = 6667,
+                              .realname = "ferry", .throttle_burst = 5, .throttle_rate = 2};
 static irc_conn_t *the_conn;
 
 /* ---- the core, as the adapter sees it (ferry/component.h) ---- */
@@ -36,6 +100,12 @@ const char *ferry_component_domain(const ferry_component_t *comp)
 {
     (void)comp;
     return DOMAIN;
+}
+
+uv_loop_t *ferry_component_loop(const ferry_component_t *comp)
+{
+    (void)comp;
+    return NULL; /* only passed to uv_now, replaced above */
 }
 
 xmpp_ctx_t *ferry_component_xmpp(const ferry_component_t *comp)
@@ -128,7 +198,7 @@ static void rows_clear(void)
     nrows = 0;
 }
 
-/* ---- the adapter's own plumbing (irc.c, irc_register.c, irc_conn.c) ---- */
+/* ---- the adapter's own plumbing (irc.c, irc_register.c) ---- */
 
 const irc_server_t *irc_find_server(irc_t *irc, const char *name)
 {
@@ -167,28 +237,8 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
     conn->closing = 1;
 }
 
-/* As irc_conn.c writes a line: it must stay one line. */
-int irc_conn_send(irc_conn_t *conn, const char *command, const char *const *params, int n)
-{
-    (void)conn;
-    char line[IRC_LINE_MAX + 1];
-    size_t len = irc_format(line, sizeof line, command, params, n);
-    if (!len)
-        return -1;
-    if (len < 2 || strcspn(line, "\r\n") != len - 2 || strlen(line) != len)
-        fuzz_fail("irc: line to IRC", "not one line: %s", line);
-    return 0;
-}
-
-const char *irc_conn_mode_prefix(const irc_conn_t *conn, char mode)
-{
-    static char out[2];
-    const char *at = mode ? strchr(conn->prefix_modes, mode) : NULL;
-    if (!at || (size_t)(at - conn->prefix_modes) >= strlen(conn->prefixes))
-        return NULL;
-    out[0] = conn->prefixes[at - conn->prefix_modes];
-    return out;
-}
+void irc_conn_forget(irc_t *irc, irc_conn_t *conn) { (void)irc, (void)conn; }
+void irc_conn_freed(irc_t *irc) { (void)irc; }
 
 /* ---- the scene: alice is in #chan (announced, two resources) and is
  * joining &new (history on join wanted) ---- */
@@ -217,24 +267,23 @@ static irc_room_t *add_room(irc_t *irc, irc_conn_t *conn, const char *name, int 
     return room;
 }
 
-static int on_line(void *ctx, const char *line, size_t len)
+/* Each line once through the parser alone (its contract), then as the
+ * connection reads it. */
+static int read_line(void *ctx, const char *line, size_t len)
 {
-    irc_conn_t *conn = ctx;
     irc_msg_t *m = irc_msg_parse(line, len);
-    if (!m)
-        return 0;
-    if (m->nparams > IRC_MAX_PARAMS || !m->command[0])
+    if (m && (m->nparams > IRC_MAX_PARAMS || !m->command[0]))
         fuzz_fail("irc_msg_parse", "%d parameters, command '%s'", m->nparams, m->command);
-    bridge_on_line(conn, m);
     free(m);
-    return 0;
+    return line_read(ctx, line, len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    size_t chunk = data[0] + 1u;
+    int registering = data[0] & 1;
+    size_t chunk = (data[0] >> 1) + 1u;
     data++, size--;
 
     irc_t *irc = calloc(1, sizeof *irc);
@@ -249,8 +298,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     conn->jid = strdup("alice@example.org");
     strcpy(conn->nick, "alice");
     strcpy(conn->wanted_nick, "alice");
-    conn->state = IRC_READY;
-    conn->registered = conn->welcomed = 1;
+    conn->tcp_open = 1; /* writes reach fuzz_uv_write */
+    conn->tokens = server.throttle_burst;
+    if (registering) { /* 001 to come, SASL PLAIN under way */
+        conn->state = IRC_REGISTERING;
+        conn->sasl = 1;
+        strcpy(conn->settings.username, "alice");
+        strcpy(conn->settings.password, "pencil");
+    } else {
+        conn->state = IRC_READY;
+        conn->registered = conn->welcomed = 1;
+    }
     conn->casemap = IRC_CASE_RFC1459;
     strcpy(conn->chantypes, "#&");
     strcpy(conn->prefixes, "~&@%+");
@@ -270,13 +328,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     irc_linebuf_t lb = {0};
     for (size_t off = 0; off < size; off += chunk) {
         size_t n = size - off < chunk ? size - off : chunk;
-        if (irc_linebuf_feed(&lb, (const char *)data + off, n, 4096, on_line, conn) < 0)
-            break; /* the connection would be dropped: a line over the bound */
+        if (irc_linebuf_feed(&lb, (const char *)data + off, n, 4096, read_line, conn) != 0)
+            break; /* a line over the bound drops the connection; or it closed */
     }
     irc_linebuf_free(&lb);
 
     /* The user goes: every room is left with presences (checked too). */
     bridge_disconnect(conn, "fuzz over", 0);
+    conn->tcp_open = 0;
+    drop_socket(conn); /* frees what waits in the flood control queue */
+    free(conn->queue);
     if (irc->chans)
         fuzz_fail("irc", "a channel outlived every room in it");
     free(conn->motd);

@@ -177,6 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     /* The server hands the handler only what its route matches. */
     if (fuzz_route_matches(sms->route, fuzz_ex_path(ex))) {
+        fuzz_ex_set_route(ex, sms->route);
         if (data[0] & 1)
             sign_telnyx(ex);
         else

@@ -105,6 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     /* The server hands the handler only what its route matches. */
     if (fuzz_route_matches(wh->route, fuzz_ex_path(ex))) {
+        fuzz_ex_set_route(ex, wh->route);
         sign_github(ex, find_endpoint(wh, "github"));
         stored = 0;
         request_path = fuzz_ex_path(ex);
