@@ -68,10 +68,12 @@ run_one() {
         while read -r opt; do [[ -n $opt && $opt != \#* ]] && args+=("$opt"); done <"tests/fuzz/$t.options"
     fi
     mkdir -p "$out/fuzz-corpus/$t"
-    local seeds=tests/fuzz/corpus/$t
-    [[ -d $seeds ]] || seeds=
+    local seeds=() d
+    for d in tests/fuzz/corpus/$t tests/fuzz/regressions/$t; do
+        [[ -d $d ]] && seeds+=("$d")
+    done
     local rc=0
-    "$out/fuzz_$t" "${args[@]}" "$out/fuzz-corpus/$t" $seeds >"$log" 2>&1 || rc=$?
+    "$out/fuzz_$t" "${args[@]}" "$out/fuzz-corpus/$t" "${seeds[@]}" >"$log" 2>&1 || rc=$?
     local execs secs
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)

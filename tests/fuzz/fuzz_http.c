@@ -118,7 +118,7 @@ static void start(void)
     static ferry_component_t comp;
     uv_loop_init(&loop);
     char err[256];
-    srv = http_server_new(&loop, "127.0.0.1:0", err, sizeof err);
+    srv = http_server_new(&loop, "127.0.0.1:0", NULL, err, sizeof err);
     if (!srv)
         fuzz_fail("http", "no listener: %s", err);
     port = http_server_port(srv);
