@@ -16,6 +16,8 @@ foreach(src ${fuzz_sources})
   add_test(NAME fuzz_replay_${t}
            COMMAND replay_${t} ${FUZZ_DIR}/corpus/${t} ${FUZZ_DIR}/regressions/${t}
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  # A regression may be an input that hung: it fails by timing out.
+  set_tests_properties(fuzz_replay_${t} PROPERTIES TIMEOUT 120)
   if(FERRY_FUZZ)
     add_executable(fuzz_${t} ${src})
     target_link_libraries(fuzz_${t} PRIVATE ferryfuzzoracle)
