@@ -101,7 +101,7 @@ static void XMLCALL on_start(void *arg, const XML_Char *name, const XML_Char **a
             ferry_jid_t j;
             if ((strcmp(attrs[i], "from") == 0 || strcmp(attrs[i], "to") == 0) &&
                 ferry_jid_parse(attrs[i + 1], &j) != 0)
-                c->bad = attrs[i];
+                c->bad = attrs[i][0] == 'f' ? "from" : "to"; /* expat frees attrs[i] */
         }
     }
 }
