@@ -73,7 +73,8 @@ run_one() {
         [[ -d $d ]] && seeds+=("$d")
     done
     local rc=0
-    "$out/fuzz_$t" "${args[@]}" "$out/fuzz-corpus/$t" "${seeds[@]}" >"$log" 2>&1 || rc=$?
+    # (braces: the shell's own "Aborted" notice goes nowhere; the log says it all)
+    { "$out/fuzz_$t" "${args[@]}" "$out/fuzz-corpus/$t" "${seeds[@]}" >"$log" 2>&1; } 2>/dev/null || rc=$?
     local execs secs
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
