@@ -13,6 +13,7 @@
  * header values without CR or LF; every stanza the webhook handler stores
  * is well-formed XML 1.0; once the client is gone, no exchange is left. */
 #include <errno.h>
+#include <poll.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -140,13 +141,22 @@ static void start(void)
         fuzz_fail("http", "routes refused");
 }
 
+/* libFuzzer's timers interrupt system calls: every wait here retries. */
 static int connect_local(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+    if (fd < 0 || (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 && errno != EINPROGRESS &&
+                   errno != EINTR))
         fuzz_fail("http", "cannot connect: %s", strerror(errno));
+    struct pollfd p = {fd, POLLOUT, 0};
+    int n, err = 0;
+    socklen_t len = sizeof err;
+    while ((n = poll(&p, 1, 5000)) < 0 && errno == EINTR)
+        ;
+    if (n != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)
+        fuzz_fail("http", "cannot connect: %s", n == 0 ? "timed out" : strerror(err ? err : errno));
     return fd;
 }
 
@@ -163,7 +173,7 @@ static void settle(int fd, int *closed)
             if (getenv("FUZZ_VERBOSE"))
                 fprintf(stderr, "%.*s", (int)n, buf);
             quiet = 0;
-        } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+        } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             *closed = 1;
         } else {
             quiet++;
@@ -182,7 +192,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ssize_t n = send(fd, data + sent, size - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0)
             sent += (size_t)n;
-        else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             break; /* ferry hung up first */
         settle(fd, &closed);
     }
