@@ -9,6 +9,7 @@
 #include <expat.h>
 
 #include "ferry/jid.h"
+#include "ferry/text.h"
 #include "log.h"
 #include "oracle.h"
 
@@ -141,6 +142,20 @@ void fuzz_check_stanza(const char *what, xmpp_stanza_t *stanza, int jids)
     fuzz_check_stanza_text(what, text, len, jids);
     if (getenv("FUZZ_VERBOSE"))
         fprintf(stderr, "%s: %s\n", what, text);
+    xmpp_free(xmpp_stanza_get_context(stanza), text);
+}
+
+void fuzz_check_stored(const char *what, xmpp_stanza_t *stanza)
+{
+    char *text;
+    size_t len;
+    if (xmpp_stanza_to_text(stanza, &text, &len) != XMPP_EOK)
+        fuzz_fail(what, "the stanza cannot be serialised");
+    char *clean = ferry_xml_text_valid(text, len) ? NULL : ferry_xml_text_dup(text, len, &len);
+    fuzz_check_stanza_text(what, clean ? clean : text, len, 1);
+    if (getenv("FUZZ_VERBOSE"))
+        fprintf(stderr, "%s: %s\n", what, clean ? clean : text);
+    free(clean);
     xmpp_free(xmpp_stanza_get_context(stanza), text);
 }
 

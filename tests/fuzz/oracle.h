@@ -33,6 +33,11 @@ void fuzz_check_stanza_text(const char *what, const char *xml, size_t len, int j
 /* The same for a stanza object, serialised as ferry serialises it. */
 void fuzz_check_stanza(const char *what, xmpp_stanza_t *stanza, int jids);
 
+/* A stanza an adapter stores with ferry_xmpp_put(), checked as the core
+ * stores it (component.c): serialised, then cleaned with the core's one
+ * rule (ferry/text.h) when XML would refuse a character of it. */
+void fuzz_check_stored(const char *what, xmpp_stanza_t *stanza);
+
 /* One libstrophe context for the whole run (stanzas are built with it). */
 xmpp_ctx_t *fuzz_xmpp_ctx(void);
 
