@@ -186,6 +186,25 @@ int ferry_history_prune(ferry_component_t *comp, int64_t before_ms)
     return 0;
 }
 
+/* Settings (ferry/outbox.h): nothing stored, so every lookup misses. */
+int ferry_setting_get(ferry_component_t *comp, const char *ns, const char *key, char **value)
+{
+    (void)comp, (void)ns, (void)key, (void)value;
+    return -1;
+}
+
+int ferry_setting_put(ferry_component_t *comp, const char *ns, const char *key, const char *value)
+{
+    (void)comp, (void)ns, (void)key, (void)value;
+    return 0;
+}
+
+int ferry_setting_del(ferry_component_t *comp, const char *ns, const char *key)
+{
+    (void)comp, (void)ns, (void)key;
+    return 0;
+}
+
 static void rows_clear(void)
 {
     for (size_t i = 0; i < nrows; i++) {
