@@ -12,6 +12,9 @@ BUILD_PKGS=(build-essential cmake pkg-config libstrophe-dev libuv1-dev libcurl4-
 # and the toml-test vectors (shipped by golang-github-burntsushi-toml-dev).
 TEST_PKGS=(prosody python3 python3-slixmpp python3-pytest curl golang-github-burntsushi-toml-dev
            ejabberd ngircd inspircd anope python3-cryptography)
+# The fuzz targets (scripts/fuzz.sh): clang 14 and its libFuzzer runtime
+# (libclang_rt.fuzzer*.a ships in libclang-rt-14-dev).
+FUZZ_PKGS=(clang libclang-rt-14-dev)
 
 # System instances that a package's maintainer scripts might start: name and pidfile. The pid
 # is signalled only if its command line mentions that name.
@@ -35,12 +38,12 @@ is_installed() {
 }
 
 missing=()
-for p in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"; do
+for p in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${FUZZ_PKGS[@]}"; do
     is_installed "$p" || missing+=("$p")
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    log "all ${#BUILD_PKGS[@]} build and ${#TEST_PKGS[@]} test/demo packages are already installed"
+    log "all ${#BUILD_PKGS[@]} build, ${#TEST_PKGS[@]} test/demo and ${#FUZZ_PKGS[@]} fuzz packages are already installed"
     exit 0
 fi
 

@@ -658,7 +658,14 @@ static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const cha
 {
     (void)kind;
     ferry_http_exchange_t *ex = cls;
-    return header_add(&ex->headers, &ex->nheaders, name, value) == 0 ? MHD_YES : MHD_NO;
+    if (header_add(&ex->headers, &ex->nheaders, name, value) != 0)
+        return MHD_NO;
+    /* microhttpd lets a bare CR through in a value; RFC 9112 section 2.2:
+     * replace it with SP, so that no handler passes it on. */
+    for (char *c = ex->headers[ex->nheaders - 1].value; *c; c++)
+        if (*c == '\r' || *c == '\n')
+            *c = ' ';
+    return MHD_YES;
 }
 
 static enum MHD_Result on_headers(ferry_http_server_t *srv, ferry_http_exchange_t *ex,

@@ -37,6 +37,8 @@ int ferry_jid_parse(const char *jid, ferry_jid_t *out)
     size_t domain_len = bare_len - (size_t)(domain - jid);
     if (domain_len > 0 && domain[domain_len - 1] == '.')
         domain_len--; /* a trailing dot names the same domain */
+    if (domain_len > 0 && domain[domain_len - 1] == '.')
+        return -1; /* but two make an empty label: no domain */
     if (at && copy_part(out->local, sizeof out->local, jid, (size_t)(at - jid), 1) != 0)
         return -1;
     if (at && !local_ok(out->local))

@@ -247,7 +247,9 @@ static void on_line(irc_conn_t *conn, const char *line, size_t len)
         conn->state = IRC_READY;
         conn->registered = 1;
         conn->attempt = 0;
-        if (m->nparams)
+        /* The nick the server gave us names us in every room: only one a
+         * JID resource can hold (else we keep the one we asked for). */
+        if (m->nparams && irc_nick_usable(m->params[0]))
             snprintf(conn->nick, sizeof conn->nick, "%s", m->params[0]);
         bridge_on_registered(conn);
         pump_queue(conn);

@@ -44,6 +44,8 @@ irc_msg_t *irc_msg_parse(const char *line, size_t len)
         *p = (char)toupper((unsigned char)*p);
         p++;
     }
+    if (p == m->command)
+        goto bad; /* a line starting with a space: no command */
     while (*p == ' ') {
         *p++ = 0;
         while (*p == ' ')

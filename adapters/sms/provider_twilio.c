@@ -190,7 +190,9 @@ static int twilio_webhook(ferry_http_exchange_t *ex, sms_in_t *in, sms_report_t 
         in->text = strdup(text);
         const char *num = form_get(&f, "NumMedia");
         long nmedia = num ? strtol(num, NULL, 10) : 0;
-        for (long i = 0; i < nmedia && in->nmedia < SMS_MAX_MEDIA; i++) {
+        /* MediaUrl0 up: only the first SMS_MAX_MEDIA are looked at, so that
+         * a NumMedia of billions is not billions of lookups. */
+        for (long i = 0; i < nmedia && i < SMS_MAX_MEDIA; i++) {
             char name[32];
             snprintf(name, sizeof name, "MediaUrl%ld", i);
             const char *url = form_get(&f, name);

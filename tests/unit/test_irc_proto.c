@@ -35,6 +35,7 @@ static void test_parse(void)
     CHECK(m && m->nparams == 1 && strcmp(m->params[0], "me") == 0, "no trailing");
     free(m);
     CHECK(irc_msg_parse(":only-prefix", 12) == NULL, "prefix only refused");
+    CHECK(irc_msg_parse(" PRIVMSG #c :x", 14) == NULL, "a leading space: no command");
     CHECK(irc_msg_parse("", 0) == NULL, "empty refused");
 }
 

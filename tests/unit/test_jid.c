@@ -95,6 +95,8 @@ static void test_parse_bad(void)
     BAD("example.org/");
     BAD(".");                   /* the domain is only the trailing dot */
     BAD("alice@.");
+    BAD("..");                  /* two trailing dots: an empty label (its bare JID "." */
+    BAD("alice@example.org.."); /* would not parse again) */
     BAD("alice@example.org@example.net"); /* second '@' in the domain */
     BAD("a@b@c");
     BAD("alice@exa mple.org");  /* space in the domain */
