@@ -313,7 +313,7 @@ static const command_t commands[] = {
 
 static int is_admin(ferry_component_t *comp, xmpp_stanza_t *iq)
 {
-    return ferry_jid_allowed(comp->gw->config->admins, xmpp_stanza_get_from(iq));
+    return ferry_component_is_admin(comp, xmpp_stanza_get_from(iq));
 }
 
 void adhoc_items(ferry_component_t *comp, xmpp_stanza_t *iq)
@@ -330,6 +330,8 @@ void adhoc_items(ferry_component_t *comp, xmpp_stanza_t *iq)
         xmpp_stanza_set_attribute(item, "node", commands[i].node);
         xmpp_stanza_set_attribute(item, "name", commands[i].name);
     }
+    if (comp->adapter->command_items) /* the adapter's own, for users too */
+        comp->adapter->command_items(comp->self, iq, q);
     send_release(comp, res);
 }
 

@@ -8,6 +8,7 @@
 #include "ferry/log.h"
 #include "router.h"
 #include "ferry/history.h"
+#include "ferry/jid.h"
 #include "ferry/stanza.h"
 #include "ferry/text.h"
 
@@ -204,6 +205,16 @@ const char *ferry_component_public_url(const ferry_component_t *comp)
 
 int64_t ferry_now_ms(void) { return store_now_ms(); }
 
+int ferry_component_is_admin(const ferry_component_t *comp, const char *jid)
+{
+    return ferry_jid_allowed(comp->gw->config->admins, jid);
+}
+
+int ferry_component_stopping_for_good(const ferry_component_t *comp)
+{
+    return comp->gw->for_good;
+}
+
 int ferry_component_link_up(const ferry_component_t *comp)
 {
     return comp->link && xmpp_link_is_up(comp->link);
@@ -340,6 +351,11 @@ int ferry_setting_put(ferry_component_t *comp, const char *ns, const char *key, 
 int ferry_setting_del(ferry_component_t *comp, const char *ns, const char *key)
 {
     return comp->gw->store ? store_kv_del(comp->gw->store, comp->name, ns, key) : -1;
+}
+
+int ferry_setting_list(ferry_component_t *comp, const char *ns, ferry_setting_cb cb, void *arg)
+{
+    return comp->gw->store ? store_kv_list(comp->gw->store, comp->name, ns, cb, arg) : -1;
 }
 
 /* ---- archives ---- */

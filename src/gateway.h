@@ -22,6 +22,7 @@ typedef struct gateway {
     ferry_component_t **components;
     size_t ncomponents;
     int stopping;
+    int for_good;           /* SIGUSR1: not a restart (adapters forget sessions) */
     size_t components_open; /* components not yet closed while stopping */
     size_t closing;         /* HTTP halves still closing */
     void (*stopped)(struct gateway *gw);

@@ -40,7 +40,9 @@ static const char usage[] =
     "\n"
     "  queue               list pending and dead messages, retry or drop one\n"
     "\n"
-    "Signals: SIGTERM/SIGINT stop within 5 s; SIGHUP reloads the config.\n";
+    "Signals: SIGTERM/SIGINT stop within 5 s for a restart (IRC users stay in their rooms\n"
+    "and are put back when ferry starts again); SIGUSR1 stops for good (IRC users are\n"
+    "told the service is gone and forgotten); SIGHUP reloads the config.\n";
 
 typedef struct options {
     const char *config;
@@ -50,7 +52,7 @@ typedef struct options {
     int verbose;
 } options_t;
 
-static uv_signal_t sig_term, sig_int, sig_hup;
+static uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
 static gateway_t *running;
 static int exit_code;
 
@@ -95,6 +97,7 @@ static void close_signals(void)
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
     uv_close((uv_handle_t *)&sig_hup, NULL);
+    uv_close((uv_handle_t *)&sig_usr1, NULL);
 }
 
 static void on_stopped(gateway_t *gw)
@@ -117,7 +120,10 @@ static void on_signal(uv_signal_t *h, int signum)
         ferry_log_warn("core", "second signal: exiting now");
         exit(1);
     }
-    ferry_log_info("core", "%s received", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    ferry_log_info("core", "%s received", signum == SIGTERM   ? "SIGTERM"
+                                          : signum == SIGUSR1 ? "SIGUSR1: stopping for good"
+                                                              : "SIGINT");
+    running->for_good = signum == SIGUSR1;
     sd_notify_send("STOPPING=1");
     gateway_stop(running, on_stopped);
 }
@@ -127,9 +133,11 @@ static void start_signals(uv_loop_t *loop)
     uv_signal_init(loop, &sig_term);
     uv_signal_init(loop, &sig_int);
     uv_signal_init(loop, &sig_hup);
+    uv_signal_init(loop, &sig_usr1);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_hup, on_signal, SIGHUP);
+    uv_signal_start(&sig_usr1, on_signal, SIGUSR1);
 }
 
 static void drain_loop(uv_loop_t *loop)

@@ -119,3 +119,22 @@ size_t ferry_xml_escape(char *out, size_t cap, size_t len, const char *text)
     out[len] = 0;
     return len;
 }
+
+xmpp_stanza_t *ferry_form_field(xmpp_stanza_t *x, const char *var)
+{
+    xmpp_stanza_t *f = x ? xmpp_stanza_get_children(x) : NULL;
+    for (; f; f = xmpp_stanza_get_next(f)) {
+        const char *name = xmpp_stanza_get_name(f), *v = xmpp_stanza_get_attribute(f, "var");
+        if (name && strcmp(name, "field") == 0 && v && strcmp(v, var) == 0)
+            return f;
+    }
+    return NULL;
+}
+
+const char *ferry_form_value(xmpp_stanza_t *x, const char *var)
+{
+    xmpp_stanza_t *f = ferry_form_field(x, var);
+    xmpp_stanza_t *v = f ? xmpp_stanza_get_child_by_name(f, "value") : NULL;
+    xmpp_stanza_t *t = v ? xmpp_stanza_get_children(v) : NULL;
+    return t ? xmpp_stanza_get_text_ptr(t) : f ? "" : NULL;
+}

@@ -88,6 +88,9 @@ int store_kv_get(store_t *s, const char *component, const char *ns, const char *
 int store_kv_put(store_t *s, const char *component, const char *ns, const char *key,
                  const char *value);
 int store_kv_del(store_t *s, const char *component, const char *ns, const char *key);
+/* Every setting of NS, in key order: the number passed to CB, or -1. */
+int store_kv_list(store_t *s, const char *component, const char *ns,
+                  void (*cb)(void *arg, const char *key, const char *value), void *arg);
 
 /* Commits what is written so far, now. */
 void store_flush(store_t *s);

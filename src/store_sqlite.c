@@ -57,7 +57,7 @@ static const char *const migrations[SCHEMA_VERSION] = {
 enum {
     Q_ADD, Q_PENDING, Q_UPDATE, Q_DONE_UPTO, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
     Q_PRUNE, Q_KV_GET, Q_KV_PUT, Q_KV_DEL, Q_DEDUP_STATE, Q_HIST_ADD, Q_HIST_PRUNE,
-    Q_COUNT_ALL
+    Q_KV_LIST, Q_COUNT_ALL
 };
 
 static const char *const queries[Q_COUNT_ALL] = {
@@ -92,6 +92,7 @@ static const char *const queries[Q_COUNT_ALL] = {
     [Q_HIST_ADD] = "INSERT INTO history (component, room, ts_ms, nick, body)"
                    " VALUES (?1, ?2, ?3, ?4, ?5)",
     [Q_HIST_PRUNE] = "DELETE FROM history WHERE ts_ms < ?1",
+    [Q_KV_LIST] = "SELECT key, value FROM settings WHERE component = ?1 AND ns = ?2 ORDER BY key",
 };
 
 typedef struct waiter {
@@ -647,6 +648,30 @@ int store_kv_get(store_t *s, const char *component, const char *ns, const char *
         return 1;
     log_db_error(s, "reading a setting");
     return -1;
+}
+
+int store_kv_list(store_t *s, const char *component, const char *ns,
+                  void (*cb)(void *arg, const char *key, const char *value), void *arg)
+{
+    /* Prepared per call: CB may read other settings meanwhile. */
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, queries[Q_KV_LIST], -1, &st, NULL) != SQLITE_OK) {
+        log_db_error(s, "listing settings");
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, ns, -1, SQLITE_STATIC);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cb(arg, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1));
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        log_db_error(s, "listing settings");
+        n = -1;
+    }
+    sqlite3_finalize(st);
+    return n;
 }
 
 int store_kv_put(store_t *s, const char *component, const char *ns, const char *key,

@@ -227,8 +227,14 @@ static void occupant_to_all(irc_conn_t *conn, irc_room_t *room, const occupant_t
         occupant_presence(conn, room, oc, room->resources[i]);
 }
 
+#define NS_SID "urn:xmpp:sid:0"
+
+/* A groupchat message to one resource. SID: the message's stable id
+ * (XEP-0359 stanza-id, by the room), also its 'id' unless ID is given (a
+ * reflection keeps the client's); ORIGIN: the client's origin-id, kept. */
 static void groupchat(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *to,
-                      const char *id, const char *body, const char *subject)
+                      const char *id, const char *body, const char *subject, const char *sid,
+                      const char *origin)
 {
     out_t *o = &(out_t){0};
     char from[1400];
@@ -236,14 +242,28 @@ static void groupchat(irc_conn_t *conn, irc_room_t *room, const char *nick, cons
     raw(o, "<message type='groupchat'");
     attr(o, "from", from);
     attr(o, "to", to);
-    if (id)
-        attr(o, "id", id);
+    if (id || sid)
+        attr(o, "id", id ? id : sid);
     raw(o, ">");
     if (subject) {
         element(o, "subject", subject);
     }
     if (body) {
         element(o, "body", body);
+    }
+    if (sid) {
+        char *slash = strchr(from, '/');
+        if (slash)
+            *slash = 0; /* by the room's bare JID */
+        raw(o, "<stanza-id xmlns='" NS_SID "'");
+        attr(o, "by", from);
+        attr(o, "id", sid);
+        raw(o, "/>");
+    }
+    if (origin) {
+        raw(o, "<origin-id xmlns='" NS_SID "'");
+        attr(o, "id", origin);
+        raw(o, "/>");
     }
     raw(o, "</message>");
     emit(conn->irc, o);
@@ -330,10 +350,11 @@ static void set_asked_nick(irc_room_t *room, const char *nick)
     room->asked_nick = strdup(nick);
 }
 
-static void remove_resource(irc_room_t *room, const char *jid)
+static void remove_resource(irc_conn_t *conn, irc_room_t *room, const char *jid)
 {
     for (size_t i = 0; i < room->nresources; i++)
         if (strcmp(room->resources[i], jid) == 0) {
+            irc_state_left(conn, room, jid);
             free(room->resources[i]);
             size_t last = --room->nresources;
             room->resources[i] = room->resources[last];
@@ -353,12 +374,16 @@ static void room_free(irc_conn_t *conn, irc_room_t *room)
     if (room->chan) {
         if (room->chan->leader == conn)
             room->chan->leader = NULL;
-        if (room->joined)
+        if (room->joined) {
             room->chan->joined--;
+            irc_ids_left(room);
+        }
         irc_chan_release(conn->irc, room->chan);
     }
-    for (size_t i = 0; i < room->nresources; i++)
+    for (size_t i = 0; i < room->nresources; i++) {
+        irc_state_left(conn, room, room->resources[i]);
         free(room->resources[i]);
+    }
     free(room->resources);
     free(room->history_max);
     free(room->history_since);
@@ -412,7 +437,8 @@ static void announce_to(irc_conn_t *conn, irc_room_t *room, size_t index)
     history_replay(conn, room, index); /* XEP-0045: history, then the subject */
     /* Clients wait for the subject before they show the room as joined;
      * it comes from whoever set it, when IRC said who. */
-    groupchat(conn, room, chan->topic_setter, resource, NULL, NULL, chan->topic ? chan->topic : "");
+    groupchat(conn, room, chan->topic_setter, resource, NULL, NULL, chan->topic ? chan->topic : "",
+              NULL, NULL);
 }
 
 static void announce(irc_conn_t *conn, irc_room_t *room)
@@ -445,8 +471,10 @@ static void take_userhost(irc_member_t *m, const char *userhost)
  * its PONG ends the wait even when a server ignores WHO. */
 static void joined_self(irc_conn_t *conn, irc_room_t *room, const char *nick)
 {
-    if (!room->joined)
+    if (!room->joined) {
         room->chan->joined++;
+        irc_ids_joined(room);
+    }
     room->joined = 1;
     room->named = 0;
     if (leads(conn, room)) {
@@ -699,6 +727,7 @@ static void on_nick(irc_conn_t *conn, irc_msg_t *m, const char *nick)
     if (self) {
         snprintf(conn->nick, sizeof conn->nick, "%s", new_nick);
         snprintf(conn->wanted_nick, sizeof conn->wanted_nick, "%s", new_nick);
+        irc_state_renamed(conn);
     }
 }
 
@@ -714,7 +743,7 @@ static void say_mode(irc_conn_t *conn, irc_room_t *room, irc_msg_t *m, const cha
         snprintf(text + len, sizeof text - len, "] by %s", nick);
     char *utf8 = irc_text_to_utf8(text);
     for (size_t i = 0; i < room->nresources; i++)
-        groupchat(conn, room, NULL, room->resources[i], NULL, utf8, NULL);
+        groupchat(conn, room, NULL, room->resources[i], NULL, utf8, NULL, NULL, NULL);
     free(utf8);
 }
 
@@ -785,7 +814,7 @@ static void on_topic(irc_conn_t *conn, irc_msg_t *m, const char *nick, int numer
     }
     if (!numeric && room->announced)
         for (size_t i = 0; i < room->nresources; i++)
-            groupchat(conn, room, nick, room->resources[i], NULL, NULL, topic);
+            groupchat(conn, room, nick, room->resources[i], NULL, NULL, topic, NULL, NULL);
     free(topic);
 }
 
@@ -896,11 +925,12 @@ static void on_privmsg(irc_conn_t *conn, irc_msg_t *m, const char *nick, int not
     const char *domain = ferry_component_domain(irc->comp);
     if (strchr(conn->chantypes, target[0])) {
         irc_room_t *room = find_room(conn, target);
-        if (room && room->joined)
-            history_record(conn, room, nick, text);
+        const char *sid = room && room->joined
+                              ? irc_ids_from_irc(conn, room, nick, m->params[1], text)
+                              : NULL;
         if (room && room->announced)
             for (size_t i = 0; i < room->nresources; i++)
-                groupchat(conn, room, nick, room->resources[i], NULL, text, NULL);
+                groupchat(conn, room, nick, room->resources[i], NULL, text, NULL, sid, NULL);
     } else if (!m->prefix || !strchr(m->prefix, '!')) {
         contact_says(conn, text); /* the server's own notices */
     } else if (!pm_via_room(conn, nick, text)) {
@@ -942,7 +972,7 @@ static void on_inviting(irc_conn_t *conn, irc_msg_t *m)
     snprintf(text, sizeof text, "%s has been invited to %s", m->params[1], room->chan->name);
     char *utf8 = irc_text_to_utf8(text);
     for (size_t i = 0; i < room->nresources; i++)
-        groupchat(conn, room, NULL, room->resources[i], NULL, utf8, NULL);
+        groupchat(conn, room, NULL, room->resources[i], NULL, utf8, NULL, NULL, NULL);
     free(utf8);
 }
 
@@ -964,6 +994,15 @@ static void on_join_refused(irc_conn_t *conn, irc_msg_t *m, const char *conditio
 
 static void on_nick_refused(irc_conn_t *conn, irc_msg_t *m, const char *condition)
 {
+    if (conn->state != IRC_READY && conn->restored && strlen(conn->wanted_nick) < 24) {
+        /* Putting users back after a restart (maybe a crash, the old
+         * connection not yet timed out): another nick, not a failed join;
+         * the self-presence says it with 210. */
+        strcat(conn->wanted_nick, "_");
+        const char *p[] = {conn->wanted_nick};
+        irc_conn_send_now(conn, "NICK", p, 1);
+        return;
+    }
     char *text = irc_text_to_utf8(m->nparams > 2 ? m->params[2] : "nickname in use");
     if (conn->state != IRC_READY) {
         finish_listings(conn, text);
@@ -1125,7 +1164,8 @@ static void on_motd_end(irc_conn_t *conn)
     if (n && conn->motd[n - 1] == '\n')
         conn->motd[n - 1] = 0;
     char *text = irc_text_to_utf8(conn->motd);
-    contact_says(conn, text);
+    if (irc_state_motd_new(conn, text)) /* not again at every reconnect */
+        contact_says(conn, text);
     free(text);
     free(conn->motd);
     conn->motd = NULL;
@@ -1152,7 +1192,7 @@ static void on_other_numeric(irc_conn_t *conn, irc_msg_t *m)
     irc_room_t *room = m->nparams > 2 ? find_room(conn, m->params[1]) : NULL;
     if (room && room->announced) {
         for (size_t i = 0; i < room->nresources; i++)
-            groupchat(conn, room, NULL, room->resources[i], NULL, text, NULL);
+            groupchat(conn, room, NULL, room->resources[i], NULL, text, NULL, NULL, NULL);
     } else {
         contact_says(conn, text);
     }
@@ -1257,12 +1297,27 @@ static void send_join(irc_conn_t *conn, irc_room_t *room)
     irc_conn_send(conn, "JOIN", p, 1);
 }
 
+/* The commands the user asked to send after connecting (NickServ,
+ * modes...), before the JOINs; a line IRC cannot carry is skipped. */
+static void after_connect(irc_conn_t *conn)
+{
+    char *commands = irc_settings_commands(conn->irc, conn->server->name, conn->jid);
+    for (char *line = commands ? strtok(commands, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        irc_msg_t *m = irc_msg_parse(line, strlen(line));
+        if (m)
+            irc_conn_send(conn, m->command, (const char *const *)m->params, m->nparams);
+        free(m);
+    }
+    free(commands);
+}
+
 void bridge_on_registered(irc_conn_t *conn)
 {
     conn->welcomed = 0;
     ferry_log_info(ferry_component_name(conn->irc->comp), "connected to IRC server %s",
                    conn->server->name);
     contact_online(conn, 1);
+    after_connect(conn);
     for (irc_room_t *room = conn->rooms; room; room = room->next)
         send_join(conn, room);
     send_list(conn);
@@ -1319,8 +1374,10 @@ void bridge_on_closed(irc_conn_t *conn, const char *reason)
                             &(occupant_t){.nick = conn->nick, .modes = "", .self = 1,
                                           .type = "unavailable", .codes = codes,
                                           .status = reason});
-        if (room->joined)
+        if (room->joined) {
             room->chan->joined--;
+            irc_ids_left(room);
+        }
         room->joined = room->named = room->who_pending = room->announced = 0;
         if (room->chan->leader == conn) {
             room->chan->leader = NULL;
@@ -1376,6 +1433,24 @@ static irc_conn_t *conn_for(irc_t *irc, const char *bare, const irc_server_t *se
     return conn;
 }
 
+static irc_room_t *room_new(irc_conn_t *conn, const irc_server_t *server, const char *channel,
+                            const char *nick, int short_jid)
+{
+    irc_room_t *room = calloc(1, sizeof *room);
+    room->name = strdup(channel);
+    room->asked_nick = strdup(nick);
+    room->short_jid = short_jid;
+    room->chan = irc_chan_get(conn->irc, server->name, channel, conn->casemap);
+    irc_room_effective(conn->irc, server->name, channel, conn->jid, &room->record,
+                       &room->persistent);
+    /* at the end: joins are answered in the order they were sent */
+    irc_room_t **end = &conn->rooms;
+    while (*end)
+        end = &(*end)->next;
+    *end = room;
+    return room;
+}
+
 /* RESOURCE leaves ROOM (told so unless it is gone); PART after the last. */
 static void leave(irc_t *irc, irc_conn_t *conn, irc_room_t *room, const char *resource,
                   const char *status, int tell)
@@ -1388,9 +1463,9 @@ static void leave(irc_t *irc, irc_conn_t *conn, irc_room_t *room, const char *re
                           &(occupant_t){.nick = conn->nick, .modes = "", .self = 1,
                                         .type = "unavailable", .codes = codes},
                           resource);
-    remove_resource(room, resource);
-    if (room->nresources)
-        return;
+    remove_resource(conn, room, resource);
+    if (room->nresources || room->persistent)
+        return; /* persistent: ferry stays in the channel and archives it */
     if (conn->state == IRC_READY && !room->parting) {
         char reason[400];
         snprintf(reason, sizeof reason, "%s", status && *status ? status : "Leaving");
@@ -1560,29 +1635,91 @@ void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
     }
     conn = conn_for(irc, bare, server, to->nick);
     if (!room) {
-        room = calloc(1, sizeof *room);
-        room->name = strdup(to->channel);
-        room->asked_nick = strdup(to->nick);
-        room->short_jid = to->implicit_server;
-        room->chan = irc_chan_get(irc, server->name, to->channel, conn->casemap);
-        /* at the end: joins are answered in the order they were sent */
-        irc_room_t **end = &conn->rooms;
-        while (*end)
-            end = &(*end)->next;
-        *end = room;
+        room = room_new(conn, server, to->channel, to->nick, to->implicit_server);
         add_resource(room, from, history_max, history_since);
+        irc_state_joined(conn, room, from);
         if (conn->state == IRC_READY)
             send_join(conn, room);
         return;
     }
+    if (!room->nresources) /* a persistent room the user comes back to */
+        room->short_jid = to->implicit_server;
     set_asked_nick(room, to->nick);
     add_resource(room, from, history_max, history_since);
+    irc_state_joined(conn, room, from);
     if (room->announced)
         announce_to(conn, room, room->nresources - 1); /* another resource of a user there */
 }
 
-/* Sends TEXT as PRIVMSG lines to TARGET ("/me " as a CTCP ACTION). */
-static int send_text(irc_conn_t *conn, const char *target, const char *text)
+void bridge_user_options_changed(irc_t *irc, const char *bare)
+{
+    for (irc_conn_t *c = irc->conns, *next_conn; c; c = next_conn) {
+        next_conn = c->next; /* leaving a room may close the connection */
+        if (strcmp(c->jid, bare) != 0)
+            continue;
+        const irc_server_t *server = c->server;
+        /* Names first: applying may free a room. */
+        size_t n = 0;
+        for (irc_room_t *r = c->rooms; r; r = r->next)
+            n++;
+        char **names = calloc(n ? n : 1, sizeof *names);
+        n = 0;
+        for (irc_room_t *r = c->rooms; r; r = r->next)
+            names[n++] = strdup(r->name);
+        for (size_t i = 0; i < n; i++) {
+            bridge_room_options_changed(irc, bare, server, names[i]);
+            free(names[i]);
+        }
+        free(names);
+    }
+}
+
+void bridge_room_options_changed(irc_t *irc, const char *bare, const irc_server_t *server,
+                                 const char *channel)
+{
+    irc_conn_t *conn = irc_find_conn(irc, bare, server->name);
+    irc_room_t *room = conn ? find_room(conn, channel) : NULL;
+    if (!room)
+        return;
+    int record;
+    irc_room_effective(irc, server->name, room->name, bare, &record, &room->persistent);
+    irc_ids_record(room, record);
+    if (room->persistent || room->nresources)
+        return;
+    /* No longer persistent and nobody in it: leave now. */
+    if (conn->state == IRC_READY) {
+        const char *p[] = {room->name, "Leaving"};
+        irc_conn_send(conn, "PART", p, 2);
+    }
+    room_free(conn, room);
+    maybe_quit(conn);
+}
+
+void bridge_restore(irc_t *irc, const irc_server_t *server, const char *channel,
+                    const char *bare, const char *resource, const char *nick, int short_jid)
+{
+    irc_conn_t *conn = irc_find_conn(irc, bare, server->name);
+    if (!conn) {
+        conn = conn_for(irc, bare, server, nick);
+        conn->restored = 1;
+    }
+    irc_room_t *room = find_room(conn, channel);
+    if (!room) {
+        room = room_new(conn, server, channel, nick ? nick : conn->nick, short_jid);
+        if (conn->state == IRC_READY)
+            send_join(conn, room);
+    }
+    if (resource && !has_resource(room, resource)) {
+        add_resource(room, resource, 0, 0); /* it has the history it had */
+        if (room->announced)
+            announce_to(conn, room, room->nresources - 1);
+    }
+}
+
+/* Sends TEXT as PRIVMSG lines to TARGET ("/me " as a CTCP ACTION); SENT
+ * (may be NULL) gets the lines as others will read them. */
+static int send_text(irc_conn_t *conn, const char *target, const char *text,
+                     irc_sent_lines_t *sent)
 {
     int action = strncmp(text, "/me ", 4) == 0;
     char **pieces;
@@ -1597,6 +1734,8 @@ static int send_text(irc_conn_t *conn, const char *target, const char *text)
         }
         const char *p[] = {target, line};
         rc = irc_conn_send(conn, "PRIVMSG", p, 2);
+        if (rc == 0 && sent && sent->n < sizeof sent->hash / sizeof *sent->hash)
+            sent->hash[sent->n++] = irc_ids_hash(conn->nick, line);
     }
     irc_pieces_free(pieces, n);
     return rc;
@@ -1726,16 +1865,20 @@ static void to_channel(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to, irc_c
     char *body = xmpp_message_get_body(st);
     if (!body)
         return;
+    irc_sent_lines_t sent = {0};
     if (strncmp(body, "/mode", 5) == 0 && (body[5] == ' ' || !body[5])) {
         room_mode(irc, st, conn, room, body + 5);
-    } else if (send_text(conn, room->name, body) != 0) {
+    } else if (send_text(conn, room->name, body, &sent) != 0) {
         stanza_error(irc, st, "modify", "not-acceptable", "the message cannot be sent to IRC");
     } else {
-        history_record(conn, room, conn->nick, body);
-        /* IRC does not echo: reflect it to every resource, with its id. */
+        const char *sid = irc_ids_own(conn, room, body, &sent);
+        /* IRC does not echo: reflect it to every resource, with the
+         * client's id and origin-id (XEP-0359) and the archive's. */
         const char *id = xmpp_stanza_get_id(st);
+        xmpp_stanza_t *origin = xmpp_stanza_get_child_by_name_and_ns(st, "origin-id", NS_SID);
+        const char *origin_id = origin ? xmpp_stanza_get_attribute(origin, "id") : NULL;
         for (size_t i = 0; i < room->nresources; i++)
-            groupchat(conn, room, conn->nick, room->resources[i], id, body, NULL);
+            groupchat(conn, room, conn->nick, room->resources[i], id, body, NULL, sid, origin_id);
     }
     xmpp_free(ferry_component_xmpp(irc->comp), body);
 }
@@ -1770,7 +1913,7 @@ void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
     } else {
         if (!conn)
             conn = conn_for(irc, bare, server, NULL);
-        if (send_text(conn, nick, body) != 0)
+        if (send_text(conn, nick, body, NULL) != 0)
             stanza_error(irc, st, "modify", "not-acceptable", "the message cannot be sent");
         else /* answers come back where this was written */
             route_pm(conn, nick, to->kind == IRC_JID_CHANNEL ? to->channel : NULL);

@@ -153,6 +153,13 @@ static int irc_on_iq(void *self, xmpp_stanza_t *iq)
     irc_jid_t to;
     if (!type || (strcmp(type, "get") != 0 && strcmp(type, "set") != 0))
         return 0; /* results and errors ask nothing */
+    if (irc_adhoc(irc, iq)) /* XEP-0050: biboumi's configure and disconnect commands */
+        return 1;
+    if (xmpp_stanza_get_child_by_name_and_ns(iq, "query", "http://jabber.org/protocol/muc#owner")) {
+        if (!allowed(irc, iq) || parse_to(irc, iq, &to) != 0)
+            return 1;
+        return irc_owner(irc, iq, &to);
+    }
     if (xmpp_stanza_get_child_by_name_and_ns(iq, "query", "urn:xmpp:mam:2")) {
         if (!allowed(irc, iq) || parse_to(irc, iq, &to) != 0)
             return 1;
@@ -325,6 +332,8 @@ static int irc_start(void *self)
     uv_timer_init(ferry_component_loop(irc->comp), &irc->liveness);
     irc->liveness.data = irc;
     irc->liveness_open = 1;
+    irc_state_restore(irc); /* the users who were in rooms when ferry stopped */
+    watch_liveness(irc);
     return 0;
 }
 
@@ -332,10 +341,20 @@ static void irc_stop(void *self)
 {
     irc_t *irc = self;
     irc->stopping = 1;
+    irc->for_good = ferry_component_stopping_for_good(irc->comp);
     uv_timer_stop(&irc->liveness);
-    /* 332: the service is going away; clients show the rooms as left. */
-    while (irc->conns)
-        bridge_disconnect(irc->conns, "ferry is shutting down", 332);
+    if (irc->for_good) {
+        /* 332: the service is going away; clients show the rooms as left,
+         * and the store forgets them. */
+        while (irc->conns)
+            bridge_disconnect(irc->conns, "ferry is shutting down", 332);
+    } else {
+        /* A restart: the rooms stay stored and the users are put back on
+         * start; telling clients they left would only make them rejoin by
+         * hand. */
+        while (irc->conns)
+            irc_conn_quit(irc->conns, "ferry is restarting");
+    }
     if (irc->live == 0)
         ferry_component_stopped(irc->comp);
 }
@@ -404,5 +423,6 @@ const ferry_adapter_t ferry_adapter_irc = {
     .disco_info = irc_disco_info,
     .sessions = irc_sessions,
     .disconnect = irc_disconnect,
+    .command_items = irc_adhoc_items,
     .metrics = irc_metrics,
 };

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <iconv.h>
 #include <openssl/ssl.h>
 #include <uv.h>
 
@@ -60,6 +61,16 @@ void irc_jid_user(char *buf, size_t len, const char *nick, const char *server,
 
 /* ---- channels (irc_chan.c) ---- */
 
+/* A channel message one local connection has read and others have not yet:
+ * they read the same line on their own connection and give it the same id
+ * (irc_ids.c). */
+typedef struct irc_said {
+    uint64_t hash;          /* of the sender's nick and the raw line */
+    int64_t entered_ms;
+    uint32_t pending;       /* joined connections still to read it */
+    char id[32];
+} irc_said_t;
+
 typedef struct irc_member {
     char *nick;
     char *userhost;         /* "user@host" from a prefix or WHO; NULL: unknown */
@@ -95,6 +106,13 @@ struct irc_chan {
     size_t users;           /* local users in it */
     size_t joined;          /* local connections the server has joined to it */
     irc_conn_t *leader;     /* whose events keep the member list */
+    /* Messages not yet read by every joined local connection, numbered
+     * from 0 (said_base up to nsaid), in a ring of said_cap (a power of 2)
+     * that exists only while several local connections share the channel. */
+    irc_said_t *said;
+    size_t said_cap;
+    uint64_t said_base, nsaid;
+    size_t recorders;       /* joined local rooms that record history: archive while > 0 */
 };
 
 irc_chan_t *irc_chan_get(irc_t *irc, const char *server, const char *name, irc_casemap_t map);
@@ -134,6 +152,11 @@ typedef struct irc_room {
     int64_t *history_since; /* per resource: not older than (ms), 0: any */
     size_t nresources;
     char **pending_ids;     /* presence ids to answer once joined */
+    uint64_t said_seen;     /* the first channel message (of chan->nsaid) not read yet */
+    uint64_t said_mask;     /* bit k: message said_seen + k read already */
+    int record;             /* wants it archived (irc_room_effective); counted in
+                             * chan->recorders while joined */
+    int persistent;         /* stays joined with no resource (a bouncer) */
     int joined;             /* JOIN seen for us */
     int named;              /* NAMES ended since */
     int who_pending;        /* our WHO for everyone's user@host has not ended */
@@ -178,10 +201,30 @@ typedef struct irc_user_settings {
     char username[IRC_NICK_MAX];
     char realname[IRC_NAME_MAX];
     char password[IRC_NAME_MAX]; /* SASL PLAIN; "" when none */
+    char pass[IRC_NAME_MAX];     /* server password (PASS); "" when none */
+    char ports[64], tls_ports[64]; /* "6667,6668": the first is used; "" when none */
+    int verify_cert;             /* -1: the server's */
+    int throttle_limit;          /* lines a second; -1: the server's */
+    char encoding_in[32], encoding_out[32]; /* iconv names; "" for UTF-8 */
 } irc_user_settings_t;
+
+/* How one user's connection reaches a server: the config, with what the
+ * user chose (ports, TLS ports, verify_cert, throttle_limit). */
+typedef struct irc_route {
+    int port, tls, verify_cert;
+    double burst, rate;
+} irc_route_t;
+void irc_settings_route(const irc_server_t *server, const irc_user_settings_t *s,
+                        irc_route_t *r);
 
 /* 0 and S filled (empty fields when nothing is stored). */
 int irc_settings_load(irc_t *irc, const char *server, const char *jid, irc_user_settings_t *s);
+/* The commands to send after connecting, one a line (malloc'd), or NULL. */
+char *irc_settings_commands(irc_t *irc, const char *server, const char *jid);
+/* Stores S and COMMANDS (one a line; may be NULL). 0 or -1. */
+int irc_settings_store(irc_t *irc, const char *server, const char *jid,
+                       const irc_user_settings_t *s, const char *commands);
+int irc_settings_forget(irc_t *irc, const char *server, const char *jid);
 
 struct irc_conn {
     irc_conn_t *next;
@@ -194,9 +237,12 @@ struct irc_conn {
     int cap;                /* IRCv3 CAP: 1 negotiating, 2 done */
     int caps_offered;       /* what CAP LS listed that we use */
     int uhnames;            /* userhost-in-names acknowledged */
+    irc_route_t route;      /* set at each connection attempt */
+    iconv_t enc_in, enc_out;   /* the user's encodings (irc_charset.c); NULL: none */
     int sasl;               /* 1 negotiating, 2 done */
     enum irc_conn_state state;
     int registered;         /* got 001 at least once */
+    int restored;           /* opened to put users back after a restart */
     irc_room_t *rooms;
     irc_listing_t *listings;   /* waiting for 323 */
     int list_sent;
@@ -249,6 +295,8 @@ irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *server, const char *jid
 void irc_conn_start(irc_conn_t *conn);
 /* Queues a command; -1 when a parameter would break the line. */
 int irc_conn_send(irc_conn_t *conn, const char *command, const char *const *params, int n);
+/* Writes at once, before 001 too (registration: NICK, USER, CAP). */
+void irc_conn_send_now(irc_conn_t *conn, const char *command, const char *const *params, int n);
 /* QUIT and close; the connection frees itself once its handles are closed. */
 void irc_conn_quit(irc_conn_t *conn, const char *reason);
 /* The adapter-wide liveness check calls this: PING when idle, drop when a
@@ -329,14 +377,116 @@ void bridge_room_jid(irc_conn_t *conn, irc_room_t *room, const char *nick, char 
 
 /* The archive name of a channel: "server channel-folded". */
 void history_room_key(irc_conn_t *conn, irc_room_t *room, char *buf, size_t len);
-/* Archives one channel message (once per channel, not per local user). */
-void history_record(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *body);
+/* Archives one channel message (irc_ids.c calls it once per message, not
+ * per local user). The archive id, or 0 when not archived. */
+int64_t history_record(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *body);
 /* Sends the history a resource asked for when joining. */
 void history_replay(irc_conn_t *conn, irc_room_t *room, size_t resource);
 /* Reads <x xmlns=muc><history .../></x> of a join presence. */
 void history_request(irc_t *irc, xmpp_stanza_t *presence, int *max, int64_t *since);
 /* XEP-0313 on a room JID. 1 when answered. */
 int history_mam(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
+
+/* ---- stable message ids (irc_ids.c, XEP-0359) ---- */
+
+/* The lines a message of the user went out as, for irc_ids_own(). */
+typedef struct irc_sent_lines {
+    uint64_t hash[8];
+    size_t n;
+} irc_sent_lines_t;
+
+uint64_t irc_ids_hash(const char *nick, const char *line);
+/* The id of a channel message that came from IRC as LINE (the raw
+ * PRIVMSG text) from NICK; BODY is what the user reads. The first local
+ * connection to see it archives it; the others get the same id. The
+ * returned text lives until the next call. */
+const char *irc_ids_from_irc(irc_conn_t *conn, irc_room_t *room, const char *nick,
+                             const char *line, const char *body);
+/* The id of the user's own message BODY, sent as the lines in SENT:
+ * archived now, and the other local connections will find it. */
+const char *irc_ids_own(irc_conn_t *conn, irc_room_t *room, const char *body,
+                        const irc_sent_lines_t *sent);
+/* The connection joined the channel (older messages are not its own) /
+ * left it: counts the rooms that want the channel archived. */
+void irc_ids_joined(irc_room_t *room);
+void irc_ids_left(irc_room_t *room);
+/* The room's record_history became RECORD. */
+void irc_ids_record(irc_room_t *room, int record);
+
+/* ---- encodings (irc_charset.c) ---- */
+
+/* Whether iconv knows NAME and it keeps ASCII as it is. */
+int irc_charset_valid(const char *name);
+/* (Re)opens the converters of the connection's settings. */
+void irc_charset_open(irc_conn_t *conn);
+void irc_charset_close(irc_conn_t *conn);
+/* A line read, into UTF-8 in OUT: its length, 0 when nothing is set. */
+size_t irc_charset_in(irc_conn_t *conn, const char *line, size_t len, char *out, size_t cap);
+/* A line to write (with its CR LF), into encoding_out in OUT: its length,
+ * 0 when nothing is set, (size_t)-1 when it cannot be sent so. */
+size_t irc_charset_out(irc_conn_t *conn, const char *line, size_t len, char *out, size_t cap);
+
+/* ---- what users choose (irc_options.c) ---- */
+
+typedef struct irc_user_options {
+    int record_history;     /* archive the channels I am in (default: [history]) */
+    int max_history;        /* messages on join unless the client asks; -1: the config's */
+    int persistent;         /* every channel persistent */
+} irc_user_options_t;
+
+typedef struct irc_room_options {
+    int record_history;     /* -1: as the user's options say */
+    int persistent;         /* stay on IRC while no resource is in the room */
+} irc_room_options_t;
+
+void irc_user_options_load(irc_t *irc, const char *bare, irc_user_options_t *o);
+int irc_user_options_store(irc_t *irc, const char *bare, const irc_user_options_t *o);
+void irc_room_options_load(irc_t *irc, const char *server, const char *channel, const char *bare,
+                           irc_room_options_t *o);
+int irc_room_options_store(irc_t *irc, const char *server, const char *channel, const char *bare,
+                           const irc_room_options_t *o);
+/* What applies to a room: the room's choice, else the user's. */
+void irc_room_effective(irc_t *irc, const char *server, const char *channel, const char *bare,
+                        int *record, int *persistent);
+/* CB for every channel a user made persistent (restore on start). */
+void irc_room_options_persistent(irc_t *irc,
+                                 void (*cb)(irc_t *irc, const char *server, const char *channel,
+                                            const char *bare));
+
+/* ---- ad-hoc commands and muc#owner (irc_adhoc.c) ---- */
+
+/* XEP-0050 on the domain, a server JID or a room JID, and the command
+ * lists of server and room JIDs. 1 when answered. */
+int irc_adhoc(irc_t *irc, xmpp_stanza_t *iq);
+/* The domain's own commands, for the core's list. */
+void irc_adhoc_items(void *self, xmpp_stanza_t *iq, xmpp_stanza_t *query);
+/* XEP-0045 muc#owner on a room: the room configure form. 1 when answered. */
+int irc_owner(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
+/* The user changed their options: applied to every room they are in. */
+void bridge_user_options_changed(irc_t *irc, const char *bare);
+/* The user changed a room's options: applied to the room if joined. */
+void bridge_room_options_changed(irc_t *irc, const char *bare, const irc_server_t *server,
+                                 const char *channel);
+/* ---- what survives a restart (irc_state.c) ---- */
+
+/* RESOURCE is in ROOM (stored with the connection's nick). */
+void irc_state_joined(irc_conn_t *conn, irc_room_t *room, const char *resource);
+/* RESOURCE left ROOM for good (not when ferry stops for a restart). */
+void irc_state_left(irc_conn_t *conn, irc_room_t *room, const char *resource);
+/* The connection's nick changed: every room of it is stored again. */
+void irc_state_renamed(irc_conn_t *conn);
+/* On start: reconnects and rejoins for every stored resource. */
+void irc_state_restore(irc_t *irc);
+/* 1 when MOTD was not the last one shown to this user on this server
+ * (and remembers it as shown). */
+int irc_state_motd_new(irc_conn_t *conn, const char *motd);
+
+/* The bridge's half of a restore: RESOURCE (of BARE) is in CHANNEL of
+ * SERVER again, as NICK; its room state is sent once the channel is
+ * joined. RESOURCE NULL: a persistent channel nobody is in (NICK may be
+ * NULL: the user's usual nick). */
+void bridge_restore(irc_t *irc, const irc_server_t *server, const char *channel,
+                    const char *bare, const char *resource, const char *nick, int short_jid);
 
 /* ---- the adapter (irc.c) ---- */
 
@@ -356,6 +506,7 @@ struct irc {
     uv_timer_t liveness;    /* one timer for every connection */
     int liveness_open;
     int stopping;
+    int for_good;           /* stopping for good: users are told, rooms forgotten */
     SSL_CTX *tls, *tls_noverify;
     /* Every read lands here and is consumed before the next one: one
      * buffer for all connections instead of one allocation per read. */

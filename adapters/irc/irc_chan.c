@@ -54,6 +54,7 @@ void irc_chan_release(irc_t *irc, irc_chan_t *chan)
     free(chan->folded);
     free(chan->topic);
     free(chan->topic_setter);
+    free(chan->said);
     free(chan);
 }
 

@@ -56,6 +56,18 @@ static void flush_tls(irc_conn_t *conn)
 
 static void write_line(irc_conn_t *conn, const char *line, size_t len)
 {
+    char converted[IRC_LINE_MAX * 4];
+    size_t n = irc_charset_out(conn, line, len, converted, sizeof converted);
+    if (n == (size_t)-1) {
+        ferry_log_warn(ferry_component_name(conn->irc->comp),
+                       "a line for %s was not sent: its encoding would break it",
+                       conn->server->name);
+        return;
+    }
+    if (n) {
+        line = converted;
+        len = n;
+    }
     conn->irc->lines_out++;
     if (!conn->ssl) {
         write_raw(conn, line, len);
@@ -67,9 +79,10 @@ static void write_line(irc_conn_t *conn, const char *line, size_t len)
 
 /* ---- flood control ---- */
 
-/* The user's lines spend conn->tokens (throttle_burst, throttle_rate). PONG
- * has a budget of its own, so that a server's burst of PINGs cannot push the
- * user's next line back (each PONG used to take a user token, with no lower
+/* The user's lines spend conn->tokens (conn->route: throttle_burst and
+ * throttle_rate, or the user's throttle_limit). PONG has a budget of its
+ * own, so that a server's burst of PINGs cannot push the user's next line
+ * back (each PONG used to take a user token, with no lower
  * bound): a few at once, then at throttle_rate, and past that only the
  * latest PING's answer waits, which is all a server checks for. */
 #define IRC_REPLY_BURST 4
@@ -77,7 +90,7 @@ static void write_line(irc_conn_t *conn, const char *line, size_t len)
 static void refill(irc_conn_t *conn)
 {
     uint64_t now = uv_now(conn->irc->comp ? ferry_component_loop(conn->irc->comp) : NULL);
-    double burst = conn->server->throttle_burst, rate = conn->server->throttle_rate;
+    double burst = conn->route.burst, rate = conn->route.rate;
     double earned = (double)(now - conn->last_fill) / 1000.0 * rate;
     conn->tokens += earned;
     if (conn->tokens > burst)
@@ -108,7 +121,7 @@ static int format_and_write(irc_conn_t *conn, const char *command, const char *c
 /* ms until a budget at tokens has one again */
 static double wait_for_token(const irc_conn_t *conn, double tokens)
 {
-    return (1 - tokens) / conn->server->throttle_rate * 1000;
+    return (1 - tokens) / conn->route.rate * 1000;
 }
 
 static void pump_queue(irc_conn_t *conn)
@@ -184,6 +197,11 @@ static void send_now(irc_conn_t *conn, const char *command, const char *const *p
 {
     if (format_and_write(conn, command, params, n) == 0)
         conn->tokens -= 1;
+}
+
+void irc_conn_send_now(irc_conn_t *conn, const char *command, const char *const *params, int n)
+{
+    send_now(conn, command, params, n);
 }
 
 /* ---- reading ---- */
@@ -263,7 +281,14 @@ static void on_line(irc_conn_t *conn, const char *line, size_t len)
 static int line_read(void *ctx, const char *line, size_t len)
 {
     irc_conn_t *conn = ctx;
-    on_line(conn, line, len);
+    char converted[IRC_LINE_MAX * 4];
+    size_t n = len < IRC_LINE_MAX * 2 ? irc_charset_in(conn, line, len, converted,
+                                                        sizeof converted)
+                                      : 0;
+    if (n)
+        on_line(conn, converted, n);
+    else
+        on_line(conn, line, len);
     return conn->state == IRC_CLOSED;
 }
 
@@ -277,12 +302,15 @@ static void start_registration(irc_conn_t *conn)
 {
     contact_connected(conn);
     conn->state = IRC_REGISTERING;
-    conn->tokens = conn->server->throttle_burst;
+    conn->tokens = conn->route.burst;
     conn->reply_tokens = IRC_REPLY_BURST;
     conn->pong_waiting = 0;
     conn->last_fill = uv_now(ferry_component_loop(conn->irc->comp));
-    irc_user_settings_t *u = &conn->settings;
-    irc_settings_load(conn->irc, conn->server->name, conn->jid, u);
+    irc_user_settings_t *u = &conn->settings; /* loaded by irc_conn_start() */
+    if (u->pass[0]) { /* the server password goes before NICK and USER */
+        const char *pass[] = {u->pass};
+        send_now(conn, "PASS", pass, 1);
+    }
     /* IRCv3 capabilities before registering: SASL when the user set a
      * password, userhost-in-names (every member's user@host in NAMES, no
      * WHO needed) when offered. A server without CAP ignores it. */
@@ -487,24 +515,24 @@ static void on_connected(uv_connect_t *req, int status)
     if (status < 0) {
         char reason[300];
         snprintf(reason, sizeof reason, "cannot connect to %s:%d: %s", conn->server->host,
-                 conn->server->port, uv_strerror(status));
+                 conn->route.port, uv_strerror(status));
         conn_fail(conn, reason);
         return;
     }
     uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
     conn->last_read = uv_now(ferry_component_loop(conn->irc->comp));
-    if (!conn->server->tls) {
+    if (!conn->route.tls) {
         start_registration(conn);
         return;
     }
     irc_t *irc = conn->irc;
-    conn->ssl = SSL_new(conn->server->verify_cert ? irc->tls : irc->tls_noverify);
+    conn->ssl = SSL_new(conn->route.verify_cert ? irc->tls : irc->tls_noverify);
     conn->rbio = BIO_new(BIO_s_mem());
     conn->wbio = BIO_new(BIO_s_mem());
     SSL_set_bio(conn->ssl, conn->rbio, conn->wbio);
     SSL_set_connect_state(conn->ssl);
     SSL_set_tlsext_host_name(conn->ssl, conn->server->host);
-    if (conn->server->verify_cert)
+    if (conn->route.verify_cert)
         SSL_set1_host(conn->ssl, conn->server->host);
     SSL_do_handshake(conn->ssl);
     flush_tls(conn);
@@ -542,8 +570,12 @@ void irc_conn_start(irc_conn_t *conn)
     conn->state = IRC_CONNECTING;
     conn->partial.len = 0;
     conn->ping_sent = 0;
+    /* The user's settings may have changed since the last attempt. */
+    irc_settings_load(conn->irc, conn->server->name, conn->jid, &conn->settings);
+    irc_settings_route(conn->server, &conn->settings, &conn->route);
+    irc_charset_open(conn);
     char port[16];
-    snprintf(port, sizeof port, "%d", conn->server->port);
+    snprintf(port, sizeof port, "%d", conn->route.port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     conn->resolve.data = conn;
     conn->resolving = 1;
@@ -704,6 +736,7 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
     free(conn->listed);
     free(conn->queue);
     irc_linebuf_free(&conn->partial);
+    irc_charset_close(conn);
     free(conn->motd);
     free(conn->jid);
     free(conn);

@@ -1,8 +1,9 @@
-/* irc_history.c: channel archives: recorded once per channel (by the
- * connection that keeps the channel's member list, however many local users
- * are in it), replayed on join as XEP-0045 asks (<history maxstanzas
- * seconds since/>), and served to MAM queries (XEP-0313) with XEP-0059
- * paging. Writes go into the store's batched transactions. */
+/* irc_history.c: channel archives: recorded once per channel message
+ * however many local users see it (irc_ids.c decides who records, and the
+ * archive id is the message's XEP-0359 stanza-id), replayed on join as
+ * XEP-0045 asks (<history maxstanzas seconds since/>), and served to MAM
+ * queries (XEP-0313) with XEP-0059 paging. Writes go into the store's
+ * batched transactions. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,27 +70,39 @@ void history_room_key(irc_conn_t *conn, irc_room_t *room, char *buf, size_t len)
     room_key(conn->server->name, room->chan->name, buf, len);
 }
 
-void history_record(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *body)
+int64_t history_record(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *body)
 {
     irc_t *irc = conn->irc;
-    if (!irc->history || (room->chan->leader && room->chan->leader != conn))
-        return; /* the leader records what everyone in the channel sees */
-    room->chan->leader = conn;
+    /* One archive per channel, shared by its local users: kept while one
+     * of them records it (record_history). */
+    if (!irc->history || !room->chan->recorders)
+        return 0;
     char key[IRC_NAME_MAX * 2];
     history_room_key(conn, room, key, sizeof key);
-    int64_t now = ferry_now_ms();
-    ferry_history_add(irc->comp, key, now, nick, body, NULL);
+    int64_t now = ferry_now_ms(), id = 0;
+    if (ferry_history_add(irc->comp, key, now, nick, body, &id) != 0)
+        id = 0;
     if (++irc->archived >= PRUNE_EVERY) {
         irc->archived = 0;
         ferry_history_prune(irc->comp, now - irc->history_days * 86400000);
     }
+    return id;
 }
 
 /* ---- history on join ---- */
 
 void history_request(irc_t *irc, xmpp_stanza_t *presence, int *max, int64_t *since)
 {
-    *max = irc->history ? (int)irc->history_on_join : 0;
+    irc_user_options_t u;
+    char bare[2100];
+    ferry_jid_bare_of(xmpp_stanza_get_from(presence), bare, sizeof bare);
+    irc_user_options_load(irc, bare, &u); /* max_history_length of the configure form */
+    if (!irc->history)
+        *max = 0;
+    else if (u.max_history >= 0)
+        *max = u.max_history > MAM_PAGE ? MAM_PAGE : u.max_history;
+    else
+        *max = (int)irc->history_on_join;
     *since = 0;
     xmpp_stanza_t *x = xmpp_stanza_get_child_by_name_and_ns(presence, "x", NS_MUC);
     xmpp_stanza_t *h = x ? xmpp_stanza_get_child_by_name(x, "history") : NULL;
@@ -157,11 +170,12 @@ static size_t chrono(const rows_t *r, size_t i, int newest_first)
 
 /* An archived message; with TO, addressed and with its XEP-0203 delay (as
  * history on join sends it), without, bare (as MAM forwards it). */
-static xmpp_stanza_t *archived_message(irc_t *irc, const char *room_jid, const char *nick,
-                                       int64_t ts, const char *body, const char *to)
+static xmpp_stanza_t *archived_message(irc_t *irc, const char *room_jid, int64_t id,
+                                       const char *nick, int64_t ts, const char *body,
+                                       const char *to)
 {
     xmpp_ctx_t *ctx = ferry_component_xmpp(irc->comp);
-    char from[1500], when[40];
+    char from[1500], when[40], sid[32];
     /* A row whose nick cannot be a resource (empty, or with controls,
      * stored before such lines were ignored) comes from the room itself:
      * "room/" is no JID, and the server would drop the link over it. */
@@ -169,9 +183,15 @@ static xmpp_stanza_t *archived_message(irc_t *irc, const char *room_jid, const c
         snprintf(from, sizeof from, "%s/%s", room_jid, nick);
     else
         snprintf(from, sizeof from, "%s", room_jid);
-    xmpp_stanza_t *msg = xmpp_message_new(ctx, "groupchat", to, NULL);
+    snprintf(sid, sizeof sid, "%lld", (long long)id);
+    xmpp_stanza_t *msg = xmpp_message_new(ctx, "groupchat", to, sid);
     xmpp_stanza_set_from(msg, from);
     ferry_stanza_add_text(msg, "body", body);
+    /* The id it had when it was live (XEP-0359): clients drop what they
+     * already have. */
+    xmpp_stanza_t *stanza_id = ferry_stanza_add(msg, "stanza-id", "urn:xmpp:sid:0");
+    xmpp_stanza_set_attribute(stanza_id, "by", room_jid);
+    xmpp_stanza_set_attribute(stanza_id, "id", sid);
     if (!to)
         return msg;
     stamp(ts, when, sizeof when);
@@ -196,8 +216,8 @@ void history_replay(irc_conn_t *conn, irc_room_t *room, size_t resource)
     ferry_history_query(irc->comp, key, &q, collect, &r);
     for (size_t i = 0; i < r.n; i++) {
         size_t k = chrono(&r, i, 1);
-        xmpp_stanza_t *msg = archived_message(irc, room_addr, r.nick[k], r.ts[k], r.body[k],
-                                              room->resources[resource]);
+        xmpp_stanza_t *msg = archived_message(irc, room_addr, r.id[k], r.nick[k], r.ts[k],
+                                              r.body[k], room->resources[resource]);
         ferry_component_send(irc->comp, msg);
         xmpp_stanza_release(msg);
     }
@@ -211,16 +231,6 @@ static const char *child_text(xmpp_stanza_t *parent, const char *name)
     xmpp_stanza_t *el = parent ? xmpp_stanza_get_child_by_name(parent, name) : NULL;
     xmpp_stanza_t *t = el ? xmpp_stanza_get_children(el) : NULL;
     return t ? xmpp_stanza_get_text_ptr(t) : el ? "" : NULL;
-}
-
-static const char *form_value(xmpp_stanza_t *x, const char *var)
-{
-    for (xmpp_stanza_t *f = x ? xmpp_stanza_get_children(x) : NULL; f; f = xmpp_stanza_get_next(f)) {
-        const char *v = xmpp_stanza_get_attribute(f, "var");
-        if (v && strcmp(v, var) == 0)
-            return child_text(f, "value");
-    }
-    return NULL;
 }
 
 static void send_result(irc_t *irc, xmpp_stanza_t *iq, const char *queryid, const char *room_jid,
@@ -240,7 +250,7 @@ static void send_result(irc_t *irc, xmpp_stanza_t *iq, const char *queryid, cons
     char when[40];
     stamp(ts, when, sizeof when);
     xmpp_stanza_set_attribute(ferry_stanza_add(fwd, "delay", "urn:xmpp:delay"), "stamp", when);
-    xmpp_stanza_t *inner = archived_message(irc, room_jid, nick, ts, body, NULL);
+    xmpp_stanza_t *inner = archived_message(irc, room_jid, id, nick, ts, body, NULL);
     xmpp_stanza_set_ns(inner, "jabber:client"); /* XEP-0297: not the forward namespace */
     xmpp_stanza_add_child_ex(fwd, inner, 0);
     ferry_component_send(irc->comp, msg);
@@ -267,6 +277,22 @@ static void send_fin(irc_t *irc, xmpp_stanza_t *iq, const rows_t *r, int newest_
     }
     ferry_component_send(irc->comp, res);
     xmpp_stanza_release(res);
+}
+
+/* Whether the archive of KEY holds the message ID (as a stanza-id gave it:
+ * "N", or "N.k" for the k-th line of a message IRC got split). */
+static int archive_has(irc_t *irc, const char *key, const char *id, int64_t *out)
+{
+    char *end;
+    long long n = strtoll(id, &end, 10);
+    if (end == id || n <= 0 || (*end && *end != '.'))
+        return 0;
+    ferry_history_query_t q = {.after_id = n - 1, .before_id = n + 1, .limit = 1};
+    rows_t r = {0};
+    int found = ferry_history_query(irc->comp, key, &q, collect, &r) == 1;
+    rows_free(&r);
+    *out = n;
+    return found;
 }
 
 int history_mam(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
@@ -310,19 +336,25 @@ int history_mam(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     xmpp_stanza_t *set = xmpp_stanza_get_child_by_name_and_ns(q, "set", NS_RSM);
     const char *max = child_text(set, "max"), *after = child_text(set, "after");
     const char *before = child_text(set, "before");
+    char key[IRC_NAME_MAX * 2], room_addr[1400];
+    room_key(server->name, to->channel, key, sizeof key);
     ferry_history_query_t hq = {
-        .start_ms = parse_stamp(form_value(x, "start")),
-        .end_ms = parse_stamp(form_value(x, "end")),
-        .after_id = after ? strtoll(after, NULL, 10) : 0,
-        .before_id = before && *before ? strtoll(before, NULL, 10) : 0,
+        .start_ms = parse_stamp(ferry_form_value(x, "start")),
+        .end_ms = parse_stamp(ferry_form_value(x, "end")),
+        /* Without <max/>, a page of MAM_PAGE: never the whole archive. */
         .limit = max ? strtoll(max, NULL, 10) : MAM_PAGE,
         /* <before/> (empty or not) pages backwards: the newest first. */
         .newest_first = before != NULL,
     };
+    if ((after && *after && !archive_has(irc, key, after, &hq.after_id)) ||
+        (before && *before && !archive_has(irc, key, before, &hq.before_id))) {
+        /* XEP-0313 section 6.2: paging from an id the archive lacks. */
+        ferry_component_reply_error(irc->comp, iq, "cancel", "item-not-found",
+                                    "no message with this id in the archive");
+        return 1;
+    }
     if (hq.limit < 0 || hq.limit > MAM_PAGE)
         hq.limit = MAM_PAGE;
-    char key[IRC_NAME_MAX * 2], room_addr[1400];
-    room_key(server->name, to->channel, key, sizeof key);
     if (to->implicit_server)
         irc_jid_room(room_addr, sizeof room_addr, to->channel, NULL,
                      ferry_component_domain(irc->comp));

@@ -52,6 +52,9 @@ typedef struct ferry_adapter {
      * were closed. May be NULL when the adapter keeps no sessions. */
     size_t (*sessions)(void *self);
     size_t (*disconnect)(void *self, const char *bare_jid);
+    /* Adds <item/>s to the domain's list of XEP-0050 commands for the
+     * asker of IQ (the adapter runs them itself from on_iq). May be NULL. */
+    void (*command_items)(void *self, xmpp_stanza_t *iq, xmpp_stanza_t *query);
     /* Adds the adapter's own values to GET /metrics. May be NULL. */
     void (*metrics)(void *self, ferry_metrics_t *m);
 } ferry_adapter_t;

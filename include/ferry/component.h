@@ -42,6 +42,14 @@ void ferry_component_send_xml(ferry_component_t *comp, const char *xml, size_t l
 void ferry_component_reply_error(ferry_component_t *comp, xmpp_stanza_t *stanza,
                                  const char *type, const char *condition, const char *text);
 
+/* Whether JID (full or bare) is one of the [admin] jids. */
+int ferry_component_is_admin(const ferry_component_t *comp, const char *jid);
+
+/* Inside stop(): 1 when the operator stops ferry for good (SIGUSR1), 0 for
+ * a stop that a start will follow (SIGTERM): users' sessions may be kept
+ * in the store and resumed then, without telling them. */
+int ferry_component_stopping_for_good(const ferry_component_t *comp);
+
 /* An adapter that was asked to stop calls this once its work is finished
  * (requests done or cancelled, handles closed). */
 void ferry_component_stopped(ferry_component_t *comp);

@@ -11,6 +11,11 @@ xmpp_stanza_t *ferry_stanza_add(xmpp_stanza_t *parent, const char *name, const c
  * would not accept it (ferry_xml_text_clean_to). */
 xmpp_stanza_t *ferry_stanza_add_text(xmpp_stanza_t *parent, const char *name, const char *text);
 
+/* XEP-0004: the <field var=VAR/> of the data form X (may be NULL), and its
+ * first value: NULL when the field is absent, "" when it has no value. */
+xmpp_stanza_t *ferry_form_field(xmpp_stanza_t *x, const char *var);
+const char *ferry_form_value(xmpp_stanza_t *x, const char *var);
+
 /* Appends TEXT to OUT (capacity CAP, at LEN) escaped for XML text and
  * attribute values, with what XML forbids replaced by U+FFFD (the rule of
  * ferry_xml_text_clean_to); returns the new length, or CAP when it did not

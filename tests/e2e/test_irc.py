@@ -8,6 +8,7 @@ connections ferry keeps per (JID, server) never carry over between tests.
 """
 
 import re
+import signal
 import time
 from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
@@ -1017,10 +1018,11 @@ def test_default_server_room_jid(env, xmpp, irc, testbed):
 
 
 def test_ferry_shutdown_quits_irc_and_tells_the_user(env, xmpp, irc, testbed):
-    """ferry stops (SIGTERM) with a user in a room: the IRC connection
-    QUITs, ferry exits 0 without sanitizer reports, and the user gets an
-    unavailable presence (332, as for a lost server) instead of a room
-    that silently went dead."""
+    """ferry stops for good (SIGUSR1) with a user in a room: the IRC
+    connection QUITs, ferry exits 0 without sanitizer reports, and the user
+    gets an unavailable presence (332, as for a lost server) instead of a
+    room that silently went dead. (SIGTERM is a restart, where users stay:
+    test_irc_restart.py.)"""
     ivan = irc("ivan33")
     ivan.join("#shutdown")
     f = second_ferry(env, testbed)
@@ -1029,7 +1031,9 @@ def test_ferry_shutdown_quits_irc_and_tells_the_user(env, xmpp, irc, testbed):
     join(ida, rj, "ida")
     ivan.wait(lambda l: l.command == "JOIN" and l.nick == "ida")
     m, mi = Mark(ida), ivan.mark()
-    rc = f.stop()
+    f.expect_exit = True
+    f.signal(signal.SIGUSR1)
+    rc = f.wait_exit(10)
     assert rc == 0, f.report()
     quit_ = ivan.wait(lambda l: l.command == "QUIT" and l.nick == "ida", since=mi, what="ida's QUIT")
     assert "shutting down" in quit_.trailing, quit_
