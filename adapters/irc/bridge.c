@@ -364,6 +364,66 @@ static void remove_resource(irc_conn_t *conn, irc_room_t *room, const char *jid)
         }
 }
 
+/* ---- messages held while a join completes ---- */
+
+/* At most this many messages wait for a join to complete (a WHO on a big
+ * channel takes a round trip or two); past that the oldest are dropped. */
+#define HELD_MAX 200
+
+static void held_free(irc_room_t *room)
+{
+    while (room->held) {
+        irc_held_t *h = room->held;
+        room->held = h->next;
+        free(h->nick);
+        free(h->text);
+        free(h->sid);
+        free(h);
+    }
+    room->held_tail = &room->held;
+    room->nheld = 0;
+}
+
+static void hold(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *text,
+                 const char *sid)
+{
+    if (room->nheld == HELD_MAX) {
+        irc_held_t *old = room->held;
+        room->held = old->next;
+        if (!room->held)
+            room->held_tail = &room->held;
+        room->nheld--;
+        ferry_log_warn(ferry_component_name(conn->irc->comp),
+                       "%s: more than %d messages while joining; the oldest not shown", room->name,
+                       HELD_MAX);
+        free(old->nick);
+        free(old->text);
+        free(old->sid);
+        free(old);
+    }
+    irc_held_t *h = calloc(1, sizeof *h);
+    h->nick = strdup(nick);
+    h->text = strdup(text);
+    h->sid = sid ? strdup(sid) : NULL;
+    h->archived = conn->irc->history && room->chan->recorders;
+    if (!room->held_tail)
+        room->held_tail = &room->held;
+    *room->held_tail = h;
+    room->held_tail = &h->next;
+    room->nheld++;
+}
+
+/* Says the held messages to resource INDEX after its occupant list; the
+ * ones its history replay carried already are not said twice. */
+static void held_say(irc_conn_t *conn, irc_room_t *room, size_t index)
+{
+    int replayed = conn->irc->history && room->history_max[index] > 0;
+    for (irc_held_t *h = room->held; h; h = h->next)
+        if (!(h->archived && replayed))
+            groupchat(conn, room, h->nick, room->resources[index], NULL, h->text, NULL, h->sid,
+                      NULL);
+}
+
 static void room_free(irc_conn_t *conn, irc_room_t *room)
 {
     for (irc_room_t **p = &conn->rooms; *p; p = &(*p)->next)
@@ -384,6 +444,7 @@ static void room_free(irc_conn_t *conn, irc_room_t *room)
         irc_state_left(conn, room, room->resources[i]);
         free(room->resources[i]);
     }
+    held_free(room);
     free(room->resources);
     free(room->history_max);
     free(room->history_since);
@@ -444,8 +505,11 @@ static void announce_to(irc_conn_t *conn, irc_room_t *room, size_t index)
 static void announce(irc_conn_t *conn, irc_room_t *room)
 {
     room->announced = 1;
-    for (size_t i = 0; i < room->nresources; i++)
+    for (size_t i = 0; i < room->nresources; i++) {
         announce_to(conn, room, i);
+        held_say(conn, room, i);
+    }
+    held_free(room);
 }
 
 /* "user@host" of a "nick!user@host" prefix; NULL without one. */
@@ -622,6 +686,7 @@ static void parted(irc_conn_t *conn, irc_room_t *room)
     if (room->joined)
         room->chan->joined--;
     room->joined = room->named = room->who_pending = room->announced = 0;
+    held_free(room);
     if (room->chan->leader == conn) {
         room->chan->leader = NULL;
         room->chan->synced = 0;
@@ -931,6 +996,8 @@ static void on_privmsg(irc_conn_t *conn, irc_msg_t *m, const char *nick, int not
         if (room && room->announced)
             for (size_t i = 0; i < room->nresources; i++)
                 groupchat(conn, room, nick, room->resources[i], NULL, text, NULL, sid, NULL);
+        else if (room && room->joined && !room->parting)
+            hold(conn, room, nick, text, sid);
     } else if (!m->prefix || !strchr(m->prefix, '!')) {
         contact_says(conn, text); /* the server's own notices */
     } else if (!pm_via_room(conn, nick, text)) {
@@ -1379,6 +1446,7 @@ void bridge_on_closed(irc_conn_t *conn, const char *reason)
             irc_ids_left(room);
         }
         room->joined = room->named = room->who_pending = room->announced = 0;
+        held_free(room);
         if (room->chan->leader == conn) {
             room->chan->leader = NULL;
             room->chan->synced = 0;

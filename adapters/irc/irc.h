@@ -141,6 +141,13 @@ void irc_chan_set_userhost(irc_member_t *m, const char *userhost);
 enum irc_conn_state { IRC_CONNECTING, IRC_REGISTERING, IRC_READY, IRC_CLOSED };
 
 /* A channel as one connection sees it, and which XMPP resources are in it. */
+/* A channel message held until the room is announced (bridge.c). */
+typedef struct irc_held {
+    struct irc_held *next;
+    char *nick, *text, *sid;
+    int archived; /* in the channel's archive: a history replay carries it */
+} irc_held_t;
+
 typedef struct irc_room {
     struct irc_room *next;
     irc_chan_t *chan;
@@ -161,6 +168,10 @@ typedef struct irc_room {
     int named;              /* NAMES ended since */
     int who_pending;        /* our WHO for everyone's user@host has not ended */
     int announced;          /* occupant list sent to XMPP */
+    /* Channel messages that came after our JOIN but before the occupant
+     * list could go out (NAMES or our WHO not ended): said right after it. */
+    struct irc_held *held, **held_tail;
+    size_t nheld;
     /* The last resource left and PART is on its way: the room stays until
      * IRC confirms, so that a join sent meanwhile is not undone by it. */
     int parting;
