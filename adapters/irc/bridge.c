@@ -1959,11 +1959,9 @@ void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
     const char *from = xmpp_stanza_get_from(st);
     char bare[2100];
     ferry_jid_bare_of(from, bare, sizeof bare);
-    const irc_server_t *server = irc_find_server(irc, to->server);
-    if (!server) {
-        stanza_error(irc, st, "cancel", "not-allowed", "this IRC server is not served here");
+    const irc_server_t *server = irc_served_server(irc, st, to->server);
+    if (!server)
         return;
-    }
     irc_conn_t *conn = irc_find_conn(irc, bare, server->name);
     if (to->kind == IRC_JID_CHANNEL && !to->nick[0]) {
         to_channel(irc, st, to, conn, from);
@@ -2059,11 +2057,9 @@ int bridge_admin(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
 
 void bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
 {
-    const irc_server_t *server = irc_find_server(irc, to->server);
-    if (!server) {
-        stanza_error(irc, iq, "cancel", "not-allowed", "this IRC server is not served here");
+    const irc_server_t *server = irc_served_server(irc, iq, to->server);
+    if (!server)
         return;
-    }
     char bare[2100];
     ferry_jid_bare_of(xmpp_stanza_get_from(iq), bare, sizeof bare);
     irc_conn_t *conn = conn_for(irc, bare, server, NULL);

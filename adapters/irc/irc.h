@@ -526,6 +526,9 @@ struct irc {
 };
 
 const irc_server_t *irc_find_server(irc_t *irc, const char *name);
+/* irc_find_server(), or NULL after answering ST not-allowed: a server this
+ * component does not bridge. */
+const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char *name);
 irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server);
 /* A connection leaves the list (it is closing) / is gone for good. */
 void irc_conn_forget(irc_t *irc, irc_conn_t *conn);

@@ -178,12 +178,9 @@ int bridge_register(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     xmpp_stanza_t *q = xmpp_stanza_get_child_by_name_and_ns(iq, "query", NS_REGISTER);
     if (!q || to->kind != IRC_JID_SERVER)
         return 0;
-    const irc_server_t *server = irc_find_server(irc, to->server);
-    if (!server) {
-        ferry_component_reply_error(irc->comp, iq, "cancel", "not-allowed",
-                                    "this IRC server is not served here");
+    const irc_server_t *server = irc_served_server(irc, iq, to->server);
+    if (!server)
         return 1;
-    }
     char bare[2100];
     ferry_jid_bare_of(xmpp_stanza_get_from(iq), bare, sizeof bare);
     irc_user_settings_t s;

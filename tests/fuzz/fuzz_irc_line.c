@@ -244,6 +244,15 @@ const irc_server_t *irc_find_server(irc_t *irc, const char *name)
     return name && strcasecmp(name, server.name) == 0 ? &server : NULL;
 }
 
+const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char *name)
+{
+    const irc_server_t *s = irc_find_server(irc, name);
+    if (!s)
+        ferry_component_reply_error(irc->comp, st, "cancel", "not-allowed",
+                                    "this IRC server is not served here");
+    return s;
+}
+
 irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server_name)
 {
     (void)irc;
