@@ -18,6 +18,7 @@ import inspect
 import json
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -94,11 +95,31 @@ def ferry_binary():
     return path
 
 
+# Ports handed out by this process. The kernel may give the same port to two
+# bind(0) calls once the first socket is closed (CI once saw Prosody's c2s and
+# component ports equal), and ports in the ephemeral range can be taken by any
+# outgoing connection before the server binds them: so ports come from below
+# that range and never twice per test run.
+_PORTS_GIVEN = set()
+_PORT_LOW, _PORT_HIGH = 20000, 32767
+
+
 def free_port():
-    """A free TCP port on 127.0.0.1 (bind port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free TCP port on 127.0.0.1, below the ephemeral range, never the same
+    one twice in this process. Bounded: 2,000 tries."""
+    rng = random.SystemRandom()
+    for _ in range(2000):
+        port = rng.randint(_PORT_LOW, _PORT_HIGH)
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    raise RuntimeError("no free port in %d-%d after 2,000 tries" % (_PORT_LOW, _PORT_HIGH))
 
 
 def wait_until(pred, timeout, interval=0.05, what="condition"):
