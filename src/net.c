@@ -196,9 +196,16 @@ size_t ferry_net_pending(const ferry_net_t *conn)
     return conn->tcp_open ? uv_stream_get_write_queue_size((const uv_stream_t *)&conn->tcp) : 0;
 }
 
+const char *ferry_net_failure(const ferry_net_t *conn)
+{
+    return conn->failed ? conn->fail_reason : NULL;
+}
+
 int ferry_net_write(ferry_net_t *conn, const void *data, size_t len)
 {
-    if (!alive(conn) || conn->state != NET_OPEN || conn->shut)
+    if (conn->failed && !conn->closing)
+        return conn->fail_status;
+    if (conn->closing || conn->state != NET_OPEN || conn->shut)
         return UV_ENOTCONN;
     if (len == 0)
         return 0;

@@ -82,12 +82,25 @@ static void finish_close(xmpp_link_t *link);
 
 /* ---- writing ---- */
 
-/* A write that fails is reported by the connection's closed() (there is no
- * bound on what it may hold: see connect_attempt()). */
+/* The connection failed or the server closed it: STATUS and REASON as
+ * ferry/net.h gives them. */
+static void net_failed(conn_t *conn, int status, const char *reason)
+{
+    if (status == UV_EOF && !conn->saw_header)
+        reason = "the server closed the connection before the stream header";
+    conn_fail(conn, reason ? reason : uv_strerror(status));
+}
+
+/* A write the connection refuses means it has failed (it has no bound: see
+ * connect_attempt()). The link learns it now rather than from closed(), so
+ * that what is sent meanwhile waits in the queue for the next connection. */
 static void conn_write(conn_t *conn, const char *data, size_t len)
 {
-    if (ferry_net_write(conn->net, data, len) == 0)
+    int rc = ferry_net_write(conn->net, data, len);
+    if (rc == 0)
         conn->link->last_write = uv_now(conn->link->loop);
+    else
+        net_failed(conn, rc, ferry_net_failure(conn->net));
 }
 
 static void conn_write_str(conn_t *conn, const char *s) { conn_write(conn, s, strlen(s)); }
@@ -501,7 +514,8 @@ static void send_ping(uv_timer_t *t)
              "<iq type='get' id='%s' from='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>",
              link->ping_id, link->domain, link->ping_to);
     conn_write_str(link->conn, buf);
-    uv_timer_start(&link->ping_deadline, on_deadline, link->ping_timeout_ms, 0);
+    if (link->state == LINK_UP) /* else the write found the link down */
+        uv_timer_start(&link->ping_deadline, on_deadline, link->ping_timeout_ms, 0);
 }
 
 static void on_net_data(void *arg, const char *buf, size_t len)
@@ -517,14 +531,11 @@ static void on_net_data(void *arg, const char *buf, size_t len)
     }
 }
 
-/* The connection failed, or the server closed it (in LINK_CLOSING: the
- * answer to our </stream:stream>, which conn_fail() takes as such). */
+/* In LINK_CLOSING, the server's close is the answer to our
+ * </stream:stream>, which conn_fail() takes as such. */
 static void on_net_closed(void *arg, int status, const char *reason)
 {
-    conn_t *conn = arg;
-    if (status == UV_EOF && !conn->saw_header)
-        reason = "the server closed the connection before the stream header";
-    conn_fail(conn, reason);
+    net_failed(arg, status, reason);
 }
 
 static void on_net_connected(void *arg)
@@ -670,8 +681,10 @@ void xmpp_link_close(xmpp_link_t *link, void (*done)(void *), void *arg)
     }
     /* The server's </stream:stream> or its close ends the wait. */
     conn_write_str(link->conn, "</stream:stream>");
-    ferry_net_shutdown(link->conn->net);
-    uv_timer_start(&link->close_timer, on_close_wait, CLOSE_WAIT_MS, 0);
+    if (link->conn) { /* else the write found it failed, and the link closed */
+        ferry_net_shutdown(link->conn->net);
+        uv_timer_start(&link->close_timer, on_close_wait, CLOSE_WAIT_MS, 0);
+    }
     if (was_up)
         ferry_log_info(link->scope, "closing the link to %s:%d", link->host, link->port);
 }

@@ -69,9 +69,15 @@ ferry_net_t *ferry_net_connect(uv_loop_t *loop, const ferry_net_options_t *opts,
 /* Queues LEN bytes (copied) for the server. 0: queued. UV_ENOBUFS: over the
  * bound, nothing queued, the connection stays open (the owner decides
  * whether a server that reads this slowly is worth keeping). UV_ENOTCONN:
- * not open yet, shut down, failed or closing. Any other error: the
- * connection failed, and closed() follows from the loop. */
+ * not open yet, shut down, or closing. Any other error: the connection has
+ * failed (now or before), with that status; closed() follows from the loop,
+ * and ferry_net_failure() says why meanwhile. */
 int ferry_net_write(ferry_net_t *conn, const void *data, size_t len);
+
+/* Once the connection has failed (closed() is due or was called): the
+ * reason closed() gets; NULL before. For an owner that learns of the
+ * failure from ferry_net_write() and closes at once. */
+const char *ferry_net_failure(const ferry_net_t *conn);
 
 /* Bytes written and not yet taken by the kernel. */
 size_t ferry_net_pending(const ferry_net_t *conn);
@@ -82,7 +88,8 @@ size_t ferry_net_pending(const ferry_net_t *conn);
 void ferry_net_shutdown(ferry_net_t *conn);
 
 /* Closes at once (bytes still queued are dropped) and frees the connection;
- * then done(arg) when done is not NULL. No other callback after this. */
+ * then done(arg), from the loop, when done is not NULL. No other callback
+ * after this. */
 void ferry_net_close(ferry_net_t *conn, void (*done)(void *arg));
 
 /* ---- TLS ---- */

@@ -234,6 +234,7 @@ static void test_echo_and_close(void)
     client_start(&c, &(ferry_net_options_t){.host = "127.0.0.1", .port = server_port});
     CHECK(c.net != NULL, "a connection");
     CHECK_INT(ferry_net_write(c.net, "early", 5), UV_ENOTCONN); /* not open yet */
+    CHECK(ferry_net_failure(c.net) == NULL, "no failure yet");
     CHECK(wait_for(&c.connected, 1, 3000), "connected: %s", c.reason);
     CHECK_INT(ferry_net_write(c.net, "hello ", 6), 0);
     CHECK_INT(ferry_net_write(c.net, "world", 5), 0);
@@ -269,7 +270,8 @@ static void test_server_closes(void)
     CHECK_INT(c.connected, 1);
     CHECK_INT(c.status, UV_EOF);
     CHECK_STR(c.reason, "the server closed the connection");
-    CHECK_INT(ferry_net_write(c.net, "x", 1), UV_ENOTCONN);
+    CHECK_INT(ferry_net_write(c.net, "x", 1), UV_EOF);
+    CHECK_STR(ferry_net_failure(c.net), "the server closed the connection");
     client_close(&c);
     CHECK_INT(c.closed, 1);
 }
