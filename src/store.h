@@ -1,9 +1,10 @@
 /* store.h: the durable store behind the outboxes and per-user settings.
- * One implementation today (store_sqlite.c, embedded); the functions here are
- * the seam where a PostgreSQL backend would plug in.
+ * Two backends: store_sqlite.c (embedded, the default) and store_pg.c
+ * (PostgreSQL); store.c dispatches to the one opened and owns the group
+ * commit (store_backend.h).
  *
  * Writes join one transaction (group commit): it opens with the first write
- * and commits a few milliseconds later (store_sqlite.c's COMMIT_DELAY_MS),
+ * and commits a few milliseconds later (store.c's COMMIT_DELAY_MS),
  * or at the end of the loop iteration when somebody waits for durability
  * (store_sync(), e.g. an HTTP sender before its 202), or at once on
  * store_flush(). Thousands of messages a second cost one commit per batch,

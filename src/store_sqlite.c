@@ -1,25 +1,20 @@
 /* store_sqlite.c: the embedded store: one SQLite file in WAL mode with a
- * versioned schema. Writes are batched: a transaction opens with the first
- * write and commits COMMIT_DELAY_MS later (group commit), or at the end of
- * the loop iteration when somebody waits for durability (an HTTP sender
- * waiting for its 202). Under load that is one commit for hundreds of
- * messages instead of one each. */
+ * versioned schema. store.c batches the writes into one transaction (group
+ * commit); this file runs them. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "ferry/log.h"
-#include "store.h"
+#include "store_backend.h"
 
 #define SCHEMA_VERSION 2
-#define COMMIT_DELAY_MS 5
 
 static const char *const migrations[SCHEMA_VERSION] = {
     /* 1: messages both ways, and settings */
@@ -95,46 +90,22 @@ static const char *const queries[Q_COUNT_ALL] = {
     [Q_KV_LIST] = "SELECT key, value FROM settings WHERE component = ?1 AND ns = ?2 ORDER BY key",
 };
 
-typedef struct waiter {
-    struct waiter *next;
-    void (*cb)(void *arg, int ok);
-    void *arg;
-} waiter_t;
-
-typedef struct listener {
-    struct listener *next;
-    void (*cb)(void *arg);
-    void *arg;
-} listener_t;
-
-struct store {
+typedef struct sqlite_store {
+    store_t base; /* first: a store_t * is a sqlite_store_t * */
     sqlite3 *db;
     char *path;
     sqlite3_stmt *q[Q_COUNT_ALL];
-    int in_tx;
-    int queued;         /* the open transaction queues messages (added or put back) */
-    int offline;          /* no loop: every write commits at once */
-    uv_prepare_t commit;  /* commits at the end of an iteration with waiters */
-    uv_timer_t delay;     /* commits a batch nobody waits for */
-    int commit_open;      /* loop handles not yet closed */
-    int lock_fd;          /* flock()ed by the one running ferry; -1 offline */
-    waiter_t *waiters, **waiters_tail;
-    listener_t *listeners;
-};
+    int lock_fd; /* flock()ed by the one running ferry; -1 offline */
+} sqlite_store_t;
 
-int64_t store_now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
+#define SQ(s) ((sqlite_store_t *)(s))
 
-static void log_db_error(store_t *s, const char *what)
+static void log_db_error(sqlite_store_t *s, const char *what)
 {
     ferry_log_error("store", "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
 }
 
-static int exec(store_t *s, const char *sql)
+static int exec(sqlite_store_t *s, const char *sql)
 {
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -145,136 +116,42 @@ static int exec(store_t *s, const char *sql)
     return 0;
 }
 
-/* ---- transactions ---- */
+/* ---- transactions (store.c decides when) ---- */
 
-/* Answers the waiters (OK: the commit worked); the listeners hear only of a
- * commit that made something durable. */
-static void notify(store_t *s, int ok, int committed)
+static int sq_begin(store_t *base)
 {
-    waiter_t *w = s->waiters;
-    s->waiters = NULL;
-    s->waiters_tail = &s->waiters;
-    while (w) {
-        waiter_t *next = w->next;
-        w->cb(w->arg, ok);
-        free(w);
-        w = next;
+    sqlite_store_t *s = SQ(base);
+    if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+        log_db_error(s, "begin");
+        return -1;
     }
-    for (listener_t *l = s->listeners; committed && l; l = l->next)
-        l->cb(l->arg);
+    return 0;
 }
 
-static int commit_now(store_t *s)
+static int sq_commit(store_t *base)
 {
-    int ok = 1;
-    if (s->in_tx) {
-        s->in_tx = 0;
-        s->queued = 0;
-        if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-            log_db_error(s, "commit failed; the batch is lost");
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-            ok = 0;
-        }
-    }
-    return ok;
+    sqlite_store_t *s = SQ(base);
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        return 0;
+    log_db_error(s, "commit failed; the batch is lost");
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
 }
 
-/* Commits the open transaction, if any, and says so. */
-static void commit_notify(store_t *s)
-{
-    int wrote = s->in_tx;
-    int ok = commit_now(s);
-    notify(s, ok, wrote && ok);
-}
-
-static void on_prepare(uv_prepare_t *h)
-{
-    store_t *s = h->data;
-    if (!s->waiters)
-        return;
-    uv_timer_stop(&s->delay);
-    commit_notify(s);
-}
-
-static void on_delay(uv_timer_t *t)
-{
-    store_t *s = t->data;
-    commit_notify(s);
-}
-
-/* Every write goes through here: it opens the iteration's transaction. */
-static sqlite3_stmt *writing(store_t *s, int q)
-{
-    if (!s->in_tx && !s->offline) {
-        if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
-            log_db_error(s, "begin");
-            return NULL;
-        }
-        s->in_tx = 1;
-        uv_timer_start(&s->delay, on_delay, COMMIT_DELAY_MS, 0);
-    }
-    sqlite3_reset(s->q[q]);
-    sqlite3_clear_bindings(s->q[q]);
-    return s->q[q];
-}
-
-static sqlite3_stmt *reading(store_t *s, int q)
+/* A statement ready to run (store.c has opened the transaction for a
+ * write). */
+static sqlite3_stmt *stmt(sqlite_store_t *s, int q)
 {
     sqlite3_reset(s->q[q]);
     sqlite3_clear_bindings(s->q[q]);
     return s->q[q];
-}
-
-void store_flush(store_t *s)
-{
-    if (s->in_tx) {
-        uv_timer_stop(&s->delay);
-        commit_notify(s);
-    }
-}
-
-int store_queued_uncommitted(const store_t *s) { return s->queued; }
-
-void store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg)
-{
-    if (s->offline || !s->commit_open) {
-        cb(arg, 1);
-        return;
-    }
-    waiter_t *w = malloc(sizeof *w);
-    w->next = NULL;
-    w->cb = cb;
-    w->arg = arg;
-    *s->waiters_tail = w;
-    s->waiters_tail = &w->next;
-}
-
-void store_listen(store_t *s, void (*cb)(void *arg), void *arg)
-{
-    listener_t *l = malloc(sizeof *l);
-    l->cb = cb;
-    l->arg = arg;
-    l->next = s->listeners;
-    s->listeners = l;
-}
-
-void store_unlisten(store_t *s, void (*cb)(void *arg), void *arg)
-{
-    for (listener_t **p = &s->listeners; *p; p = &(*p)->next) {
-        if ((*p)->cb == cb && (*p)->arg == arg) {
-            listener_t *l = *p;
-            *p = l->next;
-            free(l);
-            return;
-        }
-    }
 }
 
 /* ---- opening ---- */
 
 /* The schema version, checked before anything is written: a store from a
  * newer ferry is left exactly as it was. -1 after saying why. */
-static int schema_version(store_t *s, char *err, size_t errlen)
+static int schema_version(sqlite_store_t *s, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
     int version = -1;
@@ -295,7 +172,7 @@ static int schema_version(store_t *s, char *err, size_t errlen)
     return version;
 }
 
-static int migrate(store_t *s, int version, char *err, size_t errlen)
+static int migrate(sqlite_store_t *s, int version, char *err, size_t errlen)
 {
     for (int v = version; v < SCHEMA_VERSION; v++) {
         char sql[64];
@@ -311,30 +188,38 @@ static int migrate(store_t *s, int version, char *err, size_t errlen)
     return 0;
 }
 
-static store_t *open_common(const char *path, char *err, size_t errlen)
+static void sq_destroy(store_t *base)
 {
-    store_t *s = calloc(1, sizeof *s);
+    sqlite_store_t *s = SQ(base);
+    for (int i = 0; i < Q_COUNT_ALL; i++)
+        sqlite3_finalize(s->q[i]);
+    if (s->db)
+        sqlite3_close(s->db);
+    free(s->path);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+}
+
+static const store_ops_t sqlite_ops;
+
+/* Opens PATH into S (calloc'd): 0, or -1 with err set. */
+static int open_db(sqlite_store_t *s, const char *path, char *err, size_t errlen)
+{
     s->path = strdup(path);
-    s->lock_fd = -1;
-    s->waiters_tail = &s->waiters;
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
         snprintf(err, errlen, "%s: cannot open the store: %s", path,
                  s->db ? sqlite3_errmsg(s->db) : "out of memory");
-        store_close(s);
-        return NULL;
+        return -1;
     }
     if (sqlite3_db_readonly(s->db, "main") == 1) {
         snprintf(err, errlen, "%s: the store is not writable", path);
-        store_close(s);
-        return NULL;
+        return -1;
     }
     sqlite3_busy_timeout(s->db, 5000);
     int version = schema_version(s, err, errlen);
-    if (version < 0) {
-        store_close(s);
-        return NULL;
-    }
+    if (version < 0)
+        return -1;
     /* WAL + synchronous=NORMAL: a commit survives the process being killed
      * (the WAL is written before COMMIT returns); only a power cut may lose
      * the last transactions, never corrupt the file. */
@@ -345,21 +230,17 @@ static store_t *open_common(const char *path, char *err, size_t errlen)
                      NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, errlen, "%s: not a usable store: %s", path, msg ? msg : "error");
         sqlite3_free(msg);
-        store_close(s);
-        return NULL;
+        return -1;
     }
-    if (migrate(s, version, err, errlen) != 0) {
-        store_close(s);
-        return NULL;
-    }
+    if (migrate(s, version, err, errlen) != 0)
+        return -1;
     for (int i = 0; i < Q_COUNT_ALL; i++) {
         if (sqlite3_prepare_v2(s->db, queries[i], -1, &s->q[i], NULL) != SQLITE_OK) {
             snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
-            store_close(s);
-            return NULL;
+            return -1;
         }
     }
-    return s;
+    return 0;
 }
 
 /* One running ferry per SQLite file: two would interleave their outboxes and
@@ -387,68 +268,37 @@ static int lock_store(const char *path, char *err, size_t errlen)
     return -1;
 }
 
+/* LOOP NULL: offline. LOCK_FD: the flock()ed file, or -1. */
+static store_t *open_store(uv_loop_t *loop, const char *path, int lock_fd, char *err,
+                           size_t errlen)
+{
+    sqlite_store_t *s = calloc(1, sizeof *s);
+    s->lock_fd = lock_fd;
+    if (open_db(s, path, err, errlen) != 0) {
+        sq_destroy(&s->base);
+        free(s);
+        return NULL;
+    }
+    store_init(&s->base, &sqlite_ops, loop);
+    return &s->base;
+}
+
 store_t *store_open(uv_loop_t *loop, const char *path, char *err, size_t errlen)
 {
     int fd = lock_store(path, err, errlen);
     if (fd == -1)
         return NULL;
-    store_t *s = open_common(path, err, errlen);
-    if (!s) {
-        if (fd >= 0)
-            close(fd);
-        return NULL;
-    }
-    s->lock_fd = fd;
-    uv_prepare_init(loop, &s->commit);
-    s->commit.data = s;
-    uv_timer_init(loop, &s->delay);
-    s->delay.data = s;
-    s->commit_open = 2; /* handles to close */
-    uv_prepare_start(&s->commit, on_prepare);
-    return s;
+    return open_store(loop, path, fd, err, errlen);
 }
 
 store_t *store_open_offline(const char *path, char *err, size_t errlen)
 {
-    store_t *s = open_common(path, err, errlen);
-    if (s)
-        s->offline = 1;
-    return s;
-}
-
-static void on_handle_closed(uv_handle_t *h)
-{
-    store_t *s = h->data;
-    if (--s->commit_open == 0)
-        free(s);
-}
-
-void store_close(store_t *s)
-{
-    if (!s)
-        return;
-    if (s->db)
-        commit_notify(s);
-    for (int i = 0; i < Q_COUNT_ALL; i++)
-        sqlite3_finalize(s->q[i]);
-    if (s->db)
-        sqlite3_close(s->db);
-    while (s->listeners)
-        store_unlisten(s, s->listeners->cb, s->listeners->arg);
-    free(s->path);
-    if (s->lock_fd >= 0)
-        close(s->lock_fd);
-    if (s->commit_open) {
-        uv_close((uv_handle_t *)&s->delay, on_handle_closed);
-        uv_close((uv_handle_t *)&s->commit, on_handle_closed);
-    } else {
-        free(s);
-    }
+    return open_store(NULL, path, -1, err, errlen);
 }
 
 /* ---- messages ---- */
 
-static int step_done(store_t *s, sqlite3_stmt *st, const char *what)
+static int step_done(sqlite_store_t *s, sqlite3_stmt *st, const char *what)
 {
     int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) {
@@ -459,9 +309,9 @@ static int step_done(store_t *s, sqlite3_stmt *st, const char *what)
 }
 
 /* The state of the message already stored under DEDUP. */
-static int dedup_state(store_t *s, const char *component, int direction, const char *dedup)
+static int dedup_state(sqlite_store_t *s, const char *component, int direction, const char *dedup)
 {
-    sqlite3_stmt *st = reading(s, Q_DEDUP_STATE);
+    sqlite3_stmt *st = stmt(s, Q_DEDUP_STATE);
     sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, direction);
     sqlite3_bind_text(st, 3, dedup, -1, SQLITE_STATIC);
@@ -470,12 +320,11 @@ static int dedup_state(store_t *s, const char *component, int direction, const c
     return state;
 }
 
-int store_msg_add(store_t *s, const char *component, int direction, const char *conversation,
+static int sq_msg_add(store_t *base, const char *component, int direction, const char *conversation,
                   const char *dedup, const char *payload, size_t len, int64_t *id)
 {
-    sqlite3_stmt *st = writing(s, Q_ADD);
-    if (!st)
-        return -1;
+    sqlite_store_t *s = SQ(base);
+    sqlite3_stmt *st = stmt(s, Q_ADD);
     sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, direction);
     sqlite3_bind_text(st, 3, conversation, -1, SQLITE_STATIC);
@@ -488,7 +337,6 @@ int store_msg_add(store_t *s, const char *component, int direction, const char *
     if (sqlite3_changes(s->db) == 0)
         return 1 + dedup_state(s, component, direction, dedup);
     *id = sqlite3_last_insert_rowid(s->db);
-    s->queued = 1;
     return 0;
 }
 
@@ -510,7 +358,7 @@ static void read_row(sqlite3_stmt *st, store_row_t *r)
     r->error = (const char *)sqlite3_column_text(st, 10);
 }
 
-static int each_row(store_t *s, sqlite3_stmt *st, store_row_cb cb, void *arg)
+static int each_row(sqlite_store_t *s, sqlite3_stmt *st, store_row_cb cb, void *arg)
 {
     int n = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -527,10 +375,11 @@ static int each_row(store_t *s, sqlite3_stmt *st, store_row_cb cb, void *arg)
     return n;
 }
 
-int store_msg_pending(store_t *s, const char *component, int direction, int64_t after,
+static int sq_msg_pending(store_t *base, const char *component, int direction, int64_t after,
                       size_t limit, store_row_cb cb, void *arg)
 {
-    sqlite3_stmt *st = reading(s, Q_PENDING);
+    sqlite_store_t *s = SQ(base);
+    sqlite3_stmt *st = stmt(s, Q_PENDING);
     sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, direction);
     sqlite3_bind_int64(st, 3, after);
@@ -538,12 +387,11 @@ int store_msg_pending(store_t *s, const char *component, int direction, int64_t 
     return each_row(s, st, cb, arg);
 }
 
-int store_msg_update(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
+static int sq_msg_update(store_t *base, int64_t id, int state, int attempts, int64_t next_ms,
                      const char *error)
 {
-    sqlite3_stmt *st = writing(s, Q_UPDATE);
-    if (!st)
-        return -1;
+    sqlite_store_t *s = SQ(base);
+    sqlite3_stmt *st = stmt(s, Q_UPDATE);
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int(st, 2, state);
     sqlite3_bind_int(st, 3, attempts);
@@ -554,11 +402,10 @@ int store_msg_update(store_t *s, int64_t id, int state, int attempts, int64_t ne
     return step_done(s, st, "updating a message");
 }
 
-int store_msg_done_upto(store_t *s, const char *component, int direction, int64_t upto)
+static int sq_msg_done_upto(store_t *base, const char *component, int direction, int64_t upto)
 {
-    sqlite3_stmt *st = writing(s, Q_DONE_UPTO);
-    if (!st)
-        return -1;
+    sqlite_store_t *s = SQ(base);
+    sqlite3_stmt *st = stmt(s, Q_DONE_UPTO);
     sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, direction);
     sqlite3_bind_int64(st, 3, upto);
@@ -566,10 +413,11 @@ int store_msg_done_upto(store_t *s, const char *component, int direction, int64_
     return step_done(s, st, "marking messages done");
 }
 
-int store_msg_counts(store_t *s, const char *component, store_counts_t *out)
+static int sq_msg_counts(store_t *base, const char *component, store_counts_t *out)
 {
+    sqlite_store_t *s = SQ(base);
     memset(out, 0, sizeof *out);
-    sqlite3_stmt *st = reading(s, Q_COUNT);
+    sqlite3_stmt *st = stmt(s, Q_COUNT);
     sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
     while (sqlite3_step(st) == SQLITE_ROW) {
         if (sqlite3_column_int(st, 0) == STORE_PENDING)
@@ -578,7 +426,7 @@ int store_msg_counts(store_t *s, const char *component, store_counts_t *out)
             out->dead = sqlite3_column_int64(st, 1);
     }
     sqlite3_reset(st);
-    st = reading(s, Q_OLDEST);
+    st = stmt(s, Q_OLDEST);
     sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW)
         out->oldest_pending_ms = sqlite3_column_int64(st, 0);
@@ -586,16 +434,15 @@ int store_msg_counts(store_t *s, const char *component, store_counts_t *out)
     return 0;
 }
 
-int store_msg_list(store_t *s, store_row_cb cb, void *arg)
+static int sq_msg_list(store_t *base, store_row_cb cb, void *arg)
 {
-    return each_row(s, reading(s, Q_LIST), cb, arg);
+    sqlite_store_t *s = SQ(base);
+    return each_row(s, stmt(s, Q_LIST), cb, arg);
 }
 
-static int change_one(store_t *s, int q, int64_t id, const char *what)
+static int change_one(sqlite_store_t *s, int q, int64_t id, const char *what)
 {
-    sqlite3_stmt *st = writing(s, q);
-    if (!st)
-        return -1;
+    sqlite3_stmt *st = stmt(s, q);
     sqlite3_bind_int64(st, 1, id);
     if (q == Q_REQUEUE)
         sqlite3_bind_int64(st, 2, store_now_ms());
@@ -604,20 +451,19 @@ static int change_one(store_t *s, int q, int64_t id, const char *what)
     return sqlite3_changes(s->db) ? 0 : 1;
 }
 
-int store_msg_requeue(store_t *s, int64_t id)
+static int sq_msg_requeue(store_t *base, int64_t id)
 {
-    int rc = change_one(s, Q_REQUEUE, id, "requeue");
-    if (rc == 0)
-        s->queued = 1;
-    return rc;
+    return change_one(SQ(base), Q_REQUEUE, id, "requeue");
 }
-int store_msg_drop(store_t *s, int64_t id) { return change_one(s, Q_DROP, id, "drop"); }
-
-int store_prune(store_t *s, int64_t before_ms)
+static int sq_msg_drop(store_t *base, int64_t id)
 {
-    sqlite3_stmt *st = writing(s, Q_PRUNE);
-    if (!st)
-        return -1;
+    return change_one(SQ(base), Q_DROP, id, "drop");
+}
+
+static int sq_prune(store_t *base, int64_t before_ms)
+{
+    sqlite_store_t *s = SQ(base);
+    sqlite3_stmt *st = stmt(s, Q_PRUNE);
     sqlite3_bind_int64(st, 1, before_ms);
     if (step_done(s, st, "pruning") != 0)
         return -1;
@@ -633,9 +479,10 @@ static void bind_key(sqlite3_stmt *st, const char *component, const char *ns, co
     sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC);
 }
 
-int store_kv_get(store_t *s, const char *component, const char *ns, const char *key, char **value)
+static int sq_kv_get(store_t *base, const char *component, const char *ns, const char *key, char **value)
 {
-    sqlite3_stmt *st = reading(s, Q_KV_GET);
+    sqlite_store_t *s = SQ(base);
+    sqlite3_stmt *st = stmt(s, Q_KV_GET);
     bind_key(st, component, ns, key);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
@@ -650,9 +497,10 @@ int store_kv_get(store_t *s, const char *component, const char *ns, const char *
     return -1;
 }
 
-int store_kv_list(store_t *s, const char *component, const char *ns,
+static int sq_kv_list(store_t *base, const char *component, const char *ns,
                   void (*cb)(void *arg, const char *key, const char *value), void *arg)
 {
+    sqlite_store_t *s = SQ(base);
     /* Prepared per call: CB may read other settings meanwhile. */
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db, queries[Q_KV_LIST], -1, &st, NULL) != SQLITE_OK) {
@@ -674,34 +522,31 @@ int store_kv_list(store_t *s, const char *component, const char *ns,
     return n;
 }
 
-int store_kv_put(store_t *s, const char *component, const char *ns, const char *key,
+static int sq_kv_put(store_t *base, const char *component, const char *ns, const char *key,
                  const char *value)
 {
-    sqlite3_stmt *st = writing(s, Q_KV_PUT);
-    if (!st)
-        return -1;
+    sqlite_store_t *s = SQ(base);
+    sqlite3_stmt *st = stmt(s, Q_KV_PUT);
     bind_key(st, component, ns, key);
     sqlite3_bind_text(st, 4, value, -1, SQLITE_STATIC);
     return step_done(s, st, "writing a setting");
 }
 
-int store_kv_del(store_t *s, const char *component, const char *ns, const char *key)
+static int sq_kv_del(store_t *base, const char *component, const char *ns, const char *key)
 {
-    sqlite3_stmt *st = writing(s, Q_KV_DEL);
-    if (!st)
-        return -1;
+    sqlite_store_t *s = SQ(base);
+    sqlite3_stmt *st = stmt(s, Q_KV_DEL);
     bind_key(st, component, ns, key);
     return step_done(s, st, "deleting a setting");
 }
 
 /* ---- group chat history ---- */
 
-int store_history_add(store_t *s, const char *component, const char *room, int64_t ts_ms,
+static int sq_history_add(store_t *base, const char *component, const char *room, int64_t ts_ms,
                       const char *nick, const char *body, int64_t *id)
 {
-    sqlite3_stmt *st = writing(s, Q_HIST_ADD);
-    if (!st)
-        return -1;
+    sqlite_store_t *s = SQ(base);
+    sqlite3_stmt *st = stmt(s, Q_HIST_ADD);
     sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, room, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, ts_ms);
@@ -714,9 +559,10 @@ int store_history_add(store_t *s, const char *component, const char *room, int64
     return 0;
 }
 
-int store_history_query(store_t *s, const char *component, const char *room,
+static int sq_history_query(store_t *base, const char *component, const char *room,
                         const store_history_filter_t *f, store_history_cb cb, void *arg)
 {
+    sqlite_store_t *s = SQ(base);
     /* Built per query: the filters vary, and queries are rare next to
      * writes. Newest first when paging backwards (before), then the
      * callback order is restored by the caller. */
@@ -753,13 +599,34 @@ int store_history_query(store_t *s, const char *component, const char *room,
     return n;
 }
 
-int store_history_prune(store_t *s, int64_t before_ms)
+static int sq_history_prune(store_t *base, int64_t before_ms)
 {
-    sqlite3_stmt *st = writing(s, Q_HIST_PRUNE);
-    if (!st)
-        return -1;
+    sqlite_store_t *s = SQ(base);
+    sqlite3_stmt *st = stmt(s, Q_HIST_PRUNE);
     sqlite3_bind_int64(st, 1, before_ms);
     if (step_done(s, st, "pruning history") != 0)
         return -1;
     return sqlite3_changes(s->db);
 }
+
+static const store_ops_t sqlite_ops = {
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .destroy = sq_destroy,
+    .msg_add = sq_msg_add,
+    .msg_pending = sq_msg_pending,
+    .msg_update = sq_msg_update,
+    .msg_done_upto = sq_msg_done_upto,
+    .msg_counts = sq_msg_counts,
+    .msg_list = sq_msg_list,
+    .msg_requeue = sq_msg_requeue,
+    .msg_drop = sq_msg_drop,
+    .prune = sq_prune,
+    .kv_get = sq_kv_get,
+    .kv_put = sq_kv_put,
+    .kv_del = sq_kv_del,
+    .kv_list = sq_kv_list,
+    .history_add = sq_history_add,
+    .history_query = sq_history_query,
+    .history_prune = sq_history_prune,
+};

@@ -1,0 +1,283 @@
+/* store.c: the store interface of store.h over its backends (store_sqlite.c,
+ * store_pg.c), and what they share: the group commit. A transaction opens
+ * with the first write and commits COMMIT_DELAY_MS later, or at the end of
+ * the loop iteration when somebody waits for durability (an HTTP sender
+ * waiting for its 202). Under load that is one commit for hundreds of
+ * messages instead of one each. */
+#include <stdlib.h>
+#include <sys/time.h>
+
+#include "store_backend.h"
+
+#define COMMIT_DELAY_MS 5
+
+struct store_waiter {
+    struct store_waiter *next;
+    void (*cb)(void *arg, int ok);
+    void *arg;
+};
+
+struct store_listener {
+    struct store_listener *next;
+    void (*cb)(void *arg);
+    void *arg;
+};
+
+int64_t store_now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* ---- transactions ---- */
+
+/* Answers the waiters (OK: the commit worked); the listeners hear only of a
+ * commit that made something durable. */
+static void notify(store_t *s, int ok, int committed)
+{
+    store_waiter_t *w = s->waiters;
+    s->waiters = NULL;
+    s->waiters_tail = &s->waiters;
+    while (w) {
+        store_waiter_t *next = w->next;
+        w->cb(w->arg, ok);
+        free(w);
+        w = next;
+    }
+    for (store_listener_t *l = s->listeners; committed && l; l = l->next)
+        l->cb(l->arg);
+}
+
+/* Commits the open transaction, if any, and says so. */
+static void commit_notify(store_t *s)
+{
+    int wrote = s->in_tx, ok = 1;
+    if (s->in_tx) {
+        s->in_tx = 0;
+        s->queued = 0;
+        ok = s->ops->commit(s) == 0;
+    }
+    notify(s, ok, wrote && ok);
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    store_t *s = h->data;
+    if (!s->waiters)
+        return;
+    uv_timer_stop(&s->delay);
+    commit_notify(s);
+}
+
+static void on_delay(uv_timer_t *t) { commit_notify(t->data); }
+
+int store_writing(store_t *s)
+{
+    if (s->in_tx || s->offline)
+        return 0;
+    if (s->ops->begin(s) != 0)
+        return -1;
+    s->in_tx = 1;
+    uv_timer_start(&s->delay, on_delay, COMMIT_DELAY_MS, 0);
+    return 0;
+}
+
+void store_init(store_t *s, const store_ops_t *ops, uv_loop_t *loop)
+{
+    s->ops = ops;
+    s->waiters_tail = &s->waiters;
+    if (!loop) {
+        s->offline = 1;
+        return;
+    }
+    uv_prepare_init(loop, &s->commit);
+    s->commit.data = s;
+    uv_timer_init(loop, &s->delay);
+    s->delay.data = s;
+    s->commit_open = 2; /* handles to close */
+    uv_prepare_start(&s->commit, on_prepare);
+}
+
+void store_flush(store_t *s)
+{
+    if (s->in_tx) {
+        uv_timer_stop(&s->delay);
+        commit_notify(s);
+    }
+}
+
+int store_queued_uncommitted(const store_t *s) { return s->queued; }
+
+void store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg)
+{
+    if (s->offline || !s->commit_open) {
+        cb(arg, 1);
+        return;
+    }
+    store_waiter_t *w = malloc(sizeof *w);
+    w->next = NULL;
+    w->cb = cb;
+    w->arg = arg;
+    *s->waiters_tail = w;
+    s->waiters_tail = &w->next;
+}
+
+void store_listen(store_t *s, void (*cb)(void *arg), void *arg)
+{
+    store_listener_t *l = malloc(sizeof *l);
+    l->cb = cb;
+    l->arg = arg;
+    l->next = s->listeners;
+    s->listeners = l;
+}
+
+void store_unlisten(store_t *s, void (*cb)(void *arg), void *arg)
+{
+    for (store_listener_t **p = &s->listeners; *p; p = &(*p)->next) {
+        if ((*p)->cb == cb && (*p)->arg == arg) {
+            store_listener_t *l = *p;
+            *p = l->next;
+            free(l);
+            return;
+        }
+    }
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    store_t *s = h->data;
+    if (--s->commit_open == 0)
+        free(s);
+}
+
+void store_close(store_t *s)
+{
+    if (!s)
+        return;
+    commit_notify(s);
+    s->ops->destroy(s);
+    while (s->listeners)
+        store_unlisten(s, s->listeners->cb, s->listeners->arg);
+    if (s->commit_open) {
+        uv_close((uv_handle_t *)&s->delay, on_handle_closed);
+        uv_close((uv_handle_t *)&s->commit, on_handle_closed);
+    } else {
+        free(s);
+    }
+}
+
+/* ---- the backend's operations ---- */
+
+int store_msg_add(store_t *s, const char *component, int direction, const char *conversation,
+                  const char *dedup, const char *payload, size_t len, int64_t *id)
+{
+    if (store_writing(s) != 0)
+        return -1;
+    int rc = s->ops->msg_add(s, component, direction, conversation, dedup, payload, len, id);
+    if (rc == 0)
+        s->queued = 1;
+    return rc;
+}
+
+int store_msg_pending(store_t *s, const char *component, int direction, int64_t after,
+                      size_t limit, store_row_cb cb, void *arg)
+{
+    return s->ops->msg_pending(s, component, direction, after, limit, cb, arg);
+}
+
+int store_msg_update(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
+                     const char *error)
+{
+    if (store_writing(s) != 0)
+        return -1;
+    return s->ops->msg_update(s, id, state, attempts, next_ms, error);
+}
+
+int store_msg_done_upto(store_t *s, const char *component, int direction, int64_t upto)
+{
+    if (store_writing(s) != 0)
+        return -1;
+    return s->ops->msg_done_upto(s, component, direction, upto);
+}
+
+int store_msg_counts(store_t *s, const char *component, store_counts_t *out)
+{
+    return s->ops->msg_counts(s, component, out);
+}
+
+int store_msg_list(store_t *s, store_row_cb cb, void *arg)
+{
+    return s->ops->msg_list(s, cb, arg);
+}
+
+int store_msg_requeue(store_t *s, int64_t id)
+{
+    if (store_writing(s) != 0)
+        return -1;
+    int rc = s->ops->msg_requeue(s, id);
+    if (rc == 0)
+        s->queued = 1;
+    return rc;
+}
+
+int store_msg_drop(store_t *s, int64_t id)
+{
+    if (store_writing(s) != 0)
+        return -1;
+    return s->ops->msg_drop(s, id);
+}
+
+int store_prune(store_t *s, int64_t before_ms)
+{
+    if (store_writing(s) != 0)
+        return -1;
+    return s->ops->prune(s, before_ms);
+}
+
+int store_kv_get(store_t *s, const char *component, const char *ns, const char *key, char **value)
+{
+    return s->ops->kv_get(s, component, ns, key, value);
+}
+
+int store_kv_put(store_t *s, const char *component, const char *ns, const char *key,
+                 const char *value)
+{
+    if (store_writing(s) != 0)
+        return -1;
+    return s->ops->kv_put(s, component, ns, key, value);
+}
+
+int store_kv_del(store_t *s, const char *component, const char *ns, const char *key)
+{
+    if (store_writing(s) != 0)
+        return -1;
+    return s->ops->kv_del(s, component, ns, key);
+}
+
+int store_kv_list(store_t *s, const char *component, const char *ns,
+                  void (*cb)(void *arg, const char *key, const char *value), void *arg)
+{
+    return s->ops->kv_list(s, component, ns, cb, arg);
+}
+
+int store_history_add(store_t *s, const char *component, const char *room, int64_t ts_ms,
+                      const char *nick, const char *body, int64_t *id)
+{
+    if (store_writing(s) != 0)
+        return -1;
+    return s->ops->history_add(s, component, room, ts_ms, nick, body, id);
+}
+
+int store_history_query(store_t *s, const char *component, const char *room,
+                        const store_history_filter_t *f, store_history_cb cb, void *arg)
+{
+    return s->ops->history_query(s, component, room, f, cb, arg);
+}
+
+int store_history_prune(store_t *s, int64_t before_ms)
+{
+    if (store_writing(s) != 0)
+        return -1;
+    return s->ops->history_prune(s, before_ms);
+}

@@ -1,0 +1,69 @@
+/* store_backend.h: what a store backend (store_sqlite.c, store_pg.c) gives
+ * store.c, and what store.c keeps for all of them: the group commit (one
+ * transaction per batch of writes), the durability waiters and the commit
+ * listeners. A backend's struct begins with a store_t; store.c calls the
+ * backend through its ops and frees the struct once the loop handles are
+ * closed. */
+#ifndef FERRY_STORE_BACKEND_H
+#define FERRY_STORE_BACKEND_H
+
+#include "store.h"
+
+typedef struct store_waiter store_waiter_t;
+typedef struct store_listener store_listener_t;
+
+typedef struct store_ops {
+    /* Transactions: begin and commit return 0 or -1 (a failed commit is
+     * rolled back by the backend: the batch is lost, the waiters hear so). */
+    int (*begin)(store_t *s);
+    int (*commit)(store_t *s);
+    /* Releases what the backend holds; store.c frees the struct. */
+    void (*destroy)(store_t *s);
+
+    int (*msg_add)(store_t *s, const char *component, int direction, const char *conversation,
+                   const char *dedup, const char *payload, size_t len, int64_t *id);
+    int (*msg_pending)(store_t *s, const char *component, int direction, int64_t after,
+                       size_t limit, store_row_cb cb, void *arg);
+    int (*msg_update)(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
+                      const char *error);
+    int (*msg_done_upto)(store_t *s, const char *component, int direction, int64_t upto);
+    int (*msg_counts)(store_t *s, const char *component, store_counts_t *out);
+    int (*msg_list)(store_t *s, store_row_cb cb, void *arg);
+    int (*msg_requeue)(store_t *s, int64_t id);
+    int (*msg_drop)(store_t *s, int64_t id);
+    int (*prune)(store_t *s, int64_t before_ms);
+    int (*kv_get)(store_t *s, const char *component, const char *ns, const char *key,
+                  char **value);
+    int (*kv_put)(store_t *s, const char *component, const char *ns, const char *key,
+                  const char *value);
+    int (*kv_del)(store_t *s, const char *component, const char *ns, const char *key);
+    int (*kv_list)(store_t *s, const char *component, const char *ns,
+                   void (*cb)(void *arg, const char *key, const char *value), void *arg);
+    int (*history_add)(store_t *s, const char *component, const char *room, int64_t ts_ms,
+                       const char *nick, const char *body, int64_t *id);
+    int (*history_query)(store_t *s, const char *component, const char *room,
+                         const store_history_filter_t *f, store_history_cb cb, void *arg);
+    int (*history_prune)(store_t *s, int64_t before_ms);
+} store_ops_t;
+
+struct store {
+    const store_ops_t *ops;
+    int in_tx;
+    int queued;           /* the open transaction queues messages (added or put back) */
+    int offline;          /* no loop: every write commits at once */
+    uv_prepare_t commit;  /* commits at the end of an iteration with waiters */
+    uv_timer_t delay;     /* commits a batch nobody waits for */
+    int commit_open;      /* loop handles not yet closed */
+    store_waiter_t *waiters, **waiters_tail;
+    store_listener_t *listeners;
+};
+
+/* Sets up the common part of a backend's calloc'd store once it is open
+ * (a backend that fails to open frees its store itself): with a LOOP the
+ * writes are group-committed, without one (offline) each commits at once. */
+void store_init(store_t *s, const store_ops_t *ops, uv_loop_t *loop);
+/* Every write calls this first: it opens the batch's transaction (0), or
+ * -1 when that failed. */
+int store_writing(store_t *s);
+
+#endif
