@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <libpq-fe.h>
+
 #include "conf.h"
 #include "ferry/jid.h"
 #include "config.h"
@@ -109,13 +111,40 @@ static void read_policy(const toml_node_t *t, outbox_policy_t *p)
     read_positive(t, "retry_delay_max", &p->retry_delay_max);
 }
 
+/* storage.url (or url_file): a libpq URI or conninfo string, checked here
+ * so that a typo is reported with its line rather than at connect time. */
+static void read_store_url(config_t *c, const toml_node_t *t)
+{
+    const char *inline_url = NULL;
+    ferry_conf_string(t, "url", FERRY_CONF_OPTIONAL, &inline_url);
+    const char *key = inline_url ? "url" : "url_file";
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(c->store_url, &msg);
+    if (!opts) {
+        char *nl = msg ? strchr(msg, '\n') : NULL;
+        if (nl)
+            *nl = 0;
+        ferry_conf_error(t, key, "not a PostgreSQL URL or conninfo string: %s",
+                         msg ? msg : "out of memory");
+    }
+    PQfreemem(msg);
+    PQconninfoFree(opts);
+}
+
+/* Exactly one of path (SQLite, the default) and url (PostgreSQL). */
 static void read_storage(config_t *c, const toml_node_t *t)
 {
     const char *path = NULL;
     ferry_conf_string(t, "path", FERRY_CONF_OPTIONAL, &path);
-    c->store_path = dup_or(path, "ferry.db");
-    if (!*c->store_path)
-        ferry_conf_error(t, "path", "must not be empty");
+    if (ferry_conf_secret(t, "url", FERRY_CONF_OPTIONAL, &c->store_url) == 0) {
+        if (path)
+            ferry_conf_error(t, "path", "give either path (SQLite) or url (PostgreSQL), not both");
+        read_store_url(c, t);
+    } else {
+        c->store_path = dup_or(path, "ferry.db");
+        if (!*c->store_path)
+            ferry_conf_error(t, "path", "must not be empty");
+    }
     c->keep_done = 7 * 86400;
     read_positive(t, "keep_done", &c->keep_done);
 }
@@ -244,6 +273,7 @@ void config_free(config_t *c)
     free(c->http_listen);
     free(c->public_url);
     free(c->store_path);
+    free(c->store_url);
     ferry_conf_strings_free(c->admins);
     conf_end();
     toml_free(c->root);

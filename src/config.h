@@ -35,7 +35,8 @@ typedef struct config {
     size_t http_max_connections_per_ip;
     double http_request_timeout;
 
-    char *store_path;
+    char *store_path;       /* SQLite; NULL when store_url is set */
+    char *store_url;        /* PostgreSQL (storage.url or url_file), or NULL */
     double keep_done;       /* seconds done and dead messages are kept */
 
     char **admins;          /* [admin] jids: bare JIDs or domains */

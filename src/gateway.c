@@ -46,7 +46,9 @@ static void on_prune(uv_timer_t *t)
 int gateway_start(gateway_t *gw)
 {
     char err[1024];
-    gw->store = store_open(gw->loop, gw->config->store_path, err, sizeof err);
+    const config_t *c = gw->config;
+    gw->store = c->store_url ? store_open_pg(gw->loop, c->store_url, err, sizeof err)
+                             : store_open(gw->loop, c->store_path, err, sizeof err);
     if (!gw->store) {
         ferry_log_error("store", "%s", err);
         return -1;
@@ -161,6 +163,11 @@ static void note_restart(const char *what)
     ferry_log_warn("core", "reload: %s changed; that takes effect after a restart", what);
 }
 
+static int same_or_null(const char *a, const char *b)
+{
+    return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
 static void compare_core(const config_t *old, const config_t *new)
 {
     if (strcmp(old->xmpp_host, new->xmpp_host) != 0 || old->xmpp_port != new->xmpp_port)
@@ -175,8 +182,9 @@ static void compare_core(const config_t *old, const config_t *new)
         old->http_max_connections_per_ip != new->http_max_connections_per_ip ||
         old->http_request_timeout != new->http_request_timeout)
         note_restart("[http] connection limits");
-    if (strcmp(old->store_path, new->store_path) != 0)
-        note_restart("[storage] path");
+    if (!same_or_null(old->store_path, new->store_path) ||
+        !same_or_null(old->store_url, new->store_url))
+        note_restart("[storage] path or url");
     for (size_t i = 0; i < new->ncomponents; i++) {
         const component_config_t *cc = &new->components[i];
         const component_config_t *was = find_component(old, cc->name);

@@ -65,7 +65,8 @@ int queue_cmd(const char *config_path, int argc, char **argv)
     if (!config)
         return 1;
     char err[1024];
-    store_t *s = store_open_offline(config->store_path, err, sizeof err);
+    store_t *s = config->store_url ? store_open_pg_offline(config->store_url, err, sizeof err)
+                                   : store_open_offline(config->store_path, err, sizeof err);
     config_free(config);
     if (!s) {
         fprintf(stderr, "%s\n", err);

@@ -49,6 +49,11 @@ void store_close(store_t *store);
 /* Opens without a loop, for the `ferry queue` command: writes commit at
  * once. */
 store_t *store_open_offline(const char *path, char *err, size_t errlen);
+/* The same in a PostgreSQL database (URL: a libpq URI or conninfo string).
+ * NULL with a message in err: unreachable, credentials refused, or a
+ * schema from a newer ferry. The message never shows the password. */
+store_t *store_open_pg(uv_loop_t *loop, const char *url, char *err, size_t errlen);
+store_t *store_open_pg_offline(const char *url, char *err, size_t errlen);
 
 int64_t store_now_ms(void);
 

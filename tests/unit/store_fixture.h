@@ -1,6 +1,6 @@
 /* store_fixture.h: what the store and outbox unit tests share: the store
- * backends to run against (a table, so that a second backend such as the
- * planned PostgreSQL one is one more row, not a copy of every test), a
+ * backends to run against (a table: SQLite, and PostgreSQL when the
+ * environment gives one; one more row, not a copy of every test), a
  * scratch directory removed at exit, and a bounded way to run a libuv loop
  * until something happened. Header-only, like check.h: include it in
  * exactly one file per test program, after check.h. */
@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <uv.h>
 
 #include "store.h"
@@ -75,9 +76,41 @@ static char *sqlite_fresh_(void)
     return path;
 }
 
+/* PostgreSQL, when FERRY_TEST_PG_URL names a database (ctest's
+ * test_store_pg starts a throwaway server: tests/e2e/pg_helpers.py): each
+ * fresh store is a new schema there, put first on the search path. */
+static char *pg_fresh_(void)
+{
+    static int n;
+    const char *base = getenv("FERRY_TEST_PG_URL");
+    char schema[64], sql[128];
+    snprintf(schema, sizeof schema, "s%d_%d", (int)getpid(), ++n);
+    snprintf(sql, sizeof sql, "CREATE SCHEMA %s", schema);
+    PGconn *c = PQconnectdb(base);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "pg fixture: %s: %s", sql, PQerrorMessage(c));
+        exit(2);
+    }
+    PQclear(r);
+    PQfinish(c);
+    size_t len = strlen(base) + 64;
+    char *url = malloc(len);
+    snprintf(url, len, "%s%coptions=-csearch_path%%3D%s", base, strchr(base, '?') ? '&' : '?',
+             schema);
+    return url;
+}
+
 static __attribute__((unused)) const store_backend_t store_backends[] = {
     {"sqlite", sqlite_fresh_, store_open, store_open_offline},
+    {"postgresql", pg_fresh_, store_open_pg, store_open_pg_offline},
 };
+
+/* Whether backend I can run here. */
+static __attribute__((unused)) int store_backend_available(size_t i)
+{
+    return strcmp(store_backends[i].name, "postgresql") != 0 || getenv("FERRY_TEST_PG_URL");
+}
 
 /* ---- running the loop ---- */
 

@@ -1,0 +1,147 @@
+"""A throwaway PostgreSQL 15 for the tests (issue 14's PostgreSQL store):
+initdb into a fresh folder owned by the postgres user (PostgreSQL refuses to
+run as root), on a loopback port, fsync off; stopped by its pid and the
+folder removed at the end. One server per test session is plenty: each test
+takes its own database (new_database()).
+
+Also a command line for ctest: `python3 pg_helpers.py run -- CMD...` runs
+CMD with FERRY_TEST_PG_URL set to a fresh server's URL, then stops it."""
+
+import atexit
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN = "/usr/lib/postgresql/15/bin"
+PSQL = "/usr/bin/psql"
+# A role with a password (for the wrong-credentials test); every other role is trusted.
+PW_ROLE, PW_PASSWORD = "ferry_pw", "right-pw-Kq81"
+
+
+def missing():
+    """Why no PostgreSQL can be started here, or None."""
+    if not os.path.exists(os.path.join(BIN, "postgres")):
+        return "postgresql-15 is not installed (scripts/deps.sh)"
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return "no postgres user"
+    if os.geteuid() != 0:
+        return "starting PostgreSQL as the postgres user needs root"
+    return None
+
+
+def _as_postgres():
+    pw = pwd.getpwnam("postgres")
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)
+
+
+class Postgres:
+    """One server: start(), url(db), new_database(), stop()."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="ferry-pg-")
+        self.port = None
+        self.proc = None
+        self.n = 0
+
+    def start(self, timeout=30):
+        pw = pwd.getpwnam("postgres")
+        os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        os.chmod(self.dir, 0o700)
+        data = os.path.join(self.dir, "data")
+        subprocess.run([os.path.join(BIN, "initdb"), "-D", data, "-U", "postgres", "--auth=trust",
+                        "--encoding=UTF8", "--locale=C", "--no-sync"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       preexec_fn=_as_postgres, cwd=self.dir, timeout=60)
+        from harness import free_port
+        self.port = free_port()
+        with open(os.path.join(data, "postgresql.conf"), "a") as f:
+            f.write("listen_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '%s'\n"
+                    "fsync = off\nfull_page_writes = off\nsynchronous_commit = off\n"
+                    "max_connections = 200\n" % (self.port, self.dir))
+        with open(os.path.join(data, "pg_hba.conf"), "w") as f:
+            f.write("local all all trust\nhost all %s 127.0.0.1/32 scram-sha-256\n"
+                    "host all all 127.0.0.1/32 trust\n" % PW_ROLE)
+        log = open(os.path.join(self.dir, "postgres.log"), "ab")
+        self.proc = subprocess.Popen([os.path.join(BIN, "postgres"), "-D", data],
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     preexec_fn=_as_postgres, start_new_session=True, cwd=self.dir)
+        log.close()
+        atexit.register(self.stop)
+        end = time.monotonic() + timeout
+        while subprocess.run([os.path.join(BIN, "pg_isready"), "-q", "-h", "127.0.0.1", "-p",
+                              str(self.port)]).returncode != 0:
+            if self.proc.poll() is not None or time.monotonic() > end:
+                self.stop()
+                raise RuntimeError("PostgreSQL did not start: %s" % self.log_tail())
+            time.sleep(0.1)
+        self.sql("CREATE ROLE ferry LOGIN")
+        self.sql("CREATE ROLE %s LOGIN PASSWORD '%s'" % (PW_ROLE, PW_PASSWORD))
+        return self
+
+    def log_tail(self, n=30):
+        try:
+            with open(os.path.join(self.dir, "postgres.log"), errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def sql(self, statement, db="postgres", user="postgres"):
+        """Runs one statement with psql; returns its output (unaligned, no headers)."""
+        r = subprocess.run([PSQL, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                            "-p", str(self.port), "-U", user, "-d", db, "-c", statement],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise RuntimeError("psql %r: %s" % (statement, r.stderr.strip()))
+        return r.stdout.strip()
+
+    def url(self, db, user="ferry", password=None):
+        cred = user + (":" + password if password else "")
+        return "postgresql://%s@127.0.0.1:%d/%s" % (cred, self.port, db)
+
+    def new_database(self, owner="ferry"):
+        """A new empty database owned by OWNER; returns its name."""
+        self.n += 1
+        name = "t%d_%d" % (os.getpid(), self.n)
+        self.sql("CREATE DATABASE %s OWNER %s" % (name, owner))
+        return name
+
+    def stop(self):
+        """A fast stop (SIGINT) by pid, SIGKILL if it lingers; removes the folder."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def main(argv):
+    if len(argv) < 3 or argv[1] != "run" or "--" not in argv:
+        print("usage: pg_helpers.py run -- CMD [ARGS...]", file=sys.stderr)
+        return 2
+    cmd = argv[argv.index("--") + 1:]
+    why = missing()
+    if why:
+        print("pg_helpers: no PostgreSQL (%s): running without it" % why, file=sys.stderr)
+        return subprocess.run(cmd).returncode
+    pg = Postgres().start()
+    try:
+        db = pg.new_database()
+        env = dict(os.environ, FERRY_TEST_PG_URL=pg.url(db))
+        return subprocess.run(cmd, env=env, timeout=600).returncode
+    finally:
+        pg.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
