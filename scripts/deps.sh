@@ -7,11 +7,12 @@ set -euo pipefail
 
 # Building ferry.
 BUILD_PKGS=(build-essential cmake pkg-config libstrophe-dev libuv1-dev libcurl4-openssl-dev
-            libjansson-dev libmicrohttpd-dev libexpat1-dev libssl-dev libsqlite3-dev sqlite3)
+            libjansson-dev libmicrohttpd-dev libexpat1-dev libssl-dev libsqlite3-dev sqlite3 libpq-dev)
 # Tests and the demo: XMPP/IRC servers on loopback, an XMPP client library, pytest, curl,
-# and the toml-test vectors (shipped by golang-github-burntsushi-toml-dev).
+# the toml-test vectors (shipped by golang-github-burntsushi-toml-dev), and PostgreSQL 15 for
+# the PostgreSQL store's tests (tests/e2e/pg_helpers.py runs its own throwaway server).
 TEST_PKGS=(prosody python3 python3-slixmpp python3-pytest curl golang-github-burntsushi-toml-dev
-           ejabberd ngircd inspircd anope python3-cryptography)
+           ejabberd ngircd inspircd anope python3-cryptography postgresql-15)
 # The fuzz targets (scripts/fuzz.sh): clang 14 and its libFuzzer runtime
 # (libclang_rt.fuzzer*.a ships in libclang-rt-14-dev).
 FUZZ_PKGS=(clang libclang-rt-14-dev)
@@ -24,6 +25,7 @@ SERVICES=(
     "ngircd:/run/ngircd/ngircd.pid"
     "inspircd:/run/inspircd/inspircd.pid"
     "anope:/run/anope/anope.pid"
+    "postgres:/run/postgresql/15-main.pid"
 )
 
 log() { printf 'deps: %s\n' "$*"; }

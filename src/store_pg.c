@@ -106,6 +106,7 @@ typedef struct pg_store {
     char *url;
     char *where;   /* host:port/db, for messages: never the password */
     int prepared;  /* the statements exist on this connection */
+    int tx_lost;   /* the connection dropped inside store.c's transaction */
 } pg_store_t;
 
 #define PG(s) ((pg_store_t *)(s))
@@ -163,11 +164,15 @@ static int prepare_all(pg_store_t *s)
 }
 
 /* After a failure: a lost connection is opened again (once; the caller's
- * statement has failed either way), so that the next batch can work. */
+ * statement has failed either way), so that the next batch can work. The
+ * transaction it was in is gone with it: its other statements are refused
+ * and its commit fails, so that nobody hears "durable" about lost rows. */
 static void check_connection(pg_store_t *s)
 {
     if (PQstatus(s->conn) != CONNECTION_BAD)
         return;
+    if (s->base.in_tx)
+        s->tx_lost = 1;
     ferry_log_error("store", "%s: lost the connection to PostgreSQL; reconnecting", s->where);
     s->prepared = 0;
     PQreset(s->conn);
@@ -183,6 +188,11 @@ static void check_connection(pg_store_t *s)
 static PGresult *run(pg_store_t *s, int q, const params_t *p, ExecStatusType want,
                      const char *what)
 {
+    if (s->tx_lost && s->base.in_tx) {
+        ferry_log_error("store", "%s: %s: the transaction was lost with the connection",
+                        s->where, what);
+        return NULL;
+    }
     if (!s->prepared && (PQstatus(s->conn) != CONNECTION_OK || prepare_all(s) != 0)) {
         check_connection(s);
         return NULL;
@@ -235,15 +245,27 @@ static int exec_sql(pg_store_t *s, const char *sql, char *err, size_t errlen)
 static int pg_begin(store_t *base)
 {
     pg_store_t *s = PG(base);
+    s->tx_lost = 0;
     if (PQstatus(s->conn) != CONNECTION_OK)
         check_connection(s);
     return exec_sql(s, "BEGIN", NULL, 0);
 }
 
+/* A transaction in which a statement failed is rolled back by the server
+ * at COMMIT (which then answers "ROLLBACK"): that is a failed commit too. */
 static int pg_commit(store_t *base)
 {
     pg_store_t *s = PG(base);
-    if (exec_sql(s, "COMMIT", NULL, 0) == 0)
+    int ok = 0;
+    if (!s->tx_lost) {
+        PGresult *r = PQexec(s->conn, "COMMIT");
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
+        if (!ok && PQresultStatus(r) != PGRES_COMMAND_OK)
+            ferry_log_error("store", "%s: COMMIT: %s", s->where, PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    s->tx_lost = 0;
+    if (ok)
         return 0;
     ferry_log_error("store", "%s: commit failed; the batch is lost", s->where);
     if (PQstatus(s->conn) == CONNECTION_OK)
