@@ -26,5 +26,13 @@ FERRY_BIN="$PWD/build/ferry" /usr/bin/python3 -m pytest -q -p no:cacheprovider t
 echo "== end-to-end (ASan + UBSan)"
 FERRY_BIN="$PWD/build-asan/ferry" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
 
+# The durable, inbound and outbound webhook groups once more with every ferry's store in a
+# throwaway PostgreSQL (tests/e2e/pg_helpers.py; about a minute per build).
+PG_TESTS=(tests/e2e/test_durable.py tests/e2e/test_inbound.py tests/e2e/test_outbound.py)
+echo "== end-to-end on the PostgreSQL store (plain build)"
+FERRY_BIN="$PWD/build/ferry" /usr/bin/python3 -m pytest -q -p no:cacheprovider --store=postgresql "${PG_TESTS[@]}"
+echo "== end-to-end on the PostgreSQL store (ASan + UBSan)"
+FERRY_BIN="$PWD/build-asan/ferry" /usr/bin/python3 -m pytest -q -p no:cacheprovider --store=postgresql "${PG_TESTS[@]}"
+
 echo "== fuzz targets (30 s each)"
 bash scripts/fuzz.sh -j 2

@@ -7,6 +7,18 @@ import os
 import pytest
 
 import harness
+import pg_helpers
+
+
+def pytest_addoption(parser):
+    parser.addoption("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                     help="the store every ferry uses: its SQLite file (default) or a database "
+                          "of one throwaway PostgreSQL (pg_helpers.py)")
+
+
+def pytest_configure(config):
+    if config.getoption("--store") == "postgresql":
+        pg_helpers.use_for_ferries(harness)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import threading
 import time
 
 import harness as h
+import pg_helpers
 from harness import jbody  # noqa: F401  (the tests use d.jbody)
 
 # src/outbox_network.c: at most this many outbound requests under way per
@@ -91,13 +92,17 @@ def store_states_of(path, keys):
     keys = set(keys)
     out = {k: None for k in keys}
     token = re.compile(rb"[A-Za-z0-9_-]{8,}")
-    con = sqlite3.connect(path, timeout=10)
-    try:
-        con.execute("PRAGMA query_only = 1")
-        rows = [(STATE_NAMES.get(state, str(state)), bytes(payload or b"") + b" " + (dedup or "").encode())
-                for state, payload, dedup in con.execute("SELECT state, payload, dedup FROM messages")]
-    finally:
-        con.close()
+    if pg_helpers.ACTIVE:      # --store=postgresql: the database standing in for PATH
+        found = pg_helpers.rows_of(path)
+    else:
+        con = sqlite3.connect(path, timeout=10)
+        try:
+            con.execute("PRAGMA query_only = 1")
+            found = list(con.execute("SELECT state, payload, dedup FROM messages"))
+        finally:
+            con.close()
+    rows = [(STATE_NAMES.get(state, str(state)), bytes(payload or b"") + b" " + (dedup or "").encode())
+            for state, payload, dedup in found]
     for state, blob in rows:
         for t in token.findall(blob):
             k = t.decode()

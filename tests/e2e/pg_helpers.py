@@ -125,6 +125,57 @@ class Postgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- --store=postgresql
+
+ACTIVE = None      # the server every ferry's store goes to (pytest --store=postgresql)
+_DB_FOR = {}       # storage.path given by a test -> its database, so a restart finds it
+
+
+def database_for(path):
+    """The database standing in for the SQLite file PATH (a new one each time
+    for None: ferry's default file in its own folder)."""
+    if path is None or path not in _DB_FOR:
+        db = ACTIVE.new_database()
+        if path is None:
+            return db
+        _DB_FOR[path] = db
+    return _DB_FOR[path]
+
+
+def use_for_ferries(harness):
+    """Makes every ferry config written through harness.ferry_config use a
+    database of one throwaway server instead of an SQLite file (the same
+    tests, once more on PostgreSQL). Configs that name a url already are
+    left as they are."""
+    global ACTIVE
+    why = missing()
+    if why:
+        raise RuntimeError("--store=postgresql: no PostgreSQL here: %s" % why)
+    ACTIVE = Postgres().start()
+    plain = harness.ferry_config
+
+    def ferry_config(*args, storage=None, **kw):
+        storage = dict(storage or {})
+        if "url" not in storage and "url_file" not in storage:
+            storage["url"] = ACTIVE.url(database_for(storage.pop("path", None)))
+        return plain(*args, storage=storage, **kw)
+
+    harness.ferry_config = ferry_config
+
+
+def rows_of(path):
+    """(state, payload bytes, dedup) of every message in the database standing
+    in for PATH: hex on the wire, so any payload survives psql."""
+    out = ACTIVE.sql("SELECT state || ' ' || encode(payload, 'hex') || ' ' ||"
+                     " encode(convert_to(coalesce(dedup, ''), 'UTF8'), 'hex') FROM messages",
+                     db=database_for(path))
+    rows = []
+    for line in out.splitlines():
+        parts = line.split(" ")
+        rows.append((int(parts[0]), bytes.fromhex(parts[1]), bytes.fromhex(parts[2]).decode()))
+    return rows
+
+
 def main(argv):
     if len(argv) < 3 or argv[1] != "run" or "--" not in argv:
         print("usage: pg_helpers.py run -- CMD [ARGS...]", file=sys.stderr)
