@@ -2,7 +2,10 @@
 """bench_durable.py: durable throughput of ferry through its SQLite store,
 both directions, and ferry's memory while 100,000 messages wait.
 
-    python3 bench/bench_durable.py [inbound] [outbound] [backlog] [--json]
+    python3 bench/bench_durable.py [inbound] [outbound] [backlog] [--json] [--pg]
+
+--pg: the same inbound and outbound runs with the store in a throwaway
+PostgreSQL (fsync off, loopback) instead of the SQLite file.
 
 Three measurements (all by default; name some to run only those):
 
@@ -988,8 +991,14 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=1, help="independent runs (default 1)")
     ap.add_argument("--json", action="store_true", help="print the result(s) as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, stores)")
+    ap.add_argument("--pg", action="store_true",
+                    help="ferry's store in a throwaway PostgreSQL (tests/e2e/pg_helpers.py) instead "
+                         "of an SQLite file: inbound and outbound only (backlog reads the file)")
     args = ap.parse_args(argv)
-    which = args.measurements or list(MEASUREMENTS)
+    which = args.measurements or ([m for m in MEASUREMENTS if m != "backlog"] if args.pg
+                                  else list(MEASUREMENTS))
+    if args.pg and "backlog" in which:
+        ap.error("--pg: backlog counts rows in the SQLite file; choose inbound and/or outbound")
     bad = [m for m in which if m not in MEASUREMENTS]
     if bad:
         ap.error("unknown measurement(s) %s: choose from %s" % (", ".join(bad), ", ".join(MEASUREMENTS)))
@@ -1001,6 +1010,10 @@ def main(argv=None):
         log(why)
         return 2
     src = harness.ferry_binary()
+    if args.pg:
+        import pg_helpers  # tests/e2e/pg_helpers.py
+        pg_helpers.use_for_ferries(harness)
+        log("store: PostgreSQL on 127.0.0.1:%d (fsync off)" % pg_helpers.ACTIVE.port)
     bw.exit_on_signals()
     root = tempfile.mkdtemp(prefix="ferry-durable-")
     runs = []

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: the README's test command. Installs what the tests need, builds
 # ferry twice (plain, and with AddressSanitizer + UndefinedBehaviorSanitizer),
-# and runs the unit tests and the end-to-end suite (real Prosody) on both;
+# and runs the unit tests and the end-to-end suite (real Prosody) on both, the durable and
+# webhook groups once more on a throwaway PostgreSQL store;
 # then every fuzz target for 30 s (clang, two at a time: about 3 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
