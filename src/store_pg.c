@@ -21,6 +21,7 @@
 
 #include <libpq-fe.h>
 
+#include "ferry/backoff.h"
 #include "ferry/log.h"
 #include "store_backend.h"
 
@@ -107,6 +108,8 @@ typedef struct pg_store {
     char *where;   /* host:port/db, for messages: never the password */
     int prepared;  /* the statements exist on this connection */
     int tx_lost;   /* the connection dropped inside store.c's transaction */
+    unsigned failed_reconnects;
+    int64_t retry_at_ms; /* no reconnect before: a dead server costs one try per backoff */
 } pg_store_t;
 
 #define PG(s) ((pg_store_t *)(s))
@@ -145,6 +148,14 @@ static void p_bytes(params_t *p, const char *v, size_t len)
 
 /* ---- running statements ---- */
 
+/* The length of libpq's message up to its first line's end (the rest is
+ * hints and context): logs stay one line an event. */
+static int line_len(const char *msg)
+{
+    const char *nl = strchr(msg, '\n');
+    return nl ? (int)(nl - msg) : (int)strlen(msg);
+}
+
 static int prepare_all(pg_store_t *s)
 {
     for (int i = 0; i < Q_COUNT_ALL; i++) {
@@ -153,8 +164,8 @@ static int prepare_all(pg_store_t *s)
         PGresult *r = PQprepare(s->conn, name, queries[i], 0, NULL);
         int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         if (!ok)
-            ferry_log_error("store", "%s: preparing a statement: %s", s->where,
-                            PQresultErrorMessage(r));
+            ferry_log_error("store", "%s: preparing a statement: %.*s", s->where,
+                            line_len(PQresultErrorMessage(r)), PQresultErrorMessage(r));
         PQclear(r);
         if (!ok)
             return -1;
@@ -163,24 +174,47 @@ static int prepare_all(pg_store_t *s)
     return 0;
 }
 
-/* After a failure: a lost connection is opened again (once; the caller's
- * statement has failed either way), so that the next batch can work. The
- * transaction it was in is gone with it: its other statements are refused
- * and its commit fails, so that nobody hears "durable" about lost rows. */
+/* After a failure: a lost connection is noted (the transaction it was in
+ * is gone with it: its other statements are refused and its commit fails,
+ * so that nobody hears "durable" about lost rows); usable() opens it again. */
 static void check_connection(pg_store_t *s)
 {
-    if (PQstatus(s->conn) != CONNECTION_BAD)
+    if (PQstatus(s->conn) != CONNECTION_BAD || !s->prepared)
         return;
     if (s->base.in_tx)
         s->tx_lost = 1;
+    s->prepared = 0;
+    s->retry_at_ms = 0;
     ferry_log_error("store", "%s: lost the connection to PostgreSQL; reconnecting", s->where);
+}
+
+/* Whether statements can run: connected, or connected again now. While the
+ * server stays away every call fails at once, and a new connection is tried
+ * at most once per backoff delay (0.5 s doubling to 10 s): each try waits on
+ * the loop for libpq (connect_timeout), so a dead server must not cost one
+ * per message. */
+static int usable(pg_store_t *s)
+{
+    if (s->prepared && PQstatus(s->conn) == CONNECTION_OK)
+        return 1;
+    int64_t now = store_now_ms();
+    if (now < s->retry_at_ms)
+        return 0;
+    if (s->base.in_tx)
+        s->tx_lost = 1;
     s->prepared = 0;
     PQreset(s->conn);
-    if (PQstatus(s->conn) == CONNECTION_OK && prepare_all(s) == 0)
+    if (PQstatus(s->conn) == CONNECTION_OK && prepare_all(s) == 0) {
         ferry_log_info("store", "%s: connected to PostgreSQL again", s->where);
-    else
-        ferry_log_error("store", "%s: PostgreSQL still unreachable: %s", s->where,
-                        PQerrorMessage(s->conn));
+        s->failed_reconnects = 0;
+        return 1;
+    }
+    uint64_t delay = ferry_backoff_ms(s->failed_reconnects++, 500, 10000);
+    s->retry_at_ms = now + (int64_t)delay;
+    const char *msg = PQerrorMessage(s->conn);
+    ferry_log_error("store", "%s: PostgreSQL unreachable: %.*s; next try in %llu ms", s->where,
+                    line_len(msg), msg, (unsigned long long)delay);
+    return 0;
 }
 
 /* Runs statement Q; the result when its status is WANT (PQclear() it),
@@ -193,17 +227,16 @@ static PGresult *run(pg_store_t *s, int q, const params_t *p, ExecStatusType wan
                         s->where, what);
         return NULL;
     }
-    if (!s->prepared && (PQstatus(s->conn) != CONNECTION_OK || prepare_all(s) != 0)) {
-        check_connection(s);
+    if (!usable(s))
         return NULL;
-    }
     char name[16];
     snprintf(name, sizeof name, "ferry_q%d", q);
     PGresult *r = PQexecPrepared(s->conn, name, p ? p->n : 0, p ? p->value : NULL,
                                  p ? p->len : NULL, p ? p->format : NULL, 0);
     if (PQresultStatus(r) == want)
         return r;
-    ferry_log_error("store", "%s: %s: %s", s->where, what, PQresultErrorMessage(r));
+    const char *msg = PQresultErrorMessage(r);
+    ferry_log_error("store", "%s: %s: %.*s", s->where, what, line_len(msg), msg);
     PQclear(r);
     check_connection(s);
     return NULL;
@@ -235,7 +268,8 @@ static int exec_sql(pg_store_t *s, const char *sql, char *err, size_t errlen)
     if (!ok && err)
         snprintf(err, errlen, "%s: %s", s->where, PQresultErrorMessage(r));
     else if (!ok)
-        ferry_log_error("store", "%s: %s: %s", s->where, sql, PQresultErrorMessage(r));
+        ferry_log_error("store", "%s: %s: %.*s", s->where, sql, line_len(PQresultErrorMessage(r)),
+                        PQresultErrorMessage(r));
     PQclear(r);
     return ok ? 0 : -1;
 }
@@ -246,9 +280,13 @@ static int pg_begin(store_t *base)
 {
     pg_store_t *s = PG(base);
     s->tx_lost = 0;
-    if (PQstatus(s->conn) != CONNECTION_OK)
-        check_connection(s);
-    return exec_sql(s, "BEGIN", NULL, 0);
+    if (!usable(s))
+        return -1;
+    s->tx_lost = 0;
+    if (exec_sql(s, "BEGIN", NULL, 0) == 0)
+        return 0;
+    check_connection(s);
+    return -1;
 }
 
 /* A transaction in which a statement failed is rolled back by the server
@@ -261,7 +299,8 @@ static int pg_commit(store_t *base)
         PGresult *r = PQexec(s->conn, "COMMIT");
         ok = PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
         if (!ok && PQresultStatus(r) != PGRES_COMMAND_OK)
-            ferry_log_error("store", "%s: COMMIT: %s", s->where, PQresultErrorMessage(r));
+            ferry_log_error("store", "%s: COMMIT: %.*s", s->where,
+                            line_len(PQresultErrorMessage(r)), PQresultErrorMessage(r));
         PQclear(r);
     }
     s->tx_lost = 0;
@@ -694,6 +733,8 @@ static int pg_history_query(store_t *base, const char *component, const char *ro
     /* Built per query, numbering only the bounds given (PostgreSQL wants
      * every parameter used). */
     pg_store_t *s = PG(base);
+    if (!usable(s))
+        return -1;
     params_t p = {0};
     char sql[512];
     int len = snprintf(sql, sizeof sql,
@@ -719,7 +760,8 @@ static int pg_history_query(store_t *base, const char *component, const char *ro
              f->newest_first ? "DESC" : "ASC", p.n);
     PGresult *r = PQexecParams(s->conn, sql, p.n, NULL, p.value, p.len, p.format, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        ferry_log_error("store", "%s: reading history: %s", s->where, PQresultErrorMessage(r));
+        ferry_log_error("store", "%s: reading history: %.*s", s->where,
+                        line_len(PQresultErrorMessage(r)), PQresultErrorMessage(r));
         PQclear(r);
         check_connection(s);
         return -1;

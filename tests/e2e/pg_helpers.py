@@ -69,12 +69,20 @@ class Postgres:
         with open(os.path.join(data, "pg_hba.conf"), "w") as f:
             f.write("local all all trust\nhost all %s 127.0.0.1/32 scram-sha-256\n"
                     "host all all 127.0.0.1/32 trust\n" % PW_ROLE)
+        atexit.register(self.stop)
+        self.launch(timeout)
+        self.sql("CREATE ROLE ferry LOGIN")
+        self.sql("CREATE ROLE %s LOGIN PASSWORD '%s'" % (PW_ROLE, PW_PASSWORD))
+        return self
+
+    def launch(self, timeout=30):
+        """Starts the server on its folder and port; returns once it answers."""
+        data = os.path.join(self.dir, "data")
         log = open(os.path.join(self.dir, "postgres.log"), "ab")
         self.proc = subprocess.Popen([os.path.join(BIN, "postgres"), "-D", data],
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                      preexec_fn=_as_postgres, start_new_session=True, cwd=self.dir)
         log.close()
-        atexit.register(self.stop)
         end = time.monotonic() + timeout
         while subprocess.run([os.path.join(BIN, "pg_isready"), "-q", "-h", "127.0.0.1", "-p",
                               str(self.port)]).returncode != 0:
@@ -82,9 +90,16 @@ class Postgres:
                 self.stop()
                 raise RuntimeError("PostgreSQL did not start: %s" % self.log_tail())
             time.sleep(0.1)
-        self.sql("CREATE ROLE ferry LOGIN")
-        self.sql("CREATE ROLE %s LOGIN PASSWORD '%s'" % (PW_ROLE, PW_PASSWORD))
-        return self
+
+    def halt(self):
+        """A fast stop (SIGINT) by pid, the folder kept: launch() starts it again."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
 
     def log_tail(self, n=30):
         try:
@@ -114,14 +129,8 @@ class Postgres:
         return name
 
     def stop(self):
-        """A fast stop (SIGINT) by pid, SIGKILL if it lingers; removes the folder."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        """halt(), and the folder removed."""
+        self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

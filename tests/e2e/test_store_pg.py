@@ -228,3 +228,41 @@ def test_dropped_connection_is_logged_and_reopened(testbed, pg):
     ferry.wait_log(r"lost the connection to PostgreSQL", offset=off)
     bob.wait_message(lambda s: s.body == "after the drop", timeout=15)
     assert ferry.running()
+
+
+def test_database_down_and_back(testbed, ferry_bin):
+    """The database server stops (its own throwaway one here): what ferry had
+    accepted is kept; a POST meanwhile is refused at once (not a 202, and
+    not after a long wait) and ferry keeps running, saying why in its log;
+    once the server is back, POSTs are accepted and delivered again."""
+    tb = testbed
+    own = pg_helpers.Postgres().start()
+    try:
+        recv = tb.receiver()
+        prosody, ferry, _ = start_env(tb, own, recv)
+        bob = tb.client("bob@localhost", "bobpw", prosody)
+        assert post_inbound(ferry, "while up").status == 202
+        bob.wait_message(lambda s: s.body == "while up", timeout=15)
+
+        off = ferry.stderr_offset()
+        own.halt()
+        for i in range(5):
+            t = time.monotonic()
+            r = post_inbound(ferry, "while down %d" % i)
+            assert r.status != 202 and r.status >= 500, r
+            assert time.monotonic() - t < 3, "a POST waited %.1f s" % (time.monotonic() - t)
+        ferry.wait_log(r"PostgreSQL unreachable", offset=off)
+        assert ferry.running()
+
+        own.launch()
+        statuses = []
+
+        def accepted():
+            r = post_inbound(ferry, "back again")
+            statuses.append(r.status)
+            return r.status == 202
+        h.wait_until(accepted, 20, interval=0.3, what="a 202 once the database is back")
+        ferry.wait_log(r"connected to PostgreSQL again", offset=off)
+        bob.wait_message(lambda s: s.body == "back again", timeout=15)
+    finally:
+        own.stop()
