@@ -1,5 +1,6 @@
 /* health.c: GET /healthz, for load balancers and humans: 200 while every
- * component link is up, 503 otherwise, with each link's state as JSON. */
+ * component link is up and the store can take writes, 503 otherwise, with
+ * each link's state (and the store's trouble) as JSON. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,8 +50,13 @@ static void on_healthz(void *arg, ferry_http_exchange_t *ex)
             all_up = 0;
         json_object_set_new(components, gw->components[i]->name, c);
     }
+    char why[300] = "";
+    if (gw->store && !store_healthy(gw->store, why, sizeof why))
+        all_up = 0;
     json_t *root = json_pack("{s:s, s:o}", "status", all_up ? "ok" : "degraded", "components",
                              components);
+    if (why[0])
+        json_object_set_new(root, "store_error", json_string(why));
     char *body = json_dumps(root, JSON_COMPACT);
     ferry_http_exchange_respond(ex, all_up ? 200 : 503, "application/json", body, strlen(body));
     free(body);

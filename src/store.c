@@ -109,6 +109,11 @@ void store_flush(store_t *s)
 
 int store_queued_uncommitted(const store_t *s) { return s->queued; }
 
+int store_healthy(store_t *s, char *why, size_t len)
+{
+    return s->ops->healthy ? s->ops->healthy(s, why, len) : 1;
+}
+
 void store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg)
 {
     if (s->offline || !s->commit_open) {

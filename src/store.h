@@ -98,6 +98,10 @@ int store_kv_del(store_t *s, const char *component, const char *ns, const char *
 int store_kv_list(store_t *s, const char *component, const char *ns,
                   void (*cb)(void *arg, const char *key, const char *value), void *arg);
 
+/* 1 while the store can take writes; 0 with the reason in WHY (PostgreSQL
+ * unreachable), for /healthz. */
+int store_healthy(store_t *s, char *why, size_t len);
+
 /* Commits what is written so far, now. */
 void store_flush(store_t *s);
 /* Whether the open transaction queues messages (added, or put back by a

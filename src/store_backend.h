@@ -19,6 +19,8 @@ typedef struct store_ops {
     int (*commit)(store_t *s);
     /* Releases what the backend holds; store.c frees the struct. */
     void (*destroy)(store_t *s);
+    /* NULL when it cannot fail short of the disk: see store_healthy(). */
+    int (*healthy)(store_t *s, char *why, size_t len);
 
     int (*msg_add)(store_t *s, const char *component, int direction, const char *conversation,
                    const char *dedup, const char *payload, size_t len, int64_t *id);

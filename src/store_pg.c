@@ -781,10 +781,22 @@ static int pg_history_prune(store_t *base, int64_t before_ms)
     return run_changes(PG(base), Q_HIST_PRUNE, &p, "pruning history");
 }
 
+/* Connected, or connected again now (at most once per backoff delay). */
+static int pg_healthy(store_t *base, char *why, size_t len)
+{
+    pg_store_t *s = PG(base);
+    if (usable(s))
+        return 1;
+    const char *msg = PQerrorMessage(s->conn);
+    snprintf(why, len, "PostgreSQL unreachable: %.*s", line_len(msg), msg);
+    return 0;
+}
+
 static const store_ops_t pg_ops = {
     .begin = pg_begin,
     .commit = pg_commit,
     .destroy = pg_destroy,
+    .healthy = pg_healthy,
     .msg_add = pg_msg_add,
     .msg_pending = pg_msg_pending,
     .msg_update = pg_msg_update,

@@ -231,10 +231,10 @@ def test_dropped_connection_is_logged_and_reopened(testbed, pg):
 
 
 def test_database_down_and_back(testbed, ferry_bin):
-    """The database server stops (its own throwaway one here): what ferry had
-    accepted is kept; a POST meanwhile is refused at once (not a 202, and
-    not after a long wait) and ferry keeps running, saying why in its log;
-    once the server is back, POSTs are accepted and delivered again."""
+    """The database server stops (its own throwaway one here): a POST
+    meanwhile is refused at once (not a 202, and not after a long wait),
+    ferry keeps running and says why in its log and on /healthz (503); once
+    the server is back, POSTs are accepted and delivered again."""
     tb = testbed
     own = pg_helpers.Postgres().start()
     try:
@@ -254,6 +254,11 @@ def test_database_down_and_back(testbed, ferry_bin):
         ferry.wait_log(r"PostgreSQL unreachable", offset=off)
         assert ferry.running()
 
+        def health_says_why():
+            st, doc = ferry.healthz()
+            return st == 503 and "PostgreSQL unreachable" in (doc or {}).get("store_error", "")
+        h.wait_until(health_says_why, 15, interval=0.3, what="/healthz 503 saying the store is down")
+
         own.launch()
         statuses = []
 
@@ -264,5 +269,7 @@ def test_database_down_and_back(testbed, ferry_bin):
         h.wait_until(accepted, 20, interval=0.3, what="a 202 once the database is back")
         ferry.wait_log(r"connected to PostgreSQL again", offset=off)
         bob.wait_message(lambda s: s.body == "back again", timeout=15)
+        st, doc = ferry.healthz()
+        assert st == 200 and "store_error" not in doc, doc
     finally:
         own.stop()
