@@ -36,6 +36,13 @@ irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server)
     return NULL;
 }
 
+void irc_conn_add(irc_t *irc, irc_conn_t *conn)
+{
+    conn->next = irc->conns;
+    irc->conns = conn;
+    irc->live++;
+}
+
 void irc_conn_forget(irc_t *irc, irc_conn_t *conn)
 {
     for (irc_conn_t **p = &irc->conns; *p; p = &(*p)->next)
@@ -59,6 +66,7 @@ static void on_liveness(uv_timer_t *t)
     uint64_t now = uv_now(ferry_component_loop(irc->comp));
     for (irc_conn_t *c = irc->conns, *next; c; c = next) {
         next = c->next; /* a check may drop the connection */
+        ctcp_expire(c, now, 0);
         irc_conn_check(c, now);
     }
 }

@@ -1,7 +1,9 @@
 /* irc_conn.c: one IRC client connection for one XMPP user on one server:
  * TCP on the loop, TLS through OpenSSL memory BIOs, lines in and out, flood
- * control (a token bucket whose timer runs only while lines wait), and the
- * registration handshake. What the lines mean is the bridge's business. */
+ * control (a token bucket whose timer runs only while lines wait), the
+ * registration handshake, and coming back with backoff when it drops and
+ * its owner wants it back. What the lines mean is the owner's business: it
+ * hears of them through irc_conn_handlers_t. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +16,7 @@
 
 #define INBUF_MAX (64 * 1024)
 
-static void conn_fail(irc_conn_t *conn, const char *reason);
+static void conn_lost(irc_conn_t *conn, const char *reason);
 static void pump_queue(irc_conn_t *conn);
 static void on_cap_line(irc_conn_t *conn, irc_msg_t *m);
 
@@ -30,7 +32,7 @@ static void on_written(uv_write_t *req, int status)
     irc_conn_t *conn = req->data;
     free(req);
     if (status < 0 && status != UV_ECANCELED && conn->state != IRC_CLOSED)
-        conn_fail(conn, uv_strerror(status));
+        conn_lost(conn, uv_strerror(status));
 }
 
 static void write_raw(irc_conn_t *conn, const char *data, size_t len)
@@ -269,12 +271,12 @@ static void on_line(irc_conn_t *conn, const char *line, size_t len)
          * JID resource can hold (else we keep the one we asked for). */
         if (m->nparams && irc_nick_usable(m->params[0]))
             snprintf(conn->nick, sizeof conn->nick, "%s", m->params[0]);
-        bridge_on_registered(conn);
+        conn->handlers->state(conn->arg, conn, IRC_READY);
         pump_queue(conn);
     } else if (strcmp(m->command, "005") == 0) {
         parse_isupport(conn, m);
     }
-    bridge_on_line(conn, m);
+    conn->handlers->line(conn->arg, conn, m);
     free(m);
 }
 
@@ -295,13 +297,13 @@ static int line_read(void *ctx, const char *line, size_t len)
 static void feed_lines(irc_conn_t *conn, const char *data, size_t len)
 {
     if (irc_linebuf_feed(&conn->partial, data, len, INBUF_MAX, line_read, conn) < 0)
-        conn_fail(conn, "a line longer than 64 KiB from the server");
+        conn_lost(conn, "a line longer than 64 KiB from the server");
 }
 
 static void start_registration(irc_conn_t *conn)
 {
-    contact_connected(conn);
     conn->state = IRC_REGISTERING;
+    conn->handlers->state(conn->arg, conn, IRC_REGISTERING);
     conn->tokens = conn->route.burst;
     conn->reply_tokens = IRC_REPLY_BURST;
     conn->pong_waiting = 0;
@@ -457,7 +459,7 @@ static void tls_failed(irc_conn_t *conn)
         snprintf(reason, sizeof reason, "TLS handshake failed: %s",
                  ERR_reason_error_string(ERR_peek_last_error()) ? ERR_reason_error_string(ERR_peek_last_error()) : "error");
     ERR_clear_error();
-    conn_fail(conn, reason);
+    conn_lost(conn, reason);
 }
 
 static void on_tls_data(irc_conn_t *conn, const char *data, size_t len)
@@ -500,7 +502,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         else
             feed_lines(conn, buf->base, (size_t)nread);
     } else if (nread < 0 && conn->state != IRC_CLOSED) {
-        conn_fail(conn, nread == UV_EOF ? "the server closed the connection"
+        conn_lost(conn, nread == UV_EOF ? "the server closed the connection"
                                         : uv_strerror((int)nread));
     }
 }
@@ -516,7 +518,7 @@ static void on_connected(uv_connect_t *req, int status)
         char reason[300];
         snprintf(reason, sizeof reason, "cannot connect to %s:%d: %s", conn->server->host,
                  conn->route.port, uv_strerror(status));
-        conn_fail(conn, reason);
+        conn_lost(conn, reason);
         return;
     }
     uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
@@ -551,7 +553,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         char reason[300];
         snprintf(reason, sizeof reason, "cannot resolve %s: %s", conn->server->host,
                  uv_strerror(status));
-        conn_fail(conn, reason);
+        conn_lost(conn, reason);
         return;
     }
     uv_tcp_init(ferry_component_loop(conn->irc->comp), &conn->tcp);
@@ -561,13 +563,13 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     int rc = uv_tcp_connect(&conn->connect, &conn->tcp, res->ai_addr, on_connected);
     uv_freeaddrinfo(res);
     if (rc < 0)
-        conn_fail(conn, uv_strerror(rc));
+        conn_lost(conn, uv_strerror(rc));
 }
 
 void irc_conn_start(irc_conn_t *conn)
 {
-    contact_connecting(conn);
     conn->state = IRC_CONNECTING;
+    conn->handlers->state(conn->arg, conn, IRC_CONNECTING);
     conn->partial.len = 0;
     conn->ping_sent = 0;
     /* The user's settings may have changed since the last attempt. */
@@ -582,15 +584,17 @@ void irc_conn_start(irc_conn_t *conn)
     if (uv_getaddrinfo(ferry_component_loop(conn->irc->comp), &conn->resolve, on_resolved,
                        conn->server->host, port, &hints) < 0) {
         conn->resolving = 0;
-        conn_fail(conn, "cannot resolve the server's name");
+        conn_lost(conn, "cannot resolve the server's name");
     }
 }
 
 irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *server, const char *jid,
-                         const char *nick)
+                         const char *nick, const irc_conn_handlers_t *handlers, void *arg)
 {
     irc_conn_t *conn = calloc(1, sizeof *conn);
     conn->irc = irc;
+    conn->handlers = handlers;
+    conn->arg = arg;
     conn->server = server;
     conn->jid = strdup(jid);
     snprintf(conn->wanted_nick, sizeof conn->wanted_nick, "%s", nick);
@@ -608,13 +612,10 @@ irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *server, const char *jid
     uv_timer_init(loop, &conn->retry);
     conn->retry.data = conn;
     conn->retry_open = 1;
-    conn->next = irc->conns;
-    irc->conns = conn;
-    irc->live++;
     return conn;
 }
 
-/* ---- closing ---- */
+/* ---- dropping the socket ---- */
 
 static void drop_socket(irc_conn_t *conn);
 
@@ -644,14 +645,39 @@ static void drop_socket(irc_conn_t *conn)
     uv_timer_stop(&conn->throttle);
 }
 
-static void conn_fail(irc_conn_t *conn, const char *reason)
+/* ---- reconnecting ---- */
+
+/* The delay before reconnect number ATTEMPT (from 0): 1 s doubling up to a
+ * minute, each drawn between half and all of it so that the users of a
+ * server that restarted do not all come back at once. */
+static uint64_t backoff_ms(unsigned attempt)
+{
+    uint64_t delay = 1000;
+    for (unsigned i = 0; i < attempt && delay < 60000; i++)
+        delay *= 2;
+    if (delay > 60000)
+        delay = 60000;
+    return delay / 2 + (uint64_t)rand() % (delay / 2 + 1);
+}
+
+static void on_retry(uv_timer_t *t) { irc_conn_start(t->data); }
+
+/* The connection dropped: the owner says whether it comes back. */
+static void conn_lost(irc_conn_t *conn, const char *reason)
 {
     if (conn->state == IRC_CLOSED)
         return;
     conn->state = IRC_CLOSED;
     drop_socket(conn);
-    bridge_on_closed(conn, reason);
+    int was_up = conn->registered && conn->attempt == 0;
+    if (!conn->handlers->lost(conn->arg, conn, reason, was_up)) {
+        irc_conn_quit(conn, NULL);
+        return;
+    }
+    uv_timer_start(&conn->retry, on_retry, backoff_ms(conn->attempt++), 0);
 }
+
+/* ---- closing for good ---- */
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -669,18 +695,30 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     free(req);
 }
 
+/* The one destructor, once every handle is closed. */
+static void conn_free(irc_conn_t *conn)
+{
+    const irc_conn_handlers_t *handlers = conn->handlers;
+    void *arg = conn->arg;
+    free(conn->queue);
+    irc_linebuf_free(&conn->partial);
+    irc_charset_close(conn);
+    free(conn->jid);
+    free(conn);
+    handlers->freed(arg);
+}
+
 /* Idempotent: every close callback calls it again until all is closed. */
 void irc_conn_quit(irc_conn_t *conn, const char *reason)
 {
     if (!conn->closing) {
         conn->closing = 1;
-        contact_online(conn, 0);
         if (reason && conn->state == IRC_READY) {
             const char *p[] = {reason};
             send_now(conn, "QUIT", p, 1);
         }
         conn->state = IRC_CLOSED;
-        irc_conn_forget(conn->irc, conn);
+        conn->handlers->closed(conn->arg, conn);
         if (conn->tcp_open) {
             /* Let the QUIT leave before the socket closes. */
             uv_shutdown_t *sd = malloc(sizeof *sd);
@@ -704,52 +742,15 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
             uv_close((uv_handle_t *)&conn->retry, on_handle_closed);
         return;
     }
-    while (conn->rooms) {
-        irc_room_t *r = conn->rooms;
-        conn->rooms = r->next;
-        if (r->chan && r->chan->leader == conn)
-            r->chan->leader = NULL;
-        if (r->chan)
-            irc_chan_release(conn->irc, r->chan);
-        for (size_t i = 0; i < r->nresources; i++)
-            free(r->resources[i]);
-        free(r->resources);
-        free(r->history_max);
-        free(r->history_since);
-        free(r->asked_nick);
-        free(r->name);
-        free(r);
-    }
-    irc_t *irc = conn->irc;
-    ctcp_expire(conn, 0, 1);
-    bridge_routes_free(conn);
-    while (conn->listings) {
-        irc_listing_t *l = conn->listings;
-        conn->listings = l->next;
-        xmpp_stanza_release(l->iq);
-        free(l);
-    }
-    for (size_t i = 0; i < conn->nlisted; i++) {
-        free(conn->listed[i].channel);
-        free(conn->listed[i].topic);
-    }
-    free(conn->listed);
-    free(conn->queue);
-    irc_linebuf_free(&conn->partial);
-    irc_charset_close(conn);
-    free(conn->motd);
-    free(conn->jid);
-    free(conn);
-    irc_conn_freed(irc);
+    conn_free(conn);
 }
 
 void irc_conn_check(irc_conn_t *conn, uint64_t now)
 {
-    ctcp_expire(conn, now, 0);
     if (conn->state != IRC_READY && conn->state != IRC_REGISTERING)
         return;
     if (conn->ping_sent && now - conn->last_read > 90000) {
-        conn_fail(conn, "no answer from the server (ping timeout)");
+        conn_lost(conn, "no answer from the server (ping timeout)");
     } else if (!conn->ping_sent && now - conn->last_read > 60000) {
         const char *p[] = {"ferry"};
         send_now(conn, "PING", p, 1);

@@ -262,9 +262,10 @@ irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server_name)
                : NULL;
 }
 
-irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *srv, const char *jid, const char *nick)
+irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *srv, const char *jid, const char *nick,
+                         const irc_conn_handlers_t *handlers, void *arg)
 {
-    (void)irc, (void)srv, (void)jid, (void)nick;
+    (void)irc, (void)srv, (void)jid, (void)nick, (void)handlers, (void)arg;
     fuzz_fail("irc", "a line from IRC opened a new connection");
 }
 
@@ -276,6 +277,7 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
     conn->closing = 1;
 }
 
+void irc_conn_add(irc_t *irc, irc_conn_t *conn) { (void)irc, (void)conn; }
 void irc_conn_forget(irc_t *irc, irc_conn_t *conn) { (void)irc, (void)conn; }
 void irc_conn_freed(irc_t *irc) { (void)irc; }
 
@@ -333,6 +335,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     irc_conn_t *conn = calloc(1, sizeof *conn);
     the_conn = conn;
     conn->irc = irc;
+    conn->handlers = &bridge_conn_handlers; /* the bridge's, as bridge.c opens it */
+    conn->arg = irc;
     conn->server = &server;
     conn->jid = strdup("alice@example.org");
     strcpy(conn->nick, "alice");
