@@ -318,10 +318,7 @@ static void irc_free(irc_t *irc)
     servers_free(irc);
     free(irc->default_server);
     ferry_conf_strings_free(irc->allow);
-    if (irc->tls)
-        SSL_CTX_free(irc->tls);
-    if (irc->tls_noverify)
-        SSL_CTX_free(irc->tls_noverify);
+    ferry_net_tls_free(irc->tls);
     free(irc);
 }
 
@@ -339,13 +336,12 @@ static void *irc_create(ferry_component_t *comp, const ferry_conf_t *conf)
 static int irc_start(void *self)
 {
     irc_t *irc = self;
-    irc->tls = SSL_CTX_new(TLS_client_method());
-    irc->tls_noverify = SSL_CTX_new(TLS_client_method());
-    if (!irc->tls || !irc->tls_noverify)
+    char err[256];
+    irc->tls = ferry_net_tls_new(NULL, err, sizeof err);
+    if (!irc->tls) {
+        ferry_log_error(ferry_component_name(irc->comp), "TLS: %s", err);
         return -1;
-    SSL_CTX_set_verify(irc->tls, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_default_verify_paths(irc->tls);
-    SSL_CTX_set_verify(irc->tls_noverify, SSL_VERIFY_NONE, NULL);
+    }
     uv_timer_init(ferry_component_loop(irc->comp), &irc->liveness);
     irc->liveness.data = irc;
     irc->liveness_open = 1;

@@ -10,10 +10,10 @@
 #include <stdint.h>
 
 #include <iconv.h>
-#include <openssl/ssl.h>
 #include <uv.h>
 
 #include "ferry/ferry.h"
+#include "ferry/net.h"
 #include "irc_proto.h"
 
 #define NS_MUC "http://jabber.org/protocol/muc"
@@ -301,12 +301,8 @@ struct irc_conn {
     char arg_modes[64];
     char set_arg_modes[32];
 
-    uv_tcp_t tcp;
-    uv_connect_t connect;
-    uv_getaddrinfo_t resolve;
-    int tcp_open, resolving;
-    SSL *ssl;
-    BIO *rbio, *wbio;
+    ferry_net_t *net;       /* this attempt's connection; NULL between attempts */
+    int nets_closing;       /* closed ones not yet freed: a quit waits for them */
     irc_linebuf_t partial;  /* a line split across reads, up to 64 KiB */
 
     char **queue;           /* lines waiting for the throttle */
@@ -322,7 +318,7 @@ struct irc_conn {
     uint64_t last_read;     /* for the adapter-wide liveness check */
     int ping_sent;
     unsigned attempt;       /* reconnects since the last 001: the backoff */
-    uv_timer_t retry;       /* runs only while a reconnect waits */
+    uv_timer_t retry;       /* runs only while a reconnect waits (or a stall is reported) */
     int retry_open;
     int closing;
 };
@@ -545,10 +541,7 @@ struct irc {
     int liveness_open;
     int stopping;
     int for_good;           /* stopping for good: users are told, rooms forgotten */
-    SSL_CTX *tls, *tls_noverify;
-    /* Every read lands here and is consumed before the next one: one
-     * buffer for all connections instead of one allocation per read. */
-    char readbuf[65536];
+    ferry_net_tls_t *tls;   /* every connection's; verify_cert = false is per connection */
     unsigned long long lines_in, lines_out, stanzas_out;
 };
 
