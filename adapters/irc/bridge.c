@@ -457,6 +457,18 @@ static void room_free(irc_conn_t *conn, irc_room_t *room)
     free(room);
 }
 
+/* No join of CONN can succeed (CONDITION, TEXT): every resource is told,
+ * and the rooms go. */
+static void fail_joins(irc_conn_t *conn, const char *condition, const char *text)
+{
+    while (conn->rooms) {
+        irc_room_t *room = conn->rooms;
+        for (size_t i = 0; i < room->nresources; i++)
+            join_error(conn, room, room->resources[i], "cancel", condition, text);
+        room_free(conn, room);
+    }
+}
+
 static int leads(irc_conn_t *conn, irc_room_t *room)
 {
     if (!room->chan->leader)
@@ -480,6 +492,24 @@ static int is_numeric(const char *c)
 {
     return c[0] >= '0' && c[0] <= '9' && c[1] >= '0' && c[1] <= '9' && c[2] >= '0' &&
            c[2] <= '9' && !c[3];
+}
+
+/* Appends M's parameters from the second on, space-separated, to BUF (SIZE
+ * bytes, LEN in use): the new length, SIZE or more when cut short. */
+static size_t join_params(const irc_msg_t *m, char *buf, size_t size, size_t len)
+{
+    for (int i = 1; i < m->nparams && len + 1 < size; i++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%s", i > 1 ? " " : "", m->params[i]);
+    return len;
+}
+
+/* The room itself says TEXT (IRC's, any charset) to every resource in it. */
+static void room_says(irc_conn_t *conn, irc_room_t *room, const char *text)
+{
+    char *utf8 = irc_text_to_utf8(text);
+    for (size_t i = 0; i < room->nresources; i++)
+        groupchat(conn, room, NULL, room->resources[i], NULL, utf8, NULL, NULL, NULL);
+    free(utf8);
 }
 
 /* Everything a resource needs on entering: occupants, itself, the subject. */
@@ -645,15 +675,23 @@ static void on_end_of_names(irc_conn_t *conn, irc_msg_t *m)
     maybe_announce(conn, room);
 }
 
-/* 352 me #chan user host server nick flags :hops realname: for our WHO,
- * else a reply to the user's own. */
+/* The room a WHO reply of at least MIN parameters is about, when the WHO
+ * is ours; else NULL, and it answers one of the user's: shown as such. */
+static irc_room_t *our_who(irc_conn_t *conn, irc_msg_t *m, int min)
+{
+    irc_room_t *room = m->nparams >= min ? find_room(conn, m->params[1]) : NULL;
+    if (room && room->who_pending)
+        return room;
+    on_other_numeric(conn, m);
+    return NULL;
+}
+
+/* 352 me #chan user host server nick flags :hops realname */
 static void on_who_reply(irc_conn_t *conn, irc_msg_t *m)
 {
-    irc_room_t *room = m->nparams >= 6 ? find_room(conn, m->params[1]) : NULL;
-    if (!room || !room->who_pending) {
-        on_other_numeric(conn, m);
+    irc_room_t *room = our_who(conn, m, 6);
+    if (!room)
         return;
-    }
     irc_member_t *member = irc_chan_member(room->chan, m->params[5], conn->casemap);
     if (member) {
         char userhost[IRC_NAME_MAX];
@@ -662,14 +700,12 @@ static void on_who_reply(irc_conn_t *conn, irc_msg_t *m)
     }
 }
 
-/* 315 me #chan :End of WHO list: ours, or the user's. */
+/* 315 me #chan :End of WHO list */
 static void on_end_of_who(irc_conn_t *conn, irc_msg_t *m)
 {
-    irc_room_t *room = m->nparams >= 2 ? find_room(conn, m->params[1]) : NULL;
-    if (!room || !room->who_pending) {
-        on_other_numeric(conn, m);
+    irc_room_t *room = our_who(conn, m, 2);
+    if (!room)
         return;
-    }
     room->who_pending = 0;
     maybe_announce(conn, room);
 }
@@ -814,15 +850,10 @@ static void say_mode(irc_conn_t *conn, irc_room_t *room, irc_msg_t *m, const cha
 {
     char text[IRC_LINE_MAX + 64];
     size_t len = (size_t)snprintf(text, sizeof text, "Mode %s [", room->chan->name);
-    for (int i = 1; i < m->nparams && len < sizeof text; i++)
-        len += (size_t)snprintf(text + len, sizeof text - len, "%s%s", i > 1 ? " " : "",
-                                m->params[i]);
+    len = join_params(m, text, sizeof text, len);
     if (len < sizeof text)
         snprintf(text + len, sizeof text - len, "] by %s", nick);
-    char *utf8 = irc_text_to_utf8(text);
-    for (size_t i = 0; i < room->nresources; i++)
-        groupchat(conn, room, NULL, room->resources[i], NULL, utf8, NULL, NULL, NULL);
-    free(utf8);
+    room_says(conn, room, text);
 }
 
 static void on_mode(irc_conn_t *conn, irc_msg_t *m, const char *nick)
@@ -1051,10 +1082,7 @@ static void on_inviting(irc_conn_t *conn, irc_msg_t *m)
     }
     char text[IRC_LINE_MAX];
     snprintf(text, sizeof text, "%s has been invited to %s", m->params[1], room->chan->name);
-    char *utf8 = irc_text_to_utf8(text);
-    for (size_t i = 0; i < room->nresources; i++)
-        groupchat(conn, room, NULL, room->resources[i], NULL, utf8, NULL, NULL, NULL);
-    free(utf8);
+    room_says(conn, room, text);
 }
 
 /* Numerics that refuse a JOIN, and what they mean in MUC. */
@@ -1087,13 +1115,7 @@ static void on_nick_refused(irc_conn_t *conn, irc_msg_t *m, const char *conditio
     char *text = irc_text_to_utf8(m->nparams > 2 ? m->params[2] : "nickname in use");
     if (conn->state != IRC_READY) {
         finish_listings(conn, text);
-        /* XEP-0045: joining with a taken nick is a conflict. */
-        while (conn->rooms) {
-            irc_room_t *room = conn->rooms;
-            for (size_t i = 0; i < room->nresources; i++)
-                join_error(conn, room, room->resources[i], "cancel", condition, text);
-            room_free(conn, room);
-        }
+        fail_joins(conn, condition, text); /* XEP-0045: a taken nick is a conflict */
         free(text);
         irc_conn_quit(conn, NULL);
         return;
@@ -1296,18 +1318,14 @@ static void on_other_numeric(irc_conn_t *conn, irc_msg_t *m)
         if (strcmp(m->command, quiet[i]) == 0)
             return;
     char joined[IRC_LINE_MAX + 1] = "";
-    size_t len = 0;
-    for (int i = 1; i < m->nparams && len < sizeof joined - 1; i++)
-        len += (size_t)snprintf(joined + len, sizeof joined - len, "%s%s", i > 1 ? " " : "",
-                                m->params[i]);
-    char *text = irc_text_to_utf8(joined);
+    join_params(m, joined, sizeof joined, 0);
     irc_room_t *room = m->nparams > 2 ? find_room(conn, m->params[1]) : NULL;
     if (room && room->announced) {
-        for (size_t i = 0; i < room->nresources; i++)
-            groupchat(conn, room, NULL, room->resources[i], NULL, text, NULL, NULL, NULL);
-    } else {
-        contact_says(conn, text);
+        room_says(conn, room, joined);
+        return;
     }
+    char *text = irc_text_to_utf8(joined);
+    contact_says(conn, text);
     free(text);
 }
 
@@ -1462,14 +1480,7 @@ static int on_lost(void *arg, irc_conn_t *conn, const char *reason, int was_up)
     if (!irc->stopping)
         contact_failed(conn, reason, was_up);
     if (!conn->registered || irc->stopping) {
-        /* Never got in: the joins fail. */
-        while (conn->rooms) {
-            irc_room_t *room = conn->rooms;
-            for (size_t i = 0; i < room->nresources; i++)
-                join_error(conn, room, room->resources[i], "cancel", "remote-server-not-found",
-                           reason);
-            room_free(conn, room);
-        }
+        fail_joins(conn, "remote-server-not-found", reason); /* never got in */
         return 0;
     }
     /* A PART that IRC will never confirm now: done. */
