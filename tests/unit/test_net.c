@@ -25,29 +25,7 @@
 
 static uv_loop_t loop;
 
-/* ---- bounded waiting ---- */
-
-static int guard_fired;
-
-static void on_guard(uv_timer_t *t)
-{
-    (void)t;
-    guard_fired = 1;
-}
-
-/* Runs the loop until *count reaches want, or ms pass. */
-static int wait_for(const int *count, int want, uint64_t ms)
-{
-    uv_timer_t guard;
-    uv_timer_init(&loop, &guard);
-    guard_fired = 0;
-    uv_timer_start(&guard, on_guard, ms, 0);
-    while (*count < want && !guard_fired)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&guard, NULL);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    return *count >= want;
-}
+#include "loop_wait.h"
 
 /* ---- the client side: what the callbacks saw ---- */
 
@@ -347,8 +325,7 @@ static void test_write_bound(void)
     }
     CHECK_INT(rc, UV_ENOBUFS);
     CHECK(ferry_net_pending(c.net) > bound - sizeof chunk, "pending %zu", ferry_net_pending(c.net));
-    int never = 0;
-    wait_for(&never, 1, 50);
+    sleep_loop(50);
     CHECK_INT(c.closed, 0);
     CHECK_INT(ferry_net_write(c.net, chunk, sizeof chunk), UV_ENOBUFS); /* still stuck */
     client_close(&c);
