@@ -323,8 +323,8 @@ struct irc_conn {
     int closing;
 };
 
-/* A connection of JID to SERVER, not yet started; HANDLERS (kept, not
- * copied) and ARG say what it tells its owner. */
+/* A connection of JID to SERVER as NICK, not started; HANDLERS (kept, not
+ * copied) and ARG: what it tells its owner. */
 irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *server, const char *jid,
                          const char *nick, const irc_conn_handlers_t *handlers, void *arg);
 /* Connects (again): resolve, TCP, TLS, registration. */
@@ -334,8 +334,8 @@ int irc_conn_send(irc_conn_t *conn, const char *command, const char *const *para
 /* Writes at once, before 001 too (registration: NICK, USER, CAP). */
 void irc_conn_send_now(irc_conn_t *conn, const char *command, const char *const *params, int n);
 /* QUIT (with REASON, when not NULL and registered) and close for good: the
- * closed handler runs now, freed once the handles are closed and the
- * connection is freed. Idempotent. */
+ * closed handler runs at once; once its handles are closed the connection
+ * frees itself, and the freed handler runs. Idempotent. */
 void irc_conn_quit(irc_conn_t *conn, const char *reason);
 /* The adapter-wide liveness check calls this: PING when idle, drop when a
  * PING went unanswered. */
