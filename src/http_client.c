@@ -18,6 +18,7 @@
 
 #include <curl/curl.h>
 
+#include "ferry/list.h"
 #include "ferry/log.h"
 #include "http_client.h"
 
@@ -45,7 +46,7 @@ struct ferry_http_request {
     long retry_after;
     char errbuf[CURL_ERROR_SIZE];
 
-    struct ferry_http_request *prev, *next; /* client->running */
+    ferry_list_t node; /* in client->running */
 };
 
 /* One per socket curl asked us to watch. */
@@ -53,7 +54,7 @@ struct sock_watch {
     uv_poll_t poll;
     curl_socket_t fd;
     ferry_http_client_t *client;
-    struct sock_watch *prev, *next;
+    ferry_list_t node; /* in client->watches */
 };
 
 /* Reusing easy handles saves their setup on every request. */
@@ -63,8 +64,8 @@ struct ferry_http_client {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer;
-    ferry_http_request_t *running;
-    struct sock_watch *watches;
+    ferry_list_t running; /* ferry_http_request_t, sent and not yet done */
+    ferry_list_t watches; /* struct sock_watch */
     size_t pending;
     int open_handles; /* uv handles not yet through their close callback */
     int closing;
@@ -107,23 +108,13 @@ int http_is_token(const char *s)
 
 static void list_add(ferry_http_client_t *c, ferry_http_request_t *r)
 {
-    r->prev = NULL;
-    r->next = c->running;
-    if (c->running)
-        c->running->prev = r;
-    c->running = r;
+    ferry_list_insert_head(&c->running, &r->node);
     c->pending++;
 }
 
 static void list_remove(ferry_http_client_t *c, ferry_http_request_t *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        c->running = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
+    ferry_list_remove(&r->node);
     c->pending--;
 }
 
@@ -325,14 +316,9 @@ static void on_poll(uv_poll_t *p, int status, int events)
     check_done(c);
 }
 
-static void watch_close(ferry_http_client_t *c, struct sock_watch *w)
+static void watch_close(struct sock_watch *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        c->watches = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
+    ferry_list_remove(&w->node);
     /* uv_close stops the watcher at once; the memory goes in the callback. */
     uv_close((uv_handle_t *)&w->poll, on_handle_closed);
 }
@@ -350,10 +336,7 @@ static struct sock_watch *watch_new(ferry_http_client_t *c, curl_socket_t fd)
     w->client = c;
     w->poll.data = w;
     c->open_handles++;
-    w->next = c->watches;
-    if (c->watches)
-        c->watches->prev = w;
-    c->watches = w;
+    ferry_list_insert_head(&c->watches, &w->node);
     return w;
 }
 
@@ -365,7 +348,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 
     if (what == CURL_POLL_REMOVE) {
         if (w)
-            watch_close(c, w);
+            watch_close(w);
         return 0;
     }
     if (w == NULL) {
@@ -397,6 +380,8 @@ ferry_http_client_t *http_client_new(uv_loop_t *loop)
     if (c == NULL)
         return NULL;
     c->loop = loop;
+    ferry_list_init(&c->running);
+    ferry_list_init(&c->watches);
     c->multi = curl_multi_init();
     if (c->multi == NULL) {
         free(c);
@@ -447,8 +432,9 @@ void http_client_close(ferry_http_client_t *c, void (*done)(void *arg), void *ar
     c->done_arg = arg;
     if (c->pending)
         ferry_log_debug("http", "closing client, dropping %zu requests", c->pending);
-    while (c->running) {
-        ferry_http_request_t *r = c->running;
+    ferry_list_t *first;
+    while ((first = ferry_list_first(&c->running))) {
+        ferry_http_request_t *r = ferry_list_entry(first, ferry_http_request_t, node);
         curl_multi_remove_handle(c->multi, r->easy);
         list_remove(c, r);
         request_free(r);
@@ -458,8 +444,8 @@ void http_client_close(ferry_http_client_t *c, void (*done)(void *arg), void *ar
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
     /* Cached connections may go without a REMOVE for their socket. */
-    while (c->watches)
-        watch_close(c, c->watches);
+    while ((first = ferry_list_first(&c->watches)))
+        watch_close(ferry_list_entry(first, struct sock_watch, node));
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }

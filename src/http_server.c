@@ -46,6 +46,7 @@
 
 #include <microhttpd.h>
 
+#include "ferry/list.h"
 #include "ferry/log.h"
 #include "http_client.h"
 #include "http_server.h"
@@ -74,7 +75,7 @@ struct route {
     void *arg;
     unsigned id; /* tells a route from a later one at the same address */
     int exempt;  /* answered on spare connections too (http_server_route_exempt) */
-    struct route *next;
+    ferry_list_t node; /* in srv->routes */
 };
 
 /* Connections open from one address (IPv6: one /64), while there are any. */
@@ -93,7 +94,7 @@ struct http_conn {
     int closing;             /* shut down by us; MHD has yet to notice */
     ferry_http_exchange_t *ex; /* the request in progress, if MHD has its request line */
     uv_timer_t deadline;       /* runs until the request is in (or its early answer out) */
-    struct http_conn *prev, *next; /* srv->spares, oldest first */
+    ferry_list_t spare; /* in srv->spares while it is one */
 };
 
 struct header {
@@ -132,7 +133,7 @@ struct ferry_http_exchange {
     struct header *extra; /* response headers from add_header */
     size_t nextra;
 
-    struct ferry_http_exchange *prev, *next; /* srv->exchanges */
+    ferry_list_t node; /* in srv->exchanges */
 };
 
 struct ferry_http_server {
@@ -141,14 +142,14 @@ struct ferry_http_server {
     uv_poll_t poll;
     uv_timer_t timer;
     int port;
-    struct route *routes;
+    ferry_list_t routes; /* struct route */
     unsigned next_route_id;
-    ferry_http_exchange_t *exchanges;
+    ferry_list_t exchanges; /* ferry_http_exchange_t */
     size_t nexchanges;
     http_server_limits_t limits;
     unsigned nregular;                 /* connections within the limits */
     unsigned nspares;
-    struct http_conn *spares, *spares_tail;
+    ferry_list_t spares; /* struct http_conn, oldest first */
     struct addr_count *by_addr[HTTP_SERVER_ADDR_BUCKETS];
     unsigned long long over_unlogged;  /* spares since the last warning */
     uint64_t over_logged_at;
@@ -230,10 +231,7 @@ static ferry_http_exchange_t *exchange_new(ferry_http_server_t *srv, struct MHD_
     ex->sock = ci ? ci->socket_context : NULL;
     if (ex->sock)
         ex->sock->ex = ex;
-    ex->next = srv->exchanges;
-    if (srv->exchanges)
-        srv->exchanges->prev = ex;
-    srv->exchanges = ex;
+    ferry_list_insert_head(&srv->exchanges, &ex->node);
     srv->nexchanges++;
     return ex;
 }
@@ -243,13 +241,7 @@ static void exchange_unlink(ferry_http_exchange_t *ex)
     ferry_http_server_t *srv = ex->srv;
     if (srv == NULL)
         return;
-    if (ex->prev)
-        ex->prev->next = ex->next;
-    else
-        srv->exchanges = ex->next;
-    if (ex->next)
-        ex->next->prev = ex->prev;
-    ex->prev = ex->next = NULL;
+    ferry_list_remove(&ex->node);
     ex->srv = NULL;
     srv->nexchanges--;
 }
@@ -385,17 +377,9 @@ static struct addr_count **addr_slot(ferry_http_server_t *srv, const unsigned ch
 
 static void spare_unlink(ferry_http_server_t *srv, struct http_conn *c)
 {
-    if (!c->over || (c->prev == NULL && srv->spares != c))
+    if (!ferry_list_linked(&c->spare))
         return; /* not a spare, or already out of the list */
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->spares = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        srv->spares_tail = c->prev;
-    c->prev = c->next = NULL;
+    ferry_list_remove(&c->spare);
     srv->nspares--;
 }
 
@@ -486,11 +470,14 @@ static int make_spare_room(ferry_http_server_t *srv)
 {
     if (srv->nspares < HTTP_SERVER_SPARES)
         return 1;
-    for (struct http_conn *c = srv->spares; c; c = c->next)
+    ferry_list_t *pos;
+    ferry_list_foreach(pos, &srv->spares) {
+        struct http_conn *c = ferry_list_entry(pos, struct http_conn, spare);
         if (c->ex == NULL || c->ex->phase < EX_HANDLER) {
             conn_shut(c, c->over, over_reason(c->over));
             return 1;
         }
+    }
     return 0;
 }
 
@@ -528,12 +515,7 @@ static void conn_open(ferry_http_server_t *srv, struct MHD_Connection *mc, void 
             conn_shut(c, c->over, over_reason(c->over));
             return;
         }
-        c->prev = srv->spares_tail;
-        if (srv->spares_tail)
-            srv->spares_tail->next = c;
-        else
-            srv->spares = c;
-        srv->spares_tail = c;
+        ferry_list_insert_tail(&srv->spares, &c->spare);
         srv->nspares++;
     }
     arm_deadline(c);
@@ -586,12 +568,34 @@ static int prefix_matches(const struct route *rt, const char *path)
     return path[len] == '\0' || path[len] == '/' || rt->prefix[len - 1] == '/';
 }
 
+/* The route registered for PREFIX exactly, or NULL. */
+static struct route *route_find(ferry_http_server_t *srv, const char *prefix)
+{
+    ferry_list_t *pos;
+    ferry_list_foreach(pos, &srv->routes) {
+        struct route *rt = ferry_list_entry(pos, struct route, node);
+        if (strcmp(rt->prefix, prefix) == 0)
+            return rt;
+    }
+    return NULL;
+}
+
+static void route_free(struct route *rt)
+{
+    ferry_list_remove(&rt->node);
+    free(rt->prefix);
+    free(rt);
+}
+
 static struct route *route_match(ferry_http_server_t *srv, const char *path)
 {
     struct route *best = NULL;
-    for (struct route *rt = srv->routes; rt; rt = rt->next)
+    ferry_list_t *pos;
+    ferry_list_foreach(pos, &srv->routes) {
+        struct route *rt = ferry_list_entry(pos, struct route, node);
         if (prefix_matches(rt, path) && (best == NULL || rt->len > best->len))
             best = rt;
+    }
     return best;
 }
 
@@ -600,11 +604,10 @@ int ferry_http_route_add(ferry_http_server_t *srv, const char *prefix, size_t ma
 {
     if (srv == NULL || srv->closing || prefix == NULL || prefix[0] != '/' || cb == NULL)
         return -1;
-    for (struct route *rt = srv->routes; rt; rt = rt->next)
-        if (strcmp(rt->prefix, prefix) == 0) {
-            ferry_log_warn("http", "route %s is taken already", prefix);
-            return -1;
-        }
+    if (route_find(srv, prefix)) {
+        ferry_log_warn("http", "route %s is taken already", prefix);
+        return -1;
+    }
     struct route *rt = calloc(1, sizeof *rt);
     if (rt == NULL || (rt->prefix = strdup(prefix)) == NULL) {
         free(rt);
@@ -615,32 +618,26 @@ int ferry_http_route_add(ferry_http_server_t *srv, const char *prefix, size_t ma
     rt->cb = cb;
     rt->arg = arg;
     rt->id = ++srv->next_route_id;
-    rt->next = srv->routes;
-    srv->routes = rt;
+    ferry_list_insert_head(&srv->routes, &rt->node);
     ferry_log_debug("http", "route %s added (body up to %zu bytes)", prefix, max_body);
     return 0;
 }
 
 void http_server_route_exempt(ferry_http_server_t *srv, const char *prefix)
 {
-    for (struct route *rt = srv ? srv->routes : NULL; rt; rt = rt->next)
-        if (strcmp(rt->prefix, prefix) == 0)
-            rt->exempt = 1;
+    struct route *rt = srv ? route_find(srv, prefix) : NULL;
+    if (rt)
+        rt->exempt = 1;
 }
 
 void ferry_http_route_remove(ferry_http_server_t *srv, const char *prefix)
 {
     if (srv == NULL || prefix == NULL)
         return;
-    for (struct route **p = &srv->routes; *p; p = &(*p)->next) {
-        struct route *rt = *p;
-        if (strcmp(rt->prefix, prefix) == 0) {
-            *p = rt->next;
-            free(rt->prefix);
-            free(rt);
-            ferry_log_debug("http", "route %s removed", prefix);
-            return;
-        }
+    struct route *rt = route_find(srv, prefix);
+    if (rt) {
+        route_free(rt);
+        ferry_log_debug("http", "route %s removed", prefix);
     }
 }
 
@@ -931,11 +928,14 @@ static void server_stop(ferry_http_server_t *srv)
         return;
     srv->stopped = 1;
     /* MHD must not be stopped with suspended connections. */
-    for (ferry_http_exchange_t *ex = srv->exchanges; ex; ex = ex->next)
+    ferry_list_t *pos, *first;
+    ferry_list_foreach(pos, &srv->exchanges) {
+        ferry_http_exchange_t *ex = ferry_list_entry(pos, ferry_http_exchange_t, node);
         if (ex->suspended) {
             ex->suspended = 0;
             MHD_resume_connection(ex->conn);
         }
+    }
     /* Stop watching the epoll fd before MHD closes it. */
     uv_close((uv_handle_t *)&srv->poll, on_handle_closed);
     uv_timer_stop(&srv->timer);
@@ -944,19 +944,15 @@ static void server_stop(ferry_http_server_t *srv)
     srv->mhd = NULL;
     /* Whatever MHD did not report complete: free, or orphan if a handler
      * still holds it. */
-    while (srv->exchanges) {
-        ferry_http_exchange_t *ex = srv->exchanges;
+    while ((first = ferry_list_first(&srv->exchanges))) {
+        ferry_http_exchange_t *ex = ferry_list_entry(first, ferry_http_exchange_t, node);
         if (ex->phase == EX_HANDLER)
             exchange_orphan(ex);
         else
             exchange_free(ex);
     }
-    while (srv->routes) {
-        struct route *rt = srv->routes;
-        srv->routes = rt->next;
-        free(rt->prefix);
-        free(rt);
-    }
+    while ((first = ferry_list_first(&srv->routes)))
+        route_free(ferry_list_entry(first, struct route, node));
 }
 
 static void arm_timer(ferry_http_server_t *srv);
@@ -1134,6 +1130,9 @@ ferry_http_server_t *http_server_new(uv_loop_t *loop, const char *listen,
         return NULL;
     }
     srv->loop = loop;
+    ferry_list_init(&srv->routes);
+    ferry_list_init(&srv->exchanges);
+    ferry_list_init(&srv->spares);
     srv->limits = limits ? *limits : http_server_default_limits;
     srv->port = bound_port(fd);
     srv->mhd = start_mhd(srv, fd, family);
