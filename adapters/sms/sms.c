@@ -16,13 +16,12 @@
 enum { R_VERSION, R_SENDER, R_FROM, R_TO, R_BODY, R_MEDIA, R_ID, R_RECEIPT, R_FIELDS };
 #define RECORD_VERSION "s1"
 
+/* What one attempt at sending a part needs (the data of its
+ * ferry_http_outbox_send()). */
 typedef struct sms_attempt {
-    sms_t *sms;
-    struct sms_attempt *prev, *next;
     int64_t id;
     char *buf;                 /* the record; f[] points into it */
     const char *f[R_FIELDS];
-    ferry_http_request_t *req;
 } sms_attempt_t;
 
 struct rate_slot {
@@ -112,19 +111,11 @@ static void rates_free(sms_t *sms)
 
 /* ---- outbound: XMPP -> SMS ---- */
 
-static void attempt_free(sms_attempt_t *a)
+static void attempt_free(void *data)
 {
-    sms_t *sms = a->sms;
-    if (a->prev)
-        a->prev->next = a->next;
-    else
-        sms->attempts = a->next;
-    if (a->next)
-        a->next->prev = a->prev;
+    sms_attempt_t *a = data;
     free(a->buf);
     free(a);
-    if (sms->stopping && !sms->attempts)
-        ferry_component_stopped(sms->comp);
 }
 
 /* The sender's original message, rebuilt for an error reply. */
@@ -165,11 +156,6 @@ static const char *condition_for(long status, const char *code)
     return "bad-request";
 }
 
-static int transient(long status)
-{
-    return status == 0 || status == 408 || status == 429 || status >= 500;
-}
-
 /* Remembers who to tell when the provider reports on ID. */
 static void remember_report(sms_t *sms, const char *provider_id, const char *const *f)
 {
@@ -184,46 +170,45 @@ static void remember_report(sms_t *sms, const char *provider_id, const char *con
     free(rec);
 }
 
-static void on_sent(void *arg, const ferry_http_response_t *resp)
+/* The provider took the part: its id tells the report that comes later. */
+static void on_sent(void *arg, void *data, const ferry_http_response_t *resp)
 {
-    sms_attempt_t *a = arg;
-    sms_t *sms = a->sms;
-    a->req = NULL;
+    sms_t *sms = arg;
+    sms_attempt_t *a = data;
     sms_sent_t sent;
-    if (resp->status >= 200 && resp->status < 300) {
-        sms->provider->sent(resp, &sent);
-        if (sent.id[0]) {
-            remember_report(sms, sent.id, a->f);
-            sms_early_report(sms, sent.id);
-        }
-        sms->parts_sent++;
-        ferry_outbox_done(sms->comp, a->id);
-    } else if (transient(resp->status)) {
-        char text[300];
-        if (resp->status)
-            snprintf(text, sizeof text, "the provider answered HTTP %ld", resp->status);
-        else
-            snprintf(text, sizeof text, "%s", resp->error ? resp->error : "no response");
-        ferry_outbox_retry(sms->comp, a->id, text, resp->retry_after);
-    } else {
-        sms->provider->sent(resp, &sent);
-        char text[700];
-        snprintf(text, sizeof text, "SMS not sent: %s refused it (HTTP %ld%s%s)%s%s",
-                 sms->provider->name, resp->status, sent.code[0] ? ", error " : "", sent.code,
-                 sent.text[0] ? ": " : "", sent.text);
-        ferry_log_warn(ferry_component_name(sms->comp), "message %lld: %s", (long long)a->id,
-                       text);
-        reply_error(sms, a->f, "cancel", condition_for(resp->status, sent.code), text);
-        ferry_outbox_fail(sms->comp, a->id, text);
+    sms->provider->sent(resp, &sent);
+    if (sent.id[0]) {
+        remember_report(sms, sent.id, a->f);
+        sms_early_report(sms, sent.id);
     }
-    attempt_free(a);
+    sms->parts_sent++;
 }
+
+static void on_refused(void *arg, void *data, const ferry_http_response_t *resp, char *text,
+                       size_t cap)
+{
+    sms_t *sms = arg;
+    sms_attempt_t *a = data;
+    sms_sent_t sent;
+    sms->provider->sent(resp, &sent);
+    snprintf(text, cap, "SMS not sent: %s refused it (HTTP %ld%s%s)%s%s", sms->provider->name,
+             resp->status, sent.code[0] ? ", error " : "", sent.code, sent.text[0] ? ": " : "",
+             sent.text);
+    ferry_log_warn(ferry_component_name(sms->comp), "message %lld: %s", (long long)a->id, text);
+    reply_error(sms, a->f, "cancel", condition_for(resp->status, sent.code), text);
+}
+
+static const ferry_http_outbox_handlers_t send_handlers = {
+    .peer = "the provider",
+    .delivered = on_sent,
+    .refused = on_refused,
+    .free = attempt_free,
+};
 
 static void deliver(void *arg, const ferry_msg_t *msg)
 {
     sms_t *sms = arg;
     sms_attempt_t *a = calloc(1, sizeof *a);
-    a->sms = sms;
     a->id = msg->id;
     a->buf = malloc(msg->payload_len + 1);
     memcpy(a->buf, msg->payload, msg->payload_len);
@@ -234,11 +219,6 @@ static void deliver(void *arg, const ferry_msg_t *msg)
         free(a);
         return;
     }
-    a->next = sms->attempts;
-    if (sms->attempts)
-        sms->attempts->prev = a;
-    sms->attempts = a;
-
     sms_out_t out = {.from = a->f[R_FROM], .to = a->f[R_TO], .body = a->f[R_BODY],
                      .status_url = sms->status_url};
     char *media = strdup(a->f[R_MEDIA]);
@@ -247,18 +227,9 @@ static void deliver(void *arg, const ferry_msg_t *msg)
         out.media[out.nmedia++] = url;
     ferry_http_request_t *req = sms->provider->send(sms, &out);
     free(media);
-    if (!req) {
-        ferry_outbox_retry(sms->comp, msg->id, "the request could not be made", -1);
-        attempt_free(a);
-        return;
-    }
-    ferry_http_request_timeout(req, (long)(sms->timeout * 1000));
-    if (ferry_http_request_send(req, on_sent, a) != 0) {
-        ferry_outbox_retry(sms->comp, msg->id, "the request could not be started", -1);
-        attempt_free(a);
-        return;
-    }
-    a->req = req;
+    if (req)
+        ferry_http_request_timeout(req, (long)(sms->timeout * 1000));
+    ferry_http_outbox_send(sms->sends, msg->id, req, a);
 }
 
 static void on_dead(void *arg, const ferry_msg_t *msg, const char *reason)
@@ -575,6 +546,7 @@ static void sms_free(sms_t *sms)
     }
     free(sms->users);
     rates_free(sms);
+    ferry_http_outbox_free(sms->sends);
     free(sms);
 }
 
@@ -587,6 +559,7 @@ static void *sms_create(ferry_component_t *comp, const ferry_conf_t *conf)
         return NULL;
     }
     snprintf(sms->route, sizeof sms->route, "/sms/%s/", ferry_component_name(comp));
+    sms->sends = ferry_http_outbox_new(comp, &send_handlers, sms);
     return sms;
 }
 
@@ -607,19 +580,14 @@ static void sms_stop(void *self)
     sms_t *sms = self;
     ferry_http_route_remove(ferry_component_http_server(sms->comp), sms->route);
     sms_lookups_cancel(sms);
-    sms->stopping = 1;
-    if (!sms->attempts)
-        ferry_component_stopped(sms->comp);
+    ferry_http_outbox_stop(sms->sends);
 }
 
 static void sms_destroy(void *self)
 {
     sms_t *sms = self;
-    sms->stopping = 0;
-    /* Requests still under way went with the HTTP client, which closes
-     * before adapters are destroyed; their rows stay pending. */
-    while (sms->attempts)
-        attempt_free(sms->attempts);
+    /* Sends still under way are dropped with sms->sends: their rows stay
+     * pending. */
     sms_lookups_cancel(sms);
     sms_free(sms);
 }

@@ -61,21 +61,18 @@ typedef struct stored {
     int groupchat;           /* said in a room: no receipt, no error reply */
 } stored_t;
 
-/* One attempt at posting a message from the outbox. */
+/* One attempt at posting a message from the outbox (the data of its
+ * ferry_http_outbox_send()). */
 typedef struct attempt {
-    webhook_t *wh;
-    struct attempt *prev, *next;
     int64_t id;
     stored_t m;
-    ferry_http_request_t *req;
 } attempt_t;
 
 struct webhook {
     ferry_component_t *comp;
     settings_t s;
-    attempt_t *attempts;     /* under way */
+    ferry_http_outbox_t *posts; /* under way */
     rooms_t *rooms;
-    int stopping;
     char route[300];
 };
 
@@ -405,19 +402,11 @@ static void send_receipt(webhook_t *wh, const char *from, const char *to, const 
     xmpp_free(ctx, rid);
 }
 
-static void attempt_free(attempt_t *a)
+static void attempt_free(void *data)
 {
-    webhook_t *wh = a->wh;
-    if (a->prev)
-        a->prev->next = a->next;
-    else
-        wh->attempts = a->next;
-    if (a->next)
-        a->next->prev = a->prev;
+    attempt_t *a = data;
     free(a->m.buf);
     free(a);
-    if (wh->stopping && !wh->attempts)
-        ferry_component_stopped(wh->comp);
 }
 
 static const char *condition_for_status(long status)
@@ -431,40 +420,35 @@ static const char *condition_for_status(long status)
     }
 }
 
-static int transient(long status)
+static void on_delivered(void *arg, void *data, const ferry_http_response_t *resp)
 {
-    return status == 0 || status == 408 || status == 429 || status >= 500;
+    webhook_t *wh = arg;
+    attempt_t *a = data;
+    ferry_log_debug(ferry_component_name(wh->comp),
+                    "message %lld delivered to endpoint %s (HTTP %ld)", (long long)a->id,
+                    a->m.endpoint, resp->status);
+    if (a->m.receipt && *a->m.id)
+        send_receipt(wh, a->m.from, a->m.to, a->m.id);
 }
 
-static void on_response(void *arg, const ferry_http_response_t *resp)
+static void on_refused(void *arg, void *data, const ferry_http_response_t *resp, char *text,
+                       size_t cap)
 {
-    attempt_t *a = arg;
-    webhook_t *wh = a->wh;
-    a->req = NULL;
-    char text[512];
-    if (resp->status >= 200 && resp->status < 300) {
-        ferry_log_debug(ferry_component_name(wh->comp),
-                        "message %lld delivered to endpoint %s (HTTP %ld)", (long long)a->id,
-                        a->m.endpoint, resp->status);
-        ferry_outbox_done(wh->comp, a->id);
-        if (a->m.receipt && *a->m.id)
-            send_receipt(wh, a->m.from, a->m.to, a->m.id);
-    } else if (transient(resp->status)) {
-        if (resp->status)
-            snprintf(text, sizeof text, "the receiver answered HTTP %ld", resp->status);
-        else
-            snprintf(text, sizeof text, "%s", resp->error ? resp->error : "no response");
-        ferry_outbox_retry(wh->comp, a->id, text, resp->retry_after);
-    } else {
-        snprintf(text, sizeof text, "not delivered to the webhook: the receiver answered HTTP %ld",
-                 resp->status);
-        ferry_log_warn(ferry_component_name(wh->comp), "message %lld to endpoint %s: %s",
-                       (long long)a->id, a->m.endpoint, text);
-        reply_error(wh, &a->m, "cancel", condition_for_status(resp->status), text);
-        ferry_outbox_fail(wh->comp, a->id, text);
-    }
-    attempt_free(a);
+    webhook_t *wh = arg;
+    attempt_t *a = data;
+    snprintf(text, cap, "not delivered to the webhook: the receiver answered HTTP %ld",
+             resp->status);
+    ferry_log_warn(ferry_component_name(wh->comp), "message %lld to endpoint %s: %s",
+                   (long long)a->id, a->m.endpoint, text);
+    reply_error(wh, &a->m, "cancel", condition_for_status(resp->status), text);
 }
+
+static const ferry_http_outbox_handlers_t post_handlers = {
+    .peer = "the receiver",
+    .delivered = on_delivered,
+    .refused = on_refused,
+    .free = attempt_free,
+};
 
 static void sign(ferry_http_request_t *req, const endpoint_t *ep, const char *msg_id,
                  const char *body)
@@ -494,18 +478,12 @@ static void post(void *arg, const ferry_msg_t *msg)
     if (rooms_deliver(wh->rooms, msg))
         return;
     attempt_t *a = calloc(1, sizeof *a);
-    a->wh = wh;
     a->id = msg->id;
     if (stored_read(msg, &a->m) != 0) {
         ferry_outbox_fail(wh->comp, msg->id, "unreadable stored message");
         free(a);
         return;
     }
-    a->next = wh->attempts;
-    if (wh->attempts)
-        wh->attempts->prev = a;
-    wh->attempts = a;
-
     const endpoint_t *ep = find_endpoint(wh, a->m.endpoint);
     if (!ep || !ep->url) {
         const char *why = "the endpoint was removed from the configuration";
@@ -523,12 +501,7 @@ static void post(void *arg, const ferry_msg_t *msg)
         sign(req, ep, a->m.msg_id, a->m.request);
     ferry_http_request_body(req, a->m.request, strlen(a->m.request));
     ferry_http_request_timeout(req, (long)(wh->s.timeout * 1000));
-    if (ferry_http_request_send(req, on_response, a) != 0) {
-        ferry_outbox_retry(wh->comp, msg->id, "the HTTP request could not be started", -1);
-        attempt_free(a);
-        return;
-    }
-    a->req = req;
+    ferry_http_outbox_send(wh->posts, msg->id, req, a);
 }
 
 static void on_dead(void *arg, const ferry_msg_t *msg, const char *reason)
@@ -928,6 +901,7 @@ static void *webhook_create(ferry_component_t *comp, const ferry_conf_t *conf)
     }
     snprintf(wh->route, sizeof wh->route, "/hooks/%s/", ferry_component_name(comp));
     wh->rooms = rooms_new(comp, accept_room_message, wh);
+    wh->posts = ferry_http_outbox_new(comp, &post_handlers, wh);
     configure_rooms(wh);
     return wh;
 }
@@ -949,19 +923,15 @@ static void webhook_stop(void *self)
     webhook_t *wh = self;
     ferry_http_route_remove(ferry_component_http_server(wh->comp), wh->route);
     rooms_stop(wh->rooms);
-    wh->stopping = 1;
-    if (!wh->attempts)
-        ferry_component_stopped(wh->comp);
+    ferry_http_outbox_stop(wh->posts);
 }
 
 static void webhook_destroy(void *self)
 {
     webhook_t *wh = self;
-    wh->stopping = 0; /* no stopped() from here */
-    /* Requests still under way were dropped with the HTTP client, which
-     * closes before adapters are destroyed; their rows stay pending. */
-    while (wh->attempts)
-        attempt_free(wh->attempts);
+    /* Posts still under way are dropped with wh->posts: their rows stay
+     * pending. */
+    ferry_http_outbox_free(wh->posts);
     rooms_free(wh->rooms);
     settings_free(&wh->s);
     free(wh);
