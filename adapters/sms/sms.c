@@ -554,6 +554,7 @@ static void *sms_create(ferry_component_t *comp, const ferry_conf_t *conf)
 {
     sms_t *sms = calloc(1, sizeof *sms);
     sms->comp = comp;
+    ferry_list_init(&sms->lookups);
     if (read_config(sms, conf) != 0) {
         sms_free(sms);
         return NULL;

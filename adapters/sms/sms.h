@@ -110,7 +110,7 @@ struct sms {
     char status_url[1200];
     rate_slot_t *rates;
     ferry_http_outbox_t *sends;   /* parts under way to the provider */
-    struct sms_lookup *lookups;   /* registrations waiting for the provider */
+    ferry_list_t lookups;         /* registrations waiting for the provider */
 
     unsigned long long segments, parts_sent, unknown_to, forged;
 };

@@ -10,7 +10,7 @@
 
 typedef struct sms_lookup {
     sms_t *sms;
-    struct sms_lookup *next;
+    ferry_list_t node; /* in sms->lookups */
     xmpp_stanza_t *iq;
     char jid[2100];
     char number[PHONE_MAX];
@@ -92,12 +92,7 @@ static void unregister(sms_t *sms, xmpp_stanza_t *iq, const char *bare)
 
 static void lookup_free(sms_lookup_t *l)
 {
-    sms_t *sms = l->sms;
-    for (sms_lookup_t **p = &sms->lookups; *p; p = &(*p)->next)
-        if (*p == l) {
-            *p = l->next;
-            break;
-        }
+    ferry_list_remove(&l->node);
     xmpp_stanza_release(l->iq);
     free(l);
 }
@@ -167,8 +162,7 @@ static void register_number(sms_t *sms, xmpp_stanza_t *iq, const char *bare, con
     snprintf(l->jid, sizeof l->jid, "%s", bare);
     snprintf(l->number, sizeof l->number, "%s", number);
     l->req = sms->provider->lookup(sms, number);
-    l->next = sms->lookups;
-    sms->lookups = l;
+    ferry_list_insert_head(&sms->lookups, &l->node);
     if (!l->req) {
         on_lookup(l, &(ferry_http_response_t){.status = 0, .error = "no request", .body = ""});
         return;
@@ -206,8 +200,9 @@ static int on_register(sms_t *sms, xmpp_stanza_t *iq, xmpp_stanza_t *q)
 
 void sms_lookups_cancel(sms_t *sms)
 {
-    while (sms->lookups) {
-        sms_lookup_t *l = sms->lookups;
+    ferry_list_t *first;
+    while ((first = ferry_list_first(&sms->lookups))) {
+        sms_lookup_t *l = ferry_list_entry(first, sms_lookup_t, node);
         if (l->req)
             ferry_http_request_cancel(l->req);
         l->req = NULL;
