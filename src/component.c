@@ -256,6 +256,12 @@ void ferry_component_send(ferry_component_t *comp, xmpp_stanza_t *stanza)
     xmpp_free(comp->gw->ctx, text);
 }
 
+void ferry_component_send_release(ferry_component_t *comp, xmpp_stanza_t *stanza)
+{
+    ferry_component_send(comp, stanza);
+    xmpp_stanza_release(stanza);
+}
+
 void ferry_component_send_xml(ferry_component_t *comp, const char *xml, size_t len)
 {
     if (comp->link && sendable(comp, xml, len))
@@ -268,8 +274,7 @@ void ferry_component_reply_error(ferry_component_t *comp, xmpp_stanza_t *stanza,
     xmpp_stanza_t *reply = ferry_stanza_error_reply(stanza, type, condition, text);
     if (!reply)
         return;
-    ferry_component_send(comp, reply);
-    xmpp_stanza_release(reply);
+    ferry_component_send_release(comp, reply);
 }
 
 /* ---- durable delivery ---- */

@@ -72,15 +72,11 @@ int ctcp_on_reply(irc_conn_t *conn, const char *nick, const char *text)
     char name[IRC_LINE_MAX];
     snprintf(name, sizeof name, "%.*s", (int)n, version);
     const char *rest = version + n + strspn(version + n, " ");
-    xmpp_ctx_t *ctx = ferry_component_xmpp(conn->irc->comp);
-    xmpp_stanza_t *res = xmpp_iq_new(ctx, "result", xmpp_stanza_get_id(w->iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(w->iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(w->iq));
-    xmpp_stanza_t *q = ferry_stanza_add(res, "query", NS_VERSION);
+    xmpp_stanza_t *q;
+    xmpp_stanza_t *res = ferry_iq_result(w->iq, NS_VERSION, &q);
     ferry_stanza_add_text(q, "name", *name ? name : nick);
     ferry_stanza_add_text(q, "version", *rest ? rest : "unknown");
-    ferry_component_send(conn->irc->comp, res);
-    xmpp_stanza_release(res);
+    ferry_component_send_release(conn->irc->comp, res);
     free(version);
     wait_free(w);
     return 1;

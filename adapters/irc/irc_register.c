@@ -155,11 +155,8 @@ static int one_line(const char *s, size_t max)
 
 static void send_form(irc_t *irc, xmpp_stanza_t *iq, const irc_user_settings_t *s, int registered)
 {
-    xmpp_stanza_t *res = xmpp_iq_new(ferry_component_xmpp(irc->comp), "result",
-                                     xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    xmpp_stanza_t *q = ferry_stanza_add(res, "query", NS_REGISTER);
+    xmpp_stanza_t *q;
+    xmpp_stanza_t *res = ferry_iq_result(iq, NS_REGISTER, &q);
     ferry_stanza_add_text(q, "instructions",
                           "Your settings for this IRC server: the nick used outside rooms, the "
                           "username and real name, and a password for SASL (NickServ account).");
@@ -169,8 +166,7 @@ static void send_form(irc_t *irc, xmpp_stanza_t *iq, const irc_user_settings_t *
     ferry_stanza_add_text(q, "username", s->username);
     ferry_stanza_add_text(q, "name", s->realname);
     ferry_stanza_add(q, "password", NULL); /* never sent back */
-    ferry_component_send(irc->comp, res);
-    xmpp_stanza_release(res);
+    ferry_component_send_release(irc->comp, res);
 }
 
 int bridge_register(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
@@ -226,11 +222,6 @@ int bridge_register(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
                                     "the settings could not be stored");
         return 1;
     }
-    xmpp_stanza_t *res = xmpp_iq_new(ferry_component_xmpp(irc->comp), "result",
-                                     xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    ferry_component_send(irc->comp, res);
-    xmpp_stanza_release(res);
+    ferry_component_send_release(irc->comp, ferry_iq_result(iq, NULL, NULL));
     return 1;
 }

@@ -358,8 +358,7 @@ static void send_presence(sms_t *sms, const char *type, const char *to, const ch
         xmpp_stanza_set_type(p, type);
     xmpp_stanza_set_to(p, to);
     xmpp_stanza_set_from(p, from);
-    ferry_component_send(sms->comp, p);
-    xmpp_stanza_release(p);
+    ferry_component_send_release(sms->comp, p);
 }
 
 /* Phones show as online contacts of the gateway's users. */
@@ -387,34 +386,24 @@ static void sms_on_presence(void *self, xmpp_stanza_t *st)
     }
 }
 
-static void add_feature(xmpp_stanza_t *query, const char *var)
-{
-    xmpp_stanza_set_attribute(ferry_stanza_add(query, "feature", NULL), "var", var);
-}
-
 static void sms_disco_info(void *self, xmpp_stanza_t *query)
 {
     (void)self;
-    add_feature(query, NS_REGISTER);
-    add_feature(query, NS_GATEWAY);
-    add_feature(query, NS_RECEIPTS);
+    ferry_disco_feature(query, NS_REGISTER);
+    ferry_disco_feature(query, NS_GATEWAY);
+    ferry_disco_feature(query, NS_RECEIPTS);
 }
 
 /* disco#info on a phone's JID: a client reached by SMS. */
 static int answer_number_disco(sms_t *sms, xmpp_stanza_t *iq)
 {
-    xmpp_ctx_t *ctx = ferry_component_xmpp(sms->comp);
-    xmpp_stanza_t *res = xmpp_iq_new(ctx, "result", xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    xmpp_stanza_t *q = ferry_stanza_add(res, "query", "http://jabber.org/protocol/disco#info");
-    xmpp_stanza_t *identity = ferry_stanza_add(q, "identity", NULL);
-    xmpp_stanza_set_attribute(identity, "category", "client");
-    xmpp_stanza_set_attribute(identity, "type", "sms");
-    add_feature(q, "http://jabber.org/protocol/disco#info");
-    add_feature(q, NS_RECEIPTS);
-    ferry_component_send(sms->comp, res);
-    xmpp_stanza_release(res);
+    xmpp_stanza_t *q;
+    xmpp_stanza_t *res =
+        ferry_iq_result(iq, "http://jabber.org/protocol/disco#info", &q);
+    ferry_disco_identity(q, "client", "sms", NULL);
+    ferry_disco_feature(q, "http://jabber.org/protocol/disco#info");
+    ferry_disco_feature(q, NS_RECEIPTS);
+    ferry_component_send_release(sms->comp, res);
     return 1;
 }
 

@@ -17,24 +17,6 @@ typedef struct sms_lookup {
     ferry_http_request_t *req;
 } sms_lookup_t;
 
-static void send_release(sms_t *sms, xmpp_stanza_t *st)
-{
-    ferry_component_send(sms->comp, st);
-    xmpp_stanza_release(st);
-}
-
-static xmpp_stanza_t *result_query(sms_t *sms, xmpp_stanza_t *iq, const char *ns,
-                                   xmpp_stanza_t **query)
-{
-    xmpp_stanza_t *res = xmpp_iq_new(ferry_component_xmpp(sms->comp), "result",
-                                     xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    if (query)
-        *query = ferry_stanza_add(res, "query", ns);
-    return res;
-}
-
 static const char *child_text(xmpp_stanza_t *parent, const char *name)
 {
     xmpp_stanza_t *el = xmpp_stanza_get_child_by_name(parent, name);
@@ -55,7 +37,7 @@ static int configured(sms_t *sms, const char *bare)
 static void register_form(sms_t *sms, xmpp_stanza_t *iq, const char *bare)
 {
     xmpp_stanza_t *q;
-    xmpp_stanza_t *res = result_query(sms, iq, NS_REGISTER, &q);
+    xmpp_stanza_t *res = ferry_iq_result(iq, NS_REGISTER, &q);
     char *number = sms_number_of(sms, bare);
     ferry_stanza_add_text(q, "instructions",
                           "Enter the phone number (international form, e.g. +15551234567) "
@@ -67,7 +49,7 @@ static void register_form(sms_t *sms, xmpp_stanza_t *iq, const char *bare)
         ferry_stanza_add(q, "phone", NULL);
     }
     free(number);
-    send_release(sms, res);
+    ferry_component_send_release(sms->comp, res);
 }
 
 static void unregister(sms_t *sms, xmpp_stanza_t *iq, const char *bare)
@@ -87,7 +69,7 @@ static void unregister(sms_t *sms, xmpp_stanza_t *iq, const char *bare)
     ferry_setting_del(sms->comp, "number", number);
     ferry_log_info(ferry_component_name(sms->comp), "a user unregistered");
     free(number);
-    send_release(sms, result_query(sms, iq, NULL, NULL));
+    ferry_component_send_release(sms->comp, ferry_iq_result(iq, NULL, NULL));
 }
 
 static void lookup_free(sms_lookup_t *l)
@@ -121,7 +103,8 @@ static void on_lookup(void *arg, const ferry_http_response_t *resp)
     } else if (owned == 1) {
         bind_number(sms, l->jid, l->number);
         ferry_log_info(ferry_component_name(sms->comp), "a user registered a number");
-        send_release(sms, result_query(sms, l->iq, NULL, NULL));
+        ferry_component_send_release(sms->comp,
+                                     ferry_iq_result(l->iq, NULL, NULL));
     } else if (owned == 0) {
         char text[200];
         snprintf(text, sizeof text, "the gateway's %s account does not own %s",
@@ -218,11 +201,11 @@ static int on_gateway(sms_t *sms, xmpp_stanza_t *iq, xmpp_stanza_t *q)
 {
     if (strcmp(xmpp_stanza_get_type(iq), "get") == 0) {
         xmpp_stanza_t *out;
-        xmpp_stanza_t *res = result_query(sms, iq, NS_GATEWAY, &out);
+        xmpp_stanza_t *res = ferry_iq_result(iq, NS_GATEWAY, &out);
         ferry_stanza_add_text(out, "desc",
                               "Enter a phone number, e.g. +15551234567, to get its address.");
         ferry_stanza_add_text(out, "prompt", "Phone number");
-        send_release(sms, res);
+        ferry_component_send_release(sms->comp, res);
         return 1;
     }
     const char *prompt = child_text(q, "prompt");
@@ -234,10 +217,10 @@ static int on_gateway(sms_t *sms, xmpp_stanza_t *iq, xmpp_stanza_t *q)
     }
     sms_number_jid(sms, number, jid, sizeof jid);
     xmpp_stanza_t *out;
-    xmpp_stanza_t *res = result_query(sms, iq, NS_GATEWAY, &out);
+    xmpp_stanza_t *res = ferry_iq_result(iq, NS_GATEWAY, &out);
     ferry_stanza_add_text(out, "jid", jid);
     ferry_stanza_add_text(out, "prompt", jid); /* what clients before XEP-0100 1.0 read */
-    send_release(sms, res);
+    ferry_component_send_release(sms->comp, res);
     return 1;
 }
 

@@ -397,8 +397,7 @@ static void send_receipt(webhook_t *wh, const char *from, const char *to, const 
     xmpp_stanza_t *msg = xmpp_message_new(ctx, NULL, from, rid);
     xmpp_stanza_set_from(msg, to);
     xmpp_stanza_set_id(ferry_stanza_add(msg, "received", NS_RECEIPTS), id);
-    ferry_component_send(wh->comp, msg);
-    xmpp_stanza_release(msg);
+    ferry_component_send_release(wh->comp, msg);
     xmpp_free(ctx, rid);
 }
 
@@ -691,15 +690,13 @@ static void webhook_on_presence(void *self, xmpp_stanza_t *st)
         xmpp_stanza_set_type(p, answer);
         xmpp_stanza_set_to(p, from);
         xmpp_stanza_set_from(p, xmpp_stanza_get_to(st));
-        ferry_component_send(wh->comp, p);
-        xmpp_stanza_release(p);
+        ferry_component_send_release(wh->comp, p);
     }
     if (known && (strcmp(type, "subscribe") == 0 || strcmp(type, "probe") == 0)) {
         xmpp_stanza_t *p = xmpp_presence_new(ctx);
         xmpp_stanza_set_to(p, from);
         xmpp_stanza_set_from(p, xmpp_stanza_get_to(st));
-        ferry_component_send(wh->comp, p);
-        xmpp_stanza_release(p);
+        ferry_component_send_release(wh->comp, p);
     }
 }
 

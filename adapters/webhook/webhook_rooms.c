@@ -223,8 +223,7 @@ static void send_join(room_t *rm)
     xmpp_stanza_set_attribute(ferry_stanza_add(x, "history", NULL), "maxchars", "0");
     if (rm->password)
         ferry_stanza_add_text(x, "password", rm->password);
-    ferry_component_send(r->comp, p);
-    xmpp_stanza_release(p);
+    ferry_component_send_release(r->comp, p);
     rm->state = R_JOINING;
     rm->join_deadline = now_ms(r) + JOIN_TIMEOUT_MS;
     rm->ping_deadline = 0;
@@ -244,8 +243,7 @@ static void send_leave(room_t *rm)
     xmpp_stanza_set_type(p, "unavailable");
     xmpp_stanza_set_from(p, rm->occupant);
     xmpp_stanza_set_to(p, to);
-    ferry_component_send(r->comp, p);
-    xmpp_stanza_release(p);
+    ferry_component_send_release(r->comp, p);
 }
 
 static void say_send(room_t *rm)
@@ -257,8 +255,7 @@ static void say_send(room_t *rm)
     ferry_stanza_add_text(msg, "body", s->text);
     /* XEP-0359: the room keeps it in the echo, whatever it does to 'id'. */
     xmpp_stanza_set_id(ferry_stanza_add(msg, "origin-id", NS_SID), s->stanza_id);
-    ferry_component_send(r->comp, msg);
-    xmpp_stanza_release(msg);
+    ferry_component_send_release(r->comp, msg);
     s->sent = 1;
     s->echo_deadline = now_ms(r) + ECHO_TIMEOUT_MS;
 }
@@ -275,8 +272,7 @@ static void unlock_room(room_t *rm)
     xmpp_stanza_set_to(iq, rm->jid);
     xmpp_stanza_t *q = ferry_stanza_add(iq, "query", NS_MUC_OWNER);
     xmpp_stanza_set_type(ferry_stanza_add(q, "x", NS_XDATA), "submit");
-    ferry_component_send(r->comp, iq);
-    xmpp_stanza_release(iq);
+    ferry_component_send_release(r->comp, iq);
     xmpp_free(ctx, id);
 }
 
@@ -290,8 +286,7 @@ static void send_self_ping(room_t *rm)
     xmpp_stanza_set_from(iq, rm->occupant);
     xmpp_stanza_set_to(iq, to);
     ferry_stanza_add(iq, "ping", NS_PING);
-    ferry_component_send(r->comp, iq);
-    xmpp_stanza_release(iq);
+    ferry_component_send_release(r->comp, iq);
     rm->ping_deadline = now_ms(r) + PING_TIMEOUT_MS;
 }
 

@@ -5,6 +5,7 @@
 #include "ferry/adapter.h"
 #include "ferry/component.h"
 #include "ferry/config.h"
+#include "ferry/form.h"
 #include "ferry/history.h"
 #include "ferry/http.h"
 #include "ferry/http_outbox.h"
