@@ -115,7 +115,7 @@ static int list_dead(ferry_component_t *comp, dead_list_t *dl)
 static void cmd_dead_list(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
 {
     (void)in;
-    dead_list_t *dl = malloc(sizeof *dl);
+    dead_list_t *dl = ferry_malloc(sizeof *dl);
     if (list_dead(comp, dl) < 0 || dl->count == 0) {
         ferry_command_complete(comp, iq, "dead-list", "info", "No dead messages.");
         free(dl);
@@ -139,7 +139,7 @@ static const char *submitted_value(xmpp_stanza_t *cmd, const char *var)
 
 static void ask_which(ferry_component_t *comp, xmpp_stanza_t *iq)
 {
-    dead_list_t *dl = malloc(sizeof *dl);
+    dead_list_t *dl = ferry_malloc(sizeof *dl);
     if (list_dead(comp, dl) < 0 || dl->count == 0) {
         ferry_command_complete(comp, iq, "dead-retry", "info", "No dead messages.");
         free(dl);
@@ -174,7 +174,7 @@ static void cmd_dead_retry(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stan
         ferry_component_reply_error(comp, iq, "modify", "bad-request", "not a message id");
         return;
     }
-    dead_list_t *dl = malloc(sizeof *dl);
+    dead_list_t *dl = ferry_malloc(sizeof *dl);
     int ours = 0;
     if (list_dead(comp, dl) >= 0)
         for (size_t i = 0; i < dl->count; i++)

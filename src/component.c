@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "component.h"
 #include "conf.h"
 #include "ferry/log.h"
@@ -63,10 +64,10 @@ ferry_component_t *component_new(gateway_t *gw, const component_config_t *cc)
         conf_mark_used((toml_node_t *)cc->table);
         return NULL;
     }
-    ferry_component_t *comp = calloc(1, sizeof *comp);
+    ferry_component_t *comp = ferry_calloc(1, sizeof *comp);
     comp->gw = gw;
-    comp->name = strdup(cc->name);
-    comp->domain = strdup(cc->domain);
+    comp->name = ferry_strdup(cc->name);
+    comp->domain = ferry_strdup(cc->domain);
     comp->adapter = adapter;
     comp->policy = cc->policy;
     comp->self = adapter->create(comp, cc->table);

@@ -18,6 +18,7 @@
 
 #include <curl/curl.h>
 
+#include "ferry/alloc.h"
 #include "ferry/list.h"
 #include "ferry/log.h"
 #include "http_client.h"
@@ -182,10 +183,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
         size_t cap = r->resp_cap ? r->resp_cap : 4096;
         while (cap < r->resp_len + take + 1)
             cap *= 2;
-        char *p = realloc(r->resp, cap);
-        if (p == NULL)
-            return 0; /* curl fails the transfer with a write error */
-        r->resp = p;
+        r->resp = ferry_realloc(r->resp, cap);
         r->resp_cap = cap;
     }
     memcpy(r->resp + r->resp_len, data, take);
@@ -325,9 +323,7 @@ static void watch_close(struct sock_watch *w)
 
 static struct sock_watch *watch_new(ferry_http_client_t *c, curl_socket_t fd)
 {
-    struct sock_watch *w = calloc(1, sizeof *w);
-    if (w == NULL)
-        return NULL;
+    struct sock_watch *w = ferry_calloc(1, sizeof *w);
     if (uv_poll_init_socket(c->loop, &w->poll, fd) != 0) {
         free(w);
         return NULL;
@@ -376,9 +372,7 @@ ferry_http_client_t *http_client_new(uv_loop_t *loop)
         ferry_log_error("http", "curl_global_init failed");
         return NULL;
     }
-    ferry_http_client_t *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return NULL;
+    ferry_http_client_t *c = ferry_calloc(1, sizeof *c);
     c->loop = loop;
     ferry_list_init(&c->running);
     ferry_list_init(&c->watches);
@@ -463,7 +457,7 @@ static char *url_host(const char *url)
     char *host = NULL, *copy = NULL;
     if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
         curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
-        copy = strdup(host);
+        copy = ferry_strdup(host);
     curl_free(host);
     curl_url_cleanup(u);
     return copy;
@@ -479,19 +473,14 @@ ferry_http_request_t *ferry_http_request_new(ferry_http_client_t *client, const 
         ferry_log_warn("http", "%s: not a valid URL", method);
         return NULL;
     }
-    ferry_http_request_t *r = calloc(1, sizeof *r);
-    if (r == NULL) {
-        free(host);
-        return NULL;
-    }
+    ferry_http_request_t *r = ferry_calloc(1, sizeof *r);
     r->client = client;
     r->host = host;
-    r->method = strdup(method);
+    r->method = ferry_strdup(method);
     r->easy = client->nidle ? client->idle[--client->nidle] : curl_easy_init();
     r->timeout_ms = HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
     r->retry_after = -1;
-    if (r->method == NULL || r->easy == NULL ||
-        curl_easy_setopt(r->easy, CURLOPT_URL, url) != CURLE_OK) {
+    if (r->easy == NULL || curl_easy_setopt(r->easy, CURLOPT_URL, url) != CURLE_OK) {
         request_free(r);
         return NULL;
     }
@@ -505,9 +494,7 @@ int ferry_http_request_header(ferry_http_request_t *req, const char *name, const
     /* "Name;" is curl's way to send a header with an empty value; "Name:"
      * would remove it instead. */
     size_t len = strlen(name) + strlen(value) + 3;
-    char *line = malloc(len);
-    if (line == NULL)
-        return -1;
+    char *line = ferry_malloc(len);
     if (*value)
         snprintf(line, len, "%s: %s", name, value);
     else
@@ -526,9 +513,7 @@ void ferry_http_request_body(ferry_http_request_t *req, const char *body, size_t
 {
     if (req == NULL || req->state != REQ_NEW)
         return;
-    char *copy = malloc(len + 1);
-    if (copy == NULL)
-        return;
+    char *copy = ferry_malloc(len + 1);
     if (len)
         memcpy(copy, body, len);
     copy[len] = '\0';

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "ferry/alloc.h"
 #include "ferry/http_outbox.h"
 #include "ferry/list.h"
 #include "ferry/outbox.h"
@@ -34,7 +35,7 @@ ferry_http_outbox_t *ferry_http_outbox_new(ferry_component_t *comp,
                                            const ferry_http_outbox_handlers_t *handlers,
                                            void *arg)
 {
-    ferry_http_outbox_t *o = calloc(1, sizeof *o);
+    ferry_http_outbox_t *o = ferry_calloc(1, sizeof *o);
     o->comp = comp;
     o->h = *handlers;
     o->arg = arg;
@@ -78,7 +79,7 @@ static void on_answer(void *arg, const ferry_http_response_t *resp)
 void ferry_http_outbox_send(ferry_http_outbox_t *o, int64_t id, ferry_http_request_t *req,
                             void *data)
 {
-    attempt_t *a = calloc(1, sizeof *a);
+    attempt_t *a = ferry_calloc(1, sizeof *a);
     a->o = o;
     a->id = id;
     a->data = data;

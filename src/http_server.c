@@ -46,6 +46,7 @@
 
 #include <microhttpd.h>
 
+#include "ferry/alloc.h"
 #include "ferry/list.h"
 #include "ferry/log.h"
 #include "http_client.h"
@@ -182,17 +183,10 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 static int header_add(struct header **list, size_t *n, const char *name, const char *value)
 {
-    struct header *l = realloc(*list, (*n + 1) * sizeof **list);
-    if (l == NULL)
-        return -1;
+    struct header *l = ferry_realloc(*list, (*n + 1) * sizeof **list);
     *list = l;
-    l[*n].name = strdup(name);
-    l[*n].value = strdup(value ? value : "");
-    if (l[*n].name == NULL || l[*n].value == NULL) {
-        free(l[*n].name);
-        free(l[*n].value);
-        return -1;
-    }
+    l[*n].name = ferry_strdup(name);
+    l[*n].value = ferry_strdup(value ? value : "");
     (*n)++;
     return 0;
 }
@@ -211,14 +205,8 @@ static void headers_free(struct header *list, size_t n)
 static ferry_http_exchange_t *exchange_new(ferry_http_server_t *srv, struct MHD_Connection *conn,
                                            const char *target)
 {
-    ferry_http_exchange_t *ex = calloc(1, sizeof *ex);
-    if (ex == NULL)
-        return NULL;
-    ex->target = strdup(target ? target : "");
-    if (ex->target == NULL) {
-        free(ex);
-        return NULL;
-    }
+    ferry_http_exchange_t *ex = ferry_calloc(1, sizeof *ex);
+    ex->target = ferry_strdup(target ? target : "");
     char *q = strchr(ex->target, '?');
     if (q)
         *q++ = '\0';
@@ -483,9 +471,7 @@ static int make_spare_room(ferry_http_server_t *srv)
 
 static void conn_open(ferry_http_server_t *srv, struct MHD_Connection *mc, void **socket_context)
 {
-    struct http_conn *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return; /* the connection goes without limits or deadline */
+    struct http_conn *c = ferry_calloc(1, sizeof *c);
     c->srv = srv;
     c->mhd = mc;
     uv_timer_init(srv->loop, &c->deadline);
@@ -503,8 +489,10 @@ static void conn_open(ferry_http_server_t *srv, struct MHD_Connection *mc, void 
         c->over = MHD_HTTP_TOO_MANY_REQUESTS;
 
     if (!c->over) {
-        if (slot && *slot == NULL && (*slot = calloc(1, sizeof **slot)) != NULL)
+        if (slot && *slot == NULL) {
+            *slot = ferry_calloc(1, sizeof **slot);
             memcpy((*slot)->key, key, 16);
+        }
         c->addr = slot ? *slot : NULL;
         if (c->addr)
             c->addr->n++;
@@ -608,11 +596,8 @@ int ferry_http_route_add(ferry_http_server_t *srv, const char *prefix, size_t ma
         ferry_log_warn("http", "route %s is taken already", prefix);
         return -1;
     }
-    struct route *rt = calloc(1, sizeof *rt);
-    if (rt == NULL || (rt->prefix = strdup(prefix)) == NULL) {
-        free(rt);
-        return -1;
-    }
+    struct route *rt = ferry_calloc(1, sizeof *rt);
+    rt->prefix = ferry_strdup(prefix);
     rt->len = strlen(prefix);
     rt->max_body = max_body;
     rt->cb = cb;
@@ -668,9 +653,7 @@ static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const cha
 static enum MHD_Result on_headers(ferry_http_server_t *srv, ferry_http_exchange_t *ex,
                                   const char *method)
 {
-    ex->method = strdup(method ? method : "");
-    if (ex->method == NULL)
-        return MHD_NO;
+    ex->method = ferry_strdup(method ? method : "");
     MHD_get_connection_values(ex->conn, MHD_HEADER_KIND, copy_header, ex);
     if (srv->closing)
         return answer_plain(ex, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
@@ -682,7 +665,7 @@ static enum MHD_Result on_headers(ferry_http_server_t *srv, ferry_http_exchange_
         return answer_plain(ex, ex->sock->over, over_reason(ex->sock->over));
     }
     ex->route_id = rt->id;
-    ex->route = strdup(rt->prefix);
+    ex->route = ferry_strdup(rt->prefix);
     ex->max_body = rt->max_body;
     ex->phase = EX_BODY;
 
@@ -731,10 +714,7 @@ static enum MHD_Result on_body(ferry_http_exchange_t *ex, const char *data, size
         size_t cap = ex->body_cap ? ex->body_cap : 1024;
         while (cap < ex->body_len + len + 1)
             cap *= 2;
-        char *p = realloc(ex->body, cap);
-        if (p == NULL)
-            return MHD_NO;
-        ex->body = p;
+        ex->body = ferry_realloc(ex->body, cap);
         ex->body_cap = cap;
     }
     memcpy(ex->body + ex->body_len, data, len);
@@ -775,10 +755,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     (void)version;
     ferry_http_server_t *srv = cls;
     ferry_http_exchange_t *ex = *con_cls;
-    if (ex == NULL) { /* on_uri failed (out of memory) */
+    if (ex == NULL) { /* no on_uri call made it (MHD always calls it: defensive) */
         ex = exchange_new(srv, conn, url);
-        if (ex == NULL)
-            return MHD_NO;
         *con_cls = ex;
     }
     switch (ex->phase) {
@@ -1123,12 +1101,7 @@ ferry_http_server_t *http_server_new(uv_loop_t *loop, const char *listen,
     int fd = open_listener(listen, &family, err, errlen);
     if (fd < 0)
         return NULL;
-    ferry_http_server_t *srv = calloc(1, sizeof *srv);
-    if (srv == NULL) {
-        close(fd);
-        set_err(err, errlen, "cannot listen on %s: out of memory", listen);
-        return NULL;
-    }
+    ferry_http_server_t *srv = ferry_calloc(1, sizeof *srv);
     srv->loop = loop;
     ferry_list_init(&srv->routes);
     ferry_list_init(&srv->exchanges);

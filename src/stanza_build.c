@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "ferry/outbox.h"
 #include "ferry/stanza.h"
 #include "ferry/text.h"
@@ -81,7 +82,7 @@ char *ferry_record_pack(const char *const *fields, size_t n, size_t *len)
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += strlen(fields[i]) + 1;
-    char *out = malloc(total ? total : 1), *p = out;
+    char *out = ferry_malloc(total ? total : 1), *p = out;
     for (size_t i = 0; i < n; i++) {
         size_t l = strlen(fields[i]) + 1;
         memcpy(p, fields[i], l);

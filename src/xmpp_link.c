@@ -13,6 +13,7 @@
 
 #include <openssl/rand.h>
 
+#include "ferry/alloc.h"
 #include "ferry/log.h"
 #include "xml_stream.h"
 #include "xmpp_link.h"
@@ -98,7 +99,7 @@ static void on_written(uv_write_t *req, int status)
 
 static void conn_write(conn_t *conn, const char *data, size_t len)
 {
-    write_req_t *w = malloc(sizeof *w + len);
+    write_req_t *w = ferry_malloc(sizeof *w + len);
     memcpy(w->data, data, len);
     w->req.data = conn;
     uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
@@ -130,7 +131,7 @@ static int kind_of(const char *text)
 
 static void queue_push(xmpp_link_t *link, const char *data, size_t len)
 {
-    queued_t *q = malloc(sizeof *q + len);
+    queued_t *q = ferry_malloc(sizeof *q + len);
     q->next = NULL;
     q->len = len;
     memcpy(q->data, data, len);
@@ -240,7 +241,7 @@ int xmpp_link_barrier(xmpp_link_t *link, void (*cb)(void *arg, int ok), void *ar
 {
     if (link->state != LINK_UP)
         return -1;
-    barrier_t *b = calloc(1, sizeof *b);
+    barrier_t *b = ferry_calloc(1, sizeof *b);
     next_id(link, b->id, sizeof b->id, "ferry-ack-");
     b->cb = cb;
     b->arg = arg;
@@ -395,7 +396,7 @@ static void on_stream_open(void *arg, const char **attrs)
         return;
     }
     size_t n = strlen(id) + strlen(link->secret);
-    char *input = malloc(n + 1);
+    char *input = ferry_malloc(n + 1);
     snprintf(input, n + 1, "%s%s", id, link->secret);
     char *digest = xmpp_sha1(link->ctx, (const unsigned char *)input, n);
     free(input);
@@ -623,7 +624,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 static void connect_attempt(xmpp_link_t *link)
 {
-    conn_t *conn = calloc(1, sizeof *conn);
+    conn_t *conn = ferry_calloc(1, sizeof *conn);
     conn->link = link;
     conn->xml = xml_stream_new(link->ctx, link->max_stanza_size, &stream_handlers, conn);
     conn->resolve.data = conn;
@@ -653,17 +654,17 @@ static void init_timer(xmpp_link_t *link, uv_timer_t *t)
 xmpp_link_t *xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx, const xmpp_link_options_t *o,
                            const xmpp_link_handlers_t *h, void *arg)
 {
-    xmpp_link_t *link = calloc(1, sizeof *link);
+    xmpp_link_t *link = ferry_calloc(1, sizeof *link);
     link->loop = loop;
     link->ctx = ctx;
-    link->host = strdup(o->host);
+    link->host = ferry_strdup(o->host);
     link->port = o->port;
-    link->domain = strdup(o->domain);
-    link->secret = strdup(o->secret);
-    link->scope = strdup(o->scope);
+    link->domain = ferry_strdup(o->domain);
+    link->secret = ferry_strdup(o->secret);
+    link->scope = ferry_strdup(o->scope);
     /* Pinging the server's own domain proves the whole path through it. */
     const char *dot = strchr(o->domain, '.');
-    link->ping_to = strdup(dot && dot[1] ? dot + 1 : o->domain);
+    link->ping_to = ferry_strdup(dot && dot[1] ? dot + 1 : o->domain);
     link->queue_size = o->queue_size;
     link->max_stanza_size = o->max_stanza_size;
     link->ping_interval_ms = (uint64_t)(o->ping_interval * 1000);

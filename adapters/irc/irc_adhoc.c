@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "irc.h"
 
 #define NS_COMMANDS FERRY_NS_COMMANDS
@@ -203,7 +204,7 @@ static const char **users(irc_t *irc)
     size_t n = 0;
     for (irc_conn_t *c = irc->conns; c; c = c->next)
         n++;
-    const char **out = calloc(n + 1, sizeof *out);
+    const char **out = ferry_calloc(n + 1, sizeof *out);
     size_t k = 0;
     for (irc_conn_t *c = irc->conns; c; c = c->next) {
         size_t i = 0;
@@ -455,7 +456,7 @@ static void configure_server(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd, 
         }
         size_t n = strlen(line);
         cap += n + 1;
-        lines = realloc(lines, cap);
+        lines = ferry_realloc(lines, cap);
         memcpy(lines + len, line, n);
         len += n;
         lines[len++] = '\n';

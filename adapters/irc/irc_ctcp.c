@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "irc.h"
 
 #define NS_VERSION "jabber:iq:version"
@@ -115,7 +116,7 @@ void ctcp_version_iq(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
                                     "too many version requests waiting");
         return;
     }
-    irc_ctcp_wait_t *w = calloc(1, sizeof *w);
+    irc_ctcp_wait_t *w = ferry_calloc(1, sizeof *w);
     snprintf(w->nick, sizeof w->nick, "%s", to->nick);
     w->iq = xmpp_stanza_clone(iq);
     w->since = uv_now(ferry_component_loop(irc->comp));

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ferry/alloc.h"
 #include "irc.h"
 
 #define NS_MAM "urn:xmpp:mam:2"
@@ -138,15 +139,15 @@ static void collect(void *arg, int64_t id, int64_t ts, const char *nick, const c
     rows_t *r = arg;
     if (r->n == r->cap) {
         r->cap = r->cap ? r->cap * 2 : 16;
-        r->id = realloc(r->id, r->cap * sizeof *r->id);
-        r->ts = realloc(r->ts, r->cap * sizeof *r->ts);
-        r->nick = realloc(r->nick, r->cap * sizeof *r->nick);
-        r->body = realloc(r->body, r->cap * sizeof *r->body);
+        r->id = ferry_realloc(r->id, r->cap * sizeof *r->id);
+        r->ts = ferry_realloc(r->ts, r->cap * sizeof *r->ts);
+        r->nick = ferry_realloc(r->nick, r->cap * sizeof *r->nick);
+        r->body = ferry_realloc(r->body, r->cap * sizeof *r->body);
     }
     r->id[r->n] = id;
     r->ts[r->n] = ts;
-    r->nick[r->n] = strdup(nick);
-    r->body[r->n] = strdup(body);
+    r->nick[r->n] = ferry_strdup(nick);
+    r->body[r->n] = ferry_strdup(body);
     r->n++;
 }
 

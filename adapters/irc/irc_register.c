@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "irc.h"
 
 #define NS_REGISTER "jabber:iq:register"
@@ -98,7 +99,7 @@ char *irc_settings_commands(irc_t *irc, const char *server, const char *jid)
 {
     char *f[S_FIELDS];
     char *value = load_record(irc, server, jid, f);
-    char *out = f[S_COMMANDS] && *f[S_COMMANDS] ? strdup(f[S_COMMANDS]) : NULL;
+    char *out = f[S_COMMANDS] && *f[S_COMMANDS] ? ferry_strdup(f[S_COMMANDS]) : NULL;
     free(value);
     for (char *c = out; c && *c; c++)
         if (*c == COMMAND_END)
@@ -113,7 +114,7 @@ int irc_settings_store(irc_t *irc, const char *server, const char *jid,
     settings_ns(server, ns, sizeof ns);
     size_t clen = commands ? strlen(commands) : 0;
     size_t cap = sizeof *s + clen + 64;
-    char *value = malloc(cap);
+    char *value = ferry_malloc(cap);
     int n = snprintf(value, cap, "%s\n%s\n%s\n%s\n%s\n", s->nick, s->username, s->realname,
                      s->password, s->pass);
     /* One command a line in, each ended by COMMAND_END in the record. */

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "ferry/alloc.h"
 #include "sms.h"
 
 /* The outbox record of one SMS part. */
@@ -37,7 +38,7 @@ char *sms_number_of(sms_t *sms, const char *bare_jid)
 {
     for (size_t i = 0; i < sms->nusers; i++)
         if (strcmp(sms->users[i].jid, bare_jid) == 0)
-            return strdup(sms->users[i].number);
+            return ferry_strdup(sms->users[i].number);
     char *number = NULL;
     return ferry_setting_get(sms->comp, "user", bare_jid, &number) == 0 ? number : NULL;
 }
@@ -46,7 +47,7 @@ char *sms_owner_of(sms_t *sms, const char *number)
 {
     for (size_t i = 0; i < sms->nusers; i++)
         if (strcmp(sms->users[i].number, number) == 0)
-            return strdup(sms->users[i].jid);
+            return ferry_strdup(sms->users[i].jid);
     char *jid = NULL;
     return ferry_setting_get(sms->comp, "number", number, &jid) == 0 ? jid : NULL;
 }
@@ -80,9 +81,9 @@ static int rate_take(sms_t *sms, const char *jid, int64_t now)
     while (r && strcmp(r->jid, jid) != 0)
         r = r->next;
     if (!r) {
-        r = calloc(1, sizeof *r);
-        r->jid = strdup(jid);
-        r->times = calloc((size_t)sms->rate_limit, sizeof *r->times);
+        r = ferry_calloc(1, sizeof *r);
+        r->jid = ferry_strdup(jid);
+        r->times = ferry_calloc((size_t)sms->rate_limit, sizeof *r->times);
         r->next = sms->rates;
         sms->rates = r;
     }
@@ -208,9 +209,9 @@ static const ferry_http_outbox_handlers_t send_handlers = {
 static void deliver(void *arg, const ferry_msg_t *msg)
 {
     sms_t *sms = arg;
-    sms_attempt_t *a = calloc(1, sizeof *a);
+    sms_attempt_t *a = ferry_calloc(1, sizeof *a);
     a->id = msg->id;
-    a->buf = malloc(msg->payload_len + 1);
+    a->buf = ferry_malloc(msg->payload_len + 1);
     memcpy(a->buf, msg->payload, msg->payload_len);
     if (ferry_record_unpack(a->buf, msg->payload_len, a->f, R_FIELDS) != 0 ||
         strcmp(a->f[R_VERSION], RECORD_VERSION) != 0) {
@@ -221,7 +222,7 @@ static void deliver(void *arg, const ferry_msg_t *msg)
     }
     sms_out_t out = {.from = a->f[R_FROM], .to = a->f[R_TO], .body = a->f[R_BODY],
                      .status_url = sms->status_url};
-    char *media = strdup(a->f[R_MEDIA]);
+    char *media = ferry_strdup(a->f[R_MEDIA]);
     for (char *url = strtok(media, "\n"); url && out.nmedia < SMS_MAX_MEDIA;
          url = strtok(NULL, "\n"))
         out.media[out.nmedia++] = url;
@@ -235,7 +236,7 @@ static void deliver(void *arg, const ferry_msg_t *msg)
 static void on_dead(void *arg, const ferry_msg_t *msg, const char *reason)
 {
     sms_t *sms = arg;
-    char *buf = malloc(msg->payload_len + 1);
+    char *buf = ferry_malloc(msg->payload_len + 1);
     memcpy(buf, msg->payload, msg->payload_len);
     const char *f[R_FIELDS];
     if (ferry_record_unpack(buf, msg->payload_len, f, R_FIELDS) == 0) {
@@ -438,7 +439,7 @@ static int read_users(sms_t *sms, const ferry_conf_t *conf)
         return rc < 0 ? -1 : 0;
     int bad = 0;
     size_t n = ferry_conf_count(list);
-    sms->users = calloc(n ? n : 1, sizeof *sms->users);
+    sms->users = ferry_calloc(n ? n : 1, sizeof *sms->users);
     for (size_t i = 0; i < n; i++) {
         const ferry_conf_t *t = ferry_conf_value_at(list, i);
         const char *jid = NULL, *number = NULL;
@@ -470,8 +471,8 @@ static int read_users(sms_t *sms, const ferry_conf_t *conf)
                 ferry_conf_error(t, NULL, "%s / %s is listed twice", bare, e164);
                 bad = 1;
             }
-        sms->users[sms->nusers].jid = strdup(bare);
-        sms->users[sms->nusers].number = strdup(e164);
+        sms->users[sms->nusers].jid = ferry_strdup(bare);
+        sms->users[sms->nusers].number = ferry_strdup(e164);
         sms->nusers++;
     }
     return bad ? -1 : 0;
@@ -492,7 +493,7 @@ static int read_config(sms_t *sms, const ferry_conf_t *conf)
         ferry_conf_error(conf, "api_url", "must start with http:// or https://");
         bad = 1;
     }
-    sms->api_url = strdup(api_url ? api_url : default_url);
+    sms->api_url = ferry_strdup(api_url ? api_url : default_url);
     size_t n = strlen(sms->api_url);
     while (n > 0 && sms->api_url[n - 1] == '/')
         sms->api_url[--n] = 0;
@@ -502,7 +503,7 @@ static int read_config(sms_t *sms, const ferry_conf_t *conf)
         ferry_conf_error(conf, "default_country_code", "1 to 3 digits, without +");
         bad = 1;
     }
-    sms->country_code = cc ? strdup(cc) : NULL;
+    sms->country_code = cc ? ferry_strdup(cc) : NULL;
     sms->rate_limit = 30;
     if (ferry_conf_int(conf, "rate_limit_per_minute", FERRY_CONF_OPTIONAL, &sms->rate_limit) == 0 &&
         (sms->rate_limit < 0 || sms->rate_limit > 100000)) {
@@ -541,7 +542,7 @@ static void sms_free(sms_t *sms)
 
 static void *sms_create(ferry_component_t *comp, const ferry_conf_t *conf)
 {
-    sms_t *sms = calloc(1, sizeof *sms);
+    sms_t *sms = ferry_calloc(1, sizeof *sms);
     sms->comp = comp;
     ferry_list_init(&sms->lookups);
     if (read_config(sms, conf) != 0) {
@@ -615,7 +616,7 @@ static void swap_settings(sms_t *sms, sms_t *fresh)
 static int sms_reload(void *self, const ferry_conf_t *conf, int apply)
 {
     sms_t *sms = self;
-    sms_t *fresh = calloc(1, sizeof *fresh);
+    sms_t *fresh = ferry_calloc(1, sizeof *fresh);
     fresh->comp = sms->comp;
     int rc = read_config(fresh, conf);
     if (rc == 0 && apply)

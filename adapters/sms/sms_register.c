@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "sms.h"
 
 typedef struct sms_lookup {
@@ -139,7 +140,7 @@ static void register_number(sms_t *sms, xmpp_stanza_t *iq, const char *bare, con
                                     "this number is registered to another user");
         return;
     }
-    sms_lookup_t *l = calloc(1, sizeof *l);
+    sms_lookup_t *l = ferry_calloc(1, sizeof *l);
     l->sms = sms;
     l->iq = xmpp_stanza_clone(iq);
     snprintf(l->jid, sizeof l->jid, "%s", bare);

@@ -118,7 +118,7 @@ static int read_sign_key(const ferry_conf_t *t, endpoint_t *ep)
     }
     const char *b64 = secret + 6;
     size_t len = strlen(b64);
-    unsigned char *key = malloc(len / 4 * 3 + 3);
+    unsigned char *key = ferry_malloc(len / 4 * 3 + 3);
     int n = len % 4 == 0 && len > 0 ? EVP_DecodeBlock(key, (const unsigned char *)b64, (int)len) : -1;
     if (n < 0) {
         free(secret);
@@ -164,7 +164,7 @@ static ferry_template_t *template_from_file(const ferry_conf_t *t, const char *k
         ferry_conf_error(t, key, "cannot read %s: %s", path, strerror(errno));
         return NULL;
     }
-    char *text = malloc(MAX_INBOUND_BODY + 1);
+    char *text = ferry_malloc(MAX_INBOUND_BODY + 1);
     size_t n = fread(text, 1, MAX_INBOUND_BODY + 1, f);
     int failed = ferror(f);
     fclose(f);
@@ -220,7 +220,7 @@ static int read_endpoint(const ferry_conf_t *t, const char *name, endpoint_t *ep
 {
     int bad = 0;
     const char *url = NULL, *format = "json";
-    ep->name = strdup(name);
+    ep->name = ferry_strdup(name);
     if (!valid_local(name)) {
         ferry_conf_error(t, NULL, "endpoint name \"%s\" cannot be a JID local part "
                                   "(lowercase, no spaces or \"&'/:<>@)", name);
@@ -232,7 +232,7 @@ static int read_endpoint(const ferry_conf_t *t, const char *name, endpoint_t *ep
         ferry_conf_error(t, "url", "must start with http:// or https://");
         bad = 1;
     }
-    ep->url = url ? strdup(url) : NULL;
+    ep->url = url ? ferry_strdup(url) : NULL;
     bad |= ferry_conf_enum(t, "format", FERRY_CONF_OPTIONAL, formats, &format) < 0;
     ep->slack = strcmp(format, "slack") == 0;
     bad |= read_sign_key(t, ep) < 0;
@@ -281,7 +281,7 @@ static int read_settings(const ferry_conf_t *conf, settings_t *s)
     if (rc != 0)
         return -1;
     size_t n = ferry_conf_count(eps);
-    s->endpoints = calloc(n ? n : 1, sizeof *s->endpoints);
+    s->endpoints = ferry_calloc(n ? n : 1, sizeof *s->endpoints);
     for (size_t i = 0; i < n; i++) {
         const char *name = ferry_conf_key_at(eps, i);
         const ferry_conf_t *t = ferry_conf_value_at(eps, i);
@@ -315,7 +315,7 @@ static void rfc3339_now(char *buf, size_t len)
 
 static char *base64(const unsigned char *data, size_t len)
 {
-    char *out = malloc(4 * ((len + 2) / 3) + 1);
+    char *out = ferry_malloc(4 * ((len + 2) / 3) + 1);
     EVP_EncodeBlock((unsigned char *)out, data, (int)len);
     return out;
 }
@@ -354,7 +354,7 @@ static int stored_read(const ferry_msg_t *msg, stored_t *m)
 {
     memset(m, 0, sizeof *m);
     /* The payload is not NUL-terminated past its last field: copy it. */
-    m->buf = malloc(msg->payload_len + 1);
+    m->buf = ferry_malloc(msg->payload_len + 1);
     memcpy(m->buf, msg->payload, msg->payload_len);
     const char *f[STORED_FIELDS];
     if (ferry_record_unpack(m->buf, msg->payload_len, f, STORED_FIELDS) != 0 ||
@@ -455,7 +455,7 @@ static void sign(ferry_http_request_t *req, const endpoint_t *ep, const char *ms
     char ts[32];
     snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
     size_t n = strlen(msg_id) + strlen(ts) + strlen(body) + 3;
-    char *content = malloc(n);
+    char *content = ferry_malloc(n);
     snprintf(content, n, "%s.%s.%s", msg_id, ts, body);
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned mac_len = 0;
@@ -476,7 +476,7 @@ static void post(void *arg, const ferry_msg_t *msg)
     webhook_t *wh = arg;
     if (rooms_deliver(wh->rooms, msg))
         return;
-    attempt_t *a = calloc(1, sizeof *a);
+    attempt_t *a = ferry_calloc(1, sizeof *a);
     a->id = msg->id;
     if (stored_read(msg, &a->m) != 0) {
         ferry_outbox_fail(wh->comp, msg->id, "unreadable stored message");
@@ -889,7 +889,7 @@ static void configure_rooms(webhook_t *wh)
 
 static void *webhook_create(ferry_component_t *comp, const ferry_conf_t *conf)
 {
-    webhook_t *wh = calloc(1, sizeof *wh);
+    webhook_t *wh = ferry_calloc(1, sizeof *wh);
     wh->comp = comp;
     if (read_settings(conf, &wh->s) != 0) {
         settings_free(&wh->s);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ferry/alloc.h"
 #include "webhook_rooms.h"
 
 #define RESOURCE "ferry"
@@ -77,7 +78,7 @@ int room_conf_read(const ferry_conf_t *t, const char *name, int has_url, room_co
         ferry_conf_error(t, "nick", "must be 1 to 1023 bytes without control characters");
         bad = 1;
     }
-    rc->nick = strdup(nick);
+    rc->nick = ferry_strdup(nick);
     bad |= ferry_conf_secret(t, "room_password", FERRY_CONF_OPTIONAL, &rc->password) < 0;
     if (ferry_conf_enum(t, "room_messages", FERRY_CONF_OPTIONAL, room_message_modes, &mode) < 0)
         bad = 1;
@@ -156,7 +157,7 @@ static xmpp_ctx_t *ctx_of(const rooms_t *r) { return ferry_component_xmpp(r->com
 static void set_nick(room_t *rm, const char *nick)
 {
     free(rm->cur_nick);
-    rm->cur_nick = strdup(nick);
+    rm->cur_nick = ferry_strdup(nick);
 }
 
 static void occupant_jid(const room_t *rm, char *buf, size_t len)
@@ -744,8 +745,8 @@ static say_t *say_read(const ferry_msg_t *msg, const char **endpoint, const char
     const char *f[ROOM_FIELDS];
     if (msg->payload_len < 3 || memcmp(msg->payload, ROOM_RECORD, 3) != 0)
         return NULL;
-    say_t *s = calloc(1, sizeof *s);
-    s->buf = malloc(msg->payload_len + 1);
+    say_t *s = ferry_calloc(1, sizeof *s);
+    s->buf = ferry_malloc(msg->payload_len + 1);
     memcpy(s->buf, msg->payload, msg->payload_len);
     if (ferry_record_unpack(s->buf, msg->payload_len, f, ROOM_FIELDS) != 0) {
         say_free(s);
@@ -833,8 +834,8 @@ static void update_room(room_t *rm, const room_conf_t *rc)
     if (renamed || !same(rm->password, rc->password)) {
         free(rm->nick);
         free(rm->password);
-        rm->nick = strdup(rc->nick);
-        rm->password = rc->password ? strdup(rc->password) : NULL;
+        rm->nick = ferry_strdup(rc->nick);
+        rm->password = rc->password ? ferry_strdup(rc->password) : NULL;
         if (renamed && rm->owner->link_up && rm->state == R_JOINED)
             start_join(rm); /* a nick change, in XEP-0045 terms */
     }
@@ -862,14 +863,14 @@ void rooms_add(rooms_t *r, const char *endpoint, const room_conf_t *rc)
             }
             continue;
         }
-        rm = calloc(1, sizeof *rm);
+        rm = ferry_calloc(1, sizeof *rm);
         rm->owner = r;
-        rm->endpoint = strdup(endpoint);
-        rm->jid = strdup(jid);
-        rm->nick = strdup(rc->nick);
-        rm->password = rc->password ? strdup(rc->password) : NULL;
+        rm->endpoint = ferry_strdup(endpoint);
+        rm->jid = ferry_strdup(jid);
+        rm->nick = ferry_strdup(rc->nick);
+        rm->password = rc->password ? ferry_strdup(rc->password) : NULL;
         rm->messages = rc->messages;
-        rm->cur_nick = strdup(rc->nick);
+        rm->cur_nick = ferry_strdup(rc->nick);
         snprintf(rm->occupant, sizeof rm->occupant, "%s@%s/%s", endpoint,
                  ferry_component_domain(r->comp), RESOURCE);
         rm->next = r->rooms;
@@ -900,7 +901,7 @@ void rooms_commit(rooms_t *r)
 
 rooms_t *rooms_new(ferry_component_t *comp, rooms_post_cb post, void *arg)
 {
-    rooms_t *r = calloc(1, sizeof *r);
+    rooms_t *r = ferry_calloc(1, sizeof *r);
     r->comp = comp;
     r->post = post;
     r->post_arg = arg;

@@ -3,6 +3,7 @@
 #define FERRY_FERRY_H
 
 #include "ferry/adapter.h"
+#include "ferry/alloc.h"
 #include "ferry/component.h"
 #include "ferry/config.h"
 #include "ferry/form.h"
