@@ -40,6 +40,17 @@ void *ferry_realloc(void *p, size_t size)
     return q;
 }
 
+void *ferry_grow(void *p, size_t *cap, size_t need, size_t first)
+{
+    if (need <= *cap)
+        return p;
+    size_t n = *cap ? *cap : first;
+    while (n < need)
+        n *= 2;
+    *cap = n;
+    return ferry_realloc(p, n);
+}
+
 char *ferry_strdup(const char *s)
 {
     size_t n = strlen(s) + 1;

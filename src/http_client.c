@@ -179,13 +179,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
         r->resp_cut = 1;
     if (take == 0)
         return len;
-    if (r->resp_len + take + 1 > r->resp_cap) {
-        size_t cap = r->resp_cap ? r->resp_cap : 4096;
-        while (cap < r->resp_len + take + 1)
-            cap *= 2;
-        r->resp = ferry_realloc(r->resp, cap);
-        r->resp_cap = cap;
-    }
+    r->resp = ferry_grow(r->resp, &r->resp_cap, r->resp_len + take + 1, 4096);
     memcpy(r->resp + r->resp_len, data, take);
     r->resp_len += take;
     r->resp[r->resp_len] = '\0';

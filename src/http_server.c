@@ -710,13 +710,7 @@ static enum MHD_Result on_body(ferry_http_exchange_t *ex, const char *data, size
         }
         return MHD_YES;
     }
-    if (ex->body_len + len + 1 > ex->body_cap) {
-        size_t cap = ex->body_cap ? ex->body_cap : 1024;
-        while (cap < ex->body_len + len + 1)
-            cap *= 2;
-        ex->body = ferry_realloc(ex->body, cap);
-        ex->body_cap = cap;
-    }
+    ex->body = ferry_grow(ex->body, &ex->body_cap, ex->body_len + len + 1, 1024);
     memcpy(ex->body + ex->body_len, data, len);
     ex->body_len += len;
     ex->body[ex->body_len] = '\0';

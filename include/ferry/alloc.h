@@ -25,6 +25,9 @@ void *ferry_malloc(size_t size);
 void *ferry_calloc(size_t n, size_t size);
 /* As realloc(), but never frees: a size of 0 keeps one byte. */
 void *ferry_realloc(void *p, size_t size);
+/* P (of *CAP bytes) grown, when NEED is more, to FIRST bytes or *CAP
+ * doubled until NEED fits; *CAP set to the new size. */
+void *ferry_grow(void *p, size_t *cap, size_t need, size_t first);
 char *ferry_strdup(const char *s);
 char *ferry_strndup(const char *s, size_t n);
 /* The formatted text in a new buffer (free it). */

@@ -29,5 +29,13 @@ int main(void)
     void *p = ferry_malloc(0);
     CHECK(p != NULL, "malloc(0) is not taken for a failure");
     free(p);
+    size_t cap = 0;
+    char *g = ferry_grow(NULL, &cap, 10, 8);
+    CHECK(cap == 16, "grow from nothing: first doubled to fit, got %zu", cap);
+    char *same = ferry_grow(g, &cap, 16, 8);
+    CHECK(same == g && cap == 16, "no growth when it fits");
+    g = ferry_grow(g, &cap, 17, 8);
+    CHECK(cap == 32, "doubled, got %zu", cap);
+    free(g);
     return check_summary();
 }
