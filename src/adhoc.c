@@ -76,11 +76,11 @@ static void cmd_reload(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t
     (void)in;
     if (gateway_reload(comp->gw) == 0)
         ferry_command_complete(comp, iq, "reload", "info",
-                           "Configuration reloaded; the log says what needs a restart.");
+                               "Configuration reloaded; the log says what needs a restart.");
     else
         ferry_command_complete(comp, iq, "reload", "error",
-                           "Reload refused: the configuration has errors (see the log); "
-                           "nothing changed.");
+                               "Reload refused: the configuration has errors (see the log); "
+                               "nothing changed.");
 }
 
 /* ---- dead messages ---- */
@@ -198,7 +198,7 @@ static void cmd_disconnect(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stan
 {
     if (!comp->adapter->disconnect) {
         ferry_command_complete(comp, iq, "disconnect", "info",
-                           "This adapter keeps no user sessions.");
+                               "This adapter keeps no user sessions.");
         return;
     }
     const char *value = submitted_value(in, "jid");
