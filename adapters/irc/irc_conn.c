@@ -144,7 +144,7 @@ static void enqueue(irc_conn_t *conn, char *line)
 {
     if (conn->qcount == conn->qcap) {
         size_t cap = conn->qcap ? conn->qcap * 2 : 16;
-        char **q = malloc(cap * sizeof *q);
+        char **q = ferry_malloc(cap * sizeof *q);
         for (size_t i = 0; i < conn->qcount; i++)
             q[i] = conn->queue[(conn->qhead + i) % conn->qcap];
         free(conn->queue);
@@ -162,7 +162,7 @@ int irc_conn_send(irc_conn_t *conn, const char *command, const char *const *para
     size_t len = irc_format(line, sizeof line, command, params, n);
     if (!len)
         return -1;
-    enqueue(conn, strdup(line));
+    enqueue(conn, ferry_strdup(line));
     pump_queue(conn);
     return 0;
 }
@@ -472,19 +472,17 @@ void irc_conn_start(irc_conn_t *conn)
                              .tls = conn->route.tls ? conn->irc->tls : NULL,
                              .tls_no_verify = !conn->route.verify_cert};
     conn->net = ferry_net_connect(ferry_component_loop(conn->irc->comp), &o, &net_callbacks, conn);
-    if (!conn->net)
-        conn_lost(conn, "out of memory");
 }
 
 irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *server, const char *jid,
                          const char *nick, const irc_conn_handlers_t *handlers, void *arg)
 {
-    irc_conn_t *conn = calloc(1, sizeof *conn);
+    irc_conn_t *conn = ferry_calloc(1, sizeof *conn);
     conn->irc = irc;
     conn->handlers = handlers;
     conn->arg = arg;
     conn->server = server;
-    conn->jid = strdup(jid);
+    conn->jid = ferry_strdup(jid);
     snprintf(conn->wanted_nick, sizeof conn->wanted_nick, "%s", nick);
     snprintf(conn->nick, sizeof conn->nick, "%s", nick);
     conn->casemap = IRC_CASE_RFC1459;

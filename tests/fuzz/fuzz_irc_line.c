@@ -10,10 +10,11 @@
  * The ORACLE: every stanza the bridge sends is well-formed XML 1.0 with
  * JIDs that parse in 'from' and 'to' (RFC 6120: anything else and the
  * server drops the component for everyone), and every write to the IRC
- * socket is whole lines of at most 512 bytes. The core's side of the
- * component, the connection (ferry/net.h), timers and the store are replaced below by
- * stand-ins that check instead of sending; these definitions take the
- * place of component.c and irc.c, which are then not linked. */
+ * server is whole lines of at most 512 bytes. The core's side of the
+ * component, the connection (ferry/net.h), the timers and the store are
+ * replaced below by stand-ins that check instead of sending; these
+ * definitions take the place of component.c and irc.c, which are then not
+ * linked. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -126,6 +127,12 @@ void ferry_component_send(ferry_component_t *comp, xmpp_stanza_t *stanza)
     if (!xmpp_stanza_get_from(stanza))
         xmpp_stanza_set_from(stanza, DOMAIN);
     fuzz_check_stanza("irc: stanza", stanza, 1);
+}
+
+void ferry_component_send_release(ferry_component_t *comp, xmpp_stanza_t *stanza)
+{
+    ferry_component_send(comp, stanza);
+    xmpp_stanza_release(stanza);
 }
 
 void ferry_component_reply_error(ferry_component_t *comp, xmpp_stanza_t *stanza,
