@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <sys/time.h>
 
+#include "ferry/alloc.h"
 #include "store_backend.h"
 
 #define COMMIT_DELAY_MS 5
@@ -120,7 +121,7 @@ void store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg)
         cb(arg, 1);
         return;
     }
-    store_waiter_t *w = malloc(sizeof *w);
+    store_waiter_t *w = ferry_malloc(sizeof *w);
     w->next = NULL;
     w->cb = cb;
     w->arg = arg;
@@ -130,7 +131,7 @@ void store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg)
 
 void store_listen(store_t *s, void (*cb)(void *arg), void *arg)
 {
-    store_listener_t *l = malloc(sizeof *l);
+    store_listener_t *l = ferry_malloc(sizeof *l);
     l->cb = cb;
     l->arg = arg;
     l->next = s->listeners;

@@ -21,6 +21,7 @@
 
 #include <libpq-fe.h>
 
+#include "ferry/alloc.h"
 #include "ferry/backoff.h"
 #include "ferry/log.h"
 #include "store_backend.h"
@@ -405,10 +406,7 @@ failed:
 static char *describe(PGconn *c)
 {
     const char *host = PQhost(c), *port = PQport(c), *db = PQdb(c);
-    size_t n = strlen(host ? host : "") + strlen(port ? port : "") + strlen(db ? db : "") + 32;
-    char *w = malloc(n);
-    snprintf(w, n, "postgresql %s:%s/%s", host ? host : "", port ? port : "", db ? db : "");
-    return w;
+    return ferry_asprintf("postgresql %s:%s/%s", host ? host : "", port ? port : "", db ? db : "");
 }
 
 static const store_ops_t pg_ops;
@@ -425,7 +423,7 @@ static int connect_db(pg_store_t *s, const char *url, char *err, size_t errlen)
      * it. */
     const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
     const char *const values[] = {CONNECT_TIMEOUT, "ferry", url, NULL};
-    s->url = strdup(url);
+    s->url = ferry_strdup(url);
     s->conn = PQconnectdbParams(keys, values, 1);
     s->where = describe(s->conn);
     if (PQstatus(s->conn) != CONNECTION_OK) {
@@ -456,7 +454,7 @@ static int connect_db(pg_store_t *s, const char *url, char *err, size_t errlen)
 
 static store_t *open_store(uv_loop_t *loop, const char *url, char *err, size_t errlen)
 {
-    pg_store_t *s = calloc(1, sizeof *s);
+    pg_store_t *s = ferry_calloc(1, sizeof *s);
     if (connect_db(s, url, err, errlen) != 0) {
         pg_destroy(&s->base);
         free(s);
@@ -527,7 +525,7 @@ static int each_row(const PGresult *r, store_row_cb cb, void *arg)
             PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 5), &len);
         if (!payload)
             return -1;
-        char *copy = malloc(len + 1); /* NUL-terminated, as SQLite's text is */
+        char *copy = ferry_malloc(len + 1); /* NUL-terminated, as SQLite's text is */
         memcpy(copy, payload, len);
         copy[len] = 0;
         PQfreemem(payload);
@@ -670,7 +668,7 @@ static int pg_kv_get(store_t *base, const char *component, const char *ns, const
         return -1;
     int found = PQntuples(r) == 1;
     if (found)
-        *value = strdup(PQgetvalue(r, 0, 0));
+        *value = ferry_strdup(PQgetvalue(r, 0, 0));
     PQclear(r);
     return found ? 0 : 1;
 }

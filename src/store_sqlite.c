@@ -11,6 +11,7 @@
 
 #include <sqlite3.h>
 
+#include "ferry/alloc.h"
 #include "ferry/log.h"
 #include "store_backend.h"
 
@@ -205,7 +206,7 @@ static const store_ops_t sqlite_ops;
 /* Opens PATH into S (calloc'd): 0, or -1 with err set. */
 static int open_db(sqlite_store_t *s, const char *path, char *err, size_t errlen)
 {
-    s->path = strdup(path);
+    s->path = ferry_strdup(path);
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
         snprintf(err, errlen, "%s: cannot open the store: %s", path,
@@ -272,7 +273,7 @@ static int lock_store(const char *path, char *err, size_t errlen)
 static store_t *open_store(uv_loop_t *loop, const char *path, int lock_fd, char *err,
                            size_t errlen)
 {
-    sqlite_store_t *s = calloc(1, sizeof *s);
+    sqlite_store_t *s = ferry_calloc(1, sizeof *s);
     s->lock_fd = lock_fd;
     if (open_db(s, path, err, errlen) != 0) {
         sq_destroy(&s->base);
@@ -486,7 +487,7 @@ static int sq_kv_get(store_t *base, const char *component, const char *ns, const
     bind_key(st, component, ns, key);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        *value = strdup((const char *)sqlite3_column_text(st, 0));
+        *value = ferry_strdup((const char *)sqlite3_column_text(st, 0));
         sqlite3_reset(st);
         return 0;
     }
