@@ -4,13 +4,13 @@
  * from a newer ferry is refused and left untouched. store.c batches the
  * writes into one transaction (group commit), as for SQLite.
  *
- * This first step talks to the server with libpq's synchronous calls:
- * each statement waits for its answer on the loop's thread. On loopback or
- * a LAN that is tens of microseconds a statement; a slow or dead server
- * stalls the loop until libpq gives up (connect_timeout, default 10 s).
- * Making it asynchronous (PQsocket watched with uv_poll, pipelined writes,
- * reads answered through callbacks) is the next step; store.h's callers
- * are written against that contract already where it costs nothing.
+ * This first step runs statements with libpq's synchronous calls: each
+ * waits for its answer on the loop's thread. On loopback or a LAN that is
+ * tens of microseconds a statement. Connecting again after a loss does not
+ * wait: PQconnectStart() with its socket watched by uv_poll, every call
+ * failing at once meanwhile (so a dead server costs nothing a message).
+ * Statements on the loop (PQsocket watched with uv_poll, pipelined writes,
+ * reads answered through callbacks) are the next step.
  *
  * The schema is ready for several instances later: dedup is a UNIQUE
  * constraint (a retry to another instance is stored once), and lease
@@ -111,6 +111,11 @@ typedef struct pg_store {
     int tx_lost;   /* the connection dropped inside store.c's transaction */
     unsigned failed_reconnects;
     int64_t retry_at_ms; /* no reconnect before: a dead server costs one try per backoff */
+    uv_loop_t *loop;     /* NULL offline: reconnects then block (a CLI) */
+    PGconn *next;        /* a connection being made on the loop, or NULL */
+    uv_poll_t *watch;    /* its socket (heap: it may outlive the store while closing) */
+    uv_os_sock_t watched;
+    char last_error[256];
 } pg_store_t;
 
 #define PG(s) ((pg_store_t *)(s))
@@ -189,32 +194,142 @@ static void check_connection(pg_store_t *s)
     ferry_log_error("store", "%s: lost the connection to PostgreSQL; reconnecting", s->where);
 }
 
-/* Whether statements can run: connected, or connected again now. While the
- * server stays away every call fails at once, and a new connection is tried
- * at most once per backoff delay (0.5 s doubling to 10 s): each try waits on
- * the loop for libpq (connect_timeout), so a dead server must not cost one
- * per message. */
+static void no_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+/* Connection parameters: the URL's own values (expanded from dbname)
+ * override the defaults before it. tcp_user_timeout: a server that stops
+ * answering mid-statement fails the statement within 10 s instead of TCP's
+ * minutes. */
+static const char *const conn_keys[] = {"connect_timeout", "tcp_user_timeout",
+                                        "application_name", "dbname", NULL};
+
+static PGconn *conn_start(const char *url, int blocking)
+{
+    const char *const values[] = {CONNECT_TIMEOUT, "10000", "ferry", url, NULL};
+    PGconn *c = blocking ? PQconnectdbParams(conn_keys, values, 1)
+                         : PQconnectStartParams(conn_keys, values, 1);
+    if (c)
+        PQsetNoticeProcessor(c, no_notice, NULL); /* "already exists, skipping" */
+    return c;
+}
+
+static void note_unreachable(pg_store_t *s, const char *msg)
+{
+    uint64_t delay = ferry_backoff_ms(s->failed_reconnects++, 500, 10000);
+    s->retry_at_ms = store_now_ms() + (int64_t)delay;
+    snprintf(s->last_error, sizeof s->last_error, "%.*s", line_len(msg), msg);
+    ferry_log_error("store", "%s: PostgreSQL unreachable: %s; next try in %llu ms", s->where,
+                    s->last_error, (unsigned long long)delay);
+}
+
+static void note_connected(pg_store_t *s)
+{
+    if (prepare_all(s) != 0) {
+        note_unreachable(s, PQerrorMessage(s->conn));
+        return;
+    }
+    ferry_log_info("store", "%s: connected to PostgreSQL again", s->where);
+    s->failed_reconnects = 0;
+    s->last_error[0] = 0;
+}
+
+static void on_watch_closed(uv_handle_t *h) { free(h); }
+
+static void unwatch(pg_store_t *s)
+{
+    if (s->watch) {
+        uv_close((uv_handle_t *)s->watch, on_watch_closed);
+        s->watch = NULL;
+    }
+}
+
+static void on_next_ready(uv_poll_t *w, int status, int events);
+
+/* Watches the socket of the connection being made for what libpq wants. */
+static void watch_next(pg_store_t *s, int events)
+{
+    uv_os_sock_t fd = PQsocket(s->next);
+    if (s->watch && s->watched != fd)
+        unwatch(s); /* libpq moved to the next address */
+    if (!s->watch) {
+        s->watch = ferry_malloc(sizeof *s->watch);
+        uv_poll_init_socket(s->loop, s->watch, fd);
+        s->watch->data = s;
+        s->watched = fd;
+    }
+    uv_poll_start(s->watch, events, on_next_ready);
+}
+
+static void next_done(pg_store_t *s, int ok)
+{
+    unwatch(s);
+    if (ok) {
+        PQfinish(s->conn);
+        s->conn = s->next;
+        s->next = NULL;
+        note_connected(s);
+        return;
+    }
+    note_unreachable(s, PQerrorMessage(s->next));
+    PQfinish(s->next);
+    s->next = NULL;
+}
+
+static void on_next_ready(uv_poll_t *w, int status, int events)
+{
+    (void)status;
+    (void)events;
+    pg_store_t *s = w->data;
+    switch (PQconnectPoll(s->next)) {
+    case PGRES_POLLING_READING:
+        watch_next(s, UV_READABLE);
+        break;
+    case PGRES_POLLING_WRITING:
+        watch_next(s, UV_WRITABLE);
+        break;
+    case PGRES_POLLING_OK:
+        next_done(s, 1);
+        break;
+    default:
+        next_done(s, 0);
+        break;
+    }
+}
+
+/* Whether statements can run now. While the server is away every call fails
+ * at once; a new connection is tried at most once per backoff delay (0.5 s
+ * doubling to 10 s): on the loop without waiting, offline (`ferry queue`)
+ * by waiting for libpq. */
 static int usable(pg_store_t *s)
 {
     if (s->prepared && PQstatus(s->conn) == CONNECTION_OK)
         return 1;
-    int64_t now = store_now_ms();
-    if (now < s->retry_at_ms)
-        return 0;
     if (s->base.in_tx)
         s->tx_lost = 1;
     s->prepared = 0;
-    PQreset(s->conn);
-    if (PQstatus(s->conn) == CONNECTION_OK && prepare_all(s) == 0) {
-        ferry_log_info("store", "%s: connected to PostgreSQL again", s->where);
-        s->failed_reconnects = 0;
-        return 1;
+    if (s->next || store_now_ms() < s->retry_at_ms)
+        return 0;
+    if (!s->loop) {
+        PQreset(s->conn);
+        if (PQstatus(s->conn) != CONNECTION_OK) {
+            note_unreachable(s, PQerrorMessage(s->conn));
+            return 0;
+        }
+        note_connected(s);
+        return s->prepared;
     }
-    uint64_t delay = ferry_backoff_ms(s->failed_reconnects++, 500, 10000);
-    s->retry_at_ms = now + (int64_t)delay;
-    const char *msg = PQerrorMessage(s->conn);
-    ferry_log_error("store", "%s: PostgreSQL unreachable: %.*s; next try in %llu ms", s->where,
-                    line_len(msg), msg, (unsigned long long)delay);
+    s->next = conn_start(s->url, 0);
+    if (!s->next || PQstatus(s->next) == CONNECTION_BAD) {
+        note_unreachable(s, s->next ? PQerrorMessage(s->next) : "out of memory");
+        PQfinish(s->next);
+        s->next = NULL;
+        return 0;
+    }
+    watch_next(s, UV_WRITABLE);
     return 0;
 }
 
@@ -320,6 +435,8 @@ static int pg_commit(store_t *base)
 static void pg_destroy(store_t *base)
 {
     pg_store_t *s = PG(base);
+    unwatch(s);
+    PQfinish(s->next);
     if (s->conn)
         PQfinish(s->conn);
     free(s->url);
@@ -411,20 +528,10 @@ static char *describe(PGconn *c)
 
 static const store_ops_t pg_ops;
 
-static void no_notice(void *arg, const char *message)
-{
-    (void)arg;
-    (void)message;
-}
-
 static int connect_db(pg_store_t *s, const char *url, char *err, size_t errlen)
 {
-    /* URL's own values (expanded from dbname) override the defaults before
-     * it. */
-    const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *const values[] = {CONNECT_TIMEOUT, "ferry", url, NULL};
     s->url = ferry_strdup(url);
-    s->conn = PQconnectdbParams(keys, values, 1);
+    s->conn = conn_start(url, 1);
     s->where = describe(s->conn);
     if (PQstatus(s->conn) != CONNECTION_OK) {
         char *msg = PQerrorMessage(s->conn);
@@ -440,7 +547,6 @@ static int connect_db(pg_store_t *s, const char *url, char *err, size_t errlen)
                  PQserverVersion(s->conn) / 10000);
         return -1;
     }
-    PQsetNoticeProcessor(s->conn, no_notice, NULL); /* "already exists, skipping" */
     if (migrate(s, err, errlen) != 0)
         return -1;
     if (prepare_all(s) != 0) {
@@ -455,6 +561,7 @@ static int connect_db(pg_store_t *s, const char *url, char *err, size_t errlen)
 static store_t *open_store(uv_loop_t *loop, const char *url, char *err, size_t errlen)
 {
     pg_store_t *s = ferry_calloc(1, sizeof *s);
+    s->loop = loop;
     if (connect_db(s, url, err, errlen) != 0) {
         pg_destroy(&s->base);
         free(s);
@@ -779,14 +886,14 @@ static int pg_history_prune(store_t *base, int64_t before_ms)
     return run_changes(PG(base), Q_HIST_PRUNE, &p, "pruning history");
 }
 
-/* Connected, or connected again now (at most once per backoff delay). */
+/* Connected (a reconnect is started when due). */
 static int pg_healthy(store_t *base, char *why, size_t len)
 {
     pg_store_t *s = PG(base);
     if (usable(s))
         return 1;
-    const char *msg = PQerrorMessage(s->conn);
-    snprintf(why, len, "PostgreSQL unreachable: %.*s", line_len(msg), msg);
+    snprintf(why, len, "PostgreSQL unreachable: %s",
+             s->last_error[0] ? s->last_error : "connecting");
     return 0;
 }
 
