@@ -14,7 +14,10 @@
  *
  * The schema is ready for several instances later: dedup is a UNIQUE
  * constraint (a retry to another instance is stored once), and lease
- * columns can be added by a migration. */
+ * columns can be added by a migration. One thing to change then: ids come
+ * from an identity column when a row is inserted, and the outboxes read
+ * "pending with id > the last seen"; with one ferry (one transaction at a
+ * time) commit order is id order, with several it is not. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

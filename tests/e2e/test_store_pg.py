@@ -53,6 +53,28 @@ def post_inbound(ferry, text):
     return h.post_json(ferry.url(INBOUND_PATH), {"text": text}, TOKEN)
 
 
+def linked_with_bob(tb, pg):
+    """start_env() and bob, once a first POST has reached him: (ferry, bob, db)."""
+    prosody, ferry, db = start_env(tb, pg, tb.receiver())
+    bob = tb.client("bob@localhost", "bobpw", prosody)
+    assert post_inbound(ferry, "while up").status == 202
+    bob.wait_message(lambda s: s.body == "while up", timeout=15)
+    return ferry, bob, db
+
+
+def post_until_accepted(ferry, text, timeout=20):
+    """POSTs TEXT until a 202 (a write that failed with the connection gets a
+    5xx: the sender retries); returns the statuses."""
+    statuses = []
+
+    def accepted():
+        statuses.append(post_inbound(ferry, text).status)
+        return statuses[-1] == 202
+    h.wait_until(accepted, timeout, interval=0.2, what="a 202 for %r" % text)
+    assert all(s in (202, 500, 503) for s in statuses), statuses
+    return statuses
+
+
 def start_refused(tb, pg, storage):
     """A ferry that must refuse to start: its exit code and log."""
     f = tb.ferry(h.ferry_config(h.free_port(), h.free_port(), {"hooks": webhook("http://127.0.0.1:1/")},
@@ -205,26 +227,11 @@ def test_dropped_connection_is_logged_and_reopened(testbed, pg):
     """The server ends ferry's session (pg_terminate_backend, as a database
     restart or failover would): ferry says so in its log, does not crash,
     connects again, and what is posted afterwards is delivered."""
-    tb = testbed
-    recv = tb.receiver()
-    prosody, ferry, db = start_env(tb, pg, recv)
-    bob = tb.client("bob@localhost", "bobpw", prosody)
-    assert post_inbound(ferry, "before the drop").status == 202
-    bob.wait_message(lambda s: s.body == "before the drop", timeout=15)
-
+    ferry, bob, db = linked_with_bob(testbed, pg)
     off = ferry.stderr_offset()
     pg.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s'"
            " AND application_name = 'ferry'" % db)
-    # The first write after the drop may fail (a 5xx: the sender retries); then it works.
-    statuses = []
-    for i in range(20):
-        r = post_inbound(ferry, "after the drop")
-        statuses.append(r.status)
-        if r.status == 202:
-            break
-        time.sleep(0.2)
-    assert statuses[-1] == 202, statuses
-    assert all(s in (202, 500, 503) for s in statuses), statuses
+    post_until_accepted(ferry, "after the drop")
     ferry.wait_log(r"lost the connection to PostgreSQL", offset=off)
     bob.wait_message(lambda s: s.body == "after the drop", timeout=15)
     assert ferry.running()
@@ -235,15 +242,9 @@ def test_database_down_and_back(testbed, ferry_bin):
     meanwhile is refused at once (not a 202, and not after a long wait),
     ferry keeps running and says why in its log and on /healthz (503); once
     the server is back, POSTs are accepted and delivered again."""
-    tb = testbed
     own = pg_helpers.Postgres().start()
     try:
-        recv = tb.receiver()
-        prosody, ferry, _ = start_env(tb, own, recv)
-        bob = tb.client("bob@localhost", "bobpw", prosody)
-        assert post_inbound(ferry, "while up").status == 202
-        bob.wait_message(lambda s: s.body == "while up", timeout=15)
-
+        ferry, bob, _ = linked_with_bob(testbed, own)
         off = ferry.stderr_offset()
         own.halt()
         for i in range(5):
@@ -260,13 +261,7 @@ def test_database_down_and_back(testbed, ferry_bin):
         h.wait_until(health_says_why, 15, interval=0.3, what="/healthz 503 saying the store is down")
 
         own.launch()
-        statuses = []
-
-        def accepted():
-            r = post_inbound(ferry, "back again")
-            statuses.append(r.status)
-            return r.status == 202
-        h.wait_until(accepted, 20, interval=0.3, what="a 202 once the database is back")
+        post_until_accepted(ferry, "back again")
         ferry.wait_log(r"connected to PostgreSQL again", offset=off)
         bob.wait_message(lambda s: s.body == "back again", timeout=15)
         st, doc = ferry.healthz()
