@@ -54,12 +54,12 @@ def post_inbound(ferry, text):
 
 
 def linked_with_bob(tb, pg):
-    """start_env() and bob, once a first POST has reached him: (ferry, bob, db)."""
+    """start_env() and bob, once a first POST has reached him: (prosody, ferry, bob, db)."""
     prosody, ferry, db = start_env(tb, pg, tb.receiver())
     bob = tb.client("bob@localhost", "bobpw", prosody)
     assert post_inbound(ferry, "while up").status == 202
     bob.wait_message(lambda s: s.body == "while up", timeout=15)
-    return ferry, bob, db
+    return prosody, ferry, bob, db
 
 
 def post_until_accepted(ferry, text, timeout=20):
@@ -227,7 +227,7 @@ def test_dropped_connection_is_logged_and_reopened(testbed, pg):
     """The server ends ferry's session (pg_terminate_backend, as a database
     restart or failover would): ferry says so in its log, does not crash,
     connects again, and what is posted afterwards is delivered."""
-    ferry, bob, db = linked_with_bob(testbed, pg)
+    _, ferry, bob, db = linked_with_bob(testbed, pg)
     off = ferry.stderr_offset()
     pg.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s'"
            " AND application_name = 'ferry'" % db)
@@ -241,11 +241,13 @@ def test_database_down_and_back(testbed, ferry_bin):
     """The database server stops (its own throwaway one here): a POST
     meanwhile is refused at once with 503 and Retry-After (not after a long
     wait),
-    ferry keeps running and says why in its log and on /healthz (503); once
+    an XMPP sender gets an error of type wait, ferry keeps running and says
+    why in its log and on /healthz (503); once
     the server is back, POSTs are accepted and delivered again."""
     own = pg_helpers.Postgres().start()
     try:
-        ferry, bob, _ = linked_with_bob(testbed, own)
+        prosody, ferry, bob, _ = linked_with_bob(testbed, own)
+        alice = testbed.client("alice@localhost", "alicepw", prosody)
         off = ferry.stderr_offset()
         own.halt()
         for i in range(5):
@@ -255,6 +257,11 @@ def test_database_down_and_back(testbed, ferry_bin):
             assert time.monotonic() - t < 3, "a POST waited %.1f s" % (time.monotonic() - t)
         ferry.wait_log(r"PostgreSQL unreachable", offset=off)
         assert ferry.running()
+        # An XMPP sender is told to wait (the message was not taken).
+        mid = alice.send_message(ALERTS, "to the webhook while down")
+        err = alice.wait_message(lambda s: s.id == mid and s.type == "error", timeout=10,
+                                 what="an error reply while the database is down")
+        assert err.error_type == "wait", err
 
         def health_says_why():
             st, doc = ferry.healthz()
