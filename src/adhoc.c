@@ -1,6 +1,7 @@
 /* adhoc.c: XEP-0050 ad-hoc commands on every component domain, for the
  * admins of [admin] jids: status, reload, and the dead messages of the
- * component (list, retry). Everyone else is refused with forbidden. */
+ * component (list, retry), disconnecting a user. Everyone else is refused
+ * with forbidden. The gateway is reached only through adhoc_ops_t. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,8 @@
 typedef struct command {
     const char *node;
     const char *name;
-    void (*run)(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *cmd);
+    void (*run)(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
+                xmpp_stanza_t *cmd);
 } command_t;
 
 /* ---- building answers ---- */
@@ -24,7 +26,7 @@ typedef struct command {
 static xmpp_stanza_t *answer(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node,
                              const char *status, xmpp_stanza_t **cmd_out)
 {
-    xmpp_stanza_t *res = xmpp_iq_new(comp->gw->ctx, "result", xmpp_stanza_get_id(iq));
+    xmpp_stanza_t *res = xmpp_iq_new(ferry_component_xmpp(comp), "result", xmpp_stanza_get_id(iq));
     xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
     xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
     xmpp_stanza_t *cmd = ferry_stanza_add(res, "command", NS_COMMANDS);
@@ -32,10 +34,10 @@ static xmpp_stanza_t *answer(ferry_component_t *comp, xmpp_stanza_t *iq, const c
     /* Keep the asker's session; start one when it has none. */
     xmpp_stanza_t *asked = xmpp_stanza_get_child_by_name_and_ns(iq, "command", NS_COMMANDS);
     const char *given = asked ? xmpp_stanza_get_attribute(asked, "sessionid") : NULL;
-    char *session = given ? NULL : xmpp_uuid_gen(comp->gw->ctx);
+    char *session = given ? NULL : xmpp_uuid_gen(ferry_component_xmpp(comp));
     xmpp_stanza_set_attribute(cmd, "sessionid", given ? given : session);
     if (session)
-        xmpp_free(comp->gw->ctx, session);
+        xmpp_free(ferry_component_xmpp(comp), session);
     xmpp_stanza_set_attribute(cmd, "status", status);
     *cmd_out = cmd;
     return res;
@@ -104,26 +106,21 @@ static void add_lines_field(xmpp_stanza_t *x, const char *var, const char *label
 
 /* ---- status ---- */
 
-static void cmd_status(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
+static void cmd_status(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
+                       xmpp_stanza_t *in)
 {
     (void)in;
-    gateway_t *gw = comp->gw;
     char text[8192] = "";
     size_t len = 0;
-    for (size_t i = 0; i < gw->ncomponents && len < sizeof text - 256; i++) {
-        ferry_component_t *c = gw->components[i];
-        xmpp_link_stats_t ls = {0};
-        store_counts_t counts = {0};
-        if (c->link)
-            xmpp_link_stats(c->link, &ls);
-        if (gw->store)
-            store_msg_counts(gw->store, c->name, &counts);
+    component_stats_t st;
+    ferry_component_t *c;
+    for (size_t i = 0; len < sizeof text - 256 && (c = ops->stats(ops->arg, i, &st)); i++) {
         len += (size_t)snprintf(text + len, sizeof text - len,
                                 "%s (%s, %s): link %s, %llu reconnects, %zu queued, "
                                 "%lld pending, %lld dead",
-                                c->name, c->adapter->name, c->domain, ls.up ? "up" : "down",
-                                ls.reconnects, ls.queued, (long long)counts.pending,
-                                (long long)counts.dead);
+                                c->name, c->adapter->name, c->domain, st.link.up ? "up" : "down",
+                                st.link.reconnects, st.link.queued, (long long)st.store.pending,
+                                (long long)st.store.dead);
         if (c->adapter->sessions)
             len += (size_t)snprintf(text + len, sizeof text - len, ", %zu user session(s)",
                                     c->adapter->sessions(c->self));
@@ -138,10 +135,11 @@ static void cmd_status(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t
 
 /* ---- reload ---- */
 
-static void cmd_reload(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
+static void cmd_reload(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
+                       xmpp_stanza_t *in)
 {
     (void)in;
-    if (gateway_reload(comp->gw) == 0)
+    if (ops->reload(ops->arg) == 0)
         complete_with_note(comp, iq, "reload", "info",
                            "Configuration reloaded; the log says what needs a restart.");
     else
@@ -172,18 +170,19 @@ static void collect_dead(void *arg, const store_row_t *r)
                                     r->error ? r->error : "");
 }
 
-static int list_dead(ferry_component_t *comp, dead_list_t *dl)
+static int list_dead(const adhoc_ops_t *ops, ferry_component_t *comp, dead_list_t *dl)
 {
     memset(dl, 0, sizeof *dl);
     dl->component = comp->name;
-    return comp->gw->store ? store_msg_list(comp->gw->store, collect_dead, dl) : -1;
+    return ops->messages(ops->arg, collect_dead, dl);
 }
 
-static void cmd_dead_list(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
+static void cmd_dead_list(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
+                          xmpp_stanza_t *in)
 {
     (void)in;
     dead_list_t *dl = malloc(sizeof *dl);
-    if (list_dead(comp, dl) < 0 || dl->count == 0) {
+    if (list_dead(ops, comp, dl) < 0 || dl->count == 0) {
         complete_with_note(comp, iq, "dead-list", "info", "No dead messages.");
         free(dl);
         return;
@@ -213,10 +212,10 @@ static const char *submitted_value(xmpp_stanza_t *cmd, const char *var)
     return NULL;
 }
 
-static void ask_which(ferry_component_t *comp, xmpp_stanza_t *iq)
+static void ask_which(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq)
 {
     dead_list_t *dl = malloc(sizeof *dl);
-    if (list_dead(comp, dl) < 0 || dl->count == 0) {
+    if (list_dead(ops, comp, dl) < 0 || dl->count == 0) {
         complete_with_note(comp, iq, "dead-retry", "info", "No dead messages.");
         free(dl);
         return;
@@ -237,11 +236,12 @@ static void ask_which(ferry_component_t *comp, xmpp_stanza_t *iq)
     free(dl);
 }
 
-static void cmd_dead_retry(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
+static void cmd_dead_retry(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
+                           xmpp_stanza_t *in)
 {
     const char *value = submitted_value(in, "id");
     if (!value) {
-        ask_which(comp, iq);
+        ask_which(ops, comp, iq);
         return;
     }
     char *end;
@@ -252,11 +252,11 @@ static void cmd_dead_retry(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stan
     }
     dead_list_t *dl = malloc(sizeof *dl);
     int ours = 0;
-    if (list_dead(comp, dl) >= 0)
+    if (list_dead(ops, comp, dl) >= 0)
         for (size_t i = 0; i < dl->count; i++)
             ours |= dl->ids[i] == id;
     free(dl);
-    if (!ours || store_msg_requeue(comp->gw->store, id) != 0) {
+    if (!ours || ops->requeue(ops->arg, id) != 0) {
         ferry_component_reply_error(comp, iq, "cancel", "item-not-found",
                                     "no such dead message on this component");
         return;
@@ -270,8 +270,10 @@ static void cmd_dead_retry(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stan
 
 /* ---- disconnect a user ---- */
 
-static void cmd_disconnect(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
+static void cmd_disconnect(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
+                           xmpp_stanza_t *in)
 {
+    (void)ops;
     if (!comp->adapter->disconnect) {
         complete_with_note(comp, iq, "disconnect", "info",
                            "This adapter keeps no user sessions.");
@@ -318,7 +320,7 @@ static int is_admin(ferry_component_t *comp, xmpp_stanza_t *iq)
 
 void adhoc_items(ferry_component_t *comp, xmpp_stanza_t *iq)
 {
-    xmpp_stanza_t *res = xmpp_iq_new(comp->gw->ctx, "result", xmpp_stanza_get_id(iq));
+    xmpp_stanza_t *res = xmpp_iq_new(ferry_component_xmpp(comp), "result", xmpp_stanza_get_id(iq));
     xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
     xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
     xmpp_stanza_t *q = ferry_stanza_add(res, "query", "http://jabber.org/protocol/disco#items");
@@ -343,7 +345,7 @@ int adhoc_info(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node)
             c = &commands[i];
     if (!c)
         return 0;
-    xmpp_stanza_t *res = xmpp_iq_new(comp->gw->ctx, "result", xmpp_stanza_get_id(iq));
+    xmpp_stanza_t *res = xmpp_iq_new(ferry_component_xmpp(comp), "result", xmpp_stanza_get_id(iq));
     xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
     xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
     xmpp_stanza_t *q = ferry_stanza_add(res, "query", "http://jabber.org/protocol/disco#info");
@@ -358,7 +360,8 @@ int adhoc_info(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node)
     return 1;
 }
 
-void adhoc_execute(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *cmd)
+void adhoc_execute(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
+                   xmpp_stanza_t *cmd)
 {
     if (!is_admin(comp, iq)) {
         ferry_component_reply_error(comp, iq, "auth", "forbidden",
@@ -380,5 +383,5 @@ void adhoc_execute(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *cm
         send_release(comp, answer(comp, iq, node, "canceled", &out));
         return;
     }
-    c->run(comp, iq, cmd);
+    c->run(ops, comp, iq, cmd);
 }
