@@ -8,9 +8,8 @@
 #include <strophe.h>
 
 #include "ferry/component.h"
+#include "ferry/form.h"
 #include "store.h"
-
-#define FERRY_NS_COMMANDS "http://jabber.org/protocol/commands"
 
 struct component_stats;
 
