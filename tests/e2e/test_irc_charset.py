@@ -90,6 +90,11 @@ def test_latin1_channel_both_ways_other_channel_utf8_and_after_a_restart(env, xm
     subj = m.wait(lambda s: s.name == "message" and subject_of(s) is not None
                   and s.frm.split("/")[0] == rj, what="the Latin-1 topic")
     assert subject_of(subj) == "\u00c3\u00a0 bient\u00f4t", subj
+    # what XML cannot carry (a control character) still arrives as valid XML
+    ivan.privmsg("#cs1", b"ctl \x0b \xc3\xa9")
+    ctl = m.wait(lambda s: s.name == "message" and s.frm == rj + "/civan1"
+                 and (s.body or "").startswith("ctl "), what="the line with a control character")
+    assert ctl.body == "ctl  \u00c3\u00a9" and link_up(env), ctl
     # the same bytes in #cs2 are UTF-8
     ivan.privmsg("#cs2", b"\xc3\xa9t\xc3\xa9")
     wait_groupchat(lea, rj2, "civan1", "\u00e9t\u00e9", mark=m)
