@@ -15,8 +15,8 @@ import pytest
 
 import harness as h
 from irc_helpers import Ngircd
-from test_irc import (DOMAIN, IRC, SECRET, Mark, codes, groupchat, join, link_up, room, status_text,
-                      subject_of, wait_groupchat, wait_privmsg)
+from test_irc import (DOMAIN, IRC, NS_MUC_USER, SECRET, Mark, codes, groupchat, item, join, link_up,
+                      room, status_text, subject_of, wait_groupchat, wait_privmsg)
 from test_irc import irc, xmpp  # noqa: F401 (fixtures)
 from test_irc_adhoc import NS_OWNER, execute, form_fields, submit, submit_xml
 
@@ -105,6 +105,13 @@ def test_latin1_channel_both_ways_other_channel_utf8_and_after_a_restart(env, xm
     gone = m.wait(lambda s: s.name == "presence" and s.frm == rj + "/civan2"
                   and s.type == "unavailable", what="civan2 leaving")
     assert status_text(gone) == "\u00c3\u00a7a suffit", gone
+    other.join("#cs1")
+    m.wait(lambda s: s.name == "presence" and s.frm == rj + "/civan2" and s.type is None)
+    ivan.send(b"KICK #cs1 civan2 :\xc3\xa0 la porte")
+    kicked = m.wait(lambda s: s.name == "presence" and s.frm == rj + "/civan2"
+                    and s.type == "unavailable" and 307 in codes(s), what="civan2 kicked")
+    reason = item(kicked).find("{%s}reason" % NS_MUC_USER)
+    assert reason is not None and reason.text == "\u00c3\u00a0 la porte", kicked
 
     # to IRC: Latin-1 bytes in #cs1 (what Latin-1 has no letter for is '?'),
     # UTF-8 in #cs2
@@ -125,6 +132,10 @@ def test_latin1_channel_both_ways_other_channel_utf8_and_after_a_restart(env, xm
     for r in (rj, rj2):
         m.wait(lambda s: s.name == "presence" and s.type is None and s.frm == r + "/lea"
                and 110 in codes(s), timeout=20, what="lea back in %s" % r)
+    # the topic as the server gives it on join (332), read in Latin-1
+    subj = m.wait(lambda s: s.name == "message" and subject_of(s) is not None
+                  and s.frm.split("/")[0] == rj, timeout=20, what="the subject of #cs1")
+    assert subject_of(subj) == "\u00c3\u00a0 bient\u00f4t", subj
     ivan.wait(lambda l: l.command == "JOIN" and l.nick == "lea", since=mi, count=2,
               what="lea back on IRC")
     assert encodings(lea, rj) == ([LATIN1], [LATIN1])
