@@ -20,6 +20,7 @@
 #define NS_MUC_USER "http://jabber.org/protocol/muc#user"
 #define IRC_NICK_MAX 64
 #define IRC_NAME_MAX 256
+#define IRC_CHARSET_MAX 32 /* an iconv name, with its NUL */
 
 typedef struct irc irc_t;
 typedef struct irc_conn irc_conn_t;
@@ -216,7 +217,7 @@ typedef struct irc_user_settings {
     char ports[64], tls_ports[64]; /* "6667,6668": the first is used; "" when none */
     int verify_cert;             /* -1: the server's */
     int throttle_limit;          /* lines a second; -1: the server's */
-    char encoding_in[32], encoding_out[32]; /* iconv names; "" for UTF-8 */
+    char encoding_in[IRC_CHARSET_MAX], encoding_out[IRC_CHARSET_MAX]; /* "" for UTF-8 */
 } irc_user_settings_t;
 
 /* How one user's connection reaches a server: the config, with what the
@@ -462,7 +463,7 @@ typedef struct irc_user_options {
 typedef struct irc_room_options {
     int record_history;     /* -1: as the user's options say */
     int persistent;         /* stay on IRC while no resource is in the room */
-    char encoding_in[32], encoding_out[32]; /* iconv names; "": the server's */
+    char encoding_in[IRC_CHARSET_MAX], encoding_out[IRC_CHARSET_MAX]; /* "": the server's */
 } irc_room_options_t;
 
 void irc_user_options_load(irc_t *irc, const char *bare, irc_user_options_t *o);

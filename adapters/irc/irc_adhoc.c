@@ -193,7 +193,7 @@ static void bad_request(irc_t *irc, xmpp_stanza_t *iq, const char *text)
     ferry_component_reply_error(irc->comp, iq, "modify", "bad-request", text);
 }
 
-/* encoding_in and encoding_out of X into IN and OUT (32 bytes each; a
+/* encoding_in and encoding_out of X into IN and OUT (IRC_CHARSET_MAX each; a
  * field left out keeps its value, an empty one clears it). 0, or -1 after
  * answering IQ bad-request, saying which value is refused: then IN and OUT
  * are as they were. */
@@ -213,9 +213,9 @@ static int read_encodings(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *x, char 
         }
     }
     if (values[0])
-        snprintf(in, 32, "%s", values[0]);
+        snprintf(in, IRC_CHARSET_MAX, "%s", values[0]);
     if (values[1])
-        snprintf(out, 32, "%s", values[1]);
+        snprintf(out, IRC_CHARSET_MAX, "%s", values[1]);
     return 0;
 }
 

@@ -49,7 +49,7 @@ static size_t convert(iconv_t cd, const char *in, size_t len, char *out, size_t 
 
 int irc_charset_valid(const char *name)
 {
-    if (!name || !*name || strlen(name) >= 32)
+    if (!name || !*name || strlen(name) >= IRC_CHARSET_MAX)
         return 0;
     for (const char *c = name; *c; c++) /* one word: stored one a line */
         if ((unsigned char)*c <= ' ' || *c == 0x7f)

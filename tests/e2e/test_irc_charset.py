@@ -18,7 +18,7 @@ from irc_helpers import Ngircd
 from test_irc import (DOMAIN, IRC, NS_MUC_USER, SECRET, Mark, codes, groupchat, item, join, link_up,
                       room, status_text, subject_of, wait_groupchat, wait_privmsg)
 from test_irc import irc, xmpp  # noqa: F401 (fixtures)
-from test_irc_adhoc import NS_OWNER, execute, form_fields, submit, submit_xml
+from test_irc_adhoc import NS_OWNER, execute, form_fields, server_jid, submit, submit_xml
 
 USERS = ["lea", "max", "noe"]
 LATIN1 = "ISO-8859-1"
@@ -195,3 +195,13 @@ def test_muc_owner_form_sets_the_same_encodings(env, xmpp, irc):
     groupchat(noe, rj, "\u0434\u0430")
     line = said_on_irc(ivan, "#cs4", "noe", mi)
     assert line.raw.endswith(b" :" + "\u0434\u0430".encode("koi8-r")), line.raw
+
+    # the server's encodings, changed while connected, apply at once: to a
+    # private message; the channel keeps its own
+    _, cmd, _ = execute(noe, server_jid(), "configure")
+    assert submit(noe, server_jid(), "configure", cmd, {"encoding_in": LATIN1}).type == "result"
+    ivan.privmsg("noe", b"\xc3\xa9 en priv\xc3\xa9")
+    noe.wait(lambda s: s.name == "message" and s.type == "chat" and m.new(s)
+             and s.body == "\u00c3\u00a9 en priv\u00c3\u00a9", what="the private message in Latin-1")
+    ivan.privmsg("#cs4", "\u0434\u0430".encode("koi8-r"))
+    wait_groupchat(noe, rj, "civan4", "\u0434\u0430", mark=m)
