@@ -126,6 +126,15 @@ static xmpp_stanza_t *desc(xmpp_stanza_t *f, const char *text)
     return f;
 }
 
+/* encoding_out and encoding_in (biboumi's order), IN and OUT their values
+ * ("" none), described by IN_DESC and OUT_DESC. */
+static void encoding_fields(xmpp_stanza_t *x, const char *in, const char *out,
+                            const char *in_desc, const char *out_desc)
+{
+    desc(field(x, "encoding_out", "text-single", "Out encoding", *out ? out : NULL), out_desc);
+    desc(field(x, "encoding_in", "text-single", "In encoding", *in ? in : NULL), in_desc);
+}
+
 /* "6667,6668" as one <value/> each. */
 static void port_values(xmpp_stanza_t *f, const char *ports)
 {
@@ -438,14 +447,11 @@ static void configure_server(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd, 
                  s.throttle_limit > 0 ? s.throttle_limit : (int)server->throttle_rate);
         desc(field(x, "throttle_limit", "text-single", "Throttle limit", throttle),
              "How many lines a second ferry sends to the server.");
-        desc(field(x, "encoding_out", "text-single", "Out encoding",
-                   s.encoding_out[0] ? s.encoding_out : NULL),
-             "The encoding used when sending messages to the IRC server (an iconv name such "
-             "as ISO-8859-15 or KOI8-R). Empty: UTF-8.");
-        desc(field(x, "encoding_in", "text-single", "In encoding",
-                   s.encoding_in[0] ? s.encoding_in : NULL),
-             "The encoding used to decode messages received from the IRC server. Empty: UTF-8, "
-             "and Latin-1 where a line is not UTF-8.");
+        encoding_fields(x, s.encoding_in, s.encoding_out,
+                        "The encoding used to decode messages received from the IRC server. "
+                        "Empty: UTF-8, and Latin-1 where a line is not UTF-8.",
+                        "The encoding used when sending messages to the IRC server (an iconv "
+                        "name such as ISO-8859-15 or KOI8-R). Empty: UTF-8.");
         xmpp_stanza_t *f = field(x, "after_connect_commands", "text-multi",
                                  "After-connection IRC commands", NULL);
         desc(f, "Custom IRC commands sent after the connection is established with the server.");
@@ -562,14 +568,11 @@ static void room_form(irc_t *irc, xmpp_stanza_t *x, const irc_server_t *server,
     desc(field(x, "persistent", "boolean", "Persistent", o.persistent ? "true" : "false"),
          "If set to true, when all XMPP clients have left this channel, ferry will stay idle in "
          "it, without sending a PART command, and record its history for when you come back.");
-    desc(field(x, "encoding_out", "text-single", "Out encoding",
-               o.encoding_out[0] ? o.encoding_out : NULL),
-         "The encoding used to send messages to this channel (an iconv name such as "
-         "ISO-8859-1). Empty: the server's out encoding.");
-    desc(field(x, "encoding_in", "text-single", "In encoding",
-               o.encoding_in[0] ? o.encoding_in : NULL),
-         "The encoding used to decode the messages received on this channel. Empty: the "
-         "server's in encoding.");
+    encoding_fields(x, o.encoding_in, o.encoding_out,
+                    "The encoding used to decode the messages received on this channel. Empty: "
+                    "the server's in encoding.",
+                    "The encoding used to send messages to this channel (an iconv name such as "
+                    "ISO-8859-1). Empty: the server's out encoding.");
 }
 
 /* Applies a submitted room form; 0, or -1 after answering an error. */
