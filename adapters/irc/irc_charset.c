@@ -3,7 +3,7 @@
  * configure forms), with glibc's iconv: what the server sends is read from
  * encoding_in into UTF-8 before it is parsed, and what ferry sends is
  * written in encoding_out. A line about a channel (PRIVMSG, NOTICE, TOPIC,
- * PART, KICK, the topic on join or in LIST) takes that channel's encoding
+ * PART, KICK, the topic on join) takes that channel's encoding
  * when the user set one, else the server's: the channel is read from the
  * raw line, whose syntax is ASCII in every encoding accepted. Only
  * encodings that keep ASCII as it is are accepted (the IRC syntax, CR and
@@ -105,7 +105,9 @@ static int line_channel(const irc_conn_t *conn, const char *line, size_t len, ch
     if (p < end && *p == ':')
         word(&p, end, &w);
     size_t n = word(&p, end, &w);
-    if (is_command(w, n, "332") || is_command(w, n, "322"))
+    /* (Not LIST's 322: a channel the user has not set would cost each of
+     * thousands of listed channels a look in the store.) */
+    if (is_command(w, n, "332"))
         word(&p, end, &w); /* our nick, then the channel */
     else if (!is_command(w, n, "PRIVMSG") && !is_command(w, n, "NOTICE") &&
              !is_command(w, n, "TOPIC") && !is_command(w, n, "PART") &&
