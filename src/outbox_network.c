@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
+#include "ferry/backoff.h"
 #include "ferry/log.h"
 #include "outbox.h"
 
@@ -122,8 +124,8 @@ static conv_t *conv_get(net_outbox_t *ob, const char *key)
     for (conv_t *c = ob->buckets[b]; c; c = c->hnext)
         if (strcmp(c->key, key) == 0)
             return c;
-    conv_t *c = calloc(1, sizeof *c);
-    c->key = strdup(key);
+    conv_t *c = ferry_calloc(1, sizeof *c);
+    c->key = ferry_strdup(key);
     c->hnext = ob->buckets[b];
     ob->buckets[b] = c;
     return c;
@@ -174,8 +176,8 @@ static int known(net_outbox_t *ob, int64_t id, const char *conversation)
 static void add_entry(net_outbox_t *ob, const store_row_t *r, int64_t now)
 {
     conv_t *c = conv_get(ob, r->conversation);
-    entry_t *e = calloc(1, sizeof *e);
-    char *payload = malloc(r->payload_len + 1);
+    entry_t *e = ferry_calloc(1, sizeof *e);
+    char *payload = ferry_malloc(r->payload_len + 1);
     memcpy(payload, r->payload, r->payload_len);
     payload[r->payload_len] = 0;
     e->conv = c;
@@ -326,18 +328,16 @@ static void on_rescan(uv_timer_t *t) { net_outbox_rescan(t->data); }
 
 /* ---- answers from the adapter ---- */
 
+/* After ATTEMPTS attempts: retry_delay doubling up to retry_delay_max, with
+ * jitter so that retries from many senders spread out. */
 static uint64_t backoff_ms(const outbox_policy_t *p, int attempts, long retry_after)
 {
-    double delay = p->retry_delay;
-    for (int i = 1; i < attempts && delay < p->retry_delay_max; i++)
-        delay *= 2;
-    if (delay > p->retry_delay_max)
-        delay = p->retry_delay_max;
-    /* Jitter in [delay/2, delay]: retries from many senders spread out. */
-    delay = delay / 2 + (delay / 2) * ((double)rand() / RAND_MAX);
-    if (retry_after >= 0 && (double)retry_after > delay)
-        delay = (double)retry_after; /* the far end said when: not sooner */
-    return (uint64_t)(delay * 1000);
+    uint64_t delay = ferry_backoff_ms(attempts > 1 ? (unsigned)attempts - 1 : 0,
+                                      (uint64_t)(p->retry_delay * 1000),
+                                      (uint64_t)(p->retry_delay_max * 1000));
+    if (retry_after >= 0 && (uint64_t)retry_after * 1000 > delay)
+        delay = (uint64_t)retry_after * 1000; /* the far end said when: not sooner */
+    return delay;
 }
 
 /* The entry under way with ID, taken out of flight; NULL when the answer
@@ -421,10 +421,10 @@ static void init_handle(net_outbox_t *ob, uv_handle_t *h)
 net_outbox_t *net_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
                              const outbox_policy_t *policy)
 {
-    net_outbox_t *ob = calloc(1, sizeof *ob);
+    net_outbox_t *ob = ferry_calloc(1, sizeof *ob);
     ob->loop = loop;
     ob->store = store;
-    ob->component = strdup(component);
+    ob->component = ferry_strdup(component);
     ob->policy = *policy;
     uv_idle_init(loop, &ob->pump);
     init_handle(ob, (uv_handle_t *)&ob->pump);

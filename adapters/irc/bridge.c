@@ -37,7 +37,7 @@ static int out_grow(out_t *o, size_t need)
         o->full = 1;
         return 0;
     }
-    char *h = malloc(cap);
+    char *h = ferry_malloc(cap);
     memcpy(h, out_text(o), o->len + 1);
     free(o->heap);
     o->heap = h;
@@ -327,10 +327,10 @@ static void add_resource(irc_room_t *room, const char *jid, int history_max,
                          int64_t history_since)
 {
     size_t n = room->nresources + 1;
-    room->resources = realloc(room->resources, n * sizeof *room->resources);
-    room->history_max = realloc(room->history_max, n * sizeof *room->history_max);
-    room->history_since = realloc(room->history_since, n * sizeof *room->history_since);
-    room->resources[room->nresources] = strdup(jid);
+    room->resources = ferry_realloc(room->resources, n * sizeof *room->resources);
+    room->history_max = ferry_realloc(room->history_max, n * sizeof *room->history_max);
+    room->history_since = ferry_realloc(room->history_since, n * sizeof *room->history_since);
+    room->resources[room->nresources] = ferry_strdup(jid);
     room->history_max[room->nresources] = history_max;
     room->history_since[room->nresources] = history_since;
     room->nresources++;
@@ -347,7 +347,7 @@ static size_t resource_index(irc_room_t *room, const char *jid)
 static void set_asked_nick(irc_room_t *room, const char *nick)
 {
     free(room->asked_nick);
-    room->asked_nick = strdup(nick);
+    room->asked_nick = ferry_strdup(nick);
 }
 
 static void remove_resource(irc_conn_t *conn, irc_room_t *room, const char *jid)
@@ -401,10 +401,10 @@ static void hold(irc_conn_t *conn, irc_room_t *room, const char *nick, const cha
         free(old->sid);
         free(old);
     }
-    irc_held_t *h = calloc(1, sizeof *h);
-    h->nick = strdup(nick);
-    h->text = strdup(text);
-    h->sid = sid ? strdup(sid) : NULL;
+    irc_held_t *h = ferry_calloc(1, sizeof *h);
+    h->nick = ferry_strdup(nick);
+    h->text = ferry_strdup(text);
+    h->sid = sid ? ferry_strdup(sid) : NULL;
     h->archived = conn->irc->history && room->chan->recorders;
     if (!room->held_tail)
         room->held_tail = &room->held;
@@ -599,7 +599,7 @@ static void on_names(irc_conn_t *conn, irc_msg_t *m)
     irc_room_t *room = find_room(conn, m->params[2]);
     if (!room || !leads(conn, room) || room->chan->synced)
         return;
-    char *names = strdup(m->params[3]);
+    char *names = ferry_strdup(m->params[3]);
     for (char *name = strtok(names, " "); name; name = strtok(NULL, " ")) {
         size_t np = strspn(name, conn->prefixes);
         char modes[8];
@@ -902,10 +902,10 @@ static char *ctcp_text(const char *text)
         return irc_text_to_styled(text);
     if (strncmp(text, "\1ACTION ", 8) != 0)
         return NULL;
-    char *inner = strndup(text + 8, n - 8 - (text[n - 1] == 1));
+    char *inner = ferry_strndup(text + 8, n - 8 - (text[n - 1] == 1));
     char *clean = irc_text_to_styled(inner);
     free(inner);
-    char *out = malloc(strlen(clean) + 5);
+    char *out = ferry_malloc(strlen(clean) + 5);
     sprintf(out, "/me %s", clean);
     free(clean);
     return out;
@@ -937,13 +937,13 @@ static void route_pm(irc_conn_t *conn, const char *nick, const char *channel)
         return;
     }
     if (!r) {
-        r = calloc(1, sizeof *r);
-        r->nick = strdup(nick);
+        r = ferry_calloc(1, sizeof *r);
+        r->nick = ferry_strdup(nick);
         r->next = conn->pm_routes;
         conn->pm_routes = r;
     }
     free(r->room);
-    r->room = strdup(channel);
+    r->room = ferry_strdup(channel);
 }
 
 /* Sends TEXT from NICK as a MUC private message when the user wrote to
@@ -1102,10 +1102,10 @@ static void on_list_item(irc_conn_t *conn, irc_msg_t *m)
         return;
     if (conn->nlisted == conn->listed_cap) {
         conn->listed_cap = conn->listed_cap ? conn->listed_cap * 2 : 64;
-        conn->listed = realloc(conn->listed, conn->listed_cap * sizeof *conn->listed);
+        conn->listed = ferry_realloc(conn->listed, conn->listed_cap * sizeof *conn->listed);
     }
     irc_listed_t *l = &conn->listed[conn->nlisted++];
-    l->channel = strdup(m->params[1]);
+    l->channel = ferry_strdup(m->params[1]);
     l->users = strtol(m->params[2], NULL, 10);
     l->topic = irc_text_to_utf8(m->nparams > 3 ? m->params[3] : "");
 }
@@ -1217,7 +1217,7 @@ static void on_motd_line(irc_conn_t *conn, irc_msg_t *m)
     size_t have = conn->motd ? strlen(conn->motd) : 0, add = strlen(line);
     if (have + add > 8192)
         return; /* a MOTD that long is abuse, not news */
-    conn->motd = realloc(conn->motd, have + add + 2);
+    conn->motd = ferry_realloc(conn->motd, have + add + 2);
     memcpy(conn->motd + have, line, add);
     memcpy(conn->motd + have + add, "\n", 2);
 }
@@ -1504,9 +1504,9 @@ static irc_conn_t *conn_for(irc_t *irc, const char *bare, const irc_server_t *se
 static irc_room_t *room_new(irc_conn_t *conn, const irc_server_t *server, const char *channel,
                             const char *nick, int short_jid)
 {
-    irc_room_t *room = calloc(1, sizeof *room);
-    room->name = strdup(channel);
-    room->asked_nick = strdup(nick);
+    irc_room_t *room = ferry_calloc(1, sizeof *room);
+    room->name = ferry_strdup(channel);
+    room->asked_nick = ferry_strdup(nick);
     room->short_jid = short_jid;
     room->chan = irc_chan_get(conn->irc, server->name, channel, conn->casemap);
     irc_room_effective(conn->irc, server->name, channel, conn->jid, &room->record,
@@ -1730,10 +1730,10 @@ void bridge_user_options_changed(irc_t *irc, const char *bare)
         size_t n = 0;
         for (irc_room_t *r = c->rooms; r; r = r->next)
             n++;
-        char **names = calloc(n ? n : 1, sizeof *names);
+        char **names = ferry_calloc(n ? n : 1, sizeof *names);
         n = 0;
         for (irc_room_t *r = c->rooms; r; r = r->next)
-            names[n++] = strdup(r->name);
+            names[n++] = ferry_strdup(r->name);
         for (size_t i = 0; i < n; i++) {
             bridge_room_options_changed(irc, bare, server, names[i]);
             free(names[i]);
@@ -2063,7 +2063,7 @@ void bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     char bare[2100];
     ferry_jid_bare_of(xmpp_stanza_get_from(iq), bare, sizeof bare);
     irc_conn_t *conn = conn_for(irc, bare, server, NULL);
-    irc_listing_t *l = calloc(1, sizeof *l);
+    irc_listing_t *l = ferry_calloc(1, sizeof *l);
     l->iq = xmpp_stanza_clone(iq);
     l->short_jid = to->implicit_server;
     l->next = conn->listings;

@@ -221,7 +221,7 @@ static int read_server(const ferry_conf_t *t, const char *name, irc_server_t *s)
     int bad = 0;
     const char *host = NULL, *realname = "ferry user";
     int64_t port = 0;
-    s->name = strdup(name);
+    s->name = ferry_strdup(name);
     s->tls = 1;
     s->verify_cert = 1;
     s->throttle_burst = 10;
@@ -245,8 +245,8 @@ static int read_server(const ferry_conf_t *t, const char *name, irc_server_t *s)
         ferry_conf_error(t, NULL, "throttle_burst must be at least 1 and throttle_rate above 0");
         bad = 1;
     }
-    s->host = strdup(host ? host : "");
-    s->realname = strdup(realname);
+    s->host = ferry_strdup(host ? host : "");
+    s->realname = ferry_strdup(realname);
     return bad ? -1 : 0;
 }
 
@@ -270,7 +270,7 @@ static int read_config(irc_t *irc, const ferry_conf_t *conf)
     if (ferry_conf_table(conf, "servers", FERRY_CONF_REQUIRED, &servers) != 0)
         return -1;
     size_t n = ferry_conf_count(servers);
-    irc->servers = calloc(n ? n : 1, sizeof *irc->servers);
+    irc->servers = ferry_calloc(n ? n : 1, sizeof *irc->servers);
     for (size_t i = 0; i < n; i++) {
         const char *name = ferry_conf_key_at(servers, i);
         const ferry_conf_t *t = ferry_conf_value_at(servers, i);
@@ -285,7 +285,7 @@ static int read_config(irc_t *irc, const ferry_conf_t *conf)
         ferry_conf_error(conf, "default_server", "\"%s\" is not one of the [servers]", def);
         bad = 1;
     }
-    irc->default_server = def ? strdup(def) : NULL;
+    irc->default_server = def ? ferry_strdup(def) : NULL;
     irc->history = 1;
     irc->history_on_join = 20;
     irc->history_days = 30;
@@ -319,7 +319,7 @@ static void irc_free(irc_t *irc)
 
 static void *irc_create(ferry_component_t *comp, const ferry_conf_t *conf)
 {
-    irc_t *irc = calloc(1, sizeof *irc);
+    irc_t *irc = ferry_calloc(1, sizeof *irc);
     irc->comp = comp;
     if (read_config(irc, conf) != 0) {
         irc_free(irc);

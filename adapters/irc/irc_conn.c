@@ -37,7 +37,7 @@ static void write_raw(irc_conn_t *conn, const char *data, size_t len)
 {
     if (!conn->tcp_open || uv_is_closing((uv_handle_t *)&conn->tcp))
         return;
-    write_req_t *w = malloc(sizeof *w + len);
+    write_req_t *w = ferry_malloc(sizeof *w + len);
     memcpy(w->data, data, len);
     w->req.data = conn;
     uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
@@ -169,7 +169,7 @@ static void enqueue(irc_conn_t *conn, char *line)
 {
     if (conn->qcount == conn->qcap) {
         size_t cap = conn->qcap ? conn->qcap * 2 : 16;
-        char **q = malloc(cap * sizeof *q);
+        char **q = ferry_malloc(cap * sizeof *q);
         for (size_t i = 0; i < conn->qcount; i++)
             q[i] = conn->queue[(conn->qhead + i) % conn->qcap];
         free(conn->queue);
@@ -187,7 +187,7 @@ int irc_conn_send(irc_conn_t *conn, const char *command, const char *const *para
     size_t len = irc_format(line, sizeof line, command, params, n);
     if (!len)
         return -1;
-    enqueue(conn, strdup(line));
+    enqueue(conn, ferry_strdup(line));
     pump_queue(conn);
     return 0;
 }
@@ -589,10 +589,10 @@ void irc_conn_start(irc_conn_t *conn)
 irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *server, const char *jid,
                          const char *nick)
 {
-    irc_conn_t *conn = calloc(1, sizeof *conn);
+    irc_conn_t *conn = ferry_calloc(1, sizeof *conn);
     conn->irc = irc;
     conn->server = server;
-    conn->jid = strdup(jid);
+    conn->jid = ferry_strdup(jid);
     snprintf(conn->wanted_nick, sizeof conn->wanted_nick, "%s", nick);
     snprintf(conn->nick, sizeof conn->nick, "%s", nick);
     conn->casemap = IRC_CASE_RFC1459;
@@ -683,7 +683,7 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
         irc_conn_forget(conn->irc, conn);
         if (conn->tcp_open) {
             /* Let the QUIT leave before the socket closes. */
-            uv_shutdown_t *sd = malloc(sizeof *sd);
+            uv_shutdown_t *sd = ferry_malloc(sizeof *sd);
             if (uv_shutdown(sd, (uv_stream_t *)&conn->tcp, on_shutdown) != 0)
                 free(sd);
         }

@@ -132,6 +132,12 @@ void ferry_component_send(ferry_component_t *comp, xmpp_stanza_t *stanza)
     fuzz_check_stanza("irc: stanza", stanza, 1);
 }
 
+void ferry_component_send_release(ferry_component_t *comp, xmpp_stanza_t *stanza)
+{
+    ferry_component_send(comp, stanza);
+    xmpp_stanza_release(stanza);
+}
+
 void ferry_component_reply_error(ferry_component_t *comp, xmpp_stanza_t *stanza,
                                  const char *type, const char *condition, const char *text)
 {
