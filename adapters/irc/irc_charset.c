@@ -177,7 +177,7 @@ static irc_chan_charset_t *chan_charset(irc_conn_t *conn, const char *folded)
         irc_room_options_t o;
         irc_room_options_load(conn->irc, conn->server->name, folded, conn->jid, &o);
         size_t len = strlen(folded) + 1;
-        c = calloc(1, sizeof *c + len);
+        c = ferry_calloc(1, sizeof *c + len);
         memcpy(c->folded, folded, len);
         if (irc_charset_valid(o.encoding_in))
             c->in = open_cd("UTF-8", o.encoding_in);
