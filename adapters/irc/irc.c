@@ -36,6 +36,13 @@ irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server)
     return NULL;
 }
 
+void irc_conn_add(irc_t *irc, irc_conn_t *conn)
+{
+    conn->next = irc->conns;
+    irc->conns = conn;
+    irc->live++;
+}
+
 void irc_conn_forget(irc_t *irc, irc_conn_t *conn)
 {
     for (irc_conn_t **p = &irc->conns; *p; p = &(*p)->next)
@@ -59,6 +66,7 @@ static void on_liveness(uv_timer_t *t)
     uint64_t now = uv_now(ferry_component_loop(irc->comp));
     for (irc_conn_t *c = irc->conns, *next; c; c = next) {
         next = c->next; /* a check may drop the connection */
+        ctcp_expire(c, now, 0);
         irc_conn_check(c, now);
     }
 }
@@ -310,10 +318,7 @@ static void irc_free(irc_t *irc)
     servers_free(irc);
     free(irc->default_server);
     ferry_conf_strings_free(irc->allow);
-    if (irc->tls)
-        SSL_CTX_free(irc->tls);
-    if (irc->tls_noverify)
-        SSL_CTX_free(irc->tls_noverify);
+    ferry_net_tls_free(irc->tls);
     free(irc);
 }
 
@@ -331,13 +336,12 @@ static void *irc_create(ferry_component_t *comp, const ferry_conf_t *conf)
 static int irc_start(void *self)
 {
     irc_t *irc = self;
-    irc->tls = SSL_CTX_new(TLS_client_method());
-    irc->tls_noverify = SSL_CTX_new(TLS_client_method());
-    if (!irc->tls || !irc->tls_noverify)
+    char err[256];
+    irc->tls = ferry_net_tls_new(NULL, err, sizeof err);
+    if (!irc->tls) {
+        ferry_log_error(ferry_component_name(irc->comp), "TLS: %s", err);
         return -1;
-    SSL_CTX_set_verify(irc->tls, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_default_verify_paths(irc->tls);
-    SSL_CTX_set_verify(irc->tls_noverify, SSL_VERIFY_NONE, NULL);
+    }
     uv_timer_init(ferry_component_loop(irc->comp), &irc->liveness);
     irc->liveness.data = irc;
     irc->liveness_open = 1;
