@@ -1178,11 +1178,8 @@ static void answer_listing(irc_conn_t *conn, irc_listing_t *l)
     size_t start = 0;
     while (after && start < conn->nlisted && strcmp(conn->listed[start].channel, after) <= 0)
         start++;
-    xmpp_ctx_t *ctx = ferry_component_xmpp(irc->comp);
-    xmpp_stanza_t *res = xmpp_iq_new(ctx, "result", xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    xmpp_stanza_t *out = ferry_stanza_add(res, "query", "http://jabber.org/protocol/disco#items");
+    xmpp_stanza_t *out;
+    xmpp_stanza_t *res = ferry_iq_result(iq, "http://jabber.org/protocol/disco#items", &out);
     const char *domain = ferry_component_domain(irc->comp);
     size_t end = start;
     for (; end < conn->nlisted && end - start < (size_t)max; end++) {
@@ -1208,8 +1205,7 @@ static void answer_listing(irc_conn_t *conn, irc_listing_t *l)
     char count[32];
     snprintf(count, sizeof count, "%zu", conn->nlisted);
     ferry_stanza_add_text(rset, "count", count);
-    ferry_component_send(irc->comp, res);
-    xmpp_stanza_release(res);
+    ferry_component_send_release(irc->comp, res);
 }
 
 static void listing_free(irc_listing_t *l)
@@ -1712,11 +1708,9 @@ int bridge_ping(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     else if (irc_casecmp(conn->casemap, to->nick, conn->nick) != 0 &&
              !irc_chan_member(room->chan, to->nick, conn->casemap))
         condition = "item-not-found";
-    xmpp_ctx_t *ctx = ferry_component_xmpp(irc->comp);
-    xmpp_stanza_t *res = xmpp_iq_new(ctx, condition ? "error" : "result", xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, from);
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
+    xmpp_stanza_t *res = ferry_iq_result(iq, NULL, NULL);
     if (condition) {
+        xmpp_stanza_set_type(res, "error");
         char by[2100];
         ferry_jid_bare_of(xmpp_stanza_get_to(iq), by, sizeof by);
         xmpp_stanza_t *error = ferry_stanza_add(res, "error", NULL);
@@ -1724,8 +1718,7 @@ int bridge_ping(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
         xmpp_stanza_set_attribute(error, "by", by); /* the room said so, not a server between */
         ferry_stanza_add(error, condition, "urn:ietf:params:xml:ns:xmpp-stanzas");
     }
-    ferry_component_send(irc->comp, res);
-    xmpp_stanza_release(res);
+    ferry_component_send_release(irc->comp, res);
     return 1;
 }
 
@@ -2046,7 +2039,7 @@ void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
     const char *from = xmpp_stanza_get_from(st);
     char bare[2100];
     ferry_jid_bare_of(from, bare, sizeof bare);
-    const irc_server_t *server = irc_served_server(irc, st, to->server);
+    const irc_server_t *server = irc_served_server(irc, st, to->server, NULL, 0);
     if (!server)
         return;
     irc_conn_t *conn = irc_find_conn(irc, bare, server->name);
@@ -2133,22 +2126,16 @@ int bridge_admin(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
             return 1;
         }
     }
-    xmpp_stanza_t *res = xmpp_iq_new(ferry_component_xmpp(irc->comp), "result",
-                                     xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, from);
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    ferry_component_send(irc->comp, res);
-    xmpp_stanza_release(res);
+    ferry_component_send_release(irc->comp, ferry_iq_result(iq, NULL, NULL));
     return 1;
 }
 
 void bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
 {
-    const irc_server_t *server = irc_served_server(irc, iq, to->server);
+    char bare[2100];
+    const irc_server_t *server = irc_served_server(irc, iq, to->server, bare, sizeof bare);
     if (!server)
         return;
-    char bare[2100];
-    ferry_jid_bare_of(xmpp_stanza_get_from(iq), bare, sizeof bare);
     irc_conn_t *conn = conn_for(irc, bare, server, NULL);
     irc_listing_t *l = ferry_calloc(1, sizeof *l);
     l->iq = xmpp_stanza_clone(iq);

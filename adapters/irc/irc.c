@@ -19,12 +19,15 @@ const irc_server_t *irc_find_server(irc_t *irc, const char *name)
     return NULL;
 }
 
-const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char *name)
+const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char *name,
+                                      char *bare, size_t bare_len)
 {
     const irc_server_t *s = irc_find_server(irc, name);
     if (!s)
         ferry_component_reply_error(irc->comp, st, "cancel", "not-allowed",
                                     "this IRC server is not served here");
+    else if (bare)
+        ferry_jid_bare_of(xmpp_stanza_get_from(st), bare, bare_len);
     return s;
 }
 
@@ -99,13 +102,18 @@ static int parse_to(irc_t *irc, xmpp_stanza_t *st, irc_jid_t *to)
     return -1;
 }
 
-/* An error from one of the user's resources to a room: it leaves. */
-static void on_error(irc_t *irc, xmpp_stanza_t *st)
+/* Whether ST is an error; one from the user's resources to a room makes
+ * that resource leave it. */
+static int on_error(irc_t *irc, xmpp_stanza_t *st)
 {
+    const char *type = xmpp_stanza_get_type(st);
     irc_jid_t to;
+    if (!type || strcmp(type, "error") != 0)
+        return 0;
     if (irc_jid_parse(xmpp_stanza_get_to(st), irc->default_server, "#&+!", &to) == 0 &&
         to.kind == IRC_JID_CHANNEL)
         bridge_on_error(irc, st, &to);
+    return 1;
 }
 
 /* The component's own JID, in default_server mode, stands for that server:
@@ -125,13 +133,8 @@ static int to_component(irc_t *irc, xmpp_stanza_t *st, irc_jid_t *to)
 static void irc_on_message(void *self, xmpp_stanza_t *st)
 {
     irc_t *irc = self;
-    const char *type = xmpp_stanza_get_type(st);
     irc_jid_t to;
-    if (type && strcmp(type, "error") == 0) {
-        on_error(irc, st);
-        return;
-    }
-    if (!allowed(irc, st))
+    if (on_error(irc, st) || !allowed(irc, st))
         return;
     if (!to_component(irc, st, &to) && parse_to(irc, st, &to) != 0)
         return;
@@ -144,10 +147,8 @@ static void irc_on_presence(void *self, xmpp_stanza_t *st)
     irc_t *irc = self;
     const char *type = xmpp_stanza_get_type(st);
     irc_jid_t to;
-    if (type && strcmp(type, "error") == 0) {
-        on_error(irc, st);
+    if (on_error(irc, st))
         return;
-    }
     if (!(type && strcmp(type, "unavailable") == 0) && !allowed(irc, st))
         return;
     if (contact_presence(irc, st))

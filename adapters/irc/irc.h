@@ -547,8 +547,10 @@ struct irc {
 
 const irc_server_t *irc_find_server(irc_t *irc, const char *name);
 /* irc_find_server(), or NULL after answering ST not-allowed: a server this
- * component does not bridge. */
-const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char *name);
+ * component does not bridge. With BARE, the bare JID of ST's sender is
+ * written there when the server is served. */
+const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char *name,
+                                      char *bare, size_t bare_len);
 irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server);
 /* The list of connections (irc->conns) and the count of those not yet
  * freed (a stop waits for it): a connection joins the list when opened,

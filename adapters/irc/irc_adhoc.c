@@ -544,11 +544,10 @@ int irc_owner(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     xmpp_stanza_t *q = xmpp_stanza_get_child_by_name_and_ns(iq, "query", NS_OWNER);
     if (!q || to->kind != IRC_JID_CHANNEL || to->nick[0])
         return 0;
-    const irc_server_t *server = irc_served_server(irc, iq, to->server);
+    char bare[2100];
+    const irc_server_t *server = irc_served_server(irc, iq, to->server, bare, sizeof bare);
     if (!server)
         return 1;
-    char bare[2100];
-    ferry_jid_bare_of(xmpp_stanza_get_from(iq), bare, sizeof bare);
     if (strcmp(xmpp_stanza_get_type(iq), "get") == 0) {
         xmpp_stanza_t *out;
         xmpp_stanza_t *res = ferry_iq_result(iq, NS_OWNER, &out);

@@ -247,13 +247,17 @@ const irc_server_t *irc_find_server(irc_t *irc, const char *name)
     return name && strcasecmp(name, server.name) == 0 ? &server : NULL;
 }
 
-const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char *name)
+/* irc.c's, over the stand-in above. */
+const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char *name,
+                                      char *bare, size_t bare_len)
 {
-    const irc_server_t *s = irc_find_server(irc, name);
-    if (!s)
-        ferry_component_reply_error(irc->comp, st, "cancel", "not-allowed",
-                                    "this IRC server is not served here");
-    return s;
+    if (!irc_find_server(irc, name)) {
+        ferry_component_reply_error(irc->comp, st, "cancel", "not-allowed", "not served here");
+        return NULL;
+    }
+    if (bare)
+        ferry_jid_bare_of(xmpp_stanza_get_from(st), bare, bare_len);
+    return &server;
 }
 
 irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server_name)
