@@ -327,6 +327,7 @@ static void *irc_create(ferry_component_t *comp, const ferry_conf_t *conf)
 {
     irc_t *irc = ferry_calloc(1, sizeof *irc);
     irc->comp = comp;
+    ferry_list_init(&irc->chans);
     if (read_config(irc, conf) != 0) {
         irc_free(irc);
         return NULL;
@@ -413,7 +414,8 @@ static void irc_metrics(void *self, ferry_metrics_t *m)
     size_t conns = 0, chans = 0;
     for (irc_conn_t *c = irc->conns; c; c = c->next)
         conns++;
-    for (irc_chan_t *c = irc->chans; c; c = c->next)
+    ferry_list_t *pos;
+    ferry_list_foreach(pos, &irc->chans)
         chans++;
     ferry_metric(m, "ferry_irc_connections", "gauge", "IRC client connections.", (double)conns);
     ferry_metric(m, "ferry_irc_channels", "gauge", "IRC channels with local users.",

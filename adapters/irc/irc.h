@@ -88,7 +88,7 @@ typedef struct irc_member {
 } irc_member_t;
 
 struct irc_chan {
-    irc_chan_t *next;       /* in the adapter's list */
+    ferry_list_t link;      /* in the adapter's chans */
     char *server;
     char *name;             /* as the server spells it */
     char *folded;
@@ -200,7 +200,7 @@ typedef struct irc_pm_route {
 
 /* A version iq sent to an IRC user as CTCP VERSION (irc_ctcp.c). */
 typedef struct irc_ctcp_wait {
-    struct irc_ctcp_wait *next;
+    ferry_list_t link;      /* in the connection's ctcp_waits */
     char nick[IRC_NICK_MAX];
     xmpp_stanza_t *iq;
     uint64_t since;         /* loop time it was asked */
@@ -286,7 +286,7 @@ struct irc_conn {
     char *motd;             /* 372 lines so far, sent as one message at 376 */
     int welcomed;           /* the MOTD ended: numerics now answer the user */
     irc_pm_route_t *pm_routes;
-    irc_ctcp_wait_t *ctcp_waits;
+    ferry_list_t ctcp_waits;   /* irc_ctcp_wait_t, oldest first */
     int server_online;      /* the server JID's available presence was sent */
     int contact_muted;      /* the user unsubscribed from the server JID */
     irc_listed_t *listed;      /* 322 replies so far */
@@ -536,7 +536,7 @@ struct irc {
     uint64_t archived;      /* since the last prune */
     irc_conn_t *conns;
     size_t live;            /* connections not yet freed (closing ones too) */
-    irc_chan_t *chans;
+    ferry_list_t chans;     /* irc_chan_t */
     uv_timer_t liveness;    /* one timer for every connection */
     int liveness_open;
     int stopping;

@@ -336,6 +336,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     irc_t *irc = calloc(1, sizeof *irc);
     irc->comp = (ferry_component_t *)irc; /* never looked into: the stand-ins above */
+    ferry_list_init(&irc->chans);
     irc->history = 1;
     irc->history_on_join = 20;
     irc->history_days = 7;
@@ -346,6 +347,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     conn->arg = irc;
     conn->server = &server;
     conn->jid = strdup("alice@example.org");
+    ferry_list_init(&conn->ctcp_waits);
     strcpy(conn->nick, "alice");
     strcpy(conn->wanted_nick, "alice");
     conn->net = (ferry_net_t *)conn; /* never looked into: writes reach fuzz_net_write */
@@ -389,7 +391,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     conn->net = NULL;
     drop_socket(conn); /* frees what waits in the flood control queue */
     free(conn->queue);
-    if (irc->chans)
+    if (!ferry_list_empty(&irc->chans))
         fuzz_fail("irc", "a channel outlived every room in it");
     free(conn->motd);
     free(conn->jid);

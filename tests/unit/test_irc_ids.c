@@ -26,6 +26,7 @@ static world_t *world_new(void)
 {
     world_t *w = calloc(1, sizeof *w);
     w->irc.history = 0;
+    ferry_list_init(&w->irc.chans);
     w->chan = irc_chan_get(&w->irc, "irc.example.net", "#c", IRC_CASE_RFC1459);
     for (int i = 0; i < NCONN; i++) {
         w->conns[i].irc = &w->irc;
