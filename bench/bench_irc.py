@@ -34,7 +34,6 @@ import resource
 import selectors
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -422,7 +421,21 @@ def ferry_component(ngircd_port, history):
             "history": bool(history), "servers": {IRC: server}}
 
 
-class FerryGateway:
+class Gateway:
+    """What both gateways share: self.proc, the gateway's process once
+    started."""
+
+    proc = None
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc is not None and self.proc.running()
+
+
+class FerryGateway(Gateway):
     name = "ferry"
 
     def __init__(self, workdir, binary, prosody, ngircd, log_level):
@@ -453,13 +466,6 @@ class FerryGateway:
         harness.wait_until(linked, 30, interval=0.1, what="ferry's link to Prosody")
         self.history = history
         return self
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def running(self):
-        return self.proc is not None and self.proc.running()
 
     def set_history(self, swarm, indices, on):
         return None   # ferry: a config setting; the run restarts ferry instead
@@ -567,7 +573,7 @@ def biboumi_version():
         return None
 
 
-class BiboumiGateway:
+class BiboumiGateway(Gateway):
     """biboumi with its per-user settings written into its SQLite database
     (the place its ad-hoc commands write them): for every bench user, the
     IRC server irc.localhost is at 127.0.0.1 on ngircd's port without TLS
@@ -609,13 +615,6 @@ class BiboumiGateway:
                                "persistent_) VALUES (?, 20, ?, 0)", (owner, 1 if history else 0))
         finally:
             db.close()
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def running(self):
-        return self.proc is not None and self.proc.running()
 
     def set_history(self, swarm, indices, on):
         """Ad-hoc "configure" on the gateway JID for each user: record_history
