@@ -1801,8 +1801,9 @@ void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
 
 void bridge_user_options_changed(irc_t *irc, const char *bare)
 {
-    for (irc_conn_t *c = irc->conns, *next_conn; c; c = next_conn) {
-        next_conn = c->next; /* leaving a room may close the connection */
+    ferry_list_t *pos, *tmp; /* leaving a room may close the connection */
+    ferry_list_foreach_safe(pos, tmp, &irc->conns) {
+        irc_conn_t *c = ferry_list_entry(pos, irc_conn_t, link);
         if (strcmp(c->jid, bare) != 0)
             continue;
         const irc_server_t *server = c->server;

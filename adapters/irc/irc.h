@@ -260,7 +260,7 @@ typedef struct irc_conn_handlers {
 } irc_conn_handlers_t;
 
 struct irc_conn {
-    irc_conn_t *next;       /* in the adapter's list (irc.c) */
+    ferry_list_t link;      /* in the adapter's conns (irc.c) */
     irc_t *irc;
     const irc_conn_handlers_t *handlers;
     void *arg;
@@ -534,7 +534,7 @@ struct irc {
     int64_t history_on_join;/* messages replayed on join unless the client asks */
     int64_t history_days;   /* kept this long */
     uint64_t archived;      /* since the last prune */
-    irc_conn_t *conns;
+    ferry_list_t conns;     /* irc_conn_t, the newest first */
     size_t live;            /* connections not yet freed (closing ones too) */
     ferry_list_t chans;     /* irc_chan_t */
     uv_timer_t liveness;    /* one timer for every connection */
@@ -552,6 +552,10 @@ const irc_server_t *irc_find_server(irc_t *irc, const char *name);
 const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char *name,
                                       char *bare, size_t bare_len);
 irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server);
+/* Disconnects BARE from SERVER, or from every server when SERVER is NULL,
+ * with bridge_disconnect(REASON, STATUS); returns how many connections. */
+size_t irc_disconnect_user(irc_t *irc, const char *bare, const char *server, const char *reason,
+                           int status);
 /* The list of connections (irc->conns) and the count of those not yet
  * freed (a stop waits for it): a connection joins the list when opened,
  * leaves it when it closes for good, and is counted until freed. */

@@ -366,7 +366,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     strcpy(conn->chantypes, "#&");
     strcpy(conn->prefixes, "~&@%+");
     strcpy(conn->prefix_modes, "qaohv");
-    irc->conns = conn;
+    ferry_list_init(&irc->conns);
+    ferry_list_insert_head(&irc->conns, &conn->link);
 
     static const char *const both[] = {"alice@example.org/phone", "alice@example.org/laptop"};
     static const char *const one[] = {"alice@example.org/phone"};
