@@ -143,7 +143,7 @@ enum irc_conn_state { IRC_CONNECTING, IRC_REGISTERING, IRC_READY, IRC_CLOSED };
 /* A channel as one connection sees it, and which XMPP resources are in it. */
 /* A channel message held until the room is announced (bridge.c). */
 typedef struct irc_held {
-    struct irc_held *next;
+    ferry_list_t link;      /* in the room's held */
     char *nick, *text, *sid;
     int archived; /* in the channel's archive: a history replay carries it */
 } irc_held_t;
@@ -170,7 +170,7 @@ typedef struct irc_room {
     int announced;          /* occupant list sent to XMPP */
     /* Channel messages that came after our JOIN but before the occupant
      * list could go out (NAMES or our WHO not ended): said right after it. */
-    struct irc_held *held, **held_tail;
+    ferry_list_t held;      /* irc_held_t, oldest first */
     size_t nheld;
     /* The last resource left and PART is on its way: the room stays until
      * IRC confirms, so that a join sent meanwhile is not undone by it. */
@@ -179,7 +179,7 @@ typedef struct irc_room {
 
 /* disco#items on the server JID waiting for a LIST to end. */
 typedef struct irc_listing {
-    struct irc_listing *next;
+    ferry_list_t link;      /* in the connection's listings */
     xmpp_stanza_t *iq;
     int short_jid;          /* asked on the component: "#chan@domain" items */
 } irc_listing_t;
@@ -193,7 +193,7 @@ typedef struct irc_listed {
 /* A nick the user wrote to through a room (room/Nick): its answers come
  * from there (bridge.c). */
 typedef struct irc_pm_route {
-    struct irc_pm_route *next;
+    ferry_list_t link;      /* in the connection's pm_routes */
     char *nick;
     char *room;             /* the channel */
 } irc_pm_route_t;
@@ -281,11 +281,11 @@ struct irc_conn {
     /* The bridge's (bridge.c): set and freed there (its closed handler). */
     int restored;           /* opened to put users back after a restart */
     irc_room_t *rooms;
-    irc_listing_t *listings;   /* waiting for 323 */
+    ferry_list_t listings;     /* irc_listing_t waiting for 323, the newest first */
     int list_sent;
     char *motd;             /* 372 lines so far, sent as one message at 376 */
     int welcomed;           /* the MOTD ended: numerics now answer the user */
-    irc_pm_route_t *pm_routes;
+    ferry_list_t pm_routes;    /* irc_pm_route_t */
     ferry_list_t ctcp_waits;   /* irc_ctcp_wait_t, oldest first */
     int server_online;      /* the server JID's available presence was sent */
     int contact_muted;      /* the user unsubscribed from the server JID */

@@ -295,6 +295,7 @@ static irc_room_t *add_room(irc_t *irc, irc_conn_t *conn, const char *name, int 
                             const char *const *resources, size_t n)
 {
     irc_room_t *room = calloc(1, sizeof *room);
+    ferry_list_init(&room->held);
     room->name = strdup(name);
     room->asked_nick = strdup(conn->nick);
     room->short_jid = !joined;
@@ -348,6 +349,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     conn->server = &server;
     conn->jid = strdup("alice@example.org");
     ferry_list_init(&conn->ctcp_waits);
+    ferry_list_init(&conn->listings);
+    ferry_list_init(&conn->pm_routes);
     strcpy(conn->nick, "alice");
     strcpy(conn->wanted_nick, "alice");
     conn->net = (ferry_net_t *)conn; /* never looked into: writes reach fuzz_net_write */
