@@ -434,6 +434,19 @@ class Gateway:
     def running(self):
         return self.proc is not None and self.proc.running()
 
+    @staticmethod
+    def count_rows(path, table):
+        """Rows in TABLE of the gateway's SQLite database (read-only, while
+        it runs); None when it cannot be read."""
+        try:
+            db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
+            try:
+                return db.execute("SELECT count(*) FROM %s" % table).fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return None
+
 
 class FerryGateway(Gateway):
     name = "ferry"
@@ -471,15 +484,7 @@ class FerryGateway(Gateway):
         return None   # ferry: a config setting; the run restarts ferry instead
 
     def history_rows(self):
-        try:
-            db = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.proc.dir, "ferry.db"), uri=True,
-                                 timeout=5)
-            try:
-                return db.execute("SELECT count(*) FROM history").fetchone()[0]
-            finally:
-                db.close()
-        except sqlite3.Error:
-            return None
+        return self.count_rows(os.path.join(self.proc.dir, "ferry.db"), "history")
 
     def log_summary(self):
         return bw.ferry_log_summary(self.proc.stderr()) if self.proc else None
@@ -641,14 +646,7 @@ class BiboumiGateway(Gateway):
         return swarm.iq_exchange(indices, first, second, window=20, timeout=120)
 
     def history_rows(self):
-        try:
-            db = sqlite3.connect("file:%s?mode=ro" % self.proc.db_path, uri=True, timeout=5)
-            try:
-                return db.execute("SELECT count(*) FROM muclogline_").fetchone()[0]
-            finally:
-                db.close()
-        except sqlite3.Error:
-            return None
+        return self.count_rows(self.proc.db_path, "muclogline_")
 
     def log_summary(self):
         if not self.proc:
