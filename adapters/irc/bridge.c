@@ -439,7 +439,7 @@ static void room_free(irc_conn_t *conn, irc_room_t *room)
             room->chan->joined--;
             irc_ids_left(room);
         }
-        irc_chan_release(conn->irc, room->chan);
+        irc_chan_release(room->chan);
     }
     for (size_t i = 0; i < room->nresources; i++) {
         irc_state_left(conn, room, room->resources[i]);

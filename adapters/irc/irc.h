@@ -116,7 +116,7 @@ struct irc_chan {
 };
 
 irc_chan_t *irc_chan_get(irc_t *irc, const char *server, const char *name, irc_casemap_t map);
-void irc_chan_release(irc_t *irc, irc_chan_t *chan);
+void irc_chan_release(irc_chan_t *chan);
 /* Forgets every member (the leader's NAMES will fill the list afresh). */
 void irc_chan_clear(irc_chan_t *chan);
 /* A present member by nick (gone ones are not found). */

@@ -40,9 +40,8 @@ static void free_members(irc_chan_t *chan)
     chan->nmembers = 0;
 }
 
-void irc_chan_release(irc_t *irc, irc_chan_t *chan)
+void irc_chan_release(irc_chan_t *chan)
 {
-    (void)irc;
     if (--chan->users > 0)
         return;
     ferry_list_remove(&chan->link);

@@ -80,8 +80,8 @@ static void test_shared_departures(void)
     CHECK(irc_chan_member(c, "caroline", IRC_CASE_RFC1459) == NULL, "cleared");
     irc_chan_add(c, "dave", "", IRC_CASE_RFC1459);
     CHECK(irc_chan_member(c, "DAVE", IRC_CASE_RFC1459) != NULL, "usable after clearing");
-    irc_chan_release(irc, c);
-    irc_chan_release(irc, c);
+    irc_chan_release(c);
+    irc_chan_release(c);
     CHECK(ferry_list_empty(&irc->chans), "released by its last user");
     free(irc);
 }
@@ -134,7 +134,7 @@ static void test_index_matches_scan(void)
     }
     CHECK(c->nmembers > 50, "the list grew (%zu members)", c->nmembers);
     CHECK_INT(mismatches, 0);
-    irc_chan_release(irc, c);
+    irc_chan_release(c);
     free(irc);
 }
 
