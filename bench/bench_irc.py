@@ -1257,19 +1257,12 @@ def main(argv=None):
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
     ap.add_argument("--workdir", help="work directory (default: a new temp dir, removed after)")
     args = ap.parse_args(argv)
-    q = args.quick
-    if args.users is None:
-        args.users = 100 if q else 1000
-    if args.messages is None:
-        args.messages = 100 if q else 200
-    if args.messages_hist is None:
-        args.messages_hist = 50 if q else 100
-    if args.messages_small is None:
-        args.messages_small = 400 if q else 1000
-    if args.messages_out is None:
-        args.messages_out = 5000 if q else 20000
-    if args.idle is None:
-        args.idle = 5.0 if q else 10.0
+    # the defaults left unset: (--quick, full run)
+    for name, quick, full in (("users", 100, 1000), ("messages", 100, 200),
+                              ("messages_hist", 50, 100), ("messages_small", 400, 1000),
+                              ("messages_out", 5000, 20000), ("idle", 5.0, 10.0)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     if args.users < 1 or args.small < 1 or args.messages < 1 or args.messages_out < 1:
         ap.error("--users, --small, --messages and --messages-out must be >= 1")
 
