@@ -275,7 +275,8 @@ struct irc_conn {
     int uhnames;            /* userhost-in-names acknowledged */
     irc_route_t route;      /* set at each connection attempt */
     iconv_t enc_in, enc_out;   /* the user's encodings (irc_charset.c); NULL: none */
-    struct irc_chan_charset *chan_charsets; /* per channel, as read (irc_charset.c) */
+    ferry_list_t chan_charsets; /* irc_chan_charset_t per channel, as read, the latest used
+                                 * first (irc_charset.c) */
     int sasl;               /* 1 negotiating, 2 done */
     enum irc_conn_state state;
     int registered;         /* got 001 at least once */
@@ -454,7 +455,7 @@ void irc_ids_record(irc_room_t *room, int record);
 /* A channel's own encodings as one connection read them from the room
  * options (a cache: a channel with none has an entry too). */
 typedef struct irc_chan_charset {
-    struct irc_chan_charset *next;
+    ferry_list_t link;      /* in the connection's chan_charsets */
     iconv_t in, out;        /* NULL: the server's */
     char folded[];          /* the channel, rfc1459-folded */
 } irc_chan_charset_t;

@@ -358,6 +358,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ferry_list_init(&conn->ctcp_waits);
     ferry_list_init(&conn->listings);
     ferry_list_init(&conn->pm_routes);
+    ferry_list_init(&conn->chan_charsets);
     strcpy(conn->nick, "alice");
     strcpy(conn->wanted_nick, "alice");
     conn->net = (ferry_net_t *)conn; /* never looked into: writes reach fuzz_net_write */
