@@ -13,11 +13,9 @@ Real Prosody, real ngircd, ferry, slixmpp clients, raw IRC clients."""
 
 import pytest
 
-import harness as h
-from irc_helpers import Ngircd
-from test_irc import (DOMAIN, IRC, NS_MUC_USER, SECRET, Mark, codes, groupchat, item, join, link_up,
-                      room, status_text, subject_of, wait_groupchat, wait_privmsg)
-from test_irc import irc, xmpp  # noqa: F401 (fixtures)
+from irc_fixtures import IrcEnv, irc, irc_component, link_up, users, wait_link_up, xmpp  # noqa: F401 (fixtures)
+from test_irc import (DOMAIN, IRC, NS_MUC_USER, SECRET, Mark, codes, groupchat, item, join, room,
+                      status_text, subject_of, wait_groupchat, wait_privmsg)
 from test_irc_adhoc import NS_OWNER, execute, form_fields, server_jid, submit, submit_xml
 
 USERS = ["lea", "max", "noe"]
@@ -27,22 +25,12 @@ LATIN1 = "ISO-8859-1"
 @pytest.fixture(scope="module")
 def env(module_testbed, ferry_bin):
     tb = module_testbed
-    e = h.Env()
-    try:
-        e.ngircd = Ngircd(tb.subdir("ngircd"), name=IRC)
-        e.ngircd.start()
-        e.prosody = tb.prosody(vhosts=("localhost",), components={DOMAIN: SECRET},
-                               users=[(u, "localhost", u + "pw") for u in USERS])
-        comp = {"adapter": "irc", "domain": DOMAIN, "secret": SECRET, "allow": ["localhost"],
-                "servers": {IRC: dict(host="127.0.0.1", port=e.ngircd.port, tls=False)}}
-        e.ferry = tb.linked_ferry(e.prosody, {"irc": comp})
-        h.wait_until(lambda: link_up(e), 15, interval=0.1, what="ferry's XMPP link")
+    with IrcEnv(tb) as e:
+        e.ngircd = e.start_ngircd(IRC)
+        e.prosody = tb.prosody(vhosts=("localhost",), components={DOMAIN: SECRET}, users=users(USERS))
+        servers = {IRC: dict(host="127.0.0.1", port=e.ngircd.port, tls=False)}
+        e.link({"irc": irc_component(DOMAIN, SECRET, servers)})
         yield e
-    finally:
-        if getattr(e, "ferry", None) is not None:
-            e.ferry.stop()
-        e.ngircd.stop()
-        e.ngircd.cleanup()
 
 
 def configure(c, rj, fields):
@@ -94,7 +82,7 @@ def test_latin1_channel_both_ways_other_channel_utf8_and_after_a_restart(env, xm
     ivan.privmsg("#cs1", b"ctl \x0b \xc3\xa9")
     ctl = m.wait(lambda s: s.name == "message" and s.frm == rj + "/civan1"
                  and (s.body or "").startswith("ctl "), what="the line with a control character")
-    assert ctl.body == "ctl  \u00c3\u00a9" and link_up(env), ctl
+    assert ctl.body == "ctl  \u00c3\u00a9" and link_up(env.ferry), ctl
     # the same bytes in #cs2 are UTF-8
     ivan.privmsg("#cs2", b"\xc3\xa9t\xc3\xa9")
     wait_groupchat(lea, rj2, "civan1", "\u00e9t\u00e9", mark=m)
@@ -128,7 +116,7 @@ def test_latin1_channel_both_ways_other_channel_utf8_and_after_a_restart(env, xm
     assert env.ferry.stop() == 0, env.ferry.report()
     env.ferry.start()
     env.ferry.wait_healthz(200)
-    h.wait_until(lambda: link_up(env), 15, interval=0.1, what="ferry's XMPP link")
+    wait_link_up(env.ferry, "irc")
     for r in (rj, rj2):
         m.wait(lambda s: s.name == "presence" and s.type is None and s.frm == r + "/lea"
                and 110 in codes(s), timeout=20, what="lea back in %s" % r)
