@@ -520,9 +520,11 @@ void bridge_room_options_changed(irc_t *irc, const char *bare, const irc_server_
                                  const char *channel);
 /* ---- what survives a restart (irc_state.c) ---- */
 
-/* RESOURCE is in ROOM (stored with the connection's nick). */
+/* RESOURCE is in ROOM (stored with the connection's nick and committed:
+ * call it before the JOIN goes to IRC). */
 void irc_state_joined(irc_conn_t *conn, irc_room_t *room, const char *resource);
-/* RESOURCE left ROOM for good (not when ferry stops for a restart). */
+/* RESOURCE left ROOM for good (not when ferry stops for a restart);
+ * committed: call it before the PART goes to IRC. */
 void irc_state_left(irc_conn_t *conn, irc_room_t *room, const char *resource);
 /* The connection's nick changed: every room of it is stored again. */
 void irc_state_renamed(irc_conn_t *conn);

@@ -221,6 +221,8 @@ int ferry_setting_list(ferry_component_t *comp, const char *ns, ferry_setting_cb
     return 0;
 }
 
+void ferry_setting_flush(ferry_component_t *comp) { (void)comp; }
+
 /* Nobody is an admin, and a stop is never for good. */
 int ferry_component_is_admin(const ferry_component_t *comp, const char *jid)
 {
