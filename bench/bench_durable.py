@@ -334,6 +334,17 @@ def poster_main(conn, http_port, connections, body_size, run_tag):
             conn.send(("error", "%s: %s" % (type(e).__name__, e)))
 
 
+def warm_up(poster, shared, n, timeout, what):
+    """N posts through the poster child, all accepted and delivered (the
+    reader's SHARED.warm_done) before the measured run."""
+    poster.send(("run", "w", n, timeout))
+    kind, wres = poster.recv(timeout + 10, what + " result")
+    if kind != "done" or wres["accepted"] != n:
+        raise RuntimeError("%s: %r" % (what, wres))
+    if not shared.warm_done.wait(timeout):
+        raise RuntimeError("%s: %d of %d delivered" % (what, shared.warm.value, n))
+
+
 def measure_inbound(args, root, binary):
     bed = Bed(root, "inbound")
     try:
@@ -355,13 +366,7 @@ def measure_inbound(args, root, binary):
         log("inbound: Prosody %d, ferry %d linked, reader %s" % (
             prosody.proc.pid, ferry.pid, info))
         if args.in_warmup:
-            poster.send(("run", "w", args.in_warmup, args.timeout))
-            kind, wres = poster.recv(args.timeout + 10, "warm-up result")
-            if kind != "done" or wres["accepted"] != args.in_warmup:
-                raise RuntimeError("inbound warm-up: %r" % (wres,))
-            if not shared.warm_done.wait(args.timeout):
-                raise RuntimeError("inbound warm-up: %d of %d delivered" % (
-                    shared.warm.value, args.in_warmup))
+            warm_up(poster, shared, args.in_warmup, args.timeout, "inbound warm-up")
         time.sleep(0.5)
         perf_path = args.perf and os.path.abspath(args.perf + "-inbound.data")
         if perf_path:

@@ -34,7 +34,6 @@ import resource
 import selectors
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -422,7 +421,34 @@ def ferry_component(ngircd_port, history):
             "history": bool(history), "servers": {IRC: server}}
 
 
-class FerryGateway:
+class Gateway:
+    """What both gateways share: self.proc, the gateway's process once
+    started."""
+
+    proc = None
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc is not None and self.proc.running()
+
+    @staticmethod
+    def count_rows(path, table):
+        """Rows in TABLE of the gateway's SQLite database (read-only, while
+        it runs); None when it cannot be read."""
+        try:
+            db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
+            try:
+                return db.execute("SELECT count(*) FROM %s" % table).fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return None
+
+
+class FerryGateway(Gateway):
     name = "ferry"
 
     def __init__(self, workdir, binary, prosody, ngircd, log_level):
@@ -454,26 +480,11 @@ class FerryGateway:
         self.history = history
         return self
 
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def running(self):
-        return self.proc is not None and self.proc.running()
-
     def set_history(self, swarm, indices, on):
         return None   # ferry: a config setting; the run restarts ferry instead
 
     def history_rows(self):
-        try:
-            db = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.proc.dir, "ferry.db"), uri=True,
-                                 timeout=5)
-            try:
-                return db.execute("SELECT count(*) FROM history").fetchone()[0]
-            finally:
-                db.close()
-        except sqlite3.Error:
-            return None
+        return self.count_rows(os.path.join(self.proc.dir, "ferry.db"), "history")
 
     def log_summary(self):
         return bw.ferry_log_summary(self.proc.stderr()) if self.proc else None
@@ -567,7 +578,7 @@ def biboumi_version():
         return None
 
 
-class BiboumiGateway:
+class BiboumiGateway(Gateway):
     """biboumi with its per-user settings written into its SQLite database
     (the place its ad-hoc commands write them): for every bench user, the
     IRC server irc.localhost is at 127.0.0.1 on ngircd's port without TLS
@@ -610,13 +621,6 @@ class BiboumiGateway:
         finally:
             db.close()
 
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def running(self):
-        return self.proc is not None and self.proc.running()
-
     def set_history(self, swarm, indices, on):
         """Ad-hoc "configure" on the gateway JID for each user: record_history
         on or off. Returns (done, failures)."""
@@ -642,14 +646,7 @@ class BiboumiGateway:
         return swarm.iq_exchange(indices, first, second, window=20, timeout=120)
 
     def history_rows(self):
-        try:
-            db = sqlite3.connect("file:%s?mode=ro" % self.proc.db_path, uri=True, timeout=5)
-            try:
-                return db.execute("SELECT count(*) FROM muclogline_").fetchone()[0]
-            finally:
-                db.close()
-        except sqlite3.Error:
-            return None
+        return self.count_rows(self.proc.db_path, "muclogline_")
 
     def log_summary(self):
         if not self.proc:
@@ -1260,19 +1257,12 @@ def main(argv=None):
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
     ap.add_argument("--workdir", help="work directory (default: a new temp dir, removed after)")
     args = ap.parse_args(argv)
-    q = args.quick
-    if args.users is None:
-        args.users = 100 if q else 1000
-    if args.messages is None:
-        args.messages = 100 if q else 200
-    if args.messages_hist is None:
-        args.messages_hist = 50 if q else 100
-    if args.messages_small is None:
-        args.messages_small = 400 if q else 1000
-    if args.messages_out is None:
-        args.messages_out = 5000 if q else 20000
-    if args.idle is None:
-        args.idle = 5.0 if q else 10.0
+    # the defaults left unset: (--quick, full run)
+    for name, quick, full in (("users", 100, 1000), ("messages", 100, 200),
+                              ("messages_hist", 50, 100), ("messages_small", 400, 1000),
+                              ("messages_out", 5000, 20000), ("idle", 5.0, 10.0)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     if args.users < 1 or args.small < 1 or args.messages < 1 or args.messages_out < 1:
         ap.error("--users, --small, --messages and --messages-out must be >= 1")
 

@@ -29,7 +29,6 @@ import json
 import os
 import selectors
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -173,12 +172,7 @@ def measure(case, args, root, binary):
                                               "%d occupants" % args.occupants if case == "room"
                                               else "one JID"))
         if args.warmup:
-            poster.send(("run", "w", args.warmup, args.timeout))
-            kind, wres = poster.recv(args.timeout + 10, "warm-up")
-            if kind != "done" or wres["accepted"] != args.warmup:
-                raise RuntimeError("warm-up: %r" % (wres,))
-            if not shared.warm_done.wait(args.timeout):
-                raise RuntimeError("warm-up: %d of %d delivered" % (shared.warm.value, args.warmup))
+            bd.warm_up(poster, shared, args.warmup, args.timeout, "warm-up")
         time.sleep(0.5)
         fpid, ppid = ferry.pid, prosody.proc.pid
         f0, p0, m0 = harness.cpu_seconds(fpid), harness.cpu_seconds(ppid), bw.machine_busy_seconds()

@@ -110,16 +110,27 @@ static int list_dead(const adhoc_ops_t *ops, ferry_component_t *comp, dead_list_
     return ops->messages(ops->arg, collect_dead, dl);
 }
 
+/* The component's dead messages (the caller frees them), or NULL after
+ * answering the command NODE "No dead messages.". */
+static dead_list_t *list_dead_or_answer(const adhoc_ops_t *ops, ferry_component_t *comp,
+                                        xmpp_stanza_t *iq, const char *node)
+{
+    dead_list_t *dl = ferry_malloc(sizeof *dl);
+    if (list_dead(ops, comp, dl) < 0 || dl->count == 0) {
+        ferry_command_complete(comp, iq, node, "info", "No dead messages.");
+        free(dl);
+        return NULL;
+    }
+    return dl;
+}
+
 static void cmd_dead_list(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
                           xmpp_stanza_t *in)
 {
     (void)in;
-    dead_list_t *dl = ferry_malloc(sizeof *dl);
-    if (list_dead(ops, comp, dl) < 0 || dl->count == 0) {
-        ferry_command_complete(comp, iq, "dead-list", "info", "No dead messages.");
-        free(dl);
+    dead_list_t *dl = list_dead_or_answer(ops, comp, iq, "dead-list");
+    if (!dl)
         return;
-    }
     xmpp_stanza_t *cmd;
     xmpp_stanza_t *res = ferry_command_answer(iq, "dead-list", "completed", &cmd);
     xmpp_stanza_t *x = ferry_form_add(cmd, "result", "Dead messages (id, conversation, reason)");
@@ -138,12 +149,9 @@ static const char *submitted_value(xmpp_stanza_t *cmd, const char *var)
 
 static void ask_which(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq)
 {
-    dead_list_t *dl = ferry_malloc(sizeof *dl);
-    if (list_dead(ops, comp, dl) < 0 || dl->count == 0) {
-        ferry_command_complete(comp, iq, "dead-retry", "info", "No dead messages.");
-        free(dl);
+    dead_list_t *dl = list_dead_or_answer(ops, comp, iq, "dead-retry");
+    if (!dl)
         return;
-    }
     xmpp_stanza_t *x;
     xmpp_stanza_t *res = ferry_command_ask(iq, "dead-retry", "Retry a dead message", NULL, &x);
     xmpp_stanza_t *f = ferry_form_add_field(x, "id", "list-single", "Message", NULL);

@@ -373,6 +373,12 @@ int ferry_setting_del(ferry_component_t *comp, const char *ns, const char *key)
     return comp->gw->store ? store_kv_del(comp->gw->store, comp->name, ns, key) : -1;
 }
 
+void ferry_setting_flush(ferry_component_t *comp)
+{
+    if (comp->gw->store)
+        store_flush(comp->gw->store);
+}
+
 int ferry_setting_list(ferry_component_t *comp, const char *ns, ferry_setting_cb cb, void *arg)
 {
     return comp->gw->store ? store_kv_list(comp->gw->store, comp->name, ns, cb, arg) : -1;

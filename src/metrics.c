@@ -80,26 +80,21 @@ static void message_metrics(buf_t *b, gateway_t *gw, const component_stats_t *sn
     for (size_t i = 0; i < gw->ncomponents; i++) {
         const char *c = gw->components[i]->name, *a = gw->components[i]->adapter->name;
         const component_stats_t *s = &snaps[i];
-        put(b,
-            "ferry_messages_total{component=\"%s\",adapter=\"%s\",direction=\"to_network\","
-            "outcome=\"delivered\"} %llu\n",
-            c, a, s->to_network.delivered);
-        put(b,
-            "ferry_messages_total{component=\"%s\",adapter=\"%s\",direction=\"to_network\","
-            "outcome=\"failed\"} %llu\n",
-            c, a, s->to_network.failed);
-        put(b,
-            "ferry_messages_total{component=\"%s\",adapter=\"%s\",direction=\"to_network\","
-            "outcome=\"retried\"} %llu\n",
-            c, a, s->to_network.retried);
-        put(b,
-            "ferry_messages_total{component=\"%s\",adapter=\"%s\",direction=\"to_network\","
-            "outcome=\"dead\"} %llu\n",
-            c, a, s->to_network.dead);
-        put(b,
-            "ferry_messages_total{component=\"%s\",adapter=\"%s\",direction=\"to_xmpp\","
-            "outcome=\"delivered\"} %llu\n",
-            c, a, s->to_xmpp);
+        const struct {
+            const char *direction, *outcome;
+            unsigned long long n;
+        } rows[] = {
+            {"to_network", "delivered", s->to_network.delivered},
+            {"to_network", "failed", s->to_network.failed},
+            {"to_network", "retried", s->to_network.retried},
+            {"to_network", "dead", s->to_network.dead},
+            {"to_xmpp", "delivered", s->to_xmpp},
+        };
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
+            put(b,
+                "ferry_messages_total{component=\"%s\",adapter=\"%s\",direction=\"%s\","
+                "outcome=\"%s\"} %llu\n",
+                c, a, rows[r].direction, rows[r].outcome, rows[r].n);
     }
     family(b, "ferry_outbox_pending", "gauge", "Messages waiting in the store, both directions.");
     for (size_t i = 0; i < gw->ncomponents; i++)

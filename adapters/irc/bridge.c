@@ -380,12 +380,11 @@ static void held_free_one(irc_held_t *h)
 
 static void held_free(irc_room_t *room)
 {
-    while (room->held) {
-        irc_held_t *h = room->held;
-        room->held = h->next;
-        held_free_one(h);
+    ferry_list_t *pos, *tmp;
+    ferry_list_foreach_safe(pos, tmp, &room->held) {
+        ferry_list_remove(pos);
+        held_free_one(ferry_list_entry(pos, irc_held_t, link));
     }
-    room->held_tail = &room->held;
     room->nheld = 0;
 }
 
@@ -393,10 +392,8 @@ static void hold(irc_conn_t *conn, irc_room_t *room, const char *nick, const cha
                  const char *sid)
 {
     if (room->nheld == HELD_MAX) {
-        irc_held_t *old = room->held;
-        room->held = old->next;
-        if (!room->held)
-            room->held_tail = &room->held;
+        irc_held_t *old = ferry_list_entry(ferry_list_first(&room->held), irc_held_t, link);
+        ferry_list_remove(&old->link);
         room->nheld--;
         ferry_log_warn(ferry_component_name(conn->irc->comp),
                        "%s: more than %d messages while joining; the oldest not shown", room->name,
@@ -408,10 +405,7 @@ static void hold(irc_conn_t *conn, irc_room_t *room, const char *nick, const cha
     h->text = ferry_strdup(text);
     h->sid = sid ? ferry_strdup(sid) : NULL;
     h->archived = conn->irc->history && room->chan->recorders;
-    if (!room->held_tail)
-        room->held_tail = &room->held;
-    *room->held_tail = h;
-    room->held_tail = &h->next;
+    ferry_list_insert_tail(&room->held, &h->link);
     room->nheld++;
 }
 
@@ -420,10 +414,13 @@ static void hold(irc_conn_t *conn, irc_room_t *room, const char *nick, const cha
 static void held_say(irc_conn_t *conn, irc_room_t *room, size_t index)
 {
     int replayed = conn->irc->history && room->history_max[index] > 0;
-    for (irc_held_t *h = room->held; h; h = h->next)
+    ferry_list_t *pos;
+    ferry_list_foreach(pos, &room->held) {
+        irc_held_t *h = ferry_list_entry(pos, irc_held_t, link);
         if (!(h->archived && replayed))
             groupchat(conn, room, h->nick, room->resources[index], NULL, h->text, NULL, h->sid,
                       NULL);
+    }
 }
 
 /* The one destructor of a room: out of CONN's list, its channel's counts
@@ -442,7 +439,7 @@ static void room_free(irc_conn_t *conn, irc_room_t *room)
             room->chan->joined--;
             irc_ids_left(room);
         }
-        irc_chan_release(conn->irc, room->chan);
+        irc_chan_release(room->chan);
     }
     for (size_t i = 0; i < room->nresources; i++) {
         irc_state_left(conn, room, room->resources[i]);
@@ -960,20 +957,23 @@ static char *ctcp_text(const char *text)
 /* A chat to room/Nick (a MUC private message) is answered from room/Nick:
  * the connection remembers through which room each nick was written to.
  * A chat to nick%server@domain forgets it, so that one stays there. */
-static irc_pm_route_t **find_route(irc_conn_t *conn, const char *nick)
+static irc_pm_route_t *find_route(irc_conn_t *conn, const char *nick)
 {
-    irc_pm_route_t **p = &conn->pm_routes;
-    while (*p && irc_casecmp(conn->casemap, (*p)->nick, nick) != 0)
-        p = &(*p)->next;
-    return p;
+    ferry_list_t *pos;
+    ferry_list_foreach(pos, &conn->pm_routes) {
+        irc_pm_route_t *r = ferry_list_entry(pos, irc_pm_route_t, link);
+        if (irc_casecmp(conn->casemap, r->nick, nick) == 0)
+            return r;
+    }
+    return NULL;
 }
 
 static void route_pm(irc_conn_t *conn, const char *nick, const char *channel)
 {
-    irc_pm_route_t **p = find_route(conn, nick), *r = *p;
+    irc_pm_route_t *r = find_route(conn, nick);
     if (!channel) {
         if (r) {
-            *p = r->next;
+            ferry_list_remove(&r->link);
             free(r->nick);
             free(r->room);
             free(r);
@@ -983,8 +983,7 @@ static void route_pm(irc_conn_t *conn, const char *nick, const char *channel)
     if (!r) {
         r = ferry_calloc(1, sizeof *r);
         r->nick = ferry_strdup(nick);
-        r->next = conn->pm_routes;
-        conn->pm_routes = r;
+        ferry_list_insert_head(&conn->pm_routes, &r->link);
     }
     free(r->room);
     r->room = ferry_strdup(channel);
@@ -994,7 +993,7 @@ static void route_pm(irc_conn_t *conn, const char *nick, const char *channel)
  * NICK through a room it is still in. 1 when sent. */
 static int pm_via_room(irc_conn_t *conn, const char *nick, const char *text)
 {
-    irc_pm_route_t *r = *find_route(conn, nick);
+    irc_pm_route_t *r = find_route(conn, nick);
     irc_room_t *room = r ? find_room(conn, r->room) : NULL;
     if (!room || !room->nresources || room->parting)
         return 0;
@@ -1015,8 +1014,9 @@ static int pm_via_room(irc_conn_t *conn, const char *nick, const char *text)
 
 static void routes_free(irc_conn_t *conn)
 {
-    while (conn->pm_routes)
-        route_pm(conn, conn->pm_routes->nick, NULL);
+    while (!ferry_list_empty(&conn->pm_routes))
+        route_pm(conn, ferry_list_entry(ferry_list_first(&conn->pm_routes), irc_pm_route_t, link)->nick,
+                 NULL);
 }
 
 static void on_privmsg(irc_conn_t *conn, irc_msg_t *m, const char *nick)
@@ -1136,7 +1136,7 @@ static void on_nick_refused(irc_conn_t *conn, irc_msg_t *m, const char *conditio
  * own LIST). */
 static void on_list_item(irc_conn_t *conn, irc_msg_t *m)
 {
-    if (!conn->listings) {
+    if (ferry_list_empty(&conn->listings)) {
         on_other_numeric(conn, m);
         return;
     }
@@ -1178,11 +1178,8 @@ static void answer_listing(irc_conn_t *conn, irc_listing_t *l)
     size_t start = 0;
     while (after && start < conn->nlisted && strcmp(conn->listed[start].channel, after) <= 0)
         start++;
-    xmpp_ctx_t *ctx = ferry_component_xmpp(irc->comp);
-    xmpp_stanza_t *res = xmpp_iq_new(ctx, "result", xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    xmpp_stanza_t *out = ferry_stanza_add(res, "query", "http://jabber.org/protocol/disco#items");
+    xmpp_stanza_t *out;
+    xmpp_stanza_t *res = ferry_iq_result(iq, "http://jabber.org/protocol/disco#items", &out);
     const char *domain = ferry_component_domain(irc->comp);
     size_t end = start;
     for (; end < conn->nlisted && end - start < (size_t)max; end++) {
@@ -1208,8 +1205,7 @@ static void answer_listing(irc_conn_t *conn, irc_listing_t *l)
     char count[32];
     snprintf(count, sizeof count, "%zu", conn->nlisted);
     ferry_stanza_add_text(rset, "count", count);
-    ferry_component_send(irc->comp, res);
-    xmpp_stanza_release(res);
+    ferry_component_send_release(irc->comp, res);
 }
 
 static void listing_free(irc_listing_t *l)
@@ -1235,9 +1231,10 @@ static void finish_listings(irc_conn_t *conn, const char *error)
 {
     if (conn->nlisted) /* qsort wants a real array, even for nothing */
         qsort(conn->listed, conn->nlisted, sizeof *conn->listed, by_channel);
-    while (conn->listings) {
-        irc_listing_t *l = conn->listings;
-        conn->listings = l->next;
+    ferry_list_t *pos, *tmp;
+    ferry_list_foreach_safe(pos, tmp, &conn->listings) {
+        irc_listing_t *l = ferry_list_entry(pos, irc_listing_t, link);
+        ferry_list_remove(&l->link);
         if (error)
             ferry_component_reply_error(conn->irc->comp, l->iq, "cancel",
                                         "remote-server-not-found", error);
@@ -1251,7 +1248,7 @@ static void finish_listings(irc_conn_t *conn, const char *error)
 /* 323: the LIST ended. */
 static void on_list_end(irc_conn_t *conn, irc_msg_t *m)
 {
-    if (!conn->listings) {
+    if (ferry_list_empty(&conn->listings)) {
         on_other_numeric(conn, m);
         return;
     }
@@ -1261,7 +1258,7 @@ static void on_list_end(irc_conn_t *conn, irc_msg_t *m)
 
 static void send_list(irc_conn_t *conn)
 {
-    if (conn->listings && !conn->list_sent && conn->state == IRC_READY) {
+    if (!ferry_list_empty(&conn->listings) && !conn->list_sent && conn->state == IRC_READY) {
         conn->list_sent = 1;
         irc_conn_send(conn, "LIST", NULL, 0);
     }
@@ -1527,10 +1524,10 @@ static void on_closed(void *arg, irc_conn_t *conn)
         room_free(conn, conn->rooms);
     ctcp_expire(conn, 0, 1);
     routes_free(conn);
-    while (conn->listings) {
-        irc_listing_t *l = conn->listings;
-        conn->listings = l->next;
-        listing_free(l);
+    ferry_list_t *pos, *tmp;
+    ferry_list_foreach_safe(pos, tmp, &conn->listings) {
+        ferry_list_remove(pos);
+        listing_free(ferry_list_entry(pos, irc_listing_t, link));
     }
     listed_free(conn);
     free(conn->motd);
@@ -1592,6 +1589,7 @@ static irc_room_t *room_new(irc_conn_t *conn, const irc_server_t *server, const 
                             const char *nick, int short_jid)
 {
     irc_room_t *room = ferry_calloc(1, sizeof *room);
+    ferry_list_init(&room->held);
     room->name = ferry_strdup(channel);
     room->asked_nick = ferry_strdup(nick);
     room->short_jid = short_jid;
@@ -1712,11 +1710,9 @@ int bridge_ping(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     else if (irc_casecmp(conn->casemap, to->nick, conn->nick) != 0 &&
              !irc_chan_member(room->chan, to->nick, conn->casemap))
         condition = "item-not-found";
-    xmpp_ctx_t *ctx = ferry_component_xmpp(irc->comp);
-    xmpp_stanza_t *res = xmpp_iq_new(ctx, condition ? "error" : "result", xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, from);
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
+    xmpp_stanza_t *res = ferry_iq_result(iq, NULL, NULL);
     if (condition) {
+        xmpp_stanza_set_type(res, "error");
         char by[2100];
         ferry_jid_bare_of(xmpp_stanza_get_to(iq), by, sizeof by);
         xmpp_stanza_t *error = ferry_stanza_add(res, "error", NULL);
@@ -1724,8 +1720,7 @@ int bridge_ping(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
         xmpp_stanza_set_attribute(error, "by", by); /* the room said so, not a server between */
         ferry_stanza_add(error, condition, "urn:ietf:params:xml:ns:xmpp-stanzas");
     }
-    ferry_component_send(irc->comp, res);
-    xmpp_stanza_release(res);
+    ferry_component_send_release(irc->comp, res);
     return 1;
 }
 
@@ -1808,8 +1803,9 @@ void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
 
 void bridge_user_options_changed(irc_t *irc, const char *bare)
 {
-    for (irc_conn_t *c = irc->conns, *next_conn; c; c = next_conn) {
-        next_conn = c->next; /* leaving a room may close the connection */
+    ferry_list_t *pos, *tmp; /* leaving a room may close the connection */
+    ferry_list_foreach_safe(pos, tmp, &irc->conns) {
+        irc_conn_t *c = ferry_list_entry(pos, irc_conn_t, link);
         if (strcmp(c->jid, bare) != 0)
             continue;
         const irc_server_t *server = c->server;
@@ -2046,7 +2042,7 @@ void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
     const char *from = xmpp_stanza_get_from(st);
     char bare[2100];
     ferry_jid_bare_of(from, bare, sizeof bare);
-    const irc_server_t *server = irc_served_server(irc, st, to->server);
+    const irc_server_t *server = irc_served_server(irc, st, to->server, NULL, 0);
     if (!server)
         return;
     irc_conn_t *conn = irc_find_conn(irc, bare, server->name);
@@ -2133,27 +2129,20 @@ int bridge_admin(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
             return 1;
         }
     }
-    xmpp_stanza_t *res = xmpp_iq_new(ferry_component_xmpp(irc->comp), "result",
-                                     xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, from);
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    ferry_component_send(irc->comp, res);
-    xmpp_stanza_release(res);
+    ferry_component_send_release(irc->comp, ferry_iq_result(iq, NULL, NULL));
     return 1;
 }
 
 void bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
 {
-    const irc_server_t *server = irc_served_server(irc, iq, to->server);
+    char bare[2100];
+    const irc_server_t *server = irc_served_server(irc, iq, to->server, bare, sizeof bare);
     if (!server)
         return;
-    char bare[2100];
-    ferry_jid_bare_of(xmpp_stanza_get_from(iq), bare, sizeof bare);
     irc_conn_t *conn = conn_for(irc, bare, server, NULL);
     irc_listing_t *l = ferry_calloc(1, sizeof *l);
     l->iq = xmpp_stanza_clone(iq);
     l->short_jid = to->implicit_server;
-    l->next = conn->listings;
-    conn->listings = l;
+    ferry_list_insert_head(&conn->listings, &l->link);
     send_list(conn);
 }

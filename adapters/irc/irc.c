@@ -19,38 +19,54 @@ const irc_server_t *irc_find_server(irc_t *irc, const char *name)
     return NULL;
 }
 
-const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char *name)
+const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char *name,
+                                      char *bare, size_t bare_len)
 {
     const irc_server_t *s = irc_find_server(irc, name);
     if (!s)
         ferry_component_reply_error(irc->comp, st, "cancel", "not-allowed",
                                     "this IRC server is not served here");
+    else if (bare)
+        ferry_jid_bare_of(xmpp_stanza_get_from(st), bare, bare_len);
     return s;
 }
 
 irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server)
 {
-    for (irc_conn_t *c = irc->conns; c; c = c->next)
+    ferry_list_t *pos;
+    ferry_list_foreach(pos, &irc->conns) {
+        irc_conn_t *c = ferry_list_entry(pos, irc_conn_t, link);
         if (strcmp(c->jid, jid) == 0 && strcasecmp(c->server->name, server) == 0)
             return c;
+    }
     return NULL;
+}
+
+size_t irc_disconnect_user(irc_t *irc, const char *bare, const char *server, const char *reason,
+                           int status)
+{
+    size_t n = 0;
+    ferry_list_t *pos, *tmp;
+    ferry_list_foreach_safe(pos, tmp, &irc->conns) {
+        irc_conn_t *c = ferry_list_entry(pos, irc_conn_t, link);
+        if (strcmp(c->jid, bare) == 0 && (!server || strcasecmp(c->server->name, server) == 0)) {
+            bridge_disconnect(c, reason, status);
+            n++;
+        }
+    }
+    return n;
 }
 
 void irc_conn_add(irc_t *irc, irc_conn_t *conn)
 {
-    conn->next = irc->conns;
-    irc->conns = conn;
+    ferry_list_insert_head(&irc->conns, &conn->link);
     irc->live++;
 }
 
 void irc_conn_forget(irc_t *irc, irc_conn_t *conn)
 {
-    for (irc_conn_t **p = &irc->conns; *p; p = &(*p)->next)
-        if (*p == conn) {
-            *p = conn->next;
-            break;
-        }
-    if (!irc->conns)
+    ferry_list_remove(&conn->link);
+    if (ferry_list_empty(&irc->conns))
         uv_timer_stop(&irc->liveness);
 }
 
@@ -64,8 +80,9 @@ static void on_liveness(uv_timer_t *t)
 {
     irc_t *irc = t->data;
     uint64_t now = uv_now(ferry_component_loop(irc->comp));
-    for (irc_conn_t *c = irc->conns, *next; c; c = next) {
-        next = c->next; /* a check may drop the connection */
+    ferry_list_t *pos, *tmp; /* a check may drop the connection */
+    ferry_list_foreach_safe(pos, tmp, &irc->conns) {
+        irc_conn_t *c = ferry_list_entry(pos, irc_conn_t, link);
         ctcp_expire(c, now, 0);
         irc_conn_check(c, now);
     }
@@ -75,7 +92,7 @@ static void watch_liveness(irc_t *irc)
 {
     /* One timer for all connections, and only while there are some: an
      * idle gateway does not wake up. */
-    if (irc->conns && !uv_is_active((uv_handle_t *)&irc->liveness))
+    if (!ferry_list_empty(&irc->conns) && !uv_is_active((uv_handle_t *)&irc->liveness))
         uv_timer_start(&irc->liveness, on_liveness, LIVENESS_MS, LIVENESS_MS);
 }
 
@@ -99,13 +116,18 @@ static int parse_to(irc_t *irc, xmpp_stanza_t *st, irc_jid_t *to)
     return -1;
 }
 
-/* An error from one of the user's resources to a room: it leaves. */
-static void on_error(irc_t *irc, xmpp_stanza_t *st)
+/* Whether ST is an error; one from the user's resources to a room makes
+ * that resource leave it. */
+static int on_error(irc_t *irc, xmpp_stanza_t *st)
 {
+    const char *type = xmpp_stanza_get_type(st);
     irc_jid_t to;
+    if (!type || strcmp(type, "error") != 0)
+        return 0;
     if (irc_jid_parse(xmpp_stanza_get_to(st), irc->default_server, "#&+!", &to) == 0 &&
         to.kind == IRC_JID_CHANNEL)
         bridge_on_error(irc, st, &to);
+    return 1;
 }
 
 /* The component's own JID, in default_server mode, stands for that server:
@@ -125,13 +147,8 @@ static int to_component(irc_t *irc, xmpp_stanza_t *st, irc_jid_t *to)
 static void irc_on_message(void *self, xmpp_stanza_t *st)
 {
     irc_t *irc = self;
-    const char *type = xmpp_stanza_get_type(st);
     irc_jid_t to;
-    if (type && strcmp(type, "error") == 0) {
-        on_error(irc, st);
-        return;
-    }
-    if (!allowed(irc, st))
+    if (on_error(irc, st) || !allowed(irc, st))
         return;
     if (!to_component(irc, st, &to) && parse_to(irc, st, &to) != 0)
         return;
@@ -144,10 +161,8 @@ static void irc_on_presence(void *self, xmpp_stanza_t *st)
     irc_t *irc = self;
     const char *type = xmpp_stanza_get_type(st);
     irc_jid_t to;
-    if (type && strcmp(type, "error") == 0) {
-        on_error(irc, st);
+    if (on_error(irc, st))
         return;
-    }
     if (!(type && strcmp(type, "unavailable") == 0) && !allowed(irc, st))
         return;
     if (contact_presence(irc, st))
@@ -326,6 +341,8 @@ static void *irc_create(ferry_component_t *comp, const ferry_conf_t *conf)
 {
     irc_t *irc = ferry_calloc(1, sizeof *irc);
     irc->comp = comp;
+    ferry_list_init(&irc->conns);
+    ferry_list_init(&irc->chans);
     if (read_config(irc, conf) != 0) {
         irc_free(irc);
         return NULL;
@@ -350,6 +367,11 @@ static int irc_start(void *self)
     return 0;
 }
 
+static irc_conn_t *first_conn(irc_t *irc)
+{
+    return ferry_list_entry(ferry_list_first(&irc->conns), irc_conn_t, link);
+}
+
 static void irc_stop(void *self)
 {
     irc_t *irc = self;
@@ -359,14 +381,14 @@ static void irc_stop(void *self)
     if (irc->for_good) {
         /* 332: the service is going away; clients show the rooms as left,
          * and the store forgets them. */
-        while (irc->conns)
-            bridge_disconnect(irc->conns, "ferry is shutting down", 332);
+        while (!ferry_list_empty(&irc->conns))
+            bridge_disconnect(first_conn(irc), "ferry is shutting down", 332);
     } else {
         /* A restart: the rooms stay stored and the users are put back on
          * start; telling clients they left would only make them rejoin by
          * hand. */
-        while (irc->conns)
-            irc_conn_quit(irc->conns, "ferry is restarting");
+        while (!ferry_list_empty(&irc->conns))
+            irc_conn_quit(first_conn(irc), "ferry is restarting");
     }
     if (irc->live == 0)
         ferry_component_stopped(irc->comp);
@@ -386,34 +408,18 @@ static void irc_destroy(void *self)
 static size_t irc_sessions(void *self)
 {
     irc_t *irc = self;
-    size_t n = 0;
-    for (irc_conn_t *c = irc->conns; c; c = c->next)
-        n++;
-    return n;
+    return ferry_list_count(&irc->conns);
 }
 
 static size_t irc_disconnect(void *self, const char *bare_jid)
 {
-    irc_t *irc = self;
-    size_t n = 0;
-    for (irc_conn_t *c = irc->conns, *next; c; c = next) {
-        next = c->next;
-        if (strcmp(c->jid, bare_jid) != 0)
-            continue;
-        bridge_disconnect(c, "disconnected by an administrator", 0);
-        n++;
-    }
-    return n;
+    return irc_disconnect_user(self, bare_jid, NULL, "disconnected by an administrator", 0);
 }
 
 static void irc_metrics(void *self, ferry_metrics_t *m)
 {
     irc_t *irc = self;
-    size_t conns = 0, chans = 0;
-    for (irc_conn_t *c = irc->conns; c; c = c->next)
-        conns++;
-    for (irc_chan_t *c = irc->chans; c; c = c->next)
-        chans++;
+    size_t conns = ferry_list_count(&irc->conns), chans = ferry_list_count(&irc->chans);
     ferry_metric(m, "ferry_irc_connections", "gauge", "IRC client connections.", (double)conns);
     ferry_metric(m, "ferry_irc_channels", "gauge", "IRC channels with local users.",
                  (double)chans);

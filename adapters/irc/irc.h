@@ -89,7 +89,7 @@ typedef struct irc_member {
 } irc_member_t;
 
 struct irc_chan {
-    irc_chan_t *next;       /* in the adapter's list */
+    ferry_list_t link;      /* in the adapter's chans */
     char *server;
     char *name;             /* as the server spells it */
     char *folded;
@@ -117,7 +117,7 @@ struct irc_chan {
 };
 
 irc_chan_t *irc_chan_get(irc_t *irc, const char *server, const char *name, irc_casemap_t map);
-void irc_chan_release(irc_t *irc, irc_chan_t *chan);
+void irc_chan_release(irc_chan_t *chan);
 /* Forgets every member (the leader's NAMES will fill the list afresh). */
 void irc_chan_clear(irc_chan_t *chan);
 /* A present member by nick (gone ones are not found). */
@@ -144,7 +144,7 @@ enum irc_conn_state { IRC_CONNECTING, IRC_REGISTERING, IRC_READY, IRC_CLOSED };
 /* A channel as one connection sees it, and which XMPP resources are in it. */
 /* A channel message held until the room is announced (bridge.c). */
 typedef struct irc_held {
-    struct irc_held *next;
+    ferry_list_t link;      /* in the room's held */
     char *nick, *text, *sid;
     int archived; /* in the channel's archive: a history replay carries it */
 } irc_held_t;
@@ -171,7 +171,7 @@ typedef struct irc_room {
     int announced;          /* occupant list sent to XMPP */
     /* Channel messages that came after our JOIN but before the occupant
      * list could go out (NAMES or our WHO not ended): said right after it. */
-    struct irc_held *held, **held_tail;
+    ferry_list_t held;      /* irc_held_t, oldest first */
     size_t nheld;
     /* The last resource left and PART is on its way: the room stays until
      * IRC confirms, so that a join sent meanwhile is not undone by it. */
@@ -180,7 +180,7 @@ typedef struct irc_room {
 
 /* disco#items on the server JID waiting for a LIST to end. */
 typedef struct irc_listing {
-    struct irc_listing *next;
+    ferry_list_t link;      /* in the connection's listings */
     xmpp_stanza_t *iq;
     int short_jid;          /* asked on the component: "#chan@domain" items */
 } irc_listing_t;
@@ -194,14 +194,14 @@ typedef struct irc_listed {
 /* A nick the user wrote to through a room (room/Nick): its answers come
  * from there (bridge.c). */
 typedef struct irc_pm_route {
-    struct irc_pm_route *next;
+    ferry_list_t link;      /* in the connection's pm_routes */
     char *nick;
     char *room;             /* the channel */
 } irc_pm_route_t;
 
 /* A version iq sent to an IRC user as CTCP VERSION (irc_ctcp.c). */
 typedef struct irc_ctcp_wait {
-    struct irc_ctcp_wait *next;
+    ferry_list_t link;      /* in the connection's ctcp_waits */
     char nick[IRC_NICK_MAX];
     xmpp_stanza_t *iq;
     uint64_t since;         /* loop time it was asked */
@@ -261,7 +261,7 @@ typedef struct irc_conn_handlers {
 } irc_conn_handlers_t;
 
 struct irc_conn {
-    irc_conn_t *next;       /* in the adapter's list (irc.c) */
+    ferry_list_t link;      /* in the adapter's conns (irc.c) */
     irc_t *irc;
     const irc_conn_handlers_t *handlers;
     void *arg;
@@ -275,7 +275,8 @@ struct irc_conn {
     int uhnames;            /* userhost-in-names acknowledged */
     irc_route_t route;      /* set at each connection attempt */
     iconv_t enc_in, enc_out;   /* the user's encodings (irc_charset.c); NULL: none */
-    struct irc_chan_charset *chan_charsets; /* per channel, as read (irc_charset.c) */
+    ferry_list_t chan_charsets; /* irc_chan_charset_t per channel, as read, the latest used
+                                 * first (irc_charset.c) */
     int sasl;               /* 1 negotiating, 2 done */
     enum irc_conn_state state;
     int registered;         /* got 001 at least once */
@@ -283,12 +284,12 @@ struct irc_conn {
     /* The bridge's (bridge.c): set and freed there (its closed handler). */
     int restored;           /* opened to put users back after a restart */
     irc_room_t *rooms;
-    irc_listing_t *listings;   /* waiting for 323 */
+    ferry_list_t listings;     /* irc_listing_t waiting for 323, the newest first */
     int list_sent;
     char *motd;             /* 372 lines so far, sent as one message at 376 */
     int welcomed;           /* the MOTD ended: numerics now answer the user */
-    irc_pm_route_t *pm_routes;
-    irc_ctcp_wait_t *ctcp_waits;
+    ferry_list_t pm_routes;    /* irc_pm_route_t */
+    ferry_list_t ctcp_waits;   /* irc_ctcp_wait_t, oldest first */
     int server_online;      /* the server JID's available presence was sent */
     int contact_muted;      /* the user unsubscribed from the server JID */
     irc_listed_t *listed;      /* 322 replies so far */
@@ -454,7 +455,7 @@ void irc_ids_record(irc_room_t *room, int record);
 /* A channel's own encodings as one connection read them from the room
  * options (a cache: a channel with none has an entry too). */
 typedef struct irc_chan_charset {
-    struct irc_chan_charset *next;
+    ferry_list_t link;      /* in the connection's chan_charsets */
     iconv_t in, out;        /* NULL: the server's */
     char folded[];          /* the channel, rfc1459-folded */
 } irc_chan_charset_t;
@@ -519,9 +520,11 @@ void bridge_room_options_changed(irc_t *irc, const char *bare, const irc_server_
                                  const char *channel);
 /* ---- what survives a restart (irc_state.c) ---- */
 
-/* RESOURCE is in ROOM (stored with the connection's nick). */
+/* RESOURCE is in ROOM (stored with the connection's nick and committed:
+ * call it before the JOIN goes to IRC). */
 void irc_state_joined(irc_conn_t *conn, irc_room_t *room, const char *resource);
-/* RESOURCE left ROOM for good (not when ferry stops for a restart). */
+/* RESOURCE left ROOM for good (not when ferry stops for a restart);
+ * committed: call it before the PART goes to IRC. */
 void irc_state_left(irc_conn_t *conn, irc_room_t *room, const char *resource);
 /* The connection's nick changed: every room of it is stored again. */
 void irc_state_renamed(irc_conn_t *conn);
@@ -550,9 +553,9 @@ struct irc {
     int64_t history_on_join;/* messages replayed on join unless the client asks */
     int64_t history_days;   /* kept this long */
     uint64_t archived;      /* since the last prune */
-    irc_conn_t *conns;
+    ferry_list_t conns;     /* irc_conn_t, the newest first */
     size_t live;            /* connections not yet freed (closing ones too) */
-    irc_chan_t *chans;
+    ferry_list_t chans;     /* irc_chan_t */
     uv_timer_t liveness;    /* one timer for every connection */
     int liveness_open;
     int stopping;
@@ -563,9 +566,15 @@ struct irc {
 
 const irc_server_t *irc_find_server(irc_t *irc, const char *name);
 /* irc_find_server(), or NULL after answering ST not-allowed: a server this
- * component does not bridge. */
-const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char *name);
+ * component does not bridge. With BARE, the bare JID of ST's sender is
+ * written there when the server is served. */
+const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char *name,
+                                      char *bare, size_t bare_len);
 irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server);
+/* Disconnects BARE from SERVER, or from every server when SERVER is NULL,
+ * with bridge_disconnect(REASON, STATUS); returns how many connections. */
+size_t irc_disconnect_user(irc_t *irc, const char *bare, const char *server, const char *reason,
+                           int status);
 /* The list of connections (irc->conns) and the count of those not yet
  * freed (a stop waits for it): a connection joins the list when opened,
  * leaves it when it closes for good, and is counted until freed. */

@@ -236,12 +236,11 @@ static void configure_user(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd, co
 /* The bare JIDs with a connection, each once; NULL-terminated. */
 static const char **users(irc_t *irc)
 {
-    size_t n = 0;
-    for (irc_conn_t *c = irc->conns; c; c = c->next)
-        n++;
-    const char **out = ferry_calloc(n + 1, sizeof *out);
+    const char **out = ferry_calloc(ferry_list_count(&irc->conns) + 1, sizeof *out);
     size_t k = 0;
-    for (irc_conn_t *c = irc->conns; c; c = c->next) {
+    ferry_list_t *pos;
+    ferry_list_foreach(pos, &irc->conns) {
+        irc_conn_t *c = ferry_list_entry(pos, irc_conn_t, link);
         size_t i = 0;
         while (i < k && strcmp(out[i], c->jid) != 0)
             i++;
@@ -249,19 +248,6 @@ static const char **users(irc_t *irc)
             out[k++] = c->jid;
     }
     return out;
-}
-
-static size_t disconnect(irc_t *irc, const char *bare, const char *server, const char *reason)
-{
-    size_t n = 0;
-    for (irc_conn_t *c = irc->conns, *next; c; c = next) {
-        next = c->next;
-        if (strcmp(c->jid, bare) == 0 && (!server || strcasecmp(c->server->name, server) == 0)) {
-            bridge_disconnect(c, reason, 0);
-            n++;
-        }
-    }
-    return n;
 }
 
 static const char *quit_message(xmpp_stanza_t *x, const char *fallback)
@@ -298,7 +284,7 @@ static void disconnect_user(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd)
         xmpp_stanza_t *t = xmpp_stanza_get_children(v);
         const char *jid = t ? xmpp_stanza_get_text_ptr(t) : NULL;
         if (name && strcmp(name, "value") == 0 && jid)
-            users_done += disconnect(irc, jid, NULL, reason) > 0;
+            users_done += irc_disconnect_user(irc, jid, NULL, reason, 0) > 0;
     }
     char note[96];
     snprintf(note, sizeof note, "%zu user(s) disconnected.", users_done);
@@ -330,7 +316,7 @@ static void disconnect_servers(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd
             xmpp_stanza_t *t = xmpp_stanza_get_children(v);
             const char *name = xmpp_stanza_get_name(v);
             if (name && strcmp(name, "value") == 0 && t)
-                n += disconnect(irc, who, xmpp_stanza_get_text_ptr(t), reason);
+                n += irc_disconnect_user(irc, who, xmpp_stanza_get_text_ptr(t), reason, 0);
         }
         char note[2300];
         snprintf(note, sizeof note, "%s was disconnected from %zu IRC server(s).", who, n);
@@ -338,8 +324,9 @@ static void disconnect_servers(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd
         return;
     }
     int connected = 0;
-    for (irc_conn_t *c = irc->conns; c; c = c->next)
-        connected |= strcmp(c->jid, who) == 0;
+    ferry_list_t *pos;
+    ferry_list_foreach(pos, &irc->conns)
+        connected |= strcmp(ferry_list_entry(pos, irc_conn_t, link)->jid, who) == 0;
     if (!connected) {
         char note[2300];
         snprintf(note, sizeof note, "User %s is not connected to any IRC server.", who);
@@ -353,9 +340,11 @@ static void disconnect_servers(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd
     xmpp_stanza_t *f = field(x, "irc-servers", "list-multi", "The servers to disconnect from",
                              NULL);
     ferry_stanza_add(f, "required", NULL);
-    for (irc_conn_t *c = irc->conns; c; c = c->next)
+    ferry_list_foreach(pos, &irc->conns) {
+        irc_conn_t *c = ferry_list_entry(pos, irc_conn_t, link);
         if (strcmp(c->jid, who) == 0)
             option(f, c->server->name);
+    }
     field(x, "quit-message", "text-single", "Quit message", "Killed by admin");
     ferry_component_send_release(irc->comp, res);
 }
@@ -587,11 +576,10 @@ int irc_owner(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     xmpp_stanza_t *q = xmpp_stanza_get_child_by_name_and_ns(iq, "query", NS_OWNER);
     if (!q || to->kind != IRC_JID_CHANNEL || to->nick[0])
         return 0;
-    const irc_server_t *server = irc_served_server(irc, iq, to->server);
+    char bare[2100];
+    const irc_server_t *server = irc_served_server(irc, iq, to->server, bare, sizeof bare);
     if (!server)
         return 1;
-    char bare[2100];
-    ferry_jid_bare_of(xmpp_stanza_get_from(iq), bare, sizeof bare);
     if (strcmp(xmpp_stanza_get_type(iq), "get") == 0) {
         xmpp_stanza_t *out;
         xmpp_stanza_t *res = ferry_iq_result(iq, NS_OWNER, &out);

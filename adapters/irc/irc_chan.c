@@ -13,18 +13,20 @@ irc_chan_t *irc_chan_get(irc_t *irc, const char *server, const char *name, irc_c
 {
     char folded[IRC_NAME_MAX];
     irc_casefold(map, name, folded, sizeof folded);
-    for (irc_chan_t *c = irc->chans; c; c = c->next)
+    ferry_list_t *pos;
+    ferry_list_foreach(pos, &irc->chans) {
+        irc_chan_t *c = ferry_list_entry(pos, irc_chan_t, link);
         if (strcmp(c->server, server) == 0 && strcmp(c->folded, folded) == 0) {
             c->users++;
             return c;
         }
+    }
     irc_chan_t *c = ferry_calloc(1, sizeof *c);
     c->server = ferry_strdup(server);
     c->name = ferry_strdup(name);
     c->folded = ferry_strdup(folded);
     c->users = 1;
-    c->next = irc->chans;
-    irc->chans = c;
+    ferry_list_insert_head(&irc->chans, &c->link);
     return c;
 }
 
@@ -38,15 +40,11 @@ static void free_members(irc_chan_t *chan)
     chan->nmembers = 0;
 }
 
-void irc_chan_release(irc_t *irc, irc_chan_t *chan)
+void irc_chan_release(irc_chan_t *chan)
 {
     if (--chan->users > 0)
         return;
-    for (irc_chan_t **p = &irc->chans; *p; p = &(*p)->next)
-        if (*p == chan) {
-            *p = chan->next;
-            break;
-        }
+    ferry_list_remove(&chan->link);
     free_members(chan);
     free(chan->members);
     free(chan->buckets);

@@ -155,24 +155,31 @@ static void chan_charset_free(irc_chan_charset_t *c)
     free(c);
 }
 
+static irc_chan_charset_t *find_chan_charset(irc_conn_t *conn, const char *folded)
+{
+    ferry_list_t *pos;
+    ferry_list_foreach(pos, &conn->chan_charsets) {
+        irc_chan_charset_t *c = ferry_list_entry(pos, irc_chan_charset_t, link);
+        if (strcmp(c->folded, folded) == 0)
+            return c;
+    }
+    return NULL;
+}
+
 /* The entry of the channel FOLDED, read from the room options when the
  * connection has none yet (moved to the front: the busy channels stay near
  * it). */
 static irc_chan_charset_t *chan_charset(irc_conn_t *conn, const char *folded)
 {
-    irc_chan_charset_t **link = &conn->chan_charsets, *c;
-    size_t n = 0;
-    for (; (c = *link); link = &c->next, n++)
-        if (strcmp(c->folded, folded) == 0) {
-            *link = c->next;
-            break;
-        }
-    if (!c) {
-        if (n >= CHAN_CHARSETS_MAX) { /* full: the one least recently used goes */
-            for (link = &conn->chan_charsets; (*link)->next; link = &(*link)->next)
-                ;
-            chan_charset_free(*link);
-            *link = NULL;
+    irc_chan_charset_t *c = find_chan_charset(conn, folded);
+    if (c) {
+        ferry_list_remove(&c->link);
+    } else {
+        if (ferry_list_count(&conn->chan_charsets) >= CHAN_CHARSETS_MAX) {
+            /* full: the one least recently used goes */
+            ferry_list_t *last = ferry_list_last(&conn->chan_charsets);
+            ferry_list_remove(last);
+            chan_charset_free(ferry_list_entry(last, irc_chan_charset_t, link));
         }
         irc_room_options_t o;
         irc_room_options_load(conn->irc, conn->server->name, folded, conn->jid, &o);
@@ -184,8 +191,7 @@ static irc_chan_charset_t *chan_charset(irc_conn_t *conn, const char *folded)
         if (irc_charset_valid(o.encoding_out))
             c->out = open_cd(o.encoding_out, "UTF-8");
     }
-    c->next = conn->chan_charsets;
-    conn->chan_charsets = c;
+    ferry_list_insert_head(&conn->chan_charsets, &c->link);
     return c;
 }
 
@@ -193,12 +199,11 @@ void irc_charset_forget(irc_conn_t *conn, const char *channel)
 {
     char folded[IRC_NAME_MAX];
     irc_casefold(IRC_CASE_RFC1459, channel, folded, sizeof folded);
-    for (irc_chan_charset_t **link = &conn->chan_charsets, *c; (c = *link); link = &c->next)
-        if (strcmp(c->folded, folded) == 0) {
-            *link = c->next;
-            chan_charset_free(c);
-            return;
-        }
+    irc_chan_charset_t *c = find_chan_charset(conn, folded);
+    if (c) {
+        ferry_list_remove(&c->link);
+        chan_charset_free(c);
+    }
 }
 
 /* ---- the connection's ---- */
@@ -208,10 +213,10 @@ void irc_charset_close(irc_conn_t *conn)
     close_cd(conn->enc_in);
     close_cd(conn->enc_out);
     conn->enc_in = conn->enc_out = NULL;
-    while (conn->chan_charsets) {
-        irc_chan_charset_t *c = conn->chan_charsets;
-        conn->chan_charsets = c->next;
-        chan_charset_free(c);
+    ferry_list_t *pos, *tmp;
+    ferry_list_foreach_safe(pos, tmp, &conn->chan_charsets) {
+        ferry_list_remove(pos);
+        chan_charset_free(ferry_list_entry(pos, irc_chan_charset_t, link));
     }
 }
 

@@ -483,6 +483,10 @@ irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *server, const char *jid
     conn->arg = arg;
     conn->server = server;
     conn->jid = ferry_strdup(jid);
+    ferry_list_init(&conn->ctcp_waits);
+    ferry_list_init(&conn->listings);
+    ferry_list_init(&conn->pm_routes);
+    ferry_list_init(&conn->chan_charsets);
     snprintf(conn->wanted_nick, sizeof conn->wanted_nick, "%s", nick);
     snprintf(conn->nick, sizeof conn->nick, "%s", nick);
     conn->casemap = IRC_CASE_RFC1459;

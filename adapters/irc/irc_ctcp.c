@@ -57,13 +57,18 @@ int ctcp_on_reply(irc_conn_t *conn, const char *nick, const char *text)
 {
     if (!is_ctcp(text, "VERSION"))
         return text[0] == 1; /* other CTCP replies are not for people either */
-    irc_ctcp_wait_t **p = &conn->ctcp_waits;
-    while (*p && irc_casecmp(conn->casemap, (*p)->nick, nick) != 0)
-        p = &(*p)->next;
-    irc_ctcp_wait_t *w = *p;
+    irc_ctcp_wait_t *w = NULL;
+    ferry_list_t *pos;
+    ferry_list_foreach(pos, &conn->ctcp_waits) {
+        irc_ctcp_wait_t *each = ferry_list_entry(pos, irc_ctcp_wait_t, link);
+        if (irc_casecmp(conn->casemap, each->nick, nick) == 0) {
+            w = each;
+            break;
+        }
+    }
     if (!w)
         return 1;
-    *p = w->next;
+    ferry_list_remove(&w->link);
     char arg[IRC_LINE_MAX];
     ctcp_arg(text, "VERSION", arg, sizeof arg);
     char *version = irc_text_to_utf8(arg);
@@ -108,7 +113,8 @@ void ctcp_version_iq(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
         return;
     }
     size_t n = 0;
-    for (irc_ctcp_wait_t *w = conn->ctcp_waits; w; w = w->next)
+    ferry_list_t *pos;
+    ferry_list_foreach(pos, &conn->ctcp_waits)
         n++;
     const char *p[] = {to->nick, "\1VERSION\1"};
     if (n >= WAITS_MAX || irc_conn_send(conn, "PRIVMSG", p, 2) != 0) {
@@ -120,22 +126,17 @@ void ctcp_version_iq(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     snprintf(w->nick, sizeof w->nick, "%s", to->nick);
     w->iq = xmpp_stanza_clone(iq);
     w->since = uv_now(ferry_component_loop(irc->comp));
-    /* at the end: answers come in the order asked */
-    irc_ctcp_wait_t **end = &conn->ctcp_waits;
-    while (*end)
-        end = &(*end)->next;
-    *end = w;
+    ferry_list_insert_tail(&conn->ctcp_waits, &w->link); /* answers come in the order asked */
 }
 
 void ctcp_expire(irc_conn_t *conn, uint64_t now, int force)
 {
-    for (irc_ctcp_wait_t **p = &conn->ctcp_waits; *p;) {
-        irc_ctcp_wait_t *w = *p;
-        if (!force && now - w->since < WAIT_MS) {
-            p = &w->next;
+    ferry_list_t *pos, *tmp;
+    ferry_list_foreach_safe(pos, tmp, &conn->ctcp_waits) {
+        irc_ctcp_wait_t *w = ferry_list_entry(pos, irc_ctcp_wait_t, link);
+        if (!force && now - w->since < WAIT_MS)
             continue;
-        }
-        *p = w->next;
+        ferry_list_remove(&w->link);
         ferry_component_reply_error(conn->irc->comp, w->iq, "wait", "remote-server-timeout",
                                     "the IRC user did not answer");
         wait_free(w);

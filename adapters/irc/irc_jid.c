@@ -88,24 +88,27 @@ int irc_jid_parse(const char *jid, const char *default_server, const char *chant
     return copy(out->nick, sizeof out->nick, name);
 }
 
-void irc_jid_room(char *buf, size_t len, const char *channel, const char *server,
-                  const char *domain)
+/* NAME escaped (at most ESC_CAP bytes of it) at SERVER, or at the
+ * component itself without one. */
+static void jid_of(char *buf, size_t len, const char *name, size_t esc_cap, const char *server,
+                   const char *domain)
 {
     char esc[IRC_NAME_MAX * 3];
-    escape(channel, esc, sizeof esc);
+    escape(name, esc, esc_cap);
     if (server)
         snprintf(buf, len, "%s%%%s@%s", esc, server, domain);
     else
         snprintf(buf, len, "%s@%s", esc, domain);
 }
 
+void irc_jid_room(char *buf, size_t len, const char *channel, const char *server,
+                  const char *domain)
+{
+    jid_of(buf, len, channel, IRC_NAME_MAX * 3, server, domain);
+}
+
 void irc_jid_user(char *buf, size_t len, const char *nick, const char *server,
                   const char *domain)
 {
-    char esc[IRC_NICK_MAX * 3];
-    escape(nick, esc, sizeof esc);
-    if (server)
-        snprintf(buf, len, "%s%%%s@%s", esc, server, domain);
-    else
-        snprintf(buf, len, "%s@%s", esc, domain);
+    jid_of(buf, len, nick, IRC_NICK_MAX * 3, server, domain);
 }

@@ -175,11 +175,10 @@ int bridge_register(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     xmpp_stanza_t *q = xmpp_stanza_get_child_by_name_and_ns(iq, "query", NS_REGISTER);
     if (!q || to->kind != IRC_JID_SERVER)
         return 0;
-    const irc_server_t *server = irc_served_server(irc, iq, to->server);
+    char bare[2100];
+    const irc_server_t *server = irc_served_server(irc, iq, to->server, bare, sizeof bare);
     if (!server)
         return 1;
-    char bare[2100];
-    ferry_jid_bare_of(xmpp_stanza_get_from(iq), bare, sizeof bare);
     irc_user_settings_t s;
     irc_settings_load(irc, server->name, bare, &s);
     int registered = s.nick[0] || s.username[0] || s.realname[0] || s.password[0];

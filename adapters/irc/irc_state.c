@@ -5,7 +5,14 @@
  * reconnect), and the persistent channels (irc_options.c) are joined
  * again. Settings namespaces: "irc-rooms" (key "server\nchannel\n
  * resource", value "nick\nshort_jid") and "irc-motd" (key "server\nbare
- * JID", value a hash of the text). */
+ * JID", value a hash of the text).
+ *
+ * A room record is committed before the bridge sends the JOIN (or PART)
+ * that it stands for, not with the store's next batch: once IRC has seen
+ * a user join a room, a crash (kill -9) does not forget the room, and
+ * once IRC has seen them leave, a crash does not put them back. A join is
+ * rare, so the extra commit costs nothing that matters; the MOTD record
+ * stays batched (a crash at worst shows a MOTD again). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +37,8 @@ static int may_forget(irc_t *irc)
     return !(irc->stopping && !irc->for_good);
 }
 
-void irc_state_joined(irc_conn_t *conn, irc_room_t *room, const char *resource)
+/* Writes the record of RESOURCE in ROOM; the caller commits it. */
+static void put_room(irc_conn_t *conn, irc_room_t *room, const char *resource)
 {
     char key[2 * IRC_NAME_MAX + 2200], value[IRC_NICK_MAX + 4];
     if (!room_key(conn, room, resource, key, sizeof key))
@@ -40,18 +48,27 @@ void irc_state_joined(irc_conn_t *conn, irc_room_t *room, const char *resource)
     ferry_setting_put(conn->irc->comp, NS_ROOMS, key, value);
 }
 
+void irc_state_joined(irc_conn_t *conn, irc_room_t *room, const char *resource)
+{
+    put_room(conn, room, resource);
+    ferry_setting_flush(conn->irc->comp);
+}
+
 void irc_state_left(irc_conn_t *conn, irc_room_t *room, const char *resource)
 {
     char key[2 * IRC_NAME_MAX + 2200];
-    if (may_forget(conn->irc) && room_key(conn, room, resource, key, sizeof key))
+    if (may_forget(conn->irc) && room_key(conn, room, resource, key, sizeof key)) {
         ferry_setting_del(conn->irc->comp, NS_ROOMS, key);
+        ferry_setting_flush(conn->irc->comp);
+    }
 }
 
 void irc_state_renamed(irc_conn_t *conn)
 {
     for (irc_room_t *room = conn->rooms; room; room = room->next)
         for (size_t i = 0; i < room->nresources; i++)
-            irc_state_joined(conn, room, room->resources[i]);
+            put_room(conn, room, room->resources[i]);
+    ferry_setting_flush(conn->irc->comp);
 }
 
 typedef struct stored {

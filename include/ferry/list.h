@@ -82,6 +82,15 @@ static inline ferry_list_t *ferry_list_last(const ferry_list_t *head)
     return head->prev == head ? NULL : head->prev;
 }
 
+/* How many nodes the list has (a walk: for small lists and rare calls). */
+static inline size_t ferry_list_count(const ferry_list_t *head)
+{
+    size_t n = 0;
+    for (const ferry_list_t *p = head->next; p != head; p = p->next)
+        n++;
+    return n;
+}
+
 /* Walks the nodes from first to last; POS may not be removed meanwhile. */
 #define ferry_list_foreach(pos, head) \
     for ((pos) = (head)->next; (pos) != (head); (pos) = (pos)->next)

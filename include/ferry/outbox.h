@@ -87,5 +87,10 @@ int ferry_setting_del(ferry_component_t *comp, const char *ns, const char *key);
  * write them. */
 typedef void (*ferry_setting_cb)(void *arg, const char *key, const char *value);
 int ferry_setting_list(ferry_component_t *comp, const char *ns, ferry_setting_cb cb, void *arg);
+/* Commits everything written so far, now, instead of with the next batch a
+ * few milliseconds later: for a setting the network is about to see the
+ * effect of (a room joined), which a crash must not take back. One commit
+ * each: for rare writes, not per message. */
+void ferry_setting_flush(ferry_component_t *comp);
 
 #endif

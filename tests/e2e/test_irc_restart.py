@@ -12,15 +12,16 @@ clients."""
 
 import signal
 import time
+from xml.sax.saxutils import quoteattr
 
 import pytest
 
 import harness as h
 from irc_fixtures import IrcEnv, irc, irc_component, users, wait_link_up, xmpp  # noqa: F401 (fixtures)
-from test_irc import (IRC, SECRET, Mark, codes, groupchat, join, leave, subject_of, wait_groupchat,
+from test_irc import (IRC, NS_MUC, SECRET, Mark, codes, groupchat, join, leave, subject_of, wait_groupchat,
                       wait_privmsg)
 
-DOMAINS = ["r%d.localhost" % i for i in range(1, 9)]
+DOMAINS = ["r%d.localhost" % i for i in range(1, 10)]
 USERS = ["ann", "bo", "cy", "di", "ed", "flo", "gia", "hal", "ike", "jo", "ken", "lu"]
 
 
@@ -64,6 +65,10 @@ class Gw:
             assert self.f.wait_exit(10) is not None, "ferry did not exit on %s" % sig
         self.f.start()
         self.wait_up()
+
+    def crash(self):
+        """kill -9, at once: what ferry had not committed is lost."""
+        self.restart(signal.SIGKILL)
 
 
 @pytest.fixture
@@ -136,35 +141,59 @@ def test_every_resource_of_a_user_is_put_back(env, xmpp, irc, gw):
 
 
 def test_crash_kill9_then_start_puts_users_back(env, xmpp, irc, gw):
+    """Once IRC has seen a user join, a crash does not forget the room: ferry
+    commits the room before the JOIN goes out. Killed the moment the JOIN
+    shows, with nothing in between to give a batch time to commit: the
+    first room joined with the connection (the JOIN after registering),
+    the second on it (the JOIN at once)."""
     ivan = irc("rivan3")
     ivan.join("#rs3")
+    ivan.join("#rs3b")
     cy = xmpp("cy")
-    rj = gw.room("#rs3")
+    rj, rj2 = gw.room("#rs3"), gw.room("#rs3b")
+    mi = ivan.mark()
     join(cy, rj, "cy")
-    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "cy")
+    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "cy", since=mi)
+    mi = ivan.mark()
+    cy.send_raw("<presence to=%s><x xmlns='%s'/></presence>" % (quoteattr(rj2 + "/cy"), NS_MUC))
+    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "cy" and l.params[0] == "#rs3b", since=mi,
+              what="cy's JOIN of #rs3b")
     m, mi = Mark(cy), ivan.mark()
-    gw.restart(signal.SIGKILL)
-    me, _ = room_state(m, rj)
-    assert me.frm.split("/")[0] == rj, me
+    gw.crash()
+    for r in (rj, rj2):
+        me, _ = room_state(m, r)
+        assert me.frm.split("/")[0] == r, me
     nick = me.frm.split("/", 1)[1]
-    ivan.wait(lambda l: l.command == "JOIN" and l.nick == nick, since=mi, what="cy back on IRC")
+    ivan.wait(lambda l: l.command == "JOIN" and l.nick == nick, since=mi, count=2, what="cy back on IRC")
     ivan.privmsg("#rs3", "after the crash")
     wait_groupchat(cy, rj, "rivan3", "after the crash", mark=m)
 
 
-def test_left_rooms_stay_left_after_a_restart(env, xmpp, irc, gw):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill9"])
+def test_left_rooms_stay_left_after_a_restart(env, xmpp, irc, gw, sig):
+    """Once IRC has seen a user leave, neither a restart nor a crash (killed
+    the moment the PART shows) puts them back. The room they stay in tells
+    when the restart is over: its JOIN and a message said in it go to IRC
+    after every JOIN ferry sends for the rooms it restores."""
     ivan = irc("rivan4")
     ivan.join("#rs4")
+    ivan.join("#rs4b")
     di = xmpp("di")
-    rj = gw.room("#rs4")
+    rj, stay = gw.room("#rs4"), gw.room("#rs4b")
+    join(di, stay, "di")
     join(di, rj, "di")
-    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "di")
-    leave(di, rj, "di")
+    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "di", count=2)
+    mi = ivan.mark()
+    di.send_raw("<presence type='unavailable' to=%s/>" % quoteattr(rj + "/di"))
+    ivan.wait(lambda l: l.command == "PART" and l.nick == "di", since=mi, what="di's PART")
     m, mi = Mark(di), ivan.mark()
-    gw.restart()
-    time.sleep(2)
-    assert not m.all(lambda s: s.name == "presence" and (s.frm or "").startswith(rj)), m.all()
-    assert not ivan.lines(lambda l: l.command == "JOIN" and l.nick == "di", since=mi)
+    gw.restart(sig)
+    me, _ = room_state(m, stay)
+    mi2 = ivan.mark()
+    groupchat(di, stay, "back")
+    wait_privmsg(ivan, "#rs4b", me.frm.split("/", 1)[1], "back", since=mi2)
+    assert not m.all(lambda s: s.name == "presence" and (s.frm or "").startswith(rj + "/")), m.all()
+    assert not ivan.lines(lambda l: l.command == "JOIN" and l.params[0] == "#rs4", since=mi)
 
 
 def test_sigusr1_stops_for_good_with_332_and_forgets(env, xmpp, irc, gw):
@@ -261,7 +290,7 @@ def test_nick_taken_meanwhile_is_put_back_with_another(env, xmpp, irc, gw):
     ivan.wait(lambda l: l.command == "JOIN" and l.nick == "hal")
     m = Mark(hal)
     gw.f.expect_exit = True
-    gw.f.signal(signal.SIGKILL)
+    gw.f.signal(signal.SIGKILL)     # at once: the room is committed before its JOIN
     assert gw.f.wait_exit(10) is not None
     h.wait_until(lambda: "hal" not in ivan.ison("hal"), 10, interval=0.1, what="hal gone from IRC")
     irc("hal")                        # the nick is taken before ferry is back

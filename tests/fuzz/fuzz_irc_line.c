@@ -221,6 +221,8 @@ int ferry_setting_list(ferry_component_t *comp, const char *ns, ferry_setting_cb
     return 0;
 }
 
+void ferry_setting_flush(ferry_component_t *comp) { (void)comp; }
+
 /* Nobody is an admin, and a stop is never for good. */
 int ferry_component_is_admin(const ferry_component_t *comp, const char *jid)
 {
@@ -254,13 +256,17 @@ const irc_server_t *irc_find_server(irc_t *irc, const char *name)
     return name && strcasecmp(name, server.name) == 0 ? &server : NULL;
 }
 
-const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char *name)
+/* irc.c's, over the stand-in above. */
+const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char *name,
+                                      char *bare, size_t bare_len)
 {
-    const irc_server_t *s = irc_find_server(irc, name);
-    if (!s)
-        ferry_component_reply_error(irc->comp, st, "cancel", "not-allowed",
-                                    "this IRC server is not served here");
-    return s;
+    if (!irc_find_server(irc, name)) {
+        ferry_component_reply_error(irc->comp, st, "cancel", "not-allowed", "not served here");
+        return NULL;
+    }
+    if (bare)
+        ferry_jid_bare_of(xmpp_stanza_get_from(st), bare, bare_len);
+    return &server;
 }
 
 irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server_name)
@@ -298,6 +304,7 @@ static irc_room_t *add_room(irc_t *irc, irc_conn_t *conn, const char *name, int 
                             const char *const *resources, size_t n)
 {
     irc_room_t *room = calloc(1, sizeof *room);
+    ferry_list_init(&room->held);
     room->name = strdup(name);
     room->asked_nick = strdup(conn->nick);
     room->short_jid = !joined;
@@ -339,6 +346,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     irc_t *irc = calloc(1, sizeof *irc);
     irc->comp = (ferry_component_t *)irc; /* never looked into: the stand-ins above */
+    ferry_list_init(&irc->chans);
     irc->history = 1;
     irc->history_on_join = 20;
     irc->history_days = 7;
@@ -349,6 +357,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     conn->arg = irc;
     conn->server = &server;
     conn->jid = strdup("alice@example.org");
+    ferry_list_init(&conn->ctcp_waits);
+    ferry_list_init(&conn->listings);
+    ferry_list_init(&conn->pm_routes);
+    ferry_list_init(&conn->chan_charsets);
     strcpy(conn->nick, "alice");
     strcpy(conn->wanted_nick, "alice");
     conn->net = (ferry_net_t *)conn; /* never looked into: writes reach fuzz_net_write */
@@ -367,7 +379,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     strcpy(conn->chantypes, "#&");
     strcpy(conn->prefixes, "~&@%+");
     strcpy(conn->prefix_modes, "qaohv");
-    irc->conns = conn;
+    ferry_list_init(&irc->conns);
+    ferry_list_insert_head(&irc->conns, &conn->link);
 
     static const char *const both[] = {"alice@example.org/phone", "alice@example.org/laptop"};
     static const char *const one[] = {"alice@example.org/phone"};
@@ -393,7 +406,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     drop_socket(conn); /* frees what waits in the flood control queue */
     free(conn->queue);
     irc_charset_close(conn);
-    if (irc->chans)
+    if (!ferry_list_empty(&irc->chans))
         fuzz_fail("irc", "a channel outlived every room in it");
     free(conn->motd);
     free(conn->jid);

@@ -8,7 +8,12 @@
 #include "../../adapters/irc/irc.h"
 #include "check.h"
 
-static irc_t *irc_new(void) { return calloc(1, sizeof(irc_t)); }
+static irc_t *irc_new(void)
+{
+    irc_t *irc = calloc(1, sizeof(irc_t));
+    ferry_list_init(&irc->chans);
+    return irc;
+}
 
 /* What the index must answer, found the slow way. */
 static irc_member_t *scan_present(irc_chan_t *c, const char *nick, irc_casemap_t map)
@@ -75,9 +80,9 @@ static void test_shared_departures(void)
     CHECK(irc_chan_member(c, "caroline", IRC_CASE_RFC1459) == NULL, "cleared");
     irc_chan_add(c, "dave", "", IRC_CASE_RFC1459);
     CHECK(irc_chan_member(c, "DAVE", IRC_CASE_RFC1459) != NULL, "usable after clearing");
-    irc_chan_release(irc, c);
-    irc_chan_release(irc, c);
-    CHECK(irc->chans == NULL, "released by its last user");
+    irc_chan_release(c);
+    irc_chan_release(c);
+    CHECK(ferry_list_empty(&irc->chans), "released by its last user");
     free(irc);
 }
 
@@ -129,7 +134,7 @@ static void test_index_matches_scan(void)
     }
     CHECK(c->nmembers > 50, "the list grew (%zu members)", c->nmembers);
     CHECK_INT(mismatches, 0);
-    irc_chan_release(irc, c);
+    irc_chan_release(c);
     free(irc);
 }
 

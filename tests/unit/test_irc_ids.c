@@ -26,6 +26,7 @@ static world_t *world_new(void)
 {
     world_t *w = calloc(1, sizeof *w);
     w->irc.history = 0;
+    ferry_list_init(&w->irc.chans);
     w->chan = irc_chan_get(&w->irc, "irc.example.net", "#c", IRC_CASE_RFC1459);
     for (int i = 0; i < NCONN; i++) {
         w->conns[i].irc = &w->irc;
@@ -65,7 +66,7 @@ static void test_one_id_per_line_any_order(void)
     CHECK(strcmp(a[0][0], a[0][1]) != 0, "the same text twice got one id");
     CHECK(strcmp(a[0][1], a[0][2]) != 0 && strcmp(a[0][0], a[0][2]) != 0, "ids repeat");
     CHECK(w->chan->nsaid == 3, "3 messages entered, not %llu", (unsigned long long)w->chan->nsaid);
-    irc_chan_release(&w->irc, w->chan);
+    irc_chan_release(w->chan);
     free(w);
 }
 
@@ -87,7 +88,7 @@ static void test_own_message_found_by_the_others(void)
     CHECK(strcmp(seen2, expect) == 0, "the second line is %s, not %s", seen2, expect);
     got(w, 0, "ivan", "meanwhile", other0); /* the sender's connection still finds it */
     CHECK(strcmp(other, other0) == 0, "%s and %s for one line", other, other0);
-    irc_chan_release(&w->irc, w->chan);
+    irc_chan_release(w->chan);
     free(w);
 }
 
@@ -103,7 +104,7 @@ static void test_late_joiner_and_one_connection(void)
     got(w, 1, "ivan", "x", a);
     got(w, 1, "ivan", "x", c);
     CHECK(strcmp(a, c) != 0, "alone, the same text twice got one id");
-    irc_chan_release(&w->irc, w->chan);
+    irc_chan_release(w->chan);
     free(w);
 }
 
@@ -160,7 +161,7 @@ static void test_random_interleavings(void)
         CHECK(bad == 0, "round %d: %d lines with different ids on different connections", round,
               bad);
         memset(ids, 0, sizeof ids);
-        irc_chan_release(&w->irc, w->chan);
+        irc_chan_release(w->chan);
         free(w);
     }
 }
@@ -193,7 +194,7 @@ static void test_long_lag_and_draining(void)
     w->chan->joined = 1; /* alone now: the ring goes */
     irc_ids_left(&w->rooms[1]);
     CHECK(!w->chan->said, "a ring kept for a channel nobody shares");
-    irc_chan_release(&w->irc, w->chan);
+    irc_chan_release(w->chan);
     free(w);
 }
 
