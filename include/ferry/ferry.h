@@ -13,7 +13,6 @@
 #include "ferry/outbox.h"
 #include "ferry/stanza.h"
 #include "ferry/text.h"
-
-#define FERRY_VERSION "0.1.0"
+#include "ferry/version.h"
 
 #endif
