@@ -11,6 +11,7 @@
 #include "ferry/log.h"
 #include "ferry/metrics.h"
 #include "ferry/outbox.h"
+#include "ferry/settings.h"
 #include "ferry/stanza.h"
 #include "ferry/text.h"
 #include "ferry/version.h"

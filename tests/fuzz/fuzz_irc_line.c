@@ -186,7 +186,7 @@ int ferry_history_prune(ferry_component_t *comp, int64_t before_ms)
     return 0;
 }
 
-/* Settings (ferry/outbox.h): nothing stored, so every lookup misses. */
+/* Settings (ferry/settings.h): nothing stored, so every lookup misses. */
 int ferry_setting_get(ferry_component_t *comp, const char *ns, const char *key, char **value)
 {
     (void)comp, (void)ns, (void)key, (void)value;
