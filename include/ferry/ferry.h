@@ -1,4 +1,8 @@
-/* ferry/ferry.h: everything an adapter may use of the core. */
+/* ferry/ferry.h: everything an adapter may use of the core.
+ *
+ * Names: ferry_noun_verb is public (declared here, under include/ferry);
+ * ferry__noun_verb is the core's own; an adapter's globals carry its name
+ * (irc_, sms_, webhook_). ctest "symbols" holds the built objects to it. */
 #ifndef FERRY_FERRY_H
 #define FERRY_FERRY_H
 
