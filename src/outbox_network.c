@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/backoff.h"
 #include "ferry/log.h"
 #include "outbox.h"
 
@@ -326,18 +327,16 @@ static void on_rescan(uv_timer_t *t) { net_outbox_rescan(t->data); }
 
 /* ---- answers from the adapter ---- */
 
+/* After ATTEMPTS attempts: retry_delay doubling up to retry_delay_max, with
+ * jitter so that retries from many senders spread out. */
 static uint64_t backoff_ms(const outbox_policy_t *p, int attempts, long retry_after)
 {
-    double delay = p->retry_delay;
-    for (int i = 1; i < attempts && delay < p->retry_delay_max; i++)
-        delay *= 2;
-    if (delay > p->retry_delay_max)
-        delay = p->retry_delay_max;
-    /* Jitter in [delay/2, delay]: retries from many senders spread out. */
-    delay = delay / 2 + (delay / 2) * ((double)rand() / RAND_MAX);
-    if (retry_after >= 0 && (double)retry_after > delay)
-        delay = (double)retry_after; /* the far end said when: not sooner */
-    return (uint64_t)(delay * 1000);
+    uint64_t delay = ferry_backoff_ms(attempts > 1 ? (unsigned)attempts - 1 : 0,
+                                      (uint64_t)(p->retry_delay * 1000),
+                                      (uint64_t)(p->retry_delay_max * 1000));
+    if (retry_after >= 0 && (uint64_t)retry_after * 1000 > delay)
+        delay = (uint64_t)retry_after * 1000; /* the far end said when: not sooner */
+    return delay;
 }
 
 /* The entry under way with ID, taken out of flight; NULL when the answer

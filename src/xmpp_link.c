@@ -2,8 +2,9 @@
  * libstrophe's connection code (which, in the Debian 12 version, crashes on
  * component send, polls with select() and drops its queue on reconnect).
  *
- * Each connection attempt is a conn_t; when it fails it is orphaned and freed
- * by its own close callback, so that a failure found deep inside the parser's
+ * The bytes travel over a ferry/net.h connection. Each connection attempt is
+ * a conn_t; when it fails it is orphaned and freed once its connection is
+ * closed (from the loop), so that a failure found deep inside the parser's
  * callbacks never frees memory the parser is still using. The link outlives
  * its connections and holds the queue, the timers and the backoff. */
 #include <stdio.h>
@@ -13,7 +14,9 @@
 
 #include <openssl/rand.h>
 
+#include "ferry/backoff.h"
 #include "ferry/log.h"
+#include "ferry/net.h"
 #include "xml_stream.h"
 #include "xmpp_link.h"
 
@@ -68,19 +71,10 @@ struct xmpp_link {
 
 struct conn {
     xmpp_link_t *link; /* NULL once orphaned */
-    uv_getaddrinfo_t resolve;
-    uv_connect_t connect;
-    uv_tcp_t tcp;
-    uv_shutdown_t shutdown;
-    int resolving, tcp_open, saw_header;
+    ferry_net_t *net;
+    int saw_header;
     xml_stream_t *xml;
-    char buf[65536];
 };
-
-typedef struct write_req {
-    uv_write_t req;
-    char data[];
-} write_req_t;
 
 static void connect_attempt(xmpp_link_t *link);
 static void conn_fail(conn_t *conn, const char *reason);
@@ -88,27 +82,25 @@ static void finish_close(xmpp_link_t *link);
 
 /* ---- writing ---- */
 
-static void on_written(uv_write_t *req, int status)
+/* The connection failed or the server closed it: STATUS and REASON as
+ * ferry/net.h gives them. */
+static void net_failed(conn_t *conn, int status, const char *reason)
 {
-    conn_t *conn = req->data;
-    free(req);
-    if (status < 0 && status != UV_ECANCELED && conn->link)
-        conn_fail(conn, uv_strerror(status));
+    if (status == UV_EOF && !conn->saw_header)
+        reason = "the server closed the connection before the stream header";
+    conn_fail(conn, reason ? reason : uv_strerror(status));
 }
 
+/* A write the connection refuses means it has failed (it has no bound: see
+ * connect_attempt()). The link learns it now rather than from closed(), so
+ * that what is sent meanwhile waits in the queue for the next connection. */
 static void conn_write(conn_t *conn, const char *data, size_t len)
 {
-    write_req_t *w = malloc(sizeof *w + len);
-    memcpy(w->data, data, len);
-    w->req.data = conn;
-    uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
-    int rc = uv_write(&w->req, (uv_stream_t *)&conn->tcp, &buf, 1, on_written);
-    if (rc < 0) {
-        free(w);
-        conn_fail(conn, uv_strerror(rc));
-        return;
-    }
-    conn->link->last_write = uv_now(conn->link->loop);
+    int rc = ferry_net_write(conn->net, data, len);
+    if (rc == 0)
+        conn->link->last_write = uv_now(conn->link->loop);
+    else
+        net_failed(conn, rc, ferry_net_failure(conn->net));
 }
 
 static void conn_write_str(conn_t *conn, const char *s) { conn_write(conn, s, strlen(s)); }
@@ -283,14 +275,14 @@ static int barrier_answered(xmpp_link_t *link, xmpp_stanza_t *st)
 
 /* ---- connection lifetime ---- */
 
-static void on_conn_closed(uv_handle_t *handle)
+static void conn_free(void *arg)
 {
-    conn_t *conn = handle->data;
+    conn_t *conn = arg;
     xml_stream_free(conn->xml);
     free(conn);
 }
 
-/* Detaches CONN from its link; it frees itself once libuv is done with it. */
+/* Detaches CONN from its link; it is freed once its connection is closed. */
 static void conn_drop(conn_t *conn)
 {
     xmpp_link_t *link = conn->link;
@@ -301,25 +293,10 @@ static void conn_drop(conn_t *conn)
         link->conn = NULL;
     if (conn->xml)
         xml_stream_stop(conn->xml);
-    if (conn->tcp_open) {
-        if (!uv_is_closing((uv_handle_t *)&conn->tcp))
-            uv_close((uv_handle_t *)&conn->tcp, on_conn_closed);
-    } else if (!conn->resolving) {
-        xml_stream_free(conn->xml);
-        free(conn);
-    }
-}
-
-static uint64_t backoff_ms(unsigned attempt)
-{
-    uint64_t ms = BACKOFF_MIN_MS;
-    for (unsigned i = 0; i < attempt && ms < BACKOFF_MAX_MS; i++)
-        ms *= 2;
-    if (ms > BACKOFF_MAX_MS)
-        ms = BACKOFF_MAX_MS;
-    /* Jitter in [ms/2, ms]: many gateways restarted with their server do not
-     * reconnect in lockstep. */
-    return ms / 2 + (uint64_t)rand() % (ms / 2 + 1);
+    if (conn->net)
+        ferry_net_close(conn->net, conn_free);
+    else
+        conn_free(conn);
 }
 
 static void on_retry(uv_timer_t *t)
@@ -341,7 +318,7 @@ static void conn_fail(conn_t *conn, const char *reason)
     xmpp_link_t *link = conn->link;
     if (!link)
         return;
-    int was_up = link->state == LINK_UP;
+    int was_up = link->state == LINK_UP, had_tcp = link->state != LINK_CONNECTING;
     conn_drop(conn);
     stop_link_timers(link);
     barriers_fail(link);
@@ -352,15 +329,20 @@ static void conn_fail(conn_t *conn, const char *reason)
     snprintf(link->stats.last_error, sizeof link->stats.last_error, "%s", reason);
     link->state = LINK_WAITING;
     link->stats.up = 0;
-    uint64_t delay = backoff_ms(link->attempt);
+    /* Jitter: many gateways restarted with their server do not reconnect in
+     * lockstep. */
+    uint64_t delay = ferry_backoff_ms(link->attempt, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     if (link->attempt < 16)
         link->attempt++;
     if (was_up)
         ferry_log_warn(link->scope, "link to %s:%d lost: %s; reconnecting in %.1f s", link->host,
                        link->port, reason, (double)delay / 1000);
-    else
+    else if (had_tcp)
         ferry_log_warn(link->scope, "cannot link %s to %s:%d: %s; retrying in %.1f s",
                        link->domain, link->host, link->port, reason, (double)delay / 1000);
+    else /* the reason names the host and port */
+        ferry_log_warn(link->scope, "cannot link %s: %s; retrying in %.1f s", link->domain,
+                       reason, (double)delay / 1000);
     uv_timer_start(&link->retry_timer, on_retry, delay, 0);
     if (was_up && link->h.state)
         link->h.state(link->arg, 0);
@@ -532,35 +514,14 @@ static void send_ping(uv_timer_t *t)
              "<iq type='get' id='%s' from='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>",
              link->ping_id, link->domain, link->ping_to);
     conn_write_str(link->conn, buf);
-    uv_timer_start(&link->ping_deadline, on_deadline, link->ping_timeout_ms, 0);
+    if (link->state == LINK_UP) /* else the write found the link down */
+        uv_timer_start(&link->ping_deadline, on_deadline, link->ping_timeout_ms, 0);
 }
 
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+static void on_net_data(void *arg, const char *buf, size_t len)
 {
-    conn_t *conn = handle->data;
-    (void)suggested;
-    *buf = uv_buf_init(conn->buf, sizeof conn->buf);
-}
-
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-    conn_t *conn = stream->data;
-    if (!conn->link)
-        return;
-    if (nread == UV_EOF) {
-        if (conn->link->state == LINK_CLOSING)
-            finish_close(conn->link);
-        else
-            conn_fail(conn, conn->saw_header ? "the server closed the connection"
-                                             : "the server closed the connection before the "
-                                               "stream header");
-        return;
-    }
-    if (nread < 0) {
-        conn_fail(conn, uv_strerror((int)nread));
-        return;
-    }
-    if (xml_stream_feed(conn->xml, buf->base, (size_t)nread) != 0 && conn->link) {
+    conn_t *conn = arg;
+    if (xml_stream_feed(conn->xml, buf, len) != 0 && conn->link) {
         const char *condition = xml_stream_error(conn->xml);
         char reason[256];
         snprintf(reason, sizeof reason, "bad XML from the server (%s: %s)", condition,
@@ -570,21 +531,21 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-static void on_connected(uv_connect_t *req, int status)
+/* In LINK_CLOSING, the server's close is the answer to our
+ * </stream:stream>, which conn_fail() takes as such. */
+static void on_net_closed(void *arg, int status, const char *reason)
 {
-    conn_t *conn = req->data;
+    net_failed(arg, status, reason);
+}
+
+static void on_net_connected(void *arg)
+{
+    conn_t *conn = arg;
     xmpp_link_t *link = conn->link;
-    if (!link)
-        return;
-    if (status < 0) {
-        conn_fail(conn, uv_strerror(status));
-        return;
-    }
     link->state = LINK_OPENING;
     link->ping_id[0] = 0;
     new_id_secret(link);
     uv_timer_start(&link->ping_deadline, on_deadline, link->ping_timeout_ms, 0);
-    uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
     char header[1200];
     snprintf(header, sizeof header,
              "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
@@ -593,52 +554,30 @@ static void on_connected(uv_connect_t *req, int status)
     conn_write_str(conn, header);
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    conn_t *conn = req->data;
-    conn->resolving = 0;
-    xmpp_link_t *link = conn->link;
-    if (!link) {
-        uv_freeaddrinfo(res);
-        xml_stream_free(conn->xml);
-        free(conn);
-        return;
-    }
-    if (status < 0) {
-        char reason[256];
-        snprintf(reason, sizeof reason, "cannot resolve %s: %s", link->host, uv_strerror(status));
-        conn_fail(conn, reason);
-        return;
-    }
-    uv_tcp_init(link->loop, &conn->tcp);
-    conn->tcp.data = conn;
-    conn->tcp_open = 1;
-    uv_tcp_nodelay(&conn->tcp, 1);
-    conn->connect.data = conn;
-    int rc = uv_tcp_connect(&conn->connect, &conn->tcp, res->ai_addr, on_connected);
-    uv_freeaddrinfo(res);
-    if (rc < 0)
-        conn_fail(conn, uv_strerror(rc));
-}
+static const ferry_net_callbacks_t net_callbacks = {
+    .connected = on_net_connected,
+    .data = on_net_data,
+    .closed = on_net_closed,
+};
 
 static void connect_attempt(xmpp_link_t *link)
 {
     conn_t *conn = calloc(1, sizeof *conn);
     conn->link = link;
     conn->xml = xml_stream_new(link->ctx, link->max_stanza_size, &stream_handlers, conn);
-    conn->resolve.data = conn;
     link->conn = conn;
     link->state = LINK_CONNECTING;
     ferry_log_debug(link->scope, "connecting to %s:%d", link->host, link->port);
-    char port[16];
-    snprintf(port, sizeof port, "%d", link->port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    conn->resolving = 1;
-    int rc = uv_getaddrinfo(link->loop, &conn->resolve, on_resolved, link->host, port, &hints);
-    if (rc < 0) {
-        conn->resolving = 0;
-        conn_fail(conn, uv_strerror(rc));
-    }
+    /* No bound on bytes the server has not read yet: the link bounds what
+     * waits while it is down (queue_size), and a server that stops reading
+     * misses the ping deadline. Connecting has the handshake's deadline. */
+    ferry_net_options_t o = {.host = link->host,
+                             .port = link->port,
+                             .connect_timeout_ms = link->ping_timeout_ms,
+                             .max_pending = SIZE_MAX};
+    conn->net = ferry_net_connect(link->loop, &o, &net_callbacks, conn);
+    if (!conn->net)
+        conn_fail(conn, "out of memory");
 }
 
 /* ---- the link ---- */
@@ -727,11 +666,6 @@ static void finish_close(xmpp_link_t *link)
 
 static void on_close_wait(uv_timer_t *t) { finish_close(t->data); }
 
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    (void)req, (void)status; /* the server's </stream:stream> or EOF ends the wait */
-}
-
 void xmpp_link_close(xmpp_link_t *link, void (*done)(void *), void *arg)
 {
     int was_up = link->state == LINK_UP;
@@ -745,11 +679,10 @@ void xmpp_link_close(xmpp_link_t *link, void (*done)(void *), void *arg)
         finish_close(link);
         return;
     }
-    conn_t *conn = link->conn;
-    conn_write_str(conn, "</stream:stream>");
-    if (link->conn == conn) {
-        conn->shutdown.data = conn;
-        uv_shutdown(&conn->shutdown, (uv_stream_t *)&conn->tcp, on_shutdown);
+    /* The server's </stream:stream> or its close ends the wait. */
+    conn_write_str(link->conn, "</stream:stream>");
+    if (link->conn) { /* else the write found it failed, and the link closed */
+        ferry_net_shutdown(link->conn->net);
         uv_timer_start(&link->close_timer, on_close_wait, CLOSE_WAIT_MS, 0);
     }
     if (was_up)

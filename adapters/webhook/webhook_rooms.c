@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ferry/backoff.h"
 #include "webhook_rooms.h"
 
 #define RESOURCE "ferry"
@@ -324,11 +325,9 @@ static void joined(room_t *rm, const char *nick)
 static void rejoin_later(room_t *rm, const char *why)
 {
     rooms_t *r = rm->owner;
-    uint64_t delay = BACKOFF_MIN_MS;
-    for (int i = 0; i < rm->backoff && delay < BACKOFF_MAX_MS; i++)
-        delay *= 2;
-    if (delay > BACKOFF_MAX_MS)
-        delay = BACKOFF_MAX_MS;
+    /* The delays as they always were, without jitter. */
+    uint64_t delay = ferry_backoff_ceiling_ms((unsigned)rm->backoff, BACKOFF_MIN_MS,
+                                              BACKOFF_MAX_MS);
     rm->backoff++;
     rm->state = R_WAIT;
     rm->rejoin_at = now_ms(r) + delay;

@@ -38,35 +38,7 @@ static ferry_http_client_t *client;
 static ferry_http_server_t *server;
 static char base[64]; /* "http://127.0.0.1:PORT" */
 
-/* ---- bounded waiting ---- */
-
-static int guard_fired;
-
-static void on_guard(uv_timer_t *t)
-{
-    (void)t;
-    guard_fired = 1;
-}
-
-/* Runs the loop until *count reaches want, or ms pass. */
-static int wait_for(int *count, int want, uint64_t ms)
-{
-    uv_timer_t guard;
-    uv_timer_init(&loop, &guard);
-    guard_fired = 0;
-    uv_timer_start(&guard, on_guard, ms, 0);
-    while (*count < want && !guard_fired)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&guard, NULL);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    return *count >= want;
-}
-
-static void sleep_loop(uint64_t ms)
-{
-    int never = 0;
-    wait_for(&never, 1, ms);
-}
+#include "loop_wait.h"
 
 /* ---- client side: responses land here ---- */
 
