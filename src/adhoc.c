@@ -10,7 +10,7 @@
 #include "ferry/ferry.h"
 
 #define NS_COMMANDS FERRY_NS_COMMANDS
-#define NS_DATA "jabber:x:data"
+#define NS_DATA FERRY_NS_DATA
 #define MAX_LISTED 50
 
 typedef struct command {
@@ -20,72 +20,6 @@ typedef struct command {
 } command_t;
 
 /* ---- building answers ---- */
-
-static xmpp_stanza_t *answer(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node,
-                             const char *status, xmpp_stanza_t **cmd_out)
-{
-    xmpp_stanza_t *res = xmpp_iq_new(comp->gw->ctx, "result", xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    xmpp_stanza_t *cmd = ferry_stanza_add(res, "command", NS_COMMANDS);
-    xmpp_stanza_set_attribute(cmd, "node", node);
-    /* Keep the asker's session; start one when it has none. */
-    xmpp_stanza_t *asked = xmpp_stanza_get_child_by_name_and_ns(iq, "command", NS_COMMANDS);
-    const char *given = asked ? xmpp_stanza_get_attribute(asked, "sessionid") : NULL;
-    char *session = given ? NULL : xmpp_uuid_gen(comp->gw->ctx);
-    xmpp_stanza_set_attribute(cmd, "sessionid", given ? given : session);
-    if (session)
-        xmpp_free(comp->gw->ctx, session);
-    xmpp_stanza_set_attribute(cmd, "status", status);
-    *cmd_out = cmd;
-    return res;
-}
-
-static void send_release(ferry_component_t *comp, xmpp_stanza_t *st)
-{
-    ferry_component_send(comp, st);
-    xmpp_stanza_release(st);
-}
-
-static void complete_with_note(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node,
-                               const char *type, const char *text)
-{
-    xmpp_stanza_t *cmd;
-    xmpp_stanza_t *res = answer(comp, iq, node, "completed", &cmd);
-    xmpp_stanza_set_type(ferry_stanza_add_text(cmd, "note", text), type);
-    send_release(comp, res);
-}
-
-static xmpp_stanza_t *form(xmpp_stanza_t *parent, const char *type, const char *title)
-{
-    xmpp_stanza_t *x = ferry_stanza_add(parent, "x", NS_DATA);
-    xmpp_stanza_set_type(x, type);
-    ferry_stanza_add_text(x, "title", title);
-    return x;
-}
-
-static xmpp_stanza_t *field(xmpp_stanza_t *x, const char *var, const char *type, const char *label)
-{
-    xmpp_stanza_t *f = ferry_stanza_add(x, "field", NULL);
-    xmpp_stanza_set_attribute(f, "var", var);
-    xmpp_stanza_set_type(f, type);
-    if (label)
-        xmpp_stanza_set_attribute(f, "label", label);
-    return f;
-}
-
-/* A command that needs input: status "executing" with a form to fill. */
-static xmpp_stanza_t *ask(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node,
-                          const char *title, xmpp_stanza_t **x)
-{
-    xmpp_stanza_t *cmd;
-    xmpp_stanza_t *res = answer(comp, iq, node, "executing", &cmd);
-    xmpp_stanza_t *actions = ferry_stanza_add(cmd, "actions", NULL);
-    xmpp_stanza_set_attribute(actions, "execute", "complete");
-    ferry_stanza_add(actions, "complete", NULL);
-    *x = form(cmd, "form", title);
-    return res;
-}
 
 /* A report, one line per field: "fixed" fields, which every client shows
  * as text and none offers to edit (a text-multi field in a result form is
@@ -97,8 +31,7 @@ static void add_lines_field(xmpp_stanza_t *x, const char *var, const char *label
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         char name[64];
         snprintf(name, sizeof name, "%s-%d", var, ++n);
-        xmpp_stanza_t *f = field(x, name, "fixed", n == 1 ? label : NULL);
-        ferry_stanza_add_text(f, "value", line);
+        ferry_form_add_field(x, name, "fixed", n == 1 ? label : NULL, line);
     }
 }
 
@@ -130,10 +63,10 @@ static void cmd_status(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t
         len += (size_t)snprintf(text + len, sizeof text - len, "\n");
     }
     xmpp_stanza_t *cmd;
-    xmpp_stanza_t *res = answer(comp, iq, "status", "completed", &cmd);
-    xmpp_stanza_t *x = form(cmd, "result", "ferry " FERRY_VERSION " status");
+    xmpp_stanza_t *res = ferry_command_answer(iq, "status", "completed", &cmd);
+    xmpp_stanza_t *x = ferry_form_add(cmd, "result", "ferry " FERRY_VERSION " status");
     add_lines_field(x, "components", "Components", text);
-    send_release(comp, res);
+    ferry_component_send_release(comp, res);
 }
 
 /* ---- reload ---- */
@@ -142,12 +75,12 @@ static void cmd_reload(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t
 {
     (void)in;
     if (gateway_reload(comp->gw) == 0)
-        complete_with_note(comp, iq, "reload", "info",
-                           "Configuration reloaded; the log says what needs a restart.");
+        ferry_command_complete(comp, iq, "reload", "info",
+                               "Configuration reloaded; the log says what needs a restart.");
     else
-        complete_with_note(comp, iq, "reload", "error",
-                           "Reload refused: the configuration has errors (see the log); "
-                           "nothing changed.");
+        ferry_command_complete(comp, iq, "reload", "error",
+                               "Reload refused: the configuration has errors (see the log); "
+                               "nothing changed.");
 }
 
 /* ---- dead messages ---- */
@@ -182,48 +115,39 @@ static int list_dead(ferry_component_t *comp, dead_list_t *dl)
 static void cmd_dead_list(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
 {
     (void)in;
-    dead_list_t *dl = malloc(sizeof *dl);
+    dead_list_t *dl = ferry_malloc(sizeof *dl);
     if (list_dead(comp, dl) < 0 || dl->count == 0) {
-        complete_with_note(comp, iq, "dead-list", "info", "No dead messages.");
+        ferry_command_complete(comp, iq, "dead-list", "info", "No dead messages.");
         free(dl);
         return;
     }
     xmpp_stanza_t *cmd;
-    xmpp_stanza_t *res = answer(comp, iq, "dead-list", "completed", &cmd);
-    xmpp_stanza_t *x = form(cmd, "result", "Dead messages (id, conversation, reason)");
+    xmpp_stanza_t *res = ferry_command_answer(iq, "dead-list", "completed", &cmd);
+    xmpp_stanza_t *x = ferry_form_add(cmd, "result", "Dead messages (id, conversation, reason)");
     add_lines_field(x, "messages", "Messages", dl->text);
-    send_release(comp, res);
+    ferry_component_send_release(comp, res);
     free(dl);
 }
 
+/* The value of the field VAR of the form in CMD; NULL when it is absent or
+ * empty. */
 static const char *submitted_value(xmpp_stanza_t *cmd, const char *var)
 {
-    xmpp_stanza_t *x = xmpp_stanza_get_child_by_name_and_ns(cmd, "x", NS_DATA);
-    if (!x)
-        return NULL;
-    for (xmpp_stanza_t *f = xmpp_stanza_get_children(x); f; f = xmpp_stanza_get_next(f)) {
-        const char *name = xmpp_stanza_get_name(f);
-        const char *v = xmpp_stanza_get_attribute(f, "var");
-        if (name && strcmp(name, "field") == 0 && v && strcmp(v, var) == 0) {
-            xmpp_stanza_t *value = xmpp_stanza_get_child_by_name(f, "value");
-            xmpp_stanza_t *t = value ? xmpp_stanza_get_children(value) : NULL;
-            return t ? xmpp_stanza_get_text_ptr(t) : NULL;
-        }
-    }
-    return NULL;
+    const char *v = ferry_form_value(xmpp_stanza_get_child_by_name_and_ns(cmd, "x", NS_DATA), var);
+    return v && *v ? v : NULL;
 }
 
 static void ask_which(ferry_component_t *comp, xmpp_stanza_t *iq)
 {
-    dead_list_t *dl = malloc(sizeof *dl);
+    dead_list_t *dl = ferry_malloc(sizeof *dl);
     if (list_dead(comp, dl) < 0 || dl->count == 0) {
-        complete_with_note(comp, iq, "dead-retry", "info", "No dead messages.");
+        ferry_command_complete(comp, iq, "dead-retry", "info", "No dead messages.");
         free(dl);
         return;
     }
     xmpp_stanza_t *x;
-    xmpp_stanza_t *res = ask(comp, iq, "dead-retry", "Retry a dead message", &x);
-    xmpp_stanza_t *f = field(x, "id", "list-single", "Message");
+    xmpp_stanza_t *res = ferry_command_ask(iq, "dead-retry", "Retry a dead message", NULL, &x);
+    xmpp_stanza_t *f = ferry_form_add_field(x, "id", "list-single", "Message", NULL);
     ferry_stanza_add(f, "required", NULL);
     char *line = strtok(dl->text, "\n");
     for (size_t i = 0; i < dl->count && line; i++, line = strtok(NULL, "\n")) {
@@ -233,7 +157,7 @@ static void ask_which(ferry_component_t *comp, xmpp_stanza_t *iq)
         xmpp_stanza_set_attribute(opt, "label", line);
         ferry_stanza_add_text(opt, "value", id);
     }
-    send_release(comp, res);
+    ferry_component_send_release(comp, res);
     free(dl);
 }
 
@@ -250,7 +174,7 @@ static void cmd_dead_retry(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stan
         ferry_component_reply_error(comp, iq, "modify", "bad-request", "not a message id");
         return;
     }
-    dead_list_t *dl = malloc(sizeof *dl);
+    dead_list_t *dl = ferry_malloc(sizeof *dl);
     int ours = 0;
     if (list_dead(comp, dl) >= 0)
         for (size_t i = 0; i < dl->count; i++)
@@ -265,7 +189,7 @@ static void cmd_dead_retry(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stan
         net_outbox_rescan(comp->net_outbox);
     char note[96];
     snprintf(note, sizeof note, "Message %lld is pending again.", id);
-    complete_with_note(comp, iq, "dead-retry", "info", note);
+    ferry_command_complete(comp, iq, "dead-retry", "info", note);
 }
 
 /* ---- disconnect a user ---- */
@@ -273,17 +197,17 @@ static void cmd_dead_retry(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stan
 static void cmd_disconnect(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
 {
     if (!comp->adapter->disconnect) {
-        complete_with_note(comp, iq, "disconnect", "info",
-                           "This adapter keeps no user sessions.");
+        ferry_command_complete(comp, iq, "disconnect", "info",
+                               "This adapter keeps no user sessions.");
         return;
     }
     const char *value = submitted_value(in, "jid");
     if (!value) {
         xmpp_stanza_t *x;
-        xmpp_stanza_t *res = ask(comp, iq, "disconnect", "Disconnect a user", &x);
-        xmpp_stanza_t *f = field(x, "jid", "jid-single", "User (bare JID)");
+        xmpp_stanza_t *res = ferry_command_ask(iq, "disconnect", "Disconnect a user", NULL, &x);
+        xmpp_stanza_t *f = ferry_form_add_field(x, "jid", "jid-single", "User (bare JID)", NULL);
         ferry_stanza_add(f, "required", NULL);
-        send_release(comp, res);
+        ferry_component_send_release(comp, res);
         return;
     }
     ferry_jid_t j;
@@ -296,7 +220,7 @@ static void cmd_disconnect(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stan
     size_t n = comp->adapter->disconnect(comp->self, bare);
     char note[2300];
     snprintf(note, sizeof note, "%zu session(s) of %s closed.", n, bare);
-    complete_with_note(comp, iq, "disconnect", "info", note);
+    ferry_command_complete(comp, iq, "disconnect", "info", note);
 }
 
 static const command_t commands[] = {
@@ -318,21 +242,16 @@ static int is_admin(ferry_component_t *comp, xmpp_stanza_t *iq)
 
 void adhoc_items(ferry_component_t *comp, xmpp_stanza_t *iq)
 {
-    xmpp_stanza_t *res = xmpp_iq_new(comp->gw->ctx, "result", xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    xmpp_stanza_t *q = ferry_stanza_add(res, "query", "http://jabber.org/protocol/disco#items");
+    xmpp_stanza_t *q;
+    xmpp_stanza_t *res =
+        ferry_iq_result(iq, "http://jabber.org/protocol/disco#items", &q);
     xmpp_stanza_set_attribute(q, "node", NS_COMMANDS);
     /* Only the commands the asker may run (XEP-0050 section 2.2). */
-    for (size_t i = 0; is_admin(comp, iq) && i < NCOMMANDS; i++) {
-        xmpp_stanza_t *item = ferry_stanza_add(q, "item", NULL);
-        xmpp_stanza_set_attribute(item, "jid", comp->domain);
-        xmpp_stanza_set_attribute(item, "node", commands[i].node);
-        xmpp_stanza_set_attribute(item, "name", commands[i].name);
-    }
+    for (size_t i = 0; is_admin(comp, iq) && i < NCOMMANDS; i++)
+        ferry_disco_item(q, comp->domain, commands[i].node, commands[i].name);
     if (comp->adapter->command_items) /* the adapter's own, for users too */
         comp->adapter->command_items(comp->self, iq, q);
-    send_release(comp, res);
+    ferry_component_send_release(comp, res);
 }
 
 int adhoc_info(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node)
@@ -343,18 +262,7 @@ int adhoc_info(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node)
             c = &commands[i];
     if (!c)
         return 0;
-    xmpp_stanza_t *res = xmpp_iq_new(comp->gw->ctx, "result", xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    xmpp_stanza_t *q = ferry_stanza_add(res, "query", "http://jabber.org/protocol/disco#info");
-    xmpp_stanza_set_attribute(q, "node", node);
-    xmpp_stanza_t *identity = ferry_stanza_add(q, "identity", NULL);
-    xmpp_stanza_set_attribute(identity, "category", "automation");
-    xmpp_stanza_set_attribute(identity, "type", "command-node");
-    xmpp_stanza_set_attribute(identity, "name", c->name);
-    xmpp_stanza_set_attribute(ferry_stanza_add(q, "feature", NULL), "var", NS_COMMANDS);
-    xmpp_stanza_set_attribute(ferry_stanza_add(q, "feature", NULL), "var", NS_DATA);
-    send_release(comp, res);
+    ferry_command_info(comp, iq, node, c->name);
     return 1;
 }
 
@@ -377,7 +285,7 @@ void adhoc_execute(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *cm
     }
     if (action && strcmp(action, "cancel") == 0) {
         xmpp_stanza_t *out;
-        send_release(comp, answer(comp, iq, node, "canceled", &out));
+        ferry_component_send_release(comp, ferry_command_answer(iq, node, "canceled", &out));
         return;
     }
     c->run(comp, iq, cmd);

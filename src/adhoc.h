@@ -5,8 +5,8 @@
 #include <strophe.h>
 
 #include "ferry/component.h"
+#include "ferry/form.h"
 
-#define FERRY_NS_COMMANDS "http://jabber.org/protocol/commands"
 
 /* disco#items with node=commands: the commands the asker may run. */
 void adhoc_items(ferry_component_t *comp, xmpp_stanza_t *iq);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "component.h"
 #include "conf.h"
 #include "ferry/log.h"
@@ -62,10 +63,10 @@ ferry_component_t *component_new(gateway_t *gw, const component_config_t *cc)
         conf_mark_used((toml_node_t *)cc->table);
         return NULL;
     }
-    ferry_component_t *comp = calloc(1, sizeof *comp);
+    ferry_component_t *comp = ferry_calloc(1, sizeof *comp);
     comp->gw = gw;
-    comp->name = strdup(cc->name);
-    comp->domain = strdup(cc->domain);
+    comp->name = ferry_strdup(cc->name);
+    comp->domain = ferry_strdup(cc->domain);
     comp->adapter = adapter;
     comp->policy = cc->policy;
     comp->self = adapter->create(comp, cc->table);
@@ -255,6 +256,12 @@ void ferry_component_send(ferry_component_t *comp, xmpp_stanza_t *stanza)
     xmpp_free(comp->gw->ctx, text);
 }
 
+void ferry_component_send_release(ferry_component_t *comp, xmpp_stanza_t *stanza)
+{
+    ferry_component_send(comp, stanza);
+    xmpp_stanza_release(stanza);
+}
+
 void ferry_component_send_xml(ferry_component_t *comp, const char *xml, size_t len)
 {
     if (comp->link && sendable(comp, xml, len))
@@ -267,6 +274,5 @@ void ferry_component_reply_error(ferry_component_t *comp, xmpp_stanza_t *stanza,
     xmpp_stanza_t *reply = ferry_stanza_error_reply(stanza, type, condition, text);
     if (!reply)
         return;
-    ferry_component_send(comp, reply);
-    xmpp_stanza_release(reply);
+    ferry_component_send_release(comp, reply);
 }

@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "ferry/alloc.h"
 #include "conf.h"
 #include "ferry/log.h"
 
@@ -58,10 +59,10 @@ void conf_name_table(const toml_node_t *table, const char *path)
 {
     if (names_n == names_cap) {
         names_cap = names_cap ? names_cap * 2 : 16;
-        names = realloc(names, names_cap * sizeof *names);
+        names = ferry_realloc(names, names_cap * sizeof *names);
     }
     names[names_n].table = table;
-    names[names_n].path = strdup(path);
+    names[names_n].path = ferry_strdup(path);
     names_n++;
 }
 
@@ -87,9 +88,9 @@ static void record_read(const toml_node_t *table, const char *key, const char *k
             return;
     if (reads_n == reads_cap) {
         reads_cap = reads_cap ? reads_cap * 2 : 64;
-        reads = realloc(reads, reads_cap * sizeof *reads);
+        reads = ferry_realloc(reads, reads_cap * sizeof *reads);
     }
-    reads[reads_n++] = (struct key_read){strdup(path), kind, present};
+    reads[reads_n++] = (struct key_read){ferry_strdup(path), kind, present};
 }
 
 void conf_print_keys(FILE *out)
@@ -271,9 +272,9 @@ int ferry_conf_strings(const ferry_conf_t *table, const char *key, int required,
             return -1;
         }
     }
-    char **list = calloc(n + 1, sizeof *list);
+    char **list = ferry_calloc(n + 1, sizeof *list);
     for (size_t i = 0; i < n; i++)
-        list[i] = strdup(node->u.arr.items[i]->u.str.s);
+        list[i] = ferry_strdup(node->u.arr.items[i]->u.str.s);
     *out = list;
     return 0;
 }
@@ -326,7 +327,7 @@ static char *read_secret_file(const ferry_conf_t *table, const char *key, const 
         ferry_conf_error(table, key, "%s: empty secret or NUL byte", path);
         return NULL;
     }
-    return strdup(buf);
+    return ferry_strdup(buf);
 }
 
 int ferry_conf_secret(const ferry_conf_t *table, const char *key, int required, char **out)
@@ -352,7 +353,7 @@ int ferry_conf_secret(const ferry_conf_t *table, const char *key, int required, 
             ferry_conf_error(table, key, "must not be empty");
             return -1;
         }
-        *out = strdup(value);
+        *out = ferry_strdup(value);
         return 0;
     }
     *out = read_secret_file(table, file_key, path);

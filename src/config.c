@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ferry/alloc.h"
 #include "conf.h"
 #include "ferry/jid.h"
 #include "config.h"
@@ -14,7 +15,7 @@
 
 static char *dup_or(const char *value, const char *fallback)
 {
-    return strdup(value ? value : fallback);
+    return ferry_strdup(value ? value : fallback);
 }
 
 static void read_positive(const toml_node_t *t, const char *key, double *out)
@@ -57,9 +58,9 @@ static void read_http(config_t *c, const toml_node_t *t)
     ferry_conf_string(t, "public_url", FERRY_CONF_OPTIONAL, &public_url);
     c->http_listen = dup_or(listen, "127.0.0.1:8480");
     if (public_url) {
-        c->public_url = strdup(public_url);
+        c->public_url = ferry_strdup(public_url);
     } else {
-        c->public_url = malloc(strlen(c->http_listen) + 8);
+        c->public_url = ferry_malloc(strlen(c->http_listen) + 8);
         sprintf(c->public_url, "http://%s", c->http_listen);
     }
     size_t n = strlen(c->public_url);
@@ -134,7 +135,7 @@ static void read_component(config_t *c, const char *name, const toml_node_t *t)
 {
     component_config_t *cc = &c->components[c->ncomponents++];
     const char *adapter = NULL, *domain = NULL;
-    cc->name = strdup(name);
+    cc->name = ferry_strdup(name);
     cc->table = t;
     ferry_conf_string(t, "adapter", FERRY_CONF_REQUIRED, &adapter);
     if (ferry_conf_string(t, "domain", FERRY_CONF_REQUIRED, &domain) == 0 && !valid_domain(domain))
@@ -154,7 +155,7 @@ static void read_component(config_t *c, const char *name, const toml_node_t *t)
 static void read_components(config_t *c, const toml_node_t *t)
 {
     size_t n = ferry_conf_count(t);
-    c->components = calloc(n ? n : 1, sizeof *c->components);
+    c->components = ferry_calloc(n ? n : 1, sizeof *c->components);
     for (size_t i = 0; i < n; i++) {
         const char *name = ferry_conf_key_at(t, i);
         const toml_node_t *sub = ferry_conf_value_at(t, i);
@@ -201,8 +202,8 @@ config_t *config_load(const char *path)
         conf_say(err);
         return NULL;
     }
-    config_t *c = calloc(1, sizeof *c);
-    c->path = strdup(path);
+    config_t *c = ferry_calloc(1, sizeof *c);
+    c->path = ferry_strdup(path);
     c->root = root;
     c->queue_size = 10000;
     c->ping_interval = 60;
@@ -219,7 +220,7 @@ config_t *config_load(const char *path)
     if (ferry_conf_table(root, "components", FERRY_CONF_REQUIRED, &t) == 0)
         read_components(c, t);
     else
-        c->components = calloc(1, sizeof *c->components);
+        c->components = ferry_calloc(1, sizeof *c->components);
     return c;
 }
 

@@ -16,62 +16,40 @@
 #define NS_PING "urn:xmpp:ping"
 #define NS_VERSION "jabber:iq:version"
 
-static void add_feature(xmpp_stanza_t *query, const char *var)
-{
-    xmpp_stanza_set_attribute(ferry_stanza_add(query, "feature", NULL), "var", var);
-}
-
-static xmpp_stanza_t *result_for(ferry_component_t *comp, xmpp_stanza_t *iq)
-{
-    xmpp_stanza_t *res = xmpp_iq_new(comp->gw->ctx, "result", xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    return res;
-}
-
-static void send_and_release(ferry_component_t *comp, xmpp_stanza_t *st)
-{
-    ferry_component_send(comp, st);
-    xmpp_stanza_release(st);
-}
-
 static void answer_disco_info(ferry_component_t *comp, xmpp_stanza_t *iq)
 {
-    xmpp_stanza_t *res = result_for(comp, iq);
-    xmpp_stanza_t *query = ferry_stanza_add(res, "query", NS_DISCO_INFO);
-    xmpp_stanza_t *identity = ferry_stanza_add(query, "identity", NULL);
-    xmpp_stanza_set_attribute(identity, "category", "gateway");
-    xmpp_stanza_set_attribute(identity, "type", comp->adapter->gateway_type);
-    xmpp_stanza_set_attribute(identity, "name", comp->name);
-    add_feature(query, NS_DISCO_INFO);
-    add_feature(query, NS_DISCO_ITEMS);
-    add_feature(query, NS_PING);
-    add_feature(query, NS_VERSION);
-    add_feature(query, FERRY_NS_COMMANDS);
+    xmpp_stanza_t *query;
+    xmpp_stanza_t *res = ferry_iq_result(iq, NS_DISCO_INFO, &query);
+    ferry_disco_identity(query, "gateway", comp->adapter->gateway_type, comp->name);
+    ferry_disco_feature(query, NS_DISCO_INFO);
+    ferry_disco_feature(query, NS_DISCO_ITEMS);
+    ferry_disco_feature(query, NS_PING);
+    ferry_disco_feature(query, NS_VERSION);
+    ferry_disco_feature(query, FERRY_NS_COMMANDS);
     if (comp->adapter->disco_info)
         comp->adapter->disco_info(comp->self, query);
-    send_and_release(comp, res);
+    ferry_component_send_release(comp, res);
 }
 
 static void answer_empty(ferry_component_t *comp, xmpp_stanza_t *iq, const char *name,
                          const char *ns)
 {
-    xmpp_stanza_t *res = result_for(comp, iq);
+    xmpp_stanza_t *res = ferry_iq_result(iq, NULL, NULL);
     if (name)
         ferry_stanza_add(res, name, ns);
-    send_and_release(comp, res);
+    ferry_component_send_release(comp, res);
 }
 
 static void answer_version(ferry_component_t *comp, xmpp_stanza_t *iq)
 {
-    xmpp_stanza_t *res = result_for(comp, iq);
-    xmpp_stanza_t *query = ferry_stanza_add(res, "query", NS_VERSION);
+    xmpp_stanza_t *query;
+    xmpp_stanza_t *res = ferry_iq_result(iq, NS_VERSION, &query);
     ferry_stanza_add_text(query, "name", "ferry");
     ferry_stanza_add_text(query, "version", FERRY_VERSION);
     struct utsname u;
     if (uname(&u) == 0)
         ferry_stanza_add_text(query, "os", u.sysname);
-    send_and_release(comp, res);
+    ferry_component_send_release(comp, res);
 }
 
 static int to_domain(ferry_component_t *comp, xmpp_stanza_t *iq)

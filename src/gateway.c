@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
+#include "alloc.h"
 #include "component.h"
 #include "conf.h"
 #include "ferry/log.h"
@@ -16,12 +18,12 @@
 
 gateway_t *gateway_new(uv_loop_t *loop, config_t *config)
 {
-    gateway_t *gw = calloc(1, sizeof *gw);
+    gateway_t *gw = ferry_calloc(1, sizeof *gw);
     gw->loop = loop;
     gw->config = config;
-    gw->ctx = xmpp_ctx_new(NULL, NULL);
+    gw->ctx = xmpp_ctx_new(&alloc_xmpp_mem, NULL); /* out of memory: abort (ferry/alloc.h) */
     gw->http_client = http_client_new(loop);
-    gw->components = calloc(config->ncomponents + 1, sizeof *gw->components);
+    gw->components = ferry_calloc(config->ncomponents + 1, sizeof *gw->components);
     for (size_t i = 0; i < config->ncomponents; i++) {
         ferry_component_t *comp = component_new(gw, &config->components[i]);
         if (comp)

@@ -18,6 +18,8 @@
 
 #include <curl/curl.h>
 
+#include "ferry/alloc.h"
+#include "ferry/list.h"
 #include "ferry/log.h"
 #include "http_client.h"
 
@@ -45,7 +47,7 @@ struct ferry_http_request {
     long retry_after;
     char errbuf[CURL_ERROR_SIZE];
 
-    struct ferry_http_request *prev, *next; /* client->running */
+    ferry_list_t node; /* in client->running */
 };
 
 /* One per socket curl asked us to watch. */
@@ -53,7 +55,7 @@ struct sock_watch {
     uv_poll_t poll;
     curl_socket_t fd;
     ferry_http_client_t *client;
-    struct sock_watch *prev, *next;
+    ferry_list_t node; /* in client->watches */
 };
 
 /* Reusing easy handles saves their setup on every request. */
@@ -63,8 +65,8 @@ struct ferry_http_client {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer;
-    ferry_http_request_t *running;
-    struct sock_watch *watches;
+    ferry_list_t running; /* ferry_http_request_t, sent and not yet done */
+    ferry_list_t watches; /* struct sock_watch */
     size_t pending;
     int open_handles; /* uv handles not yet through their close callback */
     int closing;
@@ -107,23 +109,13 @@ int http_is_token(const char *s)
 
 static void list_add(ferry_http_client_t *c, ferry_http_request_t *r)
 {
-    r->prev = NULL;
-    r->next = c->running;
-    if (c->running)
-        c->running->prev = r;
-    c->running = r;
+    ferry_list_insert_head(&c->running, &r->node);
     c->pending++;
 }
 
 static void list_remove(ferry_http_client_t *c, ferry_http_request_t *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        c->running = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
+    ferry_list_remove(&r->node);
     c->pending--;
 }
 
@@ -187,16 +179,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
         r->resp_cut = 1;
     if (take == 0)
         return len;
-    if (r->resp_len + take + 1 > r->resp_cap) {
-        size_t cap = r->resp_cap ? r->resp_cap : 4096;
-        while (cap < r->resp_len + take + 1)
-            cap *= 2;
-        char *p = realloc(r->resp, cap);
-        if (p == NULL)
-            return 0; /* curl fails the transfer with a write error */
-        r->resp = p;
-        r->resp_cap = cap;
-    }
+    r->resp = ferry_grow(r->resp, &r->resp_cap, r->resp_len + take + 1, 4096);
     memcpy(r->resp + r->resp_len, data, take);
     r->resp_len += take;
     r->resp[r->resp_len] = '\0';
@@ -325,23 +308,16 @@ static void on_poll(uv_poll_t *p, int status, int events)
     check_done(c);
 }
 
-static void watch_close(ferry_http_client_t *c, struct sock_watch *w)
+static void watch_close(struct sock_watch *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        c->watches = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
+    ferry_list_remove(&w->node);
     /* uv_close stops the watcher at once; the memory goes in the callback. */
     uv_close((uv_handle_t *)&w->poll, on_handle_closed);
 }
 
 static struct sock_watch *watch_new(ferry_http_client_t *c, curl_socket_t fd)
 {
-    struct sock_watch *w = calloc(1, sizeof *w);
-    if (w == NULL)
-        return NULL;
+    struct sock_watch *w = ferry_calloc(1, sizeof *w);
     if (uv_poll_init_socket(c->loop, &w->poll, fd) != 0) {
         free(w);
         return NULL;
@@ -350,10 +326,7 @@ static struct sock_watch *watch_new(ferry_http_client_t *c, curl_socket_t fd)
     w->client = c;
     w->poll.data = w;
     c->open_handles++;
-    w->next = c->watches;
-    if (c->watches)
-        c->watches->prev = w;
-    c->watches = w;
+    ferry_list_insert_head(&c->watches, &w->node);
     return w;
 }
 
@@ -365,7 +338,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 
     if (what == CURL_POLL_REMOVE) {
         if (w)
-            watch_close(c, w);
+            watch_close(w);
         return 0;
     }
     if (w == NULL) {
@@ -393,10 +366,10 @@ ferry_http_client_t *http_client_new(uv_loop_t *loop)
         ferry_log_error("http", "curl_global_init failed");
         return NULL;
     }
-    ferry_http_client_t *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return NULL;
+    ferry_http_client_t *c = ferry_calloc(1, sizeof *c);
     c->loop = loop;
+    ferry_list_init(&c->running);
+    ferry_list_init(&c->watches);
     c->multi = curl_multi_init();
     if (c->multi == NULL) {
         free(c);
@@ -447,8 +420,9 @@ void http_client_close(ferry_http_client_t *c, void (*done)(void *arg), void *ar
     c->done_arg = arg;
     if (c->pending)
         ferry_log_debug("http", "closing client, dropping %zu requests", c->pending);
-    while (c->running) {
-        ferry_http_request_t *r = c->running;
+    ferry_list_t *first;
+    while ((first = ferry_list_first(&c->running))) {
+        ferry_http_request_t *r = ferry_list_entry(first, ferry_http_request_t, node);
         curl_multi_remove_handle(c->multi, r->easy);
         list_remove(c, r);
         request_free(r);
@@ -458,8 +432,8 @@ void http_client_close(ferry_http_client_t *c, void (*done)(void *arg), void *ar
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
     /* Cached connections may go without a REMOVE for their socket. */
-    while (c->watches)
-        watch_close(c, c->watches);
+    while ((first = ferry_list_first(&c->watches)))
+        watch_close(ferry_list_entry(first, struct sock_watch, node));
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
@@ -477,7 +451,7 @@ static char *url_host(const char *url)
     char *host = NULL, *copy = NULL;
     if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
         curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
-        copy = strdup(host);
+        copy = ferry_strdup(host);
     curl_free(host);
     curl_url_cleanup(u);
     return copy;
@@ -493,19 +467,14 @@ ferry_http_request_t *ferry_http_request_new(ferry_http_client_t *client, const 
         ferry_log_warn("http", "%s: not a valid URL", method);
         return NULL;
     }
-    ferry_http_request_t *r = calloc(1, sizeof *r);
-    if (r == NULL) {
-        free(host);
-        return NULL;
-    }
+    ferry_http_request_t *r = ferry_calloc(1, sizeof *r);
     r->client = client;
     r->host = host;
-    r->method = strdup(method);
+    r->method = ferry_strdup(method);
     r->easy = client->nidle ? client->idle[--client->nidle] : curl_easy_init();
     r->timeout_ms = HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
     r->retry_after = -1;
-    if (r->method == NULL || r->easy == NULL ||
-        curl_easy_setopt(r->easy, CURLOPT_URL, url) != CURLE_OK) {
+    if (r->easy == NULL || curl_easy_setopt(r->easy, CURLOPT_URL, url) != CURLE_OK) {
         request_free(r);
         return NULL;
     }
@@ -519,9 +488,7 @@ int ferry_http_request_header(ferry_http_request_t *req, const char *name, const
     /* "Name;" is curl's way to send a header with an empty value; "Name:"
      * would remove it instead. */
     size_t len = strlen(name) + strlen(value) + 3;
-    char *line = malloc(len);
-    if (line == NULL)
-        return -1;
+    char *line = ferry_malloc(len);
     if (*value)
         snprintf(line, len, "%s: %s", name, value);
     else
@@ -540,9 +507,7 @@ void ferry_http_request_body(ferry_http_request_t *req, const char *body, size_t
 {
     if (req == NULL || req->state != REQ_NEW)
         return;
-    char *copy = malloc(len + 1);
-    if (copy == NULL)
-        return;
+    char *copy = ferry_malloc(len + 1);
     if (len)
         memcpy(copy, body, len);
     copy[len] = '\0';

@@ -46,6 +46,8 @@
 
 #include <microhttpd.h>
 
+#include "ferry/alloc.h"
+#include "ferry/list.h"
 #include "ferry/log.h"
 #include "http_client.h"
 #include "http_server.h"
@@ -74,7 +76,7 @@ struct route {
     void *arg;
     unsigned id; /* tells a route from a later one at the same address */
     int exempt;  /* answered on spare connections too (http_server_route_exempt) */
-    struct route *next;
+    ferry_list_t node; /* in srv->routes */
 };
 
 /* Connections open from one address (IPv6: one /64), while there are any. */
@@ -93,7 +95,7 @@ struct http_conn {
     int closing;             /* shut down by us; MHD has yet to notice */
     ferry_http_exchange_t *ex; /* the request in progress, if MHD has its request line */
     uv_timer_t deadline;       /* runs until the request is in (or its early answer out) */
-    struct http_conn *prev, *next; /* srv->spares, oldest first */
+    ferry_list_t spare; /* in srv->spares while it is one */
 };
 
 struct header {
@@ -132,7 +134,7 @@ struct ferry_http_exchange {
     struct header *extra; /* response headers from add_header */
     size_t nextra;
 
-    struct ferry_http_exchange *prev, *next; /* srv->exchanges */
+    ferry_list_t node; /* in srv->exchanges */
 };
 
 struct ferry_http_server {
@@ -141,14 +143,14 @@ struct ferry_http_server {
     uv_poll_t poll;
     uv_timer_t timer;
     int port;
-    struct route *routes;
+    ferry_list_t routes; /* struct route */
     unsigned next_route_id;
-    ferry_http_exchange_t *exchanges;
+    ferry_list_t exchanges; /* ferry_http_exchange_t */
     size_t nexchanges;
     http_server_limits_t limits;
     unsigned nregular;                 /* connections within the limits */
     unsigned nspares;
-    struct http_conn *spares, *spares_tail;
+    ferry_list_t spares; /* struct http_conn, oldest first */
     struct addr_count *by_addr[HTTP_SERVER_ADDR_BUCKETS];
     unsigned long long over_unlogged;  /* spares since the last warning */
     uint64_t over_logged_at;
@@ -181,17 +183,10 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 static int header_add(struct header **list, size_t *n, const char *name, const char *value)
 {
-    struct header *l = realloc(*list, (*n + 1) * sizeof **list);
-    if (l == NULL)
-        return -1;
+    struct header *l = ferry_realloc(*list, (*n + 1) * sizeof **list);
     *list = l;
-    l[*n].name = strdup(name);
-    l[*n].value = strdup(value ? value : "");
-    if (l[*n].name == NULL || l[*n].value == NULL) {
-        free(l[*n].name);
-        free(l[*n].value);
-        return -1;
-    }
+    l[*n].name = ferry_strdup(name);
+    l[*n].value = ferry_strdup(value ? value : "");
     (*n)++;
     return 0;
 }
@@ -210,14 +205,8 @@ static void headers_free(struct header *list, size_t n)
 static ferry_http_exchange_t *exchange_new(ferry_http_server_t *srv, struct MHD_Connection *conn,
                                            const char *target)
 {
-    ferry_http_exchange_t *ex = calloc(1, sizeof *ex);
-    if (ex == NULL)
-        return NULL;
-    ex->target = strdup(target ? target : "");
-    if (ex->target == NULL) {
-        free(ex);
-        return NULL;
-    }
+    ferry_http_exchange_t *ex = ferry_calloc(1, sizeof *ex);
+    ex->target = ferry_strdup(target ? target : "");
     char *q = strchr(ex->target, '?');
     if (q)
         *q++ = '\0';
@@ -230,10 +219,7 @@ static ferry_http_exchange_t *exchange_new(ferry_http_server_t *srv, struct MHD_
     ex->sock = ci ? ci->socket_context : NULL;
     if (ex->sock)
         ex->sock->ex = ex;
-    ex->next = srv->exchanges;
-    if (srv->exchanges)
-        srv->exchanges->prev = ex;
-    srv->exchanges = ex;
+    ferry_list_insert_head(&srv->exchanges, &ex->node);
     srv->nexchanges++;
     return ex;
 }
@@ -243,13 +229,7 @@ static void exchange_unlink(ferry_http_exchange_t *ex)
     ferry_http_server_t *srv = ex->srv;
     if (srv == NULL)
         return;
-    if (ex->prev)
-        ex->prev->next = ex->next;
-    else
-        srv->exchanges = ex->next;
-    if (ex->next)
-        ex->next->prev = ex->prev;
-    ex->prev = ex->next = NULL;
+    ferry_list_remove(&ex->node);
     ex->srv = NULL;
     srv->nexchanges--;
 }
@@ -385,17 +365,9 @@ static struct addr_count **addr_slot(ferry_http_server_t *srv, const unsigned ch
 
 static void spare_unlink(ferry_http_server_t *srv, struct http_conn *c)
 {
-    if (!c->over || (c->prev == NULL && srv->spares != c))
+    if (!ferry_list_linked(&c->spare))
         return; /* not a spare, or already out of the list */
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->spares = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        srv->spares_tail = c->prev;
-    c->prev = c->next = NULL;
+    ferry_list_remove(&c->spare);
     srv->nspares--;
 }
 
@@ -486,19 +458,20 @@ static int make_spare_room(ferry_http_server_t *srv)
 {
     if (srv->nspares < HTTP_SERVER_SPARES)
         return 1;
-    for (struct http_conn *c = srv->spares; c; c = c->next)
+    ferry_list_t *pos;
+    ferry_list_foreach(pos, &srv->spares) {
+        struct http_conn *c = ferry_list_entry(pos, struct http_conn, spare);
         if (c->ex == NULL || c->ex->phase < EX_HANDLER) {
             conn_shut(c, c->over, over_reason(c->over));
             return 1;
         }
+    }
     return 0;
 }
 
 static void conn_open(ferry_http_server_t *srv, struct MHD_Connection *mc, void **socket_context)
 {
-    struct http_conn *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return; /* the connection goes without limits or deadline */
+    struct http_conn *c = ferry_calloc(1, sizeof *c);
     c->srv = srv;
     c->mhd = mc;
     uv_timer_init(srv->loop, &c->deadline);
@@ -516,8 +489,10 @@ static void conn_open(ferry_http_server_t *srv, struct MHD_Connection *mc, void 
         c->over = MHD_HTTP_TOO_MANY_REQUESTS;
 
     if (!c->over) {
-        if (slot && *slot == NULL && (*slot = calloc(1, sizeof **slot)) != NULL)
+        if (slot && *slot == NULL) {
+            *slot = ferry_calloc(1, sizeof **slot);
             memcpy((*slot)->key, key, 16);
+        }
         c->addr = slot ? *slot : NULL;
         if (c->addr)
             c->addr->n++;
@@ -528,12 +503,7 @@ static void conn_open(ferry_http_server_t *srv, struct MHD_Connection *mc, void 
             conn_shut(c, c->over, over_reason(c->over));
             return;
         }
-        c->prev = srv->spares_tail;
-        if (srv->spares_tail)
-            srv->spares_tail->next = c;
-        else
-            srv->spares = c;
-        srv->spares_tail = c;
+        ferry_list_insert_tail(&srv->spares, &c->spare);
         srv->nspares++;
     }
     arm_deadline(c);
@@ -586,12 +556,34 @@ static int prefix_matches(const struct route *rt, const char *path)
     return path[len] == '\0' || path[len] == '/' || rt->prefix[len - 1] == '/';
 }
 
+/* The route registered for PREFIX exactly, or NULL. */
+static struct route *route_find(ferry_http_server_t *srv, const char *prefix)
+{
+    ferry_list_t *pos;
+    ferry_list_foreach(pos, &srv->routes) {
+        struct route *rt = ferry_list_entry(pos, struct route, node);
+        if (strcmp(rt->prefix, prefix) == 0)
+            return rt;
+    }
+    return NULL;
+}
+
+static void route_free(struct route *rt)
+{
+    ferry_list_remove(&rt->node);
+    free(rt->prefix);
+    free(rt);
+}
+
 static struct route *route_match(ferry_http_server_t *srv, const char *path)
 {
     struct route *best = NULL;
-    for (struct route *rt = srv->routes; rt; rt = rt->next)
+    ferry_list_t *pos;
+    ferry_list_foreach(pos, &srv->routes) {
+        struct route *rt = ferry_list_entry(pos, struct route, node);
         if (prefix_matches(rt, path) && (best == NULL || rt->len > best->len))
             best = rt;
+    }
     return best;
 }
 
@@ -600,47 +592,37 @@ int ferry_http_route_add(ferry_http_server_t *srv, const char *prefix, size_t ma
 {
     if (srv == NULL || srv->closing || prefix == NULL || prefix[0] != '/' || cb == NULL)
         return -1;
-    for (struct route *rt = srv->routes; rt; rt = rt->next)
-        if (strcmp(rt->prefix, prefix) == 0) {
-            ferry_log_warn("http", "route %s is taken already", prefix);
-            return -1;
-        }
-    struct route *rt = calloc(1, sizeof *rt);
-    if (rt == NULL || (rt->prefix = strdup(prefix)) == NULL) {
-        free(rt);
+    if (route_find(srv, prefix)) {
+        ferry_log_warn("http", "route %s is taken already", prefix);
         return -1;
     }
+    struct route *rt = ferry_calloc(1, sizeof *rt);
+    rt->prefix = ferry_strdup(prefix);
     rt->len = strlen(prefix);
     rt->max_body = max_body;
     rt->cb = cb;
     rt->arg = arg;
     rt->id = ++srv->next_route_id;
-    rt->next = srv->routes;
-    srv->routes = rt;
+    ferry_list_insert_head(&srv->routes, &rt->node);
     ferry_log_debug("http", "route %s added (body up to %zu bytes)", prefix, max_body);
     return 0;
 }
 
 void http_server_route_exempt(ferry_http_server_t *srv, const char *prefix)
 {
-    for (struct route *rt = srv ? srv->routes : NULL; rt; rt = rt->next)
-        if (strcmp(rt->prefix, prefix) == 0)
-            rt->exempt = 1;
+    struct route *rt = srv ? route_find(srv, prefix) : NULL;
+    if (rt)
+        rt->exempt = 1;
 }
 
 void ferry_http_route_remove(ferry_http_server_t *srv, const char *prefix)
 {
     if (srv == NULL || prefix == NULL)
         return;
-    for (struct route **p = &srv->routes; *p; p = &(*p)->next) {
-        struct route *rt = *p;
-        if (strcmp(rt->prefix, prefix) == 0) {
-            *p = rt->next;
-            free(rt->prefix);
-            free(rt);
-            ferry_log_debug("http", "route %s removed", prefix);
-            return;
-        }
+    struct route *rt = route_find(srv, prefix);
+    if (rt) {
+        route_free(rt);
+        ferry_log_debug("http", "route %s removed", prefix);
     }
 }
 
@@ -671,9 +653,7 @@ static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const cha
 static enum MHD_Result on_headers(ferry_http_server_t *srv, ferry_http_exchange_t *ex,
                                   const char *method)
 {
-    ex->method = strdup(method ? method : "");
-    if (ex->method == NULL)
-        return MHD_NO;
+    ex->method = ferry_strdup(method ? method : "");
     MHD_get_connection_values(ex->conn, MHD_HEADER_KIND, copy_header, ex);
     if (srv->closing)
         return answer_plain(ex, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
@@ -685,7 +665,7 @@ static enum MHD_Result on_headers(ferry_http_server_t *srv, ferry_http_exchange_
         return answer_plain(ex, ex->sock->over, over_reason(ex->sock->over));
     }
     ex->route_id = rt->id;
-    ex->route = strdup(rt->prefix);
+    ex->route = ferry_strdup(rt->prefix);
     ex->max_body = rt->max_body;
     ex->phase = EX_BODY;
 
@@ -730,16 +710,7 @@ static enum MHD_Result on_body(ferry_http_exchange_t *ex, const char *data, size
         }
         return MHD_YES;
     }
-    if (ex->body_len + len + 1 > ex->body_cap) {
-        size_t cap = ex->body_cap ? ex->body_cap : 1024;
-        while (cap < ex->body_len + len + 1)
-            cap *= 2;
-        char *p = realloc(ex->body, cap);
-        if (p == NULL)
-            return MHD_NO;
-        ex->body = p;
-        ex->body_cap = cap;
-    }
+    ex->body = ferry_grow(ex->body, &ex->body_cap, ex->body_len + len + 1, 1024);
     memcpy(ex->body + ex->body_len, data, len);
     ex->body_len += len;
     ex->body[ex->body_len] = '\0';
@@ -778,10 +749,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     (void)version;
     ferry_http_server_t *srv = cls;
     ferry_http_exchange_t *ex = *con_cls;
-    if (ex == NULL) { /* on_uri failed (out of memory) */
+    if (ex == NULL) { /* no on_uri call made it (MHD always calls it: defensive) */
         ex = exchange_new(srv, conn, url);
-        if (ex == NULL)
-            return MHD_NO;
         *con_cls = ex;
     }
     switch (ex->phase) {
@@ -931,11 +900,14 @@ static void server_stop(ferry_http_server_t *srv)
         return;
     srv->stopped = 1;
     /* MHD must not be stopped with suspended connections. */
-    for (ferry_http_exchange_t *ex = srv->exchanges; ex; ex = ex->next)
+    ferry_list_t *pos, *first;
+    ferry_list_foreach(pos, &srv->exchanges) {
+        ferry_http_exchange_t *ex = ferry_list_entry(pos, ferry_http_exchange_t, node);
         if (ex->suspended) {
             ex->suspended = 0;
             MHD_resume_connection(ex->conn);
         }
+    }
     /* Stop watching the epoll fd before MHD closes it. */
     uv_close((uv_handle_t *)&srv->poll, on_handle_closed);
     uv_timer_stop(&srv->timer);
@@ -944,19 +916,15 @@ static void server_stop(ferry_http_server_t *srv)
     srv->mhd = NULL;
     /* Whatever MHD did not report complete: free, or orphan if a handler
      * still holds it. */
-    while (srv->exchanges) {
-        ferry_http_exchange_t *ex = srv->exchanges;
+    while ((first = ferry_list_first(&srv->exchanges))) {
+        ferry_http_exchange_t *ex = ferry_list_entry(first, ferry_http_exchange_t, node);
         if (ex->phase == EX_HANDLER)
             exchange_orphan(ex);
         else
             exchange_free(ex);
     }
-    while (srv->routes) {
-        struct route *rt = srv->routes;
-        srv->routes = rt->next;
-        free(rt->prefix);
-        free(rt);
-    }
+    while ((first = ferry_list_first(&srv->routes)))
+        route_free(ferry_list_entry(first, struct route, node));
 }
 
 static void arm_timer(ferry_http_server_t *srv);
@@ -1127,13 +1095,11 @@ ferry_http_server_t *http_server_new(uv_loop_t *loop, const char *listen,
     int fd = open_listener(listen, &family, err, errlen);
     if (fd < 0)
         return NULL;
-    ferry_http_server_t *srv = calloc(1, sizeof *srv);
-    if (srv == NULL) {
-        close(fd);
-        set_err(err, errlen, "cannot listen on %s: out of memory", listen);
-        return NULL;
-    }
+    ferry_http_server_t *srv = ferry_calloc(1, sizeof *srv);
     srv->loop = loop;
+    ferry_list_init(&srv->routes);
+    ferry_list_init(&srv->exchanges);
+    ferry_list_init(&srv->spares);
     srv->limits = limits ? *limits : http_server_default_limits;
     srv->port = bound_port(fd);
     srv->mhd = start_mhd(srv, fd, family);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "conf.h"
@@ -149,6 +150,7 @@ static void drain_loop(uv_loop_t *loop)
 int main(int argc, char **argv)
 {
     options_t o = {0};
+    json_set_alloc_funcs(ferry_malloc, free); /* out of memory: abort (ferry/alloc.h) */
     if (parse_args(argc, argv, &o) != 0)
         return 2;
     if (o.queue)

@@ -30,7 +30,7 @@ static void put(buf_t *b, const char *fmt, ...)
             return;
         }
         b->cap = b->cap * 2 + (size_t)n + 1;
-        b->data = realloc(b->data, b->cap);
+        b->data = ferry_realloc(b->data, b->cap);
     }
 }
 
@@ -163,10 +163,10 @@ void ferry_metric(ferry_metrics_t *m, const char *name, const char *type, const 
 {
     if (m->n == m->cap) {
         m->cap = m->cap ? m->cap * 2 : 16;
-        m->values = realloc(m->values, m->cap * sizeof *m->values);
+        m->values = ferry_realloc(m->values, m->cap * sizeof *m->values);
     }
-    m->values[m->n++] = (struct adapter_value){strdup(name), strdup(type), strdup(help),
-                                               strdup(m->component), strdup(m->adapter), value};
+    m->values[m->n++] = (struct adapter_value){ferry_strdup(name), ferry_strdup(type), ferry_strdup(help),
+                                               ferry_strdup(m->component), ferry_strdup(m->adapter), value};
 }
 
 static void adapter_metrics(buf_t *b, gateway_t *gw)
@@ -206,10 +206,10 @@ static void adapter_metrics(buf_t *b, gateway_t *gw)
 static void on_metrics(void *arg, ferry_http_exchange_t *ex)
 {
     gateway_t *gw = arg;
-    buf_t b = {malloc(4096), 0, 4096};
+    buf_t b = {ferry_malloc(4096), 0, 4096};
     family(&b, "ferry_build_info", "gauge", "The running version.");
     put(&b, "ferry_build_info{version=\"%s\"} 1\n", FERRY_VERSION);
-    snapshot_t *snaps = calloc(gw->ncomponents + 1, sizeof *snaps);
+    snapshot_t *snaps = ferry_calloc(gw->ncomponents + 1, sizeof *snaps);
     for (size_t i = 0; i < gw->ncomponents; i++)
         take(gw, gw->components[i], &snaps[i]);
     link_metrics(&b, gw, snaps);

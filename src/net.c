@@ -21,6 +21,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "ferry/alloc.h"
 #include "ferry/net.h"
 
 enum net_state { NET_RESOLVING, NET_CONNECTING, NET_HANDSHAKING, NET_OPEN };
@@ -162,11 +163,7 @@ static void on_written(uv_write_t *req, int status)
 
 static int write_raw(ferry_net_t *conn, const char *data, size_t len)
 {
-    write_req_t *w = malloc(sizeof *w + len);
-    if (!w) {
-        fail(conn, UV_ENOMEM, "out of memory");
-        return UV_ENOMEM;
-    }
+    write_req_t *w = ferry_malloc(sizeof *w + len);
     memcpy(w->data, data, len);
     w->req.data = conn;
     uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
@@ -441,14 +438,12 @@ static void on_report(uv_timer_t *t)
 ferry_net_t *ferry_net_connect(uv_loop_t *loop, const ferry_net_options_t *o,
                                const ferry_net_callbacks_t *cb, void *arg)
 {
-    ferry_net_t *conn = calloc(1, sizeof *conn);
-    if (!conn)
-        return NULL;
+    ferry_net_t *conn = ferry_calloc(1, sizeof *conn);
     conn->loop = loop;
     conn->cb = *cb;
     conn->arg = arg;
-    conn->host = strdup(o->host);
-    conn->tls_name = o->tls_name ? strdup(o->tls_name) : NULL;
+    conn->host = ferry_strdup(o->host);
+    conn->tls_name = o->tls_name ? ferry_strdup(o->tls_name) : NULL;
     conn->port = o->port;
     conn->tls_no_verify = o->tls_no_verify;
     conn->connect_timeout_ms = o->connect_timeout_ms;
@@ -484,10 +479,9 @@ ferry_net_t *ferry_net_connect(uv_loop_t *loop, const ferry_net_options_t *o,
 ferry_net_tls_t *ferry_net_tls_new(const ferry_net_tls_options_t *o, char *err, size_t errlen)
 {
     const char *ca_file = o ? o->ca_file : NULL;
-    ferry_net_tls_t *tls = calloc(1, sizeof *tls);
-    if (tls)
-        tls->ctx = SSL_CTX_new(TLS_client_method());
-    int ok = tls && tls->ctx;
+    ferry_net_tls_t *tls = ferry_calloc(1, sizeof *tls);
+    tls->ctx = SSL_CTX_new(TLS_client_method());
+    int ok = tls->ctx != NULL;
     if (ok) {
         SSL_CTX_set_verify(tls->ctx, SSL_VERIFY_PEER, NULL);
         ok = ca_file ? SSL_CTX_load_verify_locations(tls->ctx, ca_file, NULL) == 1

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "component.h"
+#include "ferry/alloc.h"
 #include "ferry/outbox.h"
 #include "ferry/text.h"
 
@@ -77,7 +78,7 @@ char *ferry_record_pack(const char *const *fields, size_t n, size_t *len)
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += strlen(fields[i]) + 1;
-    char *out = malloc(total ? total : 1), *p = out;
+    char *out = ferry_malloc(total ? total : 1), *p = out;
     for (size_t i = 0; i < n; i++) {
         size_t l = strlen(fields[i]) + 1;
         memcpy(p, fields[i], l);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "ferry/backoff.h"
 #include "ferry/log.h"
 #include "outbox.h"
@@ -123,8 +124,8 @@ static conv_t *conv_get(net_outbox_t *ob, const char *key)
     for (conv_t *c = ob->buckets[b]; c; c = c->hnext)
         if (strcmp(c->key, key) == 0)
             return c;
-    conv_t *c = calloc(1, sizeof *c);
-    c->key = strdup(key);
+    conv_t *c = ferry_calloc(1, sizeof *c);
+    c->key = ferry_strdup(key);
     c->hnext = ob->buckets[b];
     ob->buckets[b] = c;
     return c;
@@ -175,8 +176,8 @@ static int known(net_outbox_t *ob, int64_t id, const char *conversation)
 static void add_entry(net_outbox_t *ob, const store_row_t *r, int64_t now)
 {
     conv_t *c = conv_get(ob, r->conversation);
-    entry_t *e = calloc(1, sizeof *e);
-    char *payload = malloc(r->payload_len + 1);
+    entry_t *e = ferry_calloc(1, sizeof *e);
+    char *payload = ferry_malloc(r->payload_len + 1);
     memcpy(payload, r->payload, r->payload_len);
     payload[r->payload_len] = 0;
     e->conv = c;
@@ -420,10 +421,10 @@ static void init_handle(net_outbox_t *ob, uv_handle_t *h)
 net_outbox_t *net_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
                              const outbox_policy_t *policy)
 {
-    net_outbox_t *ob = calloc(1, sizeof *ob);
+    net_outbox_t *ob = ferry_calloc(1, sizeof *ob);
     ob->loop = loop;
     ob->store = store;
-    ob->component = strdup(component);
+    ob->component = ferry_strdup(component);
     ob->policy = *policy;
     uv_idle_init(loop, &ob->pump);
     init_handle(ob, (uv_handle_t *)&ob->pump);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "ferry/log.h"
 #include "ferry/text.h"
 #include "outbox.h"
@@ -117,7 +118,7 @@ static void pump(xmpp_outbox_t *ob)
         int n = store_msg_pending(ob->store, ob->component, STORE_TO_XMPP, ob->sent_upto, batch,
                                   on_row, &sc);
         if (sc.sent) {
-            ack_t *a = malloc(sizeof *a);
+            ack_t *a = ferry_malloc(sizeof *a);
             *a = (ack_t){ob, ob->sent_upto, sc.sent, ob->generation};
             if (xmpp_link_barrier(ob->link, on_ack, a) == 0) {
                 ob->acks_pending++;
@@ -137,9 +138,9 @@ xmpp_outbox_t *xmpp_outbox_new(uv_loop_t *loop, store_t *store, const char *comp
                                xmpp_link_t *link)
 {
     (void)loop;
-    xmpp_outbox_t *ob = calloc(1, sizeof *ob);
+    xmpp_outbox_t *ob = ferry_calloc(1, sizeof *ob);
     ob->store = store;
-    ob->component = strdup(component);
+    ob->component = ferry_strdup(component);
     ob->link = link;
     store_listen(store, on_commit, ob);
     return ob;

@@ -1,5 +1,6 @@
-/* stanza_build.c: child-element builders that libstrophe lacks, error replies,
- * and the escaping the fan-out does (ferry/stanza.h). */
+/* stanza_build.c: child-element builders that libstrophe lacks (iq results,
+ * disco entries), error replies, and the escaping the fan-out does
+ * (ferry/stanza.h). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,42 @@ xmpp_stanza_t *ferry_stanza_add(xmpp_stanza_t *parent, const char *name, const c
         xmpp_stanza_set_ns(el, ns);
     xmpp_stanza_add_child_ex(parent, el, 0);
     return el;
+}
+
+xmpp_stanza_t *ferry_iq_result(xmpp_stanza_t *iq, const char *ns, xmpp_stanza_t **query)
+{
+    xmpp_stanza_t *res = xmpp_iq_new(xmpp_stanza_get_context(iq), "result", xmpp_stanza_get_id(iq));
+    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
+    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
+    xmpp_stanza_t *q = ns ? ferry_stanza_add(res, "query", ns) : NULL;
+    if (query)
+        *query = q;
+    return res;
+}
+
+void ferry_disco_identity(xmpp_stanza_t *query, const char *category, const char *type,
+                          const char *name)
+{
+    xmpp_stanza_t *id = ferry_stanza_add(query, "identity", NULL);
+    xmpp_stanza_set_attribute(id, "category", category);
+    xmpp_stanza_set_attribute(id, "type", type);
+    if (name)
+        xmpp_stanza_set_attribute(id, "name", name);
+}
+
+void ferry_disco_feature(xmpp_stanza_t *query, const char *var)
+{
+    xmpp_stanza_set_attribute(ferry_stanza_add(query, "feature", NULL), "var", var);
+}
+
+void ferry_disco_item(xmpp_stanza_t *query, const char *jid, const char *node, const char *name)
+{
+    xmpp_stanza_t *item = ferry_stanza_add(query, "item", NULL);
+    xmpp_stanza_set_attribute(item, "jid", jid);
+    if (node)
+        xmpp_stanza_set_attribute(item, "node", node);
+    if (name)
+        xmpp_stanza_set_attribute(item, "name", name);
 }
 
 xmpp_stanza_t *ferry_stanza_add_text(xmpp_stanza_t *parent, const char *name, const char *text)
@@ -89,23 +126,4 @@ size_t ferry_xml_escape(char *out, size_t cap, size_t len, const char *text)
     }
     out[len] = 0;
     return len;
-}
-
-xmpp_stanza_t *ferry_form_field(xmpp_stanza_t *x, const char *var)
-{
-    xmpp_stanza_t *f = x ? xmpp_stanza_get_children(x) : NULL;
-    for (; f; f = xmpp_stanza_get_next(f)) {
-        const char *name = xmpp_stanza_get_name(f), *v = xmpp_stanza_get_attribute(f, "var");
-        if (name && strcmp(name, "field") == 0 && v && strcmp(v, var) == 0)
-            return f;
-    }
-    return NULL;
-}
-
-const char *ferry_form_value(xmpp_stanza_t *x, const char *var)
-{
-    xmpp_stanza_t *f = ferry_form_field(x, var);
-    xmpp_stanza_t *v = f ? xmpp_stanza_get_child_by_name(f, "value") : NULL;
-    xmpp_stanza_t *t = v ? xmpp_stanza_get_children(v) : NULL;
-    return t ? xmpp_stanza_get_text_ptr(t) : f ? "" : NULL;
 }

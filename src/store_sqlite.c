@@ -15,6 +15,7 @@
 
 #include <sqlite3.h>
 
+#include "ferry/alloc.h"
 #include "ferry/log.h"
 #include "store.h"
 
@@ -241,7 +242,7 @@ void store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg)
         cb(arg, 1);
         return;
     }
-    waiter_t *w = malloc(sizeof *w);
+    waiter_t *w = ferry_malloc(sizeof *w);
     w->next = NULL;
     w->cb = cb;
     w->arg = arg;
@@ -251,7 +252,7 @@ void store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg)
 
 void store_listen(store_t *s, void (*cb)(void *arg), void *arg)
 {
-    listener_t *l = malloc(sizeof *l);
+    listener_t *l = ferry_malloc(sizeof *l);
     l->cb = cb;
     l->arg = arg;
     l->next = s->listeners;
@@ -313,8 +314,8 @@ static int migrate(store_t *s, int version, char *err, size_t errlen)
 
 static store_t *open_common(const char *path, char *err, size_t errlen)
 {
-    store_t *s = calloc(1, sizeof *s);
-    s->path = strdup(path);
+    store_t *s = ferry_calloc(1, sizeof *s);
+    s->path = ferry_strdup(path);
     s->lock_fd = -1;
     s->waiters_tail = &s->waiters;
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
@@ -639,7 +640,7 @@ int store_kv_get(store_t *s, const char *component, const char *ns, const char *
     bind_key(st, component, ns, key);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        *value = strdup((const char *)sqlite3_column_text(st, 0));
+        *value = ferry_strdup((const char *)sqlite3_column_text(st, 0));
         sqlite3_reset(st);
         return 0;
     }

@@ -2,6 +2,7 @@
  * is parsed once (at config load, so that a bad one is a config error) into a
  * tree of nodes, and rendered per request by walking the tree over the JSON
  * document. */
+#include "ferry/alloc.h"
 #include "ferry/template.h"
 
 #include <stdio.h>
@@ -29,12 +30,12 @@ static node_t *add_node(node_t *parent, int type, const char *s, size_t len, int
 {
     if (parent->nkids == parent->cap) {
         parent->cap = parent->cap ? 2 * parent->cap : 8;
-        parent->kids = realloc(parent->kids, parent->cap * sizeof *parent->kids);
+        parent->kids = ferry_realloc(parent->kids, parent->cap * sizeof *parent->kids);
     }
     node_t *n = &parent->kids[parent->nkids++];
     memset(n, 0, sizeof *n);
     n->type = type;
-    n->s = strndup(s, len);
+    n->s = ferry_strndup(s, len);
     n->len = len;
     n->line = line;
     return n;
@@ -136,7 +137,7 @@ ferry_template_t *ferry_template_parse(const char *s, size_t len, int *out_line,
         snprintf(err, errlen, "not UTF-8 text");
         return NULL;
     }
-    ferry_template_t *t = calloc(1, sizeof *t);
+    ferry_template_t *t = ferry_calloc(1, sizeof *t);
     node_t *stack[FERRY_TEMPLATE_MAX_DEPTH + 1];
     int depth = 0;
     stack[0] = &t->root;
@@ -256,7 +257,7 @@ static void emit(out_t *o, const char *s, size_t n)
     }
     if (o->len + n + 1 > o->cap) {
         o->cap = (o->len + n + 1) * 2;
-        o->buf = realloc(o->buf, o->cap);
+        o->buf = ferry_realloc(o->buf, o->cap);
     }
     memcpy(o->buf + o->len, s, n);
     o->len += n;

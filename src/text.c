@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "ferry/text.h"
 
 int ferry_hex_digit(int c)
@@ -147,7 +148,7 @@ size_t ferry_xml_text_clean_to(char *out, const char *in, size_t len)
 
 char *ferry_xml_text_dup(const char *s, size_t len, size_t *out_len)
 {
-    char *out = malloc(3 * len + 1);
+    char *out = ferry_malloc(3 * len + 1);
     size_t n = ferry_xml_text_clean_to(out, s, len);
     if (out_len)
         *out_len = n;

@@ -5,6 +5,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* strtod_l: float syntax must not depend on LC_NUMERIC */
 #endif
+#include "ferry/alloc.h"
 #include "toml.h"
 
 #include <errno.h>
@@ -158,7 +159,7 @@ static int buf_add(parser_t *p, buf_t *b, const char *s, size_t n)
 {
     if (b->cap - b->n <= n) { /* keep room for the terminating NUL */
         size_t cap = next_cap(b->cap, b->n + n + 1, 1);
-        char *q = cap ? realloc(b->p, cap) : NULL;
+        char *q = cap ? ferry_realloc(b->p, cap) : NULL;
         if (!q)
             return fail(p, "out of memory");
         b->p = q;
@@ -186,12 +187,9 @@ static char *buf_take(parser_t *p, buf_t *b)
 
 static toml_node_t *node_new(parser_t *p, toml_type_t type, int line)
 {
-    toml_node_t *n = calloc(1, sizeof *n);
+    toml_node_t *n = ferry_calloc(1, sizeof *n);
 
-    if (!n) {
-        fail(p, "out of memory");
-        return NULL;
-    }
+    (void)p;
     n->type = type;
     n->line = line;
     return n;
@@ -233,7 +231,7 @@ static int array_push(parser_t *p, toml_node_t *a, toml_node_t *v)
 {
     if (a->u.arr.n == a->u.arr.cap) {
         size_t cap = next_cap(a->u.arr.cap, a->u.arr.n + 1, sizeof *a->u.arr.items);
-        toml_node_t **q = cap ? realloc(a->u.arr.items, cap * sizeof *q) : NULL;
+        toml_node_t **q = cap ? ferry_realloc(a->u.arr.items, cap * sizeof *q) : NULL;
         if (!q)
             return fail(p, "out of memory");
         a->u.arr.items = q;
@@ -260,14 +258,12 @@ static int table_add(parser_t *p, toml_node_t *t, char *key, toml_node_t *v)
 {
     if (t->u.tab.n == t->u.tab.cap) {
         size_t cap = next_cap(t->u.tab.cap, t->u.tab.n + 1, sizeof(void *));
-        char **keys = cap ? realloc(t->u.tab.keys, cap * sizeof *keys) : NULL;
+        char **keys = cap ? ferry_realloc(t->u.tab.keys, cap * sizeof *keys) : NULL;
         toml_node_t **vals;
         if (!keys)
             return fail(p, "out of memory");
         t->u.tab.keys = keys; /* a larger array with the old cap is harmless */
-        vals = realloc(t->u.tab.vals, cap * sizeof *vals);
-        if (!vals)
-            return fail(p, "out of memory");
+        vals = ferry_realloc(t->u.tab.vals, cap * sizeof *vals);
         t->u.tab.vals = vals;
         t->u.tab.cap = cap;
     }
@@ -279,12 +275,10 @@ static int table_add(parser_t *p, toml_node_t *t, char *key, toml_node_t *v)
 
 static toml_node_t *new_child_table(parser_t *p, toml_node_t *parent, const char *name, int line)
 {
-    char *key = strdup(name);
-    toml_node_t *t = key ? node_new(p, TOML_TABLE, line) : NULL;
+    char *key = ferry_strdup(name);
+    toml_node_t *t = node_new(p, TOML_TABLE, line);
 
-    if (!key)
-        fail(p, "out of memory");
-    if (!t || table_add(p, parent, key, t)) {
+    if (table_add(p, parent, key, t)) {
         free(key);
         free(t);
         return NULL;
@@ -296,7 +290,7 @@ static int keypath_push(parser_t *p, keypath_t *k, char *part)
 {
     if (k->n == k->cap) {
         size_t cap = next_cap(k->cap, k->n + 1, sizeof *k->parts);
-        char **q = cap ? realloc(k->parts, cap * sizeof *q) : NULL;
+        char **q = cap ? ferry_realloc(k->parts, cap * sizeof *q) : NULL;
         if (!q)
             return fail(p, "out of memory");
         k->parts = q;
@@ -796,10 +790,7 @@ static toml_node_t *parse_datetime(parser_t *p, const char *tok, size_t n, int l
         fail(p, "invalid date/time '%.*s': %s", (int)(n > 60 ? 60 : n), tok, why);
         return NULL;
     }
-    if (!(text = malloc(n + 1))) {
-        fail(p, "out of memory");
-        return NULL;
-    }
+    text = ferry_malloc(n + 1);
     /* the canonical form: 'T' between date and time, upper-case 'Z' */
     for (i = 0; i < n; i++)
         text[i] = tok[i] == 't' || tok[i] == ' ' ? 'T' : tok[i] == 'z' ? 'Z' : tok[i];
@@ -895,16 +886,12 @@ static int valid_float(const char *s, size_t n)
 
 static toml_node_t *parse_float(parser_t *p, const char *tok, size_t n, int line)
 {
-    char *text = malloc(n + 1);
+    char *text = ferry_malloc(n + 1);
     size_t i, o = 0;
     locale_t c_locale;
     double v;
     int overflow;
 
-    if (!text) {
-        fail(p, "out of memory");
-        return NULL;
-    }
     for (i = 0; i < n; i++)
         if (tok[i] != '_')
             text[o++] = tok[i];
@@ -1261,10 +1248,9 @@ static int open_array_table(parser_t *p, const keypath_t *k, int line)
         return -1;
     a = toml_table_get(t, k->parts[k->n - 1]);
     if (!a) {
-        if (!(key = strdup(k->parts[k->n - 1]))) {
-            return fail(p, "out of memory");
-        }
-        if (!(a = node_new(p, TOML_ARRAY, line)) || table_add(p, t, key, a)) {
+        key = ferry_strdup(k->parts[k->n - 1]);
+        a = node_new(p, TOML_ARRAY, line);
+        if (table_add(p, t, key, a)) {
             free(key);
             free(a);
             return -1;
@@ -1445,18 +1431,13 @@ toml_node_t *toml_parse(const char *text, size_t len, char *err, size_t errlen, 
 
 static char *read_all(FILE *f, size_t *len)
 {
-    char *data = NULL, *q;
+    char *data = NULL;
     size_t n = 0, cap = 0, got;
 
     for (;;) {
         if (cap - n < 4096) {
             cap = cap ? cap * 2 : 65536;
-            if (!(q = realloc(data, cap))) {
-                free(data);
-                errno = ENOMEM;
-                return NULL;
-            }
-            data = q;
+            data = ferry_realloc(data, cap);
         }
         got = fread(data + n, 1, cap - n, f);
         n += got;

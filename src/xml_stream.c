@@ -10,6 +10,7 @@
 
 #include <expat.h>
 
+#include "ferry/alloc.h"
 #include "xml_stream.h"
 
 /* Deeper nesting than any real stanza needs; a bound keeps memory bounded. */
@@ -144,7 +145,7 @@ static void XMLCALL on_text(void *arg, const XML_Char *data, int len)
     }
     if (s->text_len + (size_t)len + 1 > s->text_cap) {
         s->text_cap = (s->text_len + (size_t)len + 1) * 2;
-        s->text = realloc(s->text, s->text_cap);
+        s->text = ferry_realloc(s->text, s->text_cap);
     }
     memcpy(s->text + s->text_len, data, (size_t)len);
     s->text_len += (size_t)len;
@@ -202,7 +203,7 @@ static void no_reparse_deferral(XML_Parser p)
 xml_stream_t *xml_stream_new(xmpp_ctx_t *ctx, size_t max_stanza,
                              const xml_stream_handlers_t *handlers, void *arg)
 {
-    xml_stream_t *s = calloc(1, sizeof *s);
+    xml_stream_t *s = ferry_calloc(1, sizeof *s);
     s->parser = XML_ParserCreate("UTF-8");
     s->ctx = ctx;
     s->max_stanza = max_stanza;

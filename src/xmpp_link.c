@@ -14,6 +14,7 @@
 
 #include <openssl/rand.h>
 
+#include "ferry/alloc.h"
 #include "ferry/backoff.h"
 #include "ferry/log.h"
 #include "ferry/net.h"
@@ -122,7 +123,7 @@ static int kind_of(const char *text)
 
 static void queue_push(xmpp_link_t *link, const char *data, size_t len)
 {
-    queued_t *q = malloc(sizeof *q + len);
+    queued_t *q = ferry_malloc(sizeof *q + len);
     q->next = NULL;
     q->len = len;
     memcpy(q->data, data, len);
@@ -232,7 +233,7 @@ int xmpp_link_barrier(xmpp_link_t *link, void (*cb)(void *arg, int ok), void *ar
 {
     if (link->state != LINK_UP)
         return -1;
-    barrier_t *b = calloc(1, sizeof *b);
+    barrier_t *b = ferry_calloc(1, sizeof *b);
     next_id(link, b->id, sizeof b->id, "ferry-ack-");
     b->cb = cb;
     b->arg = arg;
@@ -377,7 +378,7 @@ static void on_stream_open(void *arg, const char **attrs)
         return;
     }
     size_t n = strlen(id) + strlen(link->secret);
-    char *input = malloc(n + 1);
+    char *input = ferry_malloc(n + 1);
     snprintf(input, n + 1, "%s%s", id, link->secret);
     char *digest = xmpp_sha1(link->ctx, (const unsigned char *)input, n);
     free(input);
@@ -562,7 +563,7 @@ static const ferry_net_callbacks_t net_callbacks = {
 
 static void connect_attempt(xmpp_link_t *link)
 {
-    conn_t *conn = calloc(1, sizeof *conn);
+    conn_t *conn = ferry_calloc(1, sizeof *conn);
     conn->link = link;
     conn->xml = xml_stream_new(link->ctx, link->max_stanza_size, &stream_handlers, conn);
     link->conn = conn;
@@ -576,8 +577,6 @@ static void connect_attempt(xmpp_link_t *link)
                              .connect_timeout_ms = link->ping_timeout_ms,
                              .max_pending = SIZE_MAX};
     conn->net = ferry_net_connect(link->loop, &o, &net_callbacks, conn);
-    if (!conn->net)
-        conn_fail(conn, "out of memory");
 }
 
 /* ---- the link ---- */
@@ -592,17 +591,17 @@ static void init_timer(xmpp_link_t *link, uv_timer_t *t)
 xmpp_link_t *xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx, const xmpp_link_options_t *o,
                            const xmpp_link_handlers_t *h, void *arg)
 {
-    xmpp_link_t *link = calloc(1, sizeof *link);
+    xmpp_link_t *link = ferry_calloc(1, sizeof *link);
     link->loop = loop;
     link->ctx = ctx;
-    link->host = strdup(o->host);
+    link->host = ferry_strdup(o->host);
     link->port = o->port;
-    link->domain = strdup(o->domain);
-    link->secret = strdup(o->secret);
-    link->scope = strdup(o->scope);
+    link->domain = ferry_strdup(o->domain);
+    link->secret = ferry_strdup(o->secret);
+    link->scope = ferry_strdup(o->scope);
     /* Pinging the server's own domain proves the whole path through it. */
     const char *dot = strchr(o->domain, '.');
-    link->ping_to = strdup(dot && dot[1] ? dot + 1 : o->domain);
+    link->ping_to = ferry_strdup(dot && dot[1] ? dot + 1 : o->domain);
     link->queue_size = o->queue_size;
     link->max_stanza_size = o->max_stanza_size;
     link->ping_interval_ms = (uint64_t)(o->ping_interval * 1000);

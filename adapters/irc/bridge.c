@@ -37,7 +37,7 @@ static int out_grow(out_t *o, size_t need)
         o->full = 1;
         return 0;
     }
-    char *h = malloc(cap);
+    char *h = ferry_malloc(cap);
     memcpy(h, out_text(o), o->len + 1);
     free(o->heap);
     o->heap = h;
@@ -327,10 +327,10 @@ static void add_resource(irc_room_t *room, const char *jid, int history_max,
                          int64_t history_since)
 {
     size_t n = room->nresources + 1;
-    room->resources = realloc(room->resources, n * sizeof *room->resources);
-    room->history_max = realloc(room->history_max, n * sizeof *room->history_max);
-    room->history_since = realloc(room->history_since, n * sizeof *room->history_since);
-    room->resources[room->nresources] = strdup(jid);
+    room->resources = ferry_realloc(room->resources, n * sizeof *room->resources);
+    room->history_max = ferry_realloc(room->history_max, n * sizeof *room->history_max);
+    room->history_since = ferry_realloc(room->history_since, n * sizeof *room->history_since);
+    room->resources[room->nresources] = ferry_strdup(jid);
     room->history_max[room->nresources] = history_max;
     room->history_since[room->nresources] = history_since;
     room->nresources++;
@@ -347,7 +347,7 @@ static size_t resource_index(irc_room_t *room, const char *jid)
 static void set_asked_nick(irc_room_t *room, const char *nick)
 {
     free(room->asked_nick);
-    room->asked_nick = strdup(nick);
+    room->asked_nick = ferry_strdup(nick);
 }
 
 static void remove_resource(irc_conn_t *conn, irc_room_t *room, const char *jid)
@@ -370,15 +370,20 @@ static void remove_resource(irc_conn_t *conn, irc_room_t *room, const char *jid)
  * channel takes a round trip or two); past that the oldest are dropped. */
 #define HELD_MAX 200
 
+static void held_free_one(irc_held_t *h)
+{
+    free(h->nick);
+    free(h->text);
+    free(h->sid);
+    free(h);
+}
+
 static void held_free(irc_room_t *room)
 {
     while (room->held) {
         irc_held_t *h = room->held;
         room->held = h->next;
-        free(h->nick);
-        free(h->text);
-        free(h->sid);
-        free(h);
+        held_free_one(h);
     }
     room->held_tail = &room->held;
     room->nheld = 0;
@@ -396,15 +401,12 @@ static void hold(irc_conn_t *conn, irc_room_t *room, const char *nick, const cha
         ferry_log_warn(ferry_component_name(conn->irc->comp),
                        "%s: more than %d messages while joining; the oldest not shown", room->name,
                        HELD_MAX);
-        free(old->nick);
-        free(old->text);
-        free(old->sid);
-        free(old);
+        held_free_one(old);
     }
-    irc_held_t *h = calloc(1, sizeof *h);
-    h->nick = strdup(nick);
-    h->text = strdup(text);
-    h->sid = sid ? strdup(sid) : NULL;
+    irc_held_t *h = ferry_calloc(1, sizeof *h);
+    h->nick = ferry_strdup(nick);
+    h->text = ferry_strdup(text);
+    h->sid = sid ? ferry_strdup(sid) : NULL;
     h->archived = conn->irc->history && room->chan->recorders;
     if (!room->held_tail)
         room->held_tail = &room->held;
@@ -424,6 +426,8 @@ static void held_say(irc_conn_t *conn, irc_room_t *room, size_t index)
                       NULL);
 }
 
+/* The one destructor of a room: out of CONN's list, its channel's counts
+ * and the store (irc_state_left() keeps it there while ferry restarts). */
 static void room_free(irc_conn_t *conn, irc_room_t *room)
 {
     for (irc_room_t **p = &conn->rooms; *p; p = &(*p)->next)
@@ -453,6 +457,18 @@ static void room_free(irc_conn_t *conn, irc_room_t *room)
     free(room);
 }
 
+/* No join of CONN can succeed (CONDITION, TEXT): every resource is told,
+ * and the rooms go. */
+static void fail_joins(irc_conn_t *conn, const char *condition, const char *text)
+{
+    while (conn->rooms) {
+        irc_room_t *room = conn->rooms;
+        for (size_t i = 0; i < room->nresources; i++)
+            join_error(conn, room, room->resources[i], "cancel", condition, text);
+        room_free(conn, room);
+    }
+}
+
 static int leads(irc_conn_t *conn, irc_room_t *room)
 {
     if (!room->chan->leader)
@@ -471,6 +487,30 @@ static void finish_listings(irc_conn_t *conn, const char *error);
 static void on_other_numeric(irc_conn_t *conn, irc_msg_t *m);
 
 /* ---- IRC -> XMPP ---- */
+
+static int is_numeric(const char *c)
+{
+    return c[0] >= '0' && c[0] <= '9' && c[1] >= '0' && c[1] <= '9' && c[2] >= '0' &&
+           c[2] <= '9' && !c[3];
+}
+
+/* Appends M's parameters from the second on, space-separated, to BUF (SIZE
+ * bytes, LEN in use): the new length, SIZE or more when cut short. */
+static size_t join_params(const irc_msg_t *m, char *buf, size_t size, size_t len)
+{
+    for (int i = 1; i < m->nparams && len + 1 < size; i++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%s", i > 1 ? " " : "", m->params[i]);
+    return len;
+}
+
+/* The room itself says TEXT (IRC's, any charset) to every resource in it. */
+static void room_says(irc_conn_t *conn, irc_room_t *room, const char *text)
+{
+    char *utf8 = irc_text_to_utf8(text);
+    for (size_t i = 0; i < room->nresources; i++)
+        groupchat(conn, room, NULL, room->resources[i], NULL, utf8, NULL, NULL, NULL);
+    free(utf8);
+}
 
 /* Everything a resource needs on entering: occupants, itself, the subject. */
 static void announce_to(irc_conn_t *conn, irc_room_t *room, size_t index)
@@ -599,7 +639,7 @@ static void on_names(irc_conn_t *conn, irc_msg_t *m)
     irc_room_t *room = find_room(conn, m->params[2]);
     if (!room || !leads(conn, room) || room->chan->synced)
         return;
-    char *names = strdup(m->params[3]);
+    char *names = ferry_strdup(m->params[3]);
     for (char *name = strtok(names, " "); name; name = strtok(NULL, " ")) {
         size_t np = strspn(name, conn->prefixes);
         char modes[8];
@@ -635,31 +675,39 @@ static void on_end_of_names(irc_conn_t *conn, irc_msg_t *m)
     maybe_announce(conn, room);
 }
 
-/* 352 me #chan user host server nick flags :hops realname, for our WHO. 1
- * when it was ours. */
-static int on_who_reply(irc_conn_t *conn, irc_msg_t *m)
+/* The room a WHO reply of at least MIN parameters is about, when the WHO
+ * is ours; else NULL, and it answers one of the user's: shown as such. */
+static irc_room_t *our_who(irc_conn_t *conn, irc_msg_t *m, int min)
 {
-    irc_room_t *room = m->nparams >= 6 ? find_room(conn, m->params[1]) : NULL;
-    if (!room || !room->who_pending)
-        return 0;
+    irc_room_t *room = m->nparams >= min ? find_room(conn, m->params[1]) : NULL;
+    if (room && room->who_pending)
+        return room;
+    on_other_numeric(conn, m);
+    return NULL;
+}
+
+/* 352 me #chan user host server nick flags :hops realname */
+static void on_who_reply(irc_conn_t *conn, irc_msg_t *m)
+{
+    irc_room_t *room = our_who(conn, m, 6);
+    if (!room)
+        return;
     irc_member_t *member = irc_chan_member(room->chan, m->params[5], conn->casemap);
     if (member) {
         char userhost[IRC_NAME_MAX];
         snprintf(userhost, sizeof userhost, "%s@%s", m->params[2], m->params[3]);
         take_userhost(member, userhost);
     }
-    return 1;
 }
 
-/* 315 me #chan :End of WHO list. 1 when it was ours. */
-static int on_end_of_who(irc_conn_t *conn, irc_msg_t *m)
+/* 315 me #chan :End of WHO list */
+static void on_end_of_who(irc_conn_t *conn, irc_msg_t *m)
 {
-    irc_room_t *room = m->nparams >= 2 ? find_room(conn, m->params[1]) : NULL;
-    if (!room || !room->who_pending)
-        return 0;
+    irc_room_t *room = our_who(conn, m, 2);
+    if (!room)
+        return;
     room->who_pending = 0;
     maybe_announce(conn, room);
-    return 1;
 }
 
 /* PONG :#chan, after our WHO #chan: whatever the server made of the WHO
@@ -694,9 +742,10 @@ static void parted(irc_conn_t *conn, irc_room_t *room)
     send_join(conn, room);
 }
 
-static void on_part(irc_conn_t *conn, irc_msg_t *m, const char *nick, int kicked)
+static void on_part(irc_conn_t *conn, irc_msg_t *m, const char *nick)
 {
     /* PART #chan :reason / KICK #chan victim :reason */
+    int kicked = m->command[0] == 'K';
     if (m->nparams < (kicked ? 2 : 1))
         return;
     irc_room_t *room = find_room(conn, m->params[0]);
@@ -801,15 +850,10 @@ static void say_mode(irc_conn_t *conn, irc_room_t *room, irc_msg_t *m, const cha
 {
     char text[IRC_LINE_MAX + 64];
     size_t len = (size_t)snprintf(text, sizeof text, "Mode %s [", room->chan->name);
-    for (int i = 1; i < m->nparams && len < sizeof text; i++)
-        len += (size_t)snprintf(text + len, sizeof text - len, "%s%s", i > 1 ? " " : "",
-                                m->params[i]);
+    len = join_params(m, text, sizeof text, len);
     if (len < sizeof text)
         snprintf(text + len, sizeof text - len, "] by %s", nick);
-    char *utf8 = irc_text_to_utf8(text);
-    for (size_t i = 0; i < room->nresources; i++)
-        groupchat(conn, room, NULL, room->resources[i], NULL, utf8, NULL, NULL, NULL);
-    free(utf8);
+    room_says(conn, room, text);
 }
 
 static void on_mode(irc_conn_t *conn, irc_msg_t *m, const char *nick)
@@ -862,10 +906,10 @@ static void on_mode(irc_conn_t *conn, irc_msg_t *m, const char *nick)
     }
 }
 
-static void on_topic(irc_conn_t *conn, irc_msg_t *m, const char *nick, int numeric)
+static void on_topic(irc_conn_t *conn, irc_msg_t *m, const char *nick)
 {
     /* 332 me #chan :topic / TOPIC #chan :topic */
-    int ci = numeric ? 1 : 0;
+    int numeric = is_numeric(m->command), ci = numeric ? 1 : 0;
     if (m->nparams < ci + 1)
         return;
     irc_room_t *room = find_room(conn, m->params[ci]);
@@ -902,10 +946,10 @@ static char *ctcp_text(const char *text)
         return irc_text_to_styled(text);
     if (strncmp(text, "\1ACTION ", 8) != 0)
         return NULL;
-    char *inner = strndup(text + 8, n - 8 - (text[n - 1] == 1));
+    char *inner = ferry_strndup(text + 8, n - 8 - (text[n - 1] == 1));
     char *clean = irc_text_to_styled(inner);
     free(inner);
-    char *out = malloc(strlen(clean) + 5);
+    char *out = ferry_malloc(strlen(clean) + 5);
     sprintf(out, "/me %s", clean);
     free(clean);
     return out;
@@ -937,13 +981,13 @@ static void route_pm(irc_conn_t *conn, const char *nick, const char *channel)
         return;
     }
     if (!r) {
-        r = calloc(1, sizeof *r);
-        r->nick = strdup(nick);
+        r = ferry_calloc(1, sizeof *r);
+        r->nick = ferry_strdup(nick);
         r->next = conn->pm_routes;
         conn->pm_routes = r;
     }
     free(r->room);
-    r->room = strdup(channel);
+    r->room = ferry_strdup(channel);
 }
 
 /* Sends TEXT from NICK as a MUC private message when the user wrote to
@@ -969,14 +1013,15 @@ static int pm_via_room(irc_conn_t *conn, const char *nick, const char *text)
     return 1;
 }
 
-void bridge_routes_free(irc_conn_t *conn)
+static void routes_free(irc_conn_t *conn)
 {
     while (conn->pm_routes)
         route_pm(conn, conn->pm_routes->nick, NULL);
 }
 
-static void on_privmsg(irc_conn_t *conn, irc_msg_t *m, const char *nick, int notice)
+static void on_privmsg(irc_conn_t *conn, irc_msg_t *m, const char *nick)
 {
+    int notice = m->command[0] == 'N';
     if (m->nparams < 2)
         return;
     const char *target = m->params[0];
@@ -1037,10 +1082,7 @@ static void on_inviting(irc_conn_t *conn, irc_msg_t *m)
     }
     char text[IRC_LINE_MAX];
     snprintf(text, sizeof text, "%s has been invited to %s", m->params[1], room->chan->name);
-    char *utf8 = irc_text_to_utf8(text);
-    for (size_t i = 0; i < room->nresources; i++)
-        groupchat(conn, room, NULL, room->resources[i], NULL, utf8, NULL, NULL, NULL);
-    free(utf8);
+    room_says(conn, room, text);
 }
 
 /* Numerics that refuse a JOIN, and what they mean in MUC. */
@@ -1073,13 +1115,7 @@ static void on_nick_refused(irc_conn_t *conn, irc_msg_t *m, const char *conditio
     char *text = irc_text_to_utf8(m->nparams > 2 ? m->params[2] : "nickname in use");
     if (conn->state != IRC_READY) {
         finish_listings(conn, text);
-        /* XEP-0045: joining with a taken nick is a conflict. */
-        while (conn->rooms) {
-            irc_room_t *room = conn->rooms;
-            for (size_t i = 0; i < room->nresources; i++)
-                join_error(conn, room, room->resources[i], "cancel", condition, text);
-            room_free(conn, room);
-        }
+        fail_joins(conn, condition, text); /* XEP-0045: a taken nick is a conflict */
         free(text);
         irc_conn_quit(conn, NULL);
         return;
@@ -1096,16 +1132,22 @@ static void on_nick_refused(irc_conn_t *conn, irc_msg_t *m, const char *conditio
 #define NS_RSM "http://jabber.org/protocol/rsm"
 #define LIST_PAGE 100
 
+/* 322 me #chan users :topic, while a disco#items waits (else the user's
+ * own LIST). */
 static void on_list_item(irc_conn_t *conn, irc_msg_t *m)
 {
-    if (m->nparams < 3 || !conn->listings || !irc_valid_channel(m->params[1], conn->chantypes))
+    if (!conn->listings) {
+        on_other_numeric(conn, m);
+        return;
+    }
+    if (m->nparams < 3 || !irc_valid_channel(m->params[1], conn->chantypes))
         return;
     if (conn->nlisted == conn->listed_cap) {
         conn->listed_cap = conn->listed_cap ? conn->listed_cap * 2 : 64;
-        conn->listed = realloc(conn->listed, conn->listed_cap * sizeof *conn->listed);
+        conn->listed = ferry_realloc(conn->listed, conn->listed_cap * sizeof *conn->listed);
     }
     irc_listed_t *l = &conn->listed[conn->nlisted++];
-    l->channel = strdup(m->params[1]);
+    l->channel = ferry_strdup(m->params[1]);
     l->users = strtol(m->params[2], NULL, 10);
     l->topic = irc_text_to_utf8(m->nparams > 3 ? m->params[3] : "");
 }
@@ -1170,6 +1212,12 @@ static void answer_listing(irc_conn_t *conn, irc_listing_t *l)
     xmpp_stanza_release(res);
 }
 
+static void listing_free(irc_listing_t *l)
+{
+    xmpp_stanza_release(l->iq);
+    free(l);
+}
+
 static void listed_free(irc_conn_t *conn)
 {
     for (size_t i = 0; i < conn->nlisted; i++) {
@@ -1195,10 +1243,20 @@ static void finish_listings(irc_conn_t *conn, const char *error)
                                         "remote-server-not-found", error);
         else
             answer_listing(conn, l);
-        xmpp_stanza_release(l->iq);
-        free(l);
+        listing_free(l);
     }
     listed_free(conn);
+}
+
+/* 323: the LIST ended. */
+static void on_list_end(irc_conn_t *conn, irc_msg_t *m)
+{
+    if (!conn->listings) {
+        on_other_numeric(conn, m);
+        return;
+    }
+    finish_listings(conn, NULL);
+    maybe_quit(conn);
 }
 
 static void send_list(irc_conn_t *conn)
@@ -1211,19 +1269,28 @@ static void send_list(irc_conn_t *conn)
 
 /* ---- what the server says to the user: MOTD, replies, errors ---- */
 
+static void on_motd_start(irc_conn_t *conn, irc_msg_t *m)
+{
+    (void)m;
+    free(conn->motd);
+    conn->motd = NULL;
+}
+
 static void on_motd_line(irc_conn_t *conn, irc_msg_t *m)
 {
     const char *line = m->nparams >= 2 ? m->params[m->nparams - 1] : "";
     size_t have = conn->motd ? strlen(conn->motd) : 0, add = strlen(line);
     if (have + add > 8192)
         return; /* a MOTD that long is abuse, not news */
-    conn->motd = realloc(conn->motd, have + add + 2);
+    conn->motd = ferry_realloc(conn->motd, have + add + 2);
     memcpy(conn->motd + have, line, add);
     memcpy(conn->motd + have + add, "\n", 2);
 }
 
-static void on_motd_end(irc_conn_t *conn)
+/* 376, or 422 (no MOTD) */
+static void on_motd_end(irc_conn_t *conn, irc_msg_t *m)
 {
+    (void)m;
     conn->welcomed = 1;
     if (!conn->motd)
         return;
@@ -1251,111 +1318,109 @@ static void on_other_numeric(irc_conn_t *conn, irc_msg_t *m)
         if (strcmp(m->command, quiet[i]) == 0)
             return;
     char joined[IRC_LINE_MAX + 1] = "";
-    size_t len = 0;
-    for (int i = 1; i < m->nparams && len < sizeof joined - 1; i++)
-        len += (size_t)snprintf(joined + len, sizeof joined - len, "%s%s", i > 1 ? " " : "",
-                                m->params[i]);
-    char *text = irc_text_to_utf8(joined);
+    join_params(m, joined, sizeof joined, 0);
     irc_room_t *room = m->nparams > 2 ? find_room(conn, m->params[1]) : NULL;
     if (room && room->announced) {
-        for (size_t i = 0; i < room->nresources; i++)
-            groupchat(conn, room, NULL, room->resources[i], NULL, text, NULL, NULL, NULL);
-    } else {
-        contact_says(conn, text);
+        room_says(conn, room, joined);
+        return;
     }
+    char *text = irc_text_to_utf8(joined);
+    contact_says(conn, text);
     free(text);
 }
 
-static int is_numeric(const char *c)
+/* What the bridge reads, by command or numeric; one handler set a row.
+ * What is not here and is a numeric goes to on_other_numeric(). */
+typedef struct command {
+    const char *name;
+    /* SENDER_ADDRESS: the sender becomes an address (room/nick or
+     * nick%server), so it must be a nick a JID resource can hold, or the
+     * line is ignored; SENDER_UNLESS_SERVER: so too, except for a server's
+     * own PRIVMSG or NOTICE to us, without a prefix. */
+    enum { SENDER_ANY, SENDER_ADDRESS, SENDER_UNLESS_SERVER } sender;
+    void (*event)(irc_conn_t *conn, irc_msg_t *m, const char *nick); /* NICK: the sender's */
+    void (*reply)(irc_conn_t *conn, irc_msg_t *m);
+    /* a refusal, and the XMPP error condition it stands for */
+    void (*refused)(irc_conn_t *conn, irc_msg_t *m, const char *condition);
+    const char *condition;
+} command_t;
+
+/* The most frequent first: every line is looked up here. */
+static const command_t commands[] = {
+    {"PRIVMSG", SENDER_UNLESS_SERVER, .event = on_privmsg},
+    {"NOTICE", SENDER_UNLESS_SERVER, .event = on_privmsg},
+    {"JOIN", SENDER_ADDRESS, .event = on_join},
+    {"PART", SENDER_ADDRESS, .event = on_part},
+    {"QUIT", SENDER_ADDRESS, .event = on_quit},
+    {"NICK", SENDER_ADDRESS, .event = on_nick},
+    {"KICK", SENDER_ADDRESS, .event = on_part},
+    {"MODE", SENDER_ANY, .event = on_mode},
+    {"TOPIC", SENDER_ADDRESS, .event = on_topic},
+    {"INVITE", SENDER_ADDRESS, .event = on_invite},
+    {"PONG", SENDER_ANY, .reply = on_pong},
+    {"353", SENDER_ANY, .reply = on_names},
+    {"366", SENDER_ANY, .reply = on_end_of_names},
+    {"332", SENDER_ANY, .event = on_topic},
+    {"333", SENDER_ANY, .reply = on_topic_setter},
+    {"352", SENDER_ANY, .reply = on_who_reply},
+    {"315", SENDER_ANY, .reply = on_end_of_who},
+    {"341", SENDER_ANY, .reply = on_inviting},
+    {"433", SENDER_ANY, .refused = on_nick_refused, .condition = "conflict"},
+    {"432", SENDER_ANY, .refused = on_nick_refused, .condition = "not-acceptable"}, /* erroneous */
+    {"471", SENDER_ANY, .refused = on_join_refused, .condition = "service-unavailable"},
+    {"405", SENDER_ANY, .refused = on_join_refused, .condition = "service-unavailable"},
+    {"473", SENDER_ANY, .refused = on_join_refused, .condition = "registration-required"},
+    {"474", SENDER_ANY, .refused = on_join_refused, .condition = "forbidden"},
+    {"475", SENDER_ANY, .refused = on_join_refused, .condition = "not-authorized"},
+    {"403", SENDER_ANY, .refused = on_join_refused, .condition = "item-not-found"},
+    {"479", SENDER_ANY, .refused = on_join_refused, .condition = "item-not-found"},
+    {"322", SENDER_ANY, .reply = on_list_item},
+    {"323", SENDER_ANY, .reply = on_list_end},
+    {"375", SENDER_ANY, .reply = on_motd_start},
+    {"372", SENDER_ANY, .reply = on_motd_line},
+    {"376", SENDER_ANY, .reply = on_motd_end},
+    {"422", SENDER_ANY, .reply = on_motd_end},
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static const command_t *find_command(const char *name)
 {
-    return c[0] >= '0' && c[0] <= '9' && c[1] >= '0' && c[1] <= '9' && c[2] >= '0' &&
-           c[2] <= '9' && !c[3];
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
 }
 
-/* Whether M's sender becomes an address (room/nick or nick%server): all
- * but numerics and a server's own PRIVMSG or NOTICE to us without a prefix. */
-static int names_sender(const irc_conn_t *conn, const irc_msg_t *m)
+static int names_sender(const irc_conn_t *conn, const command_t *c, const irc_msg_t *m)
 {
-    const char *c = m->command;
-    if (strcmp(c, "PRIVMSG") == 0 || strcmp(c, "NOTICE") == 0)
+    if (c->sender == SENDER_UNLESS_SERVER)
         return m->prefix || (m->nparams && strchr(conn->chantypes, m->params[0][0]));
-    return strcmp(c, "JOIN") == 0 || strcmp(c, "PART") == 0 || strcmp(c, "KICK") == 0 ||
-           strcmp(c, "QUIT") == 0 || strcmp(c, "NICK") == 0 || strcmp(c, "TOPIC") == 0 ||
-           strcmp(c, "INVITE") == 0;
+    return c->sender == SENDER_ADDRESS;
 }
 
-void bridge_on_line(irc_conn_t *conn, irc_msg_t *m)
+static void on_line(void *arg, irc_conn_t *conn, irc_msg_t *m)
 {
-    char nick[IRC_NICK_MAX];
-    irc_prefix_nick(m->prefix, nick, sizeof nick);
-    const char *c = m->command;
-    if (!irc_nick_usable(nick) && names_sender(conn, m)) {
-        ferry_log_debug(ferry_component_name(conn->irc->comp),
-                        "ignored a %s whose sender cannot be a JID resource", c);
+    (void)arg;
+    const command_t *c = find_command(m->command);
+    if (!c) {
+        if (is_numeric(m->command))
+            on_other_numeric(conn, m);
         return;
     }
-    if (strcmp(c, "JOIN") == 0)
-        on_join(conn, m, nick);
-    else if (strcmp(c, "PART") == 0)
-        on_part(conn, m, nick, 0);
-    else if (strcmp(c, "KICK") == 0)
-        on_part(conn, m, nick, 1);
-    else if (strcmp(c, "QUIT") == 0)
-        on_quit(conn, m, nick);
-    else if (strcmp(c, "NICK") == 0)
-        on_nick(conn, m, nick);
-    else if (strcmp(c, "MODE") == 0)
-        on_mode(conn, m, nick);
-    else if (strcmp(c, "TOPIC") == 0)
-        on_topic(conn, m, nick, 0);
-    else if (strcmp(c, "PRIVMSG") == 0 || strcmp(c, "NOTICE") == 0)
-        on_privmsg(conn, m, nick, c[0] == 'N');
-    else if (strcmp(c, "INVITE") == 0)
-        on_invite(conn, m, nick);
-    else if (strcmp(c, "353") == 0)
-        on_names(conn, m);
-    else if (strcmp(c, "366") == 0)
-        on_end_of_names(conn, m);
-    else if (strcmp(c, "332") == 0)
-        on_topic(conn, m, nick, 1);
-    else if (strcmp(c, "333") == 0)
-        on_topic_setter(conn, m);
-    else if (strcmp(c, "352") == 0 && on_who_reply(conn, m))
-        ;
-    else if (strcmp(c, "315") == 0 && on_end_of_who(conn, m))
-        ;
-    else if (strcmp(c, "PONG") == 0)
-        on_pong(conn, m);
-    else if (strcmp(c, "341") == 0)
-        on_inviting(conn, m);
-    else if (strcmp(c, "433") == 0)
-        on_nick_refused(conn, m, "conflict");
-    else if (strcmp(c, "432") == 0)
-        on_nick_refused(conn, m, "not-acceptable"); /* erroneous nickname */
-    else if (strcmp(c, "471") == 0 || strcmp(c, "405") == 0)
-        on_join_refused(conn, m, "service-unavailable");
-    else if (strcmp(c, "473") == 0)
-        on_join_refused(conn, m, "registration-required");
-    else if (strcmp(c, "474") == 0)
-        on_join_refused(conn, m, "forbidden");
-    else if (strcmp(c, "475") == 0)
-        on_join_refused(conn, m, "not-authorized");
-    else if (strcmp(c, "403") == 0 || strcmp(c, "479") == 0)
-        on_join_refused(conn, m, "item-not-found");
-    else if (strcmp(c, "322") == 0 && conn->listings)
-        on_list_item(conn, m);
-    else if (strcmp(c, "323") == 0 && conn->listings) {
-        finish_listings(conn, NULL);
-        maybe_quit(conn);
-    } else if (strcmp(c, "375") == 0) {
-        free(conn->motd);
-        conn->motd = NULL;
-    } else if (strcmp(c, "372") == 0)
-        on_motd_line(conn, m);
-    else if (strcmp(c, "376") == 0 || strcmp(c, "422") == 0)
-        on_motd_end(conn);
-    else if (is_numeric(c))
-        on_other_numeric(conn, m);
+    char nick[IRC_NICK_MAX];
+    irc_prefix_nick(m->prefix, nick, sizeof nick);
+    if (!irc_nick_usable(nick) && names_sender(conn, c, m)) {
+        ferry_log_debug(ferry_component_name(conn->irc->comp),
+                        "ignored a %s whose sender cannot be a JID resource", c->name);
+        return;
+    }
+    if (c->event)
+        c->event(conn, m, nick);
+    else if (c->reply)
+        c->reply(conn, m);
+    else
+        c->refused(conn, m, c->condition);
 }
 
 static void send_join(irc_conn_t *conn, irc_room_t *room)
@@ -1378,7 +1443,9 @@ static void after_connect(irc_conn_t *conn)
     free(commands);
 }
 
-void bridge_on_registered(irc_conn_t *conn)
+/* ---- the connection's life, as the bridge sees it ---- */
+
+static void registered(irc_conn_t *conn)
 {
     conn->welcomed = 0;
     ferry_log_info(ferry_component_name(conn->irc->comp), "connected to IRC server %s",
@@ -1390,36 +1457,31 @@ void bridge_on_registered(irc_conn_t *conn)
     send_list(conn);
 }
 
-static void on_retry(uv_timer_t *t)
+static void on_state(void *arg, irc_conn_t *conn, enum irc_conn_state state)
 {
-    irc_conn_t *conn = t->data;
-    if (conn->rooms && !conn->irc->stopping)
-        irc_conn_start(conn);
-    else
-        irc_conn_quit(conn, NULL);
+    (void)arg;
+    if (state == IRC_CONNECTING)
+        contact_connecting(conn);
+    else if (state == IRC_REGISTERING)
+        contact_connected(conn);
+    else if (state == IRC_READY)
+        registered(conn);
 }
 
-void bridge_on_closed(irc_conn_t *conn, const char *reason)
+/* The connection dropped (error, dead server, refused TLS...): the joins
+ * fail when it never got in; else the rooms wait for it to come back (1). */
+static int on_lost(void *arg, irc_conn_t *conn, const char *reason, int was_up)
 {
-    irc_t *irc = conn->irc;
-    int was_ready = conn->registered;
+    irc_t *irc = arg;
     ferry_log_warn(ferry_component_name(irc->comp), "IRC connection to %s lost: %s",
                    conn->server->name, reason);
     finish_listings(conn, reason);
     contact_online(conn, 0);
-    if (!conn->closing && !irc->stopping)
-        contact_failed(conn, reason, conn->registered && conn->attempt == 0);
-    if (!was_ready || irc->stopping || conn->closing) {
-        /* Never got in: the joins fail. */
-        while (conn->rooms) {
-            irc_room_t *room = conn->rooms;
-            for (size_t i = 0; i < room->nresources; i++)
-                join_error(conn, room, room->resources[i], "cancel", "remote-server-not-found",
-                           reason);
-            room_free(conn, room);
-        }
-        irc_conn_quit(conn, NULL);
-        return;
+    if (!irc->stopping)
+        contact_failed(conn, reason, was_up);
+    if (!conn->registered || irc->stopping) {
+        fail_joins(conn, "remote-server-not-found", reason); /* never got in */
+        return 0;
     }
     /* A PART that IRC will never confirm now: done. */
     for (irc_room_t *room = conn->rooms, *next; room; room = next) {
@@ -1428,10 +1490,8 @@ void bridge_on_closed(irc_conn_t *conn, const char *reason)
         if (!room->nresources)
             room_free(conn, room);
     }
-    if (!conn->rooms) {
-        irc_conn_quit(conn, NULL);
-        return;
-    }
+    if (!conn->rooms)
+        return 0;
     /* XEP-0045 status 332: the service went away. The rooms stay; we come
      * back and rejoin while the user is in them. */
     for (irc_room_t *room = conn->rooms; room; room = room->next) {
@@ -1452,14 +1512,40 @@ void bridge_on_closed(irc_conn_t *conn, const char *reason)
             room->chan->synced = 0;
         }
     }
-    uint64_t delay = 1000;
-    for (unsigned i = 0; i < conn->attempt && delay < 60000; i++)
-        delay *= 2;
-    if (delay > 60000)
-        delay = 60000;
-    conn->attempt++;
-    uv_timer_start(&conn->retry, on_retry, delay / 2 + (uint64_t)rand() % (delay / 2 + 1), 0);
+    return 1;
 }
+
+/* The connection goes for good: out of the list, and what the bridge kept
+ * on it is freed (rooms are left only when ferry stops to restart: they
+ * stay stored). */
+static void on_closed(void *arg, irc_conn_t *conn)
+{
+    irc_t *irc = arg;
+    irc_conn_forget(irc, conn);
+    contact_online(conn, 0);
+    while (conn->rooms)
+        room_free(conn, conn->rooms);
+    ctcp_expire(conn, 0, 1);
+    routes_free(conn);
+    while (conn->listings) {
+        irc_listing_t *l = conn->listings;
+        conn->listings = l->next;
+        listing_free(l);
+    }
+    listed_free(conn);
+    free(conn->motd);
+    conn->motd = NULL;
+}
+
+static void on_freed(void *arg) { irc_conn_freed(arg); }
+
+const irc_conn_handlers_t bridge_conn_handlers = {
+    .state = on_state,
+    .line = on_line,
+    .lost = on_lost,
+    .closed = on_closed,
+    .freed = on_freed,
+};
 
 void bridge_disconnect(irc_conn_t *conn, const char *reason, int code)
 {
@@ -1495,7 +1581,8 @@ static irc_conn_t *conn_for(irc_t *irc, const char *bare, const irc_server_t *se
         snprintf(local, sizeof local, "%.*s", (int)strcspn(bare, "@"), bare);
         if (!nick)
             nick = s.nick[0] ? s.nick : irc_valid_nick(local) ? local : "ferry";
-        conn = irc_conn_new(irc, server, bare, nick);
+        conn = irc_conn_new(irc, server, bare, nick, &bridge_conn_handlers, irc);
+        irc_conn_add(irc, conn);
         irc_conn_start(conn);
     }
     return conn;
@@ -1504,9 +1591,9 @@ static irc_conn_t *conn_for(irc_t *irc, const char *bare, const irc_server_t *se
 static irc_room_t *room_new(irc_conn_t *conn, const irc_server_t *server, const char *channel,
                             const char *nick, int short_jid)
 {
-    irc_room_t *room = calloc(1, sizeof *room);
-    room->name = strdup(channel);
-    room->asked_nick = strdup(nick);
+    irc_room_t *room = ferry_calloc(1, sizeof *room);
+    room->name = ferry_strdup(channel);
+    room->asked_nick = ferry_strdup(nick);
     room->short_jid = short_jid;
     room->chan = irc_chan_get(conn->irc, server->name, channel, conn->casemap);
     irc_room_effective(conn->irc, server->name, channel, conn->jid, &room->record,
@@ -1730,10 +1817,10 @@ void bridge_user_options_changed(irc_t *irc, const char *bare)
         size_t n = 0;
         for (irc_room_t *r = c->rooms; r; r = r->next)
             n++;
-        char **names = calloc(n ? n : 1, sizeof *names);
+        char **names = ferry_calloc(n ? n : 1, sizeof *names);
         n = 0;
         for (irc_room_t *r = c->rooms; r; r = r->next)
-            names[n++] = strdup(r->name);
+            names[n++] = ferry_strdup(r->name);
         for (size_t i = 0; i < n; i++) {
             bridge_room_options_changed(irc, bare, server, names[i]);
             free(names[i]);
@@ -2063,7 +2150,7 @@ void bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     char bare[2100];
     ferry_jid_bare_of(xmpp_stanza_get_from(iq), bare, sizeof bare);
     irc_conn_t *conn = conn_for(irc, bare, server, NULL);
-    irc_listing_t *l = calloc(1, sizeof *l);
+    irc_listing_t *l = ferry_calloc(1, sizeof *l);
     l->iq = xmpp_stanza_clone(iq);
     l->short_jid = to->implicit_server;
     l->next = conn->listings;

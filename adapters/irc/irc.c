@@ -36,6 +36,13 @@ irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server)
     return NULL;
 }
 
+void irc_conn_add(irc_t *irc, irc_conn_t *conn)
+{
+    conn->next = irc->conns;
+    irc->conns = conn;
+    irc->live++;
+}
+
 void irc_conn_forget(irc_t *irc, irc_conn_t *conn)
 {
     for (irc_conn_t **p = &irc->conns; *p; p = &(*p)->next)
@@ -59,6 +66,7 @@ static void on_liveness(uv_timer_t *t)
     uint64_t now = uv_now(ferry_component_loop(irc->comp));
     for (irc_conn_t *c = irc->conns, *next; c; c = next) {
         next = c->next; /* a check may drop the connection */
+        ctcp_expire(c, now, 0);
         irc_conn_check(c, now);
     }
 }
@@ -221,7 +229,7 @@ static int read_server(const ferry_conf_t *t, const char *name, irc_server_t *s)
     int bad = 0;
     const char *host = NULL, *realname = "ferry user";
     int64_t port = 0;
-    s->name = strdup(name);
+    s->name = ferry_strdup(name);
     s->tls = 1;
     s->verify_cert = 1;
     s->throttle_burst = 10;
@@ -245,8 +253,8 @@ static int read_server(const ferry_conf_t *t, const char *name, irc_server_t *s)
         ferry_conf_error(t, NULL, "throttle_burst must be at least 1 and throttle_rate above 0");
         bad = 1;
     }
-    s->host = strdup(host ? host : "");
-    s->realname = strdup(realname);
+    s->host = ferry_strdup(host ? host : "");
+    s->realname = ferry_strdup(realname);
     return bad ? -1 : 0;
 }
 
@@ -270,7 +278,7 @@ static int read_config(irc_t *irc, const ferry_conf_t *conf)
     if (ferry_conf_table(conf, "servers", FERRY_CONF_REQUIRED, &servers) != 0)
         return -1;
     size_t n = ferry_conf_count(servers);
-    irc->servers = calloc(n ? n : 1, sizeof *irc->servers);
+    irc->servers = ferry_calloc(n ? n : 1, sizeof *irc->servers);
     for (size_t i = 0; i < n; i++) {
         const char *name = ferry_conf_key_at(servers, i);
         const ferry_conf_t *t = ferry_conf_value_at(servers, i);
@@ -285,7 +293,7 @@ static int read_config(irc_t *irc, const ferry_conf_t *conf)
         ferry_conf_error(conf, "default_server", "\"%s\" is not one of the [servers]", def);
         bad = 1;
     }
-    irc->default_server = def ? strdup(def) : NULL;
+    irc->default_server = def ? ferry_strdup(def) : NULL;
     irc->history = 1;
     irc->history_on_join = 20;
     irc->history_days = 30;
@@ -310,16 +318,13 @@ static void irc_free(irc_t *irc)
     servers_free(irc);
     free(irc->default_server);
     ferry_conf_strings_free(irc->allow);
-    if (irc->tls)
-        SSL_CTX_free(irc->tls);
-    if (irc->tls_noverify)
-        SSL_CTX_free(irc->tls_noverify);
+    ferry_net_tls_free(irc->tls);
     free(irc);
 }
 
 static void *irc_create(ferry_component_t *comp, const ferry_conf_t *conf)
 {
-    irc_t *irc = calloc(1, sizeof *irc);
+    irc_t *irc = ferry_calloc(1, sizeof *irc);
     irc->comp = comp;
     if (read_config(irc, conf) != 0) {
         irc_free(irc);
@@ -331,13 +336,12 @@ static void *irc_create(ferry_component_t *comp, const ferry_conf_t *conf)
 static int irc_start(void *self)
 {
     irc_t *irc = self;
-    irc->tls = SSL_CTX_new(TLS_client_method());
-    irc->tls_noverify = SSL_CTX_new(TLS_client_method());
-    if (!irc->tls || !irc->tls_noverify)
+    char err[256];
+    irc->tls = ferry_net_tls_new(NULL, err, sizeof err);
+    if (!irc->tls) {
+        ferry_log_error(ferry_component_name(irc->comp), "TLS: %s", err);
         return -1;
-    SSL_CTX_set_verify(irc->tls, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_default_verify_paths(irc->tls);
-    SSL_CTX_set_verify(irc->tls_noverify, SSL_VERIFY_NONE, NULL);
+    }
     uv_timer_init(ferry_component_loop(irc->comp), &irc->liveness);
     irc->liveness.data = irc;
     irc->liveness_open = 1;

@@ -10,10 +10,10 @@
 #include <stdint.h>
 
 #include <iconv.h>
-#include <openssl/ssl.h>
 #include <uv.h>
 
 #include "ferry/ferry.h"
+#include "ferry/net.h"
 #include "irc_proto.h"
 
 #define NS_MUC "http://jabber.org/protocol/muc"
@@ -237,9 +237,33 @@ int irc_settings_store(irc_t *irc, const char *server, const char *jid,
                        const irc_user_settings_t *s, const char *commands);
 int irc_settings_forget(irc_t *irc, const char *server, const char *jid);
 
+/* What a connection tells its owner (the bridge), as xmpp_link_handlers_t
+ * does for the XMPP link; ARG is the one given to irc_conn_new(). */
+typedef struct irc_conn_handlers {
+    /* The connection entered STATE: IRC_CONNECTING (an attempt begins),
+     * IRC_REGISTERING (connected, TLS done), IRC_READY (001: registered,
+     * again after a reconnect; the queued lines go out after the call). */
+    void (*state)(void *arg, irc_conn_t *conn, enum irc_conn_state state);
+    /* Every line read, after the connection took what is its own (PING,
+     * 001, 005, CAP and SASL). */
+    void (*line)(void *arg, irc_conn_t *conn, irc_msg_t *m);
+    /* The connection dropped (REASON). WAS_UP: it was registered until now
+     * (not a reconnect that failed). Return 1 and the connection comes
+     * back by itself, with backoff; 0 and it closes for good (closed
+     * follows at once). */
+    int (*lost)(void *arg, irc_conn_t *conn, const char *reason, int was_up);
+    /* irc_conn_quit(): the connection goes for good. The owner forgets it
+     * and frees what it keeps on it; only freed follows. */
+    void (*closed)(void *arg, irc_conn_t *conn);
+    /* Its handles are closed and CONN is freed: a stop may finish. */
+    void (*freed)(void *arg);
+} irc_conn_handlers_t;
+
 struct irc_conn {
-    irc_conn_t *next;
+    irc_conn_t *next;       /* in the adapter's list (irc.c) */
     irc_t *irc;
+    const irc_conn_handlers_t *handlers;
+    void *arg;
     const irc_server_t *server;
     char *jid;              /* the bare JID this connection serves */
     char nick[IRC_NICK_MAX];
@@ -253,6 +277,8 @@ struct irc_conn {
     int sasl;               /* 1 negotiating, 2 done */
     enum irc_conn_state state;
     int registered;         /* got 001 at least once */
+
+    /* The bridge's (bridge.c): set and freed there (its closed handler). */
     int restored;           /* opened to put users back after a restart */
     irc_room_t *rooms;
     irc_listing_t *listings;   /* waiting for 323 */
@@ -275,12 +301,8 @@ struct irc_conn {
     char arg_modes[64];
     char set_arg_modes[32];
 
-    uv_tcp_t tcp;
-    uv_connect_t connect;
-    uv_getaddrinfo_t resolve;
-    int tcp_open, resolving;
-    SSL *ssl;
-    BIO *rbio, *wbio;
+    ferry_net_t *net;       /* this attempt's connection; NULL between attempts */
+    int nets_closing;       /* closed ones not yet freed: a quit waits for them */
     irc_linebuf_t partial;  /* a line split across reads, up to 64 KiB */
 
     char **queue;           /* lines waiting for the throttle */
@@ -295,20 +317,25 @@ struct irc_conn {
 
     uint64_t last_read;     /* for the adapter-wide liveness check */
     int ping_sent;
-    unsigned attempt;       /* reconnect backoff */
-    uv_timer_t retry;
+    unsigned attempt;       /* reconnects since the last 001: the backoff */
+    uv_timer_t retry;       /* runs only while a reconnect waits (or a stall is reported) */
     int retry_open;
     int closing;
 };
 
+/* A connection of JID to SERVER as NICK, not started; HANDLERS (kept, not
+ * copied) and ARG: what it tells its owner. */
 irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *server, const char *jid,
-                         const char *nick);
+                         const char *nick, const irc_conn_handlers_t *handlers, void *arg);
+/* Connects (again): resolve, TCP, TLS, registration. */
 void irc_conn_start(irc_conn_t *conn);
 /* Queues a command; -1 when a parameter would break the line. */
 int irc_conn_send(irc_conn_t *conn, const char *command, const char *const *params, int n);
 /* Writes at once, before 001 too (registration: NICK, USER, CAP). */
 void irc_conn_send_now(irc_conn_t *conn, const char *command, const char *const *params, int n);
-/* QUIT and close; the connection frees itself once its handles are closed. */
+/* QUIT (with REASON, when not NULL and registered) and close for good: the
+ * closed handler runs at once; once its handles are closed the connection
+ * frees itself, and the freed handler runs. Idempotent. */
 void irc_conn_quit(irc_conn_t *conn, const char *reason);
 /* The adapter-wide liveness check calls this: PING when idle, drop when a
  * PING went unanswered. */
@@ -317,10 +344,8 @@ const char *irc_conn_mode_prefix(const irc_conn_t *conn, char mode);
 
 /* ---- the bridge (bridge.c): events from IRC, requests from XMPP ---- */
 
-void bridge_on_registered(irc_conn_t *conn);
-void bridge_on_line(irc_conn_t *conn, irc_msg_t *m);
-/* The connection is gone (error, dead server, refused TLS...). */
-void bridge_on_closed(irc_conn_t *conn, const char *reason);
+/* What the bridge does with its connections' events (ARG: the irc_t). */
+extern const irc_conn_handlers_t bridge_conn_handlers;
 /* Takes the user out of every room of CONN (unavailable presences with 110
  * and CODE, when not 0) and QUITs. */
 void bridge_disconnect(irc_conn_t *conn, const char *reason, int code);
@@ -335,8 +360,6 @@ void bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 /* muc#admin: kick, operator and voice. 1 when answered. */
 int bridge_admin(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 
-/* Frees what the bridge keeps per connection. */
-void bridge_routes_free(irc_conn_t *conn);
 /* The user's room of CONN by channel name (NULL: not in it). */
 irc_room_t *bridge_find_room(irc_conn_t *conn, const char *channel);
 /* Whether the resource JID is in ROOM and the room is joined on IRC. */
@@ -518,10 +541,7 @@ struct irc {
     int liveness_open;
     int stopping;
     int for_good;           /* stopping for good: users are told, rooms forgotten */
-    SSL_CTX *tls, *tls_noverify;
-    /* Every read lands here and is consumed before the next one: one
-     * buffer for all connections instead of one allocation per read. */
-    char readbuf[65536];
+    ferry_net_tls_t *tls;   /* every connection's; verify_cert = false is per connection */
     unsigned long long lines_in, lines_out, stanzas_out;
 };
 
@@ -530,7 +550,10 @@ const irc_server_t *irc_find_server(irc_t *irc, const char *name);
  * component does not bridge. */
 const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char *name);
 irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server);
-/* A connection leaves the list (it is closing) / is gone for good. */
+/* The list of connections (irc->conns) and the count of those not yet
+ * freed (a stop waits for it): a connection joins the list when opened,
+ * leaves it when it closes for good, and is counted until freed. */
+void irc_conn_add(irc_t *irc, irc_conn_t *conn);
 void irc_conn_forget(irc_t *irc, irc_conn_t *conn);
 void irc_conn_freed(irc_t *irc);
 

@@ -16,10 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "irc.h"
 
-#define NS_COMMANDS "http://jabber.org/protocol/commands"
-#define NS_DATA "jabber:x:data"
+#define NS_COMMANDS FERRY_NS_COMMANDS
+#define NS_DATA FERRY_NS_DATA
 #define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
 #define NS_OWNER "http://jabber.org/protocol/muc#owner"
@@ -44,73 +45,26 @@ static const command_t commands[] = {
 
 /* ---- building answers ---- */
 
-static xmpp_ctx_t *ctx_of(irc_t *irc) { return ferry_component_xmpp(irc->comp); }
+/* The node the command element CMD asks for. */
+static const char *node_of(xmpp_stanza_t *cmd) { return xmpp_stanza_get_attribute(cmd, "node"); }
 
-static xmpp_stanza_t *result_to(irc_t *irc, xmpp_stanza_t *iq)
+/* The form builder, under a name short enough for the long forms below. */
+static xmpp_stanza_t *field(xmpp_stanza_t *x, const char *var, const char *type, const char *label,
+                            const char *value)
 {
-    xmpp_stanza_t *res = xmpp_iq_new(ctx_of(irc), "result", xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    return res;
-}
-
-static void send_release(irc_t *irc, xmpp_stanza_t *st)
-{
-    ferry_component_send(irc->comp, st);
-    xmpp_stanza_release(st);
-}
-
-/* <command node status sessionid/> in a result; *CMD gets it. */
-static xmpp_stanza_t *answer(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *asked,
-                             const char *status, xmpp_stanza_t **cmd)
-{
-    xmpp_stanza_t *res = result_to(irc, iq);
-    *cmd = ferry_stanza_add(res, "command", NS_COMMANDS);
-    xmpp_stanza_set_attribute(*cmd, "node", xmpp_stanza_get_attribute(asked, "node"));
-    const char *given = xmpp_stanza_get_attribute(asked, "sessionid");
-    char *session = given ? NULL : xmpp_uuid_gen(ctx_of(irc));
-    xmpp_stanza_set_attribute(*cmd, "sessionid", given ? given : session);
-    if (session)
-        xmpp_free(ctx_of(irc), session);
-    xmpp_stanza_set_attribute(*cmd, "status", status);
-    return res;
+    return ferry_form_add_field(x, var, type, label, value);
 }
 
 static void completed(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *asked, const char *note)
 {
-    xmpp_stanza_t *cmd;
-    xmpp_stanza_t *res = answer(irc, iq, asked, "completed", &cmd);
-    xmpp_stanza_set_type(ferry_stanza_add_text(cmd, "note", note), "info");
-    send_release(irc, res);
+    ferry_command_complete(irc->comp, iq, node_of(asked), "info", note);
 }
 
 /* A step that needs the form X filled: status executing, action complete. */
-static xmpp_stanza_t *ask(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *asked, const char *title,
+static xmpp_stanza_t *ask(xmpp_stanza_t *iq, xmpp_stanza_t *asked, const char *title,
                           const char *instructions, xmpp_stanza_t **x)
 {
-    xmpp_stanza_t *cmd;
-    xmpp_stanza_t *res = answer(irc, iq, asked, "executing", &cmd);
-    xmpp_stanza_t *actions = ferry_stanza_add(cmd, "actions", NULL);
-    xmpp_stanza_set_attribute(actions, "execute", "complete");
-    ferry_stanza_add(actions, "complete", NULL);
-    *x = ferry_stanza_add(cmd, "x", NS_DATA);
-    xmpp_stanza_set_type(*x, "form");
-    ferry_stanza_add_text(*x, "title", title);
-    ferry_stanza_add_text(*x, "instructions", instructions);
-    return res;
-}
-
-static xmpp_stanza_t *field(xmpp_stanza_t *x, const char *var, const char *type, const char *label,
-                            const char *value)
-{
-    xmpp_stanza_t *f = ferry_stanza_add(x, "field", NULL);
-    xmpp_stanza_set_attribute(f, "var", var);
-    xmpp_stanza_set_type(f, type);
-    if (label)
-        xmpp_stanza_set_attribute(f, "label", label);
-    if (value)
-        ferry_stanza_add_text(f, "value", value);
-    return f;
+    return ferry_command_ask(iq, node_of(asked), title, instructions, x);
 }
 
 static void option(xmpp_stanza_t *f, const char *value)
@@ -204,7 +158,7 @@ static void configure_user(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd, co
         char max[32];
         snprintf(max, sizeof max, "%d",
                  o.max_history >= 0 ? o.max_history : (int)irc->history_on_join);
-        xmpp_stanza_t *res = ask(irc, iq, cmd, "Configure some global default settings.",
+        xmpp_stanza_t *res = ask(iq, cmd, "Configure some global default settings.",
                                  "Edit the form, to configure your global settings for the "
                                  "component.", &x);
         desc(field(x, "max_history_length", "text-single", "Max history length", max),
@@ -216,7 +170,7 @@ static void configure_user(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd, co
         desc(field(x, "persistent", "boolean", "Make all channels persistent",
                    o.persistent ? "true" : "false"),
              "If true, all channels will be persistent");
-        send_release(irc, res);
+        ferry_component_send_release(irc->comp, res);
         return;
     }
     const char *max = ferry_form_value(x, "max_history_length");
@@ -250,7 +204,7 @@ static const char **users(irc_t *irc)
     size_t n = 0;
     for (irc_conn_t *c = irc->conns; c; c = c->next)
         n++;
-    const char **out = calloc(n + 1, sizeof *out);
+    const char **out = ferry_calloc(n + 1, sizeof *out);
     size_t k = 0;
     for (irc_conn_t *c = irc->conns; c; c = c->next) {
         size_t i = 0;
@@ -285,7 +239,7 @@ static void disconnect_user(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd)
 {
     xmpp_stanza_t *x = submitted(cmd);
     if (!x) {
-        xmpp_stanza_t *res = ask(irc, iq, cmd, "Disconnect a user from the gateway",
+        xmpp_stanza_t *res = ask(iq, cmd, "Disconnect a user from the gateway",
                                  "Choose a user JID and a quit message", &x);
         xmpp_stanza_t *f = field(x, "jids", "list-multi", "The JIDs to disconnect", NULL);
         ferry_stanza_add(f, "required", NULL);
@@ -294,7 +248,7 @@ static void disconnect_user(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd)
             option(f, *u);
         free(list);
         field(x, "quit-message", "text-single", "Quit message", "Disconnected by admin");
-        send_release(irc, res);
+        ferry_component_send_release(irc->comp, res);
         return;
     }
     xmpp_stanza_t *jids = ferry_form_field(x, "jids");
@@ -322,7 +276,7 @@ static void disconnect_servers(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd
     xmpp_stanza_t *x = submitted(cmd);
     const char *who = admin ? ferry_form_value(x, "jid") : bare;
     if (admin && (!who || !*who)) { /* first, whose connections */
-        xmpp_stanza_t *res = ask(irc, iq, cmd, "Disconnect a user from selected IRC servers",
+        xmpp_stanza_t *res = ask(iq, cmd, "Disconnect a user from selected IRC servers",
                                  "Choose a user JID", &x);
         xmpp_stanza_t *f = field(x, "jid", "list-single", "The JID to disconnect", NULL);
         ferry_stanza_add(f, "required", NULL);
@@ -330,7 +284,7 @@ static void disconnect_servers(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd
         for (const char **u = list; *u; u++)
             option(f, *u);
         free(list);
-        send_release(irc, res);
+        ferry_component_send_release(irc->comp, res);
         return;
     }
     xmpp_stanza_t *servers = ferry_form_field(x, "irc-servers");
@@ -357,7 +311,7 @@ static void disconnect_servers(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd
         completed(irc, iq, cmd, note);
         return;
     }
-    xmpp_stanza_t *res = ask(irc, iq, cmd, "Disconnect a user from selected IRC servers",
+    xmpp_stanza_t *res = ask(iq, cmd, "Disconnect a user from selected IRC servers",
                              "Choose one or more servers to disconnect this JID from", &x);
     if (admin)
         field(x, "jid", "hidden", NULL, who);
@@ -368,7 +322,7 @@ static void disconnect_servers(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd
         if (strcmp(c->jid, who) == 0)
             option(f, c->server->name);
     field(x, "quit-message", "text-single", "Quit message", "Killed by admin");
-    send_release(irc, res);
+    ferry_component_send_release(irc->comp, res);
 }
 
 /* ---- a server JID ---- */
@@ -383,7 +337,7 @@ static void configure_server(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd, 
     if (!x) {
         char title[IRC_NAME_MAX + 40];
         snprintf(title, sizeof title, "Configure the IRC server %s", server->name);
-        xmpp_stanza_t *res = ask(irc, iq, cmd, title,
+        xmpp_stanza_t *res = ask(iq, cmd, title,
                                  "Edit the form, to configure the settings of the IRC server",
                                  &x);
         desc(field(x, "nick", "text-single", "Nickname", s.nick[0] ? s.nick : NULL),
@@ -425,7 +379,7 @@ static void configure_server(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd, 
         desc(f, "Custom IRC commands sent after the connection is established with the server.");
         for (char *line = commands ? strtok(commands, "\n") : NULL; line; line = strtok(NULL, "\n"))
             ferry_stanza_add_text(f, "value", line);
-        send_release(irc, res);
+        ferry_component_send_release(irc->comp, res);
         free(commands);
         return;
     }
@@ -502,7 +456,7 @@ static void configure_server(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd, 
         }
         size_t n = strlen(line);
         cap += n + 1;
-        lines = realloc(lines, cap);
+        lines = ferry_realloc(lines, cap);
         memcpy(lines + len, line, n);
         len += n;
         lines[len++] = '\n';
@@ -574,11 +528,11 @@ static void configure_room(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd, co
         char title[2 * IRC_NAME_MAX + 64];
         snprintf(title, sizeof title, "Configure the IRC channel %s on server %s", channel,
                  server->name);
-        xmpp_stanza_t *res = ask(irc, iq, cmd, title,
+        xmpp_stanza_t *res = ask(iq, cmd, title,
                                  "Edit the form, to configure the settings of the IRC channel",
                                  &x);
         room_form(irc, x, server, channel, bare);
-        send_release(irc, res);
+        ferry_component_send_release(irc->comp, res);
         return;
     }
     if (room_apply(irc, iq, x, server, channel, bare) == 0)
@@ -596,21 +550,21 @@ int irc_owner(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     char bare[2100];
     ferry_jid_bare_of(xmpp_stanza_get_from(iq), bare, sizeof bare);
     if (strcmp(xmpp_stanza_get_type(iq), "get") == 0) {
-        xmpp_stanza_t *res = result_to(irc, iq);
-        xmpp_stanza_t *x = ferry_stanza_add(ferry_stanza_add(res, "query", NS_OWNER), "x", NS_DATA);
-        xmpp_stanza_set_type(x, "form");
+        xmpp_stanza_t *out;
+        xmpp_stanza_t *res = ferry_iq_result(iq, NS_OWNER, &out);
         char title[2 * IRC_NAME_MAX + 64];
         snprintf(title, sizeof title, "Configure the IRC channel %s on server %s", to->channel,
                  server->name);
-        ferry_stanza_add_text(x, "title", title);
+        xmpp_stanza_t *x = ferry_form_add(out, "form", title);
         room_form(irc, x, server, to->channel, bare);
-        send_release(irc, res);
+        ferry_component_send_release(irc->comp, res);
         return 1;
     }
     xmpp_stanza_t *x = xmpp_stanza_get_child_by_name_and_ns(q, "x", NS_DATA);
     const char *type = x ? xmpp_stanza_get_type(x) : NULL;
     if (type && strcmp(type, "cancel") == 0) {
-        send_release(irc, result_to(irc, iq));
+        ferry_component_send_release(irc->comp,
+                                     ferry_iq_result(iq, NULL, NULL));
         return 1;
     }
     if (!type || strcmp(type, "submit") != 0) {
@@ -620,7 +574,8 @@ int irc_owner(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
         return 1;
     }
     if (room_apply(irc, iq, x, server, to->channel, bare) == 0)
-        send_release(irc, result_to(irc, iq));
+        ferry_component_send_release(irc->comp,
+                                     ferry_iq_result(iq, NULL, NULL));
     return 1;
 }
 
@@ -663,10 +618,7 @@ static void list_commands(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *query, e
     for (size_t i = 0; i < NCOMMANDS; i++) {
         if (commands[i].target != t || !may_run(irc, &commands[i], from))
             continue;
-        xmpp_stanza_t *item = ferry_stanza_add(query, "item", NULL);
-        xmpp_stanza_set_attribute(item, "jid", xmpp_stanza_get_to(iq));
-        xmpp_stanza_set_attribute(item, "node", commands[i].node);
-        xmpp_stanza_set_attribute(item, "name", commands[i].name);
+        ferry_disco_item(query, xmpp_stanza_get_to(iq), commands[i].node, commands[i].name);
     }
 }
 
@@ -677,16 +629,7 @@ void irc_adhoc_items(void *self, xmpp_stanza_t *iq, xmpp_stanza_t *query)
 
 static void command_info(irc_t *irc, xmpp_stanza_t *iq, const command_t *c)
 {
-    xmpp_stanza_t *res = result_to(irc, iq);
-    xmpp_stanza_t *q = ferry_stanza_add(res, "query", NS_DISCO_INFO);
-    xmpp_stanza_set_attribute(q, "node", c->node);
-    xmpp_stanza_t *identity = ferry_stanza_add(q, "identity", NULL);
-    xmpp_stanza_set_attribute(identity, "category", "automation");
-    xmpp_stanza_set_attribute(identity, "type", "command-node");
-    xmpp_stanza_set_attribute(identity, "name", c->name);
-    xmpp_stanza_set_attribute(ferry_stanza_add(q, "feature", NULL), "var", NS_COMMANDS);
-    xmpp_stanza_set_attribute(ferry_stanza_add(q, "feature", NULL), "var", NS_DATA);
-    send_release(irc, res);
+    ferry_command_info(irc->comp, iq, c->node, c->name);
 }
 
 static void run(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd, const command_t *c,
@@ -698,7 +641,8 @@ static void run(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd, const command
     const char *action = xmpp_stanza_get_attribute(cmd, "action");
     if (action && strcmp(action, "cancel") == 0) {
         xmpp_stanza_t *out;
-        send_release(irc, answer(irc, iq, cmd, "canceled", &out));
+        xmpp_stanza_t *res = ferry_command_answer(iq, node_of(cmd), "canceled", &out);
+        ferry_component_send_release(irc->comp, res);
         return;
     }
     const irc_server_t *server = c->target == T_DOMAIN ? NULL : irc_find_server(irc, j->server);
@@ -748,11 +692,11 @@ int irc_adhoc(irc_t *irc, xmpp_stanza_t *iq)
     xmpp_stanza_t *q = xmpp_stanza_get_child_by_name_and_ns(iq, "query", NS_DISCO_ITEMS);
     const char *node = q ? xmpp_stanza_get_attribute(q, "node") : NULL;
     if (q && node && strcmp(node, NS_COMMANDS) == 0 && t != T_DOMAIN) {
-        xmpp_stanza_t *res = result_to(irc, iq);
-        xmpp_stanza_t *out = ferry_stanza_add(res, "query", NS_DISCO_ITEMS);
+        xmpp_stanza_t *out;
+        xmpp_stanza_t *res = ferry_iq_result(iq, NS_DISCO_ITEMS, &out);
         xmpp_stanza_set_attribute(out, "node", NS_COMMANDS);
         list_commands(irc, iq, out, t);
-        send_release(irc, res);
+        ferry_component_send_release(irc->comp, res);
         return 1;
     }
     q = xmpp_stanza_get_child_by_name_and_ns(iq, "query", NS_DISCO_INFO);

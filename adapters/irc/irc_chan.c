@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "irc.h"
 
 irc_chan_t *irc_chan_get(irc_t *irc, const char *server, const char *name, irc_casemap_t map)
@@ -17,10 +18,10 @@ irc_chan_t *irc_chan_get(irc_t *irc, const char *server, const char *name, irc_c
             c->users++;
             return c;
         }
-    irc_chan_t *c = calloc(1, sizeof *c);
-    c->server = strdup(server);
-    c->name = strdup(name);
-    c->folded = strdup(folded);
+    irc_chan_t *c = ferry_calloc(1, sizeof *c);
+    c->server = ferry_strdup(server);
+    c->name = ferry_strdup(name);
+    c->folded = ferry_strdup(folded);
     c->users = 1;
     c->next = irc->chans;
     irc->chans = c;
@@ -114,7 +115,7 @@ static void rehash(irc_chan_t *chan, size_t nbuckets)
 {
     free(chan->buckets);
     chan->nbuckets = nbuckets;
-    chan->buckets = calloc(3 * nbuckets, sizeof *chan->buckets);
+    chan->buckets = ferry_calloc(3 * nbuckets, sizeof *chan->buckets);
     for (size_t i = 0; i < chan->nmembers; i++)
         for (enum table t = BY_NICK; t <= RENAMED; t++)
             if (listed(&chan->members[i], t))
@@ -208,12 +209,12 @@ irc_member_t *irc_chan_add(irc_chan_t *chan, const char *nick, const char *modes
     if (!m) {
         if (chan->nmembers == chan->cap) {
             chan->cap = chan->cap ? chan->cap * 2 : 16;
-            chan->members = realloc(chan->members, chan->cap * sizeof *chan->members);
+            chan->members = ferry_realloc(chan->members, chan->cap * sizeof *chan->members);
         }
         size_t i = chan->nmembers++;
         m = &chan->members[i];
         memset(m, 0, sizeof *m);
-        m->nick = strdup(nick);
+        m->nick = ferry_strdup(nick);
         m->hash = irc_casehash(nick);
         if (chan->nmembers * 2 > chan->nbuckets)
             rehash(chan, chan->nbuckets ? chan->nbuckets * 2 : 32);
@@ -251,7 +252,7 @@ void irc_chan_rename(irc_chan_t *chan, const char *from, const char *to, irc_cas
     unlink_from(chan, i, BY_NICK);
     m->old_nick = m->nick;
     m->old_hash = m->hash;
-    m->nick = strdup(to);
+    m->nick = ferry_strdup(to);
     m->hash = irc_casehash(to);
     link_in(chan, i, BY_NICK);
     m->pending = others(chan);
@@ -266,13 +267,13 @@ void irc_chan_rename(irc_chan_t *chan, const char *from, const char *to, irc_cas
 void irc_chan_set_topic(irc_chan_t *chan, const char *topic)
 {
     free(chan->topic);
-    chan->topic = strdup(topic ? topic : "");
+    chan->topic = ferry_strdup(topic ? topic : "");
 }
 
 void irc_chan_set_topic_setter(irc_chan_t *chan, const char *setter)
 {
     free(chan->topic_setter);
-    chan->topic_setter = setter && *setter ? strdup(setter) : NULL;
+    chan->topic_setter = setter && *setter ? ferry_strdup(setter) : NULL;
 }
 
 void irc_chan_set_userhost(irc_member_t *m, const char *userhost)
@@ -280,5 +281,5 @@ void irc_chan_set_userhost(irc_member_t *m, const char *userhost)
     if (!userhost || !*userhost || (m->userhost && strcmp(m->userhost, userhost) == 0))
         return;
     free(m->userhost);
-    m->userhost = strdup(userhost);
+    m->userhost = ferry_strdup(userhost);
 }

@@ -1,57 +1,34 @@
-/* irc_conn.c: one IRC client connection for one XMPP user on one server:
- * TCP on the loop, TLS through OpenSSL memory BIOs, lines in and out, flood
- * control (a token bucket whose timer runs only while lines wait), and the
- * registration handshake. What the lines mean is the bridge's business. */
+/* irc_conn.c: one IRC client connection for one XMPP user on one server,
+ * on a ferry/net.h connection (TCP, TLS): lines in and out, flood control
+ * (a token bucket whose timer runs only while lines wait), the
+ * registration handshake, and coming back with backoff when it drops and
+ * its owner wants it back. What the lines mean is the owner's business: it
+ * hears of them through irc_conn_handlers_t. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/x509v3.h>
 
+#include "ferry/backoff.h"
+#include "ferry/net.h"
 #include "irc.h"
 
 #define INBUF_MAX (64 * 1024)
 
-static void conn_fail(irc_conn_t *conn, const char *reason);
+static void conn_lost(irc_conn_t *conn, const char *reason);
 static void pump_queue(irc_conn_t *conn);
 static void on_cap_line(irc_conn_t *conn, irc_msg_t *m);
 
 /* ---- writing ---- */
 
-typedef struct write_req {
-    uv_write_t req;
-    char data[];
-} write_req_t;
-
-static void on_written(uv_write_t *req, int status)
+/* A server that has not taken FERRY_NET_MAX_PENDING bytes written to it
+ * is not reading: the connection is dropped, from the loop (a write comes
+ * from deep inside the owner's handlers). The retry timer is idle while a
+ * connection is open. */
+static void on_stalled(uv_timer_t *t)
 {
-    irc_conn_t *conn = req->data;
-    free(req);
-    if (status < 0 && status != UV_ECANCELED && conn->state != IRC_CLOSED)
-        conn_fail(conn, uv_strerror(status));
-}
-
-static void write_raw(irc_conn_t *conn, const char *data, size_t len)
-{
-    if (!conn->tcp_open || uv_is_closing((uv_handle_t *)&conn->tcp))
-        return;
-    write_req_t *w = malloc(sizeof *w + len);
-    memcpy(w->data, data, len);
-    w->req.data = conn;
-    uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
-    if (uv_write(&w->req, (uv_stream_t *)&conn->tcp, &buf, 1, on_written) < 0)
-        free(w);
-}
-
-/* What OpenSSL wrote into its memory BIO goes to the socket. */
-static void flush_tls(irc_conn_t *conn)
-{
-    char buf[16384];
-    int n;
-    while ((n = BIO_read(conn->wbio, buf, sizeof buf)) > 0)
-        write_raw(conn, buf, (size_t)n);
+    conn_lost(t->data, "the server does not read what is written to it");
 }
 
 static void write_line(irc_conn_t *conn, const char *line, size_t len)
@@ -69,12 +46,10 @@ static void write_line(irc_conn_t *conn, const char *line, size_t len)
         len = n;
     }
     conn->irc->lines_out++;
-    if (!conn->ssl) {
-        write_raw(conn, line, len);
-        return;
-    }
-    SSL_write(conn->ssl, line, (int)len);
-    flush_tls(conn);
+    /* Other failures come as the connection's closed(). */
+    if (conn->net && ferry_net_write(conn->net, line, len) == UV_ENOBUFS &&
+        !uv_is_active((uv_handle_t *)&conn->retry))
+        uv_timer_start(&conn->retry, on_stalled, 0, 0);
 }
 
 /* ---- flood control ---- */
@@ -169,7 +144,7 @@ static void enqueue(irc_conn_t *conn, char *line)
 {
     if (conn->qcount == conn->qcap) {
         size_t cap = conn->qcap ? conn->qcap * 2 : 16;
-        char **q = malloc(cap * sizeof *q);
+        char **q = ferry_malloc(cap * sizeof *q);
         for (size_t i = 0; i < conn->qcount; i++)
             q[i] = conn->queue[(conn->qhead + i) % conn->qcap];
         free(conn->queue);
@@ -187,7 +162,7 @@ int irc_conn_send(irc_conn_t *conn, const char *command, const char *const *para
     size_t len = irc_format(line, sizeof line, command, params, n);
     if (!len)
         return -1;
-    enqueue(conn, strdup(line));
+    enqueue(conn, ferry_strdup(line));
     pump_queue(conn);
     return 0;
 }
@@ -269,12 +244,12 @@ static void on_line(irc_conn_t *conn, const char *line, size_t len)
          * JID resource can hold (else we keep the one we asked for). */
         if (m->nparams && irc_nick_usable(m->params[0]))
             snprintf(conn->nick, sizeof conn->nick, "%s", m->params[0]);
-        bridge_on_registered(conn);
+        conn->handlers->state(conn->arg, conn, IRC_READY);
         pump_queue(conn);
     } else if (strcmp(m->command, "005") == 0) {
         parse_isupport(conn, m);
     }
-    bridge_on_line(conn, m);
+    conn->handlers->line(conn->arg, conn, m);
     free(m);
 }
 
@@ -295,13 +270,13 @@ static int line_read(void *ctx, const char *line, size_t len)
 static void feed_lines(irc_conn_t *conn, const char *data, size_t len)
 {
     if (irc_linebuf_feed(&conn->partial, data, len, INBUF_MAX, line_read, conn) < 0)
-        conn_fail(conn, "a line longer than 64 KiB from the server");
+        conn_lost(conn, "a line longer than 64 KiB from the server");
 }
 
 static void start_registration(irc_conn_t *conn)
 {
-    contact_connected(conn);
     conn->state = IRC_REGISTERING;
+    conn->handlers->state(conn->arg, conn, IRC_REGISTERING);
     conn->tokens = conn->route.burst;
     conn->reply_tokens = IRC_REPLY_BURST;
     conn->pong_waiting = 0;
@@ -446,153 +421,68 @@ static void on_cap_line(irc_conn_t *conn, irc_msg_t *m)
     }
 }
 
-static void tls_failed(irc_conn_t *conn)
+/* ---- the connection's events (ferry/net.h) ---- */
+
+static void on_net_connected(void *arg)
 {
-    char reason[300];
-    long verify = SSL_get_verify_result(conn->ssl);
-    if (verify != X509_V_OK)
-        snprintf(reason, sizeof reason, "TLS: certificate not trusted: %s (set verify_cert = false "
-                 "for a self-signed server)", X509_verify_cert_error_string(verify));
-    else
-        snprintf(reason, sizeof reason, "TLS handshake failed: %s",
-                 ERR_reason_error_string(ERR_peek_last_error()) ? ERR_reason_error_string(ERR_peek_last_error()) : "error");
-    ERR_clear_error();
-    conn_fail(conn, reason);
+    irc_conn_t *conn = arg;
+    conn->last_read = uv_now(ferry_component_loop(conn->irc->comp));
+    start_registration(conn);
 }
 
-static void on_tls_data(irc_conn_t *conn, const char *data, size_t len)
+static void on_net_data(void *arg, const char *buf, size_t len)
 {
-    BIO_write(conn->rbio, data, (int)len);
-    if (!SSL_is_init_finished(conn->ssl)) {
-        int rc = SSL_do_handshake(conn->ssl);
-        flush_tls(conn);
-        if (rc <= 0) {
-            int err = SSL_get_error(conn->ssl, rc);
-            if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
-                tls_failed(conn);
-            return;
-        }
-        start_registration(conn);
+    irc_conn_t *conn = arg;
+    conn->last_read = uv_now(ferry_component_loop(conn->irc->comp));
+    conn->ping_sent = 0;
+    feed_lines(conn, buf, len);
+}
+
+static void on_net_closed(void *arg, int status, const char *reason)
+{
+    char text[400];
+    if (status == FERRY_NET_ECERT) {
+        snprintf(text, sizeof text, "%s (set verify_cert = false for a self-signed server)",
+                 reason);
+        reason = text;
     }
-    char buf[16384];
-    int n;
-    while (conn->state != IRC_CLOSED && (n = SSL_read(conn->ssl, buf, sizeof buf)) > 0)
-        feed_lines(conn, buf, (size_t)n);
-    flush_tls(conn);
+    conn_lost(arg, reason);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    irc_conn_t *conn = h->data;
-    buf->base = conn->irc->readbuf;
-    buf->len = sizeof conn->irc->readbuf;
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    irc_conn_t *conn = s->data;
-    if (nread > 0 && conn->state != IRC_CLOSED) {
-        conn->last_read = uv_now(ferry_component_loop(conn->irc->comp));
-        conn->ping_sent = 0;
-        if (conn->ssl)
-            on_tls_data(conn, buf->base, (size_t)nread);
-        else
-            feed_lines(conn, buf->base, (size_t)nread);
-    } else if (nread < 0 && conn->state != IRC_CLOSED) {
-        conn_fail(conn, nread == UV_EOF ? "the server closed the connection"
-                                        : uv_strerror((int)nread));
-    }
-}
+static const ferry_net_callbacks_t net_callbacks = {
+    .connected = on_net_connected,
+    .data = on_net_data,
+    .closed = on_net_closed,
+};
 
 /* ---- connecting ---- */
 
-static void on_connected(uv_connect_t *req, int status)
-{
-    irc_conn_t *conn = req->data;
-    if (conn->state == IRC_CLOSED)
-        return;
-    if (status < 0) {
-        char reason[300];
-        snprintf(reason, sizeof reason, "cannot connect to %s:%d: %s", conn->server->host,
-                 conn->route.port, uv_strerror(status));
-        conn_fail(conn, reason);
-        return;
-    }
-    uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
-    conn->last_read = uv_now(ferry_component_loop(conn->irc->comp));
-    if (!conn->route.tls) {
-        start_registration(conn);
-        return;
-    }
-    irc_t *irc = conn->irc;
-    conn->ssl = SSL_new(conn->route.verify_cert ? irc->tls : irc->tls_noverify);
-    conn->rbio = BIO_new(BIO_s_mem());
-    conn->wbio = BIO_new(BIO_s_mem());
-    SSL_set_bio(conn->ssl, conn->rbio, conn->wbio);
-    SSL_set_connect_state(conn->ssl);
-    SSL_set_tlsext_host_name(conn->ssl, conn->server->host);
-    if (conn->route.verify_cert)
-        SSL_set1_host(conn->ssl, conn->server->host);
-    SSL_do_handshake(conn->ssl);
-    flush_tls(conn);
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    irc_conn_t *conn = req->data;
-    conn->resolving = 0;
-    if (conn->state == IRC_CLOSED) {
-        uv_freeaddrinfo(res);
-        irc_conn_quit(conn, NULL); /* finish the close that waited for us */
-        return;
-    }
-    if (status < 0) {
-        char reason[300];
-        snprintf(reason, sizeof reason, "cannot resolve %s: %s", conn->server->host,
-                 uv_strerror(status));
-        conn_fail(conn, reason);
-        return;
-    }
-    uv_tcp_init(ferry_component_loop(conn->irc->comp), &conn->tcp);
-    conn->tcp.data = conn;
-    conn->tcp_open = 1;
-    conn->connect.data = conn;
-    int rc = uv_tcp_connect(&conn->connect, &conn->tcp, res->ai_addr, on_connected);
-    uv_freeaddrinfo(res);
-    if (rc < 0)
-        conn_fail(conn, uv_strerror(rc));
-}
-
 void irc_conn_start(irc_conn_t *conn)
 {
-    contact_connecting(conn);
     conn->state = IRC_CONNECTING;
+    conn->handlers->state(conn->arg, conn, IRC_CONNECTING);
     conn->partial.len = 0;
     conn->ping_sent = 0;
     /* The user's settings may have changed since the last attempt. */
     irc_settings_load(conn->irc, conn->server->name, conn->jid, &conn->settings);
     irc_settings_route(conn->server, &conn->settings, &conn->route);
     irc_charset_open(conn);
-    char port[16];
-    snprintf(port, sizeof port, "%d", conn->route.port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    conn->resolve.data = conn;
-    conn->resolving = 1;
-    if (uv_getaddrinfo(ferry_component_loop(conn->irc->comp), &conn->resolve, on_resolved,
-                       conn->server->host, port, &hints) < 0) {
-        conn->resolving = 0;
-        conn_fail(conn, "cannot resolve the server's name");
-    }
+    ferry_net_options_t o = {.host = conn->server->host,
+                             .port = conn->route.port,
+                             .tls = conn->route.tls ? conn->irc->tls : NULL,
+                             .tls_no_verify = !conn->route.verify_cert};
+    conn->net = ferry_net_connect(ferry_component_loop(conn->irc->comp), &o, &net_callbacks, conn);
 }
 
 irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *server, const char *jid,
-                         const char *nick)
+                         const char *nick, const irc_conn_handlers_t *handlers, void *arg)
 {
-    irc_conn_t *conn = calloc(1, sizeof *conn);
+    irc_conn_t *conn = ferry_calloc(1, sizeof *conn);
     conn->irc = irc;
+    conn->handlers = handlers;
+    conn->arg = arg;
     conn->server = server;
-    conn->jid = strdup(jid);
+    conn->jid = ferry_strdup(jid);
     snprintf(conn->wanted_nick, sizeof conn->wanted_nick, "%s", nick);
     snprintf(conn->nick, sizeof conn->nick, "%s", nick);
     conn->casemap = IRC_CASE_RFC1459;
@@ -608,33 +498,28 @@ irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *server, const char *jid
     uv_timer_init(loop, &conn->retry);
     conn->retry.data = conn;
     conn->retry_open = 1;
-    conn->next = irc->conns;
-    irc->conns = conn;
-    irc->live++;
     return conn;
 }
 
-/* ---- closing ---- */
+/* ---- dropping the connection ---- */
 
-static void drop_socket(irc_conn_t *conn);
-
-static void on_tcp_closed(uv_handle_t *h)
+/* A closed connection's memory is gone: a quit may finish. */
+static void on_net_freed(void *arg)
 {
-    irc_conn_t *conn = h->data;
-    conn->tcp_open = 0;
+    irc_conn_t *conn = arg;
+    conn->nets_closing--;
     if (conn->closing)
         irc_conn_quit(conn, NULL);
 }
 
+/* Closes this attempt's connection and forgets what waited to be sent. */
 static void drop_socket(irc_conn_t *conn)
 {
-    if (conn->ssl) {
-        SSL_free(conn->ssl); /* frees both BIOs */
-        conn->ssl = NULL;
-        conn->rbio = conn->wbio = NULL;
+    if (conn->net) {
+        conn->nets_closing++;
+        ferry_net_close(conn->net, on_net_freed);
+        conn->net = NULL;
     }
-    if (conn->tcp_open && !uv_is_closing((uv_handle_t *)&conn->tcp))
-        uv_close((uv_handle_t *)&conn->tcp, on_tcp_closed);
     while (conn->qcount) {
         free(conn->queue[conn->qhead]);
         conn->qhead = (conn->qhead + 1) % conn->qcap;
@@ -644,14 +529,31 @@ static void drop_socket(irc_conn_t *conn)
     uv_timer_stop(&conn->throttle);
 }
 
-static void conn_fail(irc_conn_t *conn, const char *reason)
+/* ---- reconnecting ---- */
+
+/* Reconnects wait 1 s doubling up to a minute, with jitter. */
+#define RETRY_BASE_MS 1000
+#define RETRY_MAX_MS 60000
+
+static void on_retry(uv_timer_t *t) { irc_conn_start(t->data); }
+
+/* The connection dropped: the owner says whether it comes back. */
+static void conn_lost(irc_conn_t *conn, const char *reason)
 {
     if (conn->state == IRC_CLOSED)
         return;
     conn->state = IRC_CLOSED;
     drop_socket(conn);
-    bridge_on_closed(conn, reason);
+    int was_up = conn->registered && conn->attempt == 0;
+    if (!conn->handlers->lost(conn->arg, conn, reason, was_up)) {
+        irc_conn_quit(conn, NULL);
+        return;
+    }
+    uv_timer_start(&conn->retry, on_retry,
+                   ferry_backoff_ms(conn->attempt++, RETRY_BASE_MS, RETRY_MAX_MS), 0);
 }
+
+/* ---- closing for good ---- */
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -663,10 +565,17 @@ static void on_handle_closed(uv_handle_t *h)
     irc_conn_quit(conn, NULL);
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status)
+/* The one destructor, once every handle is closed. */
+static void conn_free(irc_conn_t *conn)
 {
-    (void)status;
-    free(req);
+    const irc_conn_handlers_t *handlers = conn->handlers;
+    void *arg = conn->arg;
+    free(conn->queue);
+    irc_linebuf_free(&conn->partial);
+    irc_charset_close(conn);
+    free(conn->jid);
+    free(conn);
+    handlers->freed(arg);
 }
 
 /* Idempotent: every close callback calls it again until all is closed. */
@@ -674,29 +583,18 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
 {
     if (!conn->closing) {
         conn->closing = 1;
-        contact_online(conn, 0);
         if (reason && conn->state == IRC_READY) {
             const char *p[] = {reason};
             send_now(conn, "QUIT", p, 1);
         }
         conn->state = IRC_CLOSED;
-        irc_conn_forget(conn->irc, conn);
-        if (conn->tcp_open) {
-            /* Let the QUIT leave before the socket closes. */
-            uv_shutdown_t *sd = malloc(sizeof *sd);
-            if (uv_shutdown(sd, (uv_stream_t *)&conn->tcp, on_shutdown) != 0)
-                free(sd);
-        }
-    }
-    if (conn->resolving)
-        return;
-    if (conn->tcp_open) {
-        if (!uv_is_closing((uv_handle_t *)&conn->tcp))
-            drop_socket(conn);
-        return;
-    }
-    if (conn->ssl)
+        conn->handlers->closed(conn->arg, conn);
+        if (conn->net)
+            ferry_net_shutdown(conn->net); /* after the QUIT: TLS close_notify, FIN */
         drop_socket(conn);
+    }
+    if (conn->nets_closing)
+        return;
     if (conn->throttle_open || conn->retry_open) {
         if (conn->throttle_open && !uv_is_closing((uv_handle_t *)&conn->throttle))
             uv_close((uv_handle_t *)&conn->throttle, on_handle_closed);
@@ -704,52 +602,15 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
             uv_close((uv_handle_t *)&conn->retry, on_handle_closed);
         return;
     }
-    while (conn->rooms) {
-        irc_room_t *r = conn->rooms;
-        conn->rooms = r->next;
-        if (r->chan && r->chan->leader == conn)
-            r->chan->leader = NULL;
-        if (r->chan)
-            irc_chan_release(conn->irc, r->chan);
-        for (size_t i = 0; i < r->nresources; i++)
-            free(r->resources[i]);
-        free(r->resources);
-        free(r->history_max);
-        free(r->history_since);
-        free(r->asked_nick);
-        free(r->name);
-        free(r);
-    }
-    irc_t *irc = conn->irc;
-    ctcp_expire(conn, 0, 1);
-    bridge_routes_free(conn);
-    while (conn->listings) {
-        irc_listing_t *l = conn->listings;
-        conn->listings = l->next;
-        xmpp_stanza_release(l->iq);
-        free(l);
-    }
-    for (size_t i = 0; i < conn->nlisted; i++) {
-        free(conn->listed[i].channel);
-        free(conn->listed[i].topic);
-    }
-    free(conn->listed);
-    free(conn->queue);
-    irc_linebuf_free(&conn->partial);
-    irc_charset_close(conn);
-    free(conn->motd);
-    free(conn->jid);
-    free(conn);
-    irc_conn_freed(irc);
+    conn_free(conn);
 }
 
 void irc_conn_check(irc_conn_t *conn, uint64_t now)
 {
-    ctcp_expire(conn, now, 0);
     if (conn->state != IRC_READY && conn->state != IRC_REGISTERING)
         return;
     if (conn->ping_sent && now - conn->last_read > 90000) {
-        conn_fail(conn, "no answer from the server (ping timeout)");
+        conn_lost(conn, "no answer from the server (ping timeout)");
     } else if (!conn->ping_sent && now - conn->last_read > 60000) {
         const char *p[] = {"ferry"};
         send_now(conn, "PING", p, 1);

@@ -29,8 +29,7 @@ static void send_presence(irc_t *irc, const char *from, const char *to, const ch
     xmpp_stanza_set_to(p, to);
     if (type)
         xmpp_stanza_set_type(p, type);
-    ferry_component_send(irc->comp, p);
-    xmpp_stanza_release(p);
+    ferry_component_send_release(irc->comp, p);
 }
 
 void contact_says(irc_conn_t *conn, const char *text)
@@ -41,8 +40,7 @@ void contact_says(irc_conn_t *conn, const char *text)
                                         NULL);
     xmpp_stanza_set_from(m, from);
     xmpp_message_set_body(m, text);
-    ferry_component_send(conn->irc->comp, m);
-    xmpp_stanza_release(m);
+    ferry_component_send_release(conn->irc->comp, m);
 }
 
 /* The store remembers who unsubscribed from a contact: no presence then. */

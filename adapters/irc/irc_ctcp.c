@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "irc.h"
 
 #define NS_VERSION "jabber:iq:version"
@@ -72,15 +73,11 @@ int ctcp_on_reply(irc_conn_t *conn, const char *nick, const char *text)
     char name[IRC_LINE_MAX];
     snprintf(name, sizeof name, "%.*s", (int)n, version);
     const char *rest = version + n + strspn(version + n, " ");
-    xmpp_ctx_t *ctx = ferry_component_xmpp(conn->irc->comp);
-    xmpp_stanza_t *res = xmpp_iq_new(ctx, "result", xmpp_stanza_get_id(w->iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(w->iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(w->iq));
-    xmpp_stanza_t *q = ferry_stanza_add(res, "query", NS_VERSION);
+    xmpp_stanza_t *q;
+    xmpp_stanza_t *res = ferry_iq_result(w->iq, NS_VERSION, &q);
     ferry_stanza_add_text(q, "name", *name ? name : nick);
     ferry_stanza_add_text(q, "version", *rest ? rest : "unknown");
-    ferry_component_send(conn->irc->comp, res);
-    xmpp_stanza_release(res);
+    ferry_component_send_release(conn->irc->comp, res);
     free(version);
     wait_free(w);
     return 1;
@@ -119,7 +116,7 @@ void ctcp_version_iq(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
                                     "too many version requests waiting");
         return;
     }
-    irc_ctcp_wait_t *w = calloc(1, sizeof *w);
+    irc_ctcp_wait_t *w = ferry_calloc(1, sizeof *w);
     snprintf(w->nick, sizeof w->nick, "%s", to->nick);
     w->iq = xmpp_stanza_clone(iq);
     w->since = uv_now(ferry_component_loop(irc->comp));

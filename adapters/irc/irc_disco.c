@@ -14,78 +14,43 @@
 #define NS_COMMANDS "http://jabber.org/protocol/commands"
 #define NS_SELF_PING "http://jabber.org/protocol/muc#self-ping-optimization"
 
-static void feature(xmpp_stanza_t *query, const char *var)
-{
-    xmpp_stanza_set_attribute(ferry_stanza_add(query, "feature", NULL), "var", var);
-}
-
-static void identity(xmpp_stanza_t *query, const char *category, const char *type,
-                     const char *name)
-{
-    xmpp_stanza_t *id = ferry_stanza_add(query, "identity", NULL);
-    xmpp_stanza_set_attribute(id, "category", category);
-    xmpp_stanza_set_attribute(id, "type", type);
-    xmpp_stanza_set_attribute(id, "name", name);
-}
-
-/* A result with an empty <query xmlns=NS/> (NODE echoed); the caller adds
- * to *query and sends. */
-static xmpp_stanza_t *result(irc_t *irc, xmpp_stanza_t *iq, const char *ns, const char *node,
-                             xmpp_stanza_t **query)
-{
-    xmpp_stanza_t *res = xmpp_iq_new(ferry_component_xmpp(irc->comp), "result",
-                                     xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    *query = ferry_stanza_add(res, "query", ns);
-    if (node)
-        xmpp_stanza_set_attribute(*query, "node", node);
-    return res;
-}
-
-static void reply(irc_t *irc, xmpp_stanza_t *res)
-{
-    ferry_component_send(irc->comp, res);
-    xmpp_stanza_release(res);
-}
-
 void disco_domain_info(irc_t *irc, xmpp_stanza_t *query)
 {
     /* the core gave it gateway/irc, disco, ping, version and commands */
-    identity(query, "conference", "irc", "IRC");
-    feature(query, NS_MUC);
+    ferry_disco_identity(query, "conference", "irc", "IRC");
+    ferry_disco_feature(query, NS_MUC);
     if (irc->history)
-        feature(query, "urn:xmpp:mam:2");
+        ferry_disco_feature(query, "urn:xmpp:mam:2");
 }
 
 static void room_info(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
 {
     xmpp_stanza_t *q;
-    xmpp_stanza_t *res = result(irc, iq, NS_INFO, NULL, &q);
+    xmpp_stanza_t *res = ferry_iq_result(iq, NS_INFO, &q);
     char name[IRC_NAME_MAX * 2 + 8];
     snprintf(name, sizeof name, "%s on %s", to->channel, to->server);
-    identity(q, "conference", "text", name);
+    ferry_disco_identity(q, "conference", "text", name);
     static const char *features[] = {NS_INFO, NS_MUC, "muc_nonanonymous", "muc_persistent",
                                      "muc_open", "urn:xmpp:sid:0", "urn:xmpp:ping",
                                      NS_SELF_PING, "jabber:iq:version", NS_COMMANDS};
     for (size_t i = 0; i < sizeof features / sizeof *features; i++)
-        feature(q, features[i]);
+        ferry_disco_feature(q, features[i]);
     if (irc->history)
-        feature(q, "urn:xmpp:mam:2");
-    reply(irc, res);
+        ferry_disco_feature(q, "urn:xmpp:mam:2");
+    ferry_component_send_release(irc->comp, res);
 }
 
 static void server_info(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
 {
     xmpp_stanza_t *q;
-    xmpp_stanza_t *res = result(irc, iq, NS_INFO, NULL, &q);
+    xmpp_stanza_t *res = ferry_iq_result(iq, NS_INFO, &q);
     char name[IRC_NAME_MAX + 16];
     snprintf(name, sizeof name, "IRC server %s", to->server);
-    identity(q, "conference", "irc", name);
+    ferry_disco_identity(q, "conference", "irc", name);
     static const char *features[] = {NS_INFO, NS_ITEMS, NS_COMMANDS, "jabber:iq:register"};
     for (size_t i = 0; i < sizeof features / sizeof *features; i++)
-        feature(q, features[i]);
-    reply(irc, res);
+        ferry_disco_feature(q, features[i]);
+    ferry_component_send_release(irc->comp, res);
 }
 
 int disco_iq(irc_t *irc, xmpp_stanza_t *iq)
@@ -119,7 +84,9 @@ int disco_iq(irc_t *irc, xmpp_stanza_t *iq)
         if (strcmp(node, NS_TRAFFIC) == 0) {
             /* XEP-0045 6.7: no traffic to tell about; the node goes back */
             xmpp_stanza_t *q;
-            reply(irc, result(irc, iq, NS_INFO, node, &q));
+            xmpp_stanza_t *res = ferry_iq_result(iq, NS_INFO, &q);
+            xmpp_stanza_set_attribute(q, "node", node);
+            ferry_component_send_release(irc->comp, res);
             return 1;
         }
         return 0;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ferry/alloc.h"
 #include "irc.h"
 
 #define NS_MAM "urn:xmpp:mam:2"
@@ -138,15 +139,15 @@ static void collect(void *arg, int64_t id, int64_t ts, const char *nick, const c
     rows_t *r = arg;
     if (r->n == r->cap) {
         r->cap = r->cap ? r->cap * 2 : 16;
-        r->id = realloc(r->id, r->cap * sizeof *r->id);
-        r->ts = realloc(r->ts, r->cap * sizeof *r->ts);
-        r->nick = realloc(r->nick, r->cap * sizeof *r->nick);
-        r->body = realloc(r->body, r->cap * sizeof *r->body);
+        r->id = ferry_realloc(r->id, r->cap * sizeof *r->id);
+        r->ts = ferry_realloc(r->ts, r->cap * sizeof *r->ts);
+        r->nick = ferry_realloc(r->nick, r->cap * sizeof *r->nick);
+        r->body = ferry_realloc(r->body, r->cap * sizeof *r->body);
     }
     r->id[r->n] = id;
     r->ts[r->n] = ts;
-    r->nick[r->n] = strdup(nick);
-    r->body[r->n] = strdup(body);
+    r->nick[r->n] = ferry_strdup(nick);
+    r->body[r->n] = ferry_strdup(body);
     r->n++;
 }
 
@@ -218,8 +219,7 @@ void history_replay(irc_conn_t *conn, irc_room_t *room, size_t resource)
         size_t k = chrono(&r, i, 1);
         xmpp_stanza_t *msg = archived_message(irc, room_addr, r.id[k], r.nick[k], r.ts[k],
                                               r.body[k], room->resources[resource]);
-        ferry_component_send(irc->comp, msg);
-        xmpp_stanza_release(msg);
+        ferry_component_send_release(irc->comp, msg);
     }
     rows_free(&r);
 }
@@ -253,17 +253,13 @@ static void send_result(irc_t *irc, xmpp_stanza_t *iq, const char *queryid, cons
     xmpp_stanza_t *inner = archived_message(irc, room_jid, id, nick, ts, body, NULL);
     xmpp_stanza_set_ns(inner, "jabber:client"); /* XEP-0297: not the forward namespace */
     xmpp_stanza_add_child_ex(fwd, inner, 0);
-    ferry_component_send(irc->comp, msg);
-    xmpp_stanza_release(msg);
+    ferry_component_send_release(irc->comp, msg);
 }
 
 static void send_fin(irc_t *irc, xmpp_stanza_t *iq, const rows_t *r, int newest_first,
                      int complete)
 {
-    xmpp_ctx_t *ctx = ferry_component_xmpp(irc->comp);
-    xmpp_stanza_t *res = xmpp_iq_new(ctx, "result", xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
+    xmpp_stanza_t *res = ferry_iq_result(iq, NULL, NULL);
     xmpp_stanza_t *fin = ferry_stanza_add(res, "fin", NS_MAM);
     if (complete)
         xmpp_stanza_set_attribute(fin, "complete", "true");
@@ -275,8 +271,7 @@ static void send_fin(irc_t *irc, xmpp_stanza_t *iq, const rows_t *r, int newest_
         ferry_stanza_add_text(set, "first", first);
         ferry_stanza_add_text(set, "last", last);
     }
-    ferry_component_send(irc->comp, res);
-    xmpp_stanza_release(res);
+    ferry_component_send_release(irc->comp, res);
 }
 
 /* Whether the archive of KEY holds the message ID (as a stanza-id gave it:
@@ -302,23 +297,14 @@ int history_mam(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     if (!q || !type || to->kind != IRC_JID_CHANNEL || to->nick[0])
         return 0;
     if (strcmp(type, "get") == 0) { /* the form of fields we filter on */
-        xmpp_stanza_t *res = xmpp_iq_new(ferry_component_xmpp(irc->comp), "result",
-                                         xmpp_stanza_get_id(iq));
-        xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-        xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-        xmpp_stanza_t *out = ferry_stanza_add(res, "query", NS_MAM);
+        xmpp_stanza_t *out;
+        xmpp_stanza_t *res = ferry_iq_result(iq, NS_MAM, &out);
         xmpp_stanza_t *x = ferry_stanza_add(out, "x", NS_DATA);
         xmpp_stanza_set_type(x, "form");
         static const char *const vars[] = {"FORM_TYPE", "start", "end"};
-        for (size_t i = 0; i < 3; i++) {
-            xmpp_stanza_t *f = ferry_stanza_add(x, "field", NULL);
-            xmpp_stanza_set_attribute(f, "var", vars[i]);
-            xmpp_stanza_set_type(f, i ? "text-single" : "hidden");
-            if (!i)
-                ferry_stanza_add_text(f, "value", NS_MAM);
-        }
-        ferry_component_send(irc->comp, res);
-        xmpp_stanza_release(res);
+        for (size_t i = 0; i < 3; i++)
+            ferry_form_add_field(x, vars[i], i ? "text-single" : "hidden", NULL, i ? NULL : NS_MAM);
+        ferry_component_send_release(irc->comp, res);
         return 1;
     }
     if (!irc->history) {

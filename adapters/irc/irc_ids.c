@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "irc.h"
 
 #define SAID_MIN 64
@@ -96,11 +97,11 @@ static irc_said_t *enter(irc_chan_t *chan, uint64_t hash, uint32_t pending)
 {
     if (!chan->said) {
         chan->said_cap = SAID_MIN;
-        chan->said = calloc(chan->said_cap, sizeof *chan->said);
+        chan->said = ferry_calloc(chan->said_cap, sizeof *chan->said);
     } else if (chan->nsaid - chan->said_base == chan->said_cap) {
         if (chan->said_cap < SAID_MAX) { /* a connection lags: room for the lag */
             size_t cap = chan->said_cap * 2;
-            irc_said_t *ring = calloc(cap, sizeof *ring);
+            irc_said_t *ring = ferry_calloc(cap, sizeof *ring);
             for (uint64_t i = chan->said_base; i < chan->nsaid; i++)
                 ring[i & (cap - 1)] = *at(chan, i);
             free(chan->said);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "irc.h"
 
 #define NS_USER "irc-user"
@@ -94,8 +95,8 @@ static void collect_persistent(void *arg, const char *key, const char *value)
     int record, persistent = 0;
     if (sscanf(value, "%d\n%d", &record, &persistent) != 2 || !persistent)
         return;
-    l->keys = realloc(l->keys, (l->n + 1) * sizeof *l->keys);
-    l->keys[l->n++] = strdup(key);
+    l->keys = ferry_realloc(l->keys, (l->n + 1) * sizeof *l->keys);
+    l->keys[l->n++] = ferry_strdup(key);
 }
 
 void irc_room_options_persistent(irc_t *irc,

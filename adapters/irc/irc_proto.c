@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "irc_proto.h"
 #include "ferry/text.h"
 
@@ -15,7 +16,7 @@
 
 irc_msg_t *irc_msg_parse(const char *line, size_t len)
 {
-    irc_msg_t *m = calloc(1, sizeof *m + len + 1);
+    irc_msg_t *m = ferry_calloc(1, sizeof *m + len + 1);
     memcpy(m->buf, line, len);
     m->buf[len] = 0;
     char *p = m->buf;
@@ -201,8 +202,8 @@ size_t irc_format(char *out, size_t cap, const char *command, const char *const 
 static void push_piece(char ***pieces, size_t *n, size_t *cap, const char *s, size_t len)
 {
     if (*n == *cap)
-        *pieces = realloc(*pieces, (*cap *= 2) * sizeof **pieces);
-    (*pieces)[(*n)++] = strndup(s, len);
+        *pieces = ferry_realloc(*pieces, (*cap *= 2) * sizeof **pieces);
+    (*pieces)[(*n)++] = ferry_strndup(s, len);
 }
 
 /* Splits one line (no CR/LF inside) into pieces of at most MAX bytes. */
@@ -238,7 +239,7 @@ size_t irc_split_text(const char *command, const char *target, const char *text,
     size_t overhead = strlen(command) + strlen(target) + 5; /* spaces, ':', CR LF */
     size_t max = IRC_LINE_MAX - PREFIX_ROOM > overhead ? IRC_LINE_MAX - PREFIX_ROOM - overhead : 1;
     size_t cap = 4, n = 0;
-    *pieces = malloc(cap * sizeof **pieces);
+    *pieces = ferry_malloc(cap * sizeof **pieces);
     const char *p = text;
     while (*p) {
         size_t len = strcspn(p, "\r\n");
@@ -271,7 +272,7 @@ static int linebuf_keep(irc_linebuf_t *lb, const char *data, size_t len, size_t 
         size_t cap = lb->cap ? lb->cap : 1024;
         while (cap < lb->len + len)
             cap *= 2;
-        lb->buf = realloc(lb->buf, cap);
+        lb->buf = ferry_realloc(lb->buf, cap);
         lb->cap = cap;
     }
     memcpy(lb->buf + lb->len, data, len);
@@ -346,7 +347,7 @@ static char *clean_text(const char *text, int keep_styles)
 {
     const unsigned char *p = (const unsigned char *)text;
     const unsigned char *end = p + strlen(text);
-    char *out = malloc(strlen(text) * 3 + 1), *o = out;
+    char *out = ferry_malloc(strlen(text) * 3 + 1), *o = out;
     while (*p) {
         unsigned char c = *p;
         if (c >= 0x20 && c < 0x80) { /* most text: printable ASCII, as it is */
@@ -458,7 +459,7 @@ char *irc_text_to_styled(const char *text)
     char *kept = clean_text(text, 1);
     if (!strpbrk(kept, STYLE_CODES "\x0f"))
         return kept; /* most lines: nothing to do */
-    char *out = malloc(strlen(kept) * 2 + 1), *o = out; /* a directive per code at most */
+    char *out = ferry_malloc(strlen(kept) * 2 + 1), *o = out; /* a directive per code at most */
     const char *end[4] = {0}; /* where the open span of each style ends */
     int stack[4], depth = 0;  /* the spans written with directives, innermost last */
     int after_open = 0;       /* the last byte written opened a span */

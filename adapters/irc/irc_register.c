@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "irc.h"
 
 #define NS_REGISTER "jabber:iq:register"
@@ -98,7 +99,7 @@ char *irc_settings_commands(irc_t *irc, const char *server, const char *jid)
 {
     char *f[S_FIELDS];
     char *value = load_record(irc, server, jid, f);
-    char *out = f[S_COMMANDS] && *f[S_COMMANDS] ? strdup(f[S_COMMANDS]) : NULL;
+    char *out = f[S_COMMANDS] && *f[S_COMMANDS] ? ferry_strdup(f[S_COMMANDS]) : NULL;
     free(value);
     for (char *c = out; c && *c; c++)
         if (*c == COMMAND_END)
@@ -113,7 +114,7 @@ int irc_settings_store(irc_t *irc, const char *server, const char *jid,
     settings_ns(server, ns, sizeof ns);
     size_t clen = commands ? strlen(commands) : 0;
     size_t cap = sizeof *s + clen + 64;
-    char *value = malloc(cap);
+    char *value = ferry_malloc(cap);
     int n = snprintf(value, cap, "%s\n%s\n%s\n%s\n%s\n", s->nick, s->username, s->realname,
                      s->password, s->pass);
     /* One command a line in, each ended by COMMAND_END in the record. */
@@ -155,11 +156,8 @@ static int one_line(const char *s, size_t max)
 
 static void send_form(irc_t *irc, xmpp_stanza_t *iq, const irc_user_settings_t *s, int registered)
 {
-    xmpp_stanza_t *res = xmpp_iq_new(ferry_component_xmpp(irc->comp), "result",
-                                     xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    xmpp_stanza_t *q = ferry_stanza_add(res, "query", NS_REGISTER);
+    xmpp_stanza_t *q;
+    xmpp_stanza_t *res = ferry_iq_result(iq, NS_REGISTER, &q);
     ferry_stanza_add_text(q, "instructions",
                           "Your settings for this IRC server: the nick used outside rooms, the "
                           "username and real name, and a password for SASL (NickServ account).");
@@ -169,8 +167,7 @@ static void send_form(irc_t *irc, xmpp_stanza_t *iq, const irc_user_settings_t *
     ferry_stanza_add_text(q, "username", s->username);
     ferry_stanza_add_text(q, "name", s->realname);
     ferry_stanza_add(q, "password", NULL); /* never sent back */
-    ferry_component_send(irc->comp, res);
-    xmpp_stanza_release(res);
+    ferry_component_send_release(irc->comp, res);
 }
 
 int bridge_register(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
@@ -226,11 +223,6 @@ int bridge_register(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
                                     "the settings could not be stored");
         return 1;
     }
-    xmpp_stanza_t *res = xmpp_iq_new(ferry_component_xmpp(irc->comp), "result",
-                                     xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    ferry_component_send(irc->comp, res);
-    xmpp_stanza_release(res);
+    ferry_component_send_release(irc->comp, ferry_iq_result(iq, NULL, NULL));
     return 1;
 }

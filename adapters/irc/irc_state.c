@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "irc.h"
 
 #define NS_ROOMS "irc-rooms"
@@ -61,10 +62,10 @@ typedef struct stored {
 static void collect(void *arg, const char *key, const char *value)
 {
     stored_t *s = arg;
-    s->keys = realloc(s->keys, (s->n + 1) * sizeof *s->keys);
-    s->values = realloc(s->values, (s->n + 1) * sizeof *s->values);
-    s->keys[s->n] = strdup(key);
-    s->values[s->n] = strdup(value);
+    s->keys = ferry_realloc(s->keys, (s->n + 1) * sizeof *s->keys);
+    s->values = ferry_realloc(s->values, (s->n + 1) * sizeof *s->values);
+    s->keys[s->n] = ferry_strdup(key);
+    s->values[s->n] = ferry_strdup(value);
     s->n++;
 }
 
@@ -97,7 +98,7 @@ void irc_state_restore(irc_t *irc)
     ferry_setting_list(irc->comp, NS_ROOMS, collect, &s);
     size_t restored = 0;
     for (size_t i = 0; i < s.n; i++) {
-        char *k[3], *v[2], *key = strdup(s.keys[i]);
+        char *k[3], *v[2], *key = ferry_strdup(s.keys[i]);
         const irc_server_t *server = NULL;
         int ok = split(key, k, 3) && split(s.values[i], v, 2) &&
                  (server = irc_find_server(irc, k[0])) && irc_valid_nick(v[0]) &&

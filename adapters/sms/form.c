@@ -3,12 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "form.h"
 #include "ferry/text.h"
 
 static char *decode(const char *s, size_t len)
 {
-    char *out = malloc(len + 1), *o = out;
+    char *out = ferry_malloc(len + 1), *o = out;
     for (size_t i = 0; i < len; i++) {
         if (s[i] == '+') {
             *o++ = ' ';
@@ -31,10 +32,10 @@ void form_add(form_t *form, const char *name, const char *value)
 {
     if (form->n == form->cap) {
         form->cap = form->cap ? form->cap * 2 : 8;
-        form->fields = realloc(form->fields, form->cap * sizeof *form->fields);
+        form->fields = ferry_realloc(form->fields, form->cap * sizeof *form->fields);
     }
-    form->fields[form->n].name = strdup(name);
-    form->fields[form->n].value = strdup(value);
+    form->fields[form->n].name = ferry_strdup(name);
+    form->fields[form->n].value = ferry_strdup(value);
     form->n++;
 }
 
@@ -48,7 +49,7 @@ int form_parse(form_t *form, const char *body, size_t len)
         const char *eq = memchr(p, '=', (size_t)(stop - p));
         if (stop > p) {
             char *name = decode(p, (size_t)((eq ? eq : stop) - p));
-            char *value = eq ? decode(eq + 1, (size_t)(stop - eq - 1)) : strdup("");
+            char *value = eq ? decode(eq + 1, (size_t)(stop - eq - 1)) : ferry_strdup("");
             if (!name || !value) {
                 free(name);
                 free(value);
@@ -91,7 +92,7 @@ char *form_encode(const form_t *form)
     size_t cap = 1;
     for (size_t i = 0; i < form->n; i++)
         cap += 3 * (strlen(form->fields[i].name) + strlen(form->fields[i].value)) + 2;
-    char *out = malloc(cap);
+    char *out = ferry_malloc(cap);
     size_t len = 0;
     for (size_t i = 0; i < form->n; i++) {
         if (i)

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "phone.h"
 #include "ferry/text.h"
 
@@ -66,7 +67,7 @@ static int is_space(unsigned char c) { return c == ' ' || c == '\n' || c == '\t'
 size_t sms_split(const char *text, size_t max_chars, char ***parts)
 {
     size_t cap = 4, n = 0;
-    *parts = malloc(cap * sizeof **parts);
+    *parts = ferry_malloc(cap * sizeof **parts);
     const char *p = text;
     while (*p) {
         /* Walk at most max_chars characters; remember the last space. */
@@ -82,14 +83,14 @@ size_t sms_split(const char *text, size_t max_chars, char ***parts)
         }
         const char *end = *q == 0 ? q : (cut && cut > p ? cut : q);
         if (n == cap)
-            *parts = realloc(*parts, (cap *= 2) * sizeof **parts);
-        (*parts)[n++] = strndup(p, (size_t)(end - p));
+            *parts = ferry_realloc(*parts, (cap *= 2) * sizeof **parts);
+        (*parts)[n++] = ferry_strndup(p, (size_t)(end - p));
         p = end;
         while (*p && is_space((unsigned char)*p) && end != q)
             p++; /* the space we cut at is not part of either message */
     }
     if (n == 0)
-        (*parts)[n++] = strdup("");
+        (*parts)[n++] = ferry_strdup("");
     return n;
 }
 

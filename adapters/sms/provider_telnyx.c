@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "ferry/alloc.h"
 #include "form.h"
 #include "sms.h"
 
@@ -20,7 +21,7 @@ static int decode_base64(const char *in, unsigned char *out, size_t cap, size_t 
     size_t n = strlen(in);
     if (n == 0 || n % 4 || n / 4 * 3 > cap + 2)
         return -1;
-    unsigned char *buf = malloc(n / 4 * 3 + 1);
+    unsigned char *buf = ferry_malloc(n / 4 * 3 + 1);
     int got = EVP_DecodeBlock(buf, (const unsigned char *)in, (int)n);
     if (got < 0) {
         free(buf);
@@ -154,7 +155,7 @@ static int telnyx_authentic(sms_t *sms, ferry_http_exchange_t *ex)
     size_t body_len;
     const char *body = ferry_http_exchange_body(ex, &body_len);
     size_t ts_len = strlen(ts);
-    unsigned char *signed_data = malloc(ts_len + 1 + body_len);
+    unsigned char *signed_data = ferry_malloc(ts_len + 1 + body_len);
     memcpy(signed_data, ts, ts_len);
     signed_data[ts_len] = '|';
     memcpy(signed_data + ts_len + 1, body, body_len);
@@ -192,12 +193,12 @@ static int telnyx_webhook(ferry_http_exchange_t *ex, sms_in_t *in, sms_report_t 
         copy_phone(in->from, sizeof in->from, json_object_get(payload, "from"));
         copy_phone(in->to, sizeof in->to, json_array_get(json_object_get(payload, "to"), 0));
         const char *text = json_string_value(json_object_get(payload, "text"));
-        in->text = strdup(text ? text : "");
+        in->text = ferry_strdup(text ? text : "");
         json_t *media = json_object_get(payload, "media");
         for (size_t i = 0; i < json_array_size(media) && in->nmedia < SMS_MAX_MEDIA; i++) {
             const char *url = json_string_value(json_object_get(json_array_get(media, i), "url"));
             if (url)
-                in->media[in->nmedia++] = strdup(url);
+                in->media[in->nmedia++] = ferry_strdup(url);
         }
     } else if (strcmp(type, "message.finalized") == 0 || strcmp(type, "message.sent") == 0) {
         kind = SMS_HOOK_REPORT;

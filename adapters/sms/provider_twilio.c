@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "ferry/alloc.h"
 #include "form.h"
 #include "sms.h"
 
@@ -23,7 +24,7 @@ static int twilio_configure(sms_t *sms, const ferry_conf_t *conf)
         bad = 1;
     }
     bad |= ferry_conf_secret(conf, "auth_token", FERRY_CONF_REQUIRED, &sms->auth_token) != 0;
-    sms->account_sid = sid ? strdup(sid) : NULL;
+    sms->account_sid = sid ? ferry_strdup(sid) : NULL;
     return bad ? -1 : 0;
 }
 
@@ -123,7 +124,7 @@ static char *twilio_signature(const char *token, const char *url, form_t *f)
     size_t len = strlen(url) + 1;
     for (size_t i = 0; i < f->n; i++)
         len += strlen(f->fields[i].name) + strlen(f->fields[i].value);
-    char *data = malloc(len);
+    char *data = ferry_malloc(len);
     strcpy(data, url);
     for (size_t i = 0; i < f->n; i++) {
         strcat(data, f->fields[i].name);
@@ -134,7 +135,7 @@ static char *twilio_signature(const char *token, const char *url, form_t *f)
     HMAC(EVP_sha1(), token, (int)strlen(token), (unsigned char *)data, strlen(data), mac,
          &mac_len);
     free(data);
-    char *b64 = malloc(4 * ((mac_len + 2) / 3) + 1);
+    char *b64 = ferry_malloc(4 * ((mac_len + 2) / 3) + 1);
     EVP_EncodeBlock((unsigned char *)b64, mac, (int)mac_len);
     return b64;
 }
@@ -187,7 +188,7 @@ static int twilio_webhook(ferry_http_exchange_t *ex, sms_in_t *in, sms_report_t 
         snprintf(in->id, sizeof in->id, "%s", sid);
         copy_number(in->from, sizeof in->from, form_get(&f, "From"));
         copy_number(in->to, sizeof in->to, form_get(&f, "To"));
-        in->text = strdup(text);
+        in->text = ferry_strdup(text);
         const char *num = form_get(&f, "NumMedia");
         long nmedia = num ? strtol(num, NULL, 10) : 0;
         /* MediaUrl0 up: only the first SMS_MAX_MEDIA are looked at, so that
@@ -197,7 +198,7 @@ static int twilio_webhook(ferry_http_exchange_t *ex, sms_in_t *in, sms_report_t 
             snprintf(name, sizeof name, "MediaUrl%ld", i);
             const char *url = form_get(&f, name);
             if (url)
-                in->media[in->nmedia++] = strdup(url);
+                in->media[in->nmedia++] = ferry_strdup(url);
         }
     } else if (status) {
         kind = SMS_HOOK_REPORT;

@@ -10,19 +10,19 @@
 
 #include <jansson.h>
 
+#include "ferry/alloc.h"
 #include "sms.h"
 
 /* The outbox record of one SMS part. */
 enum { R_VERSION, R_SENDER, R_FROM, R_TO, R_BODY, R_MEDIA, R_ID, R_RECEIPT, R_FIELDS };
 #define RECORD_VERSION "s1"
 
+/* What one attempt at sending a part needs (the data of its
+ * ferry_http_outbox_send()). */
 typedef struct sms_attempt {
-    sms_t *sms;
-    struct sms_attempt *prev, *next;
     int64_t id;
     char *buf;                 /* the record; f[] points into it */
     const char *f[R_FIELDS];
-    ferry_http_request_t *req;
 } sms_attempt_t;
 
 struct rate_slot {
@@ -38,7 +38,7 @@ char *sms_number_of(sms_t *sms, const char *bare_jid)
 {
     for (size_t i = 0; i < sms->nusers; i++)
         if (strcmp(sms->users[i].jid, bare_jid) == 0)
-            return strdup(sms->users[i].number);
+            return ferry_strdup(sms->users[i].number);
     char *number = NULL;
     return ferry_setting_get(sms->comp, "user", bare_jid, &number) == 0 ? number : NULL;
 }
@@ -47,7 +47,7 @@ char *sms_owner_of(sms_t *sms, const char *number)
 {
     for (size_t i = 0; i < sms->nusers; i++)
         if (strcmp(sms->users[i].number, number) == 0)
-            return strdup(sms->users[i].jid);
+            return ferry_strdup(sms->users[i].jid);
     char *jid = NULL;
     return ferry_setting_get(sms->comp, "number", number, &jid) == 0 ? jid : NULL;
 }
@@ -81,9 +81,9 @@ static int rate_take(sms_t *sms, const char *jid, int64_t now)
     while (r && strcmp(r->jid, jid) != 0)
         r = r->next;
     if (!r) {
-        r = calloc(1, sizeof *r);
-        r->jid = strdup(jid);
-        r->times = calloc((size_t)sms->rate_limit, sizeof *r->times);
+        r = ferry_calloc(1, sizeof *r);
+        r->jid = ferry_strdup(jid);
+        r->times = ferry_calloc((size_t)sms->rate_limit, sizeof *r->times);
         r->next = sms->rates;
         sms->rates = r;
     }
@@ -112,19 +112,11 @@ static void rates_free(sms_t *sms)
 
 /* ---- outbound: XMPP -> SMS ---- */
 
-static void attempt_free(sms_attempt_t *a)
+static void attempt_free(void *data)
 {
-    sms_t *sms = a->sms;
-    if (a->prev)
-        a->prev->next = a->next;
-    else
-        sms->attempts = a->next;
-    if (a->next)
-        a->next->prev = a->prev;
+    sms_attempt_t *a = data;
     free(a->buf);
     free(a);
-    if (sms->stopping && !sms->attempts)
-        ferry_component_stopped(sms->comp);
 }
 
 /* The sender's original message, rebuilt for an error reply. */
@@ -165,11 +157,6 @@ static const char *condition_for(long status, const char *code)
     return "bad-request";
 }
 
-static int transient(long status)
-{
-    return status == 0 || status == 408 || status == 429 || status >= 500;
-}
-
 /* Remembers who to tell when the provider reports on ID. */
 static void remember_report(sms_t *sms, const char *provider_id, const char *const *f)
 {
@@ -184,48 +171,47 @@ static void remember_report(sms_t *sms, const char *provider_id, const char *con
     free(rec);
 }
 
-static void on_sent(void *arg, const ferry_http_response_t *resp)
+/* The provider took the part: its id tells the report that comes later. */
+static void on_sent(void *arg, void *data, const ferry_http_response_t *resp)
 {
-    sms_attempt_t *a = arg;
-    sms_t *sms = a->sms;
-    a->req = NULL;
+    sms_t *sms = arg;
+    sms_attempt_t *a = data;
     sms_sent_t sent;
-    if (resp->status >= 200 && resp->status < 300) {
-        sms->provider->sent(resp, &sent);
-        if (sent.id[0]) {
-            remember_report(sms, sent.id, a->f);
-            sms_early_report(sms, sent.id);
-        }
-        sms->parts_sent++;
-        ferry_outbox_done(sms->comp, a->id);
-    } else if (transient(resp->status)) {
-        char text[300];
-        if (resp->status)
-            snprintf(text, sizeof text, "the provider answered HTTP %ld", resp->status);
-        else
-            snprintf(text, sizeof text, "%s", resp->error ? resp->error : "no response");
-        ferry_outbox_retry(sms->comp, a->id, text, resp->retry_after);
-    } else {
-        sms->provider->sent(resp, &sent);
-        char text[700];
-        snprintf(text, sizeof text, "SMS not sent: %s refused it (HTTP %ld%s%s)%s%s",
-                 sms->provider->name, resp->status, sent.code[0] ? ", error " : "", sent.code,
-                 sent.text[0] ? ": " : "", sent.text);
-        ferry_log_warn(ferry_component_name(sms->comp), "message %lld: %s", (long long)a->id,
-                       text);
-        reply_error(sms, a->f, "cancel", condition_for(resp->status, sent.code), text);
-        ferry_outbox_fail(sms->comp, a->id, text);
+    sms->provider->sent(resp, &sent);
+    if (sent.id[0]) {
+        remember_report(sms, sent.id, a->f);
+        sms_early_report(sms, sent.id);
     }
-    attempt_free(a);
+    sms->parts_sent++;
 }
+
+static void on_refused(void *arg, void *data, const ferry_http_response_t *resp, char *text,
+                       size_t cap)
+{
+    sms_t *sms = arg;
+    sms_attempt_t *a = data;
+    sms_sent_t sent;
+    sms->provider->sent(resp, &sent);
+    snprintf(text, cap, "SMS not sent: %s refused it (HTTP %ld%s%s)%s%s", sms->provider->name,
+             resp->status, sent.code[0] ? ", error " : "", sent.code, sent.text[0] ? ": " : "",
+             sent.text);
+    ferry_log_warn(ferry_component_name(sms->comp), "message %lld: %s", (long long)a->id, text);
+    reply_error(sms, a->f, "cancel", condition_for(resp->status, sent.code), text);
+}
+
+static const ferry_http_outbox_handlers_t send_handlers = {
+    .peer = "the provider",
+    .delivered = on_sent,
+    .refused = on_refused,
+    .free = attempt_free,
+};
 
 static void deliver(void *arg, const ferry_msg_t *msg)
 {
     sms_t *sms = arg;
-    sms_attempt_t *a = calloc(1, sizeof *a);
-    a->sms = sms;
+    sms_attempt_t *a = ferry_calloc(1, sizeof *a);
     a->id = msg->id;
-    a->buf = malloc(msg->payload_len + 1);
+    a->buf = ferry_malloc(msg->payload_len + 1);
     memcpy(a->buf, msg->payload, msg->payload_len);
     if (ferry_record_unpack(a->buf, msg->payload_len, a->f, R_FIELDS) != 0 ||
         strcmp(a->f[R_VERSION], RECORD_VERSION) != 0) {
@@ -234,37 +220,23 @@ static void deliver(void *arg, const ferry_msg_t *msg)
         free(a);
         return;
     }
-    a->next = sms->attempts;
-    if (sms->attempts)
-        sms->attempts->prev = a;
-    sms->attempts = a;
-
     sms_out_t out = {.from = a->f[R_FROM], .to = a->f[R_TO], .body = a->f[R_BODY],
                      .status_url = sms->status_url};
-    char *media = strdup(a->f[R_MEDIA]);
+    char *media = ferry_strdup(a->f[R_MEDIA]);
     for (char *url = strtok(media, "\n"); url && out.nmedia < SMS_MAX_MEDIA;
          url = strtok(NULL, "\n"))
         out.media[out.nmedia++] = url;
     ferry_http_request_t *req = sms->provider->send(sms, &out);
     free(media);
-    if (!req) {
-        ferry_outbox_retry(sms->comp, msg->id, "the request could not be made", -1);
-        attempt_free(a);
-        return;
-    }
-    ferry_http_request_timeout(req, (long)(sms->timeout * 1000));
-    if (ferry_http_request_send(req, on_sent, a) != 0) {
-        ferry_outbox_retry(sms->comp, msg->id, "the request could not be started", -1);
-        attempt_free(a);
-        return;
-    }
-    a->req = req;
+    if (req)
+        ferry_http_request_timeout(req, (long)(sms->timeout * 1000));
+    ferry_http_outbox_send(sms->sends, msg->id, req, a);
 }
 
 static void on_dead(void *arg, const ferry_msg_t *msg, const char *reason)
 {
     sms_t *sms = arg;
-    char *buf = malloc(msg->payload_len + 1);
+    char *buf = ferry_malloc(msg->payload_len + 1);
     memcpy(buf, msg->payload, msg->payload_len);
     const char *f[R_FIELDS];
     if (ferry_record_unpack(buf, msg->payload_len, f, R_FIELDS) == 0) {
@@ -387,8 +359,7 @@ static void send_presence(sms_t *sms, const char *type, const char *to, const ch
         xmpp_stanza_set_type(p, type);
     xmpp_stanza_set_to(p, to);
     xmpp_stanza_set_from(p, from);
-    ferry_component_send(sms->comp, p);
-    xmpp_stanza_release(p);
+    ferry_component_send_release(sms->comp, p);
 }
 
 /* Phones show as online contacts of the gateway's users. */
@@ -416,34 +387,24 @@ static void sms_on_presence(void *self, xmpp_stanza_t *st)
     }
 }
 
-static void add_feature(xmpp_stanza_t *query, const char *var)
-{
-    xmpp_stanza_set_attribute(ferry_stanza_add(query, "feature", NULL), "var", var);
-}
-
 static void sms_disco_info(void *self, xmpp_stanza_t *query)
 {
     (void)self;
-    add_feature(query, NS_REGISTER);
-    add_feature(query, NS_GATEWAY);
-    add_feature(query, NS_RECEIPTS);
+    ferry_disco_feature(query, NS_REGISTER);
+    ferry_disco_feature(query, NS_GATEWAY);
+    ferry_disco_feature(query, NS_RECEIPTS);
 }
 
 /* disco#info on a phone's JID: a client reached by SMS. */
 static int answer_number_disco(sms_t *sms, xmpp_stanza_t *iq)
 {
-    xmpp_ctx_t *ctx = ferry_component_xmpp(sms->comp);
-    xmpp_stanza_t *res = xmpp_iq_new(ctx, "result", xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    xmpp_stanza_t *q = ferry_stanza_add(res, "query", "http://jabber.org/protocol/disco#info");
-    xmpp_stanza_t *identity = ferry_stanza_add(q, "identity", NULL);
-    xmpp_stanza_set_attribute(identity, "category", "client");
-    xmpp_stanza_set_attribute(identity, "type", "sms");
-    add_feature(q, "http://jabber.org/protocol/disco#info");
-    add_feature(q, NS_RECEIPTS);
-    ferry_component_send(sms->comp, res);
-    xmpp_stanza_release(res);
+    xmpp_stanza_t *q;
+    xmpp_stanza_t *res =
+        ferry_iq_result(iq, "http://jabber.org/protocol/disco#info", &q);
+    ferry_disco_identity(q, "client", "sms", NULL);
+    ferry_disco_feature(q, "http://jabber.org/protocol/disco#info");
+    ferry_disco_feature(q, NS_RECEIPTS);
+    ferry_component_send_release(sms->comp, res);
     return 1;
 }
 
@@ -478,7 +439,7 @@ static int read_users(sms_t *sms, const ferry_conf_t *conf)
         return rc < 0 ? -1 : 0;
     int bad = 0;
     size_t n = ferry_conf_count(list);
-    sms->users = calloc(n ? n : 1, sizeof *sms->users);
+    sms->users = ferry_calloc(n ? n : 1, sizeof *sms->users);
     for (size_t i = 0; i < n; i++) {
         const ferry_conf_t *t = ferry_conf_value_at(list, i);
         const char *jid = NULL, *number = NULL;
@@ -510,8 +471,8 @@ static int read_users(sms_t *sms, const ferry_conf_t *conf)
                 ferry_conf_error(t, NULL, "%s / %s is listed twice", bare, e164);
                 bad = 1;
             }
-        sms->users[sms->nusers].jid = strdup(bare);
-        sms->users[sms->nusers].number = strdup(e164);
+        sms->users[sms->nusers].jid = ferry_strdup(bare);
+        sms->users[sms->nusers].number = ferry_strdup(e164);
         sms->nusers++;
     }
     return bad ? -1 : 0;
@@ -532,7 +493,7 @@ static int read_config(sms_t *sms, const ferry_conf_t *conf)
         ferry_conf_error(conf, "api_url", "must start with http:// or https://");
         bad = 1;
     }
-    sms->api_url = strdup(api_url ? api_url : default_url);
+    sms->api_url = ferry_strdup(api_url ? api_url : default_url);
     size_t n = strlen(sms->api_url);
     while (n > 0 && sms->api_url[n - 1] == '/')
         sms->api_url[--n] = 0;
@@ -542,7 +503,7 @@ static int read_config(sms_t *sms, const ferry_conf_t *conf)
         ferry_conf_error(conf, "default_country_code", "1 to 3 digits, without +");
         bad = 1;
     }
-    sms->country_code = cc ? strdup(cc) : NULL;
+    sms->country_code = cc ? ferry_strdup(cc) : NULL;
     sms->rate_limit = 30;
     if (ferry_conf_int(conf, "rate_limit_per_minute", FERRY_CONF_OPTIONAL, &sms->rate_limit) == 0 &&
         (sms->rate_limit < 0 || sms->rate_limit > 100000)) {
@@ -575,18 +536,21 @@ static void sms_free(sms_t *sms)
     }
     free(sms->users);
     rates_free(sms);
+    ferry_http_outbox_free(sms->sends);
     free(sms);
 }
 
 static void *sms_create(ferry_component_t *comp, const ferry_conf_t *conf)
 {
-    sms_t *sms = calloc(1, sizeof *sms);
+    sms_t *sms = ferry_calloc(1, sizeof *sms);
     sms->comp = comp;
+    ferry_list_init(&sms->lookups);
     if (read_config(sms, conf) != 0) {
         sms_free(sms);
         return NULL;
     }
     snprintf(sms->route, sizeof sms->route, "/sms/%s/", ferry_component_name(comp));
+    sms->sends = ferry_http_outbox_new(comp, &send_handlers, sms);
     return sms;
 }
 
@@ -607,19 +571,14 @@ static void sms_stop(void *self)
     sms_t *sms = self;
     ferry_http_route_remove(ferry_component_http_server(sms->comp), sms->route);
     sms_lookups_cancel(sms);
-    sms->stopping = 1;
-    if (!sms->attempts)
-        ferry_component_stopped(sms->comp);
+    ferry_http_outbox_stop(sms->sends);
 }
 
 static void sms_destroy(void *self)
 {
     sms_t *sms = self;
-    sms->stopping = 0;
-    /* Requests still under way went with the HTTP client, which closes
-     * before adapters are destroyed; their rows stay pending. */
-    while (sms->attempts)
-        attempt_free(sms->attempts);
+    /* Sends still under way are dropped with sms->sends: their rows stay
+     * pending. */
     sms_lookups_cancel(sms);
     sms_free(sms);
 }
@@ -657,7 +616,7 @@ static void swap_settings(sms_t *sms, sms_t *fresh)
 static int sms_reload(void *self, const ferry_conf_t *conf, int apply)
 {
     sms_t *sms = self;
-    sms_t *fresh = calloc(1, sizeof *fresh);
+    sms_t *fresh = ferry_calloc(1, sizeof *fresh);
     fresh->comp = sms->comp;
     int rc = read_config(fresh, conf);
     if (rc == 0 && apply)

@@ -109,9 +109,8 @@ struct sms {
     char route[300];
     char status_url[1200];
     rate_slot_t *rates;
-    struct sms_attempt *attempts; /* sends under way */
-    struct sms_lookup *lookups;   /* registrations waiting for the provider */
-    int stopping;
+    ferry_http_outbox_t *sends;   /* parts under way to the provider */
+    ferry_list_t lookups;         /* registrations waiting for the provider */
 
     unsigned long long segments, parts_sent, unknown_to, forged;
 };

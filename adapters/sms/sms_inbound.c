@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "sms.h"
 
 typedef struct pending_answer {
@@ -36,7 +37,7 @@ static void on_committed(void *arg, int ok)
 /* Answers once what was stored is committed, so that a 200 is a promise. */
 static void answer_when_stored(sms_t *sms, ferry_http_exchange_t *ex)
 {
-    pending_answer_t *pa = malloc(sizeof *pa);
+    pending_answer_t *pa = ferry_malloc(sizeof *pa);
     pa->sms = sms;
     pa->ex = ex;
     ferry_outbox_sync(sms->comp, on_committed, pa);
@@ -72,7 +73,7 @@ static xmpp_stanza_t *incoming_chat(sms_t *sms, const sms_in_t *in, const char *
     size_t len = strlen(in->text) + 1;
     for (size_t i = 0; i < in->nmedia; i++)
         len += strlen(in->media[i]) + 1;
-    char *body = malloc(len);
+    char *body = ferry_malloc(len);
     strcpy(body, in->text);
     for (size_t i = 0; i < in->nmedia; i++) {
         if (*body)

@@ -6,34 +6,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "sms.h"
 
 typedef struct sms_lookup {
     sms_t *sms;
-    struct sms_lookup *next;
+    ferry_list_t node; /* in sms->lookups */
     xmpp_stanza_t *iq;
     char jid[2100];
     char number[PHONE_MAX];
     ferry_http_request_t *req;
 } sms_lookup_t;
-
-static void send_release(sms_t *sms, xmpp_stanza_t *st)
-{
-    ferry_component_send(sms->comp, st);
-    xmpp_stanza_release(st);
-}
-
-static xmpp_stanza_t *result_query(sms_t *sms, xmpp_stanza_t *iq, const char *ns,
-                                   xmpp_stanza_t **query)
-{
-    xmpp_stanza_t *res = xmpp_iq_new(ferry_component_xmpp(sms->comp), "result",
-                                     xmpp_stanza_get_id(iq));
-    xmpp_stanza_set_to(res, xmpp_stanza_get_from(iq));
-    xmpp_stanza_set_from(res, xmpp_stanza_get_to(iq));
-    if (query)
-        *query = ferry_stanza_add(res, "query", ns);
-    return res;
-}
 
 static const char *child_text(xmpp_stanza_t *parent, const char *name)
 {
@@ -55,7 +38,7 @@ static int configured(sms_t *sms, const char *bare)
 static void register_form(sms_t *sms, xmpp_stanza_t *iq, const char *bare)
 {
     xmpp_stanza_t *q;
-    xmpp_stanza_t *res = result_query(sms, iq, NS_REGISTER, &q);
+    xmpp_stanza_t *res = ferry_iq_result(iq, NS_REGISTER, &q);
     char *number = sms_number_of(sms, bare);
     ferry_stanza_add_text(q, "instructions",
                           "Enter the phone number (international form, e.g. +15551234567) "
@@ -67,7 +50,7 @@ static void register_form(sms_t *sms, xmpp_stanza_t *iq, const char *bare)
         ferry_stanza_add(q, "phone", NULL);
     }
     free(number);
-    send_release(sms, res);
+    ferry_component_send_release(sms->comp, res);
 }
 
 static void unregister(sms_t *sms, xmpp_stanza_t *iq, const char *bare)
@@ -87,17 +70,12 @@ static void unregister(sms_t *sms, xmpp_stanza_t *iq, const char *bare)
     ferry_setting_del(sms->comp, "number", number);
     ferry_log_info(ferry_component_name(sms->comp), "a user unregistered");
     free(number);
-    send_release(sms, result_query(sms, iq, NULL, NULL));
+    ferry_component_send_release(sms->comp, ferry_iq_result(iq, NULL, NULL));
 }
 
 static void lookup_free(sms_lookup_t *l)
 {
-    sms_t *sms = l->sms;
-    for (sms_lookup_t **p = &sms->lookups; *p; p = &(*p)->next)
-        if (*p == l) {
-            *p = l->next;
-            break;
-        }
+    ferry_list_remove(&l->node);
     xmpp_stanza_release(l->iq);
     free(l);
 }
@@ -126,7 +104,8 @@ static void on_lookup(void *arg, const ferry_http_response_t *resp)
     } else if (owned == 1) {
         bind_number(sms, l->jid, l->number);
         ferry_log_info(ferry_component_name(sms->comp), "a user registered a number");
-        send_release(sms, result_query(sms, l->iq, NULL, NULL));
+        ferry_component_send_release(sms->comp,
+                                     ferry_iq_result(l->iq, NULL, NULL));
     } else if (owned == 0) {
         char text[200];
         snprintf(text, sizeof text, "the gateway's %s account does not own %s",
@@ -161,14 +140,13 @@ static void register_number(sms_t *sms, xmpp_stanza_t *iq, const char *bare, con
                                     "this number is registered to another user");
         return;
     }
-    sms_lookup_t *l = calloc(1, sizeof *l);
+    sms_lookup_t *l = ferry_calloc(1, sizeof *l);
     l->sms = sms;
     l->iq = xmpp_stanza_clone(iq);
     snprintf(l->jid, sizeof l->jid, "%s", bare);
     snprintf(l->number, sizeof l->number, "%s", number);
     l->req = sms->provider->lookup(sms, number);
-    l->next = sms->lookups;
-    sms->lookups = l;
+    ferry_list_insert_head(&sms->lookups, &l->node);
     if (!l->req) {
         on_lookup(l, &(ferry_http_response_t){.status = 0, .error = "no request", .body = ""});
         return;
@@ -206,8 +184,9 @@ static int on_register(sms_t *sms, xmpp_stanza_t *iq, xmpp_stanza_t *q)
 
 void sms_lookups_cancel(sms_t *sms)
 {
-    while (sms->lookups) {
-        sms_lookup_t *l = sms->lookups;
+    ferry_list_t *first;
+    while ((first = ferry_list_first(&sms->lookups))) {
+        sms_lookup_t *l = ferry_list_entry(first, sms_lookup_t, node);
         if (l->req)
             ferry_http_request_cancel(l->req);
         l->req = NULL;
@@ -223,11 +202,11 @@ static int on_gateway(sms_t *sms, xmpp_stanza_t *iq, xmpp_stanza_t *q)
 {
     if (strcmp(xmpp_stanza_get_type(iq), "get") == 0) {
         xmpp_stanza_t *out;
-        xmpp_stanza_t *res = result_query(sms, iq, NS_GATEWAY, &out);
+        xmpp_stanza_t *res = ferry_iq_result(iq, NS_GATEWAY, &out);
         ferry_stanza_add_text(out, "desc",
                               "Enter a phone number, e.g. +15551234567, to get its address.");
         ferry_stanza_add_text(out, "prompt", "Phone number");
-        send_release(sms, res);
+        ferry_component_send_release(sms->comp, res);
         return 1;
     }
     const char *prompt = child_text(q, "prompt");
@@ -239,10 +218,10 @@ static int on_gateway(sms_t *sms, xmpp_stanza_t *iq, xmpp_stanza_t *q)
     }
     sms_number_jid(sms, number, jid, sizeof jid);
     xmpp_stanza_t *out;
-    xmpp_stanza_t *res = result_query(sms, iq, NS_GATEWAY, &out);
+    xmpp_stanza_t *res = ferry_iq_result(iq, NS_GATEWAY, &out);
     ferry_stanza_add_text(out, "jid", jid);
     ferry_stanza_add_text(out, "prompt", jid); /* what clients before XEP-0100 1.0 read */
-    send_release(sms, res);
+    ferry_component_send_release(sms->comp, res);
     return 1;
 }
 

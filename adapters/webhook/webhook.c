@@ -61,21 +61,18 @@ typedef struct stored {
     int groupchat;           /* said in a room: no receipt, no error reply */
 } stored_t;
 
-/* One attempt at posting a message from the outbox. */
+/* One attempt at posting a message from the outbox (the data of its
+ * ferry_http_outbox_send()). */
 typedef struct attempt {
-    webhook_t *wh;
-    struct attempt *prev, *next;
     int64_t id;
     stored_t m;
-    ferry_http_request_t *req;
 } attempt_t;
 
 struct webhook {
     ferry_component_t *comp;
     settings_t s;
-    attempt_t *attempts;     /* under way */
+    ferry_http_outbox_t *posts; /* under way */
     rooms_t *rooms;
-    int stopping;
     char route[300];
 };
 
@@ -121,7 +118,7 @@ static int read_sign_key(const ferry_conf_t *t, endpoint_t *ep)
     }
     const char *b64 = secret + 6;
     size_t len = strlen(b64);
-    unsigned char *key = malloc(len / 4 * 3 + 3);
+    unsigned char *key = ferry_malloc(len / 4 * 3 + 3);
     int n = len % 4 == 0 && len > 0 ? EVP_DecodeBlock(key, (const unsigned char *)b64, (int)len) : -1;
     if (n < 0) {
         free(secret);
@@ -167,7 +164,7 @@ static ferry_template_t *template_from_file(const ferry_conf_t *t, const char *k
         ferry_conf_error(t, key, "cannot read %s: %s", path, strerror(errno));
         return NULL;
     }
-    char *text = malloc(MAX_INBOUND_BODY + 1);
+    char *text = ferry_malloc(MAX_INBOUND_BODY + 1);
     size_t n = fread(text, 1, MAX_INBOUND_BODY + 1, f);
     int failed = ferror(f);
     fclose(f);
@@ -223,7 +220,7 @@ static int read_endpoint(const ferry_conf_t *t, const char *name, endpoint_t *ep
 {
     int bad = 0;
     const char *url = NULL, *format = "json";
-    ep->name = strdup(name);
+    ep->name = ferry_strdup(name);
     if (!valid_local(name)) {
         ferry_conf_error(t, NULL, "endpoint name \"%s\" cannot be a JID local part "
                                   "(lowercase, no spaces or \"&'/:<>@)", name);
@@ -235,7 +232,7 @@ static int read_endpoint(const ferry_conf_t *t, const char *name, endpoint_t *ep
         ferry_conf_error(t, "url", "must start with http:// or https://");
         bad = 1;
     }
-    ep->url = url ? strdup(url) : NULL;
+    ep->url = url ? ferry_strdup(url) : NULL;
     bad |= ferry_conf_enum(t, "format", FERRY_CONF_OPTIONAL, formats, &format) < 0;
     ep->slack = strcmp(format, "slack") == 0;
     bad |= read_sign_key(t, ep) < 0;
@@ -284,7 +281,7 @@ static int read_settings(const ferry_conf_t *conf, settings_t *s)
     if (rc != 0)
         return -1;
     size_t n = ferry_conf_count(eps);
-    s->endpoints = calloc(n ? n : 1, sizeof *s->endpoints);
+    s->endpoints = ferry_calloc(n ? n : 1, sizeof *s->endpoints);
     for (size_t i = 0; i < n; i++) {
         const char *name = ferry_conf_key_at(eps, i);
         const ferry_conf_t *t = ferry_conf_value_at(eps, i);
@@ -318,7 +315,7 @@ static void rfc3339_now(char *buf, size_t len)
 
 static char *base64(const unsigned char *data, size_t len)
 {
-    char *out = malloc(4 * ((len + 2) / 3) + 1);
+    char *out = ferry_malloc(4 * ((len + 2) / 3) + 1);
     EVP_EncodeBlock((unsigned char *)out, data, (int)len);
     return out;
 }
@@ -357,7 +354,7 @@ static int stored_read(const ferry_msg_t *msg, stored_t *m)
 {
     memset(m, 0, sizeof *m);
     /* The payload is not NUL-terminated past its last field: copy it. */
-    m->buf = malloc(msg->payload_len + 1);
+    m->buf = ferry_malloc(msg->payload_len + 1);
     memcpy(m->buf, msg->payload, msg->payload_len);
     const char *f[STORED_FIELDS];
     if (ferry_record_unpack(m->buf, msg->payload_len, f, STORED_FIELDS) != 0 ||
@@ -400,24 +397,15 @@ static void send_receipt(webhook_t *wh, const char *from, const char *to, const 
     xmpp_stanza_t *msg = xmpp_message_new(ctx, NULL, from, rid);
     xmpp_stanza_set_from(msg, to);
     xmpp_stanza_set_id(ferry_stanza_add(msg, "received", NS_RECEIPTS), id);
-    ferry_component_send(wh->comp, msg);
-    xmpp_stanza_release(msg);
+    ferry_component_send_release(wh->comp, msg);
     xmpp_free(ctx, rid);
 }
 
-static void attempt_free(attempt_t *a)
+static void attempt_free(void *data)
 {
-    webhook_t *wh = a->wh;
-    if (a->prev)
-        a->prev->next = a->next;
-    else
-        wh->attempts = a->next;
-    if (a->next)
-        a->next->prev = a->prev;
+    attempt_t *a = data;
     free(a->m.buf);
     free(a);
-    if (wh->stopping && !wh->attempts)
-        ferry_component_stopped(wh->comp);
 }
 
 static const char *condition_for_status(long status)
@@ -431,40 +419,35 @@ static const char *condition_for_status(long status)
     }
 }
 
-static int transient(long status)
+static void on_delivered(void *arg, void *data, const ferry_http_response_t *resp)
 {
-    return status == 0 || status == 408 || status == 429 || status >= 500;
+    webhook_t *wh = arg;
+    attempt_t *a = data;
+    ferry_log_debug(ferry_component_name(wh->comp),
+                    "message %lld delivered to endpoint %s (HTTP %ld)", (long long)a->id,
+                    a->m.endpoint, resp->status);
+    if (a->m.receipt && *a->m.id)
+        send_receipt(wh, a->m.from, a->m.to, a->m.id);
 }
 
-static void on_response(void *arg, const ferry_http_response_t *resp)
+static void on_refused(void *arg, void *data, const ferry_http_response_t *resp, char *text,
+                       size_t cap)
 {
-    attempt_t *a = arg;
-    webhook_t *wh = a->wh;
-    a->req = NULL;
-    char text[512];
-    if (resp->status >= 200 && resp->status < 300) {
-        ferry_log_debug(ferry_component_name(wh->comp),
-                        "message %lld delivered to endpoint %s (HTTP %ld)", (long long)a->id,
-                        a->m.endpoint, resp->status);
-        ferry_outbox_done(wh->comp, a->id);
-        if (a->m.receipt && *a->m.id)
-            send_receipt(wh, a->m.from, a->m.to, a->m.id);
-    } else if (transient(resp->status)) {
-        if (resp->status)
-            snprintf(text, sizeof text, "the receiver answered HTTP %ld", resp->status);
-        else
-            snprintf(text, sizeof text, "%s", resp->error ? resp->error : "no response");
-        ferry_outbox_retry(wh->comp, a->id, text, resp->retry_after);
-    } else {
-        snprintf(text, sizeof text, "not delivered to the webhook: the receiver answered HTTP %ld",
-                 resp->status);
-        ferry_log_warn(ferry_component_name(wh->comp), "message %lld to endpoint %s: %s",
-                       (long long)a->id, a->m.endpoint, text);
-        reply_error(wh, &a->m, "cancel", condition_for_status(resp->status), text);
-        ferry_outbox_fail(wh->comp, a->id, text);
-    }
-    attempt_free(a);
+    webhook_t *wh = arg;
+    attempt_t *a = data;
+    snprintf(text, cap, "not delivered to the webhook: the receiver answered HTTP %ld",
+             resp->status);
+    ferry_log_warn(ferry_component_name(wh->comp), "message %lld to endpoint %s: %s",
+                   (long long)a->id, a->m.endpoint, text);
+    reply_error(wh, &a->m, "cancel", condition_for_status(resp->status), text);
 }
+
+static const ferry_http_outbox_handlers_t post_handlers = {
+    .peer = "the receiver",
+    .delivered = on_delivered,
+    .refused = on_refused,
+    .free = attempt_free,
+};
 
 static void sign(ferry_http_request_t *req, const endpoint_t *ep, const char *msg_id,
                  const char *body)
@@ -472,7 +455,7 @@ static void sign(ferry_http_request_t *req, const endpoint_t *ep, const char *ms
     char ts[32];
     snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
     size_t n = strlen(msg_id) + strlen(ts) + strlen(body) + 3;
-    char *content = malloc(n);
+    char *content = ferry_malloc(n);
     snprintf(content, n, "%s.%s.%s", msg_id, ts, body);
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned mac_len = 0;
@@ -493,19 +476,13 @@ static void post(void *arg, const ferry_msg_t *msg)
     webhook_t *wh = arg;
     if (rooms_deliver(wh->rooms, msg))
         return;
-    attempt_t *a = calloc(1, sizeof *a);
-    a->wh = wh;
+    attempt_t *a = ferry_calloc(1, sizeof *a);
     a->id = msg->id;
     if (stored_read(msg, &a->m) != 0) {
         ferry_outbox_fail(wh->comp, msg->id, "unreadable stored message");
         free(a);
         return;
     }
-    a->next = wh->attempts;
-    if (wh->attempts)
-        wh->attempts->prev = a;
-    wh->attempts = a;
-
     const endpoint_t *ep = find_endpoint(wh, a->m.endpoint);
     if (!ep || !ep->url) {
         const char *why = "the endpoint was removed from the configuration";
@@ -523,12 +500,7 @@ static void post(void *arg, const ferry_msg_t *msg)
         sign(req, ep, a->m.msg_id, a->m.request);
     ferry_http_request_body(req, a->m.request, strlen(a->m.request));
     ferry_http_request_timeout(req, (long)(wh->s.timeout * 1000));
-    if (ferry_http_request_send(req, on_response, a) != 0) {
-        ferry_outbox_retry(wh->comp, msg->id, "the HTTP request could not be started", -1);
-        attempt_free(a);
-        return;
-    }
-    a->req = req;
+    ferry_http_outbox_send(wh->posts, msg->id, req, a);
 }
 
 static void on_dead(void *arg, const ferry_msg_t *msg, const char *reason)
@@ -718,15 +690,13 @@ static void webhook_on_presence(void *self, xmpp_stanza_t *st)
         xmpp_stanza_set_type(p, answer);
         xmpp_stanza_set_to(p, from);
         xmpp_stanza_set_from(p, xmpp_stanza_get_to(st));
-        ferry_component_send(wh->comp, p);
-        xmpp_stanza_release(p);
+        ferry_component_send_release(wh->comp, p);
     }
     if (known && (strcmp(type, "subscribe") == 0 || strcmp(type, "probe") == 0)) {
         xmpp_stanza_t *p = xmpp_presence_new(ctx);
         xmpp_stanza_set_to(p, from);
         xmpp_stanza_set_from(p, xmpp_stanza_get_to(st));
-        ferry_component_send(wh->comp, p);
-        xmpp_stanza_release(p);
+        ferry_component_send_release(wh->comp, p);
     }
 }
 
@@ -919,7 +889,7 @@ static void configure_rooms(webhook_t *wh)
 
 static void *webhook_create(ferry_component_t *comp, const ferry_conf_t *conf)
 {
-    webhook_t *wh = calloc(1, sizeof *wh);
+    webhook_t *wh = ferry_calloc(1, sizeof *wh);
     wh->comp = comp;
     if (read_settings(conf, &wh->s) != 0) {
         settings_free(&wh->s);
@@ -928,6 +898,7 @@ static void *webhook_create(ferry_component_t *comp, const ferry_conf_t *conf)
     }
     snprintf(wh->route, sizeof wh->route, "/hooks/%s/", ferry_component_name(comp));
     wh->rooms = rooms_new(comp, accept_room_message, wh);
+    wh->posts = ferry_http_outbox_new(comp, &post_handlers, wh);
     configure_rooms(wh);
     return wh;
 }
@@ -949,19 +920,15 @@ static void webhook_stop(void *self)
     webhook_t *wh = self;
     ferry_http_route_remove(ferry_component_http_server(wh->comp), wh->route);
     rooms_stop(wh->rooms);
-    wh->stopping = 1;
-    if (!wh->attempts)
-        ferry_component_stopped(wh->comp);
+    ferry_http_outbox_stop(wh->posts);
 }
 
 static void webhook_destroy(void *self)
 {
     webhook_t *wh = self;
-    wh->stopping = 0; /* no stopped() from here */
-    /* Requests still under way were dropped with the HTTP client, which
-     * closes before adapters are destroyed; their rows stay pending. */
-    while (wh->attempts)
-        attempt_free(wh->attempts);
+    /* Posts still under way are dropped with wh->posts: their rows stay
+     * pending. */
+    ferry_http_outbox_free(wh->posts);
     rooms_free(wh->rooms);
     settings_free(&wh->s);
     free(wh);

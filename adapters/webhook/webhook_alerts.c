@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/alloc.h"
 #include "webhook_source.h"
 
 #define MAX_ALERT_LINES 20
@@ -30,7 +31,7 @@ static int cmp_str(const void *a, const void *b)
 static void add_sorted_values(webhook_buf_t *out, const json_t *obj, const char *sep)
 {
     size_t n = json_object_size(obj), k = 0;
-    const char **keys = calloc(n ? n : 1, sizeof *keys);
+    const char **keys = ferry_calloc(n ? n : 1, sizeof *keys);
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)obj, key, v)

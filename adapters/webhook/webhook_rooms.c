@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ferry/alloc.h"
 #include "ferry/backoff.h"
 #include "webhook_rooms.h"
 
@@ -78,7 +79,7 @@ int room_conf_read(const ferry_conf_t *t, const char *name, int has_url, room_co
         ferry_conf_error(t, "nick", "must be 1 to 1023 bytes without control characters");
         bad = 1;
     }
-    rc->nick = strdup(nick);
+    rc->nick = ferry_strdup(nick);
     bad |= ferry_conf_secret(t, "room_password", FERRY_CONF_OPTIONAL, &rc->password) < 0;
     if (ferry_conf_enum(t, "room_messages", FERRY_CONF_OPTIONAL, room_message_modes, &mode) < 0)
         bad = 1;
@@ -157,7 +158,7 @@ static xmpp_ctx_t *ctx_of(const rooms_t *r) { return ferry_component_xmpp(r->com
 static void set_nick(room_t *rm, const char *nick)
 {
     free(rm->cur_nick);
-    rm->cur_nick = strdup(nick);
+    rm->cur_nick = ferry_strdup(nick);
 }
 
 static void occupant_jid(const room_t *rm, char *buf, size_t len)
@@ -224,8 +225,7 @@ static void send_join(room_t *rm)
     xmpp_stanza_set_attribute(ferry_stanza_add(x, "history", NULL), "maxchars", "0");
     if (rm->password)
         ferry_stanza_add_text(x, "password", rm->password);
-    ferry_component_send(r->comp, p);
-    xmpp_stanza_release(p);
+    ferry_component_send_release(r->comp, p);
     rm->state = R_JOINING;
     rm->join_deadline = now_ms(r) + JOIN_TIMEOUT_MS;
     rm->ping_deadline = 0;
@@ -245,8 +245,7 @@ static void send_leave(room_t *rm)
     xmpp_stanza_set_type(p, "unavailable");
     xmpp_stanza_set_from(p, rm->occupant);
     xmpp_stanza_set_to(p, to);
-    ferry_component_send(r->comp, p);
-    xmpp_stanza_release(p);
+    ferry_component_send_release(r->comp, p);
 }
 
 static void say_send(room_t *rm)
@@ -258,8 +257,7 @@ static void say_send(room_t *rm)
     ferry_stanza_add_text(msg, "body", s->text);
     /* XEP-0359: the room keeps it in the echo, whatever it does to 'id'. */
     xmpp_stanza_set_id(ferry_stanza_add(msg, "origin-id", NS_SID), s->stanza_id);
-    ferry_component_send(r->comp, msg);
-    xmpp_stanza_release(msg);
+    ferry_component_send_release(r->comp, msg);
     s->sent = 1;
     s->echo_deadline = now_ms(r) + ECHO_TIMEOUT_MS;
 }
@@ -276,8 +274,7 @@ static void unlock_room(room_t *rm)
     xmpp_stanza_set_to(iq, rm->jid);
     xmpp_stanza_t *q = ferry_stanza_add(iq, "query", NS_MUC_OWNER);
     xmpp_stanza_set_type(ferry_stanza_add(q, "x", NS_XDATA), "submit");
-    ferry_component_send(r->comp, iq);
-    xmpp_stanza_release(iq);
+    ferry_component_send_release(r->comp, iq);
     xmpp_free(ctx, id);
 }
 
@@ -291,8 +288,7 @@ static void send_self_ping(room_t *rm)
     xmpp_stanza_set_from(iq, rm->occupant);
     xmpp_stanza_set_to(iq, to);
     ferry_stanza_add(iq, "ping", NS_PING);
-    ferry_component_send(r->comp, iq);
-    xmpp_stanza_release(iq);
+    ferry_component_send_release(r->comp, iq);
     rm->ping_deadline = now_ms(r) + PING_TIMEOUT_MS;
 }
 
@@ -748,8 +744,8 @@ static say_t *say_read(const ferry_msg_t *msg, const char **endpoint, const char
     const char *f[ROOM_FIELDS];
     if (msg->payload_len < 3 || memcmp(msg->payload, ROOM_RECORD, 3) != 0)
         return NULL;
-    say_t *s = calloc(1, sizeof *s);
-    s->buf = malloc(msg->payload_len + 1);
+    say_t *s = ferry_calloc(1, sizeof *s);
+    s->buf = ferry_malloc(msg->payload_len + 1);
     memcpy(s->buf, msg->payload, msg->payload_len);
     if (ferry_record_unpack(s->buf, msg->payload_len, f, ROOM_FIELDS) != 0) {
         say_free(s);
@@ -837,8 +833,8 @@ static void update_room(room_t *rm, const room_conf_t *rc)
     if (renamed || !same(rm->password, rc->password)) {
         free(rm->nick);
         free(rm->password);
-        rm->nick = strdup(rc->nick);
-        rm->password = rc->password ? strdup(rc->password) : NULL;
+        rm->nick = ferry_strdup(rc->nick);
+        rm->password = rc->password ? ferry_strdup(rc->password) : NULL;
         if (renamed && rm->owner->link_up && rm->state == R_JOINED)
             start_join(rm); /* a nick change, in XEP-0045 terms */
     }
@@ -866,14 +862,14 @@ void rooms_add(rooms_t *r, const char *endpoint, const room_conf_t *rc)
             }
             continue;
         }
-        rm = calloc(1, sizeof *rm);
+        rm = ferry_calloc(1, sizeof *rm);
         rm->owner = r;
-        rm->endpoint = strdup(endpoint);
-        rm->jid = strdup(jid);
-        rm->nick = strdup(rc->nick);
-        rm->password = rc->password ? strdup(rc->password) : NULL;
+        rm->endpoint = ferry_strdup(endpoint);
+        rm->jid = ferry_strdup(jid);
+        rm->nick = ferry_strdup(rc->nick);
+        rm->password = rc->password ? ferry_strdup(rc->password) : NULL;
         rm->messages = rc->messages;
-        rm->cur_nick = strdup(rc->nick);
+        rm->cur_nick = ferry_strdup(rc->nick);
         snprintf(rm->occupant, sizeof rm->occupant, "%s@%s/%s", endpoint,
                  ferry_component_domain(r->comp), RESOURCE);
         rm->next = r->rooms;
@@ -904,7 +900,7 @@ void rooms_commit(rooms_t *r)
 
 rooms_t *rooms_new(ferry_component_t *comp, rooms_post_cb post, void *arg)
 {
-    rooms_t *r = calloc(1, sizeof *r);
+    rooms_t *r = ferry_calloc(1, sizeof *r);
     r->comp = comp;
     r->post = post;
     r->post_arg = arg;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ferry/alloc.h"
 #include "ferry/text.h"
 #include "webhook_source.h"
 
@@ -25,7 +26,7 @@ static void buf_reserve(webhook_buf_t *b, size_t more)
     if (b->len + more + 1 <= b->cap)
         return;
     b->cap = (b->len + more + 1) * 2;
-    b->buf = realloc(b->buf, b->cap);
+    b->buf = ferry_realloc(b->buf, b->cap);
 }
 
 void webhook_buf_add(webhook_buf_t *b, const char *s)

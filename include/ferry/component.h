@@ -31,6 +31,10 @@ int64_t ferry_now_ms(void);
  * stanza without 'from' gets the component's domain. */
 void ferry_component_send(ferry_component_t *comp, xmpp_stanza_t *stanza);
 
+/* ferry_component_send(), then the caller's reference released: for a
+ * stanza built only to be sent. */
+void ferry_component_send_release(ferry_component_t *comp, xmpp_stanza_t *stanza);
+
 /* Sends a stanza the adapter serialised itself (hot paths that build XML
  * text directly; escape what goes in with ferry_xml_escape). 'from' must be
  * set. */

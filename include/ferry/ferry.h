@@ -7,11 +7,15 @@
 #define FERRY_FERRY_H
 
 #include "ferry/adapter.h"
+#include "ferry/alloc.h"
 #include "ferry/component.h"
 #include "ferry/config.h"
+#include "ferry/form.h"
 #include "ferry/history.h"
 #include "ferry/http.h"
+#include "ferry/http_outbox.h"
 #include "ferry/jid.h"
+#include "ferry/list.h"
 #include "ferry/log.h"
 #include "ferry/metrics.h"
 #include "ferry/outbox.h"

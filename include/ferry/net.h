@@ -62,7 +62,7 @@ typedef struct ferry_net_options {
 } ferry_net_options_t;
 
 /* Starts resolving and connecting; the result comes as connected() or
- * closed(). Copies what it keeps of OPTS. NULL only when out of memory. */
+ * closed(). Copies what it keeps of OPTS. Never NULL (ferry/alloc.h). */
 ferry_net_t *ferry_net_connect(uv_loop_t *loop, const ferry_net_options_t *opts,
                                const ferry_net_callbacks_t *cb, void *arg);
 

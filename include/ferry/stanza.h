@@ -11,10 +11,18 @@ xmpp_stanza_t *ferry_stanza_add(xmpp_stanza_t *parent, const char *name, const c
  * would not accept it (ferry_xml_text_clean_to). */
 xmpp_stanza_t *ferry_stanza_add_text(xmpp_stanza_t *parent, const char *name, const char *text);
 
-/* XEP-0004: the <field var=VAR/> of the data form X (may be NULL), and its
- * first value: NULL when the field is absent, "" when it has no value. */
-xmpp_stanza_t *ferry_form_field(xmpp_stanza_t *x, const char *var);
-const char *ferry_form_value(xmpp_stanza_t *x, const char *var);
+/* The result to IQ: its id, to and from swapped. With NS, a <query
+ * xmlns=NS/> in it, which *QUERY gets (QUERY may be NULL). The caller owns
+ * the stanza: send it with ferry_component_send_release(). */
+xmpp_stanza_t *ferry_iq_result(xmpp_stanza_t *iq, const char *ns, xmpp_stanza_t **query);
+
+/* XEP-0030: in a disco#info QUERY, <identity category type name/> (NAME
+ * may be NULL) and <feature var/>; in a disco#items QUERY, <item jid node
+ * name/> (NODE and NAME may be NULL). */
+void ferry_disco_identity(xmpp_stanza_t *query, const char *category, const char *type,
+                          const char *name);
+void ferry_disco_feature(xmpp_stanza_t *query, const char *var);
+void ferry_disco_item(xmpp_stanza_t *query, const char *jid, const char *node, const char *name);
 
 /* Appends TEXT to OUT (capacity CAP, at LEN) escaped for XML text and
  * attribute values, with what XML forbids replaced by U+FFFD (the rule of

@@ -10,10 +10,11 @@
  * The ORACLE: every stanza the bridge sends is well-formed XML 1.0 with
  * JIDs that parse in 'from' and 'to' (RFC 6120: anything else and the
  * server drops the component for everyone), and every write to the IRC
- * socket is whole lines of at most 512 bytes. The core's side of the
- * component, the socket, timers and the store are replaced below by
- * stand-ins that check instead of sending; these definitions take the
- * place of component.c and irc.c, which are then not linked. */
+ * server is whole lines of at most 512 bytes. The core's side of the
+ * component, the connection (ferry/net.h), the timers and the store are
+ * replaced below by stand-ins that check instead of sending; these
+ * definitions take the place of component.c and irc.c, which are then not
+ * linked. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -28,17 +29,17 @@
 #include "ferry/stanza.h"
 #include "oracle.h"
 
-/* The socket and the timers: written lines are checked, timers never fire. */
-static int fuzz_uv_write(uv_write_t *req, uv_stream_t *handle, const uv_buf_t bufs[],
-                         unsigned int nbufs, uv_write_cb cb);
+/* The connection and the timers: written lines are checked, timers never
+ * fire. */
+static int fuzz_net_write(ferry_net_t *net, const void *data, size_t len);
 static int fuzz_uv_timer_start(uv_timer_t *handle, uv_timer_cb cb, uint64_t timeout,
                                uint64_t repeat);
 static uint64_t fuzz_uv_now(const uv_loop_t *loop);
-#define uv_write fuzz_uv_write
+#define ferry_net_write fuzz_net_write
 #define uv_timer_start fuzz_uv_timer_start
 #define uv_now fuzz_uv_now
 #include "../../adapters/irc/irc_conn.c"
-#undef uv_write
+#undef ferry_net_write
 #undef uv_timer_start
 #undef uv_now
 #undef irc_conn_new
@@ -46,24 +47,20 @@ static uint64_t fuzz_uv_now(const uv_loop_t *loop);
 #undef irc_conn_quit
 #undef irc_conn_check
 
-static int fuzz_uv_write(uv_write_t *req, uv_stream_t *handle, const uv_buf_t bufs[],
-                         unsigned int nbufs, uv_write_cb cb)
+static int fuzz_net_write(ferry_net_t *net, const void *data, size_t len)
 {
-    (void)handle;
-    for (unsigned i = 0; i < nbufs; i++) {
-        const char *p = bufs[i].base, *end = p + bufs[i].len;
-        if (getenv("FUZZ_VERBOSE"))
-            fprintf(stderr, "to IRC: %.*s", (int)bufs[i].len, bufs[i].base);
-        while (p < end) {
-            const char *nl = memchr(p, '\n', (size_t)(end - p));
-            size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
-            if (!nl || n < 2 || p[n - 2] != '\r' || memchr(p, '\r', n - 2) || memchr(p, 0, n) ||
-                n > IRC_LINE_MAX)
-                fuzz_fail("irc: write to IRC", "not whole lines: %.*s", (int)(end - p), p);
-            p += n;
-        }
+    (void)net;
+    const char *p = data, *end = p + len;
+    if (getenv("FUZZ_VERBOSE"))
+        fprintf(stderr, "to IRC: %.*s", (int)len, p);
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+        if (!nl || n < 2 || p[n - 2] != '\r' || memchr(p, '\r', n - 2) || memchr(p, 0, n) ||
+            n > IRC_LINE_MAX)
+            fuzz_fail("irc: write to IRC", "not whole lines: %.*s", (int)(end - p), p);
+        p += n;
     }
-    cb(req, 0);
     return 0;
 }
 
@@ -130,6 +127,12 @@ void ferry_component_send(ferry_component_t *comp, xmpp_stanza_t *stanza)
     if (!xmpp_stanza_get_from(stanza))
         xmpp_stanza_set_from(stanza, DOMAIN);
     fuzz_check_stanza("irc: stanza", stanza, 1);
+}
+
+void ferry_component_send_release(ferry_component_t *comp, xmpp_stanza_t *stanza)
+{
+    ferry_component_send(comp, stanza);
+    xmpp_stanza_release(stanza);
 }
 
 void ferry_component_reply_error(ferry_component_t *comp, xmpp_stanza_t *stanza,
@@ -262,9 +265,10 @@ irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server_name)
                : NULL;
 }
 
-irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *srv, const char *jid, const char *nick)
+irc_conn_t *irc_conn_new(irc_t *irc, const irc_server_t *srv, const char *jid, const char *nick,
+                         const irc_conn_handlers_t *handlers, void *arg)
 {
-    (void)irc, (void)srv, (void)jid, (void)nick;
+    (void)irc, (void)srv, (void)jid, (void)nick, (void)handlers, (void)arg;
     fuzz_fail("irc", "a line from IRC opened a new connection");
 }
 
@@ -276,6 +280,7 @@ void irc_conn_quit(irc_conn_t *conn, const char *reason)
     conn->closing = 1;
 }
 
+void irc_conn_add(irc_t *irc, irc_conn_t *conn) { (void)irc, (void)conn; }
 void irc_conn_forget(irc_t *irc, irc_conn_t *conn) { (void)irc, (void)conn; }
 void irc_conn_freed(irc_t *irc) { (void)irc; }
 
@@ -333,11 +338,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     irc_conn_t *conn = calloc(1, sizeof *conn);
     the_conn = conn;
     conn->irc = irc;
+    conn->handlers = &bridge_conn_handlers; /* the bridge's, as bridge.c opens it */
+    conn->arg = irc;
     conn->server = &server;
     conn->jid = strdup("alice@example.org");
     strcpy(conn->nick, "alice");
     strcpy(conn->wanted_nick, "alice");
-    conn->tcp_open = 1; /* writes reach fuzz_uv_write */
+    conn->net = (ferry_net_t *)conn; /* never looked into: writes reach fuzz_net_write */
     irc_settings_route(&server, &conn->settings, &conn->route); /* as irc_conn_start() */
     conn->tokens = conn->route.burst;
     if (registering) { /* 001 to come, SASL PLAIN under way */
@@ -375,7 +382,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* The user goes: every room is left with presences (checked too). */
     bridge_disconnect(conn, "fuzz over", 0);
-    conn->tcp_open = 0;
+    conn->net = NULL;
     drop_socket(conn); /* frees what waits in the flood control queue */
     free(conn->queue);
     if (irc->chans)
