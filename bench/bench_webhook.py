@@ -32,6 +32,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -564,10 +565,10 @@ def ferry_log_summary(text, samples=5):
 
 def start_perf(path, pid, call_graph=("-g",)):
     """perf record of PID into PATH (its own session; stopped by its pid)."""
-    proc = harness.subprocess.Popen(
+    proc = subprocess.Popen(
         ["perf", "record", "-F", "999"] + list(call_graph) + ["-o", path, "-p", str(pid)],
-        stdin=harness.subprocess.DEVNULL, stdout=harness.subprocess.DEVNULL,
-        stderr=harness.subprocess.DEVNULL, start_new_session=True)
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(1.0)      # perf attaches
     return proc
 
@@ -580,7 +581,7 @@ def stop_perf(proc, path, report_args="--no-children", log=log):
         os.kill(proc.pid, signal.SIGINT)
         try:
             proc.wait(15)
-        except harness.subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:
             harness.stop_process(proc)
     log("perf profile of ferry: %s (perf report -i %s %s)" % (path, path, report_args))
 

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
+from xml.sax.saxutils import escape as xml_escape
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests", "e2e"))
@@ -107,7 +108,7 @@ class Checks:
         room = self.opts.room
         me = "%s/%s" % (room, self.opts.nick)
         self.client.send_raw("<presence to='%s'><x xmlns='%s'><history maxstanzas='0'/></x>"
-                             "</presence>" % (h.xml_escape(me), NS_MUC))
+                             "</presence>" % (xml_escape(me), NS_MUC))
         p = self.client.wait(lambda s: s.name == "presence" and s.frm == me,
                              timeout=self.opts.timeout, what="self-presence from %s" % me)
         if p.type == "error":

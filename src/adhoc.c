@@ -1,6 +1,7 @@
 /* adhoc.c: XEP-0050 ad-hoc commands on every component domain, for the
  * admins of [admin] jids: status, reload, and the dead messages of the
- * component (list, retry). Everyone else is refused with forbidden. */
+ * component (list, retry), disconnecting a user. Everyone else is refused
+ * with forbidden. The gateway is reached only through adhoc_ops_t. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,8 @@
 typedef struct command {
     const char *node;
     const char *name;
-    void (*run)(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *cmd);
+    void (*run)(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
+                xmpp_stanza_t *cmd);
 } command_t;
 
 /* ---- building answers ---- */
@@ -37,26 +39,21 @@ static void add_lines_field(xmpp_stanza_t *x, const char *var, const char *label
 
 /* ---- status ---- */
 
-static void cmd_status(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
+static void cmd_status(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
+                       xmpp_stanza_t *in)
 {
     (void)in;
-    gateway_t *gw = comp->gw;
     char text[8192] = "";
     size_t len = 0;
-    for (size_t i = 0; i < gw->ncomponents && len < sizeof text - 256; i++) {
-        ferry_component_t *c = gw->components[i];
-        xmpp_link_stats_t ls = {0};
-        store_counts_t counts = {0};
-        if (c->link)
-            xmpp_link_stats(c->link, &ls);
-        if (gw->store)
-            store_msg_counts(gw->store, c->name, &counts);
+    component_stats_t st;
+    ferry_component_t *c;
+    for (size_t i = 0; len < sizeof text - 256 && (c = ops->stats(ops->arg, i, &st)); i++) {
         len += (size_t)snprintf(text + len, sizeof text - len,
                                 "%s (%s, %s): link %s, %llu reconnects, %zu queued, "
                                 "%lld pending, %lld dead",
-                                c->name, c->adapter->name, c->domain, ls.up ? "up" : "down",
-                                ls.reconnects, ls.queued, (long long)counts.pending,
-                                (long long)counts.dead);
+                                c->name, c->adapter->name, c->domain, st.link.up ? "up" : "down",
+                                st.link.reconnects, st.link.queued, (long long)st.store.pending,
+                                (long long)st.store.dead);
         if (c->adapter->sessions)
             len += (size_t)snprintf(text + len, sizeof text - len, ", %zu user session(s)",
                                     c->adapter->sessions(c->self));
@@ -71,10 +68,11 @@ static void cmd_status(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t
 
 /* ---- reload ---- */
 
-static void cmd_reload(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
+static void cmd_reload(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
+                       xmpp_stanza_t *in)
 {
     (void)in;
-    if (gateway_reload(comp->gw) == 0)
+    if (ops->reload(ops->arg) == 0)
         ferry_command_complete(comp, iq, "reload", "info",
                                "Configuration reloaded; the log says what needs a restart.");
     else
@@ -105,18 +103,19 @@ static void collect_dead(void *arg, const store_row_t *r)
                                     r->error ? r->error : "");
 }
 
-static int list_dead(ferry_component_t *comp, dead_list_t *dl)
+static int list_dead(const adhoc_ops_t *ops, ferry_component_t *comp, dead_list_t *dl)
 {
     memset(dl, 0, sizeof *dl);
     dl->component = comp->name;
-    return comp->gw->store ? store_msg_list(comp->gw->store, collect_dead, dl) : -1;
+    return ops->messages(ops->arg, collect_dead, dl);
 }
 
-static void cmd_dead_list(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
+static void cmd_dead_list(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
+                          xmpp_stanza_t *in)
 {
     (void)in;
     dead_list_t *dl = ferry_malloc(sizeof *dl);
-    if (list_dead(comp, dl) < 0 || dl->count == 0) {
+    if (list_dead(ops, comp, dl) < 0 || dl->count == 0) {
         ferry_command_complete(comp, iq, "dead-list", "info", "No dead messages.");
         free(dl);
         return;
@@ -137,10 +136,10 @@ static const char *submitted_value(xmpp_stanza_t *cmd, const char *var)
     return v && *v ? v : NULL;
 }
 
-static void ask_which(ferry_component_t *comp, xmpp_stanza_t *iq)
+static void ask_which(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq)
 {
     dead_list_t *dl = ferry_malloc(sizeof *dl);
-    if (list_dead(comp, dl) < 0 || dl->count == 0) {
+    if (list_dead(ops, comp, dl) < 0 || dl->count == 0) {
         ferry_command_complete(comp, iq, "dead-retry", "info", "No dead messages.");
         free(dl);
         return;
@@ -161,11 +160,12 @@ static void ask_which(ferry_component_t *comp, xmpp_stanza_t *iq)
     free(dl);
 }
 
-static void cmd_dead_retry(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
+static void cmd_dead_retry(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
+                           xmpp_stanza_t *in)
 {
     const char *value = submitted_value(in, "id");
     if (!value) {
-        ask_which(comp, iq);
+        ask_which(ops, comp, iq);
         return;
     }
     char *end;
@@ -176,11 +176,11 @@ static void cmd_dead_retry(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stan
     }
     dead_list_t *dl = ferry_malloc(sizeof *dl);
     int ours = 0;
-    if (list_dead(comp, dl) >= 0)
+    if (list_dead(ops, comp, dl) >= 0)
         for (size_t i = 0; i < dl->count; i++)
             ours |= dl->ids[i] == id;
     free(dl);
-    if (!ours || store_msg_requeue(comp->gw->store, id) != 0) {
+    if (!ours || ops->requeue(ops->arg, id) != 0) {
         ferry_component_reply_error(comp, iq, "cancel", "item-not-found",
                                     "no such dead message on this component");
         return;
@@ -194,8 +194,10 @@ static void cmd_dead_retry(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stan
 
 /* ---- disconnect a user ---- */
 
-static void cmd_disconnect(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *in)
+static void cmd_disconnect(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
+                           xmpp_stanza_t *in)
 {
+    (void)ops;
     if (!comp->adapter->disconnect) {
         ferry_command_complete(comp, iq, "disconnect", "info",
                                "This adapter keeps no user sessions.");
@@ -266,7 +268,8 @@ int adhoc_info(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node)
     return 1;
 }
 
-void adhoc_execute(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *cmd)
+void adhoc_execute(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
+                   xmpp_stanza_t *cmd)
 {
     if (!is_admin(comp, iq)) {
         ferry_component_reply_error(comp, iq, "auth", "forbidden",
@@ -288,5 +291,5 @@ void adhoc_execute(ferry_component_t *comp, xmpp_stanza_t *iq, xmpp_stanza_t *cm
         ferry_component_send_release(comp, ferry_command_answer(iq, node, "canceled", &out));
         return;
     }
-    c->run(comp, iq, cmd);
+    c->run(ops, comp, iq, cmd);
 }

@@ -181,6 +181,20 @@ void component_free(ferry_component_t *comp)
     free(comp);
 }
 
+void component_stats(const ferry_component_t *comp, component_stats_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (comp->link)
+        xmpp_link_stats(comp->link, &out->link);
+    if (comp->net_outbox)
+        net_outbox_stats(comp->net_outbox, &out->to_network);
+    if (comp->xmpp_outbox)
+        out->to_xmpp = xmpp_outbox_delivered(comp->xmpp_outbox);
+    out->refused_invalid = comp->refused_invalid;
+    if (comp->gw->store)
+        store_msg_counts(comp->gw->store, comp->name, &out->store);
+}
+
 /* ---- the API adapters see ---- */
 
 const char *ferry_component_name(const ferry_component_t *comp) { return comp->name; }

@@ -34,4 +34,17 @@ int component_start(ferry_component_t *comp);
 void component_stop(ferry_component_t *comp, void (*closed)(ferry_component_t *comp));
 void component_free(ferry_component_t *comp);
 
+/* One component's numbers at one moment, taken once for each reader: GET
+ * /metrics, GET /healthz and the admins' status command. Zero where the
+ * component has no such part (no link yet, no outbox, no store). */
+typedef struct component_stats {
+    xmpp_link_stats_t link;
+    outbox_stats_t to_network;        /* the adapter's outbox, when it opened one */
+    unsigned long long to_xmpp;       /* stanzas the XMPP outbox delivered */
+    unsigned long long refused_invalid;
+    store_counts_t store;             /* pending and dead rows, oldest pending */
+} component_stats_t;
+
+void component_stats(const ferry_component_t *comp, component_stats_t *out);
+
 #endif

@@ -78,7 +78,7 @@ int core_iq_answer(ferry_component_t *comp, xmpp_stanza_t *iq)
     if (!get) {
         if (strcmp(ns, FERRY_NS_COMMANDS) != 0)
             return 0;
-        adhoc_execute(comp, iq, payload);
+        adhoc_execute(&comp->gw->admin, comp, iq, payload);
         return 1;
     }
     const char *node = xmpp_stanza_get_attribute(payload, "node");

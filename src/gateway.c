@@ -16,6 +16,31 @@
 #include "log.h"
 #include "metrics.h"
 
+/* ---- what the admins' commands may do (adhoc.h) ---- */
+
+static int admin_reload(void *arg) { return gateway_reload(arg); }
+
+static ferry_component_t *admin_stats(void *arg, size_t i, component_stats_t *out)
+{
+    gateway_t *gw = arg;
+    if (i >= gw->ncomponents)
+        return NULL;
+    component_stats(gw->components[i], out);
+    return gw->components[i];
+}
+
+static int admin_messages(void *arg, store_row_cb cb, void *cb_arg)
+{
+    gateway_t *gw = arg;
+    return gw->store ? store_msg_list(gw->store, cb, cb_arg) : -1;
+}
+
+static int admin_requeue(void *arg, int64_t id)
+{
+    gateway_t *gw = arg;
+    return gw->store ? store_msg_requeue(gw->store, id) : -1;
+}
+
 gateway_t *gateway_new(uv_loop_t *loop, config_t *config)
 {
     gateway_t *gw = ferry_calloc(1, sizeof *gw);
@@ -23,6 +48,7 @@ gateway_t *gateway_new(uv_loop_t *loop, config_t *config)
     gw->config = config;
     gw->ctx = xmpp_ctx_new(&alloc_xmpp_mem, NULL); /* out of memory: abort (ferry/alloc.h) */
     gw->http_client = http_client_new(loop);
+    gw->admin = (adhoc_ops_t){gw, admin_reload, admin_stats, admin_messages, admin_requeue};
     gw->components = ferry_calloc(config->ncomponents + 1, sizeof *gw->components);
     for (size_t i = 0; i < config->ncomponents; i++) {
         ferry_component_t *comp = component_new(gw, &config->components[i]);

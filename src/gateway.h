@@ -6,6 +6,7 @@
 #include <strophe.h>
 #include <uv.h>
 
+#include "adhoc.h"
 #include "config.h"
 #include "ferry/component.h"
 #include "ferry/http.h"
@@ -19,6 +20,7 @@ typedef struct gateway {
     ferry_http_server_t *http_server;
     store_t *store;
     uv_timer_t prune;
+    adhoc_ops_t admin; /* what the admins' ad-hoc commands may do */
     ferry_component_t **components;
     size_t ncomponents;
     int stopping;

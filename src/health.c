@@ -11,23 +11,20 @@
 
 static json_t *component_health(ferry_component_t *comp)
 {
-    store_counts_t counts = {0};
-    if (comp->gw->store)
-        store_msg_counts(comp->gw->store, comp->name, &counts);
-    xmpp_link_stats_t s = {0};
-    if (comp->link)
-        xmpp_link_stats(comp->link, &s);
+    component_stats_t st;
+    component_stats(comp, &st);
+    const xmpp_link_stats_t *s = &st.link;
     json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "domain", comp->domain, "adapter",
-                          comp->adapter->name, "link", s.up ? "up" : "down", "queued",
-                          (json_int_t)s.queued, "dropped", (json_int_t)s.dropped, "reconnects",
-                          (json_int_t)s.reconnects);
-    json_object_set_new(o, "pending", json_integer(counts.pending));
-    json_object_set_new(o, "dead", json_integer(counts.dead));
-    if (counts.oldest_pending_ms)
+                          comp->adapter->name, "link", s->up ? "up" : "down", "queued",
+                          (json_int_t)s->queued, "dropped", (json_int_t)s->dropped, "reconnects",
+                          (json_int_t)s->reconnects);
+    json_object_set_new(o, "pending", json_integer(st.store.pending));
+    json_object_set_new(o, "dead", json_integer(st.store.dead));
+    if (st.store.oldest_pending_ms)
         json_object_set_new(o, "oldest_pending_age",
-                            json_integer((store_now_ms() - counts.oldest_pending_ms) / 1000));
-    if (!s.up && s.last_error[0])
-        json_object_set_new(o, "last_error", json_string(s.last_error));
+                            json_integer((store_now_ms() - st.store.oldest_pending_ms) / 1000));
+    if (!s->up && s->last_error[0])
+        json_object_set_new(o, "last_error", json_string(s->last_error));
     return o;
 }
 

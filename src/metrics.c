@@ -41,27 +41,7 @@ static void family(buf_t *b, const char *name, const char *type, const char *hel
 
 static const char *const kinds[KIND_COUNT] = {"message", "presence", "iq", "other"};
 
-typedef struct snapshot {
-    xmpp_link_stats_t link;
-    outbox_stats_t net;
-    unsigned long long to_xmpp;
-    store_counts_t store;
-} snapshot_t;
-
-static void take(gateway_t *gw, ferry_component_t *c, snapshot_t *s)
-{
-    memset(s, 0, sizeof *s);
-    if (c->link)
-        xmpp_link_stats(c->link, &s->link);
-    if (c->net_outbox)
-        net_outbox_stats(c->net_outbox, &s->net);
-    if (c->xmpp_outbox)
-        s->to_xmpp = xmpp_outbox_delivered(c->xmpp_outbox);
-    if (gw->store)
-        store_msg_counts(gw->store, c->name, &s->store);
-}
-
-static void link_metrics(buf_t *b, gateway_t *gw, const snapshot_t *snaps)
+static void link_metrics(buf_t *b, gateway_t *gw, const component_stats_t *snaps)
 {
     family(b, "ferry_link_up", "gauge", "Whether the component's XMPP link is up.");
     for (size_t i = 0; i < gw->ncomponents; i++)
@@ -82,7 +62,7 @@ static void link_metrics(buf_t *b, gateway_t *gw, const snapshot_t *snaps)
            "Stanzas not sent because they held bytes XML does not allow (a bug).");
     for (size_t i = 0; i < gw->ncomponents; i++)
         put(b, "ferry_stanzas_refused_total{component=\"%s\"} %llu\n", gw->components[i]->name,
-            gw->components[i]->refused_invalid);
+            snaps[i].refused_invalid);
     family(b, "ferry_stanzas_total", "counter", "Stanzas through the link by direction and kind.");
     for (size_t i = 0; i < gw->ncomponents; i++)
         for (int k = 0; k < KIND_COUNT; k++)
@@ -93,29 +73,29 @@ static void link_metrics(buf_t *b, gateway_t *gw, const snapshot_t *snaps)
                 kinds[k], snaps[i].link.out[k]);
 }
 
-static void message_metrics(buf_t *b, gateway_t *gw, const snapshot_t *snaps)
+static void message_metrics(buf_t *b, gateway_t *gw, const component_stats_t *snaps)
 {
     family(b, "ferry_messages_total", "counter",
            "Messages by outcome: delivered both ways; failed, retried, dead towards networks.");
     for (size_t i = 0; i < gw->ncomponents; i++) {
         const char *c = gw->components[i]->name, *a = gw->components[i]->adapter->name;
-        const snapshot_t *s = &snaps[i];
+        const component_stats_t *s = &snaps[i];
         put(b,
             "ferry_messages_total{component=\"%s\",adapter=\"%s\",direction=\"to_network\","
             "outcome=\"delivered\"} %llu\n",
-            c, a, s->net.delivered);
+            c, a, s->to_network.delivered);
         put(b,
             "ferry_messages_total{component=\"%s\",adapter=\"%s\",direction=\"to_network\","
             "outcome=\"failed\"} %llu\n",
-            c, a, s->net.failed);
+            c, a, s->to_network.failed);
         put(b,
             "ferry_messages_total{component=\"%s\",adapter=\"%s\",direction=\"to_network\","
             "outcome=\"retried\"} %llu\n",
-            c, a, s->net.retried);
+            c, a, s->to_network.retried);
         put(b,
             "ferry_messages_total{component=\"%s\",adapter=\"%s\",direction=\"to_network\","
             "outcome=\"dead\"} %llu\n",
-            c, a, s->net.dead);
+            c, a, s->to_network.dead);
         put(b,
             "ferry_messages_total{component=\"%s\",adapter=\"%s\",direction=\"to_xmpp\","
             "outcome=\"delivered\"} %llu\n",
@@ -209,9 +189,9 @@ static void on_metrics(void *arg, ferry_http_exchange_t *ex)
     buf_t b = {ferry_malloc(4096), 0, 4096};
     family(&b, "ferry_build_info", "gauge", "The running version.");
     put(&b, "ferry_build_info{version=\"%s\"} 1\n", FERRY_VERSION);
-    snapshot_t *snaps = ferry_calloc(gw->ncomponents + 1, sizeof *snaps);
+    component_stats_t *snaps = ferry_calloc(gw->ncomponents + 1, sizeof *snaps);
     for (size_t i = 0; i < gw->ncomponents; i++)
-        take(gw, gw->components[i], &snaps[i]);
+        component_stats(gw->components[i], &snaps[i]);
     link_metrics(&b, gw, snaps);
     message_metrics(&b, gw, snaps);
     http_metrics(&b, gw);

@@ -394,6 +394,7 @@ void net_outbox_retry(net_outbox_t *ob, int64_t id, const char *error, long retr
         else
             snprintf(reason, sizeof reason, "gave up after %.0f s (max_age): %s", age, error);
         store_msg_update(ob->store, id, STORE_DEAD, e->msg.attempts, 0, reason);
+        store_flush(ob->store); /* the sender's error never runs ahead of the mark */
         ob->stats.dead++;
         ob->h.dead(ob->arg, &e->msg, reason);
         finish(ob, e);

@@ -20,6 +20,7 @@
 #define NS_MUC_USER "http://jabber.org/protocol/muc#user"
 #define IRC_NICK_MAX 64
 #define IRC_NAME_MAX 256
+#define IRC_CHARSET_MAX 32 /* an iconv name, with its NUL */
 
 typedef struct irc irc_t;
 typedef struct irc_conn irc_conn_t;
@@ -216,7 +217,7 @@ typedef struct irc_user_settings {
     char ports[64], tls_ports[64]; /* "6667,6668": the first is used; "" when none */
     int verify_cert;             /* -1: the server's */
     int throttle_limit;          /* lines a second; -1: the server's */
-    char encoding_in[32], encoding_out[32]; /* iconv names; "" for UTF-8 */
+    char encoding_in[IRC_CHARSET_MAX], encoding_out[IRC_CHARSET_MAX]; /* "" for UTF-8 */
 } irc_user_settings_t;
 
 /* How one user's connection reaches a server: the config, with what the
@@ -274,6 +275,7 @@ struct irc_conn {
     int uhnames;            /* userhost-in-names acknowledged */
     irc_route_t route;      /* set at each connection attempt */
     iconv_t enc_in, enc_out;   /* the user's encodings (irc_charset.c); NULL: none */
+    struct irc_chan_charset *chan_charsets; /* per channel, as read (irc_charset.c) */
     int sasl;               /* 1 negotiating, 2 done */
     enum irc_conn_state state;
     int registered;         /* got 001 at least once */
@@ -449,15 +451,28 @@ void irc_ids_record(irc_room_t *room, int record);
 
 /* ---- encodings (irc_charset.c) ---- */
 
+/* A channel's own encodings as one connection read them from the room
+ * options (a cache: a channel with none has an entry too). */
+typedef struct irc_chan_charset {
+    struct irc_chan_charset *next;
+    iconv_t in, out;        /* NULL: the server's */
+    char folded[];          /* the channel, rfc1459-folded */
+} irc_chan_charset_t;
+
 /* Whether iconv knows NAME and it keeps ASCII as it is. */
 int irc_charset_valid(const char *name);
 /* (Re)opens the converters of the connection's settings. */
 void irc_charset_open(irc_conn_t *conn);
 void irc_charset_close(irc_conn_t *conn);
-/* A line read, into UTF-8 in OUT: its length, 0 when nothing is set. */
+/* A channel's encodings changed (irc_room_options_store): read again. */
+void irc_charset_forget(irc_conn_t *conn, const char *channel);
+/* A line read, into UTF-8 in OUT: its length, 0 when nothing is set. A
+ * line about a channel (PRIVMSG, NOTICE, TOPIC, PART, KICK, the topic on
+ * join) is read in that channel's encoding_in, else the server's. */
 size_t irc_charset_in(irc_conn_t *conn, const char *line, size_t len, char *out, size_t cap);
-/* A line to write (with its CR LF), into encoding_out in OUT: its length,
- * 0 when nothing is set, (size_t)-1 when it cannot be sent so. */
+/* A line to write (with its CR LF), into encoding_out in OUT (the
+ * channel's, for those commands to a channel): its length, 0 when nothing
+ * is set, (size_t)-1 when it cannot be sent so. */
 size_t irc_charset_out(irc_conn_t *conn, const char *line, size_t len, char *out, size_t cap);
 
 /* ---- what users choose (irc_options.c) ---- */
@@ -471,6 +486,7 @@ typedef struct irc_user_options {
 typedef struct irc_room_options {
     int record_history;     /* -1: as the user's options say */
     int persistent;         /* stay on IRC while no resource is in the room */
+    char encoding_in[IRC_CHARSET_MAX], encoding_out[IRC_CHARSET_MAX]; /* "": the server's */
 } irc_room_options_t;
 
 void irc_user_options_load(irc_t *irc, const char *bare, irc_user_options_t *o);

@@ -8,8 +8,8 @@
  *     username, realname, sasl_password, pass, after_connect_commands,
  *     throttle_limit, encoding_in, encoding_out: the record XEP-0077
  *     edits too);
- *   a room JID: "configure" (record_history, persistent), also as the
- *     XEP-0045 muc#owner form.
+ *   a room JID: "configure" (record_history, persistent, encoding_in,
+ *     encoding_out), also as the XEP-0045 muc#owner form.
  * Forms are answered statelessly: a submitted form says everything the
  * next step needs (a hidden field when a step picked a user). */
 #include <stdio.h>
@@ -80,6 +80,15 @@ static xmpp_stanza_t *desc(xmpp_stanza_t *f, const char *text)
     return f;
 }
 
+/* encoding_out and encoding_in (biboumi's order), IN and OUT their values
+ * ("" none), described by IN_DESC and OUT_DESC. */
+static void encoding_fields(xmpp_stanza_t *x, const char *in, const char *out,
+                            const char *in_desc, const char *out_desc)
+{
+    desc(field(x, "encoding_out", "text-single", "Out encoding", *out ? out : NULL), out_desc);
+    desc(field(x, "encoding_in", "text-single", "In encoding", *in ? in : NULL), in_desc);
+}
+
 /* "6667,6668" as one <value/> each. */
 static void port_values(xmpp_stanza_t *f, const char *ports)
 {
@@ -145,6 +154,32 @@ static int fits_line(const char *s, size_t cap)
 static void bad_request(irc_t *irc, xmpp_stanza_t *iq, const char *text)
 {
     ferry_component_reply_error(irc->comp, iq, "modify", "bad-request", text);
+}
+
+/* encoding_in and encoding_out of X into IN and OUT (IRC_CHARSET_MAX each; a
+ * field left out keeps its value, an empty one clears it). 0, or -1 after
+ * answering IQ bad-request, saying which value is refused: then IN and OUT
+ * are as they were. */
+static int read_encodings(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *x, char *in, char *out)
+{
+    const char *vars[] = {"encoding_in", "encoding_out"}, *values[2];
+    for (int i = 0; i < 2; i++) {
+        values[i] = ferry_form_value(x, vars[i]);
+        if (values[i] && *values[i] && !irc_charset_valid(values[i])) {
+            char text[160];
+            snprintf(text, sizeof text,
+                     "%s: '%.40s' is not an encoding ferry can use (one iconv knows, such as "
+                     "ISO-8859-1, and that keeps ASCII as it is)",
+                     vars[i], values[i]);
+            bad_request(irc, iq, text);
+            return -1;
+        }
+    }
+    if (values[0])
+        snprintf(in, IRC_CHARSET_MAX, "%s", values[0]);
+    if (values[1])
+        snprintf(out, IRC_CHARSET_MAX, "%s", values[1]);
+    return 0;
 }
 
 /* ---- the gateway JID ---- */
@@ -366,14 +401,11 @@ static void configure_server(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd, 
                  s.throttle_limit > 0 ? s.throttle_limit : (int)server->throttle_rate);
         desc(field(x, "throttle_limit", "text-single", "Throttle limit", throttle),
              "How many lines a second ferry sends to the server.");
-        desc(field(x, "encoding_out", "text-single", "Out encoding",
-                   s.encoding_out[0] ? s.encoding_out : NULL),
-             "The encoding used when sending messages to the IRC server (an iconv name such "
-             "as ISO-8859-15 or KOI8-R). Empty: UTF-8.");
-        desc(field(x, "encoding_in", "text-single", "In encoding",
-                   s.encoding_in[0] ? s.encoding_in : NULL),
-             "The encoding used to decode messages received from the IRC server. Empty: UTF-8, "
-             "and Latin-1 where a line is not UTF-8.");
+        encoding_fields(x, s.encoding_in, s.encoding_out,
+                        "The encoding used to decode messages received from the IRC server. "
+                        "Empty: UTF-8, and Latin-1 where a line is not UTF-8.",
+                        "The encoding used when sending messages to the IRC server (an iconv "
+                        "name such as ISO-8859-15 or KOI8-R). Empty: UTF-8.");
         xmpp_stanza_t *f = field(x, "after_connect_commands", "text-multi",
                                  "After-connection IRC commands", NULL);
         desc(f, "Custom IRC commands sent after the connection is established with the server.");
@@ -396,18 +428,10 @@ static void configure_server(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd, 
         bad_request(irc, iq, "ports are numbers from 1 to 65535, throttle_limit lines a second");
         return;
     }
-    const char *enc_in = ferry_form_value(x, "encoding_in");
-    const char *enc_out = ferry_form_value(x, "encoding_out");
-    if ((enc_in && *enc_in && !irc_charset_valid(enc_in)) ||
-        (enc_out && *enc_out && !irc_charset_valid(enc_out))) {
+    if (read_encodings(irc, iq, x, s.encoding_in, s.encoding_out) != 0) {
         free(commands);
-        bad_request(irc, iq, "an encoding iconv does not know, or one that changes ASCII");
         return;
     }
-    if (enc_in)
-        snprintf(s.encoding_in, sizeof s.encoding_in, "%s", enc_in);
-    if (enc_out)
-        snprintf(s.encoding_out, sizeof s.encoding_out, "%s", enc_out);
     if (verify >= 0)
         s.verify_cert = verify;
     if (end)
@@ -470,6 +494,15 @@ static void configure_server(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd, 
                                     "the settings could not be stored");
         return;
     }
+    /* The encodings apply at once (the rest at the next connection). */
+    irc_conn_t *conn = irc_find_conn(irc, bare, server->name);
+    if (conn) {
+        snprintf(conn->settings.encoding_in, sizeof conn->settings.encoding_in, "%s",
+                 s.encoding_in);
+        snprintf(conn->settings.encoding_out, sizeof conn->settings.encoding_out, "%s",
+                 s.encoding_out);
+        irc_charset_open(conn);
+    }
     completed(irc, iq, cmd, "Configuration successfully applied.");
 }
 
@@ -489,6 +522,11 @@ static void room_form(irc_t *irc, xmpp_stanza_t *x, const irc_server_t *server,
     desc(field(x, "persistent", "boolean", "Persistent", o.persistent ? "true" : "false"),
          "If set to true, when all XMPP clients have left this channel, ferry will stay idle in "
          "it, without sending a PART command, and record its history for when you come back.");
+    encoding_fields(x, o.encoding_in, o.encoding_out,
+                    "The encoding used to decode the messages received on this channel. Empty: "
+                    "the server's in encoding.",
+                    "The encoding used to send messages to this channel (an iconv name such as "
+                    "ISO-8859-1). Empty: the server's out encoding.");
 }
 
 /* Applies a submitted room form; 0, or -1 after answering an error. */
@@ -509,6 +547,8 @@ static int room_apply(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *x,
             return -1;
         }
     }
+    if (read_encodings(irc, iq, x, o.encoding_in, o.encoding_out) != 0)
+        return -1;
     if (persistent >= 0)
         o.persistent = persistent;
     if (irc_room_options_store(irc, server->name, channel, bare, &o) != 0) {
@@ -516,6 +556,9 @@ static int room_apply(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *x,
                                     "the settings could not be stored");
         return -1;
     }
+    irc_conn_t *conn = irc_find_conn(irc, bare, server->name);
+    if (conn) /* its lines in and out of the channel: the new encodings */
+        irc_charset_forget(conn, channel);
     bridge_room_options_changed(irc, bare, server, channel);
     return 0;
 }

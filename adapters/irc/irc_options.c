@@ -1,9 +1,11 @@
-/* irc_options.c: what a user chooses about the archive and persistence,
- * set with the biboumi-style ad-hoc forms (irc_adhoc.c) and kept in the
- * store: per user (namespace "irc-user", key the bare JID: "record\nmax
- * history\npersistent") and per channel (namespace "irc-room", key
- * "server\nchannel, rfc1459-folded\nbare JID": "record\npersistent", record
- * -1 when the user's default applies). */
+/* irc_options.c: what a user chooses about the archive, persistence and a
+ * channel's encodings, set with the biboumi-style ad-hoc forms
+ * (irc_adhoc.c) and kept in the store: per user (namespace "irc-user", key
+ * the bare JID: "record\nmax history\npersistent") and per channel
+ * (namespace "irc-room", key "server\nchannel, rfc1459-folded\nbare JID":
+ * "record\npersistent\nencoding_in\nencoding_out", record -1 when the
+ * user's default applies, an encoding "" when the server's applies; rows
+ * stored before encodings existed end after persistent). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +53,7 @@ void irc_room_options_load(irc_t *irc, const char *server, const char *channel, 
 {
     o->record_history = -1;
     o->persistent = 0;
+    o->encoding_in[0] = o->encoding_out[0] = 0;
     char key[2 * IRC_NAME_MAX + 2200], *value = NULL;
     room_key(server, channel, bare, key, sizeof key);
     if (ferry_setting_get(irc->comp, NS_ROOM, key, &value) != 0)
@@ -59,6 +62,16 @@ void irc_room_options_load(irc_t *irc, const char *server, const char *channel, 
     if (sscanf(value, "%d\n%d", &record, &persistent) == 2) {
         o->record_history = record;
         o->persistent = persistent;
+        /* the encodings: the third and fourth lines, when there */
+        const char *in = strchr(value, '\n');
+        in = in ? strchr(in + 1, '\n') : NULL;
+        const char *out = in ? strchr(in + 1, '\n') : NULL;
+        if (out) {
+            snprintf(o->encoding_in, sizeof o->encoding_in, "%.*s",
+                     (int)(out - in - 1), in + 1);
+            snprintf(o->encoding_out, sizeof o->encoding_out, "%.*s",
+                     (int)strcspn(out + 1, "\n"), out + 1);
+        }
     }
     free(value);
 }
@@ -66,9 +79,10 @@ void irc_room_options_load(irc_t *irc, const char *server, const char *channel, 
 int irc_room_options_store(irc_t *irc, const char *server, const char *channel, const char *bare,
                            const irc_room_options_t *o)
 {
-    char key[2 * IRC_NAME_MAX + 2200], value[32];
+    char key[2 * IRC_NAME_MAX + 2200], value[128];
     room_key(server, channel, bare, key, sizeof key);
-    snprintf(value, sizeof value, "%d\n%d", o->record_history, o->persistent);
+    snprintf(value, sizeof value, "%d\n%d\n%s\n%s", o->record_history, o->persistent,
+             o->encoding_in, o->encoding_out);
     return ferry_setting_put(irc->comp, NS_ROOM, key, value);
 }
 

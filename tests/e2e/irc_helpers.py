@@ -158,6 +158,26 @@ class Ngircd(h.ServerProcess):
 # ---------------------------------------------------------------- IRC client
 
 
+def socket_lines(conn, stopped):
+    """The lines (bytes, CR LF taken off) a peer sends on CONN, until it
+    closes, the socket fails or STOPPED() is true: for fake IRC servers.
+    CONN needs a short timeout, so that STOPPED is looked at."""
+    buf = b""
+    while not stopped():
+        try:
+            data = conn.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            return
+        if not data:
+            return
+        buf += data
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield line.rstrip(b"\r")
+
+
 class IrcLine:
     """One line as read (without CR LF): raw bytes, text (UTF-8, undecodable
     bytes replaced), prefix, nick, command (upper case), params."""

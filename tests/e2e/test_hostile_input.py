@@ -21,7 +21,6 @@ import socket
 import sqlite3
 import threading
 import time
-import uuid
 from xml.sax.saxutils import quoteattr
 
 import pytest
@@ -29,7 +28,7 @@ import pytest
 import durable_helpers as d
 import fake_providers as fp
 import harness as h
-from irc_helpers import IrcClient, Ngircd
+from irc_helpers import IrcClient, Ngircd, socket_lines
 
 IRC_DOMAIN = "irc.localhost"
 HOOKS = "hooks.localhost"
@@ -92,52 +91,40 @@ class FakeIrcServer:
         c.sendall(line + b"\r\n")
 
     def _serve(self, c):
-        buf, nick = b"", b"*"
+        nick = b"*"
         with self._lock:
             self.clients.append([c, nick])
-        while not self._stop.is_set():
+        for line in socket_lines(c, self._stop.is_set):
+            with self._lock:
+                self.lines.append(line)
+                self._lock.notify_all()
+            words = line.split(b" ")
+            cmd = words[0].upper()
+            srv = b":" + self.name.encode()
             try:
-                data = c.recv(65536)
-            except socket.timeout:
-                continue
+                if cmd == b"NICK":
+                    nick = words[1]
+                    with self._lock:
+                        for entry in self.clients:
+                            if entry[0] is c:
+                                entry[1] = nick
+                elif cmd == b"USER":
+                    self._send(c, srv + b" 001 " + nick + b" :Welcome")
+                    self._send(c, srv + b" 005 " + nick + b" CHANTYPES=# PREFIX=(ov)@+ CASEMAPPING=ascii :are supported")
+                    self._send(c, srv + b" 376 " + nick + b" :End of MOTD")
+                elif cmd == b"PING":
+                    self._send(c, srv + b" PONG " + self.name.encode() + b" :" + words[-1].lstrip(b":"))
+                elif cmd == b"JOIN":
+                    chan = words[1]
+                    self._send(c, b":" + nick + b"!u@h JOIN " + chan)
+                    self._send(c, srv + b" 353 " + nick + b" = " + chan + b" :" + nick + b" " + self.names)
+                    self._send(c, srv + b" 366 " + nick + b" " + chan + b" :End of NAMES")
+                elif cmd == b"QUIT":
+                    self._send(c, b"ERROR :bye")
+                    c.close()
+                    return
             except OSError:
                 break
-            if not data:
-                break
-            buf += data
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                line = line.rstrip(b"\r")
-                with self._lock:
-                    self.lines.append(line)
-                    self._lock.notify_all()
-                words = line.split(b" ")
-                cmd = words[0].upper()
-                srv = b":" + self.name.encode()
-                try:
-                    if cmd == b"NICK":
-                        nick = words[1]
-                        with self._lock:
-                            for entry in self.clients:
-                                if entry[0] is c:
-                                    entry[1] = nick
-                    elif cmd == b"USER":
-                        self._send(c, srv + b" 001 " + nick + b" :Welcome")
-                        self._send(c, srv + b" 005 " + nick + b" CHANTYPES=# PREFIX=(ov)@+ CASEMAPPING=ascii :are supported")
-                        self._send(c, srv + b" 376 " + nick + b" :End of MOTD")
-                    elif cmd == b"PING":
-                        self._send(c, srv + b" PONG " + self.name.encode() + b" :" + words[-1].lstrip(b":"))
-                    elif cmd == b"JOIN":
-                        chan = words[1]
-                        self._send(c, b":" + nick + b"!u@h JOIN " + chan)
-                        self._send(c, srv + b" 353 " + nick + b" = " + chan + b" :" + nick + b" " + self.names)
-                        self._send(c, srv + b" 366 " + nick + b" " + chan + b" :End of NAMES")
-                    elif cmd == b"QUIT":
-                        self._send(c, b"ERROR :bye")
-                        c.close()
-                        return
-                except OSError:
-                    break
         try:
             c.close()
         except OSError:

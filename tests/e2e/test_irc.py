@@ -16,6 +16,7 @@ from xml.sax.saxutils import quoteattr
 import pytest
 
 import harness as h
+from irc_fixtures import IrcEnv, irc, irc_component, users, wait_link_up, xmpp  # noqa: F401 (fixtures)
 from irc_helpers import IrcClient, Ngircd, strip_nick_prefix
 
 DOMAIN = "irc.localhost"          # the component
@@ -40,70 +41,21 @@ USERS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "iv
 @pytest.fixture(scope="module")
 def env(module_testbed, ferry_bin):
     tb = module_testbed
-    e = h.Env()
-    e.ngircds = []
-    try:
-        e.ngircd = Ngircd(tb.subdir("ngircd"), name=IRC, tls=True)
-        e.ngircds.append(e.ngircd)
-        e.ngircd.start()
-        e.ngircd2 = Ngircd(tb.subdir("ngircd2"), name=IRC2)
-        e.ngircds.append(e.ngircd2)
-        e.ngircd2.start()
+    with IrcEnv(tb) as e:
+        e.ngircd = e.start_ngircd(IRC, tls=True)
+        e.ngircd2 = e.start_ngircd(IRC2)
         e.prosody = tb.prosody(vhosts=("localhost", "other.localhost"),
                                components={DOMAIN: SECRET, DEF_DOMAIN: SECRET},
-                               users=[(u, "localhost", u + "pw") for u in USERS]
-                               + [("mallory", "other.localhost", "mallorypw")])
+                               users=users(USERS) + users(["mallory"], "other.localhost"))
         common = {"realname": "ferry user", "throttle_burst": 10, "throttle_rate": 2}
-        servers = {
+        e.servers = {
             IRC: dict(host="127.0.0.1", port=e.ngircd.port, tls=False, verify_cert=True, **common),
             TLS: dict(host="127.0.0.1", port=e.ngircd.tls_port, tls=True, verify_cert=True, **common),
             TLS_NV: dict(host="127.0.0.1", port=e.ngircd.tls_port, tls=True, verify_cert=False, **common),
             IRC2: dict(host="127.0.0.1", port=e.ngircd2.port, tls=False, **common),
         }
-        comp = {"adapter": "irc", "domain": DOMAIN, "secret": SECRET, "allow": ["localhost"],
-                "servers": servers}
-        e.servers = servers
-        e.ferry = tb.linked_ferry(e.prosody, {"irc": comp}, admin={"jids": ["ria@localhost"]})
-        # the component link is up once ferry reports it
-        h.wait_until(lambda: link_up(e), 15, interval=0.1, what="ferry's XMPP link")
+        e.link({"irc": irc_component(DOMAIN, SECRET, e.servers)}, admin={"jids": ["ria@localhost"]})
         yield e
-    finally:
-        # ferry first (it QUITs its IRC connections), then the IRC servers
-        if getattr(e, "ferry", None) is not None:
-            e.ferry.stop()
-        for n in e.ngircds:
-            n.stop()
-            n.cleanup()
-
-
-def link_up(e):
-    try:
-        _, samples, _, _ = e.ferry.metrics()
-    except OSError:
-        return False
-    return h.metric_values(samples, "ferry_link_up", component="irc") == [1]
-
-
-@pytest.fixture
-def xmpp(env):
-    """xmpp(user, resource=None): a logged-in slixmpp client (xep_0045
-    plugin registered); closed at the end of the test."""
-    def make(user, resource=None, host="localhost"):
-        jid = "%s@%s" % (user, host) + ("/" + resource if resource else "")
-        return h.XmppClient(jid, user + "pw", env.prosody.c2s_port, plugins=("xep_0045",))
-
-    yield from h.closed_after(make, best_effort=True)
-
-
-@pytest.fixture
-def irc(env):
-    """irc(nick, ngircd=None): a registered raw IRC client; QUITs at the end
-    of the test."""
-    def make(nick, server=None, tls=False):
-        server = server or env.ngircd
-        return IrcClient(server.tls_port if tls else server.port, nick, tls=tls)
-
-    yield from h.closed_after(make)
 
 
 # ---------------------------------------------------------------- helpers
@@ -980,13 +932,11 @@ def test_channel_name_with_xep0106_escape(env, xmpp, irc):
 def second_ferry(env, testbed, default_server=None):
     """A ferry of its own on the second component domain (ircdef.localhost),
     serving the main ngircd."""
-    comp = {"adapter": "irc", "domain": DEF_DOMAIN, "secret": SECRET, "allow": ["localhost"],
-            "servers": {IRC: env.servers[IRC]}}
+    comp = irc_component(DEF_DOMAIN, SECRET, {IRC: env.servers[IRC]})
     if default_server:
         comp["default_server"] = default_server
     f = testbed.linked_ferry(env.prosody, {"ircdef": comp})
-    h.wait_until(lambda: h.metric_values(f.metrics()[1], "ferry_link_up", component="ircdef") == [1], 15,
-                 interval=0.1, what="the second ferry's link")
+    wait_link_up(f, "ircdef")
     return f
 
 

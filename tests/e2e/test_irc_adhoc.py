@@ -14,10 +14,10 @@ from xml.sax.saxutils import quoteattr
 import pytest
 
 import harness as h
+from irc_fixtures import IrcEnv, irc, irc_component, users, xmpp  # noqa: F401 (fixtures)
 from irc_helpers import Ngircd
 from test_irc import (DOMAIN, IRC, SECRET, Mark, join, join_with_history, leave, room, setup_room,
                       wait_groupchat, wait_privmsg)
-from test_irc import irc, link_up, xmpp  # noqa: F401 (fixtures)
 
 NS_CMD = "http://jabber.org/protocol/commands"
 NS_DATA = "jabber:x:data"
@@ -45,30 +45,14 @@ class PasswordNgircd(Ngircd):
 @pytest.fixture(scope="module")
 def env(module_testbed, ferry_bin):
     tb = module_testbed
-    e = h.Env()
-    e.ngircds = []
-    try:
-        e.ngircd = Ngircd(tb.subdir("ngircd"), name=IRC, tls=True)
-        e.ngircds.append(e.ngircd)
-        e.ngircd.start()
-        e.pw = PasswordNgircd(tb.subdir("ngircd-pw"), name=PW)
-        e.ngircds.append(e.pw)
-        e.pw.start()
-        e.prosody = tb.prosody(vhosts=("localhost",), components={DOMAIN: SECRET},
-                               users=[(u, "localhost", u + "pw") for u in USERS])
+    with IrcEnv(tb) as e:
+        e.ngircd = e.start_ngircd(IRC, tls=True)
+        e.pw = e.start_ngircd(PW, cls=PasswordNgircd)
+        e.prosody = tb.prosody(vhosts=("localhost",), components={DOMAIN: SECRET}, users=users(USERS))
         servers = {IRC: dict(host="127.0.0.1", port=e.ngircd.port, tls=False),
                    PW: dict(host="127.0.0.1", port=e.pw.port, tls=False)}
-        comp = {"adapter": "irc", "domain": DOMAIN, "secret": SECRET, "allow": ["localhost"],
-                "servers": servers}
-        e.ferry = tb.linked_ferry(e.prosody, {"irc": comp}, admin={"jids": ["boss@localhost"]})
-        h.wait_until(lambda: link_up(e), 15, interval=0.1, what="ferry's XMPP link")
+        e.link({"irc": irc_component(DOMAIN, SECRET, servers)}, admin={"jids": ["boss@localhost"]})
         yield e
-    finally:
-        if getattr(e, "ferry", None) is not None:
-            e.ferry.stop()
-        for n in e.ngircds:
-            n.stop()
-            n.cleanup()
 
 
 # ---------------------------------------------------------------- XEP-0050 as a client runs it

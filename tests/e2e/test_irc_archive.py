@@ -10,10 +10,9 @@ Real Prosody, real ngircd, ferry, slixmpp clients, raw IRC clients."""
 import pytest
 
 import harness as h
-from irc_helpers import Ngircd
+from irc_fixtures import IrcEnv, irc, irc_component, users, xmpp  # noqa: F401 (fixtures)
 from test_irc import (DOMAIN, IRC, NS_MUC, SECRET, Mark, join, join_with_history, mam_query, room,
                       setup_room, wait_groupchat, wait_privmsg)
-from test_irc import irc, link_up, xmpp  # noqa: F401 (fixtures)
 
 NS_SID = "urn:xmpp:sid:0"
 NS_MAM = "urn:xmpp:mam:2"
@@ -25,26 +24,11 @@ USERS = ["amy", "ben", "cat", "dan", "eve", "fred", "gil", "hugo", "ines", "joe"
 @pytest.fixture(scope="module")
 def env(module_testbed, ferry_bin):
     tb = module_testbed
-    e = h.Env()
-    e.ngircds = []
-    try:
-        e.ngircd = Ngircd(tb.subdir("ngircd"), name=IRC)
-        e.ngircds.append(e.ngircd)
-        e.ngircd.start()
-        e.prosody = tb.prosody(vhosts=("localhost",), components={DOMAIN: SECRET},
-                               users=[(u, "localhost", u + "pw") for u in USERS])
-        servers = {IRC: dict(host="127.0.0.1", port=e.ngircd.port, tls=False)}
-        comp = {"adapter": "irc", "domain": DOMAIN, "secret": SECRET, "allow": ["localhost"],
-                "servers": servers}
-        e.ferry = tb.linked_ferry(e.prosody, {"irc": comp})
-        h.wait_until(lambda: link_up(e), 15, interval=0.1, what="ferry's XMPP link")
+    with IrcEnv(tb) as e:
+        e.ngircd = e.start_ngircd(IRC)
+        e.prosody = tb.prosody(vhosts=("localhost",), components={DOMAIN: SECRET}, users=users(USERS))
+        e.link({"irc": irc_component(DOMAIN, SECRET, {IRC: dict(host="127.0.0.1", port=e.ngircd.port, tls=False)})})
         yield e
-    finally:
-        if getattr(e, "ferry", None) is not None:
-            e.ferry.stop()
-        for n in e.ngircds:
-            n.stop()
-            n.cleanup()
 
 
 def stanza_id(st):

@@ -12,7 +12,7 @@ from xml.sax.saxutils import quoteattr
 import pytest
 
 import harness as h
-from irc_helpers import IrcClient, Ngircd
+from irc_fixtures import IrcEnv, irc, irc_component, users, xmpp  # noqa: F401 (fixtures)
 from test_irc import DOMAIN, IRC, NS_MUC, SECRET, USERS, Mark, join, leave, room, wait_privmsg
 
 DEF_DOMAIN = "ircdef.localhost"   # a component whose default server is IRC
@@ -25,48 +25,15 @@ NS_COMMANDS = "http://jabber.org/protocol/commands"
 @pytest.fixture(scope="module")
 def env(module_testbed, ferry_bin):
     tb = module_testbed
-    e = h.Env()
-    e.ngircd = None
-    try:
-        e.ngircd = Ngircd(tb.subdir("ngircd"), name=IRC)
-        e.ngircd.start()
-        e.prosody = tb.prosody(components={DOMAIN: SECRET, DEF_DOMAIN: SECRET},
-                               users=[(u, "localhost", u + "pw") for u in USERS])
+    with IrcEnv(tb) as e:
+        e.ngircd = e.start_ngircd(IRC)
+        e.prosody = tb.prosody(components={DOMAIN: SECRET, DEF_DOMAIN: SECRET}, users=users(USERS))
         e.dead_port = h.free_port()
         servers = {IRC: {"host": "127.0.0.1", "port": e.ngircd.port, "tls": False},
                    DEAD: {"host": "127.0.0.1", "port": e.dead_port, "tls": False}}
-        comp = {"adapter": "irc", "domain": DOMAIN, "secret": SECRET, "allow": ["localhost"], "servers": servers}
-        dcomp = {"adapter": "irc", "domain": DEF_DOMAIN, "secret": SECRET, "allow": ["localhost"],
-                 "servers": {IRC: servers[IRC]}, "default_server": IRC}
-        e.ferry = tb.linked_ferry(e.prosody, {"irc": comp, "ircdef": dcomp})
-        for name in ("irc", "ircdef"):
-            h.wait_until(lambda: h.metric_values(e.ferry.metrics()[1], "ferry_link_up", component=name) == [1],
-                         15, interval=0.1, what="ferry's link for %s" % name)
+        e.link({"irc": irc_component(DOMAIN, SECRET, servers),
+                "ircdef": irc_component(DEF_DOMAIN, SECRET, {IRC: servers[IRC]}, default_server=IRC)})
         yield e
-    finally:
-        if getattr(e, "ferry", None) is not None:
-            e.ferry.stop()
-            assert not e.ferry.problems(), e.ferry.report()
-        if e.ngircd is not None:
-            e.ngircd.stop()
-            e.ngircd.cleanup()
-
-
-@pytest.fixture
-def xmpp(env):
-    def make(user, resource=None):
-        jid = "%s@localhost" % user + ("/" + resource if resource else "")
-        return h.XmppClient(jid, user + "pw", env.prosody.c2s_port, plugins=("xep_0045",))
-
-    yield from h.closed_after(make, best_effort=True)
-
-
-@pytest.fixture
-def irc(env):
-    def make(nick):
-        return IrcClient(env.ngircd.port, nick)
-
-    yield from h.closed_after(make)
 
 
 def server_jid(server=IRC):

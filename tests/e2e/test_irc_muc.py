@@ -12,7 +12,7 @@ from xml.sax.saxutils import quoteattr
 import pytest
 
 import harness as h
-from irc_helpers import IrcClient, Ngircd
+from irc_fixtures import IrcEnv, irc, irc_component, users, xmpp  # noqa: F401 (fixtures)
 from test_irc import (DOMAIN, IRC, IRC2, NS_MUC, NS_MUC_USER, SECRET, USERS, Mark, codes, groupchat, is_presence_from,
                       item, join, leave, muc_x, room, self_presence, subject_of, user_jid, wait_groupchat,
                       wait_privmsg)
@@ -26,48 +26,14 @@ NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 @pytest.fixture(scope="module")
 def env(module_testbed, ferry_bin):
     tb = module_testbed
-    e = h.Env()
-    e.ngircd = e.ngircd2 = None
-    try:
-        e.ngircd = Ngircd(tb.subdir("ngircd"), name=IRC)
-        e.ngircd.start()
-        e.ngircd2 = Ngircd(tb.subdir("ngircd2"), name=IRC2)   # stopped and started by a test
-        e.ngircd2.start()
-        e.prosody = tb.prosody(components={DOMAIN: SECRET}, users=[(u, "localhost", u + "pw") for u in USERS])
+    with IrcEnv(tb) as e:
+        e.ngircd = e.start_ngircd(IRC)
+        e.ngircd2 = e.start_ngircd(IRC2)   # stopped and started by a test
+        e.prosody = tb.prosody(components={DOMAIN: SECRET}, users=users(USERS))
         server = {"host": "127.0.0.1", "port": e.ngircd.port, "tls": False, "throttle_burst": 20,
                   "throttle_rate": 5}
-        server2 = dict(server, port=e.ngircd2.port)
-        comp = {"adapter": "irc", "domain": DOMAIN, "secret": SECRET, "allow": ["localhost"],
-                "servers": {IRC: server, IRC2: server2}}
-        e.ferry = tb.linked_ferry(e.prosody, {"irc": comp})
-        h.wait_until(lambda: h.metric_values(e.ferry.metrics()[1], "ferry_link_up", component="irc") == [1], 15,
-                     interval=0.1, what="ferry's XMPP link")
+        e.link({"irc": irc_component(DOMAIN, SECRET, {IRC: server, IRC2: dict(server, port=e.ngircd2.port)})})
         yield e
-    finally:
-        if getattr(e, "ferry", None) is not None:
-            e.ferry.stop()
-            assert not e.ferry.problems(), e.ferry.report()
-        for n in (e.ngircd, e.ngircd2):
-            if n is not None:
-                n.stop()
-                n.cleanup()
-
-
-@pytest.fixture
-def xmpp(env):
-    def make(user, resource=None):
-        jid = "%s@localhost" % user + ("/" + resource if resource else "")
-        return h.XmppClient(jid, user + "pw", env.prosody.c2s_port, plugins=("xep_0045",))
-
-    yield from h.closed_after(make, best_effort=True)
-
-
-@pytest.fixture
-def irc(env):
-    def make(nick):
-        return IrcClient(env.ngircd.port, nick)
-
-    yield from h.closed_after(make)
 
 
 def userhost(ircc, nick):

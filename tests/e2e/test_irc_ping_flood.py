@@ -14,7 +14,7 @@ import time
 import pytest
 
 import harness as h
-from irc_helpers import IrcLine
+from irc_helpers import IrcLine, socket_lines
 
 DOMAIN = "irc.localhost"
 SECRET = "s3cret"
@@ -46,28 +46,16 @@ class FakeIrcServer:
         except OSError:
             return
         self.conn.settimeout(0.2)
-        buf = b""
         nick = "*"
-        while not self.closed:
-            try:
-                data = self.conn.recv(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            if not data:
-                break
-            buf += data
-            while b"\r\n" in buf:
-                raw, buf = buf.split(b"\r\n", 1)
-                line = IrcLine(raw)
-                if line.command == "NICK" and line.params:
-                    nick = line.params[0]
-                elif line.command == "USER":
-                    self.send(":%s 001 %s :Welcome to the fake network" % (FAKE, nick))
-                with self.cond:
-                    self.lines.append(line)
-                    self.cond.notify_all()
+        for raw in socket_lines(self.conn, lambda: self.closed):
+            line = IrcLine(raw)
+            if line.command == "NICK" and line.params:
+                nick = line.params[0]
+            elif line.command == "USER":
+                self.send(":%s 001 %s :Welcome to the fake network" % (FAKE, nick))
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
 
     def send(self, text):
         self.conn.sendall(text.encode() + b"\r\n")

@@ -16,10 +16,9 @@ import time
 import pytest
 
 import harness as h
-from irc_helpers import Ngircd
+from irc_fixtures import IrcEnv, irc, irc_component, users, wait_link_up, xmpp  # noqa: F401 (fixtures)
 from test_irc import (IRC, SECRET, Mark, codes, groupchat, join, leave, subject_of, wait_groupchat,
                       wait_privmsg)
-from test_irc import irc, xmpp  # noqa: F401 (fixtures)
 
 DOMAINS = ["r%d.localhost" % i for i in range(1, 9)]
 USERS = ["ann", "bo", "cy", "di", "ed", "flo", "gia", "hal", "ike", "jo", "ken", "lu"]
@@ -28,27 +27,11 @@ USERS = ["ann", "bo", "cy", "di", "ed", "flo", "gia", "hal", "ike", "jo", "ken",
 @pytest.fixture(scope="module")
 def env(module_testbed, ferry_bin):
     tb = module_testbed
-    e = h.Env()
-    e.ngircds = []
-    try:
-        e.ngircd = Ngircd(tb.subdir("ngircd"), name=IRC)
-        e.ngircds.append(e.ngircd)
-        e.ngircd.start()
-        e.prosody = tb.prosody(vhosts=("localhost",), components={d: SECRET for d in DOMAINS},
-                               users=[(u, "localhost", u + "pw") for u in USERS])
+    with IrcEnv(tb) as e:
+        e.ngircd = e.start_ngircd(IRC)
+        e.prosody = tb.prosody(vhosts=("localhost",), components={d: SECRET for d in DOMAINS}, users=users(USERS))
         e.domains = list(DOMAINS)
         yield e
-    finally:
-        for n in e.ngircds:
-            n.stop()
-            n.cleanup()
-
-
-def link_up(f, name="irc"):
-    try:
-        return h.metric_values(f.metrics()[1], "ferry_link_up", component=name) == [1]
-    except OSError:
-        return False
 
 
 class Gw:
@@ -56,14 +39,13 @@ class Gw:
 
     def __init__(self, env, testbed):
         self.domain = env.domains.pop(0)
-        comp = {"adapter": "irc", "domain": self.domain, "secret": SECRET, "allow": ["localhost"],
-                "servers": {IRC: dict(host="127.0.0.1", port=env.ngircd.port, tls=False)}}
+        comp = irc_component(self.domain, SECRET, {IRC: dict(host="127.0.0.1", port=env.ngircd.port, tls=False)})
         self.f = testbed.linked_ferry(env.prosody, {"irc": comp})
         self.wait_up()
 
     def wait_up(self):
         self.f.wait_healthz(200)
-        h.wait_until(lambda: link_up(self.f), 15, interval=0.1, what="ferry's XMPP link")
+        wait_link_up(self.f)
 
     def room(self, chan):
         return "%s%%%s@%s" % (chan, IRC, self.domain)

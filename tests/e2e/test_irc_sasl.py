@@ -20,7 +20,7 @@ import pytest
 
 import harness as h
 import inspircd_helpers as ih
-from irc_helpers import IrcClient
+from irc_fixtures import IrcEnv, irc, irc_component, users, wait_link_up, xmpp_fixture  # noqa: F401 (fixtures)
 
 DOMAIN = "irc.localhost"          # the component
 DOMAIN_B = "ircb.localhost"       # a second component, for the restart test's own ferry
@@ -38,67 +38,24 @@ USERS = ["amy", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "iris",
 pytestmark = pytest.mark.skipif(ih.missing() is not None, reason=ih.missing() or "")
 
 
-class Env:
-    pass
-
-
 def irc_server_table(net):
     return dict(host="127.0.0.1", port=net.port, tls=False, realname="ferry user", throttle_burst=10,
                 throttle_rate=2)
 
 
-def link_up(ferry, component):
-    try:
-        _, samples, _, _ = ferry.metrics()
-    except OSError:
-        return False
-    return h.metric_values(samples, "ferry_link_up", component=component) == [1]
-
-
 @pytest.fixture(scope="module")
 def env(module_testbed, ferry_bin):
     tb = module_testbed
-    e = Env()
-    e.net = None
-    try:
-        e.net = ih.InspircdAnope(tb.subdir("inspircd"), name=IRC)
-        e.net.start()
+    with IrcEnv(tb) as e:
+        e.net = e.ircd(ih.InspircdAnope(tb.subdir("inspircd"), name=IRC))
         e.prosody = tb.prosody(vhosts=("localhost", "other.localhost"),
                                components={DOMAIN: SECRET, DOMAIN_B: SECRET},
-                               users=[(u, "localhost", u + "pw") for u in USERS]
-                               + [("mallory", "other.localhost", "mallorypw")])
-        comp = {"adapter": "irc", "domain": DOMAIN, "secret": SECRET, "allow": ["localhost"],
-                "servers": {IRC: irc_server_table(e.net)}}
-        e.http_port = h.free_port()
-        store = tb.subdir("store")
-        e.ferry = tb.ferry(h.ferry_config(e.prosody.component_port, e.http_port, {"irc": comp},
-                                          storage={"path": os.path.join(store, "ferry.db")}),
-                           http_port=e.http_port)
-        h.wait_until(lambda: link_up(e.ferry, "irc"), 15, interval=0.1, what="ferry's XMPP link")
+                               users=users(USERS) + users(["mallory"], "other.localhost"))
+        e.link({"irc": irc_component(DOMAIN, SECRET, {IRC: irc_server_table(e.net)})}, storage={"path": os.path.join(tb.subdir("store"), "ferry.db")})
         yield e
-    finally:
-        # ferry first (it QUITs its IRC connections), then the IRC network
-        if getattr(e, "ferry", None) is not None:
-            e.ferry.stop()
-        if e.net is not None:
-            e.net.stop()
-            e.net.cleanup()
 
 
-@pytest.fixture
-def xmpp(env):
-    """xmpp(user): a logged-in slixmpp client, closed at the end of the test."""
-    yield from h.closed_after(
-        lambda user, host="localhost": h.XmppClient("%s@%s" % (user, host), user + "pw",
-                                                     env.prosody.c2s_port),
-        best_effort=True)
-
-
-@pytest.fixture
-def irc(env):
-    """irc(nick): a registered raw IRC client on the inspircd; QUITs at the
-    end of the test."""
-    yield from h.closed_after(lambda nick: IrcClient(env.net.port, nick))
+xmpp = xmpp_fixture(plugins=())
 
 
 # ---------------------------------------------------------------- helpers
@@ -434,11 +391,10 @@ def test_settings_survive_a_ferry_restart(env, xmpp, irc, testbed):
     env.net.register_account("frank", "frankpw99")
     store = os.path.join(testbed.subdir("store"), "ferry.db")
     port = h.free_port()
-    comp = {"adapter": "irc", "domain": DOMAIN_B, "secret": SECRET, "allow": ["localhost"],
-            "servers": {IRC: irc_server_table(env.net)}}
+    comp = irc_component(DOMAIN_B, SECRET, {IRC: irc_server_table(env.net)})
     f = testbed.ferry(h.ferry_config(env.prosody.component_port, port, {"ircb": comp},
                                      storage={"path": store}), http_port=port, name="ferry-b")
-    h.wait_until(lambda: link_up(f, "ircb"), 15, interval=0.1, what="ferry-b's XMPP link")
+    wait_link_up(f, "ircb")
     server_jid = "%s@%s" % (IRC, DOMAIN_B)
     frank = xmpp("frank")
     r = reg_set(frank, to=server_jid, nick="frankie", username="frank", name="Frank Restart",
@@ -450,7 +406,7 @@ def test_settings_survive_a_ferry_restart(env, xmpp, irc, testbed):
     off = f.stderr_offset()
     f.start()
     f.wait_healthz(200, timeout=20)
-    h.wait_until(lambda: link_up(f, "ircb"), 15, interval=0.1, what="ferry-b's XMPP link after the restart")
+    wait_link_up(f, "ircb")
 
     form = Form(reg_get(frank, to=server_jid))
     assert_form(form, registered=True, nick="frankie", username="frank", name="Frank Restart")
@@ -473,5 +429,5 @@ def test_settings_survive_a_ferry_restart(env, xmpp, irc, testbed):
     assert f.stop() == 0, f.report()
     f.start()
     f.wait_healthz(200, timeout=20)
-    h.wait_until(lambda: link_up(f, "ircb"), 15, interval=0.1, what="ferry-b's XMPP link after the restart")
+    wait_link_up(f, "ircb")
     assert_form(Form(reg_get(frank, to=server_jid)), registered=False)

@@ -8,6 +8,7 @@ import pytest
 
 import harness as h
 import inspircd_helpers as ih
+from irc_fixtures import IrcEnv, irc_component
 from irc_helpers import IrcClient
 from test_irc import Mark, codes, item, join, user_jid
 from test_irc_muc import presences_from, userhost
@@ -22,26 +23,12 @@ pytestmark = pytest.mark.skipif(ih.missing() is not None, reason=ih.missing() or
 @pytest.fixture(scope="module")
 def env(module_testbed, ferry_bin):
     tb = module_testbed
-    e = h.Env()
-    e.net = None
-    try:
-        e.net = ih.InspircdAnope(tb.subdir("inspircd"), name=IRC)
+    with IrcEnv(tb) as e:
+        e.net = e.ircd(ih.InspircdAnope(tb.subdir("inspircd"), name=IRC), start=False)
         e.net.start_inspircd()
         e.prosody = tb.prosody(components={DOMAIN: SECRET}, users=[("una", "localhost", "unapw")])
-        server = {"host": "127.0.0.1", "port": e.net.port, "tls": False}
-        comp = {"adapter": "irc", "domain": DOMAIN, "secret": SECRET, "allow": ["localhost"],
-                "servers": {IRC: server}}
-        e.ferry = tb.linked_ferry(e.prosody, {"irc": comp})
-        h.wait_until(lambda: h.metric_values(e.ferry.metrics()[1], "ferry_link_up", component="irc") == [1], 15,
-                     interval=0.1, what="ferry's XMPP link")
+        e.link({"irc": irc_component(DOMAIN, SECRET, {IRC: {"host": "127.0.0.1", "port": e.net.port, "tls": False}})})
         yield e
-    finally:
-        if getattr(e, "ferry", None) is not None:
-            e.ferry.stop()
-            assert not e.ferry.problems(), e.ferry.report()
-        if e.net is not None:
-            e.net.stop()
-            e.net.cleanup()
 
 
 def test_occupant_jids_from_userhost_in_names(env):

@@ -189,10 +189,17 @@ int ferry_history_prune(ferry_component_t *comp, int64_t before_ms)
     return 0;
 }
 
-/* Settings (ferry/settings.h): nothing stored, so every lookup misses. */
+/* Settings (ferry/settings.h): nothing stored but #chan's encodings (its
+ * lines are read in Latin-1 and written in KOI8-R: irc_charset.c), so
+ * every other lookup misses. */
 int ferry_setting_get(ferry_component_t *comp, const char *ns, const char *key, char **value)
 {
-    (void)comp, (void)ns, (void)key, (void)value;
+    (void)comp;
+    static const char chan[] = "irc.example.net\n#chan\n"; /* the key's start: server, channel */
+    if (strcmp(ns, "irc-room") == 0 && strncmp(key, chan, sizeof chan - 1) == 0) {
+        *value = strdup("-1\n0\nISO-8859-1\nKOI8-R");
+        return 0;
+    }
     return -1;
 }
 
@@ -385,6 +392,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     conn->net = NULL;
     drop_socket(conn); /* frees what waits in the flood control queue */
     free(conn->queue);
+    irc_charset_close(conn);
     if (irc->chans)
         fuzz_fail("irc", "a channel outlived every room in it");
     free(conn->motd);
