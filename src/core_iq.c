@@ -9,7 +9,7 @@
 #include "ferry/jid.h"
 #include "ferry/stanza.h"
 #include "adhoc.h"
-#include "router.h"
+#include "core_iq.h"
 
 #define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "component.h"
+#include "core_iq.h"
 #include "ferry/jid.h"
 #include "ferry/log.h"
 #include "router.h"

@@ -1,10 +1,9 @@
-/* stanza_build.c: child-element builders that libstrophe lacks, and the
- * record format adapters keep their outbox payloads in. */
+/* stanza_build.c: child-element builders that libstrophe lacks (iq results,
+ * disco entries), error replies, and the escaping the fan-out does
+ * (ferry/stanza.h). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "ferry/alloc.h"
-#include "ferry/outbox.h"
 #include "ferry/stanza.h"
 #include "ferry/text.h"
 #include "stanza_error.h"
@@ -75,34 +74,6 @@ xmpp_stanza_t *ferry_stanza_error_reply(xmpp_stanza_t *stanza, const char *type,
                                         const char *condition, const char *text)
 {
     return stanza_error_new(stanza, type, condition, text);
-}
-
-char *ferry_record_pack(const char *const *fields, size_t n, size_t *len)
-{
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++)
-        total += strlen(fields[i]) + 1;
-    char *out = ferry_malloc(total ? total : 1), *p = out;
-    for (size_t i = 0; i < n; i++) {
-        size_t l = strlen(fields[i]) + 1;
-        memcpy(p, fields[i], l);
-        p += l;
-    }
-    *len = total;
-    return out;
-}
-
-int ferry_record_unpack(const char *buf, size_t len, const char **fields, size_t n)
-{
-    const char *p = buf, *end = buf + len;
-    for (size_t i = 0; i < n; i++) {
-        const char *nul = p < end ? memchr(p, 0, (size_t)(end - p)) : NULL;
-        if (!nul)
-            return -1;
-        fields[i] = p;
-        p = nul + 1;
-    }
-    return 0;
 }
 
 /* Printable ASCII that XML text and attribute values take as it is: 0x20

@@ -1,18 +1,5 @@
-list(APPEND FERRY_ADAPTERS irc)
-list(APPEND FERRY_ADAPTER_SOURCES
-  ${CMAKE_CURRENT_LIST_DIR}/irc.c
-  ${CMAKE_CURRENT_LIST_DIR}/irc_jid.c
-  ${CMAKE_CURRENT_LIST_DIR}/irc_history.c
-  ${CMAKE_CURRENT_LIST_DIR}/irc_ids.c
-  ${CMAKE_CURRENT_LIST_DIR}/irc_state.c
-  ${CMAKE_CURRENT_LIST_DIR}/irc_options.c
-  ${CMAKE_CURRENT_LIST_DIR}/irc_adhoc.c
-  ${CMAKE_CURRENT_LIST_DIR}/irc_charset.c
-  ${CMAKE_CURRENT_LIST_DIR}/irc_register.c
-  ${CMAKE_CURRENT_LIST_DIR}/irc_chan.c
-  ${CMAKE_CURRENT_LIST_DIR}/irc_conn.c
-  ${CMAKE_CURRENT_LIST_DIR}/irc_proto.c
-  ${CMAKE_CURRENT_LIST_DIR}/irc_contact.c
-  ${CMAKE_CURRENT_LIST_DIR}/irc_ctcp.c
-  ${CMAKE_CURRENT_LIST_DIR}/irc_disco.c
-  ${CMAKE_CURRENT_LIST_DIR}/bridge.c)
+ferry_adapter(irc
+  SOURCES irc.c irc_jid.c irc_history.c irc_ids.c irc_state.c irc_options.c irc_adhoc.c
+          irc_charset.c irc_register.c irc_chan.c irc_conn.c irc_proto.c irc_contact.c
+          irc_ctcp.c irc_disco.c bridge.c
+  DEPS PkgConfig::OPENSSL)

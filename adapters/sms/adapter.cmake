@@ -1,9 +1,3 @@
-list(APPEND FERRY_ADAPTERS sms)
-list(APPEND FERRY_ADAPTER_SOURCES
-  ${CMAKE_CURRENT_LIST_DIR}/sms.c
-  ${CMAKE_CURRENT_LIST_DIR}/sms_inbound.c
-  ${CMAKE_CURRENT_LIST_DIR}/sms_register.c
-  ${CMAKE_CURRENT_LIST_DIR}/phone.c
-  ${CMAKE_CURRENT_LIST_DIR}/form.c
-  ${CMAKE_CURRENT_LIST_DIR}/provider_twilio.c
-  ${CMAKE_CURRENT_LIST_DIR}/provider_telnyx.c)
+ferry_adapter(sms
+  SOURCES sms.c sms_inbound.c sms_register.c phone.c form.c provider_twilio.c provider_telnyx.c
+  DEPS PkgConfig::OPENSSL)

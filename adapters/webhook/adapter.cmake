@@ -1,7 +1,3 @@
-list(APPEND FERRY_ADAPTERS webhook)
-list(APPEND FERRY_ADAPTER_SOURCES
-  ${CMAKE_CURRENT_LIST_DIR}/webhook.c
-  ${CMAKE_CURRENT_LIST_DIR}/webhook_rooms.c
-  ${CMAKE_CURRENT_LIST_DIR}/webhook_source.c
-  ${CMAKE_CURRENT_LIST_DIR}/webhook_alerts.c
-  ${CMAKE_CURRENT_LIST_DIR}/webhook_forge.c)
+ferry_adapter(webhook
+  SOURCES webhook.c webhook_rooms.c webhook_source.c webhook_alerts.c webhook_forge.c
+  DEPS PkgConfig::OPENSSL)

@@ -1,4 +1,8 @@
-/* ferry/ferry.h: everything an adapter may use of the core. */
+/* ferry/ferry.h: everything an adapter may use of the core.
+ *
+ * Names: ferry_noun_verb is public (declared here, under include/ferry);
+ * ferry__noun_verb is the core's own; an adapter's globals carry its name
+ * (irc_, sms_, webhook_). ctest "symbols" holds the built objects to it. */
 #ifndef FERRY_FERRY_H
 #define FERRY_FERRY_H
 
@@ -15,9 +19,9 @@
 #include "ferry/log.h"
 #include "ferry/metrics.h"
 #include "ferry/outbox.h"
+#include "ferry/settings.h"
 #include "ferry/stanza.h"
 #include "ferry/text.h"
-
-#define FERRY_VERSION "0.1.0"
+#include "ferry/version.h"
 
 #endif

@@ -189,7 +189,7 @@ int ferry_history_prune(ferry_component_t *comp, int64_t before_ms)
     return 0;
 }
 
-/* Settings (ferry/outbox.h): nothing stored but #chan's encodings (its
+/* Settings (ferry/settings.h): nothing stored but #chan's encodings (its
  * lines are read in Latin-1 and written in KOI8-R: irc_charset.c), so
  * every other lookup misses. */
 int ferry_setting_get(ferry_component_t *comp, const char *ns, const char *key, char **value)
