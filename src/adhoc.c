@@ -194,7 +194,7 @@ static void cmd_dead_retry(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp
         return;
     }
     if (comp->net_outbox)
-        net_outbox_rescan(comp->net_outbox);
+        ferry__net_outbox_rescan(comp->net_outbox);
     char note[96];
     snprintf(note, sizeof note, "Message %lld is pending again.", id);
     ferry_command_complete(comp, iq, "dead-retry", "info", note);
@@ -250,7 +250,7 @@ static int is_admin(ferry_component_t *comp, xmpp_stanza_t *iq)
     return ferry_component_is_admin(comp, xmpp_stanza_get_from(iq));
 }
 
-void adhoc_items(ferry_component_t *comp, xmpp_stanza_t *iq)
+void ferry__adhoc_items(ferry_component_t *comp, xmpp_stanza_t *iq)
 {
     xmpp_stanza_t *q;
     xmpp_stanza_t *res =
@@ -264,7 +264,7 @@ void adhoc_items(ferry_component_t *comp, xmpp_stanza_t *iq)
     ferry_component_send_release(comp, res);
 }
 
-int adhoc_info(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node)
+int ferry__adhoc_info(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node)
 {
     const command_t *c = NULL;
     for (size_t i = 0; i < NCOMMANDS; i++)
@@ -276,7 +276,7 @@ int adhoc_info(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node)
     return 1;
 }
 
-void adhoc_execute(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
+void ferry__adhoc_execute(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
                    xmpp_stanza_t *cmd)
 {
     if (!is_admin(comp, iq)) {

@@ -11,7 +11,7 @@
 #include "ferry/form.h"
 #include "store.h"
 
-struct component_stats;
+struct ferry__component_stats;
 
 /* What the admin commands may do beyond their own component, and nothing
  * more of the gateway: gateway.c fills it in, ARG is passed back. */
@@ -22,22 +22,22 @@ typedef struct adhoc_ops {
     int (*reload)(void *arg);
     /* Component I (config order) with its snapshot in OUT; NULL past the
      * last. */
-    ferry_component_t *(*stats)(void *arg, size_t i, struct component_stats *out);
-    /* Every pending and dead message of the store, as store_msg_list(): the
+    ferry_component_t *(*stats)(void *arg, size_t i, struct ferry__component_stats *out);
+    /* Every pending and dead message of the store, as ferry__store_msg_list(): the
      * number passed to CB, or -1. */
     int (*messages)(void *arg, store_row_cb cb, void *cb_arg);
-    /* Makes a message pending again (store_msg_requeue()): 0, else there is
+    /* Makes a message pending again (ferry__store_msg_requeue()): 0, else there is
      * no such message. */
     int (*requeue)(void *arg, int64_t id);
 } adhoc_ops_t;
 
 /* disco#items with node=commands: the commands the asker may run. */
-void adhoc_items(ferry_component_t *comp, xmpp_stanza_t *iq);
+void ferry__adhoc_items(ferry_component_t *comp, xmpp_stanza_t *iq);
 /* disco#info on a command node (XEP-0050 section 2.3); 0 when NODE is not
  * a command. */
-int adhoc_info(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node);
+int ferry__adhoc_info(ferry_component_t *comp, xmpp_stanza_t *iq, const char *node);
 /* An iq set holding <command/>: runs it with OPS, or answers forbidden. */
-void adhoc_execute(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
+void ferry__adhoc_execute(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_stanza_t *iq,
                    xmpp_stanza_t *cmd);
 
 #endif

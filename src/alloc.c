@@ -101,4 +101,4 @@ static void *mem_realloc(void *p, size_t size, void *userdata)
     return ferry_realloc(p, size);
 }
 
-const xmpp_mem_t alloc_xmpp_mem = {mem_alloc, mem_free, mem_realloc, NULL};
+const xmpp_mem_t ferry__alloc_xmpp_mem = {mem_alloc, mem_free, mem_realloc, NULL};

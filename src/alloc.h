@@ -5,6 +5,6 @@
 
 #include <strophe.h>
 
-extern const xmpp_mem_t alloc_xmpp_mem;
+extern const xmpp_mem_t ferry__alloc_xmpp_mem;
 
 #endif

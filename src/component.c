@@ -5,7 +5,7 @@
 
 #include "ferry/alloc.h"
 #include "component.h"
-#include "conf.h"
+#include "config.h"
 #include "ferry/log.h"
 #include "router.h"
 #include "ferry/jid.h"
@@ -16,27 +16,27 @@
  * rest of the 5 s budget closes the streams. */
 #define GRACE_MS 3000
 
-extern const ferry_adapter_t *const ferry_adapters[];
+extern const ferry_adapter_t *const ferry__adapters[];
 
 static const ferry_adapter_t *find_adapter(const char *name)
 {
-    for (size_t i = 0; ferry_adapters[i]; i++)
-        if (strcmp(ferry_adapters[i]->name, name) == 0)
-            return ferry_adapters[i];
+    for (size_t i = 0; ferry__adapters[i]; i++)
+        if (strcmp(ferry__adapters[i]->name, name) == 0)
+            return ferry__adapters[i];
     return NULL;
 }
 
-static void on_link_stanza(void *arg, xmpp_stanza_t *st) { router_route(arg, st); }
+static void on_link_stanza(void *arg, xmpp_stanza_t *st) { ferry__router_route(arg, st); }
 
 static void on_link_state(void *arg, int up)
 {
     ferry_component_t *comp = arg;
     if (up) {
-        xmpp_outbox_link_up(comp->xmpp_outbox);
+        ferry__xmpp_outbox_link_up(comp->xmpp_outbox);
     } else {
         xmpp_link_stats_t st;
-        xmpp_link_stats(comp->link, &st);
-        xmpp_outbox_link_down(comp->xmpp_outbox, st.last_error);
+        ferry__xmpp_link_stats(comp->link, &st);
+        ferry__xmpp_outbox_link_down(comp->xmpp_outbox, st.last_error);
     }
     if (comp->adapter->on_link)
         comp->adapter->on_link(comp->self, up);
@@ -47,20 +47,20 @@ static const xmpp_link_handlers_t link_handlers = {
     .state = on_link_state,
 };
 
-ferry_component_t *component_new(gateway_t *gw, const component_config_t *cc)
+ferry_component_t *ferry__component_new(gateway_t *gw, const component_config_t *cc)
 {
     const ferry_adapter_t *adapter = find_adapter(cc->adapter);
     if (!adapter) {
         if (*cc->adapter) {
             char known[256] = "";
-            for (size_t i = 0; ferry_adapters[i]; i++) {
+            for (size_t i = 0; ferry__adapters[i]; i++) {
                 strncat(known, i ? ", " : "", sizeof known - strlen(known) - 1);
-                strncat(known, ferry_adapters[i]->name, sizeof known - strlen(known) - 1);
+                strncat(known, ferry__adapters[i]->name, sizeof known - strlen(known) - 1);
             }
             ferry_conf_error(cc->table, "adapter", "unknown adapter \"%s\" (known: %s)",
                              cc->adapter, known);
         }
-        conf_mark_used((toml_node_t *)cc->table);
+        ferry__conf_mark_used((toml_node_t *)cc->table);
         return NULL;
     }
     ferry_component_t *comp = ferry_calloc(1, sizeof *comp);
@@ -71,7 +71,7 @@ ferry_component_t *component_new(gateway_t *gw, const component_config_t *cc)
     comp->policy = cc->policy;
     comp->self = adapter->create(comp, cc->table);
     if (!comp->self) {
-        component_free(comp);
+        ferry__component_free(comp);
         return NULL;
     }
     comp->cc = cc;
@@ -95,20 +95,20 @@ static void make_link(ferry_component_t *comp)
         .ping_timeout = c->ping_timeout,
         .keepalive_interval = c->keepalive_interval,
     };
-    comp->link = xmpp_link_new(gw->loop, gw->ctx, &opts, &link_handlers, comp);
+    comp->link = ferry__xmpp_link_new(gw->loop, gw->ctx, &opts, &link_handlers, comp);
     comp->cc = NULL; /* the config may be replaced by a reload */
-    comp->xmpp_outbox = xmpp_outbox_new(gw->loop, gw->store, comp->name, comp->link);
+    comp->xmpp_outbox = ferry__xmpp_outbox_new(gw->loop, gw->store, comp->name, comp->link);
     uv_timer_init(gw->loop, &comp->grace);
     comp->grace.data = comp;
 }
 
-int component_start(ferry_component_t *comp)
+int ferry__component_start(ferry_component_t *comp)
 {
     make_link(comp);
     if (comp->adapter->start(comp->self) != 0)
         return -1;
     comp->started = 1;
-    xmpp_link_start(comp->link);
+    ferry__xmpp_link_start(comp->link);
     return 0;
 }
 
@@ -123,10 +123,10 @@ static void on_link_closed(void *arg)
     ferry_component_t *comp = arg;
     comp->link = NULL;
     /* The store closes after the components: let go of it now. */
-    xmpp_outbox_free(comp->xmpp_outbox);
+    ferry__xmpp_outbox_free(comp->xmpp_outbox);
     comp->xmpp_outbox = NULL;
     if (comp->net_outbox) {
-        net_outbox_free(comp->net_outbox);
+        ferry__net_outbox_free(comp->net_outbox);
         comp->net_outbox = NULL;
     }
     uv_close((uv_handle_t *)&comp->grace, on_grace_closed);
@@ -136,7 +136,7 @@ static void close_link(ferry_component_t *comp)
 {
     uv_timer_stop(&comp->grace);
     if (comp->link)
-        xmpp_link_close(comp->link, on_link_closed, comp);
+        ferry__xmpp_link_close(comp->link, on_link_closed, comp);
 }
 
 static void on_grace_over(uv_timer_t *t)
@@ -155,7 +155,7 @@ void ferry_component_stopped(ferry_component_t *comp)
         close_link(comp);
 }
 
-void component_stop(ferry_component_t *comp, void (*closed)(ferry_component_t *comp))
+void ferry__component_stop(ferry_component_t *comp, void (*closed)(ferry_component_t *comp))
 {
     comp->closed = closed;
     if (!comp->link) {
@@ -168,11 +168,11 @@ void component_stop(ferry_component_t *comp, void (*closed)(ferry_component_t *c
     }
     uv_timer_start(&comp->grace, on_grace_over, GRACE_MS, 0);
     if (comp->net_outbox)
-        net_outbox_pause(comp->net_outbox);
+        ferry__net_outbox_pause(comp->net_outbox);
     comp->adapter->stop(comp->self);
 }
 
-void component_free(ferry_component_t *comp)
+void ferry__component_free(ferry_component_t *comp)
 {
     if (comp->self)
         comp->adapter->destroy(comp->self);
@@ -181,18 +181,18 @@ void component_free(ferry_component_t *comp)
     free(comp);
 }
 
-void component_stats(const ferry_component_t *comp, component_stats_t *out)
+void ferry__component_stats(const ferry_component_t *comp, component_stats_t *out)
 {
     memset(out, 0, sizeof *out);
     if (comp->link)
-        xmpp_link_stats(comp->link, &out->link);
+        ferry__xmpp_link_stats(comp->link, &out->link);
     if (comp->net_outbox)
-        net_outbox_stats(comp->net_outbox, &out->to_network);
+        ferry__net_outbox_stats(comp->net_outbox, &out->to_network);
     if (comp->xmpp_outbox)
-        out->to_xmpp = xmpp_outbox_delivered(comp->xmpp_outbox);
+        out->to_xmpp = ferry__xmpp_outbox_delivered(comp->xmpp_outbox);
     out->refused_invalid = comp->refused_invalid;
     if (comp->gw->store)
-        store_msg_counts(comp->gw->store, comp->name, &out->store);
+        ferry__store_msg_counts(comp->gw->store, comp->name, &out->store);
 }
 
 /* ---- the API adapters see ---- */
@@ -217,7 +217,7 @@ const char *ferry_component_public_url(const ferry_component_t *comp)
     return comp->gw->config->public_url;
 }
 
-int64_t ferry_now_ms(void) { return store_now_ms(); }
+int64_t ferry_now_ms(void) { return ferry__store_now_ms(); }
 
 int ferry_component_is_admin(const ferry_component_t *comp, const char *jid)
 {
@@ -231,7 +231,7 @@ int ferry_component_stopping_for_good(const ferry_component_t *comp)
 
 int ferry_component_link_up(const ferry_component_t *comp)
 {
-    return comp->link && xmpp_link_is_up(comp->link);
+    return comp->link && ferry__xmpp_link_is_up(comp->link);
 }
 
 /* The last check on the way out: one byte XML forbids makes the server close
@@ -266,7 +266,7 @@ void ferry_component_send(ferry_component_t *comp, xmpp_stanza_t *stanza)
         return;
     }
     if (sendable(comp, text, len))
-        xmpp_link_send_text(comp->link, text, len);
+        ferry__xmpp_link_send_text(comp->link, text, len);
     xmpp_free(comp->gw->ctx, text);
 }
 
@@ -279,7 +279,7 @@ void ferry_component_send_release(ferry_component_t *comp, xmpp_stanza_t *stanza
 void ferry_component_send_xml(ferry_component_t *comp, const char *xml, size_t len)
 {
     if (comp->link && sendable(comp, xml, len))
-        xmpp_link_send_text(comp->link, xml, len);
+        ferry__xmpp_link_send_text(comp->link, xml, len);
 }
 
 void ferry_component_reply_error(ferry_component_t *comp, xmpp_stanza_t *stanza,

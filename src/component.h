@@ -27,17 +27,17 @@ struct ferry_component {
 };
 
 /* NULL after reporting config errors. */
-ferry_component_t *component_new(gateway_t *gw, const component_config_t *cc);
-int component_start(ferry_component_t *comp);
+ferry_component_t *ferry__component_new(gateway_t *gw, const component_config_t *cc);
+int ferry__component_start(ferry_component_t *comp);
 /* Stops the adapter (bounded by GRACE_MS), closes the stream, then calls
  * CLOSED; the component may then be freed. */
-void component_stop(ferry_component_t *comp, void (*closed)(ferry_component_t *comp));
-void component_free(ferry_component_t *comp);
+void ferry__component_stop(ferry_component_t *comp, void (*closed)(ferry_component_t *comp));
+void ferry__component_free(ferry_component_t *comp);
 
 /* One component's numbers at one moment, taken once for each reader: GET
  * /metrics, GET /healthz and the admins' status command. Zero where the
  * component has no such part (no link yet, no outbox, no store). */
-typedef struct component_stats {
+typedef struct ferry__component_stats {
     xmpp_link_stats_t link;
     outbox_stats_t to_network;        /* the adapter's outbox, when it opened one */
     unsigned long long to_xmpp;       /* stanzas the XMPP outbox delivered */
@@ -45,6 +45,6 @@ typedef struct component_stats {
     store_counts_t store;             /* pending and dead rows, oldest pending */
 } component_stats_t;
 
-void component_stats(const ferry_component_t *comp, component_stats_t *out);
+void ferry__component_stats(const ferry_component_t *comp, component_stats_t *out);
 
 #endif

@@ -1,283 +1,438 @@
-/* config.c: reads the core's tables of gateway.toml ([xmpp], [http], [log],
- * and the common keys of each [components.NAME]) with defaults. */
-#include <ctype.h>
+/* config.c: typed reads of gateway.toml tables for the core and for adapters.
+ * Reads mark keys as used, so that whatever nobody read can be reported as
+ * an unknown key with its line, and every error names file, line and key. */
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#include <libpq-fe.h>
+#include <sys/stat.h>
 
 #include "ferry/alloc.h"
-#include "conf.h"
-#include "ferry/jid.h"
 #include "config.h"
-#include "http_server.h"
-#include "log.h"
+#include "ferry/log.h"
 
-static char *dup_or(const char *value, const char *fallback)
+struct table_name {
+    const toml_node_t *table;
+    char *path;
+};
+
+/* A key some reader looked up (`ferry --check-config --list-keys`). */
+struct key_read {
+    char *path;        /* "components.hooks.endpoints.alerts.url" */
+    const char *type;  /* what the reader expects */
+    int present;       /* set in the file, or left to its default */
+};
+
+static const char *conf_file = "config";
+static int error_count;
+static struct table_name *names;
+static size_t names_n, names_cap;
+static int recording;
+static struct key_read *reads;
+static size_t reads_n, reads_cap;
+
+void ferry__conf_begin(const char *file)
 {
-    return ferry_strdup(value ? value : fallback);
+    conf_file = file;
+    error_count = 0;
 }
 
-static void read_positive(const toml_node_t *t, const char *key, double *out)
+int ferry__conf_errors(void) { return error_count; }
+
+void ferry__conf_end(void)
 {
-    if (ferry_conf_number(t, key, FERRY_CONF_OPTIONAL, out) == 0 && !(*out > 0))
-        ferry_conf_error(t, key, "must be greater than 0");
+    for (size_t i = 0; i < names_n; i++)
+        free(names[i].path);
+    free(names);
+    names = NULL;
+    names_n = names_cap = 0;
+    for (size_t i = 0; i < reads_n; i++)
+        free(reads[i].path);
+    free(reads);
+    reads = NULL;
+    reads_n = reads_cap = 0;
 }
 
-static void read_size(const toml_node_t *t, const char *key, size_t *out, int64_t min)
+void ferry__conf_name_table(const toml_node_t *table, const char *path)
 {
-    int64_t v;
-    if (ferry_conf_int(t, key, FERRY_CONF_OPTIONAL, &v) != 0)
-        return;
-    if (v < min)
-        ferry_conf_error(t, key, "must be at least %lld", (long long)min);
+    if (names_n == names_cap) {
+        names_cap = names_cap ? names_cap * 2 : 16;
+        names = ferry_realloc(names, names_cap * sizeof *names);
+    }
+    names[names_n].table = table;
+    names[names_n].path = ferry_strdup(path);
+    names_n++;
+}
+
+static const char *table_path(const toml_node_t *table)
+{
+    for (size_t i = 0; i < names_n; i++)
+        if (names[i].table == table)
+            return names[i].path;
+    return NULL;
+}
+
+void ferry__conf_record_keys(int on) { recording = on; }
+
+/* Remembers that KEY of TABLE was looked up (once per path), as KIND. */
+static void record_read(const toml_node_t *table, const char *key, const char *kind, int present)
+{
+    const char *parent = table_path(table);
+    char path[600];
+    snprintf(path, sizeof path, "%s%s%s", parent && *parent ? parent : "",
+             parent && *parent ? "." : "", key);
+    for (size_t i = 0; i < reads_n; i++)
+        if (strcmp(reads[i].path, path) == 0)
+            return;
+    if (reads_n == reads_cap) {
+        reads_cap = reads_cap ? reads_cap * 2 : 64;
+        reads = ferry_realloc(reads, reads_cap * sizeof *reads);
+    }
+    reads[reads_n++] = (struct key_read){ferry_strdup(path), kind, present};
+}
+
+void ferry__conf_print_keys(FILE *out)
+{
+    for (size_t i = 0; i < reads_n; i++)
+        fprintf(out, "%s\t%s\t%s\n", reads[i].path, reads[i].type,
+                reads[i].present ? "set" : "default");
+}
+
+static int through_log;
+
+void ferry__conf_use_log(int on) { through_log = on; }
+
+void ferry__conf_say(const char *text)
+{
+    /* While running, errors are log events (JSON when the log is); before
+     * that, and for --check-config, the plain FILE:LINE: lines. */
+    if (through_log)
+        ferry_log_error("config", "%s", text);
     else
-        *out = (size_t)v;
+        fprintf(stderr, "%s\n", text);
 }
 
-static void read_xmpp(config_t *c, const toml_node_t *t)
+static void report(int line, const char *path, const char *key, const char *msg)
 {
-    const char *host = NULL;
-    int64_t port = 5347;
-    ferry_conf_string(t, "host", FERRY_CONF_OPTIONAL, &host);
-    if (ferry_conf_int(t, "port", FERRY_CONF_OPTIONAL, &port) == 0 && (port < 1 || port > 65535))
-        ferry_conf_error(t, "port", "must be between 1 and 65535");
-    c->xmpp_host = dup_or(host, "127.0.0.1");
-    c->xmpp_port = (int)port;
-    read_size(t, "queue_size", &c->queue_size, 1);
-    read_positive(t, "ping_interval", &c->ping_interval);
-    read_positive(t, "ping_timeout", &c->ping_timeout);
-    read_positive(t, "keepalive_interval", &c->keepalive_interval);
-    read_size(t, "max_stanza_size", &c->max_stanza_size, 4096);
+    char text[1200];
+    error_count++;
+    if (key && path && *path)
+        snprintf(text, sizeof text, "%s:%d: %s.%s: %s", conf_file, line, path, key, msg);
+    else if (key)
+        snprintf(text, sizeof text, "%s:%d: %s: %s", conf_file, line, key, msg);
+    else if (path && *path)
+        snprintf(text, sizeof text, "%s:%d: [%s]: %s", conf_file, line, path, msg);
+    else
+        snprintf(text, sizeof text, "%s:%d: %s", conf_file, line, msg);
+    ferry__conf_say(text);
 }
 
-static void read_http(config_t *c, const toml_node_t *t)
+void ferry_conf_error(const ferry_conf_t *table, const char *key, const char *fmt, ...)
 {
-    const char *listen = NULL, *public_url = NULL;
-    ferry_conf_string(t, "listen", FERRY_CONF_OPTIONAL, &listen);
-    ferry_conf_string(t, "public_url", FERRY_CONF_OPTIONAL, &public_url);
-    c->http_listen = dup_or(listen, "127.0.0.1:8480");
-    if (public_url) {
-        c->public_url = ferry_strdup(public_url);
-    } else {
-        c->public_url = ferry_malloc(strlen(c->http_listen) + 8);
-        sprintf(c->public_url, "http://%s", c->http_listen);
-    }
-    size_t n = strlen(c->public_url);
-    while (n > 0 && c->public_url[n - 1] == '/')
-        c->public_url[--n] = 0;
-    if (strncmp(c->public_url, "http://", 7) != 0 && strncmp(c->public_url, "https://", 8) != 0)
-        ferry_conf_error(t, "public_url", "must start with http:// or https://");
-    read_size(t, "max_connections", &c->http_max_connections, 1);
-    read_size(t, "max_connections_per_ip", &c->http_max_connections_per_ip, 1);
-    if (c->http_max_connections > 1000000)
-        ferry_conf_error(t, "max_connections", "must be at most 1000000");
-    read_positive(t, "request_timeout", &c->http_request_timeout);
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const toml_node_t *node = key ? ferry__toml_table_get(table, key) : NULL;
+    int line = node ? node->line : (table ? table->line : 0);
+    report(line, table_path(table), key, msg);
 }
 
-static void read_log(config_t *c, const toml_node_t *t)
+/* Finds KEY, marks it used, and checks its type; reports what is wrong.
+ * KIND names what the reader expects for --list-keys (NULL: the type's
+ * name; a number reader takes integers too). */
+static toml_node_t *lookup_kind(const ferry_conf_t *table, const char *key, int required,
+                                toml_type_t type, const char *kind, int *rc)
 {
-    static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
-    static const char *const formats[] = {"text", "json", NULL};
-    const char *level = "info", *format = "text";
-    ferry_conf_enum(t, "level", FERRY_CONF_OPTIONAL, levels, &level);
-    ferry_conf_enum(t, "format", FERRY_CONF_OPTIONAL, formats, &format);
-    c->log_level = log_level_parse(level);
-    c->log_json = strcmp(format, "json") == 0;
-}
-
-static int valid_domain(const char *d)
-{
-    if (!*d || strlen(d) > 1023)
-        return 0;
-    for (const char *p = d; *p; p++)
-        if (*p == '@' || *p == '/' || *p == ' ' || (unsigned char)*p < 0x21)
-            return 0;
-    return 1;
-}
-
-static void read_policy(const toml_node_t *t, outbox_policy_t *p)
-{
-    p->max_attempts = 10;
-    p->max_age = 86400;
-    p->retry_delay = 1.0;
-    p->retry_delay_max = 300;
-    if (ferry_conf_int(t, "max_attempts", FERRY_CONF_OPTIONAL, &p->max_attempts) == 0 &&
-        p->max_attempts < 1)
-        ferry_conf_error(t, "max_attempts", "must be at least 1");
-    read_positive(t, "max_age", &p->max_age);
-    read_positive(t, "retry_delay", &p->retry_delay);
-    read_positive(t, "retry_delay_max", &p->retry_delay_max);
-}
-
-/* storage.url (or url_file): a libpq URI or conninfo string, checked here
- * so that a typo is reported with its line rather than at connect time. */
-static void read_store_url(config_t *c, const toml_node_t *t)
-{
-    const char *inline_url = NULL;
-    ferry_conf_string(t, "url", FERRY_CONF_OPTIONAL, &inline_url);
-    const char *key = inline_url ? "url" : "url_file";
-    char *msg = NULL;
-    PQconninfoOption *opts = PQconninfoParse(c->store_url, &msg);
-    if (!opts) {
-        char *nl = msg ? strchr(msg, '\n') : NULL;
-        if (nl)
-            *nl = 0;
-        ferry_conf_error(t, key, "not a PostgreSQL URL or conninfo string: %s",
-                         msg ? msg : "out of memory");
-    }
-    PQfreemem(msg);
-    PQconninfoFree(opts);
-}
-
-/* Exactly one of path (SQLite, the default) and url (PostgreSQL). */
-static void read_storage(config_t *c, const toml_node_t *t)
-{
-    const char *path = NULL;
-    ferry_conf_string(t, "path", FERRY_CONF_OPTIONAL, &path);
-    if (ferry_conf_secret(t, "url", FERRY_CONF_OPTIONAL, &c->store_url) == 0) {
-        if (path)
-            ferry_conf_error(t, "path", "give either path (SQLite) or url (PostgreSQL), not both");
-        read_store_url(c, t);
-    } else {
-        c->store_path = dup_or(path, "ferry.db");
-        if (!*c->store_path)
-            ferry_conf_error(t, "path", "must not be empty");
-    }
-    c->keep_done = 7 * 86400;
-    read_positive(t, "keep_done", &c->keep_done);
-}
-
-static void read_admin(config_t *c, const toml_node_t *t)
-{
-    if (ferry_conf_strings(t, "jids", FERRY_CONF_OPTIONAL, &c->admins) != 0)
-        return;
-    ferry_jid_t j;
-    for (char **a = c->admins; *a; a++)
-        if (ferry_jid_parse(*a, &j) != 0 || j.resource[0])
-            ferry_conf_error(t, "jids", "\"%s\" is not a bare JID or domain", *a);
-}
-
-static void read_component(config_t *c, const char *name, const toml_node_t *t)
-{
-    component_config_t *cc = &c->components[c->ncomponents++];
-    const char *adapter = NULL, *domain = NULL;
-    cc->name = ferry_strdup(name);
-    cc->table = t;
-    ferry_conf_string(t, "adapter", FERRY_CONF_REQUIRED, &adapter);
-    if (ferry_conf_string(t, "domain", FERRY_CONF_REQUIRED, &domain) == 0 && !valid_domain(domain))
-        ferry_conf_error(t, "domain", "not a valid domain: \"%s\"", domain);
-    ferry_conf_secret(t, "secret", FERRY_CONF_REQUIRED, &cc->secret);
-    read_policy(t, &cc->policy);
-    cc->adapter = dup_or(adapter, "");
-    cc->domain = dup_or(domain, "");
-    for (char *p = cc->domain; *p; p++)
-        *p = (char)tolower((unsigned char)*p); /* JIDs compare domains folded */
-    for (size_t i = 0; i + 1 < c->ncomponents; i++)
-        if (strcasecmp(c->components[i].domain, cc->domain) == 0 && *cc->domain)
-            ferry_conf_error(t, "domain", "\"%s\" is already the domain of component '%s'",
-                             cc->domain, c->components[i].name);
-}
-
-static void read_components(config_t *c, const toml_node_t *t)
-{
-    size_t n = ferry_conf_count(t);
-    c->components = ferry_calloc(n ? n : 1, sizeof *c->components);
-    for (size_t i = 0; i < n; i++) {
-        const char *name = ferry_conf_key_at(t, i);
-        const toml_node_t *sub = ferry_conf_value_at(t, i);
-        if (!ferry_conf_is_table(sub)) {
-            ferry_conf_error(t, name, "expected a table [components.%s]", name);
-            continue;
-        }
-        read_component(c, name, sub);
-    }
-    if (n == 0)
-        ferry_conf_error(t, NULL, "no components configured");
-}
-
-/* The optional top-level tables and their readers. An absent one reads as
- * an empty table named after it, so that the keys looked up in it are still
- * "NAME.key" (for --list-keys and in messages). */
-static void read_sections(config_t *c, const toml_node_t *root)
-{
-    static const struct {
-        const char *name;
-        void (*read)(config_t *c, const toml_node_t *t);
-    } sections[] = {
-        {"xmpp", read_xmpp}, {"http", read_http}, {"log", read_log},
-        {"admin", read_admin}, {"storage", read_storage},
-    };
-    static toml_node_t empty[sizeof sections / sizeof *sections];
-    for (size_t i = 0; i < sizeof sections / sizeof *sections; i++) {
-        const toml_node_t *t;
-        if (ferry_conf_table(root, sections[i].name, FERRY_CONF_OPTIONAL, &t) != 0) {
-            empty[i].type = TOML_TABLE;
-            conf_name_table(&empty[i], sections[i].name);
-            t = &empty[i];
-        }
-        sections[i].read(c, t);
-    }
-}
-
-config_t *config_load(const char *path)
-{
-    conf_begin(path);
-    char err[1024];
-    toml_node_t *root = toml_parse_file(path, err, sizeof err);
-    if (!root) {
-        conf_say(err);
+    toml_node_t *node = ferry__toml_table_get(table, key);
+    if (recording)
+        record_read(table, key,
+                    kind ? kind : type == TOML_FLOAT ? "number" : ferry__toml_type_name(type), !!node);
+    if (!node) {
+        if (required)
+            ferry_conf_error(table, NULL, "missing required key '%s'", key);
+        *rc = 1;
         return NULL;
     }
-    config_t *c = ferry_calloc(1, sizeof *c);
-    c->path = ferry_strdup(path);
-    c->root = root;
-    c->queue_size = 10000;
-    c->ping_interval = 60;
-    c->ping_timeout = 30;
-    c->keepalive_interval = 30;
-    c->max_stanza_size = 256 * 1024;
-    c->http_max_connections = http_server_default_limits.max_connections;
-    c->http_max_connections_per_ip = http_server_default_limits.max_connections_per_ip;
-    c->http_request_timeout = http_server_default_limits.request_timeout;
-    conf_name_table(root, "");
-
-    read_sections(c, root);
-    const toml_node_t *t;
-    if (ferry_conf_table(root, "components", FERRY_CONF_REQUIRED, &t) == 0)
-        read_components(c, t);
-    else
-        c->components = ferry_calloc(1, sizeof *c->components);
-    return c;
-}
-
-int config_finish(config_t *c)
-{
-    conf_report_unused(c->root);
-    return conf_errors();
-}
-
-void config_free(config_t *c)
-{
-    if (!c)
-        return;
-    for (size_t i = 0; i < c->ncomponents; i++) {
-        free(c->components[i].name);
-        free(c->components[i].adapter);
-        free(c->components[i].domain);
-        free(c->components[i].secret);
+    node->used = 1;
+    int ok = node->type == type || (type == TOML_FLOAT && node->type == TOML_INTEGER);
+    if (!ok) {
+        ferry_conf_error(table, key, "expected %s, found %s", ferry__toml_type_name(type),
+                         ferry__toml_type_name(node->type));
+        *rc = -1;
+        return NULL;
     }
-    free(c->components);
-    free(c->xmpp_host);
-    free(c->http_listen);
-    free(c->public_url);
-    free(c->store_path);
-    free(c->store_url);
-    ferry_conf_strings_free(c->admins);
-    conf_end();
-    toml_free(c->root);
-    free(c->path);
-    free(c);
+    *rc = 0;
+    return node;
+}
+
+static toml_node_t *lookup(const ferry_conf_t *table, const char *key, int required,
+                           toml_type_t type, int *rc)
+{
+    return lookup_kind(table, key, required, type, NULL, rc);
+}
+
+int ferry_conf_string(const ferry_conf_t *table, const char *key, int required, const char **out)
+{
+    int rc;
+    toml_node_t *node = lookup(table, key, required, TOML_STRING, &rc);
+    if (!node)
+        return rc;
+    if (strlen(node->u.str.s) != node->u.str.len) {
+        ferry_conf_error(table, key, "must not contain NUL characters");
+        return -1;
+    }
+    *out = node->u.str.s;
+    return 0;
+}
+
+int ferry_conf_int(const ferry_conf_t *table, const char *key, int required, int64_t *out)
+{
+    int rc;
+    toml_node_t *node = lookup(table, key, required, TOML_INTEGER, &rc);
+    if (node)
+        *out = node->u.i;
+    return rc;
+}
+
+int ferry_conf_number(const ferry_conf_t *table, const char *key, int required, double *out)
+{
+    int rc;
+    toml_node_t *node = lookup(table, key, required, TOML_FLOAT, &rc);
+    if (node)
+        *out = node->type == TOML_INTEGER ? (double)node->u.i : node->u.f;
+    return rc;
+}
+
+int ferry_conf_bool(const ferry_conf_t *table, const char *key, int required, int *out)
+{
+    int rc;
+    toml_node_t *node = lookup(table, key, required, TOML_BOOL, &rc);
+    if (node)
+        *out = node->u.b;
+    return rc;
+}
+
+/* Names NODE, found under KEY of TABLE, for later messages. */
+static void name_child(const toml_node_t *table, const char *key, const toml_node_t *node)
+{
+    if (table_path(node))
+        return;
+    const char *parent = table_path(table);
+    char path[512];
+    snprintf(path, sizeof path, "%s%s%s", parent && *parent ? parent : "",
+             parent && *parent ? "." : "", key);
+    ferry__conf_name_table(node, path);
+}
+
+/* A table or an array under KEY, named for later messages. */
+static int container(const ferry_conf_t *table, const char *key, int required, toml_type_t type,
+                     const ferry_conf_t **out)
+{
+    int rc;
+    toml_node_t *node = lookup_kind(table, key, required, type,
+                                    type == TOML_TABLE ? "table" : "array of tables", &rc);
+    if (!node)
+        return rc;
+    name_child(table, key, node);
+    *out = node;
+    return 0;
+}
+
+int ferry_conf_table(const ferry_conf_t *table, const char *key, int required,
+                     const ferry_conf_t **out)
+{
+    return container(table, key, required, TOML_TABLE, out);
+}
+
+void ferry_conf_strings_free(char **strings)
+{
+    if (!strings)
+        return;
+    for (char **s = strings; *s; s++)
+        free(*s);
+    free(strings);
+}
+
+int ferry_conf_strings(const ferry_conf_t *table, const char *key, int required, char ***out)
+{
+    int rc;
+    toml_node_t *node = lookup_kind(table, key, required, TOML_ARRAY, "array of strings", &rc);
+    if (!node)
+        return rc;
+    size_t n = node->u.arr.n;
+    for (size_t i = 0; i < n; i++) {
+        const toml_node_t *item = node->u.arr.items[i];
+        if (item->type != TOML_STRING || strlen(item->u.str.s) != item->u.str.len) {
+            ferry_conf_error(table, key, "expected an array of strings (item %zu is %s)", i + 1,
+                             ferry__toml_type_name(item->type));
+            return -1;
+        }
+    }
+    char **list = ferry_calloc(n + 1, sizeof *list);
+    for (size_t i = 0; i < n; i++)
+        list[i] = ferry_strdup(node->u.arr.items[i]->u.str.s);
+    *out = list;
+    return 0;
+}
+
+int ferry_conf_enum(const ferry_conf_t *table, const char *key, int required,
+                    const char *const *choices, const char **out)
+{
+    const char *value;
+    int rc = ferry_conf_string(table, key, required, &value);
+    if (rc != 0)
+        return rc;
+    char allowed[256] = "";
+    for (const char *const *c = choices; *c; c++) {
+        if (strcmp(*c, value) == 0) {
+            *out = *c;
+            return 0;
+        }
+        strncat(allowed, c == choices ? "" : ", ", sizeof allowed - strlen(allowed) - 1);
+        strncat(allowed, *c, sizeof allowed - strlen(allowed) - 1);
+    }
+    ferry_conf_error(table, key, "unknown value \"%s\" (expected one of: %s)", value, allowed);
+    return -1;
+}
+
+static char *read_secret_file(const ferry_conf_t *table, const char *key, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        ferry_conf_error(table, key, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        ferry_conf_error(table, key, "cannot read %s: %s", path, strerror(EISDIR));
+        return NULL;
+    }
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    int too_long = !feof(f);
+    fclose(f);
+    if (too_long) {
+        ferry_conf_error(table, key, "%s: secret longer than %zu bytes", path, sizeof buf - 1);
+        return NULL;
+    }
+    buf[n] = 0;
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = 0;
+    if (n == 0 || strlen(buf) != n) {
+        ferry_conf_error(table, key, "%s: empty secret or NUL byte", path);
+        return NULL;
+    }
+    return ferry_strdup(buf);
+}
+
+int ferry_conf_secret(const ferry_conf_t *table, const char *key, int required, char **out)
+{
+    char file_key[128];
+    snprintf(file_key, sizeof file_key, "%s_file", key);
+    const char *value = NULL, *path = NULL;
+    int rc_value = ferry_conf_string(table, key, FERRY_CONF_OPTIONAL, &value);
+    int rc_file = ferry_conf_string(table, file_key, FERRY_CONF_OPTIONAL, &path);
+    if (rc_value < 0 || rc_file < 0)
+        return -1;
+    if (value && path) {
+        ferry_conf_error(table, file_key, "give either %s or %s, not both", key, file_key);
+        return -1;
+    }
+    if (!value && !path) {
+        if (required)
+            ferry_conf_error(table, NULL, "missing required key '%s' (or '%s')", key, file_key);
+        return 1;
+    }
+    if (value) {
+        if (!*value) {
+            ferry_conf_error(table, key, "must not be empty");
+            return -1;
+        }
+        *out = ferry_strdup(value);
+        return 0;
+    }
+    *out = read_secret_file(table, file_key, path);
+    return *out ? 0 : -1;
+}
+
+int ferry_conf_array(const ferry_conf_t *table, const char *key, int required,
+                     const ferry_conf_t **out)
+{
+    return container(table, key, required, TOML_ARRAY, out);
+}
+
+size_t ferry_conf_count(const ferry_conf_t *table)
+{
+    if (table && table->type == TOML_TABLE)
+        return table->u.tab.n;
+    return table && table->type == TOML_ARRAY ? table->u.arr.n : 0;
+}
+
+const char *ferry_conf_key_at(const ferry_conf_t *table, size_t i)
+{
+    if (!table || table->type != TOML_TABLE)
+        return NULL;
+    return i < ferry_conf_count(table) ? table->u.tab.keys[i] : NULL;
+}
+
+const ferry_conf_t *ferry_conf_value_at(const ferry_conf_t *table, size_t i)
+{
+    if (i >= ferry_conf_count(table))
+        return NULL;
+    int array = table->type == TOML_ARRAY;
+    toml_node_t *node = array ? table->u.arr.items[i] : table->u.tab.vals[i];
+    node->used = 1;
+    if (node->type == TOML_TABLE && !array) {
+        name_child(table, table->u.tab.keys[i], node);
+    } else if (node->type == TOML_TABLE && !table_path(node)) {
+        const char *parent = table_path(table);
+        char path[512];
+        snprintf(path, sizeof path, "%s[%zu]", parent ? parent : "", i + 1);
+        ferry__conf_name_table(node, path);
+    }
+    return node;
+}
+
+int ferry_conf_is_table(const ferry_conf_t *node) { return node && node->type == TOML_TABLE; }
+
+static void report_unused_array(const toml_node_t *table, const char *key, const toml_node_t *arr)
+{
+    for (size_t i = 0; i < arr->u.arr.n; i++) {
+        const toml_node_t *item = arr->u.arr.items[i];
+        if (item->type == TOML_TABLE && item->used)
+            ferry__conf_report_unused(item);
+    }
+    (void)table;
+    (void)key;
+}
+
+void ferry__conf_report_unused(const toml_node_t *table)
+{
+    for (size_t i = 0; i < ferry_conf_count(table); i++) {
+        const toml_node_t *val = table->u.tab.vals[i];
+        const char *key = table->u.tab.keys[i];
+        if (!val->used) {
+            ferry_conf_error(table, key, "unknown key");
+        } else if (val->type == TOML_TABLE) {
+            ferry__conf_report_unused(val);
+        } else if (val->type == TOML_ARRAY) {
+            report_unused_array(table, key, val);
+        }
+    }
+}
+
+void ferry__conf_mark_used(toml_node_t *node)
+{
+    node->used = 1;
+    if (node->type == TOML_TABLE)
+        for (size_t i = 0; i < node->u.tab.n; i++)
+            ferry__conf_mark_used(node->u.tab.vals[i]);
+    else if (node->type == TOML_ARRAY)
+        for (size_t i = 0; i < node->u.arr.n; i++)
+            ferry__conf_mark_used(node->u.arr.items[i]);
 }

@@ -1,60 +1,34 @@
-/* config.h: gateway.toml as the core sees it. Adapter tables stay as TOML
- * nodes; their adapters read them. */
+/* config.h: the core's side of config reading: error counting, table paths for
+ * messages, and the unknown-key sweep. */
 #ifndef FERRY_SRC_CONFIG_H
 #define FERRY_SRC_CONFIG_H
 
-#include <stddef.h>
+#include <stdio.h>
 
-#include "outbox.h"
+#include "ferry/config.h"
 #include "toml.h"
 
-typedef struct component_config {
-    char *name;            /* NAME of [components.NAME] */
-    char *adapter;
-    char *domain;
-    char *secret;
-    outbox_policy_t policy;
-    const toml_node_t *table;
-} component_config_t;
-
-typedef struct config {
-    char *path;
-    toml_node_t *root;
-
-    char *xmpp_host;
-    int xmpp_port;
-    size_t queue_size;
-    double ping_interval;
-    double ping_timeout;
-    double keepalive_interval;
-    size_t max_stanza_size;
-
-    char *http_listen;
-    char *public_url;
-    size_t http_max_connections;        /* [http] limits, see http_server_limits_t */
-    size_t http_max_connections_per_ip;
-    double http_request_timeout;
-
-    char *store_path;       /* SQLite; NULL when store_url is set */
-    char *store_url;        /* PostgreSQL (storage.url or url_file), or NULL */
-    double keep_done;       /* seconds done and dead messages are kept */
-
-    char **admins;          /* [admin] jids: bare JIDs or domains */
-
-    int log_level;
-    int log_json;
-
-    component_config_t *components;
-    size_t ncomponents;
-} config_t;
-
-/* Reads and checks the core's part of PATH. Returns NULL after printing
- * "FILE:LINE: message" lines to stderr. Adapter tables are checked by
- * config_finish() once the adapters have read them. */
-config_t *config_load(const char *path);
-/* Reports unknown keys anywhere in the file; returns the total error count
- * since config_load(). */
-int config_finish(config_t *config);
-void config_free(config_t *config);
+/* Starts a reading session for FILE: resets the error count. */
+void ferry__conf_begin(const char *file);
+/* Number of errors reported since ferry__conf_begin(). */
+int ferry__conf_errors(void);
+/* Names TABLE as PATH ("components.hooks") in later messages. */
+void ferry__conf_name_table(const toml_node_t *table, const char *path);
+/* Reports every key under TABLE that no reader marked as used. */
+void ferry__conf_report_unused(const toml_node_t *table);
+/* Marks TABLE and everything under it as read (parts the core skips on
+ * purpose, so they are not reported as unknown). */
+void ferry__conf_mark_used(toml_node_t *node);
+/* Says one config error: on stderr as it is, or (ON, while ferry runs)
+ * as a log event. */
+void ferry__conf_use_log(int on);
+void ferry__conf_say(const char *text);
+/* With ON, every key a reader looks up is remembered (whether the file sets
+ * it or not), for ferry__conf_print_keys(): one "PATH<TAB>TYPE<TAB>set|default"
+ * line each, in reading order. This is how ferry says which keys exist. */
+void ferry__conf_record_keys(int on);
+void ferry__conf_print_keys(FILE *out);
+/* Ends the session (forgets table names and recorded keys). */
+void ferry__conf_end(void);
 
 #endif

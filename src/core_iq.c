@@ -59,7 +59,7 @@ static int to_domain(ferry_component_t *comp, xmpp_stanza_t *iq)
            strcmp(to.domain, comp->domain) == 0;
 }
 
-int core_iq_answer(ferry_component_t *comp, xmpp_stanza_t *iq)
+int ferry__core_iq_answer(ferry_component_t *comp, xmpp_stanza_t *iq)
 {
     const char *type = xmpp_stanza_get_type(iq);
     xmpp_stanza_t *payload = xmpp_stanza_get_children(iq);
@@ -78,16 +78,16 @@ int core_iq_answer(ferry_component_t *comp, xmpp_stanza_t *iq)
     if (!get) {
         if (strcmp(ns, FERRY_NS_COMMANDS) != 0)
             return 0;
-        adhoc_execute(&comp->gw->admin, comp, iq, payload);
+        ferry__adhoc_execute(&comp->gw->admin, comp, iq, payload);
         return 1;
     }
     const char *node = xmpp_stanza_get_attribute(payload, "node");
     if (node && strcmp(ns, NS_DISCO_ITEMS) == 0 && strcmp(node, FERRY_NS_COMMANDS) == 0) {
-        adhoc_items(comp, iq);
+        ferry__adhoc_items(comp, iq);
         return 1;
     }
     if (node)
-        return strcmp(ns, NS_DISCO_INFO) == 0 && adhoc_info(comp, iq, node);
+        return strcmp(ns, NS_DISCO_INFO) == 0 && ferry__adhoc_info(comp, iq, node);
     if (strcmp(ns, NS_DISCO_INFO) == 0)
         answer_disco_info(comp, iq);
     else if (strcmp(ns, NS_DISCO_ITEMS) == 0)

@@ -8,6 +8,6 @@
 
 /* Answers what every component answers on its domain (disco, ping,
  * version). Returns 1 when it answered. */
-int core_iq_answer(ferry_component_t *comp, xmpp_stanza_t *iq);
+int ferry__core_iq_answer(ferry_component_t *comp, xmpp_stanza_t *iq);
 
 #endif

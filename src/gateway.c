@@ -7,7 +7,7 @@
 #include "ferry/alloc.h"
 #include "alloc.h"
 #include "component.h"
-#include "conf.h"
+#include "config.h"
 #include "ferry/log.h"
 #include "gateway.h"
 #include "health.h"
@@ -18,45 +18,45 @@
 
 /* ---- what the admins' commands may do (adhoc.h) ---- */
 
-static int admin_reload(void *arg) { return gateway_reload(arg); }
+static int admin_reload(void *arg) { return ferry__gateway_reload(arg); }
 
 static ferry_component_t *admin_stats(void *arg, size_t i, component_stats_t *out)
 {
     gateway_t *gw = arg;
     if (i >= gw->ncomponents)
         return NULL;
-    component_stats(gw->components[i], out);
+    ferry__component_stats(gw->components[i], out);
     return gw->components[i];
 }
 
 static int admin_messages(void *arg, store_row_cb cb, void *cb_arg)
 {
     gateway_t *gw = arg;
-    return gw->store ? store_msg_list(gw->store, cb, cb_arg) : -1;
+    return gw->store ? ferry__store_msg_list(gw->store, cb, cb_arg) : -1;
 }
 
 static int admin_requeue(void *arg, int64_t id)
 {
     gateway_t *gw = arg;
-    return gw->store ? store_msg_requeue(gw->store, id) : -1;
+    return gw->store ? ferry__store_msg_requeue(gw->store, id) : -1;
 }
 
-gateway_t *gateway_new(uv_loop_t *loop, config_t *config)
+gateway_t *ferry__gateway_new(uv_loop_t *loop, config_t *config)
 {
     gateway_t *gw = ferry_calloc(1, sizeof *gw);
     gw->loop = loop;
     gw->config = config;
-    gw->ctx = xmpp_ctx_new(&alloc_xmpp_mem, NULL); /* out of memory: abort (ferry/alloc.h) */
-    gw->http_client = http_client_new(loop);
+    gw->ctx = xmpp_ctx_new(&ferry__alloc_xmpp_mem, NULL); /* out of memory: abort (ferry/alloc.h) */
+    gw->http_client = ferry__http_client_new(loop);
     gw->admin = (adhoc_ops_t){gw, admin_reload, admin_stats, admin_messages, admin_requeue};
     gw->components = ferry_calloc(config->ncomponents + 1, sizeof *gw->components);
     for (size_t i = 0; i < config->ncomponents; i++) {
-        ferry_component_t *comp = component_new(gw, &config->components[i]);
+        ferry_component_t *comp = ferry__component_new(gw, &config->components[i]);
         if (comp)
             gw->components[gw->ncomponents++] = comp;
     }
-    if (config_finish(config) > 0 || gw->ncomponents != config->ncomponents) {
-        gateway_free(gw);
+    if (ferry__config_finish(config) > 0 || gw->ncomponents != config->ncomponents) {
+        ferry__gateway_free(gw);
         return NULL;
     }
     return gw;
@@ -65,18 +65,18 @@ gateway_t *gateway_new(uv_loop_t *loop, config_t *config)
 static void on_prune(uv_timer_t *t)
 {
     gateway_t *gw = t->data;
-    int64_t before = store_now_ms() - (int64_t)(gw->config->keep_done * 1000);
-    int n = store_prune(gw->store, before);
+    int64_t before = ferry__store_now_ms() - (int64_t)(gw->config->keep_done * 1000);
+    int n = ferry__store_prune(gw->store, before);
     if (n > 0)
         ferry_log_info("store", "pruned %d delivered or dead message(s) past keep_done", n);
 }
 
-int gateway_start(gateway_t *gw)
+int ferry__gateway_start(gateway_t *gw)
 {
     char err[1024];
     const config_t *c = gw->config;
-    gw->store = c->store_url ? store_open_pg(gw->loop, c->store_url, err, sizeof err)
-                             : store_open(gw->loop, c->store_path, err, sizeof err);
+    gw->store = c->store_url ? ferry__store_open_pg(gw->loop, c->store_url, err, sizeof err)
+                             : ferry__store_open(gw->loop, c->store_path, err, sizeof err);
     if (!gw->store) {
         ferry_log_error("store", "%s", err);
         return -1;
@@ -90,17 +90,17 @@ int gateway_start(gateway_t *gw)
         .request_timeout = gw->config->http_request_timeout,
     };
     gw->http_server =
-        http_server_new(gw->loop, gw->config->http_listen, &limits, err, sizeof err);
+        ferry__http_server_new(gw->loop, gw->config->http_listen, &limits, err, sizeof err);
     if (!gw->http_server) {
         ferry_log_error("http", "%s", err);
         return -1;
     }
     ferry_log_info("http", "listening on %s (public URL %s)", gw->config->http_listen,
                    gw->config->public_url);
-    health_register(gw);
-    metrics_register(gw);
+    ferry__health_register(gw);
+    ferry__metrics_register(gw);
     for (size_t i = 0; i < gw->ncomponents; i++) {
-        if (component_start(gw->components[i]) != 0) {
+        if (ferry__component_start(gw->components[i]) != 0) {
             ferry_log_error(gw->components[i]->name, "cannot start the %s adapter",
                             gw->components[i]->adapter->name);
             return -1;
@@ -125,17 +125,17 @@ static void close_http(gateway_t *gw)
     gw->closing = 1; /* held until both halves have been asked to close */
     if (gw->store) {
         uv_close((uv_handle_t *)&gw->prune, NULL);
-        store_close(gw->store);
+        ferry__store_close(gw->store);
         gw->store = NULL;
     }
     if (gw->http_server) {
         gw->closing++;
-        http_server_close(gw->http_server, on_http_closed, gw);
+        ferry__http_server_close(gw->http_server, on_http_closed, gw);
         gw->http_server = NULL;
     }
     if (gw->http_client) {
         gw->closing++;
-        http_client_close(gw->http_client, on_http_closed, gw);
+        ferry__http_client_close(gw->http_client, on_http_closed, gw);
         gw->http_client = NULL;
     }
     one_closed(gw);
@@ -148,7 +148,7 @@ static void on_component_closed(ferry_component_t *comp)
         close_http(gw);
 }
 
-void gateway_stop(gateway_t *gw, void (*stopped)(gateway_t *gw))
+void ferry__gateway_stop(gateway_t *gw, void (*stopped)(gateway_t *gw))
 {
     if (gw->stopping)
         return;
@@ -161,18 +161,18 @@ void gateway_stop(gateway_t *gw, void (*stopped)(gateway_t *gw))
         return;
     }
     for (size_t i = 0; i < gw->ncomponents; i++)
-        component_stop(gw->components[i], on_component_closed);
+        ferry__component_stop(gw->components[i], on_component_closed);
 }
 
-void gateway_free(gateway_t *gw)
+void ferry__gateway_free(gateway_t *gw)
 {
     for (size_t i = 0; i < gw->ncomponents; i++)
-        component_free(gw->components[i]);
+        ferry__component_free(gw->components[i]);
     free(gw->components);
     if (gw->http_client)
-        http_client_close(gw->http_client, NULL, NULL);
+        ferry__http_client_close(gw->http_client, NULL, NULL);
     xmpp_ctx_free(gw->ctx);
-    config_free(gw->config);
+    ferry__config_free(gw->config);
     free(gw);
 }
 
@@ -243,11 +243,11 @@ static int reload_adapters(gateway_t *gw, const config_t *nc, int apply)
         const component_config_t *cc = find_component(nc, comp->name);
         if (!cc || strcmp(cc->adapter, comp->adapter->name) != 0) {
             if (cc)
-                conf_mark_used((toml_node_t *)cc->table);
+                ferry__conf_mark_used((toml_node_t *)cc->table);
             continue;
         }
         if (!comp->adapter->reload) {
-            conf_mark_used((toml_node_t *)cc->table);
+            ferry__conf_mark_used((toml_node_t *)cc->table);
             if (apply)
                 note_restart(comp->name);
             continue;
@@ -256,41 +256,41 @@ static int reload_adapters(gateway_t *gw, const config_t *nc, int apply)
         if (apply) {
             comp->policy = cc->policy;
             if (comp->net_outbox)
-                net_outbox_set_policy(comp->net_outbox, &cc->policy);
+                ferry__net_outbox_set_policy(comp->net_outbox, &cc->policy);
         }
     }
     return bad ? -1 : 0;
 }
 
-int gateway_reload(gateway_t *gw)
+int ferry__gateway_reload(gateway_t *gw)
 {
     ferry_log_info("core", "reloading %s", gw->config->path);
-    conf_use_log(1);
-    config_t *nc = config_load(gw->config->path);
+    ferry__conf_use_log(1);
+    config_t *nc = ferry__config_load(gw->config->path);
     int bad = !nc;
     if (nc) {
         bad = reload_adapters(gw, nc, 0) != 0;
         for (size_t i = 0; i < nc->ncomponents; i++)
             if (!find_component(gw->config, nc->components[i].name))
-                conf_mark_used((toml_node_t *)nc->components[i].table); /* needs a restart */
-        bad |= config_finish(nc) > 0;
+                ferry__conf_mark_used((toml_node_t *)nc->components[i].table); /* needs a restart */
+        bad |= ferry__config_finish(nc) > 0;
     }
-    conf_use_log(0);
+    ferry__conf_use_log(0);
     if (bad) {
         ferry_log_error("core", "reload refused: the config has errors (see above); nothing "
                                 "changed");
-        config_free(nc);
+        ferry__config_free(nc);
         return -1;
     }
     compare_core(gw->config, nc);
     reload_adapters(gw, nc, 1);
-    log_set_level(nc->log_level);
-    log_set_json(nc->log_json);
+    ferry__log_set_level(nc->log_level);
+    ferry__log_set_json(nc->log_json);
     /* The links keep the settings they were made with; public_url, admins,
      * keep_done and the adapters follow the new file. */
     config_t *old = gw->config;
     gw->config = nc;
-    config_free(old);
+    ferry__config_free(old);
     ferry_log_info("core", "reloaded");
     return 0;
 }

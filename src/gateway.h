@@ -7,7 +7,7 @@
 #include <uv.h>
 
 #include "adhoc.h"
-#include "config.h"
+#include "core_config.h"
 #include "ferry/component.h"
 #include "ferry/http.h"
 #include "store.h"
@@ -32,15 +32,15 @@ typedef struct gateway {
 
 /* Builds the components of CONFIG (the adapters read their tables). Returns
  * NULL when the config has errors (printed). Takes CONFIG. */
-gateway_t *gateway_new(uv_loop_t *loop, config_t *config);
+gateway_t *ferry__gateway_new(uv_loop_t *loop, config_t *config);
 /* Opens the HTTP listener and the component links. -1 on failure (logged). */
-int gateway_start(gateway_t *gw);
+int ferry__gateway_start(gateway_t *gw);
 /* Orderly stop: adapters finish (bounded), streams are closed with
  * </stream:stream>, handles closed; then STOPPED is called. */
-void gateway_stop(gateway_t *gw, void (*stopped)(gateway_t *gw));
+void ferry__gateway_stop(gateway_t *gw, void (*stopped)(gateway_t *gw));
 /* SIGHUP: re-reads the config file and applies what can change live; a
  * file with any error changes nothing (-1). */
-int gateway_reload(gateway_t *gw);
-void gateway_free(gateway_t *gw);
+int ferry__gateway_reload(gateway_t *gw);
+void ferry__gateway_free(gateway_t *gw);
 
 #endif

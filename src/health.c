@@ -13,7 +13,7 @@
 static json_t *component_health(ferry_component_t *comp)
 {
     component_stats_t st;
-    component_stats(comp, &st);
+    ferry__component_stats(comp, &st);
     const xmpp_link_stats_t *s = &st.link;
     json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "domain", comp->domain, "adapter",
                           comp->adapter->name, "link", s->up ? "up" : "down", "queued",
@@ -23,7 +23,7 @@ static json_t *component_health(ferry_component_t *comp)
     json_object_set_new(o, "dead", json_integer(st.store.dead));
     if (st.store.oldest_pending_ms)
         json_object_set_new(o, "oldest_pending_age",
-                            json_integer((store_now_ms() - st.store.oldest_pending_ms) / 1000));
+                            json_integer((ferry__store_now_ms() - st.store.oldest_pending_ms) / 1000));
     if (!s->up && s->last_error[0])
         json_object_set_new(o, "last_error", json_string(s->last_error));
     return o;
@@ -48,7 +48,7 @@ static void on_healthz(void *arg, ferry_http_exchange_t *ex)
         json_object_set_new(components, gw->components[i]->name, c);
     }
     char why[300] = "";
-    if (gw->store && !store_healthy(gw->store, why, sizeof why))
+    if (gw->store && !ferry__store_healthy(gw->store, why, sizeof why))
         all_up = 0;
     json_t *root = json_pack("{s:s, s:o}", "status", all_up ? "ok" : "degraded", "components",
                              components);
@@ -60,9 +60,9 @@ static void on_healthz(void *arg, ferry_http_exchange_t *ex)
     json_decref(root);
 }
 
-void health_register(gateway_t *gw)
+void ferry__health_register(gateway_t *gw)
 {
     ferry_http_route_add(gw->http_server, "/healthz", 1024, on_healthz, gw);
     /* A monitor must see ferry alive even while clients hold every slot. */
-    http_server_route_exempt(gw->http_server, "/healthz");
+    ferry__http_server_route_exempt(gw->http_server, "/healthz");
 }

@@ -4,6 +4,6 @@
 
 #include "gateway.h"
 
-void health_register(gateway_t *gw);
+void ferry__health_register(gateway_t *gw);
 
 #endif

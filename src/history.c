@@ -15,7 +15,7 @@ int ferry_history_add(ferry_component_t *comp, const char *room, int64_t ts_ms, 
     size_t nl = strlen(nick), bl = strlen(body);
     char *n = ferry_xml_text_valid(nick, nl) ? NULL : ferry_xml_text_dup(nick, nl, NULL);
     char *b = ferry_xml_text_valid(body, bl) ? NULL : ferry_xml_text_dup(body, bl, NULL);
-    int rc = store_history_add(comp->gw->store, comp->name, room, ts_ms, n ? n : nick, b ? b : body,
+    int rc = ferry__store_history_add(comp->gw->store, comp->name, room, ts_ms, n ? n : nick, b ? b : body,
                                id);
     free(n);
     free(b);
@@ -52,10 +52,10 @@ int ferry_history_query(ferry_component_t *comp, const char *room, const ferry_h
     store_history_filter_t f = {q->after_id, q->before_id, q->start_ms, q->end_ms, q->limit,
                                 q->newest_first};
     history_load_t hl = {cb, arg};
-    return store_history_query(comp->gw->store, comp->name, room, &f, on_history_row, &hl);
+    return ferry__store_history_query(comp->gw->store, comp->name, room, &f, on_history_row, &hl);
 }
 
 int ferry_history_prune(ferry_component_t *comp, int64_t before_ms)
 {
-    return comp->gw->store ? store_history_prune(comp->gw->store, before_ms) : -1;
+    return comp->gw->store ? ferry__store_history_prune(comp->gw->store, before_ms) : -1;
 }

@@ -78,7 +78,7 @@ struct ferry_http_client {
 
 /* ---- process-wide init ---- */
 
-int http_global_init(void)
+int ferry__http_global_init(void)
 {
     static int state; /* 0 not yet, 1 ok, -1 failed */
     if (state == 0)
@@ -95,7 +95,7 @@ static int has_line_break(const char *s)
 }
 
 /* RFC 9110 token characters: what a method or a header name may hold. */
-int http_is_token(const char *s)
+int ferry__http_is_token(const char *s)
 {
     if (s == NULL || *s == '\0')
         return 0;
@@ -360,9 +360,9 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 
 /* ---- client ---- */
 
-ferry_http_client_t *http_client_new(uv_loop_t *loop)
+ferry_http_client_t *ferry__http_client_new(uv_loop_t *loop)
 {
-    if (http_global_init() != 0) {
+    if (ferry__http_global_init() != 0) {
         ferry_log_error("http", "curl_global_init failed");
         return NULL;
     }
@@ -411,7 +411,7 @@ static void on_handle_closed(uv_handle_t *h)
     }
 }
 
-void http_client_close(ferry_http_client_t *c, void (*done)(void *arg), void *arg)
+void ferry__http_client_close(ferry_http_client_t *c, void (*done)(void *arg), void *arg)
 {
     if (c == NULL || c->closing)
         return;
@@ -438,7 +438,7 @@ void http_client_close(ferry_http_client_t *c, void (*done)(void *arg), void *ar
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
-size_t http_client_pending(const ferry_http_client_t *c)
+size_t ferry__http_client_pending(const ferry_http_client_t *c)
 {
     return c ? c->pending : 0;
 }
@@ -460,7 +460,7 @@ static char *url_host(const char *url)
 ferry_http_request_t *ferry_http_request_new(ferry_http_client_t *client, const char *method,
                                              const char *url)
 {
-    if (client == NULL || client->closing || url == NULL || !http_is_token(method))
+    if (client == NULL || client->closing || url == NULL || !ferry__http_is_token(method))
         return NULL;
     char *host = url_host(url);
     if (host == NULL) {
@@ -483,7 +483,7 @@ ferry_http_request_t *ferry_http_request_new(ferry_http_client_t *client, const 
 
 int ferry_http_request_header(ferry_http_request_t *req, const char *name, const char *value)
 {
-    if (req == NULL || req->state != REQ_NEW || !http_is_token(name) || has_line_break(value))
+    if (req == NULL || req->state != REQ_NEW || !ferry__http_is_token(name) || has_line_break(value))
         return -1;
     /* "Name;" is curl's way to send a header with an empty value; "Name:"
      * would remove it instead. */

@@ -75,7 +75,7 @@ struct route {
     ferry_http_handler_cb cb;
     void *arg;
     unsigned id; /* tells a route from a later one at the same address */
-    int exempt;  /* answered on spare connections too (http_server_route_exempt) */
+    int exempt;  /* answered on spare connections too (ferry__http_server_route_exempt) */
     ferry_list_t node; /* in srv->routes */
 };
 
@@ -608,7 +608,7 @@ int ferry_http_route_add(ferry_http_server_t *srv, const char *prefix, size_t ma
     return 0;
 }
 
-void http_server_route_exempt(ferry_http_server_t *srv, const char *prefix)
+void ferry__http_server_route_exempt(ferry_http_server_t *srv, const char *prefix)
 {
     struct route *rt = srv ? route_find(srv, prefix) : NULL;
     if (rt)
@@ -851,7 +851,7 @@ const char *ferry_http_exchange_body(const ferry_http_exchange_t *ex, size_t *le
 
 int ferry_http_exchange_add_header(ferry_http_exchange_t *ex, const char *name, const char *value)
 {
-    if (ex == NULL || ex->phase == EX_ANSWERED || !http_is_token(name) || value == NULL ||
+    if (ex == NULL || ex->phase == EX_ANSWERED || !ferry__http_is_token(name) || value == NULL ||
         strpbrk(value, "\r\n") != NULL)
         return -1;
     return header_add(&ex->extra, &ex->nextra, name, value);
@@ -1078,13 +1078,13 @@ static struct MHD_Daemon *start_mhd(ferry_http_server_t *srv, int fd, int family
                             MHD_OPTION_END);
 }
 
-const http_server_limits_t http_server_default_limits = {
+const http_server_limits_t ferry__http_server_default_limits = {
     .max_connections = 512,
     .max_connections_per_ip = 64,
     .request_timeout = 30.0,
 };
 
-ferry_http_server_t *http_server_new(uv_loop_t *loop, const char *listen,
+ferry_http_server_t *ferry__http_server_new(uv_loop_t *loop, const char *listen,
                                      const http_server_limits_t *limits, char *err, size_t errlen)
 {
     if (listen == NULL) {
@@ -1100,7 +1100,7 @@ ferry_http_server_t *http_server_new(uv_loop_t *loop, const char *listen,
     ferry_list_init(&srv->routes);
     ferry_list_init(&srv->exchanges);
     ferry_list_init(&srv->spares);
-    srv->limits = limits ? *limits : http_server_default_limits;
+    srv->limits = limits ? *limits : ferry__http_server_default_limits;
     srv->port = bound_port(fd);
     srv->mhd = start_mhd(srv, fd, family);
     const union MHD_DaemonInfo *info =
@@ -1124,22 +1124,22 @@ ferry_http_server_t *http_server_new(uv_loop_t *loop, const char *listen,
     return srv;
 }
 
-int http_server_port(const ferry_http_server_t *srv)
+int ferry__http_server_port(const ferry_http_server_t *srv)
 {
     return srv ? srv->port : -1;
 }
 
-const unsigned long long *http_server_answers(const ferry_http_server_t *srv)
+const unsigned long long *ferry__http_server_answers(const ferry_http_server_t *srv)
 {
     return srv->answers;
 }
 
-size_t http_server_pending(const ferry_http_server_t *srv)
+size_t ferry__http_server_pending(const ferry_http_server_t *srv)
 {
     return srv ? srv->nexchanges : 0;
 }
 
-void http_server_close(ferry_http_server_t *srv, void (*done)(void *arg), void *arg)
+void ferry__http_server_close(ferry_http_server_t *srv, void (*done)(void *arg), void *arg)
 {
     if (srv == NULL || srv->closing)
         return;

@@ -16,10 +16,10 @@ static int as_json;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-void log_set_level(ferry_log_level_t level) { current_level = level; }
-void log_set_json(int json) { as_json = json; }
+void ferry__log_set_level(ferry_log_level_t level) { current_level = level; }
+void ferry__log_set_json(int json) { as_json = json; }
 
-int log_level_parse(const char *name)
+int ferry__log_level_parse(const char *name)
 {
     for (int i = 0; i < 4; i++)
         if (strcmp(name, level_names[i]) == 0)

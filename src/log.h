@@ -5,9 +5,9 @@
 
 #include "ferry/log.h"
 
-void log_set_level(ferry_log_level_t level);
-void log_set_json(int json);
+void ferry__log_set_level(ferry_log_level_t level);
+void ferry__log_set_json(int json);
 /* "error" | "warn" | "info" | "debug" -> level, or -1. */
-int log_level_parse(const char *name);
+int ferry__log_level_parse(const char *name);
 
 #endif

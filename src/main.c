@@ -13,8 +13,8 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "conf.h"
 #include "config.h"
+#include "core_config.h"
 #include "ferry/ferry.h"
 #include "gateway.h"
 #include "log.h"
@@ -49,7 +49,7 @@ typedef struct options {
     const char *config;
     int queue;         /* `ferry queue ...`: index of its first argument */
     int check;
-    int list_keys;     /* --list-keys: print what conf.c recorded */
+    int list_keys;     /* --list-keys: print what config.c recorded */
     int verbose;
 } options_t;
 
@@ -112,9 +112,9 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     (void)h;
     if (signum == SIGHUP) {
-        sd_notify_send("RELOADING=1");
-        gateway_reload(running);
-        sd_notify_send("READY=1");
+        ferry__sd_notify_send("RELOADING=1");
+        ferry__gateway_reload(running);
+        ferry__sd_notify_send("READY=1");
         return;
     }
     if (running->stopping) {
@@ -125,8 +125,8 @@ static void on_signal(uv_signal_t *h, int signum)
                                           : signum == SIGUSR1 ? "SIGUSR1: stopping for good"
                                                               : "SIGINT");
     running->for_good = signum == SIGUSR1;
-    sd_notify_send("STOPPING=1");
-    gateway_stop(running, on_stopped);
+    ferry__sd_notify_send("STOPPING=1");
+    ferry__gateway_stop(running, on_stopped);
 }
 
 static void start_signals(uv_loop_t *loop)
@@ -154,32 +154,32 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv, &o) != 0)
         return 2;
     if (o.queue)
-        return queue_cmd(o.config, argc - o.queue, argv + o.queue);
+        return ferry__queue_cmd(o.config, argc - o.queue, argv + o.queue);
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     curl_global_init(CURL_GLOBAL_DEFAULT);
     xmpp_initialize();
 
-    conf_record_keys(o.list_keys);
-    config_t *config = config_load(o.config);
+    ferry__conf_record_keys(o.list_keys);
+    config_t *config = ferry__config_load(o.config);
     if (!config)
         return 1;
-    log_set_level(o.verbose ? FERRY_LOG_DEBUG : (ferry_log_level_t)config->log_level);
-    log_set_json(config->log_json);
+    ferry__log_set_level(o.verbose ? FERRY_LOG_DEBUG : (ferry_log_level_t)config->log_level);
+    ferry__log_set_json(config->log_json);
 
     uv_loop_t loop;
     uv_loop_init(&loop);
-    gateway_t *gw = gateway_new(&loop, config);
+    gateway_t *gw = ferry__gateway_new(&loop, config);
     if (!gw) {
         drain_loop(&loop);
         return 1;
     }
     if (o.check) {
         if (o.list_keys)
-            conf_print_keys(stdout);
+            ferry__conf_print_keys(stdout);
         else
             printf("%s: ok\n", o.config);
-        gateway_free(gw);
+        ferry__gateway_free(gw);
         drain_loop(&loop);
         return 0;
     }
@@ -187,14 +187,14 @@ int main(int argc, char **argv)
     start_signals(&loop);
     ferry_log_info("core", "ferry %s starting with %zu component(s)", FERRY_VERSION,
                    gw->ncomponents);
-    if (gateway_start(gw) != 0) {
+    if (ferry__gateway_start(gw) != 0) {
         exit_code = 1;
-        gateway_stop(gw, on_stopped);
+        ferry__gateway_stop(gw, on_stopped);
     } else {
-        sd_notify_send("READY=1");
+        ferry__sd_notify_send("READY=1");
     }
     uv_run(&loop, UV_RUN_DEFAULT);
-    gateway_free(gw);
+    ferry__gateway_free(gw);
     drain_loop(&loop);
     xmpp_shutdown();
     curl_global_cleanup();

@@ -105,7 +105,7 @@ static void message_metrics(buf_t *b, gateway_t *gw, const component_stats_t *sn
         put(b, "ferry_outbox_dead{component=\"%s\"} %lld\n", gw->components[i]->name,
             (long long)snaps[i].store.dead);
     family(b, "ferry_outbox_oldest_seconds", "gauge", "Age of the oldest pending message.");
-    int64_t now = store_now_ms();
+    int64_t now = ferry__store_now_ms();
     for (size_t i = 0; i < gw->ncomponents; i++) {
         int64_t oldest = snaps[i].store.oldest_pending_ms;
         put(b, "ferry_outbox_oldest_seconds{component=\"%s\"} %.3f\n", gw->components[i]->name,
@@ -116,7 +116,7 @@ static void message_metrics(buf_t *b, gateway_t *gw, const component_stats_t *sn
 static void http_metrics(buf_t *b, gateway_t *gw)
 {
     family(b, "ferry_http_responses_total", "counter", "Inbound HTTP answers by status code.");
-    const unsigned long long *answers = http_server_answers(gw->http_server);
+    const unsigned long long *answers = ferry__http_server_answers(gw->http_server);
     for (int code = 100; code < 600; code++)
         if (answers[code])
             put(b, "ferry_http_responses_total{code=\"%d\"} %llu\n", code, answers[code]);
@@ -186,7 +186,7 @@ static void on_metrics(void *arg, ferry_http_exchange_t *ex)
     put(&b, "ferry_build_info{version=\"%s\"} 1\n", FERRY_VERSION);
     component_stats_t *snaps = ferry_calloc(gw->ncomponents + 1, sizeof *snaps);
     for (size_t i = 0; i < gw->ncomponents; i++)
-        component_stats(gw->components[i], &snaps[i]);
+        ferry__component_stats(gw->components[i], &snaps[i]);
     link_metrics(&b, gw, snaps);
     message_metrics(&b, gw, snaps);
     http_metrics(&b, gw);
@@ -196,7 +196,7 @@ static void on_metrics(void *arg, ferry_http_exchange_t *ex)
     free(b.data);
 }
 
-void metrics_register(gateway_t *gw)
+void ferry__metrics_register(gateway_t *gw)
 {
     ferry_http_route_add(gw->http_server, "/metrics", 1024, on_metrics, gw);
 }

@@ -4,6 +4,6 @@
 
 #include "gateway.h"
 
-void metrics_register(gateway_t *gw);
+void ferry__metrics_register(gateway_t *gw);
 
 #endif

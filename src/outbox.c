@@ -13,8 +13,8 @@ int ferry_outbox_open(ferry_component_t *comp, const ferry_outbox_handlers_t *ha
 {
     if (comp->net_outbox || !comp->gw->store)
         return -1;
-    comp->net_outbox = net_outbox_new(comp->gw->loop, comp->gw->store, comp->name, &comp->policy);
-    net_outbox_start(comp->net_outbox, handlers, arg);
+    comp->net_outbox = ferry__net_outbox_new(comp->gw->loop, comp->gw->store, comp->name, &comp->policy);
+    ferry__net_outbox_start(comp->net_outbox, handlers, arg);
     return 0;
 }
 
@@ -23,25 +23,25 @@ int ferry_outbox_put(ferry_component_t *comp, const char *conversation, const ch
 {
     if (!comp->net_outbox)
         return -1;
-    return net_outbox_put(comp->net_outbox, conversation, dedup, payload, len, id);
+    return ferry__net_outbox_put(comp->net_outbox, conversation, dedup, payload, len, id);
 }
 
 void ferry_outbox_done(ferry_component_t *comp, int64_t id)
 {
     if (comp->net_outbox)
-        net_outbox_done(comp->net_outbox, id);
+        ferry__net_outbox_done(comp->net_outbox, id);
 }
 
 void ferry_outbox_retry(ferry_component_t *comp, int64_t id, const char *error, long retry_after)
 {
     if (comp->net_outbox)
-        net_outbox_retry(comp->net_outbox, id, error, retry_after);
+        ferry__net_outbox_retry(comp->net_outbox, id, error, retry_after);
 }
 
 void ferry_outbox_fail(ferry_component_t *comp, int64_t id, const char *error)
 {
     if (comp->net_outbox)
-        net_outbox_fail(comp->net_outbox, id, error);
+        ferry__net_outbox_fail(comp->net_outbox, id, error);
 }
 
 int ferry_xmpp_put(ferry_component_t *comp, const char *dedup, xmpp_stanza_t *stanza)
@@ -58,7 +58,7 @@ int ferry_xmpp_put(ferry_component_t *comp, const char *dedup, xmpp_stanza_t *st
      * come back after every reconnect. Markup is ASCII, so replacing what XML
      * forbids keeps the stanza well-formed. */
     char *clean = ferry_xml_text_valid(text, len) ? NULL : ferry_xml_text_dup(text, len, &len);
-    int rc = xmpp_outbox_put(comp->xmpp_outbox, dedup, clean ? clean : text, len);
+    int rc = ferry__xmpp_outbox_put(comp->xmpp_outbox, dedup, clean ? clean : text, len);
     free(clean);
     xmpp_free(comp->gw->ctx, text);
     return rc;
@@ -70,7 +70,7 @@ void ferry_outbox_sync(ferry_component_t *comp, void (*cb)(void *arg, int ok), v
         cb(arg, 0);
         return;
     }
-    store_sync(comp->gw->store, cb, arg);
+    ferry__store_sync(comp->gw->store, cb, arg);
 }
 
 char *ferry_record_pack(const char *const *fields, size_t n, size_t *len)

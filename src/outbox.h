@@ -27,37 +27,37 @@ typedef struct outbox_stats {
     unsigned long long delivered, failed, retried, dead;
 } outbox_stats_t;
 
-net_outbox_t *net_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
+net_outbox_t *ferry__net_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
                              const outbox_policy_t *policy);
-void net_outbox_start(net_outbox_t *ob, const ferry_outbox_handlers_t *h, void *arg);
-void net_outbox_set_policy(net_outbox_t *ob, const outbox_policy_t *policy);
-int net_outbox_put(net_outbox_t *ob, const char *conversation, const char *dedup,
+void ferry__net_outbox_start(net_outbox_t *ob, const ferry_outbox_handlers_t *h, void *arg);
+void ferry__net_outbox_set_policy(net_outbox_t *ob, const outbox_policy_t *policy);
+int ferry__net_outbox_put(net_outbox_t *ob, const char *conversation, const char *dedup,
                    const char *payload, size_t len, int64_t *id);
-void net_outbox_done(net_outbox_t *ob, int64_t id);
-void net_outbox_retry(net_outbox_t *ob, int64_t id, const char *error, long retry_after);
-void net_outbox_fail(net_outbox_t *ob, int64_t id, const char *error);
+void ferry__net_outbox_done(net_outbox_t *ob, int64_t id);
+void ferry__net_outbox_retry(net_outbox_t *ob, int64_t id, const char *error, long retry_after);
+void ferry__net_outbox_fail(net_outbox_t *ob, int64_t id, const char *error);
 /* Starts no new deliveries (shutdown); answers to those under way still
  * count. */
-void net_outbox_pause(net_outbox_t *ob);
+void ferry__net_outbox_pause(net_outbox_t *ob);
 /* Looks for rows made pending from outside (a requeued dead message). */
-void net_outbox_rescan(net_outbox_t *ob);
-void net_outbox_stats(const net_outbox_t *ob, outbox_stats_t *out);
+void ferry__net_outbox_rescan(net_outbox_t *ob);
+void ferry__net_outbox_stats(const net_outbox_t *ob, outbox_stats_t *out);
 /* Frees memory; what is still pending stays in the store. */
-void net_outbox_free(net_outbox_t *ob);
+void ferry__net_outbox_free(net_outbox_t *ob);
 
 /* ---- to XMPP ---- */
 
 typedef struct xmpp_outbox xmpp_outbox_t;
 
-xmpp_outbox_t *xmpp_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
+xmpp_outbox_t *ferry__xmpp_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
                                xmpp_link_t *link);
-int xmpp_outbox_put(xmpp_outbox_t *ob, const char *dedup, const char *text, size_t len);
-void xmpp_outbox_link_up(xmpp_outbox_t *ob);
+int ferry__xmpp_outbox_put(xmpp_outbox_t *ob, const char *dedup, const char *text, size_t len);
+void ferry__xmpp_outbox_link_up(xmpp_outbox_t *ob);
 /* The link dropped, for REASON: counts it against the stanza in flight when
  * one was sent alone (see outbox_xmpp.c on poison stanzas). */
-void xmpp_outbox_link_down(xmpp_outbox_t *ob, const char *reason);
+void ferry__xmpp_outbox_link_down(xmpp_outbox_t *ob, const char *reason);
 /* Stanzas the XMPP server has acknowledged. */
-unsigned long long xmpp_outbox_delivered(const xmpp_outbox_t *ob);
-void xmpp_outbox_free(xmpp_outbox_t *ob);
+unsigned long long ferry__xmpp_outbox_delivered(const xmpp_outbox_t *ob);
+void ferry__xmpp_outbox_free(xmpp_outbox_t *ob);
 
 #endif

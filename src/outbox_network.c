@@ -250,8 +250,8 @@ static void load(net_outbox_t *ob, int64_t after)
     if (ob->count >= WINDOW)
         return;
     size_t want = WINDOW - ob->count;
-    load_ctx_t lc = {ob, store_now_ms()};
-    int n = store_msg_pending(ob->store, ob->component, STORE_TO_NETWORK, after, want,
+    load_ctx_t lc = {ob, ferry__store_now_ms()};
+    int n = ferry__store_msg_pending(ob->store, ob->component, STORE_TO_NETWORK, after, want,
                               on_loaded_row, &lc);
     if (n >= 0 && after == ob->loaded_upto)
         ob->caught_up = (size_t)n < want;
@@ -266,7 +266,7 @@ static void schedule(net_outbox_t *ob) { uv_idle_start(&ob->pump, on_pump); }
 static void on_wake(uv_timer_t *t)
 {
     net_outbox_t *ob = t->data;
-    int64_t now = store_now_ms(), earliest = INT64_MAX;
+    int64_t now = ferry__store_now_ms(), earliest = INT64_MAX;
     for (conv_t *c = ob->waiting.first, *next; c; c = next) {
         next = c->lnext;
         if (c->next_ms <= now)
@@ -283,7 +283,7 @@ static void on_wake(uv_timer_t *t)
 static void wake_at(net_outbox_t *ob, int64_t next_ms)
 {
     uint64_t due = uv_timer_get_due_in(&ob->wake);
-    int64_t in = next_ms - store_now_ms();
+    int64_t in = next_ms - ferry__store_now_ms();
     if (in < 0)
         in = 0;
     if (!uv_is_active((uv_handle_t *)&ob->wake) || (uint64_t)in < due)
@@ -296,8 +296,8 @@ static void dispatch(net_outbox_t *ob)
         return;
     if (ob->count < WINDOW && !ob->caught_up)
         load(ob, ob->loaded_upto);
-    if (ob->ready.first && ob->in_flight < MAX_IN_FLIGHT && store_queued_uncommitted(ob->store))
-        store_flush(ob->store); /* never send what a crash could still take back */
+    if (ob->ready.first && ob->in_flight < MAX_IN_FLIGHT && ferry__store_queued_uncommitted(ob->store))
+        ferry__store_flush(ob->store); /* never send what a crash could still take back */
     while (ob->ready.first && ob->in_flight < MAX_IN_FLIGHT) {
         conv_t *c = ob->ready.first;
         set_state(ob, c, C_FLIGHT);
@@ -316,7 +316,7 @@ static void on_pump(uv_idle_t *h)
     dispatch(ob);
 }
 
-void net_outbox_rescan(net_outbox_t *ob)
+void ferry__net_outbox_rescan(net_outbox_t *ob)
 {
     if (ob->count < WINDOW && !ob->paused) {
         load(ob, 0);
@@ -324,7 +324,7 @@ void net_outbox_rescan(net_outbox_t *ob)
     }
 }
 
-static void on_rescan(uv_timer_t *t) { net_outbox_rescan(t->data); }
+static void on_rescan(uv_timer_t *t) { ferry__net_outbox_rescan(t->data); }
 
 /* ---- answers from the adapter ---- */
 
@@ -357,34 +357,34 @@ static void finish(net_outbox_t *ob, entry_t *e)
 {
     conv_t *c = e->conv;
     pop_head(ob, c);
-    settle(ob, c, store_now_ms());
+    settle(ob, c, ferry__store_now_ms());
     entry_free(e);
 }
 
-void net_outbox_done(net_outbox_t *ob, int64_t id)
+void ferry__net_outbox_done(net_outbox_t *ob, int64_t id)
 {
     entry_t *e = answered(ob, id);
     ob->stats.delivered++;
-    store_msg_update(ob->store, id, STORE_DONE, e ? e->msg.attempts : 0, 0, NULL);
+    ferry__store_msg_update(ob->store, id, STORE_DONE, e ? e->msg.attempts : 0, 0, NULL);
     if (e)
         finish(ob, e);
 }
 
-void net_outbox_fail(net_outbox_t *ob, int64_t id, const char *error)
+void ferry__net_outbox_fail(net_outbox_t *ob, int64_t id, const char *error)
 {
     entry_t *e = answered(ob, id);
     ob->stats.failed++;
-    store_msg_update(ob->store, id, STORE_DEAD, e ? e->msg.attempts : 0, 0, error);
+    ferry__store_msg_update(ob->store, id, STORE_DEAD, e ? e->msg.attempts : 0, 0, error);
     if (e)
         finish(ob, e);
 }
 
-void net_outbox_retry(net_outbox_t *ob, int64_t id, const char *error, long retry_after)
+void ferry__net_outbox_retry(net_outbox_t *ob, int64_t id, const char *error, long retry_after)
 {
     entry_t *e = answered(ob, id);
     if (!e)
         return; /* not ours any more (shutdown): it stays pending in the store */
-    int64_t now = store_now_ms();
+    int64_t now = ferry__store_now_ms();
     double age = (double)(now - e->msg.created_ms) / 1000;
     if (e->msg.attempts >= ob->policy.max_attempts || age >= ob->policy.max_age) {
         char reason[512];
@@ -393,8 +393,8 @@ void net_outbox_retry(net_outbox_t *ob, int64_t id, const char *error, long retr
                      error);
         else
             snprintf(reason, sizeof reason, "gave up after %.0f s (max_age): %s", age, error);
-        store_msg_update(ob->store, id, STORE_DEAD, e->msg.attempts, 0, reason);
-        store_flush(ob->store); /* the sender's error never runs ahead of the mark */
+        ferry__store_msg_update(ob->store, id, STORE_DEAD, e->msg.attempts, 0, reason);
+        ferry__store_flush(ob->store); /* the sender's error never runs ahead of the mark */
         ob->stats.dead++;
         ob->h.dead(ob->arg, &e->msg, reason);
         finish(ob, e);
@@ -406,7 +406,7 @@ void net_outbox_retry(net_outbox_t *ob, int64_t id, const char *error, long retr
     c->next_ms = e->next_ms = now + (int64_t)delay;
     set_state(ob, c, C_WAIT);
     wake_at(ob, c->next_ms);
-    store_msg_update(ob->store, id, STORE_PENDING, e->msg.attempts, c->next_ms, error);
+    ferry__store_msg_update(ob->store, id, STORE_PENDING, e->msg.attempts, c->next_ms, error);
     ferry_log_info(ob->component, "message %lld: %s; attempt %d in %.1f s", (long long)id, error,
                    e->msg.attempts + 1, (double)delay / 1000);
 }
@@ -419,7 +419,7 @@ static void init_handle(net_outbox_t *ob, uv_handle_t *h)
     ob->handles++;
 }
 
-net_outbox_t *net_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
+net_outbox_t *ferry__net_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
                              const outbox_policy_t *policy)
 {
     net_outbox_t *ob = ferry_calloc(1, sizeof *ob);
@@ -436,7 +436,7 @@ net_outbox_t *net_outbox_new(uv_loop_t *loop, store_t *store, const char *compon
     return ob;
 }
 
-void net_outbox_start(net_outbox_t *ob, const ferry_outbox_handlers_t *h, void *arg)
+void ferry__net_outbox_start(net_outbox_t *ob, const ferry_outbox_handlers_t *h, void *arg)
 {
     ob->h = *h;
     ob->arg = arg;
@@ -449,23 +449,23 @@ void net_outbox_start(net_outbox_t *ob, const ferry_outbox_handlers_t *h, void *
     schedule(ob);
 }
 
-void net_outbox_set_policy(net_outbox_t *ob, const outbox_policy_t *policy)
+void ferry__net_outbox_set_policy(net_outbox_t *ob, const outbox_policy_t *policy)
 {
     ob->policy = *policy;
 }
 
-int net_outbox_put(net_outbox_t *ob, const char *conversation, const char *dedup,
+int ferry__net_outbox_put(net_outbox_t *ob, const char *conversation, const char *dedup,
                    const char *payload, size_t len, int64_t *id)
 {
     int64_t new_id = 0;
-    int rc = store_msg_add(ob->store, ob->component, STORE_TO_NETWORK, conversation, dedup,
+    int rc = ferry__store_msg_add(ob->store, ob->component, STORE_TO_NETWORK, conversation, dedup,
                            payload, len, &new_id);
     if (rc != 0)
         return rc;
     if (id)
         *id = new_id;
     if (ob->caught_up && ob->count < WINDOW) {
-        int64_t now = store_now_ms();
+        int64_t now = ferry__store_now_ms();
         store_row_t r = {.id = new_id, .conversation = conversation, .payload = payload,
                          .payload_len = len, .created_ms = now, .next_ms = now};
         add_entry(ob, &r, now);
@@ -477,14 +477,14 @@ int net_outbox_put(net_outbox_t *ob, const char *conversation, const char *dedup
     return 0;
 }
 
-void net_outbox_pause(net_outbox_t *ob)
+void ferry__net_outbox_pause(net_outbox_t *ob)
 {
     ob->paused = 1;
     uv_timer_stop(&ob->wake);
     uv_timer_stop(&ob->rescan);
 }
 
-void net_outbox_stats(const net_outbox_t *ob, outbox_stats_t *out) { *out = ob->stats; }
+void ferry__net_outbox_stats(const net_outbox_t *ob, outbox_stats_t *out) { *out = ob->stats; }
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -493,7 +493,7 @@ static void on_handle_closed(uv_handle_t *h)
         free(ob);
 }
 
-void net_outbox_free(net_outbox_t *ob)
+void ferry__net_outbox_free(net_outbox_t *ob)
 {
     for (size_t b = 0; b < CONV_BUCKETS; b++) {
         while (ob->buckets[b]) {

@@ -61,7 +61,7 @@ static void on_ack(void *arg, int ok)
         return;
     }
     if (ok && a->generation == ob->generation) {
-        store_msg_done_upto(ob->store, ob->component, STORE_TO_XMPP, a->upto);
+        ferry__store_msg_done_upto(ob->store, ob->component, STORE_TO_XMPP, a->upto);
         ob->unacked -= a->count;
         ob->delivered += a->count;
         ob->lone_id = 0;
@@ -93,7 +93,7 @@ static void on_row(void *arg, const store_row_t *r)
         ferry_log_warn(ob->component, "stored stanza %lld held bytes XML does not allow; "
                        "sent with them replaced by U+FFFD", (long long)r->id);
     }
-    int rc = xmpp_link_send_raw(ob->link, text, len);
+    int rc = ferry__xmpp_link_send_raw(ob->link, text, len);
     free(clean);
     if (rc != 0)
         return;
@@ -107,7 +107,7 @@ static void on_row(void *arg, const store_row_t *r)
 
 static void pump(xmpp_outbox_t *ob)
 {
-    while (xmpp_link_is_up(ob->link) && ob->unacked < MAX_UNACKED) {
+    while (ferry__xmpp_link_is_up(ob->link) && ob->unacked < MAX_UNACKED) {
         size_t batch = BATCH;
         if (ob->suspect_upto) {
             if (ob->unacked)
@@ -115,12 +115,12 @@ static void pump(xmpp_outbox_t *ob)
             batch = 1;
         }
         send_ctx_t sc = {ob, 0};
-        int n = store_msg_pending(ob->store, ob->component, STORE_TO_XMPP, ob->sent_upto, batch,
+        int n = ferry__store_msg_pending(ob->store, ob->component, STORE_TO_XMPP, ob->sent_upto, batch,
                                   on_row, &sc);
         if (sc.sent) {
             ack_t *a = ferry_malloc(sizeof *a);
             *a = (ack_t){ob, ob->sent_upto, sc.sent, ob->generation};
-            if (xmpp_link_barrier(ob->link, on_ack, a) == 0) {
+            if (ferry__xmpp_link_barrier(ob->link, on_ack, a) == 0) {
                 ob->acks_pending++;
                 ob->unacked += sc.sent;
             } else {
@@ -134,7 +134,7 @@ static void pump(xmpp_outbox_t *ob)
 
 static void on_commit(void *arg) { pump(arg); }
 
-xmpp_outbox_t *xmpp_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
+xmpp_outbox_t *ferry__xmpp_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
                                xmpp_link_t *link)
 {
     (void)loop;
@@ -142,18 +142,18 @@ xmpp_outbox_t *xmpp_outbox_new(uv_loop_t *loop, store_t *store, const char *comp
     ob->store = store;
     ob->component = ferry_strdup(component);
     ob->link = link;
-    store_listen(store, on_commit, ob);
+    ferry__store_listen(store, on_commit, ob);
     return ob;
 }
 
-int xmpp_outbox_put(xmpp_outbox_t *ob, const char *dedup, const char *text, size_t len)
+int ferry__xmpp_outbox_put(xmpp_outbox_t *ob, const char *dedup, const char *text, size_t len)
 {
     int64_t id;
     /* The commit listener sends it: never before it is durable. */
-    return store_msg_add(ob->store, ob->component, STORE_TO_XMPP, "", dedup, text, len, &id);
+    return ferry__store_msg_add(ob->store, ob->component, STORE_TO_XMPP, "", dedup, text, len, &id);
 }
 
-void xmpp_outbox_link_up(xmpp_outbox_t *ob)
+void ferry__xmpp_outbox_link_up(xmpp_outbox_t *ob)
 {
     /* Start over from the oldest pending row: what was written on the last
      * connection without an answer goes again. */
@@ -163,7 +163,7 @@ void xmpp_outbox_link_up(xmpp_outbox_t *ob)
     pump(ob);
 }
 
-void xmpp_outbox_link_down(xmpp_outbox_t *ob, const char *reason)
+void ferry__xmpp_outbox_link_down(xmpp_outbox_t *ob, const char *reason)
 {
     if (ob->lone_id) {
         int attempts = ob->lone_attempts + 1;
@@ -173,9 +173,9 @@ void xmpp_outbox_link_down(xmpp_outbox_t *ob, const char *reason)
         if (attempts >= POISON_TRIES) {
             ferry_log_warn(ob->component, "stanza %lld moved to the dead list: %s",
                            (long long)ob->lone_id, why);
-            store_msg_update(ob->store, ob->lone_id, STORE_DEAD, attempts, 0, why);
+            ferry__store_msg_update(ob->store, ob->lone_id, STORE_DEAD, attempts, 0, why);
         } else {
-            store_msg_update(ob->store, ob->lone_id, STORE_PENDING, attempts, 0, why);
+            ferry__store_msg_update(ob->store, ob->lone_id, STORE_PENDING, attempts, 0, why);
         }
         ob->lone_id = 0;
     } else if (ob->unacked && ob->sent_upto > ob->suspect_upto) {
@@ -185,13 +185,13 @@ void xmpp_outbox_link_down(xmpp_outbox_t *ob, const char *reason)
     }
 }
 
-void xmpp_outbox_free(xmpp_outbox_t *ob)
+void ferry__xmpp_outbox_free(xmpp_outbox_t *ob)
 {
-    store_unlisten(ob->store, on_commit, ob);
+    ferry__store_unlisten(ob->store, on_commit, ob);
     free(ob->component);
     ob->freed = 1;
     if (ob->acks_pending == 0)
         free(ob);
 }
 
-unsigned long long xmpp_outbox_delivered(const xmpp_outbox_t *ob) { return ob->delivered; }
+unsigned long long ferry__xmpp_outbox_delivered(const xmpp_outbox_t *ob) { return ob->delivered; }

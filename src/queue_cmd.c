@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "core_config.h"
 #include "store.h"
 
 static const char *const state_names[] = {"pending", "done", "dead"};
@@ -37,7 +37,7 @@ static int act(store_t *s, const char *verb, const char *arg)
     int64_t id;
     if (parse_id(arg, &id) != 0)
         return 2;
-    int rc = strcmp(verb, "retry") == 0 ? store_msg_requeue(s, id) : store_msg_drop(s, id);
+    int rc = strcmp(verb, "retry") == 0 ? ferry__store_msg_requeue(s, id) : ferry__store_msg_drop(s, id);
     if (rc < 0)
         return 1;
     if (rc == 1) {
@@ -49,7 +49,7 @@ static int act(store_t *s, const char *verb, const char *arg)
     return 0;
 }
 
-int queue_cmd(const char *config_path, int argc, char **argv)
+int ferry__queue_cmd(const char *config_path, int argc, char **argv)
 {
     if (argc < 1 || (strcmp(argv[0], "list") != 0 && argc != 2) ||
         (strcmp(argv[0], "list") == 0 && argc != 1)) {
@@ -61,26 +61,26 @@ int queue_cmd(const char *config_path, int argc, char **argv)
         fprintf(stderr, "ferry queue: unknown action '%s' (list, retry, drop)\n", argv[0]);
         return 2;
     }
-    config_t *config = config_load(config_path);
+    config_t *config = ferry__config_load(config_path);
     if (!config)
         return 1;
     char err[1024];
-    store_t *s = config->store_url ? store_open_pg_offline(config->store_url, err, sizeof err)
-                                   : store_open_offline(config->store_path, err, sizeof err);
-    config_free(config);
+    store_t *s = config->store_url ? ferry__store_open_pg_offline(config->store_url, err, sizeof err)
+                                   : ferry__store_open_offline(config->store_path, err, sizeof err);
+    ferry__config_free(config);
     if (!s) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
     int rc = 0;
     if (strcmp(argv[0], "list") == 0) {
-        int64_t now = store_now_ms();
+        int64_t now = ferry__store_now_ms();
         printf("%-8s %-7s %-10s %-12s %3s %9s  %s\n", "ID", "STATE", "DIRECTION", "COMPONENT",
                "TRY", "AGE", "CONVERSATION");
-        rc = store_msg_list(s, print_row, &now) < 0;
+        rc = ferry__store_msg_list(s, print_row, &now) < 0;
     } else {
         rc = act(s, argv[0], argv[1]);
     }
-    store_close(s);
+    ferry__store_close(s);
     return rc;
 }

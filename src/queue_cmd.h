@@ -3,6 +3,6 @@
 #define FERRY_QUEUE_CMD_H
 
 /* argv starts after "queue"; returns the exit code. */
-int queue_cmd(const char *config_path, int argc, char **argv);
+int ferry__queue_cmd(const char *config_path, int argc, char **argv);
 
 #endif

@@ -22,12 +22,12 @@ static void route_iq(ferry_component_t *comp, xmpp_stanza_t *iq)
         return;
     if (!request)
         return; /* results and errors answer nothing */
-    if (core_iq_answer(comp, iq))
+    if (ferry__core_iq_answer(comp, iq))
         return;
     ferry_component_reply_error(comp, iq, "cancel", "service-unavailable", NULL);
 }
 
-void router_route(ferry_component_t *comp, xmpp_stanza_t *st)
+void ferry__router_route(ferry_component_t *comp, xmpp_stanza_t *st)
 {
     const char *name = xmpp_stanza_get_name(st);
     ferry_jid_t to;

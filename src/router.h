@@ -6,6 +6,6 @@
 
 #include "ferry/component.h"
 
-void router_route(ferry_component_t *comp, xmpp_stanza_t *stanza);
+void ferry__router_route(ferry_component_t *comp, xmpp_stanza_t *stanza);
 
 #endif

@@ -9,7 +9,7 @@
 
 #include "sd_notify.h"
 
-void sd_notify_send(const char *state)
+void ferry__sd_notify_send(const char *state)
 {
     const char *path = getenv("NOTIFY_SOCKET");
     if (!path || (path[0] != '/' && path[0] != '@'))

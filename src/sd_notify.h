@@ -4,6 +4,6 @@
 
 /* Sends STATE ("READY=1", "STOPPING=1", "RELOADING=1") to $NOTIFY_SOCKET;
  * does nothing when ferry was not started by systemd. */
-void sd_notify_send(const char *state);
+void ferry__sd_notify_send(const char *state);
 
 #endif

@@ -6,7 +6,7 @@
 
 #define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
 
-xmpp_stanza_t *stanza_error_new(xmpp_stanza_t *stanza, const char *type, const char *condition,
+xmpp_stanza_t *ferry__stanza_error_new(xmpp_stanza_t *stanza, const char *type, const char *condition,
                                 const char *text)
 {
     const char *orig_type = xmpp_stanza_get_type(stanza);

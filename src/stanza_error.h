@@ -9,7 +9,7 @@
  * <error type=TYPE><CONDITION xmlns=stanzas/><text>TEXT</text></error>.
  * NULL when STANZA is itself an error or has no 'from': never an error in
  * reply to an error, and nobody to answer. */
-xmpp_stanza_t *stanza_error_new(xmpp_stanza_t *stanza, const char *type, const char *condition,
+xmpp_stanza_t *ferry__stanza_error_new(xmpp_stanza_t *stanza, const char *type, const char *condition,
                                 const char *text);
 
 #endif

@@ -24,7 +24,7 @@ struct store_listener {
     void *arg;
 };
 
-int64_t store_now_ms(void)
+int64_t ferry__store_now_ms(void)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -73,7 +73,7 @@ static void on_prepare(uv_prepare_t *h)
 
 static void on_delay(uv_timer_t *t) { commit_notify(t->data); }
 
-int store_writing(store_t *s)
+int ferry__store_writing(store_t *s)
 {
     if (s->in_tx || s->offline)
         return 0;
@@ -84,7 +84,7 @@ int store_writing(store_t *s)
     return 0;
 }
 
-void store_init(store_t *s, const store_ops_t *ops, uv_loop_t *loop)
+void ferry__store_init(store_t *s, const store_ops_t *ops, uv_loop_t *loop)
 {
     s->ops = ops;
     s->waiters_tail = &s->waiters;
@@ -100,7 +100,7 @@ void store_init(store_t *s, const store_ops_t *ops, uv_loop_t *loop)
     uv_prepare_start(&s->commit, on_prepare);
 }
 
-void store_flush(store_t *s)
+void ferry__store_flush(store_t *s)
 {
     if (s->in_tx) {
         uv_timer_stop(&s->delay);
@@ -108,14 +108,14 @@ void store_flush(store_t *s)
     }
 }
 
-int store_queued_uncommitted(const store_t *s) { return s->queued; }
+int ferry__store_queued_uncommitted(const store_t *s) { return s->queued; }
 
-int store_healthy(store_t *s, char *why, size_t len)
+int ferry__store_healthy(store_t *s, char *why, size_t len)
 {
     return s->ops->healthy ? s->ops->healthy(s, why, len) : 1;
 }
 
-void store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg)
+void ferry__store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg)
 {
     if (s->offline || !s->commit_open) {
         cb(arg, 1);
@@ -129,7 +129,7 @@ void store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg)
     s->waiters_tail = &w->next;
 }
 
-void store_listen(store_t *s, void (*cb)(void *arg), void *arg)
+void ferry__store_listen(store_t *s, void (*cb)(void *arg), void *arg)
 {
     store_listener_t *l = ferry_malloc(sizeof *l);
     l->cb = cb;
@@ -138,7 +138,7 @@ void store_listen(store_t *s, void (*cb)(void *arg), void *arg)
     s->listeners = l;
 }
 
-void store_unlisten(store_t *s, void (*cb)(void *arg), void *arg)
+void ferry__store_unlisten(store_t *s, void (*cb)(void *arg), void *arg)
 {
     for (store_listener_t **p = &s->listeners; *p; p = &(*p)->next) {
         if ((*p)->cb == cb && (*p)->arg == arg) {
@@ -157,14 +157,14 @@ static void on_handle_closed(uv_handle_t *h)
         free(s);
 }
 
-void store_close(store_t *s)
+void ferry__store_close(store_t *s)
 {
     if (!s)
         return;
     commit_notify(s);
     s->ops->destroy(s);
     while (s->listeners)
-        store_unlisten(s, s->listeners->cb, s->listeners->arg);
+        ferry__store_unlisten(s, s->listeners->cb, s->listeners->arg);
     if (s->commit_open) {
         uv_close((uv_handle_t *)&s->delay, on_handle_closed);
         uv_close((uv_handle_t *)&s->commit, on_handle_closed);
@@ -175,10 +175,10 @@ void store_close(store_t *s)
 
 /* ---- the backend's operations ---- */
 
-int store_msg_add(store_t *s, const char *component, int direction, const char *conversation,
+int ferry__store_msg_add(store_t *s, const char *component, int direction, const char *conversation,
                   const char *dedup, const char *payload, size_t len, int64_t *id)
 {
-    if (store_writing(s) != 0)
+    if (ferry__store_writing(s) != 0)
         return -1;
     int rc = s->ops->msg_add(s, component, direction, conversation, dedup, payload, len, id);
     if (rc == 0)
@@ -186,40 +186,40 @@ int store_msg_add(store_t *s, const char *component, int direction, const char *
     return rc;
 }
 
-int store_msg_pending(store_t *s, const char *component, int direction, int64_t after,
+int ferry__store_msg_pending(store_t *s, const char *component, int direction, int64_t after,
                       size_t limit, store_row_cb cb, void *arg)
 {
     return s->ops->msg_pending(s, component, direction, after, limit, cb, arg);
 }
 
-int store_msg_update(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
+int ferry__store_msg_update(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
                      const char *error)
 {
-    if (store_writing(s) != 0)
+    if (ferry__store_writing(s) != 0)
         return -1;
     return s->ops->msg_update(s, id, state, attempts, next_ms, error);
 }
 
-int store_msg_done_upto(store_t *s, const char *component, int direction, int64_t upto)
+int ferry__store_msg_done_upto(store_t *s, const char *component, int direction, int64_t upto)
 {
-    if (store_writing(s) != 0)
+    if (ferry__store_writing(s) != 0)
         return -1;
     return s->ops->msg_done_upto(s, component, direction, upto);
 }
 
-int store_msg_counts(store_t *s, const char *component, store_counts_t *out)
+int ferry__store_msg_counts(store_t *s, const char *component, store_counts_t *out)
 {
     return s->ops->msg_counts(s, component, out);
 }
 
-int store_msg_list(store_t *s, store_row_cb cb, void *arg)
+int ferry__store_msg_list(store_t *s, store_row_cb cb, void *arg)
 {
     return s->ops->msg_list(s, cb, arg);
 }
 
-int store_msg_requeue(store_t *s, int64_t id)
+int ferry__store_msg_requeue(store_t *s, int64_t id)
 {
-    if (store_writing(s) != 0)
+    if (ferry__store_writing(s) != 0)
         return -1;
     int rc = s->ops->msg_requeue(s, id);
     if (rc == 0)
@@ -227,63 +227,63 @@ int store_msg_requeue(store_t *s, int64_t id)
     return rc;
 }
 
-int store_msg_drop(store_t *s, int64_t id)
+int ferry__store_msg_drop(store_t *s, int64_t id)
 {
-    if (store_writing(s) != 0)
+    if (ferry__store_writing(s) != 0)
         return -1;
     return s->ops->msg_drop(s, id);
 }
 
-int store_prune(store_t *s, int64_t before_ms)
+int ferry__store_prune(store_t *s, int64_t before_ms)
 {
-    if (store_writing(s) != 0)
+    if (ferry__store_writing(s) != 0)
         return -1;
     return s->ops->prune(s, before_ms);
 }
 
-int store_kv_get(store_t *s, const char *component, const char *ns, const char *key, char **value)
+int ferry__store_kv_get(store_t *s, const char *component, const char *ns, const char *key, char **value)
 {
     return s->ops->kv_get(s, component, ns, key, value);
 }
 
-int store_kv_put(store_t *s, const char *component, const char *ns, const char *key,
+int ferry__store_kv_put(store_t *s, const char *component, const char *ns, const char *key,
                  const char *value)
 {
-    if (store_writing(s) != 0)
+    if (ferry__store_writing(s) != 0)
         return -1;
     return s->ops->kv_put(s, component, ns, key, value);
 }
 
-int store_kv_del(store_t *s, const char *component, const char *ns, const char *key)
+int ferry__store_kv_del(store_t *s, const char *component, const char *ns, const char *key)
 {
-    if (store_writing(s) != 0)
+    if (ferry__store_writing(s) != 0)
         return -1;
     return s->ops->kv_del(s, component, ns, key);
 }
 
-int store_kv_list(store_t *s, const char *component, const char *ns,
+int ferry__store_kv_list(store_t *s, const char *component, const char *ns,
                   void (*cb)(void *arg, const char *key, const char *value), void *arg)
 {
     return s->ops->kv_list(s, component, ns, cb, arg);
 }
 
-int store_history_add(store_t *s, const char *component, const char *room, int64_t ts_ms,
+int ferry__store_history_add(store_t *s, const char *component, const char *room, int64_t ts_ms,
                       const char *nick, const char *body, int64_t *id)
 {
-    if (store_writing(s) != 0)
+    if (ferry__store_writing(s) != 0)
         return -1;
     return s->ops->history_add(s, component, room, ts_ms, nick, body, id);
 }
 
-int store_history_query(store_t *s, const char *component, const char *room,
+int ferry__store_history_query(store_t *s, const char *component, const char *room,
                         const store_history_filter_t *f, store_history_cb cb, void *arg)
 {
     return s->ops->history_query(s, component, room, f, cb, arg);
 }
 
-int store_history_prune(store_t *s, int64_t before_ms)
+int ferry__store_history_prune(store_t *s, int64_t before_ms)
 {
-    if (store_writing(s) != 0)
+    if (ferry__store_writing(s) != 0)
         return -1;
     return s->ops->history_prune(s, before_ms);
 }

@@ -6,9 +6,9 @@
  * Writes join one transaction (group commit): it opens with the first write
  * and commits a few milliseconds later (store.c's COMMIT_DELAY_MS),
  * or at the end of the loop iteration when somebody waits for durability
- * (store_sync(), e.g. an HTTP sender before its 202), or at once on
- * store_flush(). Thousands of messages a second cost one commit per batch,
- * not one each. store_sync() calls back once what was written so far is
+ * (ferry__store_sync(), e.g. an HTTP sender before its 202), or at once on
+ * ferry__store_flush(). Thousands of messages a second cost one commit per batch,
+ * not one each. ferry__store_sync() calls back once what was written so far is
  * committed. */
 #ifndef FERRY_STORE_H
 #define FERRY_STORE_H
@@ -43,72 +43,72 @@ typedef void (*store_row_cb)(void *arg, const store_row_t *row);
 
 /* Opens (creating and migrating) the store at PATH. NULL with a message in
  * err: unwritable, corrupt, or written by a newer ferry. */
-store_t *store_open(uv_loop_t *loop, const char *path, char *err, size_t errlen);
+store_t *ferry__store_open(uv_loop_t *loop, const char *path, char *err, size_t errlen);
 /* Commits what is pending and closes. */
-void store_close(store_t *store);
+void ferry__store_close(store_t *store);
 /* Opens without a loop, for the `ferry queue` command: writes commit at
  * once. */
-store_t *store_open_offline(const char *path, char *err, size_t errlen);
+store_t *ferry__store_open_offline(const char *path, char *err, size_t errlen);
 /* The same in a PostgreSQL database (URL: a libpq URI or conninfo string).
  * NULL with a message in err: unreachable, credentials refused, or a
  * schema from a newer ferry. The message never shows the password. */
-store_t *store_open_pg(uv_loop_t *loop, const char *url, char *err, size_t errlen);
-store_t *store_open_pg_offline(const char *url, char *err, size_t errlen);
+store_t *ferry__store_open_pg(uv_loop_t *loop, const char *url, char *err, size_t errlen);
+store_t *ferry__store_open_pg_offline(const char *url, char *err, size_t errlen);
 
-int64_t store_now_ms(void);
+int64_t ferry__store_now_ms(void);
 
 /* Adds a pending message. Returns 0 and sets *id; when DEDUP is already
  * known for this component and direction nothing is added and it returns 1
  * + the stored message's state (1 pending, 2 done, 3 dead); -1 on error. */
-int store_msg_add(store_t *s, const char *component, int direction, const char *conversation,
+int ferry__store_msg_add(store_t *s, const char *component, int direction, const char *conversation,
                   const char *dedup, const char *payload, size_t len, int64_t *id);
 /* Pending messages with id > AFTER, in id order, at most LIMIT. Returns the
  * number passed to CB, or -1. */
-int store_msg_pending(store_t *s, const char *component, int direction, int64_t after,
+int ferry__store_msg_pending(store_t *s, const char *component, int direction, int64_t after,
                       size_t limit, store_row_cb cb, void *arg);
-int store_msg_update(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
+int ferry__store_msg_update(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
                      const char *error);
 /* Marks pending messages of COMPONENT/DIRECTION with id <= UPTO as done. */
-int store_msg_done_upto(store_t *s, const char *component, int direction, int64_t upto);
+int ferry__store_msg_done_upto(store_t *s, const char *component, int direction, int64_t upto);
 
 typedef struct store_counts {
     int64_t pending, dead;
     int64_t oldest_pending_ms; /* created_ms of the oldest pending, 0 if none */
 } store_counts_t;
-int store_msg_counts(store_t *s, const char *component, store_counts_t *out);
+int ferry__store_msg_counts(store_t *s, const char *component, store_counts_t *out);
 
 /* For `ferry queue`: every pending and dead message of every component, in
  * id order. Returns the number passed to CB, or -1. */
-int store_msg_list(store_t *s, store_row_cb cb, void *arg);
+int ferry__store_msg_list(store_t *s, store_row_cb cb, void *arg);
 /* Makes a message pending again with attempts reset (0, or 1 when no such
  * message). */
-int store_msg_requeue(store_t *s, int64_t id);
+int ferry__store_msg_requeue(store_t *s, int64_t id);
 /* Removes a message (0, or 1 when no such message). */
-int store_msg_drop(store_t *s, int64_t id);
+int ferry__store_msg_drop(store_t *s, int64_t id);
 /* Deletes done and dead messages last touched before BEFORE_MS. Returns how
  * many, or -1. */
-int store_prune(store_t *s, int64_t before_ms);
+int ferry__store_prune(store_t *s, int64_t before_ms);
 
 /* Settings: 0 found (*value malloc'd), 1 absent, -1 error. */
-int store_kv_get(store_t *s, const char *component, const char *ns, const char *key, char **value);
-int store_kv_put(store_t *s, const char *component, const char *ns, const char *key,
+int ferry__store_kv_get(store_t *s, const char *component, const char *ns, const char *key, char **value);
+int ferry__store_kv_put(store_t *s, const char *component, const char *ns, const char *key,
                  const char *value);
-int store_kv_del(store_t *s, const char *component, const char *ns, const char *key);
+int ferry__store_kv_del(store_t *s, const char *component, const char *ns, const char *key);
 /* Every setting of NS, in key order: the number passed to CB, or -1. */
-int store_kv_list(store_t *s, const char *component, const char *ns,
+int ferry__store_kv_list(store_t *s, const char *component, const char *ns,
                   void (*cb)(void *arg, const char *key, const char *value), void *arg);
 
 /* 1 while the store can take writes; 0 with the reason in WHY (PostgreSQL
  * unreachable), for /healthz. */
-int store_healthy(store_t *s, char *why, size_t len);
+int ferry__store_healthy(store_t *s, char *why, size_t len);
 
 /* Commits what is written so far, now. */
-void store_flush(store_t *s);
+void ferry__store_flush(store_t *s);
 /* Whether the open transaction queues messages (added, or put back by a
  * retry): they must be committed before they are sent. Other writes (a
  * message marked delivered, an attempt counted) may wait for the batch: a
  * crash loses at most a mark, and the message goes again. */
-int store_queued_uncommitted(const store_t *s);
+int ferry__store_queued_uncommitted(const store_t *s);
 /* Group chat archives (one row per message, per room). */
 typedef struct store_history_filter {
     int64_t after_id, before_id;   /* 0: no bound */
@@ -120,20 +120,20 @@ typedef struct store_history_filter {
 typedef void (*store_history_cb)(void *arg, int64_t id, int64_t ts_ms, const char *nick,
                                  const char *body);
 
-int store_history_add(store_t *s, const char *component, const char *room, int64_t ts_ms,
+int ferry__store_history_add(store_t *s, const char *component, const char *room, int64_t ts_ms,
                       const char *nick, const char *body, int64_t *id);
 /* The number of rows passed to CB (oldest first, or newest first: the
  * newest LIMIT), or -1. */
-int store_history_query(store_t *s, const char *component, const char *room,
+int ferry__store_history_query(store_t *s, const char *component, const char *room,
                         const store_history_filter_t *f, store_history_cb cb, void *arg);
 /* Deletes what was archived before BEFORE_MS; returns how many, or -1. */
-int store_history_prune(store_t *s, int64_t before_ms);
+int ferry__store_history_prune(store_t *s, int64_t before_ms);
 
 /* CB(arg, ok) once everything written so far is committed (ok = 0 when the
  * commit failed). */
-void store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg);
+void ferry__store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg);
 /* CB(arg) after each commit: outboxes send what just became durable. */
-void store_listen(store_t *s, void (*cb)(void *arg), void *arg);
-void store_unlisten(store_t *s, void (*cb)(void *arg), void *arg);
+void ferry__store_listen(store_t *s, void (*cb)(void *arg), void *arg);
+void ferry__store_unlisten(store_t *s, void (*cb)(void *arg), void *arg);
 
 #endif

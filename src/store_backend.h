@@ -19,7 +19,7 @@ typedef struct store_ops {
     int (*commit)(store_t *s);
     /* Releases what the backend holds; store.c frees the struct. */
     void (*destroy)(store_t *s);
-    /* NULL when it cannot fail short of the disk: see store_healthy(). */
+    /* NULL when it cannot fail short of the disk: see ferry__store_healthy(). */
     int (*healthy)(store_t *s, char *why, size_t len);
 
     int (*msg_add)(store_t *s, const char *component, int direction, const char *conversation,
@@ -63,9 +63,9 @@ struct store {
 /* Sets up the common part of a backend's calloc'd store once it is open
  * (a backend that fails to open frees its store itself): with a LOOP the
  * writes are group-committed, without one (offline) each commits at once. */
-void store_init(store_t *s, const store_ops_t *ops, uv_loop_t *loop);
+void ferry__store_init(store_t *s, const store_ops_t *ops, uv_loop_t *loop);
 /* Every write calls this first: it opens the batch's transaction (0), or
  * -1 when that failed. */
-int store_writing(store_t *s);
+int ferry__store_writing(store_t *s);
 
 #endif

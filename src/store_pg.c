@@ -223,7 +223,7 @@ static PGconn *conn_start(const char *url, int blocking)
 static void note_unreachable(pg_store_t *s, const char *msg)
 {
     uint64_t delay = ferry_backoff_ms(s->failed_reconnects++, 500, 10000);
-    s->retry_at_ms = store_now_ms() + (int64_t)delay;
+    s->retry_at_ms = ferry__store_now_ms() + (int64_t)delay;
     snprintf(s->last_error, sizeof s->last_error, "%.*s", line_len(msg), msg);
     ferry_log_error("store", "%s: PostgreSQL unreachable: %s; next try in %llu ms", s->where,
                     s->last_error, (unsigned long long)delay);
@@ -314,7 +314,7 @@ static int usable(pg_store_t *s)
     if (s->base.in_tx)
         s->tx_lost = 1;
     s->prepared = 0;
-    if (s->next || store_now_ms() < s->retry_at_ms)
+    if (s->next || ferry__store_now_ms() < s->retry_at_ms)
         return 0;
     if (!s->loop) {
         PQreset(s->conn);
@@ -570,16 +570,16 @@ static store_t *open_store(uv_loop_t *loop, const char *url, char *err, size_t e
         free(s);
         return NULL;
     }
-    store_init(&s->base, &pg_ops, loop);
+    ferry__store_init(&s->base, &pg_ops, loop);
     return &s->base;
 }
 
-store_t *store_open_pg(uv_loop_t *loop, const char *url, char *err, size_t errlen)
+store_t *ferry__store_open_pg(uv_loop_t *loop, const char *url, char *err, size_t errlen)
 {
     return open_store(loop, url, err, errlen);
 }
 
-store_t *store_open_pg_offline(const char *url, char *err, size_t errlen)
+store_t *ferry__store_open_pg_offline(const char *url, char *err, size_t errlen)
 {
     return open_store(NULL, url, err, errlen);
 }
@@ -609,7 +609,7 @@ static int pg_msg_add(store_t *base, const char *component, int direction,
     p_text(&p, conversation);
     p_text(&p, dedup);
     p_bytes(&p, payload, len);
-    p_int(&p, store_now_ms());
+    p_int(&p, ferry__store_now_ms());
     PGresult *r = run(s, Q_ADD, &p, PGRES_TUPLES_OK, "adding a message");
     if (!r)
         return -1;
@@ -689,7 +689,7 @@ static int pg_msg_update(store_t *base, int64_t id, int state, int attempts, int
     p_int(&p, attempts);
     p_int(&p, next_ms);
     p_text(&p, error);
-    p_int(&p, store_now_ms());
+    p_int(&p, ferry__store_now_ms());
     return run_cmd(PG(base), Q_UPDATE, &p, "updating a message");
 }
 
@@ -699,7 +699,7 @@ static int pg_msg_done_upto(store_t *base, const char *component, int direction,
     p_text(&p, component);
     p_int(&p, direction);
     p_int(&p, upto);
-    p_int(&p, store_now_ms());
+    p_int(&p, ferry__store_now_ms());
     return run_cmd(PG(base), Q_DONE_UPTO, &p, "marking messages done");
 }
 
@@ -737,7 +737,7 @@ static int change_one(pg_store_t *s, int q, int64_t id, const char *what)
     params_t p = {0};
     p_int(&p, id);
     if (q == Q_REQUEUE)
-        p_int(&p, store_now_ms());
+        p_int(&p, ferry__store_now_ms());
     int n = run_changes(s, q, &p, what);
     return n < 0 ? -1 : n ? 0 : 1;
 }

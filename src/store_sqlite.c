@@ -280,11 +280,11 @@ static store_t *open_store(uv_loop_t *loop, const char *path, int lock_fd, char 
         free(s);
         return NULL;
     }
-    store_init(&s->base, &sqlite_ops, loop);
+    ferry__store_init(&s->base, &sqlite_ops, loop);
     return &s->base;
 }
 
-store_t *store_open(uv_loop_t *loop, const char *path, char *err, size_t errlen)
+store_t *ferry__store_open(uv_loop_t *loop, const char *path, char *err, size_t errlen)
 {
     int fd = lock_store(path, err, errlen);
     if (fd == -1)
@@ -292,7 +292,7 @@ store_t *store_open(uv_loop_t *loop, const char *path, char *err, size_t errlen)
     return open_store(loop, path, fd, err, errlen);
 }
 
-store_t *store_open_offline(const char *path, char *err, size_t errlen)
+store_t *ferry__store_open_offline(const char *path, char *err, size_t errlen)
 {
     return open_store(NULL, path, -1, err, errlen);
 }
@@ -332,7 +332,7 @@ static int sq_msg_add(store_t *base, const char *component, int direction, const
     if (dedup)
         sqlite3_bind_text(st, 4, dedup, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 5, payload, (int)len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 6, store_now_ms());
+    sqlite3_bind_int64(st, 6, ferry__store_now_ms());
     if (step_done(s, st, "adding a message") != 0)
         return -1;
     if (sqlite3_changes(s->db) == 0)
@@ -399,7 +399,7 @@ static int sq_msg_update(store_t *base, int64_t id, int state, int attempts, int
     sqlite3_bind_int64(st, 4, next_ms);
     if (error)
         sqlite3_bind_text(st, 5, error, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 6, store_now_ms());
+    sqlite3_bind_int64(st, 6, ferry__store_now_ms());
     return step_done(s, st, "updating a message");
 }
 
@@ -410,7 +410,7 @@ static int sq_msg_done_upto(store_t *base, const char *component, int direction,
     sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, direction);
     sqlite3_bind_int64(st, 3, upto);
-    sqlite3_bind_int64(st, 4, store_now_ms());
+    sqlite3_bind_int64(st, 4, ferry__store_now_ms());
     return step_done(s, st, "marking messages done");
 }
 
@@ -446,7 +446,7 @@ static int change_one(sqlite_store_t *s, int q, int64_t id, const char *what)
     sqlite3_stmt *st = stmt(s, q);
     sqlite3_bind_int64(st, 1, id);
     if (q == Q_REQUEUE)
-        sqlite3_bind_int64(st, 2, store_now_ms());
+        sqlite3_bind_int64(st, 2, ferry__store_now_ms());
     if (step_done(s, st, what) != 0)
         return -1;
     return sqlite3_changes(s->db) ? 0 : 1;

@@ -195,7 +195,7 @@ static toml_node_t *node_new(parser_t *p, toml_type_t type, int line)
     return n;
 }
 
-void toml_free(toml_node_t *node)
+void ferry__toml_free(toml_node_t *node)
 {
     size_t i;
 
@@ -204,13 +204,13 @@ void toml_free(toml_node_t *node)
     switch (node->type) {
     case TOML_ARRAY:
         for (i = 0; i < node->u.arr.n; i++)
-            toml_free(node->u.arr.items[i]);
+            ferry__toml_free(node->u.arr.items[i]);
         free(node->u.arr.items);
         break;
     case TOML_TABLE:
         for (i = 0; i < node->u.tab.n; i++) {
             free(node->u.tab.keys[i]);
-            toml_free(node->u.tab.vals[i]);
+            ferry__toml_free(node->u.tab.vals[i]);
         }
         free(node->u.tab.keys);
         free(node->u.tab.vals);
@@ -241,7 +241,7 @@ static int array_push(parser_t *p, toml_node_t *a, toml_node_t *v)
     return 0;
 }
 
-toml_node_t *toml_table_get(const toml_node_t *table, const char *key)
+toml_node_t *ferry__toml_table_get(const toml_node_t *table, const char *key)
 {
     size_t i;
 
@@ -1052,7 +1052,7 @@ static toml_node_t *parse_array(parser_t *p, int depth, int line)
         if (!v)
             goto error;
         if (array_push(p, a, v)) {
-            toml_free(v);
+            ferry__toml_free(v);
             goto error;
         }
         skip_ws_nl_comments(p);
@@ -1071,7 +1071,7 @@ static toml_node_t *parse_array(parser_t *p, int depth, int line)
     p->pos++;
     return a;
 error:
-    toml_free(a);
+    ferry__toml_free(a);
     return NULL;
 }
 
@@ -1135,7 +1135,7 @@ static toml_node_t *parse_inline_table(parser_t *p, int depth, int line)
     seal(t);
     return t;
 error:
-    toml_free(t);
+    ferry__toml_free(t);
     return NULL;
 }
 
@@ -1180,7 +1180,7 @@ static int redefinition(parser_t *p, const keypath_t *k, const toml_node_t *n, i
         return fail_at(p, line, "%s '%s': it is an array of tables since line %d",
                        what, name.s, n->line);
     return fail_at(p, line, "%s '%s': key already defined on line %d as %s",
-                   what, name.s, n->line, toml_type_name(n->type));
+                   what, name.s, n->line, ferry__toml_type_name(n->type));
 }
 
 /* Walks the parents in a [header] or [[header]] path, creating missing ones
@@ -1192,7 +1192,7 @@ static toml_node_t *walk_header(parser_t *p, const keypath_t *k, int line, int *
 
     *depth = 0;
     for (i = 0; i + 1 < k->n; i++) {
-        n = toml_table_get(t, k->parts[i]);
+        n = ferry__toml_table_get(t, k->parts[i]);
         if (!n) {
             if (check_depth(p, *depth + 1) || !(n = new_child_table(p, t, k->parts[i], line)))
                 return NULL;
@@ -1202,7 +1202,7 @@ static toml_node_t *walk_header(parser_t *p, const keypath_t *k, int line, int *
             (*depth)++;
         } else if (n->type != TOML_TABLE) {
             fail_at(p, line, "cannot use '%s' as a table: key already defined on line %d as %s",
-                    key_name(k, i).s, n->line, toml_type_name(n->type));
+                    key_name(k, i).s, n->line, ferry__toml_type_name(n->type));
             return NULL;
         } else if (n->is_inline) {
             fail_at(p, line, "cannot extend '%s': it is an inline table, closed on line %d",
@@ -1223,7 +1223,7 @@ static int open_table(parser_t *p, const keypath_t *k, int line)
 
     if (!t)
         return -1;
-    n = toml_table_get(t, k->parts[k->n - 1]);
+    n = ferry__toml_table_get(t, k->parts[k->n - 1]);
     if (!n) {
         if (check_depth(p, depth + 1) || !(n = new_child_table(p, t, k->parts[k->n - 1], line)))
             return -1;
@@ -1246,7 +1246,7 @@ static int open_array_table(parser_t *p, const keypath_t *k, int line)
 
     if (!t || check_depth(p, depth + 2))
         return -1;
-    a = toml_table_get(t, k->parts[k->n - 1]);
+    a = ferry__toml_table_get(t, k->parts[k->n - 1]);
     if (!a) {
         key = ferry_strdup(k->parts[k->n - 1]);
         a = node_new(p, TOML_ARRAY, line);
@@ -1303,7 +1303,7 @@ out:
 static toml_node_t *dotted_step(parser_t *p, toml_node_t *t, const keypath_t *k, size_t i,
                                 int depth)
 {
-    toml_node_t *n = toml_table_get(t, k->parts[i]);
+    toml_node_t *n = ferry__toml_table_get(t, k->parts[i]);
 
     if (check_depth(p, depth))
         return NULL;
@@ -1314,7 +1314,7 @@ static toml_node_t *dotted_step(parser_t *p, toml_node_t *t, const keypath_t *k,
     }
     if (n->type != TOML_TABLE)
         fail_at(p, k->line, "cannot use '%s' as a table: key already defined on line %d as %s",
-                key_name(k, i).s, n->line, toml_type_name(n->type));
+                key_name(k, i).s, n->line, ferry__toml_type_name(n->type));
     else if (n->is_inline)
         fail_at(p, k->line, "cannot add keys to '%s': it is an inline table, closed on line %d",
                 key_name(k, i).s, n->line);
@@ -1347,7 +1347,7 @@ static int parse_keyval(parser_t *p, toml_node_t *t, int depth)
     for (i = 0; i + 1 < k.n; i++)
         if (!(t = dotted_step(p, t, &k, i, ++depth)))
             goto out;
-    if ((v = toml_table_get(t, k.parts[k.n - 1]))) {
+    if ((v = ferry__toml_table_get(t, k.parts[k.n - 1]))) {
         fail_at(p, k.line, "duplicate key '%s' (first defined on line %d)",
                 key_name(&k, k.n - 1).s, v->line);
         goto out;
@@ -1355,7 +1355,7 @@ static int parse_keyval(parser_t *p, toml_node_t *t, int depth)
     if (!(v = parse_value(p, depth + 1, k.line)))
         goto out;
     if (table_add(p, t, k.parts[k.n - 1], v)) {
-        toml_free(v);
+        ferry__toml_free(v);
         goto out;
     }
     k.parts[k.n - 1] = NULL; /* now owned by the table */
@@ -1398,7 +1398,7 @@ static int parse_document(parser_t *p)
     return 0;
 }
 
-toml_node_t *toml_parse(const char *text, size_t len, char *err, size_t errlen, int *errline)
+toml_node_t *ferry__toml_parse(const char *text, size_t len, char *err, size_t errlen, int *errline)
 {
     parser_t p = {0};
 
@@ -1421,7 +1421,7 @@ toml_node_t *toml_parse(const char *text, size_t len, char *err, size_t errlen, 
             parse_document(&p);
     }
     if (p.failed) {
-        toml_free(p.root);
+        ferry__toml_free(p.root);
         if (errline)
             *errline = p.errline;
         return NULL;
@@ -1454,7 +1454,7 @@ static char *read_all(FILE *f, size_t *len)
     return data;
 }
 
-toml_node_t *toml_parse_file(const char *path, char *err, size_t errlen)
+toml_node_t *ferry__toml_parse_file(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     char *text, msg[512];
@@ -1476,14 +1476,14 @@ toml_node_t *toml_parse_file(const char *path, char *err, size_t errlen)
         return NULL;
     }
     fclose(f);
-    root = toml_parse(text, len, msg, sizeof msg, &line);
+    root = ferry__toml_parse(text, len, msg, sizeof msg, &line);
     free(text);
     if (!root && err && errlen)
         snprintf(err, errlen, "%s:%d: %s", path, line, msg);
     return root;
 }
 
-const char *toml_type_name(toml_type_t type)
+const char *ferry__toml_type_name(toml_type_t type)
 {
     switch (type) {
     case TOML_STRING: return "string";

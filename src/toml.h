@@ -45,17 +45,17 @@ struct toml_node {
 
 /* Parses text. On error returns NULL and writes "LINE: message" context:
  * *errline gets the 1-based line, err the message (without line). */
-toml_node_t *toml_parse(const char *text, size_t len, char *err, size_t errlen, int *errline);
+toml_node_t *ferry__toml_parse(const char *text, size_t len, char *err, size_t errlen, int *errline);
 
 /* Reads and parses a file. On error returns NULL and err holds
  * "PATH:LINE: message" (or "PATH: strerror" when unreadable). */
-toml_node_t *toml_parse_file(const char *path, char *err, size_t errlen);
+toml_node_t *ferry__toml_parse_file(const char *path, char *err, size_t errlen);
 
-void toml_free(toml_node_t *node);
+void ferry__toml_free(toml_node_t *node);
 
 /* Lookup by key in a table; NULL when absent or node is not a table. */
-toml_node_t *toml_table_get(const toml_node_t *table, const char *key);
+toml_node_t *ferry__toml_table_get(const toml_node_t *table, const char *key);
 
-const char *toml_type_name(toml_type_t type);
+const char *ferry__toml_type_name(toml_type_t type);
 
 #endif

@@ -200,7 +200,7 @@ static void no_reparse_deferral(XML_Parser p)
 #endif
 }
 
-xml_stream_t *xml_stream_new(xmpp_ctx_t *ctx, size_t max_stanza,
+xml_stream_t *ferry__xml_stream_new(xmpp_ctx_t *ctx, size_t max_stanza,
                              const xml_stream_handlers_t *handlers, void *arg)
 {
     xml_stream_t *s = ferry_calloc(1, sizeof *s);
@@ -220,7 +220,7 @@ xml_stream_t *xml_stream_new(xmpp_ctx_t *ctx, size_t max_stanza,
     return s;
 }
 
-void xml_stream_free(xml_stream_t *s)
+void ferry__xml_stream_free(xml_stream_t *s)
 {
     if (!s)
         return;
@@ -231,13 +231,13 @@ void xml_stream_free(xml_stream_t *s)
     free(s);
 }
 
-void xml_stream_stop(xml_stream_t *s)
+void ferry__xml_stream_stop(xml_stream_t *s)
 {
     s->stopped = 1;
     XML_StopParser(s->parser, XML_FALSE);
 }
 
-int xml_stream_feed(xml_stream_t *s, const char *data, size_t len)
+int ferry__xml_stream_feed(xml_stream_t *s, const char *data, size_t len)
 {
     if (s->error)
         return -1;
@@ -264,5 +264,5 @@ int xml_stream_feed(xml_stream_t *s, const char *data, size_t len)
     return 0;
 }
 
-const char *xml_stream_error(const xml_stream_t *s) { return s->error; }
-const char *xml_stream_error_text(const xml_stream_t *s) { return s->error_text; }
+const char *ferry__xml_stream_error(const xml_stream_t *s) { return s->error; }
+const char *ferry__xml_stream_error_text(const xml_stream_t *s) { return s->error_text; }

@@ -19,19 +19,19 @@ typedef struct xml_stream_handlers {
     void (*close)(void *arg);
 } xml_stream_handlers_t;
 
-xml_stream_t *xml_stream_new(xmpp_ctx_t *ctx, size_t max_stanza,
+xml_stream_t *ferry__xml_stream_new(xmpp_ctx_t *ctx, size_t max_stanza,
                              const xml_stream_handlers_t *handlers, void *arg);
-void xml_stream_free(xml_stream_t *stream);
+void ferry__xml_stream_free(xml_stream_t *stream);
 
 /* Feeds bytes. Returns 0, or -1 on an error that ends the stream; then
- * xml_stream_error() names the RFC 6120 stream error condition
+ * ferry__xml_stream_error() names the RFC 6120 stream error condition
  * ("not-well-formed", "restricted-xml", "policy-violation") and
- * xml_stream_error_text() says what happened. Handlers may call nothing on
- * the stream but xml_stream_stop(). */
-int xml_stream_feed(xml_stream_t *stream, const char *data, size_t len);
+ * ferry__xml_stream_error_text() says what happened. Handlers may call nothing on
+ * the stream but ferry__xml_stream_stop(). */
+int ferry__xml_stream_feed(xml_stream_t *stream, const char *data, size_t len);
 /* Stops parsing after the current handler (the link is closing). */
-void xml_stream_stop(xml_stream_t *stream);
-const char *xml_stream_error(const xml_stream_t *stream);
-const char *xml_stream_error_text(const xml_stream_t *stream);
+void ferry__xml_stream_stop(xml_stream_t *stream);
+const char *ferry__xml_stream_error(const xml_stream_t *stream);
+const char *ferry__xml_stream_error_text(const xml_stream_t *stream);
 
 #endif

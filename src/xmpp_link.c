@@ -173,7 +173,7 @@ static void queue_clear(xmpp_link_t *link)
     link->stats.queued = 0;
 }
 
-void xmpp_link_send_text(xmpp_link_t *link, const char *text, size_t len)
+void ferry__xmpp_link_send_text(xmpp_link_t *link, const char *text, size_t len)
 {
     if (link->state == LINK_UP) {
         link->stats.out[kind_of(text)]++;
@@ -183,7 +183,7 @@ void xmpp_link_send_text(xmpp_link_t *link, const char *text, size_t len)
     }
 }
 
-int xmpp_link_send_raw(xmpp_link_t *link, const char *text, size_t len)
+int ferry__xmpp_link_send_raw(xmpp_link_t *link, const char *text, size_t len)
 {
     if (link->state != LINK_UP)
         return -1;
@@ -229,7 +229,7 @@ static int server_answer(const xmpp_link_t *link, xmpp_stanza_t *st, const char 
            strcasecmp(from, link->ping_to) == 0;
 }
 
-int xmpp_link_barrier(xmpp_link_t *link, void (*cb)(void *arg, int ok), void *arg)
+int ferry__xmpp_link_barrier(xmpp_link_t *link, void (*cb)(void *arg, int ok), void *arg)
 {
     if (link->state != LINK_UP)
         return -1;
@@ -279,7 +279,7 @@ static int barrier_answered(xmpp_link_t *link, xmpp_stanza_t *st)
 static void conn_free(void *arg)
 {
     conn_t *conn = arg;
-    xml_stream_free(conn->xml);
+    ferry__xml_stream_free(conn->xml);
     free(conn);
 }
 
@@ -293,7 +293,7 @@ static void conn_drop(conn_t *conn)
     if (link->conn == conn)
         link->conn = NULL;
     if (conn->xml)
-        xml_stream_stop(conn->xml);
+        ferry__xml_stream_stop(conn->xml);
     if (conn->net)
         ferry_net_close(conn->net, conn_free);
     else
@@ -522,12 +522,12 @@ static void send_ping(uv_timer_t *t)
 static void on_net_data(void *arg, const char *buf, size_t len)
 {
     conn_t *conn = arg;
-    if (xml_stream_feed(conn->xml, buf, len) != 0 && conn->link) {
-        const char *condition = xml_stream_error(conn->xml);
+    if (ferry__xml_stream_feed(conn->xml, buf, len) != 0 && conn->link) {
+        const char *condition = ferry__xml_stream_error(conn->xml);
         char reason[256];
         snprintf(reason, sizeof reason, "bad XML from the server (%s: %s)", condition,
-                 xml_stream_error_text(conn->xml));
-        send_stream_error(conn, condition, xml_stream_error_text(conn->xml));
+                 ferry__xml_stream_error_text(conn->xml));
+        send_stream_error(conn, condition, ferry__xml_stream_error_text(conn->xml));
         conn_fail(conn, reason);
     }
 }
@@ -565,7 +565,7 @@ static void connect_attempt(xmpp_link_t *link)
 {
     conn_t *conn = ferry_calloc(1, sizeof *conn);
     conn->link = link;
-    conn->xml = xml_stream_new(link->ctx, link->max_stanza_size, &stream_handlers, conn);
+    conn->xml = ferry__xml_stream_new(link->ctx, link->max_stanza_size, &stream_handlers, conn);
     link->conn = conn;
     link->state = LINK_CONNECTING;
     ferry_log_debug(link->scope, "connecting to %s:%d", link->host, link->port);
@@ -588,7 +588,7 @@ static void init_timer(xmpp_link_t *link, uv_timer_t *t)
     link->timers_open++;
 }
 
-xmpp_link_t *xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx, const xmpp_link_options_t *o,
+xmpp_link_t *ferry__xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx, const xmpp_link_options_t *o,
                            const xmpp_link_handlers_t *h, void *arg)
 {
     xmpp_link_t *link = ferry_calloc(1, sizeof *link);
@@ -618,15 +618,15 @@ xmpp_link_t *xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx, const xmpp_link_opt
     return link;
 }
 
-void xmpp_link_start(xmpp_link_t *link)
+void ferry__xmpp_link_start(xmpp_link_t *link)
 {
     if (link->state == LINK_IDLE)
         connect_attempt(link);
 }
 
-int xmpp_link_is_up(const xmpp_link_t *link) { return link->state == LINK_UP; }
+int ferry__xmpp_link_is_up(const xmpp_link_t *link) { return link->state == LINK_UP; }
 
-void xmpp_link_stats(const xmpp_link_t *link, xmpp_link_stats_t *out) { *out = link->stats; }
+void ferry__xmpp_link_stats(const xmpp_link_t *link, xmpp_link_stats_t *out) { *out = link->stats; }
 
 static void on_timer_closed(uv_handle_t *handle)
 {
@@ -665,7 +665,7 @@ static void finish_close(xmpp_link_t *link)
 
 static void on_close_wait(uv_timer_t *t) { finish_close(t->data); }
 
-void xmpp_link_close(xmpp_link_t *link, void (*done)(void *), void *arg)
+void ferry__xmpp_link_close(xmpp_link_t *link, void (*done)(void *), void *arg)
 {
     int was_up = link->state == LINK_UP;
     int open_stream = link->conn && (link->state == LINK_OPENING || was_up);

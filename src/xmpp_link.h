@@ -31,7 +31,7 @@ typedef struct xmpp_link_handlers {
 
 enum { KIND_MESSAGE, KIND_PRESENCE, KIND_IQ, KIND_OTHER, KIND_COUNT };
 
-typedef struct xmpp_link_stats {
+typedef struct ferry__xmpp_link_stats {
     int up;
     unsigned long long in[KIND_COUNT];  /* stanzas by kind */
     unsigned long long out[KIND_COUNT];
@@ -41,21 +41,21 @@ typedef struct xmpp_link_stats {
     char last_error[256];
 } xmpp_link_stats_t;
 
-xmpp_link_t *xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx, const xmpp_link_options_t *opts,
+xmpp_link_t *ferry__xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx, const xmpp_link_options_t *opts,
                            const xmpp_link_handlers_t *handlers, void *arg);
-void xmpp_link_start(xmpp_link_t *link);
+void ferry__xmpp_link_start(xmpp_link_t *link);
 /* Writes a serialised stanza now, or queues it while the link is down. */
-void xmpp_link_send_text(xmpp_link_t *link, const char *text, size_t len);
+void ferry__xmpp_link_send_text(xmpp_link_t *link, const char *text, size_t len);
 /* Writes already serialised stanzas; only while the link is up (-1 else). */
-int xmpp_link_send_raw(xmpp_link_t *link, const char *text, size_t len);
+int ferry__xmpp_link_send_raw(xmpp_link_t *link, const char *text, size_t len);
 /* Sends a ping to the server: CB(arg, 1) when its answer arrives, proving
  * the server has taken everything written before it; CB(arg, 0) when the
  * link goes down first. Only while the link is up (-1 else). */
-int xmpp_link_barrier(xmpp_link_t *link, void (*cb)(void *arg, int ok), void *arg);
-int xmpp_link_is_up(const xmpp_link_t *link);
-void xmpp_link_stats(const xmpp_link_t *link, xmpp_link_stats_t *out);
+int ferry__xmpp_link_barrier(xmpp_link_t *link, void (*cb)(void *arg, int ok), void *arg);
+int ferry__xmpp_link_is_up(const xmpp_link_t *link);
+void ferry__xmpp_link_stats(const xmpp_link_t *link, xmpp_link_stats_t *out);
 /* Closes the stream with </stream:stream> after pending writes, waits for
  * the server's close (bounded), then frees the link and calls done. */
-void xmpp_link_close(xmpp_link_t *link, void (*done)(void *arg), void *arg);
+void ferry__xmpp_link_close(xmpp_link_t *link, void (*done)(void *arg), void *arg);
 
 #endif

@@ -103,7 +103,7 @@ static void emit(irc_t *irc, out_t *o)
     o->full = 0;
 }
 
-void bridge_room_jid(irc_conn_t *conn, irc_room_t *room, const char *nick, char *buf, size_t len)
+void irc_bridge_room_jid(irc_conn_t *conn, irc_room_t *room, const char *nick, char *buf, size_t len)
 {
     const char *domain = ferry_component_domain(conn->irc->comp);
     if (room->short_jid)
@@ -173,7 +173,7 @@ static void occupant_presence(irc_conn_t *conn, irc_room_t *room, const occupant
 {
     out_t *o = &(out_t){0};
     char from[1400], jid[1400];
-    bridge_room_jid(conn, room, oc->nick, from, sizeof from);
+    irc_bridge_room_jid(conn, room, oc->nick, from, sizeof from);
     if (oc->self)
         snprintf(jid, sizeof jid, "%s", to);
     else
@@ -238,7 +238,7 @@ static void groupchat(irc_conn_t *conn, irc_room_t *room, const char *nick, cons
 {
     out_t *o = &(out_t){0};
     char from[1400];
-    bridge_room_jid(conn, room, nick, from, sizeof from);
+    irc_bridge_room_jid(conn, room, nick, from, sizeof from);
     raw(o, "<message type='groupchat'");
     attr(o, "from", from);
     attr(o, "to", to);
@@ -287,7 +287,7 @@ static void join_error(irc_conn_t *conn, irc_room_t *room, const char *to, const
 {
     out_t *o = &(out_t){0};
     char from[1400];
-    bridge_room_jid(conn, room, conn->wanted_nick, from, sizeof from);
+    irc_bridge_room_jid(conn, room, conn->wanted_nick, from, sizeof from);
     raw(o, "<presence type='error'");
     attr(o, "from", from);
     attr(o, "to", to);
@@ -532,7 +532,7 @@ static void announce_to(irc_conn_t *conn, irc_room_t *room, size_t index)
                       &(occupant_t){.nick = conn->nick, .modes = self ? self->modes : "",
                                     .self = 1, .codes = codes},
                       resource);
-    history_replay(conn, room, index); /* XEP-0045: history, then the subject */
+    irc_history_replay(conn, room, index); /* XEP-0045: history, then the subject */
     /* Clients wait for the subject before they show the room as joined;
      * it comes from whoever set it, when IRC said who. */
     groupchat(conn, room, chan->topic_setter, resource, NULL, NULL, chan->topic ? chan->topic : "",
@@ -998,7 +998,7 @@ static int pm_via_room(irc_conn_t *conn, const char *nick, const char *text)
     if (!room || !room->nresources || room->parting)
         return 0;
     char from[1400];
-    bridge_room_jid(conn, room, nick, from, sizeof from);
+    irc_bridge_room_jid(conn, room, nick, from, sizeof from);
     for (size_t i = 0; i < room->nresources; i++) {
         out_t *o = &(out_t){0};
         raw(o, "<message type='chat'");
@@ -1026,7 +1026,7 @@ static void on_privmsg(irc_conn_t *conn, irc_msg_t *m, const char *nick)
         return;
     const char *target = m->params[0];
     if (m->params[1][0] == 1 && !strchr(conn->chantypes, target[0]) &&
-        (notice ? ctcp_on_reply(conn, nick, m->params[1]) : ctcp_on_request(conn, nick, m->params[1])))
+        (notice ? irc_ctcp_on_reply(conn, nick, m->params[1]) : irc_ctcp_on_request(conn, nick, m->params[1])))
         return;
     char *text = ctcp_text(m->params[1]);
     if (!text)
@@ -1044,7 +1044,7 @@ static void on_privmsg(irc_conn_t *conn, irc_msg_t *m, const char *nick)
         else if (room && room->joined && !room->parting)
             hold(conn, room, nick, text, sid);
     } else if (!m->prefix || !strchr(m->prefix, '!')) {
-        contact_says(conn, text); /* the server's own notices */
+        irc_contact_says(conn, text); /* the server's own notices */
     } else if (!pm_via_room(conn, nick, text)) {
         char from[1400];
         irc_jid_user(from, sizeof from, nick, conn->server->name, domain);
@@ -1296,7 +1296,7 @@ static void on_motd_end(irc_conn_t *conn, irc_msg_t *m)
         conn->motd[n - 1] = 0;
     char *text = irc_text_to_utf8(conn->motd);
     if (irc_state_motd_new(conn, text)) /* not again at every reconnect */
-        contact_says(conn, text);
+        irc_contact_says(conn, text);
     free(text);
     free(conn->motd);
     conn->motd = NULL;
@@ -1322,7 +1322,7 @@ static void on_other_numeric(irc_conn_t *conn, irc_msg_t *m)
         return;
     }
     char *text = irc_text_to_utf8(joined);
-    contact_says(conn, text);
+    irc_contact_says(conn, text);
     free(text);
 }
 
@@ -1447,7 +1447,7 @@ static void registered(irc_conn_t *conn)
     conn->welcomed = 0;
     ferry_log_info(ferry_component_name(conn->irc->comp), "connected to IRC server %s",
                    conn->server->name);
-    contact_online(conn, 1);
+    irc_contact_online(conn, 1);
     after_connect(conn);
     for (irc_room_t *room = conn->rooms; room; room = room->next)
         send_join(conn, room);
@@ -1458,9 +1458,9 @@ static void on_state(void *arg, irc_conn_t *conn, enum irc_conn_state state)
 {
     (void)arg;
     if (state == IRC_CONNECTING)
-        contact_connecting(conn);
+        irc_contact_connecting(conn);
     else if (state == IRC_REGISTERING)
-        contact_connected(conn);
+        irc_contact_connected(conn);
     else if (state == IRC_READY)
         registered(conn);
 }
@@ -1473,9 +1473,9 @@ static int on_lost(void *arg, irc_conn_t *conn, const char *reason, int was_up)
     ferry_log_warn(ferry_component_name(irc->comp), "IRC connection to %s lost: %s",
                    conn->server->name, reason);
     finish_listings(conn, reason);
-    contact_online(conn, 0);
+    irc_contact_online(conn, 0);
     if (!irc->stopping)
-        contact_failed(conn, reason, was_up);
+        irc_contact_failed(conn, reason, was_up);
     if (!conn->registered || irc->stopping) {
         fail_joins(conn, "remote-server-not-found", reason); /* never got in */
         return 0;
@@ -1519,10 +1519,10 @@ static void on_closed(void *arg, irc_conn_t *conn)
 {
     irc_t *irc = arg;
     irc_conn_forget(irc, conn);
-    contact_online(conn, 0);
+    irc_contact_online(conn, 0);
     while (conn->rooms)
         room_free(conn, conn->rooms);
-    ctcp_expire(conn, 0, 1);
+    irc_ctcp_expire(conn, 0, 1);
     routes_free(conn);
     ferry_list_t *pos, *tmp;
     ferry_list_foreach_safe(pos, tmp, &conn->listings) {
@@ -1536,7 +1536,7 @@ static void on_closed(void *arg, irc_conn_t *conn)
 
 static void on_freed(void *arg) { irc_conn_freed(arg); }
 
-const irc_conn_handlers_t bridge_conn_handlers = {
+const irc_conn_handlers_t irc_bridge_conn_handlers = {
     .state = on_state,
     .line = on_line,
     .lost = on_lost,
@@ -1544,7 +1544,7 @@ const irc_conn_handlers_t bridge_conn_handlers = {
     .freed = on_freed,
 };
 
-void bridge_disconnect(irc_conn_t *conn, const char *reason, int code)
+void irc_bridge_disconnect(irc_conn_t *conn, const char *reason, int code)
 {
     while (conn->rooms) {
         irc_room_t *room = conn->rooms;
@@ -1578,7 +1578,7 @@ static irc_conn_t *conn_for(irc_t *irc, const char *bare, const irc_server_t *se
         snprintf(local, sizeof local, "%.*s", (int)strcspn(bare, "@"), bare);
         if (!nick)
             nick = s.nick[0] ? s.nick : irc_valid_nick(local) ? local : "ferry";
-        conn = irc_conn_new(irc, server, bare, nick, &bridge_conn_handlers, irc);
+        conn = irc_conn_new(irc, server, bare, nick, &irc_bridge_conn_handlers, irc);
         irc_conn_add(irc, conn);
         irc_conn_start(conn);
     }
@@ -1641,12 +1641,12 @@ static void leave(irc_t *irc, irc_conn_t *conn, irc_room_t *room, const char *re
     (void)irc;
 }
 
-irc_room_t *bridge_find_room(irc_conn_t *conn, const char *channel)
+irc_room_t *irc_bridge_find_room(irc_conn_t *conn, const char *channel)
 {
     return find_room(conn, channel);
 }
 
-int bridge_in_room(irc_room_t *room, const char *jid)
+int irc_bridge_in_room(irc_room_t *room, const char *jid)
 {
     return room->announced && has_resource(room, jid);
 }
@@ -1683,7 +1683,7 @@ static int says_gone(xmpp_stanza_t *st)
     return 0;
 }
 
-void bridge_on_error(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
+void irc_bridge_on_error(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
 {
     irc_conn_t *conn;
     irc_room_t *room = room_of(irc, st, to, &conn);
@@ -1699,13 +1699,13 @@ void bridge_on_error(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
  * (so it joins again); item-not-found for a nick nobody has (it was
  * renamed). Another occupant's nick: IRC users cannot answer XMPP pings, so
  * the service answers that they are there. */
-int bridge_ping(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
+int irc_bridge_ping(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
 {
     irc_conn_t *conn;
     irc_room_t *room = room_of(irc, iq, to, &conn);
     const char *from = xmpp_stanza_get_from(iq);
     const char *condition = NULL;
-    if (!room || !bridge_in_room(room, from))
+    if (!room || !irc_bridge_in_room(room, from))
         condition = "not-acceptable";
     else if (irc_casecmp(conn->casemap, to->nick, conn->nick) != 0 &&
              !irc_chan_member(room->chan, to->nick, conn->casemap))
@@ -1724,7 +1724,7 @@ int bridge_ping(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     return 1;
 }
 
-void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
+void irc_bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
 {
     const char *type = xmpp_stanza_get_type(st);
     const char *from = xmpp_stanza_get_from(st);
@@ -1762,7 +1762,7 @@ void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
     }
     int history_max;
     int64_t history_since;
-    history_request(irc, st, &history_max, &history_since);
+    irc_history_request(irc, st, &history_max, &history_since);
     if (room && has_resource(room, from)) {
         if (xmpp_stanza_get_child_by_name_and_ns(st, "x", NS_MUC)) {
             /* A join while joined (a client re-syncing after a blip): a
@@ -1801,7 +1801,7 @@ void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
         announce_to(conn, room, room->nresources - 1); /* another resource of a user there */
 }
 
-void bridge_user_options_changed(irc_t *irc, const char *bare)
+void irc_bridge_user_options_changed(irc_t *irc, const char *bare)
 {
     ferry_list_t *pos, *tmp; /* leaving a room may close the connection */
     ferry_list_foreach_safe(pos, tmp, &irc->conns) {
@@ -1818,14 +1818,14 @@ void bridge_user_options_changed(irc_t *irc, const char *bare)
         for (irc_room_t *r = c->rooms; r; r = r->next)
             names[n++] = ferry_strdup(r->name);
         for (size_t i = 0; i < n; i++) {
-            bridge_room_options_changed(irc, bare, server, names[i]);
+            irc_bridge_room_options_changed(irc, bare, server, names[i]);
             free(names[i]);
         }
         free(names);
     }
 }
 
-void bridge_room_options_changed(irc_t *irc, const char *bare, const irc_server_t *server,
+void irc_bridge_room_options_changed(irc_t *irc, const char *bare, const irc_server_t *server,
                                  const char *channel)
 {
     irc_conn_t *conn = irc_find_conn(irc, bare, server->name);
@@ -1846,7 +1846,7 @@ void bridge_room_options_changed(irc_t *irc, const char *bare, const irc_server_
     maybe_quit(conn);
 }
 
-void bridge_restore(irc_t *irc, const irc_server_t *server, const char *channel,
+void irc_bridge_restore(irc_t *irc, const irc_server_t *server, const char *channel,
                     const char *bare, const char *resource, const char *nick, int short_jid)
 {
     irc_conn_t *conn = irc_find_conn(irc, bare, server->name);
@@ -1959,7 +1959,7 @@ static void invite(irc_t *irc, xmpp_stanza_t *st, irc_conn_t *conn, irc_room_t *
         return;
     }
     char room_addr[1400];
-    bridge_room_jid(conn, room, NULL, room_addr, sizeof room_addr);
+    irc_bridge_room_jid(conn, room, NULL, room_addr, sizeof room_addr);
     char bare[2100];
     ferry_jid_bare_of(from, bare, sizeof bare);
     out_t *o = &(out_t){0};
@@ -2034,7 +2034,7 @@ static void to_channel(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to, irc_c
     xmpp_free(ferry_component_xmpp(irc->comp), body);
 }
 
-void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
+void irc_bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
 {
     const char *type = xmpp_stanza_get_type(st);
     if (type && strcmp(type, "error") == 0)
@@ -2073,7 +2073,7 @@ void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to)
 /* XEP-0045 muc#admin: kicking (role none) and giving or taking operator
  * (moderator / participant) and voice (visitor takes it). IRC decides
  * whether the user may: its refusal comes back as a server notice. */
-int bridge_admin(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
+int irc_bridge_admin(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
 {
     xmpp_stanza_t *q = xmpp_stanza_get_child_by_name_and_ns(
         iq, "query", "http://jabber.org/protocol/muc#admin");
@@ -2133,7 +2133,7 @@ int bridge_admin(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     return 1;
 }
 
-void bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
+void irc_bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
 {
     char bare[2100];
     const irc_server_t *server = irc_served_server(irc, iq, to->server, bare, sizeof bare);

@@ -50,7 +50,7 @@ size_t irc_disconnect_user(irc_t *irc, const char *bare, const char *server, con
     ferry_list_foreach_safe(pos, tmp, &irc->conns) {
         irc_conn_t *c = ferry_list_entry(pos, irc_conn_t, link);
         if (strcmp(c->jid, bare) == 0 && (!server || strcasecmp(c->server->name, server) == 0)) {
-            bridge_disconnect(c, reason, status);
+            irc_bridge_disconnect(c, reason, status);
             n++;
         }
     }
@@ -83,7 +83,7 @@ static void on_liveness(uv_timer_t *t)
     ferry_list_t *pos, *tmp; /* a check may drop the connection */
     ferry_list_foreach_safe(pos, tmp, &irc->conns) {
         irc_conn_t *c = ferry_list_entry(pos, irc_conn_t, link);
-        ctcp_expire(c, now, 0);
+        irc_ctcp_expire(c, now, 0);
         irc_conn_check(c, now);
     }
 }
@@ -126,7 +126,7 @@ static int on_error(irc_t *irc, xmpp_stanza_t *st)
         return 0;
     if (irc_jid_parse(xmpp_stanza_get_to(st), irc->default_server, "#&+!", &to) == 0 &&
         to.kind == IRC_JID_CHANNEL)
-        bridge_on_error(irc, st, &to);
+        irc_bridge_on_error(irc, st, &to);
     return 1;
 }
 
@@ -152,7 +152,7 @@ static void irc_on_message(void *self, xmpp_stanza_t *st)
         return;
     if (!to_component(irc, st, &to) && parse_to(irc, st, &to) != 0)
         return;
-    bridge_message(irc, st, &to);
+    irc_bridge_message(irc, st, &to);
     watch_liveness(irc);
 }
 
@@ -165,14 +165,14 @@ static void irc_on_presence(void *self, xmpp_stanza_t *st)
         return;
     if (!(type && strcmp(type, "unavailable") == 0) && !allowed(irc, st))
         return;
-    if (contact_presence(irc, st))
+    if (irc_contact_presence(irc, st))
         return;
     if (irc_jid_parse(xmpp_stanza_get_to(st), irc->default_server, "#&+!", &to) != 0) {
         if (!type)
             parse_to(irc, st, &to);
         return;
     }
-    bridge_presence(irc, st, &to);
+    irc_bridge_presence(irc, st, &to);
     watch_liveness(irc);
 }
 
@@ -195,17 +195,17 @@ static int irc_on_iq(void *self, xmpp_stanza_t *iq)
     if (xmpp_stanza_get_child_by_name_and_ns(iq, "query", "urn:xmpp:mam:2")) {
         if (!allowed(irc, iq) || parse_to(irc, iq, &to) != 0)
             return 1;
-        return history_mam(irc, iq, &to);
+        return irc_history_mam(irc, iq, &to);
     }
     if (xmpp_stanza_get_child_by_name_and_ns(iq, "query", "jabber:iq:register")) {
         if (!allowed(irc, iq) || parse_to(irc, iq, &to) != 0)
             return 1;
-        return bridge_register(irc, iq, &to);
+        return irc_bridge_register(irc, iq, &to);
     }
     if (xmpp_stanza_get_child_by_name_and_ns(iq, "query", "http://jabber.org/protocol/muc#admin")) {
         if (!allowed(irc, iq) || parse_to(irc, iq, &to) != 0)
             return 1;
-        return bridge_admin(irc, iq, &to);
+        return irc_bridge_admin(irc, iq, &to);
     }
     xmpp_stanza_t *items = xmpp_stanza_get_child_by_name_and_ns(
         iq, "query", "http://jabber.org/protocol/disco#items");
@@ -213,7 +213,7 @@ static int irc_on_iq(void *self, xmpp_stanza_t *iq)
         irc_jid_parse(xmpp_stanza_get_to(iq), NULL, "#&+!", &to) == 0 && to.kind == IRC_JID_SERVER) {
         /* the channels (a node, such as the commands', is something else) */
         if (allowed(irc, iq)) {
-            bridge_list(irc, iq, &to);
+            irc_bridge_list(irc, iq, &to);
             watch_liveness(irc);
         }
         return 1;
@@ -222,20 +222,20 @@ static int irc_on_iq(void *self, xmpp_stanza_t *iq)
                                                   "#&+!", &to) == 0) {
         if (xmpp_stanza_get_child_by_name_and_ns(iq, "ping", "urn:xmpp:ping") &&
             to.kind == IRC_JID_CHANNEL && to.nick[0])
-            return allowed(irc, iq) ? bridge_ping(irc, iq, &to) : 1;
+            return allowed(irc, iq) ? irc_bridge_ping(irc, iq, &to) : 1;
         if (xmpp_stanza_get_child_by_name_and_ns(iq, "query", "jabber:iq:version") &&
             (to.kind == IRC_JID_USER || (to.kind == IRC_JID_CHANNEL && to.nick[0]))) {
             if (allowed(irc, iq))
-                ctcp_version_iq(irc, iq, &to);
+                irc_ctcp_version_iq(irc, iq, &to);
             return 1;
         }
     }
-    int answered = disco_iq(irc, iq);
+    int answered = irc_disco_iq(irc, iq);
     watch_liveness(irc); /* the component's items may have opened a connection */
     return answered;
 }
 
-static void irc_disco_info(void *self, xmpp_stanza_t *query) { disco_domain_info(self, query); }
+static void irc_disco_info(void *self, xmpp_stanza_t *query) { irc_disco_domain_info(self, query); }
 
 /* ---- config ---- */
 
@@ -382,7 +382,7 @@ static void irc_stop(void *self)
         /* 332: the service is going away; clients show the rooms as left,
          * and the store forgets them. */
         while (!ferry_list_empty(&irc->conns))
-            bridge_disconnect(first_conn(irc), "ferry is shutting down", 332);
+            irc_bridge_disconnect(first_conn(irc), "ferry is shutting down", 332);
     } else {
         /* A restart: the rooms stay stored and the users are put back on
          * start; telling clients they left would only make them rejoin by

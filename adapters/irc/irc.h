@@ -348,81 +348,81 @@ const char *irc_conn_mode_prefix(const irc_conn_t *conn, char mode);
 /* ---- the bridge (bridge.c): events from IRC, requests from XMPP ---- */
 
 /* What the bridge does with its connections' events (ARG: the irc_t). */
-extern const irc_conn_handlers_t bridge_conn_handlers;
+extern const irc_conn_handlers_t irc_bridge_conn_handlers;
 /* Takes the user out of every room of CONN (unavailable presences with 110
  * and CODE, when not 0) and QUITs. */
-void bridge_disconnect(irc_conn_t *conn, const char *reason, int code);
+void irc_bridge_disconnect(irc_conn_t *conn, const char *reason, int code);
 
-void bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
-void bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
+void irc_bridge_presence(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
+void irc_bridge_message(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
 /* XEP-0077 on a server JID: nick, username, realname, password. 1 when
  * answered. */
-int bridge_register(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
+int irc_bridge_register(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 /* disco#items on a server JID: its channels (LIST), paged with XEP-0059. */
-void bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
+void irc_bridge_list(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 /* muc#admin: kick, operator and voice. 1 when answered. */
-int bridge_admin(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
+int irc_bridge_admin(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 
 /* The user's room of CONN by channel name (NULL: not in it). */
-irc_room_t *bridge_find_room(irc_conn_t *conn, const char *channel);
+irc_room_t *irc_bridge_find_room(irc_conn_t *conn, const char *channel);
 /* Whether the resource JID is in ROOM and the room is joined on IRC. */
-int bridge_in_room(irc_room_t *room, const char *jid);
+int irc_bridge_in_room(irc_room_t *room, const char *jid);
 /* An error stanza from a resource to a room: the resource leaves it. */
-void bridge_on_error(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
+void irc_bridge_on_error(irc_t *irc, xmpp_stanza_t *st, const irc_jid_t *to);
 
 /* ---- CTCP (irc_ctcp.c) ---- */
 
 /* CTCP VERSION and PING sent to the user: answered for it. 1 when handled. */
-int ctcp_on_request(irc_conn_t *conn, const char *nick, const char *text);
+int irc_ctcp_on_request(irc_conn_t *conn, const char *nick, const char *text);
 /* A CTCP reply (NOTICE): the answer to a version iq. 1 when handled. */
-int ctcp_on_reply(irc_conn_t *conn, const char *nick, const char *text);
+int irc_ctcp_on_reply(irc_conn_t *conn, const char *nick, const char *text);
 /* jabber:iq:version to an occupant or an IRC user: CTCP VERSION. */
-void ctcp_version_iq(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
+void irc_ctcp_version_iq(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 /* Answers what waited too long (NOW: loop time), or everything (FORCE). */
-void ctcp_expire(irc_conn_t *conn, uint64_t now, int force);
+void irc_ctcp_expire(irc_conn_t *conn, uint64_t now, int force);
 
 /* ---- the server JID as a contact (irc_contact.c) ---- */
 
 /* "server@domain", or the domain itself for the default server. */
-void contact_server_jid(irc_conn_t *conn, char *buf, size_t len);
+void irc_contact_server_jid(irc_conn_t *conn, char *buf, size_t len);
 /* A chat message to the user from the server JID. */
-void contact_says(irc_conn_t *conn, const char *text);
+void irc_contact_says(irc_conn_t *conn, const char *text);
 /* "Connecting to host:port (encrypted)", "Connected to IRC server.",
  * "Connection failed: REASON" (or "closed", once it had been up). */
-void contact_connecting(irc_conn_t *conn);
-void contact_connected(irc_conn_t *conn);
-void contact_failed(irc_conn_t *conn, const char *reason, int was_connected);
+void irc_contact_connecting(irc_conn_t *conn);
+void irc_contact_connected(irc_conn_t *conn);
+void irc_contact_failed(irc_conn_t *conn, const char *reason, int was_connected);
 /* The connection came up (1) or went down (0): the server JID's presence. */
-void contact_online(irc_conn_t *conn, int up);
+void irc_contact_online(irc_conn_t *conn, int up);
 /* Subscriptions and probes to the component or a server JID. 1 when it
  * was one. */
-int contact_presence(irc_t *irc, xmpp_stanza_t *st);
+int irc_contact_presence(irc_t *irc, xmpp_stanza_t *st);
 
 /* ---- disco (irc_disco.c) ---- */
 
 /* disco#info and #items on rooms, server JIDs and (with a default server)
  * the component. 1 when answered. */
-int disco_iq(irc_t *irc, xmpp_stanza_t *iq);
-void disco_domain_info(irc_t *irc, xmpp_stanza_t *query);
+int irc_disco_iq(irc_t *irc, xmpp_stanza_t *iq);
+void irc_disco_domain_info(irc_t *irc, xmpp_stanza_t *query);
 /* XEP-0410 self-ping to an occupant JID. 1 when answered. */
-int bridge_ping(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
+int irc_bridge_ping(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 
 /* The room's JID as the user addresses it, with "/NICK" when NICK is set. */
-void bridge_room_jid(irc_conn_t *conn, irc_room_t *room, const char *nick, char *buf, size_t len);
+void irc_bridge_room_jid(irc_conn_t *conn, irc_room_t *room, const char *nick, char *buf, size_t len);
 
 /* ---- history (irc_history.c) ---- */
 
 /* The archive name of a channel: "server channel-folded". */
-void history_room_key(irc_conn_t *conn, irc_room_t *room, char *buf, size_t len);
+void irc_history_room_key(irc_conn_t *conn, irc_room_t *room, char *buf, size_t len);
 /* Archives one channel message (irc_ids.c calls it once per message, not
  * per local user). The archive id, or 0 when not archived. */
-int64_t history_record(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *body);
+int64_t irc_history_record(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *body);
 /* Sends the history a resource asked for when joining. */
-void history_replay(irc_conn_t *conn, irc_room_t *room, size_t resource);
+void irc_history_replay(irc_conn_t *conn, irc_room_t *room, size_t resource);
 /* Reads <x xmlns=muc><history .../></x> of a join presence. */
-void history_request(irc_t *irc, xmpp_stanza_t *presence, int *max, int64_t *since);
+void irc_history_request(irc_t *irc, xmpp_stanza_t *presence, int *max, int64_t *since);
 /* XEP-0313 on a room JID. 1 when answered. */
-int history_mam(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
+int irc_history_mam(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 
 /* ---- stable message ids (irc_ids.c, XEP-0359) ---- */
 
@@ -514,9 +514,9 @@ void irc_adhoc_items(void *self, xmpp_stanza_t *iq, xmpp_stanza_t *query);
 /* XEP-0045 muc#owner on a room: the room configure form. 1 when answered. */
 int irc_owner(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to);
 /* The user changed their options: applied to every room they are in. */
-void bridge_user_options_changed(irc_t *irc, const char *bare);
+void irc_bridge_user_options_changed(irc_t *irc, const char *bare);
 /* The user changed a room's options: applied to the room if joined. */
-void bridge_room_options_changed(irc_t *irc, const char *bare, const irc_server_t *server,
+void irc_bridge_room_options_changed(irc_t *irc, const char *bare, const irc_server_t *server,
                                  const char *channel);
 /* ---- what survives a restart (irc_state.c) ---- */
 
@@ -538,7 +538,7 @@ int irc_state_motd_new(irc_conn_t *conn, const char *motd);
  * SERVER again, as NICK; its room state is sent once the channel is
  * joined. RESOURCE NULL: a persistent channel nobody is in (NICK may be
  * NULL: the user's usual nick). */
-void bridge_restore(irc_t *irc, const irc_server_t *server, const char *channel,
+void irc_bridge_restore(irc_t *irc, const irc_server_t *server, const char *channel,
                     const char *bare, const char *resource, const char *nick, int short_jid);
 
 /* ---- the adapter (irc.c) ---- */
@@ -572,7 +572,7 @@ const irc_server_t *irc_served_server(irc_t *irc, xmpp_stanza_t *st, const char 
                                       char *bare, size_t bare_len);
 irc_conn_t *irc_find_conn(irc_t *irc, const char *jid, const char *server);
 /* Disconnects BARE from SERVER, or from every server when SERVER is NULL,
- * with bridge_disconnect(REASON, STATUS); returns how many connections. */
+ * with irc_bridge_disconnect(REASON, STATUS); returns how many connections. */
 size_t irc_disconnect_user(irc_t *irc, const char *bare, const char *server, const char *reason,
                            int status);
 /* The list of connections (irc->conns) and the count of those not yet

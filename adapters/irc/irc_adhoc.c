@@ -229,7 +229,7 @@ static void configure_user(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *cmd, co
                                     "the settings could not be stored");
         return;
     }
-    bridge_user_options_changed(irc, bare);
+    irc_bridge_user_options_changed(irc, bare);
     completed(irc, iq, cmd, "Configuration successfully applied.");
 }
 
@@ -548,7 +548,7 @@ static int room_apply(irc_t *irc, xmpp_stanza_t *iq, xmpp_stanza_t *x,
     irc_conn_t *conn = irc_find_conn(irc, bare, server->name);
     if (conn) /* its lines in and out of the channel: the new encodings */
         irc_charset_forget(conn, channel);
-    bridge_room_options_changed(irc, bare, server, channel);
+    irc_bridge_room_options_changed(irc, bare, server, channel);
     return 0;
 }
 

@@ -10,7 +10,7 @@
 
 #include "irc.h"
 
-void contact_server_jid(irc_conn_t *conn, char *buf, size_t len)
+void irc_contact_server_jid(irc_conn_t *conn, char *buf, size_t len)
 {
     irc_t *irc = conn->irc;
     const char *domain = ferry_component_domain(irc->comp);
@@ -32,10 +32,10 @@ static void send_presence(irc_t *irc, const char *from, const char *to, const ch
     ferry_component_send_release(irc->comp, p);
 }
 
-void contact_says(irc_conn_t *conn, const char *text)
+void irc_contact_says(irc_conn_t *conn, const char *text)
 {
     char from[600];
-    contact_server_jid(conn, from, sizeof from);
+    irc_contact_server_jid(conn, from, sizeof from);
     xmpp_stanza_t *m = xmpp_message_new(ferry_component_xmpp(conn->irc->comp), "chat", conn->jid,
                                         NULL);
     xmpp_stanza_set_from(m, from);
@@ -71,35 +71,35 @@ static void set_unsubscribed(irc_t *irc, const char *contact, const char *bare, 
 }
 
 /* Progress as biboumi words it. */
-void contact_connecting(irc_conn_t *conn)
+void irc_contact_connecting(irc_conn_t *conn)
 {
     char text[700];
     snprintf(text, sizeof text, "Connecting to %s:%d (%s)", conn->server->host, conn->server->port,
              conn->server->tls ? "encrypted" : "not encrypted");
-    contact_says(conn, text);
+    irc_contact_says(conn, text);
 }
 
-void contact_connected(irc_conn_t *conn)
+void irc_contact_connected(irc_conn_t *conn)
 {
-    contact_says(conn, conn->server->tls ? "Connected to IRC server (encrypted)."
+    irc_contact_says(conn, conn->server->tls ? "Connected to IRC server (encrypted)."
                                          : "Connected to IRC server.");
 }
 
-void contact_failed(irc_conn_t *conn, const char *reason, int was_connected)
+void irc_contact_failed(irc_conn_t *conn, const char *reason, int was_connected)
 {
     char text[700];
     snprintf(text, sizeof text, "%s: %s", was_connected ? "Connection closed" : "Connection failed",
              reason);
-    contact_says(conn, text);
+    irc_contact_says(conn, text);
 }
 
-void contact_online(irc_conn_t *conn, int up)
+void irc_contact_online(irc_conn_t *conn, int up)
 {
     if (conn->server_online == up)
         return;
     conn->server_online = up;
     char from[600];
-    contact_server_jid(conn, from, sizeof from);
+    irc_contact_server_jid(conn, from, sizeof from);
     if (up) /* asked once a connection, not again when it goes */
         conn->contact_muted = unsubscribed(conn->irc, from, conn->jid);
     if (!conn->contact_muted)
@@ -124,7 +124,7 @@ static const irc_server_t *contact_of(irc_t *irc, const char *to, int *component
     return irc_find_server(irc, id.server);
 }
 
-int contact_presence(irc_t *irc, xmpp_stanza_t *st)
+int irc_contact_presence(irc_t *irc, xmpp_stanza_t *st)
 {
     const char *type = xmpp_stanza_get_type(st);
     const char *to = xmpp_stanza_get_to(st);

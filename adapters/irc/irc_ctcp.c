@@ -30,7 +30,7 @@ static void ctcp_arg(const char *text, const char *verb, char *buf, size_t len)
     snprintf(buf, len, "%.*s", (int)n, arg);
 }
 
-int ctcp_on_request(irc_conn_t *conn, const char *nick, const char *text)
+int irc_ctcp_on_request(irc_conn_t *conn, const char *nick, const char *text)
 {
     char reply[IRC_LINE_MAX];
     if (is_ctcp(text, "VERSION")) {
@@ -53,7 +53,7 @@ static void wait_free(irc_ctcp_wait_t *w)
     free(w);
 }
 
-int ctcp_on_reply(irc_conn_t *conn, const char *nick, const char *text)
+int irc_ctcp_on_reply(irc_conn_t *conn, const char *nick, const char *text)
 {
     if (!is_ctcp(text, "VERSION"))
         return text[0] == 1; /* other CTCP replies are not for people either */
@@ -88,7 +88,7 @@ int ctcp_on_reply(irc_conn_t *conn, const char *nick, const char *text)
     return 1;
 }
 
-void ctcp_version_iq(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
+void irc_ctcp_version_iq(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
 {
     const char *from = xmpp_stanza_get_from(iq);
     char bare[2100];
@@ -96,8 +96,8 @@ void ctcp_version_iq(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     const irc_server_t *server = irc_find_server(irc, to->server);
     irc_conn_t *conn = server ? irc_find_conn(irc, bare, server->name) : NULL;
     if (to->kind == IRC_JID_CHANNEL) {
-        irc_room_t *room = conn ? bridge_find_room(conn, to->channel) : NULL;
-        if (!room || !bridge_in_room(room, from)) {
+        irc_room_t *room = conn ? irc_bridge_find_room(conn, to->channel) : NULL;
+        if (!room || !irc_bridge_in_room(room, from)) {
             ferry_component_reply_error(irc->comp, iq, "modify", "not-acceptable",
                                         "join the room first");
             return;
@@ -129,7 +129,7 @@ void ctcp_version_iq(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     ferry_list_insert_tail(&conn->ctcp_waits, &w->link); /* answers come in the order asked */
 }
 
-void ctcp_expire(irc_conn_t *conn, uint64_t now, int force)
+void irc_ctcp_expire(irc_conn_t *conn, uint64_t now, int force)
 {
     ferry_list_t *pos, *tmp;
     ferry_list_foreach_safe(pos, tmp, &conn->ctcp_waits) {

@@ -14,7 +14,7 @@
 #define NS_COMMANDS "http://jabber.org/protocol/commands"
 #define NS_SELF_PING "http://jabber.org/protocol/muc#self-ping-optimization"
 
-void disco_domain_info(irc_t *irc, xmpp_stanza_t *query)
+void irc_disco_domain_info(irc_t *irc, xmpp_stanza_t *query)
 {
     /* the core gave it gateway/irc, disco, ping, version and commands */
     ferry_disco_identity(query, "conference", "irc", "IRC");
@@ -53,7 +53,7 @@ static void server_info(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
     ferry_component_send_release(irc->comp, res);
 }
 
-int disco_iq(irc_t *irc, xmpp_stanza_t *iq)
+int irc_disco_iq(irc_t *irc, xmpp_stanza_t *iq)
 {
     const char *type = xmpp_stanza_get_type(iq);
     xmpp_stanza_t *info = xmpp_stanza_get_child_by_name_and_ns(iq, "query", NS_INFO);
@@ -71,7 +71,7 @@ int disco_iq(irc_t *irc, xmpp_stanza_t *iq)
         to.kind = IRC_JID_SERVER;
         to.implicit_server = 1;
         snprintf(to.server, sizeof to.server, "%s", irc->default_server);
-        bridge_list(irc, iq, &to);
+        irc_bridge_list(irc, iq, &to);
         return 1;
     }
     if (!info || irc_jid_parse(to_text, irc->default_server, "#&+!", &to) != 0)

@@ -66,12 +66,12 @@ static void room_key(const char *server, const char *channel, char *buf, size_t 
     snprintf(buf, len, "%s %s", server, folded);
 }
 
-void history_room_key(irc_conn_t *conn, irc_room_t *room, char *buf, size_t len)
+void irc_history_room_key(irc_conn_t *conn, irc_room_t *room, char *buf, size_t len)
 {
     room_key(conn->server->name, room->chan->name, buf, len);
 }
 
-int64_t history_record(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *body)
+int64_t irc_history_record(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *body)
 {
     irc_t *irc = conn->irc;
     /* One archive per channel, shared by its local users: kept while one
@@ -79,7 +79,7 @@ int64_t history_record(irc_conn_t *conn, irc_room_t *room, const char *nick, con
     if (!irc->history || !room->chan->recorders)
         return 0;
     char key[IRC_NAME_MAX * 2];
-    history_room_key(conn, room, key, sizeof key);
+    irc_history_room_key(conn, room, key, sizeof key);
     int64_t now = ferry_now_ms(), id = 0;
     if (ferry_history_add(irc->comp, key, now, nick, body, &id) != 0)
         id = 0;
@@ -92,7 +92,7 @@ int64_t history_record(irc_conn_t *conn, irc_room_t *room, const char *nick, con
 
 /* ---- history on join ---- */
 
-void history_request(irc_t *irc, xmpp_stanza_t *presence, int *max, int64_t *since)
+void irc_history_request(irc_t *irc, xmpp_stanza_t *presence, int *max, int64_t *since)
 {
     irc_user_options_t u;
     char bare[2100];
@@ -202,15 +202,15 @@ static xmpp_stanza_t *archived_message(irc_t *irc, const char *room_jid, int64_t
     return msg;
 }
 
-void history_replay(irc_conn_t *conn, irc_room_t *room, size_t resource)
+void irc_history_replay(irc_conn_t *conn, irc_room_t *room, size_t resource)
 {
     irc_t *irc = conn->irc;
     int max = room->history_max[resource];
     if (!irc->history || max <= 0)
         return;
     char key[IRC_NAME_MAX * 2], room_addr[1400];
-    history_room_key(conn, room, key, sizeof key);
-    bridge_room_jid(conn, room, NULL, room_addr, sizeof room_addr);
+    irc_history_room_key(conn, room, key, sizeof key);
+    irc_bridge_room_jid(conn, room, NULL, room_addr, sizeof room_addr);
     ferry_history_query_t q = {.start_ms = room->history_since[resource], .limit = max,
                                .newest_first = 1};
     rows_t r = {0};
@@ -290,7 +290,7 @@ static int archive_has(irc_t *irc, const char *key, const char *id, int64_t *out
     return found;
 }
 
-int history_mam(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
+int irc_history_mam(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
 {
     xmpp_stanza_t *q = xmpp_stanza_get_child_by_name_and_ns(iq, "query", NS_MAM);
     const char *type = xmpp_stanza_get_type(iq);

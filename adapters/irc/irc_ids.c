@@ -53,7 +53,7 @@ static void fresh_id(char *buf, size_t len)
 static void archive(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *body,
                     char *id, size_t len)
 {
-    int64_t n = history_record(conn, room, nick, body);
+    int64_t n = irc_history_record(conn, room, nick, body);
     if (n > 0)
         snprintf(id, len, "%" PRId64, n);
     else

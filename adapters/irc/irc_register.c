@@ -170,7 +170,7 @@ static void send_form(irc_t *irc, xmpp_stanza_t *iq, const irc_user_settings_t *
     ferry_component_send_release(irc->comp, res);
 }
 
-int bridge_register(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
+int irc_bridge_register(irc_t *irc, xmpp_stanza_t *iq, const irc_jid_t *to)
 {
     xmpp_stanza_t *q = xmpp_stanza_get_child_by_name_and_ns(iq, "query", NS_REGISTER);
     if (!q || to->kind != IRC_JID_SERVER)

@@ -106,7 +106,7 @@ static void restore_persistent(irc_t *irc, const char *server_name, const char *
 {
     const irc_server_t *server = irc_find_server(irc, server_name);
     if (server && ferry_jid_allowed(irc->allow, bare))
-        bridge_restore(irc, server, channel, bare, NULL, NULL, 0);
+        irc_bridge_restore(irc, server, channel, bare, NULL, NULL, 0);
 }
 
 void irc_state_restore(irc_t *irc)
@@ -123,7 +123,7 @@ void irc_state_restore(irc_t *irc)
         if (ok) {
             char bare[2100];
             ferry_jid_bare_of(k[2], bare, sizeof bare);
-            bridge_restore(irc, server, k[1], bare, k[2], v[0], atoi(v[1]));
+            irc_bridge_restore(irc, server, k[1], bare, k[2], v[0], atoi(v[1]));
             restored++;
         } else {
             /* A server no longer served, a user no longer allowed. */

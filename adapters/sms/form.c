@@ -28,7 +28,7 @@ static char *decode(const char *s, size_t len)
     return out;
 }
 
-void form_add(form_t *form, const char *name, const char *value)
+void sms_form_add(form_t *form, const char *name, const char *value)
 {
     if (form->n == form->cap) {
         form->cap = form->cap ? form->cap * 2 : 8;
@@ -39,7 +39,7 @@ void form_add(form_t *form, const char *name, const char *value)
     form->n++;
 }
 
-int form_parse(form_t *form, const char *body, size_t len)
+int sms_form_parse(form_t *form, const char *body, size_t len)
 {
     memset(form, 0, sizeof *form);
     const char *p = body, *end = body + len;
@@ -53,10 +53,10 @@ int form_parse(form_t *form, const char *body, size_t len)
             if (!name || !value) {
                 free(name);
                 free(value);
-                form_free(form);
+                sms_form_free(form);
                 return -1;
             }
-            form_add(form, name, value);
+            sms_form_add(form, name, value);
             free(name);
             free(value);
         }
@@ -65,7 +65,7 @@ int form_parse(form_t *form, const char *body, size_t len)
     return 0;
 }
 
-const char *form_get(const form_t *form, const char *name)
+const char *sms_form_get(const form_t *form, const char *name)
 {
     for (size_t i = 0; i < form->n; i++)
         if (strcmp(form->fields[i].name, name) == 0)
@@ -87,7 +87,7 @@ static size_t encode_into(char *out, const char *s)
     return len;
 }
 
-char *form_encode(const form_t *form)
+char *sms_form_encode(const form_t *form)
 {
     size_t cap = 1;
     for (size_t i = 0; i < form->n; i++)
@@ -105,7 +105,7 @@ char *form_encode(const form_t *form)
     return out;
 }
 
-void form_free(form_t *form)
+void sms_form_free(form_t *form)
 {
     for (size_t i = 0; i < form->n; i++) {
         free(form->fields[i].name);

@@ -16,12 +16,12 @@ typedef struct form {
 
 /* Parses BODY (LEN bytes); names and values are percent- and plus-decoded.
  * Returns 0, or -1 on a malformed escape. */
-int form_parse(form_t *form, const char *body, size_t len);
+int sms_form_parse(form_t *form, const char *body, size_t len);
 /* The first value of NAME, or NULL. */
-const char *form_get(const form_t *form, const char *name);
-void form_add(form_t *form, const char *name, const char *value);
+const char *sms_form_get(const form_t *form, const char *name);
+void sms_form_add(form_t *form, const char *name, const char *value);
 /* NAME=VALUE&... with RFC 3986 unreserved characters left as they are; malloc'd. */
-char *form_encode(const form_t *form);
-void form_free(form_t *form);
+char *sms_form_encode(const form_t *form);
+void sms_form_free(form_t *form);
 
 #endif

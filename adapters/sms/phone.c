@@ -7,7 +7,7 @@
 #include "phone.h"
 #include "ferry/text.h"
 
-int phone_normalize(const char *in, const char *country_code, char out[PHONE_MAX],
+int sms_phone_normalize(const char *in, const char *country_code, char out[PHONE_MAX],
                     const char **why)
 {
     char digits[64];

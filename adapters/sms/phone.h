@@ -11,7 +11,7 @@
  * such as \20 undone; spaces, dashes, dots and parentheses dropped; without
  * "+", COUNTRY_CODE is put in front when it is set). Returns 0 with the
  * E.164 number in OUT, or -1 with the reason in *WHY. */
-int phone_normalize(const char *in, const char *country_code, char out[PHONE_MAX],
+int sms_phone_normalize(const char *in, const char *country_code, char out[PHONE_MAX],
                     const char **why);
 
 /* The longest body one provider message may carry (characters). */

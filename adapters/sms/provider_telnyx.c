@@ -114,9 +114,9 @@ static ferry_http_request_t *telnyx_lookup(sms_t *sms, const char *number)
 {
     form_t f = {0};
     /* Telnyx's filter takes digits only ("+" would match nothing). */
-    form_add(&f, "filter[phone_number]", number[0] == '+' ? number + 1 : number);
-    char *query = form_encode(&f);
-    form_free(&f);
+    sms_form_add(&f, "filter[phone_number]", number[0] == '+' ? number + 1 : number);
+    char *query = sms_form_encode(&f);
+    sms_form_free(&f);
     char url[1600];
     snprintf(url, sizeof url, "%s/v2/phone_numbers?%s", sms->api_url, query);
     free(query);

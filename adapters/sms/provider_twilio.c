@@ -44,15 +44,15 @@ static ferry_http_request_t *twilio_send(sms_t *sms, const sms_out_t *out)
     if (!req)
         return NULL;
     form_t f = {0};
-    form_add(&f, "To", out->to);
-    form_add(&f, "From", out->from);
+    sms_form_add(&f, "To", out->to);
+    sms_form_add(&f, "From", out->from);
     if (*out->body || out->nmedia == 0)
-        form_add(&f, "Body", out->body);
+        sms_form_add(&f, "Body", out->body);
     for (size_t i = 0; i < out->nmedia; i++)
-        form_add(&f, "MediaUrl", out->media[i]);
-    form_add(&f, "StatusCallback", out->status_url);
-    char *body = form_encode(&f);
-    form_free(&f);
+        sms_form_add(&f, "MediaUrl", out->media[i]);
+    sms_form_add(&f, "StatusCallback", out->status_url);
+    char *body = sms_form_encode(&f);
+    sms_form_free(&f);
     ferry_http_request_basic_auth(req, sms->account_sid, sms->auth_token);
     ferry_http_request_header(req, "Content-Type", "application/x-www-form-urlencoded");
     ferry_http_request_body(req, body, strlen(body));
@@ -78,9 +78,9 @@ static void twilio_sent(const ferry_http_response_t *resp, sms_sent_t *sent)
 static ferry_http_request_t *twilio_lookup(sms_t *sms, const char *number)
 {
     form_t f = {0};
-    form_add(&f, "PhoneNumber", number);
-    char *query = form_encode(&f);
-    form_free(&f);
+    sms_form_add(&f, "PhoneNumber", number);
+    char *query = sms_form_encode(&f);
+    sms_form_free(&f);
     char url[1600];
     snprintf(url, sizeof url, "%s/2010-04-01/Accounts/%s/IncomingPhoneNumbers.json?%s",
              sms->api_url, sms->account_sid, query);
@@ -148,7 +148,7 @@ static int twilio_authentic(sms_t *sms, ferry_http_exchange_t *ex)
     size_t len;
     const char *body = ferry_http_exchange_body(ex, &len);
     form_t f;
-    if (form_parse(&f, body, len) != 0)
+    if (sms_form_parse(&f, body, len) != 0)
         return 0;
     /* The URL Twilio called: the public one, as configured. */
     const char *query = ferry_http_exchange_query(ex);
@@ -156,7 +156,7 @@ static int twilio_authentic(sms_t *sms, ferry_http_exchange_t *ex)
     snprintf(url, sizeof url, "%s%s%s%s", ferry_component_public_url(sms->comp),
              ferry_http_exchange_path(ex), *query ? "?" : "", query);
     char *expected = twilio_signature(sms->auth_token, url, &f);
-    form_free(&f);
+    sms_form_free(&f);
     size_t n = strlen(expected);
     int ok = strlen(given) == n && CRYPTO_memcmp(given, expected, n) == 0;
     free(expected);
@@ -173,30 +173,30 @@ static int twilio_webhook(ferry_http_exchange_t *ex, sms_in_t *in, sms_report_t 
     size_t len;
     const char *body = ferry_http_exchange_body(ex, &len);
     form_t f;
-    if (form_parse(&f, body, len) != 0)
+    if (sms_form_parse(&f, body, len) != 0)
         return -1;
-    const char *sid = form_get(&f, "MessageSid");
+    const char *sid = sms_form_get(&f, "MessageSid");
     if (!sid)
-        sid = form_get(&f, "SmsSid");
-    const char *text = form_get(&f, "Body");
-    const char *status = form_get(&f, "MessageStatus");
+        sid = sms_form_get(&f, "SmsSid");
+    const char *text = sms_form_get(&f, "Body");
+    const char *status = sms_form_get(&f, "MessageStatus");
     int kind = SMS_HOOK_IGNORED;
     if (!sid) {
         kind = -1;
     } else if (text) {
         kind = SMS_HOOK_MESSAGE;
         snprintf(in->id, sizeof in->id, "%s", sid);
-        copy_number(in->from, sizeof in->from, form_get(&f, "From"));
-        copy_number(in->to, sizeof in->to, form_get(&f, "To"));
+        copy_number(in->from, sizeof in->from, sms_form_get(&f, "From"));
+        copy_number(in->to, sizeof in->to, sms_form_get(&f, "To"));
         in->text = ferry_strdup(text);
-        const char *num = form_get(&f, "NumMedia");
+        const char *num = sms_form_get(&f, "NumMedia");
         long nmedia = num ? strtol(num, NULL, 10) : 0;
         /* MediaUrl0 up: only the first SMS_MAX_MEDIA are looked at, so that
          * a NumMedia of billions is not billions of lookups. */
         for (long i = 0; i < nmedia && i < SMS_MAX_MEDIA; i++) {
             char name[32];
             snprintf(name, sizeof name, "MediaUrl%ld", i);
-            const char *url = form_get(&f, name);
+            const char *url = sms_form_get(&f, name);
             if (url)
                 in->media[in->nmedia++] = ferry_strdup(url);
         }
@@ -207,12 +207,12 @@ static int twilio_webhook(ferry_http_exchange_t *ex, sms_in_t *in, sms_report_t 
                         : strcmp(status, "undelivered") == 0 || strcmp(status, "failed") == 0
                             ? SMS_REPORT_FAILED
                             : SMS_REPORT_OTHER;
-        const char *code = form_get(&f, "ErrorCode");
-        const char *msg = form_get(&f, "ErrorMessage");
+        const char *code = sms_form_get(&f, "ErrorCode");
+        const char *msg = sms_form_get(&f, "ErrorMessage");
         snprintf(report->code, sizeof report->code, "%s", code ? code : "");
         snprintf(report->text, sizeof report->text, "%s", msg ? msg : status);
     }
-    form_free(&f);
+    sms_form_free(&f);
     return kind;
 }
 

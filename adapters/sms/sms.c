@@ -323,7 +323,7 @@ static void sms_on_message(void *self, xmpp_stanza_t *st)
     }
     char number[PHONE_MAX];
     const char *why = "address a phone number: +15551234567@domain";
-    if (!to.local[0] || phone_normalize(to.local, sms->country_code, number, &why) != 0) {
+    if (!to.local[0] || sms_phone_normalize(to.local, sms->country_code, number, &why) != 0) {
         ferry_component_reply_error(sms->comp, st, "cancel", "item-not-found", why);
         free(from_number);
         return;
@@ -424,7 +424,7 @@ static int sms_on_iq(void *self, xmpp_stanza_t *iq)
     char number[PHONE_MAX];
     const char *why;
     if (q && strcmp(type, "get") == 0 &&
-        phone_normalize(to.local, sms->country_code, number, &why) == 0)
+        sms_phone_normalize(to.local, sms->country_code, number, &why) == 0)
         return answer_number_disco(sms, iq);
     return 0;
 }
@@ -459,7 +459,7 @@ static int read_users(sms_t *sms, const ferry_conf_t *conf)
             bad = 1;
             continue;
         }
-        if (phone_normalize(number, NULL, e164, &why) != 0) {
+        if (sms_phone_normalize(number, NULL, e164, &why) != 0) {
             ferry_conf_error(t, "number", "\"%s\": %s", number, why);
             bad = 1;
             continue;

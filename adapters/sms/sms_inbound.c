@@ -47,7 +47,7 @@ static void answer_when_stored(sms_t *sms, ferry_http_exchange_t *ex)
 static int sender_local(const char *from, char out[PHONE_MAX])
 {
     const char *why;
-    if (phone_normalize(from, NULL, out, &why) == 0)
+    if (sms_phone_normalize(from, NULL, out, &why) == 0)
         return 0;
     size_t n = strlen(from);
     if (n == 0 || n >= PHONE_MAX)
@@ -95,7 +95,7 @@ static void on_message(sms_t *sms, ferry_http_exchange_t *ex, sms_in_t *in)
     char from[PHONE_MAX], to[PHONE_MAX];
     const char *why;
     char *owner = NULL;
-    if (sender_local(in->from, from) != 0 || phone_normalize(in->to, NULL, to, &why) != 0 ||
+    if (sender_local(in->from, from) != 0 || sms_phone_normalize(in->to, NULL, to, &why) != 0 ||
         !(owner = sms_owner_of(sms, to))) {
         /* Answer 200 all the same: the provider would retry forever. */
         sms->unknown_to++;

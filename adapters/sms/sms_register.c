@@ -123,7 +123,7 @@ static void register_number(sms_t *sms, xmpp_stanza_t *iq, const char *bare, con
 {
     char number[PHONE_MAX];
     const char *why;
-    if (phone_normalize(phone, sms->country_code, number, &why) != 0) {
+    if (sms_phone_normalize(phone, sms->country_code, number, &why) != 0) {
         ferry_component_reply_error(sms->comp, iq, "modify", "not-acceptable", why);
         return;
     }
@@ -212,7 +212,7 @@ static int on_gateway(sms_t *sms, xmpp_stanza_t *iq, xmpp_stanza_t *q)
     const char *prompt = child_text(q, "prompt");
     char number[PHONE_MAX], jid[PHONE_MAX + 1100];
     const char *why = "the <prompt/> field is required";
-    if (!prompt || phone_normalize(prompt, sms->country_code, number, &why) != 0) {
+    if (!prompt || sms_phone_normalize(prompt, sms->country_code, number, &why) != 0) {
         ferry_component_reply_error(sms->comp, iq, "modify", "not-acceptable", why);
         return 1;
     }

@@ -92,7 +92,7 @@ static void endpoint_free(endpoint_t *ep)
     ferry_template_free(ep->tmpl);
     ferry_conf_strings_free(ep->deliver_to);
     ferry_conf_strings_free(ep->allow);
-    room_conf_free(&ep->rooms);
+    webhook_room_conf_free(&ep->rooms);
 }
 
 static void settings_free(settings_t *s)
@@ -250,8 +250,8 @@ static int read_endpoint(const ferry_conf_t *t, const char *name, endpoint_t *ep
     bad |= ferry_conf_strings(t, "allow", FERRY_CONF_OPTIONAL, &ep->allow) < 0;
     bad |= check_jids(t, "deliver_to", ep->deliver_to) < 0;
     bad |= check_jids(t, "allow", ep->allow) < 0;
-    bad |= room_conf_read(t, name, ep->url != NULL, &ep->rooms) < 0;
-    if (takes_inbound(ep) && !(ep->deliver_to && ep->deliver_to[0]) && !room_conf_any(&ep->rooms)) {
+    bad |= webhook_room_conf_read(t, name, ep->url != NULL, &ep->rooms) < 0;
+    if (takes_inbound(ep) && !(ep->deliver_to && ep->deliver_to[0]) && !webhook_room_conf_any(&ep->rooms)) {
         ferry_conf_error(t, NULL, "inbound messages need 'deliver_to' or 'rooms' (who receives them)");
         bad = 1;
     }
@@ -474,7 +474,7 @@ static void sign(ferry_http_request_t *req, const endpoint_t *ep, const char *ms
 static void post(void *arg, const ferry_msg_t *msg)
 {
     webhook_t *wh = arg;
-    if (rooms_deliver(wh->rooms, msg))
+    if (webhook_rooms_deliver(wh->rooms, msg))
         return;
     attempt_t *a = ferry_calloc(1, sizeof *a);
     a->id = msg->id;
@@ -507,7 +507,7 @@ static void on_dead(void *arg, const ferry_msg_t *msg, const char *reason)
 {
     webhook_t *wh = arg;
     stored_t m;
-    if (rooms_dead(wh->rooms, msg, reason) || stored_read(msg, &m) != 0)
+    if (webhook_rooms_dead(wh->rooms, msg, reason) || stored_read(msg, &m) != 0)
         return;
     char text[600];
     snprintf(text, sizeof text, "not delivered to the webhook: %s", reason);
@@ -639,7 +639,7 @@ static const endpoint_t *addressed_endpoint(webhook_t *wh, xmpp_stanza_t *st)
 static void webhook_on_message(void *self, xmpp_stanza_t *st)
 {
     webhook_t *wh = self;
-    if (rooms_on_message(wh->rooms, st))
+    if (webhook_rooms_on_message(wh->rooms, st))
         return;
     const char *type = xmpp_stanza_get_type(st);
     if (type && strcmp(type, "error") == 0)
@@ -671,7 +671,7 @@ static void webhook_on_message(void *self, xmpp_stanza_t *st)
 static void webhook_on_presence(void *self, xmpp_stanza_t *st)
 {
     webhook_t *wh = self;
-    if (rooms_on_presence(wh->rooms, st))
+    if (webhook_rooms_on_presence(wh->rooms, st))
         return;
     const char *type = xmpp_stanza_get_type(st);
     if (!type || strcmp(type, "error") == 0 || strcmp(type, "unavailable") == 0)
@@ -703,19 +703,19 @@ static void webhook_on_presence(void *self, xmpp_stanza_t *st)
 static int webhook_on_iq(void *self, xmpp_stanza_t *st)
 {
     webhook_t *wh = self;
-    return rooms_on_iq(wh->rooms, st);
+    return webhook_rooms_on_iq(wh->rooms, st);
 }
 
 static void webhook_on_link(void *self, int up)
 {
     webhook_t *wh = self;
-    rooms_on_link(wh->rooms, up);
+    webhook_rooms_on_link(wh->rooms, up);
 }
 
 static void webhook_metrics(void *self, ferry_metrics_t *m)
 {
     webhook_t *wh = self;
-    rooms_metrics(wh->rooms, m);
+    webhook_rooms_metrics(wh->rooms, m);
 }
 
 static void webhook_disco_info(void *self, xmpp_stanza_t *query)
@@ -862,7 +862,7 @@ static void on_inbound(void *arg, ferry_http_exchange_t *ex)
         duplicates += rc > 0;
     }
     snprintf(dedup, sizeof dedup, "http %s %s", ep->name, request_id ? request_id : "");
-    failed |= rooms_put(wh->rooms, ep->name, text, request_id ? dedup : NULL, &stored,
+    failed |= webhook_rooms_put(wh->rooms, ep->name, text, request_id ? dedup : NULL, &stored,
                         &duplicates) < 0;
     free(text);
     if (failed) {
@@ -881,10 +881,10 @@ static void on_inbound(void *arg, ferry_http_exchange_t *ex)
 
 static void configure_rooms(webhook_t *wh)
 {
-    rooms_begin(wh->rooms, wh->s.room_ping_interval);
+    webhook_rooms_begin(wh->rooms, wh->s.room_ping_interval);
     for (size_t i = 0; i < wh->s.nendpoints; i++)
-        rooms_add(wh->rooms, wh->s.endpoints[i].name, &wh->s.endpoints[i].rooms);
-    rooms_commit(wh->rooms);
+        webhook_rooms_add(wh->rooms, wh->s.endpoints[i].name, &wh->s.endpoints[i].rooms);
+    webhook_rooms_commit(wh->rooms);
 }
 
 static void *webhook_create(ferry_component_t *comp, const ferry_conf_t *conf)
@@ -897,7 +897,7 @@ static void *webhook_create(ferry_component_t *comp, const ferry_conf_t *conf)
         return NULL;
     }
     snprintf(wh->route, sizeof wh->route, "/hooks/%s/", ferry_component_name(comp));
-    wh->rooms = rooms_new(comp, accept_room_message, wh);
+    wh->rooms = webhook_rooms_new(comp, accept_room_message, wh);
     wh->posts = ferry_http_outbox_new(comp, &post_handlers, wh);
     configure_rooms(wh);
     return wh;
@@ -906,7 +906,7 @@ static void *webhook_create(ferry_component_t *comp, const ferry_conf_t *conf)
 static int webhook_start(void *self)
 {
     webhook_t *wh = self;
-    rooms_start(wh->rooms);
+    webhook_rooms_start(wh->rooms);
     if (ferry_outbox_open(wh->comp, &outbox_handlers, wh) != 0)
         return -1;
     return ferry_http_route_add(ferry_component_http_server(wh->comp), wh->route,
@@ -919,7 +919,7 @@ static void webhook_stop(void *self)
 {
     webhook_t *wh = self;
     ferry_http_route_remove(ferry_component_http_server(wh->comp), wh->route);
-    rooms_stop(wh->rooms);
+    webhook_rooms_stop(wh->rooms);
     ferry_http_outbox_stop(wh->posts);
 }
 
@@ -929,7 +929,7 @@ static void webhook_destroy(void *self)
     /* Posts still under way are dropped with wh->posts: their rows stay
      * pending. */
     ferry_http_outbox_free(wh->posts);
-    rooms_free(wh->rooms);
+    webhook_rooms_free(wh->rooms);
     settings_free(&wh->s);
     free(wh);
 }

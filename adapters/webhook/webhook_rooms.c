@@ -60,7 +60,7 @@ static int valid_nick(const char *nick)
     return 1;
 }
 
-int room_conf_read(const ferry_conf_t *t, const char *name, int has_url, room_conf_t *rc)
+int webhook_room_conf_read(const ferry_conf_t *t, const char *name, int has_url, room_conf_t *rc)
 {
     int bad = 0;
     const char *nick = name, *mode = "none";
@@ -93,7 +93,7 @@ int room_conf_read(const ferry_conf_t *t, const char *name, int has_url, room_co
     return bad ? -1 : 0;
 }
 
-void room_conf_free(room_conf_t *rc)
+void webhook_room_conf_free(room_conf_t *rc)
 {
     ferry_conf_strings_free(rc->rooms);
     free(rc->nick);
@@ -101,7 +101,7 @@ void room_conf_free(room_conf_t *rc)
     memset(rc, 0, sizeof *rc);
 }
 
-int room_conf_any(const room_conf_t *rc) { return rc->rooms && rc->rooms[0]; }
+int webhook_room_conf_any(const room_conf_t *rc) { return rc->rooms && rc->rooms[0]; }
 
 /* ---- state ---- */
 
@@ -473,7 +473,7 @@ static void on_self_unavailable(room_t *rm, xmpp_stanza_t *x)
         rejoin_later(rm, "removed from the room");
 }
 
-int rooms_on_presence(rooms_t *r, xmpp_stanza_t *st)
+int webhook_rooms_on_presence(rooms_t *r, xmpp_stanza_t *st)
 {
     ferry_jid_t from;
     room_t *rm = room_of(r, st, &from);
@@ -593,7 +593,7 @@ static void on_groupchat(room_t *rm, xmpp_stanza_t *st, const ferry_jid_t *from)
 /* Every message from a configured room is the room side's: a room's notices
  * or an occupant's private message must not reach the direct-message path
  * (whose error replies a room could take as a reason to kick). */
-int rooms_on_message(rooms_t *r, xmpp_stanza_t *st)
+int webhook_rooms_on_message(rooms_t *r, xmpp_stanza_t *st)
 {
     ferry_jid_t from;
     room_t *rm = room_of(r, st, &from);
@@ -613,7 +613,7 @@ int rooms_on_message(rooms_t *r, xmpp_stanza_t *st)
 
 /* ---- self-ping answers (XEP-0410 §3.2) ---- */
 
-int rooms_on_iq(rooms_t *r, xmpp_stanza_t *st)
+int webhook_rooms_on_iq(rooms_t *r, xmpp_stanza_t *st)
 {
     const char *type = xmpp_stanza_get_type(st), *id = xmpp_stanza_get_id(st);
     if (!type || !id || strncmp(id, "ferry-selfping-", 15) != 0 ||
@@ -680,7 +680,7 @@ static void on_timer(uv_timer_t *t)
 
 /* ---- link ---- */
 
-void rooms_on_link(rooms_t *r, int up)
+void webhook_rooms_on_link(rooms_t *r, int up)
 {
     r->link_up = up;
     if (r->stopping)
@@ -713,7 +713,7 @@ static room_t *find_room(rooms_t *r, const char *endpoint, const char *jid)
     return NULL;
 }
 
-int rooms_put(rooms_t *r, const char *endpoint, const char *text, const char *dedup_base,
+int webhook_rooms_put(rooms_t *r, const char *endpoint, const char *text, const char *dedup_base,
               size_t *stored, size_t *duplicates)
 {
     xmpp_ctx_t *ctx = ctx_of(r);
@@ -759,7 +759,7 @@ static say_t *say_read(const ferry_msg_t *msg, const char **endpoint, const char
     return s;
 }
 
-int rooms_deliver(rooms_t *r, const ferry_msg_t *msg)
+int webhook_rooms_deliver(rooms_t *r, const ferry_msg_t *msg)
 {
     if (msg->payload_len < 3 || memcmp(msg->payload, ROOM_RECORD, 3) != 0)
         return 0;
@@ -790,7 +790,7 @@ int rooms_deliver(rooms_t *r, const ferry_msg_t *msg)
     return 1;
 }
 
-int rooms_dead(rooms_t *r, const ferry_msg_t *msg, const char *reason)
+int webhook_rooms_dead(rooms_t *r, const ferry_msg_t *msg, const char *reason)
 {
     const char *endpoint, *room;
     say_t *s = say_read(msg, &endpoint, &room);
@@ -820,7 +820,7 @@ static int same(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-void rooms_begin(rooms_t *r, double ping_interval)
+void webhook_rooms_begin(rooms_t *r, double ping_interval)
 {
     r->ping_interval_ms = (uint64_t)(ping_interval * 1000);
     for (room_t *rm = r->rooms; rm; rm = rm->next)
@@ -847,12 +847,12 @@ static void update_room(room_t *rm, const room_conf_t *rc)
     }
 }
 
-void rooms_add(rooms_t *r, const char *endpoint, const room_conf_t *rc)
+void webhook_rooms_add(rooms_t *r, const char *endpoint, const room_conf_t *rc)
 {
     for (char **p = rc->rooms; p && *p; p++) {
         ferry_jid_t j;
         char jid[2100];
-        ferry_jid_parse(*p, &j); /* checked by room_conf_read */
+        ferry_jid_parse(*p, &j); /* checked by webhook_room_conf_read */
         ferry_jid_bare(&j, jid, sizeof jid);
         room_t *rm = find_room(r, endpoint, jid);
         if (rm) {
@@ -879,7 +879,7 @@ void rooms_add(rooms_t *r, const char *endpoint, const room_conf_t *rc)
     }
 }
 
-void rooms_commit(rooms_t *r)
+void webhook_rooms_commit(rooms_t *r)
 {
     room_t **p = &r->rooms;
     while (*p) {
@@ -898,7 +898,7 @@ void rooms_commit(rooms_t *r)
 
 /* ---- lifetime ---- */
 
-rooms_t *rooms_new(ferry_component_t *comp, rooms_post_cb post, void *arg)
+rooms_t *webhook_rooms_new(ferry_component_t *comp, rooms_post_cb post, void *arg)
 {
     rooms_t *r = ferry_calloc(1, sizeof *r);
     r->comp = comp;
@@ -908,14 +908,14 @@ rooms_t *rooms_new(ferry_component_t *comp, rooms_post_cb post, void *arg)
     return r;
 }
 
-void rooms_start(rooms_t *r)
+void webhook_rooms_start(rooms_t *r)
 {
     uv_timer_init(ferry_component_loop(r->comp), &r->timer);
     r->timer.data = r;
     r->started = 1;
 }
 
-void rooms_stop(rooms_t *r)
+void webhook_rooms_stop(rooms_t *r)
 {
     for (room_t *rm = r->rooms; rm; rm = rm->next) {
         send_leave(rm);
@@ -929,7 +929,7 @@ void rooms_stop(rooms_t *r)
 
 static void on_timer_closed(uv_handle_t *h) { free(h->data); }
 
-void rooms_free(rooms_t *r)
+void webhook_rooms_free(rooms_t *r)
 {
     while (r->rooms) {
         room_t *rm = r->rooms;
@@ -942,7 +942,7 @@ void rooms_free(rooms_t *r)
         free(r);
 }
 
-void rooms_metrics(rooms_t *r, ferry_metrics_t *m)
+void webhook_rooms_metrics(rooms_t *r, ferry_metrics_t *m)
 {
     double joined = 0;
     for (room_t *rm = r->rooms; rm; rm = rm->next)

@@ -1,5 +1,5 @@
 /* fuzz_config.c: gateway.toml on any bytes, read as ferry reads it at start
- * and on SIGHUP: src/config.c (the core's tables), then every component's
+ * and on SIGHUP: src/core_config.c (the core's tables), then every component's
  * adapter reading its own table (irc, sms, webhook create()), then the
  * unknown-key report. Checks: no sanitizer report or leak, and a refused
  * file always says why (an error counted). */
@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "component.h"
-#include "config.h"
+#include "core_config.h"
 #include "oracle.h"
 
 static char path[64];
@@ -24,21 +24,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0)
         fuzz_fail("config", "cannot write %s", path);
-    config_t *config = config_load(path);
+    config_t *config = ferry__config_load(path);
     if (!config)
         return 0;
     gateway_t gw = {.ctx = fuzz_xmpp_ctx(), .config = config};
     size_t built = 0;
     for (size_t i = 0; i < config->ncomponents; i++) {
-        ferry_component_t *comp = component_new(&gw, &config->components[i]);
+        ferry_component_t *comp = ferry__component_new(&gw, &config->components[i]);
         if (comp) {
             built++;
-            component_free(comp);
+            ferry__component_free(comp);
         }
     }
-    int errors = config_finish(config);
+    int errors = ferry__config_finish(config);
     if (built < config->ncomponents && errors == 0)
         fuzz_fail("config", "a component refused without an error reported");
-    config_free(config);
+    ferry__config_free(config);
     return 0;
 }

@@ -120,10 +120,10 @@ static void start(void)
     static ferry_component_t comp;
     uv_loop_init(&loop);
     char err[256];
-    srv = http_server_new(&loop, "127.0.0.1:0", NULL, err, sizeof err);
+    srv = ferry__http_server_new(&loop, "127.0.0.1:0", NULL, err, sizeof err);
     if (!srv)
         fuzz_fail("http", "no listener: %s", err);
-    port = http_server_port(srv);
+    port = ferry__http_server_port(srv);
     gw.ctx = fuzz_xmpp_ctx();
     gw.http_server = srv;
     comp.gw = &gw;
@@ -131,7 +131,7 @@ static void start(void)
     comp.domain = "hooks.example.org";
     int line;
     static toml_node_t *conf; /* static: a leak check at exit must not count it */
-    conf = toml_parse(config, sizeof config - 1, err, sizeof err, &line);
+    conf = ferry__toml_parse(config, sizeof config - 1, err, sizeof err, &line);
     webhook_t *wh = conf ? webhook_create(&comp, conf) : NULL;
     /* As webhook_start() registers it, without the outbox. */
     if (!wh || ferry_http_route_add(srv, wh->route, MAX_INBOUND_BODY, on_webhook, wh) != 0 ||
@@ -201,9 +201,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The client goes (a kept-alive connection waits for more otherwise):
      * ferry must let go of every exchange of it. */
     close(fd);
-    for (int round = 0; round < 1000 && http_server_pending(srv); round++)
+    for (int round = 0; round < 1000 && ferry__http_server_pending(srv); round++)
         uv_run(&loop, UV_RUN_NOWAIT);
-    if (http_server_pending(srv))
-        fuzz_fail("http", "%zu exchange(s) left after the client went", http_server_pending(srv));
+    if (ferry__http_server_pending(srv))
+        fuzz_fail("http", "%zu exchange(s) left after the client went", ferry__http_server_pending(srv));
     return 0;
 }

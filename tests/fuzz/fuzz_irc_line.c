@@ -353,7 +353,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     irc_conn_t *conn = calloc(1, sizeof *conn);
     the_conn = conn;
     conn->irc = irc;
-    conn->handlers = &bridge_conn_handlers; /* the bridge's, as bridge.c opens it */
+    conn->handlers = &irc_bridge_conn_handlers; /* the bridge's, as bridge.c opens it */
     conn->arg = irc;
     conn->server = &server;
     conn->jid = strdup("alice@example.org");
@@ -401,7 +401,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     irc_linebuf_free(&lb);
 
     /* The user goes: every room is left with presences (checked too). */
-    bridge_disconnect(conn, "fuzz over", 0);
+    irc_bridge_disconnect(conn, "fuzz over", 0);
     conn->net = NULL;
     drop_socket(conn); /* frees what waits in the flood control queue */
     free(conn->queue);

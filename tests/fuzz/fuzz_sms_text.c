@@ -16,10 +16,10 @@
 static void check_form(const uint8_t *data, size_t size)
 {
     form_t f, again;
-    if (form_parse(&f, (const char *)data, size) != 0)
+    if (sms_form_parse(&f, (const char *)data, size) != 0)
         return;
-    char *enc = form_encode(&f);
-    if (form_parse(&again, enc, strlen(enc)) != 0)
+    char *enc = sms_form_encode(&f);
+    if (sms_form_parse(&again, enc, strlen(enc)) != 0)
         fuzz_fail("form", "its own encoding '%s' does not parse", enc);
     /* Names and values holding NUL (from %00) are cut there by strdup: the
      * encoding carries what the parse kept. */
@@ -29,11 +29,11 @@ static void check_form(const uint8_t *data, size_t size)
         if (strcmp(f.fields[i].name, again.fields[i].name) != 0 ||
             strcmp(f.fields[i].value, again.fields[i].value) != 0)
             fuzz_fail("form", "field %zu changed in a round trip", i);
-    if (f.n && form_get(&f, f.fields[0].name) != f.fields[0].value)
+    if (f.n && sms_form_get(&f, f.fields[0].name) != f.fields[0].value)
         fuzz_fail("form", "form_get misses the first field");
     free(enc);
-    form_free(&again);
-    form_free(&f);
+    sms_form_free(&again);
+    sms_form_free(&f);
 }
 
 static void check_phone(const char *s)
@@ -42,7 +42,7 @@ static void check_phone(const char *s)
     const char *why = NULL;
     static const char *const ccs[] = {NULL, "1", "44", "1234"};
     for (size_t i = 0; i < sizeof ccs / sizeof *ccs; i++) {
-        if (phone_normalize(s, ccs[i], out, &why) != 0) {
+        if (sms_phone_normalize(s, ccs[i], out, &why) != 0) {
             if (!why)
                 fuzz_fail("phone", "refused without a reason");
             continue;
@@ -50,7 +50,7 @@ static void check_phone(const char *s)
         size_t n = strlen(out);
         if (out[0] != '+' || n < 8 || n > 16 || strspn(out + 1, "0123456789") != n - 1)
             fuzz_fail("phone", "'%s' normalised to '%s'", s, out);
-        if (phone_normalize(out, NULL, again, &why) != 0 || strcmp(out, again) != 0)
+        if (sms_phone_normalize(out, NULL, again, &why) != 0 || strcmp(out, again) != 0)
             fuzz_fail("phone", "'%s' does not normalise to itself", out);
     }
 }

@@ -129,7 +129,7 @@ static void sign_twilio(sms_t *sms, ferry_http_exchange_t *ex)
     size_t len;
     const char *body = fuzz_ex_body(ex, &len);
     form_t f;
-    if (!given || strcmp(given, "auto") != 0 || form_parse(&f, body, len) != 0)
+    if (!given || strcmp(given, "auto") != 0 || sms_form_parse(&f, body, len) != 0)
         return;
     const char *query = fuzz_ex_query(ex);
     char url[2400];
@@ -137,7 +137,7 @@ static void sign_twilio(sms_t *sms, ferry_http_exchange_t *ex)
     char *sig = twilio_signature(sms->auth_token, url, &f);
     fuzz_ex_set_header(ex, "X-Twilio-Signature", sig);
     free(sig);
-    form_free(&f);
+    sms_form_free(&f);
 }
 
 static void sign_telnyx(ferry_http_exchange_t *ex)

@@ -29,7 +29,7 @@ static void walk(const toml_node_t *n, int lines, int depth)
         break;
     case TOML_TABLE:
         for (size_t i = 0; i < n->u.tab.n; i++) {
-            if (toml_table_get(n, n->u.tab.keys[i]) == NULL)
+            if (ferry__toml_table_get(n, n->u.tab.keys[i]) == NULL)
                 fuzz_fail("toml", "key '%s' not found in its own table", n->u.tab.keys[i]);
             walk(n->u.tab.vals[i], lines, depth + 1);
         }
@@ -47,13 +47,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         lines += data[i] == '\n';
     char err[256];
     int line = 0;
-    toml_node_t *root = toml_parse((const char *)data, size, err, sizeof err, &line);
+    toml_node_t *root = ferry__toml_parse((const char *)data, size, err, sizeof err, &line);
     if (!root) {
         if (line < 0 || line > lines)
             fuzz_fail("toml", "error at line %d of %d: %s", line, lines, err);
         return 0;
     }
     walk(root, lines, 0);
-    toml_free(root);
+    ferry__toml_free(root);
     return 0;
 }

@@ -75,7 +75,7 @@ static webhook_t *instance(void)
     char err[256];
     int line;
     static toml_node_t *conf; /* static: a leak check at exit must not count it */
-    conf = toml_parse(config, sizeof config - 1, err, sizeof err, &line);
+    conf = ferry__toml_parse(config, sizeof config - 1, err, sizeof err, &line);
     wh = conf ? webhook_create(&comp, conf) : NULL;
     if (!wh)
         fuzz_fail("webhook", "the harness config is refused: %s", err);

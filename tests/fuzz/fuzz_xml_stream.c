@@ -60,23 +60,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int with_header = data[0] & 0x80;
     data++, size--;
     state_t s = {0};
-    xml_stream_t *x = xml_stream_new(fuzz_xmpp_ctx(), MAX_STANZA, &handlers, &s);
-    if (with_header && xml_stream_feed(x, header, sizeof header - 1) != 0)
+    xml_stream_t *x = ferry__xml_stream_new(fuzz_xmpp_ctx(), MAX_STANZA, &handlers, &s);
+    if (with_header && ferry__xml_stream_feed(x, header, sizeof header - 1) != 0)
         fuzz_fail("xml_stream", "the stream header refused");
     for (size_t off = 0; off < size; off += chunk) {
         size_t n = size - off < chunk ? size - off : chunk;
-        if (xml_stream_feed(x, (const char *)data + off, n) != 0) {
-            const char *e = xml_stream_error(x);
+        if (ferry__xml_stream_feed(x, (const char *)data + off, n) != 0) {
+            const char *e = ferry__xml_stream_error(x);
             if (!e || (strcmp(e, "not-well-formed") != 0 && strcmp(e, "restricted-xml") != 0 &&
                        strcmp(e, "policy-violation") != 0 && strcmp(e, "invalid-namespace") != 0))
                 fuzz_fail("xml_stream", "error condition '%s'", e ? e : "(none)");
             s.failed = 1;
             /* Feeding after an error must stay an error. */
-            if (xml_stream_feed(x, "<a/>", 4) != -1)
+            if (ferry__xml_stream_feed(x, "<a/>", 4) != -1)
                 fuzz_fail("xml_stream", "fed again after an error");
             break;
         }
     }
-    xml_stream_free(x);
+    ferry__xml_stream_free(x);
     return 0;
 }

@@ -14,7 +14,7 @@
 #include "oracle.h"
 
 /* Errors only: a line per input would slow the fuzzer down to the terminal. */
-__attribute__((constructor)) static void quiet(void) { log_set_level(FERRY_LOG_ERROR); }
+__attribute__((constructor)) static void quiet(void) { ferry__log_set_level(FERRY_LOG_ERROR); }
 
 /* Where the sanitizers report: libFuzzer moves it when -close_fd_mask=2
  * silences what the code under test prints. Absent without a sanitizer. */

@@ -102,8 +102,8 @@ static char *pg_fresh_(void)
 }
 
 static __attribute__((unused)) const store_backend_t store_backends[] = {
-    {"sqlite", sqlite_fresh_, store_open, store_open_offline},
-    {"postgresql", pg_fresh_, store_open_pg, store_open_pg_offline},
+    {"sqlite", sqlite_fresh_, ferry__store_open, ferry__store_open_offline},
+    {"postgresql", pg_fresh_, ferry__store_open_pg, ferry__store_open_pg_offline},
 };
 
 /* Whether backend I can run here. */
@@ -123,11 +123,11 @@ static void fixture_closed_(uv_handle_t *h) { *(int *)h->data = 1; }
 static __attribute__((unused)) int run_until(uv_loop_t *loop, int (*done)(void *), void *arg,
                                              int64_t ms)
 {
-    int64_t end = store_now_ms() + ms;
+    int64_t end = ferry__store_now_ms() + ms;
     uv_timer_t tick;
     uv_timer_init(loop, &tick);
     uv_timer_start(&tick, fixture_tick_, 5, 5);
-    while (!done(arg) && store_now_ms() < end)
+    while (!done(arg) && ferry__store_now_ms() < end)
         uv_run(loop, UV_RUN_ONCE);
     int closed = 0;
     tick.data = &closed;

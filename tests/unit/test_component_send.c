@@ -14,7 +14,7 @@
 static size_t queued(ferry_component_t *comp)
 {
     xmpp_link_stats_t st;
-    xmpp_link_stats(comp->link, &st);
+    ferry__xmpp_link_stats(comp->link, &st);
     return st.queued;
 }
 
@@ -30,7 +30,7 @@ int main(void)
     xmpp_link_options_t o = {.host = "127.0.0.1", .port = 9, .domain = "t.localhost",
                              .secret = "s", .scope = "t", .queue_size = 100};
     xmpp_link_handlers_t h = {0};
-    comp.link = xmpp_link_new(loop, ctx, &o, &h, &comp);
+    comp.link = ferry__xmpp_link_new(loop, ctx, &o, &h, &comp);
 
     const char ok[] = "<message to='a@b' from='t.localhost'><body>caf\xc3\xa9</body></message>";
     ferry_component_send_xml(&comp, ok, sizeof ok - 1);
@@ -61,7 +61,7 @@ int main(void)
     CHECK_INT(comp.refused_invalid, 3);
     xmpp_stanza_release(msg);
 
-    xmpp_link_close(comp.link, on_closed, NULL);
+    ferry__xmpp_link_close(comp.link, on_closed, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     xmpp_ctx_free(ctx);
     xmpp_shutdown();

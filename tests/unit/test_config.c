@@ -3,7 +3,7 @@
  * status and its exact "FILE:LINE: key: message" lines (in any order) with
  * what the file deserves. Fixtures live in tests/unit/configs/; configs that
  * need temporary paths (secret files) are written to a mkdtemp() directory.
- * A few checks call config_load() + gateway_new() in a child process, the
+ * A few checks call ferry__config_load() + ferry__gateway_new() in a child process, the
  * way main.c does, to see that a checked config leaves nothing behind.
  *
  * The binary: $FERRY_BIN, else "ferry" next to this test executable (so the
@@ -24,7 +24,7 @@
 #include <strophe.h>
 #include <uv.h>
 
-#include "config.h"
+#include "core_config.h"
 #include "gateway.h"
 
 #include "check.h"
@@ -433,12 +433,12 @@ static void test_secret_files(void)
     unlink(big);
 }
 
-/* ---- in-process: config_load() + gateway_new(), as main.c calls them ---- */
+/* ---- in-process: ferry__config_load() + ferry__gateway_new(), as main.c calls them ---- */
 
 typedef struct inproc {
-    int loaded;     /* config_load() returned a config */
-    int built;      /* gateway_new() returned a gateway */
-    int loop_close; /* uv_loop_close() after gateway_free() and a last uv_run() */
+    int loaded;     /* ferry__config_load() returned a config */
+    int built;      /* ferry__gateway_new() returned a gateway */
+    int loop_close; /* uv_loop_close() after ferry__gateway_free() and a last uv_run() */
 } inproc_t;
 
 /* Runs in a child, so that a crash or a sanitizer report in the code under
@@ -463,15 +463,15 @@ static void inproc_at(const char *file, int line, const char *config, int want_b
         inproc_t r = {0, 0, 0};
         curl_global_init(CURL_GLOBAL_DEFAULT);
         xmpp_initialize();
-        config_t *c = config_load(config);
+        config_t *c = ferry__config_load(config);
         r.loaded = c != NULL;
         if (c) {
             uv_loop_t loop;
             uv_loop_init(&loop);
-            gateway_t *gw = gateway_new(&loop, c); /* takes c */
+            gateway_t *gw = ferry__gateway_new(&loop, c); /* takes c */
             r.built = gw != NULL;
             if (gw)
-                gateway_free(gw);
+                ferry__gateway_free(gw);
             uv_run(&loop, UV_RUN_DEFAULT);
             r.loop_close = uv_loop_close(&loop);
         }

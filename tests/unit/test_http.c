@@ -199,9 +199,9 @@ static void test_get_post(void)
     rq = req("POST", "/echo");
     ferry_http_request_header(rq, "Content-Type", "text/plain");
     ferry_http_request_body(rq, "hello world", 11);
-    CHECK(http_client_pending(client) == 0, "pending before send");
+    CHECK(ferry__http_client_pending(client) == 0, "pending before send");
     CHECK(fetch(rq, &r), "POST timed out");
-    CHECK(http_client_pending(client) == 0, "pending after done");
+    CHECK(ferry__http_client_pending(client) == 0, "pending after done");
     CHECK(r.status == 200, "status %ld (%s)", r.status, r.error);
     CHECK(r.body && strcmp(r.body, "POST|/echo||-|-|hello world") == 0, "body '%s'", r.body);
 
@@ -325,7 +325,7 @@ static void test_async(void)
     uint64_t t0 = uv_now(&loop);
     ferry_http_request_send(req("GET", "/slow"), on_response, &slow);
     ferry_http_request_send(req("GET", "/echo/fast"), on_response, &fast);
-    CHECK(http_client_pending(client) == 2, "pending %zu", http_client_pending(client));
+    CHECK(ferry__http_client_pending(client) == 2, "pending %zu", ferry__http_client_pending(client));
     CHECK(wait_for(&done_count, before + 2, 10000), "timed out");
     CHECK(slow.status == 202 && strcmp(slow.body, "later") == 0, "slow: %ld '%s'", slow.status,
           slow.body);
@@ -425,7 +425,7 @@ static void test_cancel(void)
     ferry_http_request_t *rq = req("GET", "/slow");
     ferry_http_request_send(rq, on_response, &r);
     ferry_http_request_cancel(rq);
-    CHECK(http_client_pending(client) == 0, "pending %zu", http_client_pending(client));
+    CHECK(ferry__http_client_pending(client) == 0, "pending %zu", ferry__http_client_pending(client));
     /* Cancel after it reached the server too. */
     held_count = 0;
     rq = req("GET", "/hold");
@@ -533,7 +533,7 @@ static void raw_exchange(struct raw *r, const char *text)
     r->tcp.data = r;
     r->connect.data = r;
     struct sockaddr_in sa;
-    uv_ip4_addr("127.0.0.1", http_server_port(server), &sa);
+    uv_ip4_addr("127.0.0.1", ferry__http_server_port(server), &sa);
     uv_tcp_connect(&r->connect, &r->tcp, (struct sockaddr *)&sa, raw_connected);
     if (!wait_for(&r->done, 1, 5000)) {
         uv_close((uv_handle_t *)&r->tcp, raw_closed);
@@ -547,7 +547,7 @@ static int raw_send(const char *text)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    sa.sin_port = htons((uint16_t)http_server_port(server));
+    sa.sin_port = htons((uint16_t)ferry__http_server_port(server));
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
         send(fd, text, strlen(text), 0) < 0) {
         close(fd);
@@ -558,9 +558,9 @@ static int raw_send(const char *text)
 
 static int wait_server_idle(uint64_t ms)
 {
-    for (uint64_t t = 0; t < ms && http_server_pending(server) != 0; t += 20)
+    for (uint64_t t = 0; t < ms && ferry__http_server_pending(server) != 0; t += 20)
         sleep_loop(20);
-    return http_server_pending(server) == 0;
+    return ferry__http_server_pending(server) == 0;
 }
 
 static void test_raw(void)
@@ -583,15 +583,15 @@ static void test_raw(void)
     CHECK(strncmp(r.buf, "HTTP/1.1 413", 12) == 0, "reply '%.40s'", r.buf);
 
     /* Hang-ups at every stage leave nothing behind. */
-    CHECK(http_server_pending(server) == 0, "pending %zu at start", http_server_pending(server));
+    CHECK(ferry__http_server_pending(server) == 0, "pending %zu at start", ferry__http_server_pending(server));
     int fd1 = raw_send("GET /echo HTTP/1.1\r\n");
     int fd2 = raw_send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc");
     sleep_loop(100);
-    CHECK(http_server_pending(server) == 2, "pending %zu mid-request",
-          http_server_pending(server));
+    CHECK(ferry__http_server_pending(server) == 2, "pending %zu mid-request",
+          ferry__http_server_pending(server));
     close(fd1);
     close(fd2);
-    CHECK(wait_server_idle(3000), "pending %zu after hang-ups", http_server_pending(server));
+    CHECK(wait_server_idle(3000), "pending %zu after hang-ups", ferry__http_server_pending(server));
 
     held = NULL;
     held_count = 0;
@@ -600,12 +600,12 @@ static void test_raw(void)
     close(fd3);
     sleep_loop(100);
     /* Suspended: MHD does not notice the hang-up until it writes. */
-    CHECK(http_server_pending(server) == 1, "pending %zu while held",
-          http_server_pending(server));
+    CHECK(ferry__http_server_pending(server) == 1, "pending %zu while held",
+          ferry__http_server_pending(server));
     if (held)
         ferry_http_exchange_respond(held, 200, "text/plain", "late", 4);
     held = NULL;
-    CHECK(wait_server_idle(3000), "pending %zu after late answer", http_server_pending(server));
+    CHECK(wait_server_idle(3000), "pending %zu after late answer", ferry__http_server_pending(server));
 }
 
 static int closed_count;
@@ -699,20 +699,20 @@ static const char *partial = "GET /ok HTTP/1.1\r\nHost: x\r\n";
 static ferry_http_server_t *limited_server(http_server_limits_t limits)
 {
     char err[256];
-    ferry_http_server_t *s = http_server_new(&loop, "127.0.0.1:0", &limits, err, sizeof err);
+    ferry_http_server_t *s = ferry__http_server_new(&loop, "127.0.0.1:0", &limits, err, sizeof err);
     CHECK(s != NULL, "limited server: %s", err);
     if (s == NULL)
         return NULL;
     ferry_http_route_add(s, "/ok", 0, h_ok, NULL);
     ferry_http_route_add(s, "/health", 0, h_ok, NULL);
-    http_server_route_exempt(s, "/health");
+    ferry__http_server_route_exempt(s, "/health");
     return s;
 }
 
 static void close_limited(ferry_http_server_t *s)
 {
     closed_count = 0;
-    http_server_close(s, on_closed, NULL);
+    ferry__http_server_close(s, on_closed, NULL);
     CHECK(wait_for(&closed_count, 1, 3000), "limited server never closed");
 }
 
@@ -734,7 +734,7 @@ static void test_limits(void)
     ferry_http_server_t *s = limited_server((http_server_limits_t){4, 2, 5.0});
     if (s == NULL)
         return;
-    int port = http_server_port(s);
+    int port = ferry__http_server_port(s);
 
     /* Two slow requests hold 127.0.0.1's share. */
     int held[4];
@@ -780,7 +780,7 @@ static void test_deadline(void)
     ferry_http_server_t *s = limited_server((http_server_limits_t){8, 8, 0.3});
     if (s == NULL)
         return;
-    int port = http_server_port(s);
+    int port = ferry__http_server_port(s);
     /* Bytes that keep coming do not push the deadline back. */
     int slow[2] = {raw_from(port, "127.0.0.1", partial),
                    raw_from(port, "127.0.0.1",
@@ -823,19 +823,19 @@ static void h_close_server(void *arg, ferry_http_exchange_t *ex)
 {
     (void)arg;
     ferry_http_exchange_respond(ex, 200, "text/plain", "bye", 3);
-    http_server_close(other_server, on_closed, NULL);
+    ferry__http_server_close(other_server, on_closed, NULL);
 }
 
 static void test_close_server_in_handler(void)
 {
     char err[256];
-    other_server = http_server_new(&loop, "127.0.0.1:0", NULL, err, sizeof err);
+    other_server = ferry__http_server_new(&loop, "127.0.0.1:0", NULL, err, sizeof err);
     CHECK(other_server != NULL, "%s", err);
     if (other_server == NULL)
         return;
     ferry_http_route_add(other_server, "/", 0, h_close_server, NULL);
     char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/", http_server_port(other_server));
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", ferry__http_server_port(other_server));
     struct result r = {0};
     int before = closed_count;
     CHECK(fetch(ferry_http_request_new(client, "GET", url), &r), "timed out");
@@ -852,7 +852,7 @@ static void on_close_client(void *arg, const ferry_http_response_t *resp)
     (void)resp;
     struct result *r = arg;
     r->calls++;
-    http_client_close(other_client, on_closed, NULL);
+    ferry__http_client_close(other_client, on_closed, NULL);
 }
 
 static void on_cancel_other(void *arg, const ferry_http_response_t *resp)
@@ -879,10 +879,10 @@ static void test_close_client_in_callback(void)
     CHECK(wait_for(&done_count, before + 1, 5000), "timed out");
     sleep_loop(120);
     CHECK(a.calls == 1 && b.calls == 0, "calls %d %d", a.calls, b.calls);
-    CHECK(http_client_pending(client) == 0, "pending %zu", http_client_pending(client));
+    CHECK(ferry__http_client_pending(client) == 0, "pending %zu", ferry__http_client_pending(client));
 
     /* Closing the client from one callback drops the rest. */
-    other_client = http_client_new(&loop);
+    other_client = ferry__http_client_new(&loop);
     memset(&a, 0, sizeof a);
     memset(&b, 0, sizeof b);
     snprintf(url, sizeof url, "%s/slow", base);
@@ -900,34 +900,34 @@ static void test_listen_errors(void)
 {
     char err[256] = "";
     char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", http_server_port(server));
-    ferry_http_server_t *s = http_server_new(&loop, addr, NULL, err, sizeof err);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ferry__http_server_port(server));
+    ferry_http_server_t *s = ferry__http_server_new(&loop, addr, NULL, err, sizeof err);
     char want[128];
     snprintf(want, sizeof want, "cannot listen on %s: Address already in use", addr);
     CHECK(s == NULL && strcmp(err, want) == 0, "err '%s'", err);
     err[0] = '\0';
-    CHECK(http_server_new(&loop, "nonsense", NULL, err, sizeof err) == NULL && err[0], "nonsense");
-    CHECK(http_server_new(&loop, "127.0.0.1:99999", NULL, err, sizeof err) == NULL, "port 99999");
-    CHECK(http_server_new(&loop, "::1:80", NULL, err, sizeof err) == NULL, "unbracketed v6");
+    CHECK(ferry__http_server_new(&loop, "nonsense", NULL, err, sizeof err) == NULL && err[0], "nonsense");
+    CHECK(ferry__http_server_new(&loop, "127.0.0.1:99999", NULL, err, sizeof err) == NULL, "port 99999");
+    CHECK(ferry__http_server_new(&loop, "::1:80", NULL, err, sizeof err) == NULL, "unbracketed v6");
 }
 
 static void test_ipv6(void)
 {
     char err[256] = "";
-    ferry_http_server_t *s = http_server_new(&loop, "[::1]:0", NULL, err, sizeof err);
+    ferry_http_server_t *s = ferry__http_server_new(&loop, "[::1]:0", NULL, err, sizeof err);
     if (s == NULL) {
         printf("skip: no IPv6 loopback here (%s)\n", err);
         return;
     }
     ferry_http_route_add(s, "/", 0, h_named, "six");
     char url[64];
-    snprintf(url, sizeof url, "http://[::1]:%d/x", http_server_port(s));
+    snprintf(url, sizeof url, "http://[::1]:%d/x", ferry__http_server_port(s));
     struct result r = {0};
     CHECK(fetch(ferry_http_request_new(client, "GET", url), &r), "timed out");
     CHECK(r.status == 200 && strcmp(r.body, "six") == 0, "status %ld '%s' %s", r.status, r.body,
           r.error);
     int before = closed_count;
-    http_server_close(s, on_closed, NULL);
+    ferry__http_server_close(s, on_closed, NULL);
     CHECK(wait_for(&closed_count, before + 1, 5000), "v6 server close never finished");
     result_reset(&r);
 }
@@ -943,9 +943,9 @@ static void test_close(void)
     ferry_http_request_send(req("GET", "/hold"), on_response, &r1);
     ferry_http_request_send(req("GET", "/slow"), on_response, &r2);
     CHECK(wait_for(&held_count, 1, 5000), "hold never reached");
-    http_client_close(client, on_closed, NULL);
+    ferry__http_client_close(client, on_closed, NULL);
     CHECK(ferry_http_request_new(client, "GET", base) == NULL, "request on closing client");
-    http_server_close(server, on_closed, NULL);
+    ferry__http_server_close(server, on_closed, NULL);
     CHECK(wait_for(&closed_count, before + 2, 5000), "close finished %d of 2",
           closed_count - before);
     sleep_loop(100); /* let the slow handler's timer answer into the void */
@@ -973,8 +973,8 @@ int main(void)
     /* Each wait has its own guard; this one catches a hang outside them. */
     alarm(120);
     if (getenv("FERRY_TEST_DEBUG"))
-        log_set_level(FERRY_LOG_DEBUG);
-    http_global_init();
+        ferry__log_set_level(FERRY_LOG_DEBUG);
+    ferry__http_global_init();
     uv_loop_init(&loop);
     /* libuv keeps a spare fd from its first stream on: take it now. */
     uv_tcp_t spare;
@@ -984,15 +984,15 @@ int main(void)
     int fds_before = count_fds();
 
     char err[256];
-    server = http_server_new(&loop, "127.0.0.1:0", NULL, err, sizeof err);
-    client = http_client_new(&loop);
+    server = ferry__http_server_new(&loop, "127.0.0.1:0", NULL, err, sizeof err);
+    client = ferry__http_client_new(&loop);
     if (server == NULL || client == NULL) {
         printf("FAIL setup: %s\n", server ? "no client" : err);
         printf("0 passed, 1 failed\n");
         return 1;
     }
-    CHECK(http_server_port(server) > 0, "port %d", http_server_port(server));
-    snprintf(base, sizeof base, "http://127.0.0.1:%d", http_server_port(server));
+    CHECK(ferry__http_server_port(server) > 0, "port %d", ferry__http_server_port(server));
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", ferry__http_server_port(server));
 
     ferry_http_route_add(server, "/echo", 1024 * 1024, h_echo, NULL);
     ferry_http_route_add(server, "/small/", 16, h_named, "small");

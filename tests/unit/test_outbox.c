@@ -40,7 +40,7 @@ typedef struct answer {
 typedef struct retry_seen {
     int64_t id;
     int attempts;
-    int64_t t0, t1; /* wall clock around net_outbox_retry() */
+    int64_t t0, t1; /* wall clock around ferry__net_outbox_retry() */
     int64_t next_ms; /* what the store then holds */
 } retry_seen_t;
 
@@ -83,7 +83,7 @@ static void on_deliver(void *arg, const ferry_msg_t *msg)
         snprintf(a->conversation, sizeof a->conversation, "%s", msg->conversation);
         snprintf(a->payload, sizeof a->payload, "%.*s", (int)msg->payload_len, msg->payload);
         a->attempts = msg->attempts;
-        a->at_ms = store_now_ms();
+        a->at_ms = ferry__store_now_ms();
         a->finished_before = f->done + f->failed + f->n_dead;
     }
     for (int i = 0; i < f->n_out; i++)
@@ -120,11 +120,11 @@ static void answer(fake_t *f, int i)
     switch (a.action) {
     case DONE:
         f->done++;
-        net_outbox_done(f->ob, a.id);
+        ferry__net_outbox_done(f->ob, a.id);
         break;
     case FAIL:
         f->failed++;
-        net_outbox_fail(f->ob, a.id, f->error);
+        ferry__net_outbox_fail(f->ob, a.id, f->error);
         break;
     case RETRY: {
         retry_seen_t *r = &f->retries[f->n_retries < MAX_LOG ? f->n_retries++ : MAX_LOG - 1];
@@ -136,9 +136,9 @@ static void answer(fake_t *f, int i)
                 break;
             }
         f->retried++;
-        r->t0 = store_now_ms();
-        net_outbox_retry(f->ob, a.id, f->error, f->retry_after);
-        r->t1 = store_now_ms();
+        r->t0 = ferry__store_now_ms();
+        ferry__net_outbox_retry(f->ob, a.id, f->error, f->retry_after);
+        r->t1 = ferry__store_now_ms();
         r->next_ms = row_next_ms(f->store, a.id);
         break;
     }
@@ -178,7 +178,7 @@ static outbox_policy_t policy(int64_t max_attempts, double max_age, double delay
 static int open_store(fx_t *x)
 {
     char err[512] = "";
-    x->store = store_open(&x->loop, x->where, err, sizeof err);
+    x->store = ferry__store_open(&x->loop, x->where, err, sizeof err);
     return CHECK(x->store != NULL, "store_open %s: %s", x->where, err);
 }
 
@@ -193,7 +193,7 @@ static fake_t *fake_new(fx_t *x, const char *component, const outbox_policy_t *p
     f->retry_after = -1;
     uv_timer_init(&x->loop, &f->answer_timer);
     f->answer_timer.data = f;
-    f->ob = net_outbox_new(&x->loop, x->store, component, p);
+    f->ob = ferry__net_outbox_new(&x->loop, x->store, component, p);
     return f;
 }
 
@@ -201,7 +201,7 @@ static void fake_freed(uv_handle_t *h) { free(h->data); }
 
 static void fake_free(fake_t *f)
 {
-    net_outbox_free(f->ob);
+    ferry__net_outbox_free(f->ob);
     uv_close((uv_handle_t *)&f->answer_timer, fake_freed);
 }
 
@@ -221,12 +221,12 @@ static int setup(fx_t *x, const outbox_policy_t *p,
 static void shut(fx_t *x)
 {
     if (x->f) {
-        net_outbox_pause(x->f->ob);
+        ferry__net_outbox_pause(x->f->ob);
         fake_free(x->f);
         x->f = NULL;
     }
     if (x->store)
-        store_close(x->store);
+        ferry__store_close(x->store);
     x->store = NULL;
     uv_run(&x->loop, UV_RUN_DEFAULT);
 }
@@ -241,7 +241,7 @@ static void teardown(fx_t *x)
 static int64_t put(fake_t *f, const char *conversation, const char *payload)
 {
     int64_t id = -1;
-    int rc = net_outbox_put(f->ob, conversation, NULL, payload, strlen(payload), &id);
+    int rc = ferry__net_outbox_put(f->ob, conversation, NULL, payload, strlen(payload), &id);
     CHECK(rc == 0 && id > 0, "net_outbox_put(%s) = %d", payload, rc);
     return id;
 }
@@ -285,7 +285,7 @@ static void find_row(void *arg, const store_row_t *r)
 static one_row_t row(store_t *s, int64_t id)
 {
     one_row_t o = {.id = id};
-    store_msg_list(s, find_row, &o);
+    ferry__store_msg_list(s, find_row, &o);
     return o;
 }
 
@@ -308,7 +308,7 @@ static void test_order(void)
     if (!setup(&x, &p, retry_first))
         return;
     fake_t *f = x.f;
-    net_outbox_start(f->ob, &handlers, f);
+    ferry__net_outbox_start(f->ob, &handlers, f);
     const char *convs[] = {"A", "B", "C"};
     int64_t ids[3][4];
     for (int i = 0; i < 4; i++)
@@ -336,12 +336,12 @@ static void test_order(void)
     }
     CHECK_STR(f->log[0].payload, "A0");
     outbox_stats_t st;
-    net_outbox_stats(f->ob, &st);
+    ferry__net_outbox_stats(f->ob, &st);
     CHECK_INT(st.delivered, 12);
     CHECK_INT(st.retried, 12);
     CHECK_INT(st.dead, 0);
     store_counts_t counts;
-    store_msg_counts(x.store, "sms", &counts);
+    ferry__store_msg_counts(x.store, "sms", &counts);
     CHECK_INT(counts.pending, 0);
     teardown(&x);
 }
@@ -355,7 +355,7 @@ static void test_backoff(void)
     if (!setup(&x, &p, always_retry))
         return;
     fake_t *f = x.f;
-    net_outbox_start(f->ob, &handlers, f);
+    ferry__net_outbox_start(f->ob, &handlers, f);
     put(f, "A", "m");
     run_finished(&x, 1, 10000); /* dead after 6 attempts */
     CHECK_INT(f->n_dead, 1);
@@ -398,8 +398,8 @@ static void test_jitter(void)
     outbox_policy_t capped = policy(5, 3600, 10, 4);
     fake_t *g = fake_new(&x, "capped", &capped, always_retry);
     fake_t *f = x.f;
-    net_outbox_start(f->ob, &handlers, f);
-    net_outbox_start(g->ob, &handlers, g);
+    ferry__net_outbox_start(f->ob, &handlers, f);
+    ferry__net_outbox_start(g->ob, &handlers, g);
     enum { N = 200 };
     for (int i = 0; i < N; i++) {
         char conv[16];
@@ -432,7 +432,7 @@ static void test_jitter(void)
     /* None went again early. */
     CHECK_INT(f->n_delivered, N);
     CHECK_INT(g->n_delivered, N);
-    net_outbox_pause(g->ob);
+    ferry__net_outbox_pause(g->ob);
     fake_free(g);
     teardown(&x);
 }
@@ -449,7 +449,7 @@ static void test_retry_after(void)
         return;
     fake_t *f = x.f;
     f->retry_after = 1;
-    net_outbox_start(f->ob, &handlers, f);
+    ferry__net_outbox_start(f->ob, &handlers, f);
     put(f, "A", "m");
     CHECK(run_finished(&x, 1, 10000), "not delivered within 10 s");
     CHECK_INT(f->n_retries, 1);
@@ -468,7 +468,7 @@ static void test_retry_after(void)
         return;
     f = x.f = fake_new(&x, "sms", &p, retry_first);
     f->retry_after = 1;
-    net_outbox_start(f->ob, &handlers, f);
+    ferry__net_outbox_start(f->ob, &handlers, f);
     put(f, "B", "m");
     run_until(&x.loop, retried, f, 5000);
     CHECK_INT(f->n_retries, 1);
@@ -496,7 +496,7 @@ static void test_max_attempts(void)
     if (!setup(&x, &p, retry_first_message))
         return;
     fake_t *f = x.f;
-    net_outbox_start(f->ob, &handlers, f);
+    ferry__net_outbox_start(f->ob, &handlers, f);
     int64_t doomed = put(f, "A", "doomed");
     int64_t next = put(f, "A", "after");
     CHECK(run_finished(&x, 2, 10000), "not finished within 10 s");
@@ -511,19 +511,19 @@ static void test_max_attempts(void)
     CHECK_INT(r.attempts, 3);
     CHECK_STR(r.error, f->dead_reason);
     outbox_stats_t st;
-    net_outbox_stats(f->ob, &st);
+    ferry__net_outbox_stats(f->ob, &st);
     CHECK_INT(st.dead, 1);
     CHECK_INT(st.retried, 2);
 
     /* `ferry queue retry` puts it back; a rescan finds it. */
     char err[512] = "";
-    store_t *q = store_open_offline(x.where, err, sizeof err);
+    store_t *q = ferry__store_open_offline(x.where, err, sizeof err);
     if (CHECK(q != NULL, "offline: %s", err)) {
-        store_flush(x.store);
-        CHECK_INT(store_msg_requeue(q, doomed), 0);
-        store_close(q);
+        ferry__store_flush(x.store);
+        CHECK_INT(ferry__store_msg_requeue(q, doomed), 0);
+        ferry__store_close(q);
         f->decide = always_done;
-        net_outbox_rescan(f->ob);
+        ferry__net_outbox_rescan(f->ob);
         CHECK(run_finished(&x, 3, 5000), "requeued message not delivered");
         CHECK(f->n_log == 5 && f->log[4].id == doomed && f->log[4].attempts == 1,
               "requeued message: %d deliveries", f->n_log);
@@ -550,23 +550,23 @@ static void test_rescan_behind_flight(void)
     if (!setup(&x, &p, fail_a1_hold_a2))
         return;
     fake_t *f = x.f;
-    net_outbox_start(f->ob, &handlers, f);
+    ferry__net_outbox_start(f->ob, &handlers, f);
     int64_t a1 = put(f, "A", "a1");
     int64_t a2 = put(f, "A", "a2");
     CHECK(run_until(&x.loop, delivered_two, f, 5000), "a1, a2 not delivered");
     CHECK(f->n_out == 1 && f->out[0].id == a2, "a2 not the one under way");
 
-    store_flush(x.store);
+    ferry__store_flush(x.store);
     char err[512] = "";
-    store_t *q = store_open_offline(x.where, err, sizeof err);
+    store_t *q = ferry__store_open_offline(x.where, err, sizeof err);
     if (!CHECK(q != NULL, "offline: %s", err)) {
         teardown(&x);
         return;
     }
-    CHECK_INT(store_msg_requeue(q, a1), 0);
-    store_close(q);
+    CHECK_INT(ferry__store_msg_requeue(q, a1), 0);
+    ferry__store_close(q);
     f->decide = always_done;
-    net_outbox_rescan(f->ob);
+    ferry__net_outbox_rescan(f->ob);
     run_for(&x.loop, 50);
     CHECK_INT(f->n_delivered, 2); /* a1 waits behind a2 */
     f->out[0].action = DONE;
@@ -588,11 +588,11 @@ static void test_max_age(void)
         return;
     fake_t *f = x.f;
     f->error = "connection refused";
-    net_outbox_start(f->ob, &handlers, f);
-    int64_t t0 = store_now_ms();
+    ferry__net_outbox_start(f->ob, &handlers, f);
+    int64_t t0 = ferry__store_now_ms();
     int64_t id = put(f, "A", "m");
     CHECK(run_finished(&x, 1, 10000), "not dead within 10 s");
-    int64_t took = store_now_ms() - t0;
+    int64_t took = ferry__store_now_ms() - t0;
     CHECK_INT(f->n_dead, 1);
     CHECK(f->dead_attempts > 1 && f->dead_attempts < 1000, "dead after %d attempts",
           f->dead_attempts);
@@ -622,7 +622,7 @@ static void test_fail(void)
         return;
     fake_t *f = x.f;
     f->error = "HTTP 400: invalid number";
-    net_outbox_start(f->ob, &handlers, f);
+    ferry__net_outbox_start(f->ob, &handlers, f);
     int64_t bad = put(f, "A", "bad");
     put(f, "A", "good");
     CHECK(run_finished(&x, 2, 10000), "not finished within 10 s");
@@ -646,13 +646,13 @@ static void test_dedup(void)
     if (!setup(&x, &p, always_done))
         return;
     fake_t *f = x.f;
-    net_outbox_start(f->ob, &handlers, f);
+    ferry__net_outbox_start(f->ob, &handlers, f);
     int64_t id = -1, again = -1;
-    CHECK_INT(net_outbox_put(f->ob, "A", "SM123", "m", 1, &id), 0);
-    CHECK_INT(net_outbox_put(f->ob, "A", "SM123", "m", 1, &again), FERRY_DUP_PENDING);
+    CHECK_INT(ferry__net_outbox_put(f->ob, "A", "SM123", "m", 1, &id), 0);
+    CHECK_INT(ferry__net_outbox_put(f->ob, "A", "SM123", "m", 1, &again), FERRY_DUP_PENDING);
     CHECK_INT(again, -1);
     CHECK(run_finished(&x, 1, 5000), "not delivered");
-    CHECK_INT(net_outbox_put(f->ob, "A", "SM123", "m", 1, &again), FERRY_DUP_DONE);
+    CHECK_INT(ferry__net_outbox_put(f->ob, "A", "SM123", "m", 1, &again), FERRY_DUP_DONE);
     run_for(&x.loop, 50);
     CHECK_INT(f->n_delivered, 1);
     teardown(&x);
@@ -670,7 +670,7 @@ static void test_in_flight_limit(void)
     if (!setup(&x, &p, hold))
         return;
     fake_t *f = x.f;
-    net_outbox_start(f->ob, &handlers, f);
+    ferry__net_outbox_start(f->ob, &handlers, f);
     for (int i = 0; i < 100; i++) {
         char conv[16];
         snprintf(conv, sizeof conv, "c%d", i);
@@ -699,12 +699,12 @@ static void test_window(void)
     enum { WINDOW = 1024, MANY = WINDOW + 6 };
     for (int i = 0; i < MANY; i++) {
         int64_t id;
-        store_msg_add(x.store, "sms", STORE_TO_NETWORK, "A", NULL, "a", 1, &id);
+        ferry__store_msg_add(x.store, "sms", STORE_TO_NETWORK, "A", NULL, "a", 1, &id);
     }
     int64_t b_id;
-    store_msg_add(x.store, "sms", STORE_TO_NETWORK, "B", NULL, "b", 1, &b_id);
-    store_flush(x.store);
-    net_outbox_start(f->ob, &handlers, f);
+    ferry__store_msg_add(x.store, "sms", STORE_TO_NETWORK, "B", NULL, "b", 1, &b_id);
+    ferry__store_flush(x.store);
+    ferry__net_outbox_start(f->ob, &handlers, f);
     int64_t c_id = put(f, "C", "c"); /* put while the window is full */
     CHECK(run_finished(&x, MANY + 2, 30000), "%d of %d delivered", f->done, MANY + 2);
     CHECK_INT(f->n_delivered, MANY + 2);
@@ -731,7 +731,7 @@ static void test_window(void)
     CHECK_INT(b_after_done, MANY - WINDOW + 1);
     CHECK(c_at > b_at, "C (put later) went at %d, before B from the store at %d", c_at, b_at);
     store_counts_t counts;
-    store_msg_counts(x.store, "sms", &counts);
+    ferry__store_msg_counts(x.store, "sms", &counts);
     CHECK_INT(counts.pending, 0);
     teardown(&x);
 }
@@ -760,7 +760,7 @@ static void test_restart(void)
     if (!setup(&x, &p, hold_firsts))
         return;
     fake_t *f = x.f;
-    net_outbox_start(f->ob, &handlers, f);
+    ferry__net_outbox_start(f->ob, &handlers, f);
     int64_t a1 = put(f, "A", "a1");
     int64_t a2 = put(f, "A", "a2");
     int64_t b1 = put(f, "B", "b1");
@@ -771,7 +771,7 @@ static void test_restart(void)
     int64_t b1_next = f->n_retries ? f->retries[0].next_ms : 0;
 
     /* Shutdown begins: c1's answer still counts, nothing new starts. */
-    net_outbox_pause(f->ob);
+    ferry__net_outbox_pause(f->ob);
     for (int i = 0; i < f->n_out; i++)
         if (f->out[i].id == c1) {
             f->out[i].action = DONE;
@@ -788,8 +788,8 @@ static void test_restart(void)
         return;
     }
     f = x.f = fake_new(&x, "sms", &p, always_done);
-    int64_t t_start = store_now_ms();
-    net_outbox_start(f->ob, &handlers, f);
+    int64_t t_start = ferry__store_now_ms();
+    ferry__net_outbox_start(f->ob, &handlers, f);
     CHECK(run_finished(&x, 4, 10000), "%d of 4 delivered after restart", f->done);
     CHECK_INT(f->n_delivered, 4); /* a1 again, a2, b1, c2; not c1 */
     int64_t order[2] = {0, 0};
@@ -812,7 +812,7 @@ static void test_restart(void)
     CHECK(order[0] && order[1] && order[0] < order[1], "a1 (under way at shutdown) then a2: %lld %lld",
           (long long)order[0], (long long)order[1]);
     store_counts_t counts;
-    store_msg_counts(x.store, "sms", &counts);
+    ferry__store_msg_counts(x.store, "sms", &counts);
     CHECK_INT(counts.pending, 0);
     teardown(&x);
 }
@@ -820,7 +820,7 @@ static void test_restart(void)
 int main(void)
 {
     srand(1);
-    log_set_level(FERRY_LOG_WARN); /* not a line per retry */
+    ferry__log_set_level(FERRY_LOG_WARN); /* not a line per retry */
     test_order();
     test_backoff();
     test_jitter();

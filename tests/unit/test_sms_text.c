@@ -11,7 +11,7 @@ static void normalize_ok(const char *in, const char *cc, const char *want)
 {
     char out[PHONE_MAX] = "";
     const char *why = NULL;
-    int rc = phone_normalize(in, cc, out, &why);
+    int rc = sms_phone_normalize(in, cc, out, &why);
     CHECK(rc == 0 && strcmp(out, want) == 0, "%s (cc %s) -> %s, want %s (%s)", in,
           cc ? cc : "-", rc == 0 ? out : "error", want, why ? why : "");
 }
@@ -20,7 +20,7 @@ static void normalize_bad(const char *in, const char *cc)
 {
     char out[PHONE_MAX];
     const char *why = NULL;
-    int rc = phone_normalize(in, cc, out, &why);
+    int rc = sms_phone_normalize(in, cc, out, &why);
     CHECK(rc != 0 && why && *why, "%s should be refused with a reason", in);
 }
 
@@ -119,18 +119,18 @@ static void test_form(void)
 {
     form_t f;
     const char *body = "To=%2B15551234567&Body=hello+world%21&Empty=&Media=a&Media=b";
-    CHECK(form_parse(&f, body, strlen(body)) == 0, "parse");
-    CHECK_STR(form_get(&f, "To"), "+15551234567");
-    CHECK_STR(form_get(&f, "Body"), "hello world!");
-    CHECK_STR(form_get(&f, "Empty"), "");
-    CHECK_STR(form_get(&f, "Media"), "a");
+    CHECK(sms_form_parse(&f, body, strlen(body)) == 0, "parse");
+    CHECK_STR(sms_form_get(&f, "To"), "+15551234567");
+    CHECK_STR(sms_form_get(&f, "Body"), "hello world!");
+    CHECK_STR(sms_form_get(&f, "Empty"), "");
+    CHECK_STR(sms_form_get(&f, "Media"), "a");
     CHECK(f.n == 5, "5 fields: %zu", f.n);
-    char *enc = form_encode(&f);
+    char *enc = sms_form_encode(&f);
     CHECK_STR(enc, "To=%2B15551234567&Body=hello%20world%21&Empty=&Media=a&Media=b");
     free(enc);
-    form_free(&f);
-    CHECK(form_parse(&f, "a=%zz", 5) == -1, "bad escape refused");
-    CHECK(form_parse(&f, "a=%2", 4) == -1, "short escape refused");
+    sms_form_free(&f);
+    CHECK(sms_form_parse(&f, "a=%zz", 5) == -1, "bad escape refused");
+    CHECK(sms_form_parse(&f, "a=%2", 4) == -1, "short escape refused");
 }
 
 int main(void)

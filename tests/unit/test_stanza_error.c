@@ -1,4 +1,4 @@
-/* test_stanza_error.c: stanza_error_new() builds the RFC 6120 section 8.3
+/* test_stanza_error.c: ferry__stanza_error_new() builds the RFC 6120 section 8.3
  * error reply the sender of a message, iq or presence gets back. */
 #include <stdlib.h>
 #include <string.h>
@@ -96,7 +96,7 @@ static void test_message(void)
     xmpp_stanza_t *msg = parse("<message from='alice@localhost/phone' to='alerts@hooks.localhost' "
                                "type='chat' id='m-1'><body>disk &amp; full</body>"
                                "<request xmlns='urn:xmpp:receipts'/></message>");
-    xmpp_stanza_t *reply = stanza_error_new(msg, "cancel", "item-not-found", "no such endpoint");
+    xmpp_stanza_t *reply = ferry__stanza_error_new(msg, "cancel", "item-not-found", "no such endpoint");
     if (CHECK(reply != NULL, "no error reply to a message")) {
         CHECK_STR(xmpp_stanza_get_name(reply), "message");
         CHECK_STR(xmpp_stanza_get_to(reply), "alice@localhost/phone");
@@ -135,7 +135,7 @@ static void test_message(void)
     /* a message without a type, and without text in the error */
     msg = parse("<message from='bob@example.org' to='x@hooks.localhost' id='m-2'>"
                 "<body>hi</body></message>");
-    reply = stanza_error_new(msg, "auth", "forbidden", NULL);
+    reply = ferry__stanza_error_new(msg, "auth", "forbidden", NULL);
     if (CHECK(reply != NULL, "no error reply to a message without type")) {
         CHECK_STR(xmpp_stanza_get_type(reply), "error");
         CHECK_STR(xmpp_stanza_get_to(reply), "bob@example.org");
@@ -148,7 +148,7 @@ static void test_message(void)
 
     /* no 'to' on the original: the reply has no 'from' (the server fills it) */
     msg = parse("<message from='bob@example.org/r' id='m-3'><body>hi</body></message>");
-    reply = stanza_error_new(msg, "modify", "jid-malformed", "no address");
+    reply = ferry__stanza_error_new(msg, "modify", "jid-malformed", "no address");
     if (CHECK(reply != NULL, "no error reply to a message without 'to'")) {
         CHECK_STR(xmpp_stanza_get_to(reply), "bob@example.org/r");
         CHECK_STR(xmpp_stanza_get_from(reply), NULL);
@@ -159,7 +159,7 @@ static void test_message(void)
 
     /* no id on the original: none invented */
     msg = parse("<message from='bob@example.org' to='x@hooks.localhost'><body>hi</body></message>");
-    reply = stanza_error_new(msg, "cancel", "service-unavailable", NULL);
+    reply = ferry__stanza_error_new(msg, "cancel", "service-unavailable", NULL);
     if (CHECK(reply != NULL, "no error reply to a message without id")) {
         CHECK_STR(xmpp_stanza_get_id(reply), NULL);
         CHECK_ERROR(reply, "cancel", "service-unavailable", NULL);
@@ -169,7 +169,7 @@ static void test_message(void)
 
     /* text with markup characters survives serialisation */
     msg = parse("<message from='bob@example.org' to='x@hooks.localhost' id='m-4'/>");
-    reply = stanza_error_new(msg, "wait", "resource-constraint", "HTTP 503 <Service & \"Unavailable\">");
+    reply = ferry__stanza_error_new(msg, "wait", "resource-constraint", "HTTP 503 <Service & \"Unavailable\">");
     if (CHECK(reply != NULL, "no error reply")) {
         CHECK_ERROR(reply, "wait", "resource-constraint", "HTTP 503 <Service & \"Unavailable\">");
         char *buf = NULL;
@@ -195,7 +195,7 @@ static void test_iq(void)
     xmpp_stanza_t *iq = parse("<iq type='set' id='q7' from='alice@localhost/phone' "
                               "to='hooks.localhost'><query xmlns='urn:example:unknown'>"
                               "<item n='1'/></query></iq>");
-    xmpp_stanza_t *reply = stanza_error_new(iq, "cancel", "service-unavailable", NULL);
+    xmpp_stanza_t *reply = ferry__stanza_error_new(iq, "cancel", "service-unavailable", NULL);
     if (CHECK(reply != NULL, "no error reply to an iq")) {
         CHECK_STR(xmpp_stanza_get_name(reply), "iq");
         CHECK_STR(xmpp_stanza_get_type(reply), "error");
@@ -213,7 +213,7 @@ static void test_iq(void)
 
     iq = parse("<iq type='get' id='v1' from='localhost' to='hooks.localhost'>"
                "<query xmlns='jabber:iq:version'/></iq>");
-    reply = stanza_error_new(iq, "modify", "bad-request", "try again");
+    reply = ferry__stanza_error_new(iq, "modify", "bad-request", "try again");
     if (CHECK(reply != NULL, "no error reply to an iq get")) {
         CHECK_STR(xmpp_stanza_get_type(reply), "error");
         CHECK_STR(xmpp_stanza_get_id(reply), "v1");
@@ -230,7 +230,7 @@ static void test_presence(void)
     /* an available presence has no type; its reply has type='error' */
     xmpp_stanza_t *pres = parse("<presence from='alice@localhost/phone' to='room@hooks.localhost/alice' "
                                 "id='p1'><show>away</show><status>lunch</status></presence>");
-    xmpp_stanza_t *reply = stanza_error_new(pres, "cancel", "not-allowed", "no presence here");
+    xmpp_stanza_t *reply = ferry__stanza_error_new(pres, "cancel", "not-allowed", "no presence here");
     if (CHECK(reply != NULL, "no error reply to a presence")) {
         CHECK_STR(xmpp_stanza_get_name(reply), "presence");
         CHECK_STR(xmpp_stanza_get_type(reply), "error");
@@ -246,7 +246,7 @@ static void test_presence(void)
     xmpp_stanza_release(pres);
 
     pres = parse("<presence type='subscribe' from='bob@example.org' to='alerts@hooks.localhost'/>");
-    reply = stanza_error_new(pres, "auth", "forbidden", NULL);
+    reply = ferry__stanza_error_new(pres, "auth", "forbidden", NULL);
     if (CHECK(reply != NULL, "no error reply to a subscribe")) {
         CHECK_STR(xmpp_stanza_get_type(reply), "error");
         CHECK_STR(xmpp_stanza_get_to(reply), "bob@example.org");
@@ -275,7 +275,7 @@ static void test_no_reply(void)
         xmpp_stanza_t *st = parse(none[i]);
         if (!st)
             continue;
-        xmpp_stanza_t *reply = stanza_error_new(st, "cancel", "service-unavailable", "x");
+        xmpp_stanza_t *reply = ferry__stanza_error_new(st, "cancel", "service-unavailable", "x");
         CHECK(reply == NULL, "stanza_error_new answered %s", check_quote(none[i]));
         if (reply)
             xmpp_stanza_release(reply);

@@ -41,7 +41,7 @@ static int setup(fx_t *f, const store_backend_t *b)
 /* Closes the store and runs the loop until its handles are gone. */
 static void close_store(fx_t *f)
 {
-    store_close(f->s);
+    ferry__store_close(f->s);
     f->s = NULL;
     uv_run(&f->loop, UV_RUN_DEFAULT);
 }
@@ -110,7 +110,7 @@ static rows_t *pending(fx_t *f, const char *component, int direction, int64_t af
 {
     static rows_t rs;
     rs.n = 0;
-    *n = store_msg_pending(f->s, component, direction, after, limit, collect, &rs);
+    *n = ferry__store_msg_pending(f->s, component, direction, after, limit, collect, &rs);
     return &rs;
 }
 
@@ -118,7 +118,7 @@ static rows_t *list(store_t *s, int *n)
 {
     static rows_t rs;
     rs.n = 0;
-    *n = store_msg_list(s, collect, &rs);
+    *n = ferry__store_msg_list(s, collect, &rs);
     return &rs;
 }
 
@@ -134,7 +134,7 @@ static int64_t add(fx_t *f, const char *component, int direction, const char *co
                    const char *dedup, const char *payload)
 {
     int64_t id = -1;
-    int rc = store_msg_add(f->s, component, direction, conversation, dedup, payload,
+    int rc = ferry__store_msg_add(f->s, component, direction, conversation, dedup, payload,
                            strlen(payload), &id);
     CHECK(rc == 0 && id > 0, "store_msg_add(%s, %s) = %d, id %lld", component, payload, rc,
           (long long)id);
@@ -151,7 +151,7 @@ static int committed_rows(fx_t *f)
         return -1;
     int n;
     list(o, &n);
-    store_close(o);
+    ferry__store_close(o);
     return n;
 }
 
@@ -168,14 +168,14 @@ static void test_add_dedup(const store_backend_t *b)
 
     /* A known dedup key: nothing added, 1 + the first one's state. */
     int64_t id = -7;
-    CHECK_INT(store_msg_add(f.s, "sms", STORE_TO_NETWORK, "+1555", "d1", "again", 5, &id),
+    CHECK_INT(ferry__store_msg_add(f.s, "sms", STORE_TO_NETWORK, "+1555", "d1", "again", 5, &id),
               1 + STORE_PENDING);
     CHECK_INT(id, -7);
-    store_msg_update(f.s, id1, STORE_DONE, 1, 0, NULL);
-    CHECK_INT(store_msg_add(f.s, "sms", STORE_TO_NETWORK, "+1555", "d1", "again", 5, &id),
+    ferry__store_msg_update(f.s, id1, STORE_DONE, 1, 0, NULL);
+    CHECK_INT(ferry__store_msg_add(f.s, "sms", STORE_TO_NETWORK, "+1555", "d1", "again", 5, &id),
               1 + STORE_DONE);
-    store_msg_update(f.s, id1, STORE_DEAD, 3, 0, "gone");
-    CHECK_INT(store_msg_add(f.s, "sms", STORE_TO_NETWORK, "+1555", "d1", "again", 5, &id),
+    ferry__store_msg_update(f.s, id1, STORE_DEAD, 3, 0, "gone");
+    CHECK_INT(ferry__store_msg_add(f.s, "sms", STORE_TO_NETWORK, "+1555", "d1", "again", 5, &id),
               1 + STORE_DEAD);
 
     /* The key is per component and direction; no key never collides. */
@@ -190,7 +190,7 @@ static void test_add_dedup(const store_backend_t *b)
     /* Payloads are bytes: a NUL inside survives. */
     const char bin[] = {'a', 0, 'b', 0, 'c'};
     int64_t idb = -1;
-    CHECK_INT(store_msg_add(f.s, "bin", STORE_TO_NETWORK, "c", NULL, bin, sizeof bin, &idb), 0);
+    CHECK_INT(ferry__store_msg_add(f.s, "bin", STORE_TO_NETWORK, "c", NULL, bin, sizeof bin, &idb), 0);
     rs = pending(&f, "bin", STORE_TO_NETWORK, 0, 10, &n);
     CHECK_INT(n, 1);
     if (n == 1) {
@@ -205,13 +205,13 @@ static void test_pending(const store_backend_t *b)
     fx_t f;
     if (!setup(&f, b))
         return;
-    int64_t before = store_now_ms();
+    int64_t before = ferry__store_now_ms();
     int64_t a1 = add(&f, "sms", STORE_TO_NETWORK, "A", "k1", "a1");
     int64_t b1 = add(&f, "sms", STORE_TO_NETWORK, "B", NULL, "b1");
     add(&f, "sms", STORE_TO_XMPP, "A", NULL, "other direction");
     add(&f, "hooks", STORE_TO_NETWORK, "A", NULL, "other component");
     int64_t a2 = add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "a2");
-    int64_t after = store_now_ms();
+    int64_t after = ferry__store_now_ms();
 
     int n;
     rows_t *rs = pending(&f, "sms", STORE_TO_NETWORK, 0, 100, &n);
@@ -259,8 +259,8 @@ static void test_pending(const store_backend_t *b)
     CHECK_INT(n, 0);
 
     /* Only pending ones: done and dead are left out. */
-    store_msg_update(f.s, a1, STORE_DONE, 1, 0, NULL);
-    store_msg_update(f.s, b1, STORE_DEAD, 1, 0, "no");
+    ferry__store_msg_update(f.s, a1, STORE_DONE, 1, 0, NULL);
+    ferry__store_msg_update(f.s, b1, STORE_DEAD, 1, 0, "no");
     rs = pending(&f, "sms", STORE_TO_NETWORK, 0, 100, &n);
     CHECK_INT(n, 1);
     if (n == 1)
@@ -274,8 +274,8 @@ static void test_update(const store_backend_t *b)
     if (!setup(&f, b))
         return;
     int64_t id = add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "x");
-    int64_t later = store_now_ms() + 60000;
-    CHECK_INT(store_msg_update(f.s, id, STORE_PENDING, 2, later, "HTTP 503"), 0);
+    int64_t later = ferry__store_now_ms() + 60000;
+    CHECK_INT(ferry__store_msg_update(f.s, id, STORE_PENDING, 2, later, "HTTP 503"), 0);
     int n;
     rows_t *rs = pending(&f, "sms", STORE_TO_NETWORK, 0, 10, &n);
     CHECK_INT(n, 1);
@@ -286,12 +286,12 @@ static void test_update(const store_backend_t *b)
         CHECK_INT(rs->r[0].state, STORE_PENDING);
     }
     /* A NULL error clears it. */
-    store_msg_update(f.s, id, STORE_PENDING, 3, later, NULL);
+    ferry__store_msg_update(f.s, id, STORE_PENDING, 3, later, NULL);
     rs = pending(&f, "sms", STORE_TO_NETWORK, 0, 10, &n);
     if (n == 1)
         CHECK(!rs->r[0].has_error, "error kept: %s", rs->r[0].error);
 
-    store_msg_update(f.s, id, STORE_DEAD, 4, 0, "gave up");
+    ferry__store_msg_update(f.s, id, STORE_DEAD, 4, 0, "gave up");
     pending(&f, "sms", STORE_TO_NETWORK, 0, 10, &n);
     CHECK_INT(n, 0);
     rs = list(f.s, &n);
@@ -315,9 +315,9 @@ static void test_done_upto(const store_backend_t *b)
     int64_t other = add(&f, "d", STORE_TO_XMPP, "", NULL, "o");
     int64_t x3 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x3");
     int64_t x4 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x4");
-    store_msg_update(f.s, dead, STORE_DEAD, 1, 0, "bad");
+    ferry__store_msg_update(f.s, dead, STORE_DEAD, 1, 0, "bad");
 
-    CHECK_INT(store_msg_done_upto(f.s, "c", STORE_TO_XMPP, x3), 0);
+    CHECK_INT(ferry__store_msg_done_upto(f.s, "c", STORE_TO_XMPP, x3), 0);
     int n;
     rows_t *rs = pending(&f, "c", STORE_TO_XMPP, 0, 10, &n);
     CHECK_INT(n, 1);
@@ -340,7 +340,7 @@ static void test_counts(const store_backend_t *b)
         return;
     store_counts_t c;
     memset(&c, 0x55, sizeof c);
-    CHECK_INT(store_msg_counts(f.s, "sms", &c), 0);
+    CHECK_INT(ferry__store_msg_counts(f.s, "sms", &c), 0);
     CHECK_INT(c.pending, 0);
     CHECK_INT(c.dead, 0);
     CHECK_INT(c.oldest_pending_ms, 0);
@@ -353,21 +353,21 @@ static void test_counts(const store_backend_t *b)
     int64_t d = add(&f, "sms", STORE_TO_NETWORK, "B", NULL, "4");
     int64_t done = add(&f, "sms", STORE_TO_NETWORK, "B", NULL, "5");
     add(&f, "other", STORE_TO_NETWORK, "B", NULL, "6");
-    store_msg_update(f.s, d, STORE_DEAD, 1, 0, "x");
-    store_msg_update(f.s, done, STORE_DONE, 1, 0, NULL);
+    ferry__store_msg_update(f.s, d, STORE_DEAD, 1, 0, "x");
+    ferry__store_msg_update(f.s, done, STORE_DONE, 1, 0, NULL);
 
     int n;
     rows_t *rs = list(f.s, &n);
     int64_t created_first = find(rs, first) ? find(rs, first)->created_ms : -1;
     int64_t created_second = find(rs, second) ? find(rs, second)->created_ms : -1;
 
-    store_msg_counts(f.s, "sms", &c);
+    ferry__store_msg_counts(f.s, "sms", &c);
     CHECK_INT(c.pending, 3); /* both directions */
     CHECK_INT(c.dead, 1);
     CHECK_INT(c.oldest_pending_ms, created_first);
 
-    store_msg_update(f.s, first, STORE_DONE, 1, 0, NULL);
-    store_msg_counts(f.s, "sms", &c);
+    ferry__store_msg_update(f.s, first, STORE_DONE, 1, 0, NULL);
+    ferry__store_msg_counts(f.s, "sms", &c);
     CHECK_INT(c.pending, 2);
     CHECK_INT(c.oldest_pending_ms, created_second);
     CHECK(created_second > created_first, "creation times %lld, %lld",
@@ -383,8 +383,8 @@ static void test_list_requeue_drop(const store_backend_t *b)
     int64_t p = add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "p");
     int64_t d = add(&f, "hooks", STORE_TO_XMPP, "B", NULL, "d");
     int64_t done = add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "done");
-    store_msg_update(f.s, d, STORE_DEAD, 5, 0, "HTTP 400");
-    store_msg_update(f.s, done, STORE_DONE, 1, 0, NULL);
+    ferry__store_msg_update(f.s, d, STORE_DEAD, 5, 0, "HTTP 400");
+    ferry__store_msg_update(f.s, done, STORE_DONE, 1, 0, NULL);
 
     int n;
     rows_t *rs = list(f.s, &n);
@@ -397,21 +397,21 @@ static void test_list_requeue_drop(const store_backend_t *b)
         CHECK_STR(rs->r[1].error, "HTTP 400");
     }
 
-    int64_t t0 = store_now_ms();
-    CHECK_INT(store_msg_requeue(f.s, d), 0);
+    int64_t t0 = ferry__store_now_ms();
+    CHECK_INT(ferry__store_msg_requeue(f.s, d), 0);
     rs = pending(&f, "hooks", STORE_TO_XMPP, 0, 10, &n);
     CHECK_INT(n, 1);
     if (n == 1) {
         CHECK_INT(rs->r[0].attempts, 0);
         CHECK(!rs->r[0].has_error, "requeued with error %s", rs->r[0].error);
-        CHECK(rs->r[0].next_ms >= t0 && rs->r[0].next_ms <= store_now_ms(),
+        CHECK(rs->r[0].next_ms >= t0 && rs->r[0].next_ms <= ferry__store_now_ms(),
               "requeued for %lld, not now", (long long)rs->r[0].next_ms);
     }
-    CHECK_INT(store_msg_requeue(f.s, 999999), 1);
+    CHECK_INT(ferry__store_msg_requeue(f.s, 999999), 1);
 
-    CHECK_INT(store_msg_drop(f.s, p), 0);
-    CHECK_INT(store_msg_drop(f.s, p), 1);
-    CHECK_INT(store_msg_drop(f.s, 999999), 1);
+    CHECK_INT(ferry__store_msg_drop(f.s, p), 0);
+    CHECK_INT(ferry__store_msg_drop(f.s, p), 1);
+    CHECK_INT(ferry__store_msg_drop(f.s, 999999), 1);
     rs = list(f.s, &n);
     CHECK(n == 1 && rs->r[0].id == d, "after drop: %d rows", n);
     teardown(&f);
@@ -425,15 +425,15 @@ static void test_prune(const store_backend_t *b)
     int64_t p = add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "p");
     int64_t old_done = add(&f, "sms", STORE_TO_NETWORK, "A", "od", "od");
     int64_t old_dead = add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "oD");
-    store_msg_update(f.s, old_done, STORE_DONE, 1, 0, NULL);
-    store_msg_update(f.s, old_dead, STORE_DEAD, 1, 0, "x");
+    ferry__store_msg_update(f.s, old_done, STORE_DONE, 1, 0, NULL);
+    ferry__store_msg_update(f.s, old_dead, STORE_DEAD, 1, 0, "x");
     usleep(20000);
-    int64_t cut = store_now_ms();
+    int64_t cut = ferry__store_now_ms();
     usleep(20000);
     int64_t new_dead = add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "nD");
-    store_msg_update(f.s, new_dead, STORE_DEAD, 1, 0, "x");
+    ferry__store_msg_update(f.s, new_dead, STORE_DEAD, 1, 0, "x");
 
-    CHECK_INT(store_prune(f.s, cut), 2);
+    CHECK_INT(ferry__store_prune(f.s, cut), 2);
     int n;
     rows_t *rs = list(f.s, &n);
     CHECK(find(rs, p) != NULL, "prune dropped a pending message");
@@ -441,13 +441,13 @@ static void test_prune(const store_backend_t *b)
     CHECK(find(rs, old_dead) == NULL, "prune kept an old dead message");
     /* The done one is gone too: its dedup key is free again. */
     int64_t again;
-    CHECK_INT(store_msg_add(f.s, "sms", STORE_TO_NETWORK, "A", "od", "od", 2, &again), 0);
-    store_msg_drop(f.s, again);
+    CHECK_INT(ferry__store_msg_add(f.s, "sms", STORE_TO_NETWORK, "A", "od", "od", 2, &again), 0);
+    ferry__store_msg_drop(f.s, again);
     store_counts_t c;
-    store_msg_counts(f.s, "sms", &c);
+    ferry__store_msg_counts(f.s, "sms", &c);
     CHECK_INT(c.pending, 1);
     CHECK_INT(c.dead, 1);
-    CHECK_INT(store_prune(f.s, store_now_ms() + 1000), 1); /* new_dead; pending stays */
+    CHECK_INT(ferry__store_prune(f.s, ferry__store_now_ms() + 1000), 1); /* new_dead; pending stays */
     list(f.s, &n);
     CHECK_INT(n, 1);
     teardown(&f);
@@ -461,31 +461,31 @@ static void test_kv(const store_backend_t *b)
     if (!setup(&f, b))
         return;
     char *v = (char *)"untouched";
-    CHECK_INT(store_kv_get(f.s, "sms", "reg", "alice@localhost", &v), 1);
+    CHECK_INT(ferry__store_kv_get(f.s, "sms", "reg", "alice@localhost", &v), 1);
     CHECK_STR(v, "untouched");
-    CHECK_INT(store_kv_put(f.s, "sms", "reg", "alice@localhost", "+15550001"), 0);
-    CHECK_INT(store_kv_put(f.s, "sms", "pref", "alice@localhost", "quiet"), 0);
-    CHECK_INT(store_kv_put(f.s, "irc", "reg", "alice@localhost", "nick"), 0);
+    CHECK_INT(ferry__store_kv_put(f.s, "sms", "reg", "alice@localhost", "+15550001"), 0);
+    CHECK_INT(ferry__store_kv_put(f.s, "sms", "pref", "alice@localhost", "quiet"), 0);
+    CHECK_INT(ferry__store_kv_put(f.s, "irc", "reg", "alice@localhost", "nick"), 0);
     v = NULL;
-    CHECK_INT(store_kv_get(f.s, "sms", "reg", "alice@localhost", &v), 0);
+    CHECK_INT(ferry__store_kv_get(f.s, "sms", "reg", "alice@localhost", &v), 0);
     CHECK_STR(v, "+15550001");
     free(v);
-    CHECK_INT(store_kv_put(f.s, "sms", "reg", "alice@localhost", "+15550002"), 0);
+    CHECK_INT(ferry__store_kv_put(f.s, "sms", "reg", "alice@localhost", "+15550002"), 0);
     v = NULL;
-    store_kv_get(f.s, "sms", "reg", "alice@localhost", &v);
+    ferry__store_kv_get(f.s, "sms", "reg", "alice@localhost", &v);
     CHECK_STR(v, "+15550002");
     free(v);
     v = NULL;
-    store_kv_get(f.s, "sms", "pref", "alice@localhost", &v);
+    ferry__store_kv_get(f.s, "sms", "pref", "alice@localhost", &v);
     CHECK_STR(v, "quiet");
     free(v);
 
-    CHECK_INT(store_kv_del(f.s, "sms", "reg", "alice@localhost"), 0);
+    CHECK_INT(ferry__store_kv_del(f.s, "sms", "reg", "alice@localhost"), 0);
     v = NULL;
-    CHECK_INT(store_kv_get(f.s, "sms", "reg", "alice@localhost", &v), 1);
-    CHECK_INT(store_kv_del(f.s, "sms", "reg", "alice@localhost"), 0); /* absent: fine */
+    CHECK_INT(ferry__store_kv_get(f.s, "sms", "reg", "alice@localhost", &v), 1);
+    CHECK_INT(ferry__store_kv_del(f.s, "sms", "reg", "alice@localhost"), 0); /* absent: fine */
     v = NULL;
-    CHECK_INT(store_kv_get(f.s, "irc", "reg", "alice@localhost", &v), 0);
+    CHECK_INT(ferry__store_kv_get(f.s, "irc", "reg", "alice@localhost", &v), 0);
     CHECK_STR(v, "nick");
     free(v);
     teardown(&f);
@@ -518,7 +518,7 @@ static const char *hq(fx_t *f, const char *room, int64_t after_id, int64_t befor
     static char out[256];
     hist_t h = {0};
     store_history_filter_t filter = {after_id, before_id, start_ms, end_ms, limit, newest_first};
-    int n = store_history_query(f->s, "irc", room, &filter, on_hist, &h);
+    int n = ferry__store_history_query(f->s, "irc", room, &filter, on_hist, &h);
     CHECK(n == h.n, "store_history_query returned %d for %d rows", n, h.n);
     out[0] = 0;
     for (int i = 0; i < h.n; i++)
@@ -535,18 +535,18 @@ static void test_history(const store_backend_t *b)
     const char *bodies[] = {"m0", "m1", "m2", "m3", "m4", "m5"};
     for (int i = 0; i < 6; i++) {
         id[i] = -1;
-        CHECK_INT(store_history_add(f.s, "irc", "#c%irc.localhost", 1000 * (i + 1), "nick",
+        CHECK_INT(ferry__store_history_add(f.s, "irc", "#c%irc.localhost", 1000 * (i + 1), "nick",
                                     bodies[i], &id[i]),
                   0);
         CHECK(i == 0 || id[i] > id[i - 1], "history ids do not grow");
     }
-    store_history_add(f.s, "irc", "#other%irc.localhost", 3500, "n", "elsewhere", NULL);
-    store_history_add(f.s, "sms", "#c%irc.localhost", 3500, "n", "other component", NULL);
+    ferry__store_history_add(f.s, "irc", "#other%irc.localhost", 3500, "n", "elsewhere", NULL);
+    ferry__store_history_add(f.s, "sms", "#c%irc.localhost", 3500, "n", "other component", NULL);
 
     const char *room = "#c%irc.localhost";
     hist_t h = {0};
     store_history_filter_t all = {0, 0, 0, 0, 100, 0};
-    CHECK_INT(store_history_query(f.s, "irc", room, &all, on_hist, &h), 6);
+    CHECK_INT(ferry__store_history_query(f.s, "irc", room, &all, on_hist, &h), 6);
     if (h.n == 6) {
         CHECK_INT(h.id[0], id[0]);
         CHECK_INT(h.ts[2], 3000);
@@ -568,7 +568,7 @@ static void test_history(const store_backend_t *b)
     CHECK_STR(hq(&f, "#nobody%irc.localhost", 0, 0, 0, 0, 100, 0), "");
     CHECK_STR(hq(&f, "#other%irc.localhost", 0, 0, 0, 0, 100, 0), "elsewhere");
 
-    CHECK_INT(store_history_prune(f.s, 3000), 2); /* m0, m1 (before 3000) */
+    CHECK_INT(ferry__store_history_prune(f.s, 3000), 2); /* m0, m1 (before 3000) */
     CHECK_STR(hq(&f, room, 0, 0, 0, 0, 100, 0), "m2,m3,m4,m5");
     CHECK_STR(hq(&f, "#other%irc.localhost", 0, 0, 0, 0, 100, 0), "elsewhere");
     teardown(&f);
@@ -605,12 +605,12 @@ static void test_sync(const store_backend_t *b)
     if (!setup(&f, b))
         return;
     commit_watch_t w = {&f, 0, -1, 0, -1, -1};
-    store_listen(f.s, on_commit, &w);
+    ferry__store_listen(f.s, on_commit, &w);
     add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "1");
     add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "2");
     CHECK_INT(committed_rows(&f), 0); /* the batch is open */
-    store_sync(f.s, on_sync, &w);
-    CHECK_INT(w.synced, 0); /* not from inside store_sync */
+    ferry__store_sync(f.s, on_sync, &w);
+    CHECK_INT(w.synced, 0); /* not from inside ferry__store_sync */
     uv_run(&f.loop, UV_RUN_NOWAIT); /* one iteration */
     CHECK_INT(w.synced, 1);
     CHECK_INT(w.ok, 1);
@@ -620,8 +620,8 @@ static void test_sync(const store_backend_t *b)
 
     /* A later write is not covered by an earlier sync; a new one waits for it. */
     add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "3");
-    store_sync(f.s, on_sync, &w);
-    store_sync(f.s, on_sync, &w);
+    ferry__store_sync(f.s, on_sync, &w);
+    ferry__store_sync(f.s, on_sync, &w);
     uv_run(&f.loop, UV_RUN_NOWAIT);
     CHECK_INT(w.synced, 3);
     CHECK_INT(w.committed_at_sync, 3);
@@ -630,7 +630,7 @@ static void test_sync(const store_backend_t *b)
     /* Nothing written: the answer still comes, at the end of the iteration;
      * there was no commit to tell the listeners about. */
     w.ok = -1;
-    store_sync(f.s, on_sync, &w);
+    ferry__store_sync(f.s, on_sync, &w);
     CHECK_INT(w.synced, 3);
     uv_run(&f.loop, UV_RUN_NOWAIT);
     CHECK_INT(w.synced, 4);
@@ -639,9 +639,9 @@ static void test_sync(const store_backend_t *b)
 
     /* Unlistened: no more calls. */
     int before = w.listened;
-    store_unlisten(f.s, on_commit, &w);
+    ferry__store_unlisten(f.s, on_commit, &w);
     add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "4");
-    store_flush(f.s);
+    ferry__store_flush(f.s);
     CHECK_INT(committed_rows(&f), 4);
     CHECK_INT(w.listened, before);
     teardown(&f);
@@ -653,23 +653,23 @@ static void test_group_commit(const store_backend_t *b)
     if (!setup(&f, b))
         return;
     commit_watch_t w = {&f, 0, -1, 0, -1, -1};
-    store_listen(f.s, on_commit, &w);
+    ferry__store_listen(f.s, on_commit, &w);
     /* Many writes in one iteration, nobody waiting: one commit, soon. */
-    int64_t t0 = store_now_ms();
+    int64_t t0 = ferry__store_now_ms();
     for (int i = 0; i < 50; i++)
         add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "m");
-    store_kv_put(f.s, "sms", "reg", "k", "v");
+    ferry__store_kv_put(f.s, "sms", "reg", "k", "v");
     CHECK_INT(committed_rows(&f), 0);
     CHECK(run_until(&f.loop, listened, &w, 5000), "no commit within 5 s without store_sync");
-    int64_t took = store_now_ms() - t0;
+    int64_t took = ferry__store_now_ms() - t0;
     CHECK_INT(w.listened, 1);
     CHECK_INT(w.committed_at_listen, 50);
     /* The delay is a few ms; a loaded machine gets a wide margin. */
     CHECK(took < 2000, "the batch took %lld ms to commit", (long long)took);
 
-    /* store_flush commits at once. */
+    /* ferry__store_flush commits at once. */
     add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "m");
-    store_flush(f.s);
+    ferry__store_flush(f.s);
     CHECK_INT(w.listened, 2);
     CHECK_INT(committed_rows(&f), 51);
     teardown(&f);
@@ -680,28 +680,28 @@ static void test_queued_uncommitted(const store_backend_t *b)
     fx_t f;
     if (!setup(&f, b))
         return;
-    CHECK_INT(store_queued_uncommitted(f.s), 0);
+    CHECK_INT(ferry__store_queued_uncommitted(f.s), 0);
     int64_t id = add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "m");
-    CHECK_INT(store_queued_uncommitted(f.s), 1);
-    store_flush(f.s);
-    CHECK_INT(store_queued_uncommitted(f.s), 0);
+    CHECK_INT(ferry__store_queued_uncommitted(f.s), 1);
+    ferry__store_flush(f.s);
+    CHECK_INT(ferry__store_queued_uncommitted(f.s), 0);
 
     /* Marks and settings do not queue anything. */
-    store_msg_update(f.s, id, STORE_DEAD, 1, 0, "x");
-    store_kv_put(f.s, "sms", "reg", "k", "v");
-    store_history_add(f.s, "irc", "#c", 1, "n", "b", NULL);
-    CHECK_INT(store_queued_uncommitted(f.s), 0);
+    ferry__store_msg_update(f.s, id, STORE_DEAD, 1, 0, "x");
+    ferry__store_kv_put(f.s, "sms", "reg", "k", "v");
+    ferry__store_history_add(f.s, "irc", "#c", 1, "n", "b", NULL);
+    CHECK_INT(ferry__store_queued_uncommitted(f.s), 0);
     /* A dedup hit adds nothing. */
     add(&f, "sms", STORE_TO_NETWORK, "A", "key", "m");
-    store_flush(f.s);
+    ferry__store_flush(f.s);
     int64_t dup;
-    store_msg_add(f.s, "sms", STORE_TO_NETWORK, "A", "key", "m", 1, &dup);
-    CHECK_INT(store_queued_uncommitted(f.s), 0);
+    ferry__store_msg_add(f.s, "sms", STORE_TO_NETWORK, "A", "key", "m", 1, &dup);
+    CHECK_INT(ferry__store_queued_uncommitted(f.s), 0);
     /* Put back by a requeue: queued again. */
-    store_msg_requeue(f.s, id);
-    CHECK_INT(store_queued_uncommitted(f.s), 1);
+    ferry__store_msg_requeue(f.s, id);
+    CHECK_INT(ferry__store_queued_uncommitted(f.s), 1);
     run_until(&f.loop, fixture_never_, NULL, 50); /* the batch commits by itself */
-    CHECK_INT(store_queued_uncommitted(f.s), 0);
+    CHECK_INT(ferry__store_queued_uncommitted(f.s), 0);
     teardown(&f);
 }
 
@@ -711,11 +711,11 @@ static void test_reopen(const store_backend_t *b)
     if (!setup(&f, b))
         return;
     int64_t committed = add(&f, "sms", STORE_TO_NETWORK, "A", "k", "first");
-    store_flush(f.s);
+    ferry__store_flush(f.s);
     int64_t unflushed = add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "second");
-    store_msg_update(f.s, committed, STORE_PENDING, 2, 1234, "HTTP 503");
-    store_kv_put(f.s, "sms", "reg", "alice", "+1555");
-    store_history_add(f.s, "irc", "#c", 42, "n", "hello", NULL);
+    ferry__store_msg_update(f.s, committed, STORE_PENDING, 2, 1234, "HTTP 503");
+    ferry__store_kv_put(f.s, "sms", "reg", "alice", "+1555");
+    ferry__store_history_add(f.s, "irc", "#c", 42, "n", "hello", NULL);
     reopen(&f); /* close commits the open batch */
     if (!f.s) {
         teardown(&f);
@@ -735,12 +735,12 @@ static void test_reopen(const store_backend_t *b)
               "payload after reopen");
     }
     int64_t dup;
-    CHECK_INT(store_msg_add(f.s, "sms", STORE_TO_NETWORK, "A", "k", "x", 1, &dup),
+    CHECK_INT(ferry__store_msg_add(f.s, "sms", STORE_TO_NETWORK, "A", "k", "x", 1, &dup),
               1 + STORE_PENDING); /* dedup keys survive too */
     int64_t next = add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "third");
     CHECK(next > unflushed, "an id was reused after reopening: %lld", (long long)next);
     char *v = NULL;
-    CHECK_INT(store_kv_get(f.s, "sms", "reg", "alice", &v), 0);
+    CHECK_INT(ferry__store_kv_get(f.s, "sms", "reg", "alice", &v), 0);
     CHECK_STR(v, "+1555");
     free(v);
     CHECK_STR(hq(&f, "#c", 0, 0, 0, 0, 10, 0), "hello");
@@ -753,21 +753,21 @@ static void test_offline(const store_backend_t *b)
     if (!setup(&f, b))
         return;
     add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "online");
-    store_flush(f.s);
+    ferry__store_flush(f.s);
     char err[512] = "";
     store_t *o = b->open_offline(f.where, err, sizeof err);
     if (CHECK(o != NULL, "offline beside an open store: %s", err)) {
         /* Offline writes commit at once: the running store sees them. */
         int64_t id;
-        CHECK_INT(store_msg_add(o, "sms", STORE_TO_NETWORK, "A", NULL, "q", 1, &id), 0);
+        CHECK_INT(ferry__store_msg_add(o, "sms", STORE_TO_NETWORK, "A", NULL, "q", 1, &id), 0);
         int n;
         pending(&f, "sms", STORE_TO_NETWORK, 0, 10, &n);
         CHECK_INT(n, 2);
         commit_watch_t w = {&f, 0, -1, 0, -1, -1};
-        store_sync(o, on_sync, &w);
+        ferry__store_sync(o, on_sync, &w);
         CHECK_INT(w.synced, 1); /* no loop: at once */
         CHECK_INT(w.committed_at_sync, 2);
-        store_close(o);
+        ferry__store_close(o);
     }
     teardown(&f);
 }
@@ -819,7 +819,7 @@ static void test_sqlite_schema(void)
     if (!setup(&f, b))
         return;
     add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "kept");
-    store_history_add(f.s, "irc", "#c", 1, "n", "old", NULL);
+    ferry__store_history_add(f.s, "irc", "#c", 1, "n", "old", NULL);
     close_store(&f);
     int version = sqlite_user_version(f.where);
     CHECK(version >= 2, "a new store has schema version %d", version);
@@ -831,7 +831,7 @@ static void test_sqlite_schema(void)
     size_t len_before = 0, len_after = 0;
     char *before = slurp(f.where, &len_before);
     char err[512] = "";
-    store_t *s = store_open(&f.loop, f.where, err, sizeof err);
+    store_t *s = ferry__store_open(&f.loop, f.where, err, sizeof err);
     CHECK(s == NULL, "a store from a newer ferry was opened");
     CHECK(strstr(err, f.where) && strstr(err, "newer ferry"), "error: %s", err);
     char *after = slurp(f.where, &len_after);
@@ -841,18 +841,18 @@ static void test_sqlite_schema(void)
     free(after);
     CHECK_INT(sqlite_user_version(f.where), version + 1);
     err[0] = 0;
-    CHECK(store_open_offline(f.where, err, sizeof err) == NULL, "offline opened a newer store");
+    CHECK(ferry__store_open_offline(f.where, err, sizeof err) == NULL, "offline opened a newer store");
     CHECK(strstr(err, "newer ferry") != NULL, "offline error: %s", err);
 
     /* From version 1 (before history): migrated, messages kept. */
     sqlite_exec(f.where, "DROP TABLE history; PRAGMA user_version = 1");
     err[0] = 0;
-    f.s = store_open(&f.loop, f.where, err, sizeof err);
+    f.s = ferry__store_open(&f.loop, f.where, err, sizeof err);
     if (CHECK(f.s != NULL, "a version 1 store: %s", err)) {
         int n;
         pending(&f, "sms", STORE_TO_NETWORK, 0, 10, &n);
         CHECK_INT(n, 1);
-        CHECK_INT(store_history_add(f.s, "irc", "#c", 1, "n", "new", NULL), 0);
+        CHECK_INT(ferry__store_history_add(f.s, "irc", "#c", 1, "n", "new", NULL), 0);
         CHECK_STR(hq(&f, "#c", 0, 0, 0, 0, 10, 0), "new");
         close_store(&f);
         CHECK_INT(sqlite_user_version(f.where), version);
@@ -865,7 +865,7 @@ static void test_sqlite_schema(void)
         fputs("this is not an SQLite database. ", fp);
     fclose(fp);
     err[0] = 0;
-    CHECK(store_open(&f.loop, junk, err, sizeof err) == NULL, "a text file opened as a store");
+    CHECK(ferry__store_open(&f.loop, junk, err, sizeof err) == NULL, "a text file opened as a store");
     CHECK(strstr(err, junk) != NULL, "error does not name the file: %s", err);
     free(junk);
 
@@ -873,7 +873,7 @@ static void test_sqlite_schema(void)
     char missing[600];
     snprintf(missing, sizeof missing, "%s/no-such-dir/x.db", fixture_dir());
     err[0] = 0;
-    CHECK(store_open(&f.loop, missing, err, sizeof err) == NULL, "opened in a missing dir");
+    CHECK(ferry__store_open(&f.loop, missing, err, sizeof err) == NULL, "opened in a missing dir");
     CHECK(strstr(err, missing) != NULL, "error does not name the file: %s", err);
     teardown(&f);
 }
@@ -885,11 +885,11 @@ static void test_sqlite_lock(void)
     if (!setup(&f, b))
         return;
     char err[512] = "";
-    store_t *second = store_open(&f.loop, f.where, err, sizeof err);
+    store_t *second = ferry__store_open(&f.loop, f.where, err, sizeof err);
     CHECK(second == NULL, "a second running store opened the same file");
     CHECK(strstr(err, "in use") && strstr(err, f.where), "error: %s", err);
     if (second)
-        store_close(second);
+        ferry__store_close(second);
     reopen(&f); /* closing releases it */
     teardown(&f);
 }
@@ -918,7 +918,7 @@ static void test_pg_schema(void)
     fx_t f;
     if (!setup(&f, b))
         return;
-    CHECK_INT(store_msg_add(f.s, "sms", STORE_TO_NETWORK, "c", "d1", "p", 1, &(int64_t){0}), 0);
+    CHECK_INT(ferry__store_msg_add(f.s, "sms", STORE_TO_NETWORK, "c", "d1", "p", 1, &(int64_t){0}), 0);
     close_store(&f);
     char *v = pg_query(f.where, "SELECT max(version) FROM ferry_schema");
     CHECK_STR(v, "1");
@@ -927,10 +927,10 @@ static void test_pg_schema(void)
     /* From a newer ferry: refused, named, and left exactly as it was. */
     free(pg_query(f.where, "UPDATE ferry_schema SET version = 99"));
     char err[512] = "";
-    CHECK(store_open_pg(&f.loop, f.where, err, sizeof err) == NULL, "a newer schema was opened");
+    CHECK(ferry__store_open_pg(&f.loop, f.where, err, sizeof err) == NULL, "a newer schema was opened");
     CHECK(strstr(err, "newer ferry") && strstr(err, "99"), "error: %s", err);
     err[0] = 0;
-    CHECK(store_open_pg_offline(f.where, err, sizeof err) == NULL, "offline opened a newer store");
+    CHECK(ferry__store_open_pg_offline(f.where, err, sizeof err) == NULL, "offline opened a newer store");
     CHECK(strstr(err, "newer ferry") != NULL, "offline error: %s", err);
     v = pg_query(f.where, "SELECT max(version)::text || ' ' || (SELECT count(*) FROM messages)"
                           " FROM ferry_schema");
@@ -945,7 +945,7 @@ static void test_pg_unreachable(void)
     uv_loop_init(&loop);
     char err[512] = "";
     /* Port 1 on loopback: nobody listens. */
-    CHECK(store_open_pg(&loop, "postgresql://ferry:secret-pw@127.0.0.1:1/x", err, sizeof err) ==
+    CHECK(ferry__store_open_pg(&loop, "postgresql://ferry:secret-pw@127.0.0.1:1/x", err, sizeof err) ==
               NULL,
           "opened an unreachable database");
     CHECK(strstr(err, "cannot connect") && strstr(err, "127.0.0.1:1"), "error: %s", err);
@@ -955,7 +955,7 @@ static void test_pg_unreachable(void)
 
 int main(void)
 {
-    log_set_level(FERRY_LOG_WARN); /* not the migration notice */
+    ferry__log_set_level(FERRY_LOG_WARN); /* not the migration notice */
     for (size_t i = 0; i < sizeof store_backends / sizeof store_backends[0]; i++) {
         const store_backend_t *b = &store_backends[i];
         if (!store_backend_available(i)) {

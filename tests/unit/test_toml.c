@@ -259,7 +259,7 @@ static int compare_leaf(const toml_node_t *n, json_t *j, const char *path, char 
     int ok;
 
     if (!tag || strcmp(tag, type) != 0) {
-        snprintf(msg, len, "%s: expected %s, got %s", path, type, toml_type_name(n->type));
+        snprintf(msg, len, "%s: expected %s, got %s", path, type, ferry__toml_type_name(n->type));
         return -1;
     }
     switch (n->type) {
@@ -303,7 +303,7 @@ static int compare(const toml_node_t *n, json_t *j, const char *path, char *msg,
         return compare_leaf(n, j, path, msg, len);
     if (json_is_array(j)) {
         if (n->type != TOML_ARRAY) {
-            snprintf(msg, len, "%s: expected array, got %s", path, toml_type_name(n->type));
+            snprintf(msg, len, "%s: expected array, got %s", path, ferry__toml_type_name(n->type));
             return -1;
         }
         if (n->u.arr.n != json_array_size(j)) {
@@ -323,7 +323,7 @@ static int compare(const toml_node_t *n, json_t *j, const char *path, char *msg,
         return -1;
     }
     if (n->type != TOML_TABLE) {
-        snprintf(msg, len, "%s: expected table, got %s", path, toml_type_name(n->type));
+        snprintf(msg, len, "%s: expected table, got %s", path, ferry__toml_type_name(n->type));
         return -1;
     }
     if (n->u.tab.n != json_object_size(j)) {
@@ -331,7 +331,7 @@ static int compare(const toml_node_t *n, json_t *j, const char *path, char *msg,
         return -1;
     }
     json_object_foreach(j, key, v) {
-        const toml_node_t *child = toml_table_get(n, key);
+        const toml_node_t *child = ferry__toml_table_get(n, key);
         snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", key);
         if (!child) {
             snprintf(msg, len, "%s: missing", sub);
@@ -349,11 +349,11 @@ static void run_invalid(const char *rel, const char *text, size_t len)
 {
     char err[512];
     int line;
-    toml_node_t *root = toml_parse(text, len, err, sizeof err, &line);
+    toml_node_t *root = ferry__toml_parse(text, len, err, sizeof err, &line);
 
     if (root) {
         fail("%s: accepted, but it is invalid TOML", rel);
-        toml_free(root);
+        ferry__toml_free(root);
         return;
     }
     if (!err[0] || line < 1)
@@ -366,7 +366,7 @@ static void run_valid(const char *rel, const char *text, size_t len, const list_
 {
     char err[512], msg[1024], json_path[4096];
     int line, listed = list_has(unsupported, rel);
-    toml_node_t *root = toml_parse(text, len, err, sizeof err, &line);
+    toml_node_t *root = ferry__toml_parse(text, len, err, sizeof err, &line);
     json_error_t jerr;
     json_t *want;
 
@@ -388,7 +388,7 @@ static void run_valid(const char *rel, const char *text, size_t len, const list_
     else
         passed++;
     json_decref(want);
-    toml_free(root);
+    ferry__toml_free(root);
 }
 
 static void run_vectors(void)
@@ -435,7 +435,7 @@ static void run_vectors(void)
 
 static toml_node_t *parse_str(const char *text, char *err, size_t errlen, int *line)
 {
-    return toml_parse(text, strlen(text), err, errlen, line);
+    return ferry__toml_parse(text, strlen(text), err, errlen, line);
 }
 
 /* A document as a C literal, so a failure message stays on one line. */
@@ -470,7 +470,7 @@ static toml_node_t *get_path(toml_node_t *t, const char *path)
 
     snprintf(buf, sizeof buf, "%s", path);
     for (part = strtok_r(buf, ".", &save); part && t; part = strtok_r(NULL, ".", &save))
-        t = toml_table_get(t, part);
+        t = ferry__toml_table_get(t, part);
     return t;
 }
 
@@ -515,12 +515,12 @@ static void check_lines(void)
     check_line(root, "server.host", 4);
     check_line(root, "server.port", 5);
     check_line(root, "adapter", 6);
-    n = toml_table_get(root, "adapter");
+    n = ferry__toml_table_get(root, "adapter");
     check(n && n->type == TOML_ARRAY && n->u.arr.n == 2 && n->u.arr.items[0]->line == 6 &&
               n->u.arr.items[1]->line == 8,
           "lines of [[adapter]] elements: expected 6 and 8");
-    check(n && n->u.arr.n == 2 && toml_table_get(n->u.arr.items[1], "name") &&
-              toml_table_get(n->u.arr.items[1], "name")->line == 9,
+    check(n && n->u.arr.n == 2 && ferry__toml_table_get(n->u.arr.items[1], "name") &&
+              ferry__toml_table_get(n->u.arr.items[1], "name")->line == 9,
           "line of second adapter name: expected 9");
     check_line(root, "a", 10);
     check_line(root, "a.b.c", 10);
@@ -537,7 +537,7 @@ static void check_lines(void)
           "lines of array elements: expected 16 and 17");
     check_line(root, "x.y", 18);
     check_line(root, "x", 19); /* explicit [x] after implicit creation by [x.y] */
-    toml_free(root);
+    ferry__toml_free(root);
 }
 
 static void check_errors(void)
@@ -550,35 +550,35 @@ static void check_errors(void)
     check(!root && line == 4, "duplicate key: expected error on line 4, got line %d", line);
     check(!root && strstr(err, "'a'") && strstr(err, "line 1"),
           "duplicate key message should name the key and its first line: \"%s\"", err);
-    toml_free(root);
+    ferry__toml_free(root);
 
     root = parse_str("[t]\nx = 1\n[u]\n[t]\n", err, sizeof err, &line);
     check(!root && line == 4 && strstr(err, "line 1"),
           "duplicate table: expected line 4 naming line 1, got %d \"%s\"", line, err);
-    toml_free(root);
+    ferry__toml_free(root);
 
     root = parse_str("a = 1\ns = \"abc\n", err, sizeof err, &line);
     check(!root && line == 2, "unterminated string: expected line 2, got %d \"%s\"", line, err);
-    toml_free(root);
+    ferry__toml_free(root);
 
     fd = mkstemp(path);
     if (fd < 0 || write(fd, dup, sizeof dup - 1) != (ssize_t)(sizeof dup - 1)) {
         fail("cannot write %s: %s", path, strerror(errno));
     } else {
-        root = toml_parse_file(path, err, sizeof err);
+        root = ferry__toml_parse_file(path, err, sizeof err);
         snprintf(want, sizeof want, "%s:4: ", path);
         check(!root && strncmp(err, want, strlen(want)) == 0 && strstr(err, "line 1"),
               "toml_parse_file: expected \"%s...line 1...\", got \"%s\"", want, err);
-        toml_free(root);
+        ferry__toml_free(root);
     }
     if (fd >= 0) {
         close(fd);
         unlink(path);
     }
-    root = toml_parse_file("/nonexistent/ferry.toml", err, sizeof err);
+    root = ferry__toml_parse_file("/nonexistent/ferry.toml", err, sizeof err);
     check(!root && strcmp(err, "/nonexistent/ferry.toml: No such file or directory") == 0,
           "toml_parse_file on a missing file: got \"%s\"", err);
-    toml_free(root);
+    ferry__toml_free(root);
 }
 
 static void check_table_get(void)
@@ -590,18 +590,18 @@ static void check_table_get(void)
     check(root != NULL, "table_get document: rejected: %s", err);
     if (!root)
         return;
-    t = toml_table_get(root, "t");
+    t = ferry__toml_table_get(root, "t");
     check(t && t->type == TOML_TABLE, "toml_table_get finds table 't'");
-    check(t && toml_table_get(t, "s") && strcmp(toml_table_get(t, "s")->u.str.s, "v") == 0,
+    check(t && ferry__toml_table_get(t, "s") && strcmp(ferry__toml_table_get(t, "s")->u.str.s, "v") == 0,
           "toml_table_get finds t.s = 'v'");
-    check(toml_table_get(root, "missing") == NULL, "toml_table_get of a missing key is NULL");
-    check(toml_table_get(toml_table_get(root, "n"), "x") == NULL,
+    check(ferry__toml_table_get(root, "missing") == NULL, "toml_table_get of a missing key is NULL");
+    check(ferry__toml_table_get(ferry__toml_table_get(root, "n"), "x") == NULL,
           "toml_table_get on a non-table is NULL");
-    check(toml_table_get(NULL, "n") == NULL, "toml_table_get on NULL is NULL");
-    check(strcmp(toml_type_name(TOML_DATETIME_LOCAL), "local date-time") == 0 &&
-              strcmp(toml_type_name(TOML_TABLE), "table") == 0,
+    check(ferry__toml_table_get(NULL, "n") == NULL, "toml_table_get on NULL is NULL");
+    check(strcmp(ferry__toml_type_name(TOML_DATETIME_LOCAL), "local date-time") == 0 &&
+              strcmp(ferry__toml_type_name(TOML_TABLE), "table") == 0,
           "toml_type_name");
-    toml_free(root);
+    ferry__toml_free(root);
 }
 
 /* Builds prefix + body repeated n times + suffix. */
@@ -626,14 +626,14 @@ static void check_deep(const char *what, char *doc, int want_ok)
 {
     char err[256];
     int line;
-    toml_node_t *root = toml_parse(doc, strlen(doc), err, sizeof err, &line);
+    toml_node_t *root = ferry__toml_parse(doc, strlen(doc), err, sizeof err, &line);
 
     if (want_ok)
         check(root != NULL, "%s: rejected: %s", what, err);
     else
         check(!root && strstr(err, "too deep"), "%s: expected a 'too deep' error, got \"%s\"",
               what, root ? "(accepted)" : err);
-    toml_free(root);
+    ferry__toml_free(root);
     free(doc);
 }
 
@@ -657,7 +657,7 @@ static void check_rejected(const char *doc, const char *why)
     toml_node_t *root = parse_str(doc, err, sizeof err, &line);
 
     check(!root && err[0] && line >= 1, "should reject (%s): %s", why, shown(doc).s);
-    toml_free(root);
+    ferry__toml_free(root);
 }
 
 static toml_node_t *check_accepted(const char *doc, const char *key, toml_type_t type,
@@ -669,7 +669,7 @@ static toml_node_t *check_accepted(const char *doc, const char *key, toml_type_t
 
     *root = parse_str(doc, err, sizeof err, &line);
     n = get_path(*root, key);
-    check(n && n->type == type, "should accept %s as %s: %s", shown(doc).s, toml_type_name(type),
+    check(n && n->type == type, "should accept %s as %s: %s", shown(doc).s, ferry__toml_type_name(type),
           *root ? "(wrong type or missing)" : err);
     return n && n->type == type ? n : NULL;
 }
@@ -681,7 +681,7 @@ static void check_value(const char *doc, const char *key, toml_type_t type, cons
     if (n && text)
         check(strcmp(n->u.str.s, text) == 0, "%s: expected \"%s\", got \"%s\"", shown(doc).s,
               shown(text).s, shown(n->u.str.s).s);
-    toml_free(root);
+    ferry__toml_free(root);
 }
 
 static void check_int(const char *doc, int64_t want)
@@ -691,7 +691,7 @@ static void check_int(const char *doc, int64_t want)
     if (n)
         check(n->u.i == want, "%s: expected %lld, got %lld", shown(doc).s, (long long)want,
               (long long)n->u.i);
-    toml_free(root);
+    ferry__toml_free(root);
 }
 
 static void check_strictness(void)
@@ -770,15 +770,15 @@ static void check_strictness(void)
     n = check_accepted("x = \"a\\u0000b\"\n", "x", TOML_STRING, &root);
     check(n && n->u.str.len == 3 && memcmp(n->u.str.s, "a\0b", 4) == 0,
           "\\u0000 kept inside a string with its length");
-    toml_free(root);
+    ferry__toml_free(root);
     n = check_accepted("x = 1e-400\n", "x", TOML_FLOAT, &root);
     check(n && n->u.f == 0.0, "underflow reads as zero");
-    toml_free(root);
+    ferry__toml_free(root);
     n = check_accepted("x = -nan\ny = -inf\n", "x", TOML_FLOAT, &root);
     check(n && isnan(n->u.f) && get_path(root, "y") && isinf(get_path(root, "y")->u.f) &&
               get_path(root, "y")->u.f < 0,
           "-nan and -inf");
-    toml_free(root);
+    ferry__toml_free(root);
 }
 
 int main(void)

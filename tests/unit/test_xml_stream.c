@@ -92,14 +92,14 @@ static fed_t feed(xml_stream_t *xs, const char *data, size_t len, int mode, size
         if (n > len - off)
             n = len - off;
         r.fed = off + n;
-        if (xml_stream_feed(xs, data + off, n) != 0) {
+        if (ferry__xml_stream_feed(xs, data + off, n) != 0) {
             r.rc = -1;
             break;
         }
         off += n;
     }
-    r.error = xml_stream_error(xs);
-    const char *text = xml_stream_error_text(xs);
+    r.error = ferry__xml_stream_error(xs);
+    const char *text = ferry__xml_stream_error_text(xs);
     snprintf(r.error_text, sizeof r.error_text, "%s", text ? text : "");
     return r;
 }
@@ -107,9 +107,9 @@ static fed_t feed(xml_stream_t *xs, const char *data, size_t len, int mode, size
 /* Runs a whole document through a new stream with limit MAX. */
 static fed_t run(const char *data, size_t len, size_t max, int mode, size_t chunk, seen_t *seen)
 {
-    xml_stream_t *xs = xml_stream_new(ctx, max, &handlers, seen);
+    xml_stream_t *xs = ferry__xml_stream_new(ctx, max, &handlers, seen);
     fed_t r = feed(xs, data, len, mode, chunk);
-    xml_stream_free(xs);
+    ferry__xml_stream_free(xs);
     return r;
 }
 
@@ -263,12 +263,12 @@ static void test_recorded(void)
 static void test_free_midway(void)
 {
     seen_t s = {0};
-    xml_stream_t *xs = xml_stream_new(ctx, 4096, &handlers, &s);
+    xml_stream_t *xs = ferry__xml_stream_new(ctx, 4096, &handlers, &s);
     const char *part = HEADER "<message to='a@b'><body>half";
-    CHECK(xml_stream_feed(xs, part, strlen(part)) == 0, "feed failed");
+    CHECK(ferry__xml_stream_feed(xs, part, strlen(part)) == 0, "feed failed");
     CHECK_INT(s.nstanzas, 0);
     CHECK_INT(s.closes, 0);
-    xml_stream_free(xs);
+    ferry__xml_stream_free(xs);
     seen_free(&s);
 }
 
@@ -285,7 +285,7 @@ static void reject_at(const char *file, int line, const char *doc, size_t len, s
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
         seen_t s = {0};
         rng_state = 42;
-        xml_stream_t *xs = xml_stream_new(ctx, max, &handlers, &s);
+        xml_stream_t *xs = ferry__xml_stream_new(ctx, max, &handlers, &s);
         fed_t r = feed(xs, doc, len, modes[m], 13);
         check_at(file, line,
                  r.rc == -1 && r.error && strcmp(r.error, condition) == 0 && *r.error_text,
@@ -295,9 +295,9 @@ static void reject_at(const char *file, int line, const char *doc, size_t len, s
                  mode_names[modes[m]], s.nstanzas, stanzas_before);
         /* the error is final */
         if (r.rc == -1)
-            check_at(file, line, xml_stream_feed(xs, " ", 1) == -1,
+            check_at(file, line, ferry__xml_stream_feed(xs, " ", 1) == -1,
                      "%s: feeding after the error succeeded", mode_names[modes[m]]);
-        xml_stream_free(xs);
+        ferry__xml_stream_free(xs);
         seen_free(&s);
     }
 }
@@ -353,7 +353,7 @@ static void test_first_element(void)
         int modes[] = {ONE_CHUNK, BYTE_BY_BYTE};
         for (size_t m = 0; m < 2; m++) {
             seen_t s = {0};
-            xml_stream_t *xs = xml_stream_new(ctx, 4096, &handlers, &s);
+            xml_stream_t *xs = ferry__xml_stream_new(ctx, 4096, &handlers, &s);
             fed_t r = feed(xs, docs[i], strlen(docs[i]), modes[m], 0);
             CHECK(r.rc == -1, "%s: %s accepted as a stream", mode_names[modes[m]], check_quote(docs[i]));
             CHECK(r.error != NULL, "%s: no error condition for %s", mode_names[modes[m]],
@@ -361,7 +361,7 @@ static void test_first_element(void)
             CHECK(s.opens == 0 && s.nstanzas == 0 && s.closes == 0,
                   "%s: %s gave %d open, %d stanza, %d close callback(s); expected none",
                   mode_names[modes[m]], check_quote(docs[i]), s.opens, s.nstanzas, s.closes);
-            xml_stream_free(xs);
+            ferry__xml_stream_free(xs);
             seen_free(&s);
         }
     }
@@ -628,28 +628,28 @@ static void test_nesting(void)
     free(doc);
 }
 
-/* xml_stream_stop() from a handler: parsing stops, no error, nothing more. */
+/* ferry__xml_stream_stop() from a handler: parsing stops, no error, nothing more. */
 static void on_stanza_stop(void *arg, xmpp_stanza_t *st);
 static xml_stream_t *stopping;
 static void on_stanza_stop(void *arg, xmpp_stanza_t *st)
 {
     on_stanza(arg, st);
-    xml_stream_stop(stopping);
+    ferry__xml_stream_stop(stopping);
 }
 
 static void test_stop(void)
 {
     static const xml_stream_handlers_t h = {on_open, on_stanza_stop, on_close};
     seen_t s = {0};
-    stopping = xml_stream_new(ctx, 4096, &h, &s);
+    stopping = ferry__xml_stream_new(ctx, 4096, &h, &s);
     const char *doc = HEADER "<message id='1'/><message id='2'/><message id='3'/>";
-    CHECK(xml_stream_feed(stopping, doc, strlen(doc)) == 0, "feed after stop reported an error");
-    CHECK(xml_stream_error(stopping) == NULL, "stop set error %s",
-          check_quote(xml_stream_error(stopping)));
+    CHECK(ferry__xml_stream_feed(stopping, doc, strlen(doc)) == 0, "feed after stop reported an error");
+    CHECK(ferry__xml_stream_error(stopping) == NULL, "stop set error %s",
+          check_quote(ferry__xml_stream_error(stopping)));
     CHECK_INT(s.nstanzas, 1);
-    CHECK(xml_stream_feed(stopping, "<message/>", 10) == 0, "feed after stop failed");
+    CHECK(ferry__xml_stream_feed(stopping, "<message/>", 10) == 0, "feed after stop failed");
     CHECK_INT(s.nstanzas, 1);
-    xml_stream_free(stopping);
+    ferry__xml_stream_free(stopping);
     seen_free(&s);
 }
 
@@ -669,23 +669,23 @@ static void test_prompt_delivery_large_token(void)
     n += snprintf(big + n, cap - n, "'><body>late</body></message>");
     size_t len = (size_t)n;
     seen_t s = {0};
-    xml_stream_t *xs = xml_stream_new(ctx, 64 * 1024, &handlers, &s);
-    xml_stream_feed(xs, HEADER, strlen(HEADER));
+    xml_stream_t *xs = ferry__xml_stream_new(ctx, 64 * 1024, &handlers, &s);
+    ferry__xml_stream_feed(xs, HEADER, strlen(HEADER));
     size_t off = 0;
     int early = 0;
     while (len - off > 40) {
         size_t step = len - off - 40 < 1024 ? len - off - 40 : 1024;
-        xml_stream_feed(xs, big + off, step);
+        ferry__xml_stream_feed(xs, big + off, step);
         off += step;
         early += s.nstanzas;
     }
     CHECK(early == 0, "the stanza was out before its last bytes");
-    int rc = xml_stream_feed(xs, big + off, len - off);
+    int rc = ferry__xml_stream_feed(xs, big + off, len - off);
     CHECK(rc == 0 && s.nstanzas == 1,
           "a stanza with a 24 KiB start tag fed in 1 KiB reads was not handed over when its last "
           "40 bytes were fed (rc %d, %d stanza(s) out)",
           rc, s.nstanzas);
-    xml_stream_free(xs);
+    ferry__xml_stream_free(xs);
     seen_free(&s);
     free(big);
 }
@@ -704,15 +704,15 @@ static void test_prompt_delivery(void)
     size_t first_bad = 0;
     for (size_t k = 1; k < len; k++) {
         seen_t s = {0};
-        xml_stream_t *xs = xml_stream_new(ctx, 4096, &handlers, &s);
-        int rc = xml_stream_feed(xs, HEADER, strlen(HEADER));
-        rc |= xml_stream_feed(xs, stanza, k);
-        rc |= xml_stream_feed(xs, stanza + k, len - k);
+        xml_stream_t *xs = ferry__xml_stream_new(ctx, 4096, &handlers, &s);
+        int rc = ferry__xml_stream_feed(xs, HEADER, strlen(HEADER));
+        rc |= ferry__xml_stream_feed(xs, stanza, k);
+        rc |= ferry__xml_stream_feed(xs, stanza + k, len - k);
         if (rc != 0 || s.nstanzas != 1) {
             if (!bad++)
                 first_bad = k;
         }
-        xml_stream_free(xs);
+        ferry__xml_stream_free(xs);
         seen_free(&s);
     }
     CHECK(bad == 0,
@@ -723,15 +723,15 @@ static void test_prompt_delivery(void)
     /* three stanzas, each sent in two writes: each one is out when its
      * second write has been fed */
     seen_t s = {0};
-    xml_stream_t *xs = xml_stream_new(ctx, 4096, &handlers, &s);
-    xml_stream_feed(xs, HEADER, strlen(HEADER));
+    xml_stream_t *xs = ferry__xml_stream_new(ctx, 4096, &handlers, &s);
+    ferry__xml_stream_feed(xs, HEADER, strlen(HEADER));
     for (int i = 0; i < 3; i++) {
-        xml_stream_feed(xs, stanza, 150);
-        xml_stream_feed(xs, stanza + 150, len - 150);
+        ferry__xml_stream_feed(xs, stanza, 150);
+        ferry__xml_stream_feed(xs, stanza + 150, len - 150);
         CHECK(s.nstanzas == i + 1, "after the second half of stanza %d: %d stanza(s) out", i + 1,
               s.nstanzas);
     }
-    xml_stream_free(xs);
+    ferry__xml_stream_free(xs);
     seen_free(&s);
     test_prompt_delivery_large_token();
 }

@@ -1,4 +1,4 @@
-/* stanza_build.c: child-element builders that libstrophe lacks (iq results,
+/* stanza.c: child-element builders that libstrophe lacks (iq results,
  * disco entries), error replies, and the escaping the fan-out does
  * (ferry/stanza.h). */
 #include <stdlib.h>
@@ -73,7 +73,7 @@ xmpp_stanza_t *ferry_stanza_add_text(xmpp_stanza_t *parent, const char *name, co
 xmpp_stanza_t *ferry_stanza_error_reply(xmpp_stanza_t *stanza, const char *type,
                                         const char *condition, const char *text)
 {
-    return stanza_error_new(stanza, type, condition, text);
+    return ferry__stanza_error_new(stanza, type, condition, text);
 }
 
 /* Printable ASCII that XML text and attribute values take as it is: 0x20
