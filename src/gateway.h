@@ -9,7 +9,8 @@
 #include "adhoc.h"
 #include "core_config.h"
 #include "ferry/component.h"
-#include "ferry/http.h"
+#include "ferry/http_client.h"
+#include "ferry/http_server.h"
 #include "store.h"
 
 typedef struct gateway {

@@ -1,13 +1,13 @@
 /* http_client.h: the core's side of the HTTP client: one client per loop,
  * created at start and closed at shutdown. Requests themselves go through the
- * public API in ferry/http.h. */
+ * public API in ferry/http_client.h. */
 #ifndef FERRY_SRC_HTTP_CLIENT_H
 #define FERRY_SRC_HTTP_CLIENT_H
 
 #include <stddef.h>
 #include <uv.h>
 
-#include "ferry/http.h"
+#include "ferry/http_client.h"
 
 /* Responses bigger than this are cut; the rest is read and dropped. */
 #define HTTP_CLIENT_MAX_BODY (1024 * 1024)

@@ -1,12 +1,12 @@
 /* http_server.h: the core's side of the HTTP listener ([http] listen) that
- * adapters share by registering path prefixes (ferry/http.h). */
+ * adapters share by registering path prefixes (ferry/http_server.h). */
 #ifndef FERRY_SRC_HTTP_SERVER_H
 #define FERRY_SRC_HTTP_SERVER_H
 
 #include <stddef.h>
 #include <uv.h>
 
-#include "ferry/http.h"
+#include "ferry/http_server.h"
 
 /* What one client, or all together, may hold ([http] in gateway.toml). */
 typedef struct http_server_limits {

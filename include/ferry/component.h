@@ -9,7 +9,8 @@
 #include <strophe.h>
 #include <uv.h>
 
-#include "ferry/http.h"
+#include "ferry/http_client.h"
+#include "ferry/http_server.h"
 
 typedef struct ferry_component ferry_component_t;
 

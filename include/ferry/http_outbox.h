@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "ferry/component.h"
-#include "ferry/http.h"
+#include "ferry/http_client.h"
 
 /* Whether an HTTP answer STATUS (0: none came) may go another way on a
  * retry: no answer, 408 Request Timeout, 429 Too Many Requests, 5xx. */

@@ -5,6 +5,7 @@ ferry, the IRC servers) builds on."""
 
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -65,6 +66,15 @@ def ferry_binary():
     if not os.path.isabs(path):
         path = os.path.join(REPO_ROOT, path)
     return path
+
+
+def project_version():
+    """The version CMakeLists.txt's project() gives, the one place it is
+    written: what `ferry --version` and XEP-0092 must say."""
+    with open(os.path.join(REPO_ROOT, "CMakeLists.txt")) as f:
+        m = re.search(r"project\(ferry VERSION ([0-9.]+)", f.read())
+    assert m, "CMakeLists.txt: no project(ferry VERSION ...)"
+    return m.group(1)
 
 
 # Ports handed out by this process. The kernel may give the same port to two

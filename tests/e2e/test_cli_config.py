@@ -128,7 +128,7 @@ def assert_error(r, path, key, line=None):
 def test_version(ferry_bin):
     r = h.run_ferry_cli(["--version"], binary=ferry_bin)
     assert r.returncode == 0
-    assert r.stdout.strip() == "ferry 0.1.0"
+    assert r.stdout.strip() == "ferry " + h.project_version()
 
 
 def test_help(ferry_bin):

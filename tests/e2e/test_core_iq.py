@@ -83,7 +83,7 @@ def test_version(env):
     name = children(q, h.NS_VERSION, "name")
     version = children(q, h.NS_VERSION, "version")
     assert name and name[0].text == "ferry", r
-    assert version and version[0].text == "0.1.0", r
+    assert version and version[0].text == h.project_version(), r
 
 
 @pytest.mark.parametrize("itype", ["get", "set"])

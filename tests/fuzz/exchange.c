@@ -6,7 +6,7 @@
 
 #include "oracle.h"
 
-#include "ferry/http.h"
+#include "ferry/http_server.h"
 
 struct ferry_http_exchange {
     char *method;
@@ -23,7 +23,7 @@ struct ferry_http_exchange {
 };
 
 /* Declared here rather than through exchange.h, whose macros would rename
- * ferry/http.h's declarations in this file. */
+ * ferry/http_server.h's declarations in this file. */
 ferry_http_exchange_t *fuzz_ex_new(const uint8_t *data, size_t size);
 void fuzz_ex_free(ferry_http_exchange_t *ex);
 void fuzz_ex_set_header(ferry_http_exchange_t *ex, const char *name, const char *value);

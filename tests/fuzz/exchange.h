@@ -16,18 +16,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ferry/http.h"
+#include "ferry/http_server.h"
 
 ferry_http_exchange_t *fuzz_ex_new(const uint8_t *data, size_t size);
 void fuzz_ex_free(ferry_http_exchange_t *ex);
 /* Sets (or replaces) a request header: for signatures the harness computes. */
 void fuzz_ex_set_header(ferry_http_exchange_t *ex, const char *name, const char *value);
 /* The route that took the request: sets what ferry_http_exchange_rest()
- * gives, as ferry/http.h says. Call it before the handler. */
+ * gives, as ferry/http_server.h says. Call it before the handler. */
 void fuzz_ex_set_route(ferry_http_exchange_t *ex, const char *prefix);
 /* The status answered, 0 while none. */
 unsigned fuzz_ex_status(const ferry_http_exchange_t *ex);
-/* Whether PATH is under PREFIX as ferry/http.h promises routes match:
+/* Whether PATH is under PREFIX as ferry/http_server.h promises routes match:
  * whole segments, "/hooks/main/" matching "/hooks/main" and below. */
 int fuzz_route_matches(const char *prefix, const char *path);
 

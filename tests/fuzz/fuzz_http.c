@@ -4,7 +4,7 @@
  * prefix; behind it the real webhook handler (adapters/webhook/webhook.c,
  * included so that its static functions run as they are) on /hooks/main/,
  * and a handler on /sms/sms/ and /healthz that checks what every handler
- * is promised (ferry/http.h).
+ * is promised (ferry/http_server.h).
  *
  * Each input is one connection to the listener on 127.0.0.1: the bytes are
  * written, the loop run until ferry has said what it had to, then the
@@ -80,7 +80,7 @@ static int route_matches(const char *prefix, const char *path)
     return strncmp(path, prefix, len) == 0 && (path[len] == 0 || path[len] == '/');
 }
 
-/* What ferry/http.h promises a handler, checked on every request. */
+/* What ferry/http_server.h promises a handler, checked on every request. */
 static void on_request(void *arg, ferry_http_exchange_t *ex)
 {
     const route_t *rt = arg;

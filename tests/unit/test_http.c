@@ -14,7 +14,8 @@
 
 #include <uv.h>
 
-#include "ferry/http.h"
+#include "ferry/http_client.h"
+#include "ferry/http_server.h"
 #include "http_client.h"
 #include "http_server.h"
 #include "log.h"
