@@ -34,7 +34,7 @@ static void on_link_state(void *arg, int up)
     if (up) {
         ferry__xmpp_outbox_link_up(comp->xmpp_outbox);
     } else {
-        xmpp_link_stats_t st;
+        ferry__xmpp_link_stats_t st;
         ferry__xmpp_link_stats(comp->link, &st);
         ferry__xmpp_outbox_link_down(comp->xmpp_outbox, st.last_error);
     }
@@ -42,7 +42,7 @@ static void on_link_state(void *arg, int up)
         comp->adapter->on_link(comp->self, up);
 }
 
-static const xmpp_link_handlers_t link_handlers = {
+static const ferry__xmpp_link_handlers_t link_handlers = {
     .stanza = on_link_stanza,
     .state = on_link_state,
 };
@@ -83,7 +83,7 @@ static void make_link(ferry_component_t *comp)
     gateway_t *gw = comp->gw;
     const component_config_t *cc = comp->cc;
     const config_t *c = gw->config;
-    xmpp_link_options_t opts = {
+    ferry__xmpp_link_options_t opts = {
         .host = c->xmpp_host,
         .port = c->xmpp_port,
         .domain = cc->domain,

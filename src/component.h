@@ -14,10 +14,10 @@ struct ferry_component {
     char *domain;
     const ferry_adapter_t *adapter;
     void *self;
-    xmpp_link_t *link;
+    ferry__xmpp_link_t *link;
     outbox_policy_t policy;
     net_outbox_t *net_outbox;   /* when the adapter opened it */
-    xmpp_outbox_t *xmpp_outbox;
+    ferry__xmpp_outbox_t *xmpp_outbox;
     int started;
     int adapter_stopped;
     unsigned long long refused_invalid; /* stanzas the last check kept back */
@@ -38,7 +38,7 @@ void ferry__component_free(ferry_component_t *comp);
  * /metrics, GET /healthz and the admins' status command. Zero where the
  * component has no such part (no link yet, no outbox, no store). */
 typedef struct ferry__component_stats {
-    xmpp_link_stats_t link;
+    ferry__xmpp_link_stats_t link;
     outbox_stats_t to_network;        /* the adapter's outbox, when it opened one */
     unsigned long long to_xmpp;       /* stanzas the XMPP outbox delivered */
     unsigned long long refused_invalid;

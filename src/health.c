@@ -14,7 +14,7 @@ static json_t *component_health(ferry_component_t *comp)
 {
     component_stats_t st;
     ferry__component_stats(comp, &st);
-    const xmpp_link_stats_t *s = &st.link;
+    const ferry__xmpp_link_stats_t *s = &st.link;
     json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "domain", comp->domain, "adapter",
                           comp->adapter->name, "link", s->up ? "up" : "down", "queued",
                           (json_int_t)s->queued, "dropped", (json_int_t)s->dropped, "reconnects",

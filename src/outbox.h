@@ -47,17 +47,18 @@ void ferry__net_outbox_free(net_outbox_t *ob);
 
 /* ---- to XMPP ---- */
 
-typedef struct xmpp_outbox xmpp_outbox_t;
+typedef struct ferry__xmpp_outbox ferry__xmpp_outbox_t;
 
-xmpp_outbox_t *ferry__xmpp_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
-                               xmpp_link_t *link);
-int ferry__xmpp_outbox_put(xmpp_outbox_t *ob, const char *dedup, const char *text, size_t len);
-void ferry__xmpp_outbox_link_up(xmpp_outbox_t *ob);
+ferry__xmpp_outbox_t *ferry__xmpp_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
+                               ferry__xmpp_link_t *link);
+int ferry__xmpp_outbox_put(ferry__xmpp_outbox_t *ob, const char *dedup, const char *text,
+                           size_t len);
+void ferry__xmpp_outbox_link_up(ferry__xmpp_outbox_t *ob);
 /* The link dropped, for REASON: counts it against the stanza in flight when
  * one was sent alone (see outbox_xmpp.c on poison stanzas). */
-void ferry__xmpp_outbox_link_down(xmpp_outbox_t *ob, const char *reason);
+void ferry__xmpp_outbox_link_down(ferry__xmpp_outbox_t *ob, const char *reason);
 /* Stanzas the XMPP server has acknowledged. */
-unsigned long long ferry__xmpp_outbox_delivered(const xmpp_outbox_t *ob);
-void ferry__xmpp_outbox_free(xmpp_outbox_t *ob);
+unsigned long long ferry__xmpp_outbox_delivered(const ferry__xmpp_outbox_t *ob);
+void ferry__xmpp_outbox_free(ferry__xmpp_outbox_t *ob);
 
 #endif

@@ -25,10 +25,10 @@
 #define MAX_UNACKED 4096
 #define POISON_TRIES 3
 
-struct xmpp_outbox {
+struct ferry__xmpp_outbox {
     store_t *store;
     char *component;
-    xmpp_link_t *link;
+    ferry__xmpp_link_t *link;
     int64_t sent_upto;    /* highest id written on this connection */
     size_t unacked;       /* written, answer not yet seen */
     unsigned generation;  /* bumps on every link-up: old acks are void */
@@ -41,18 +41,18 @@ struct xmpp_outbox {
 };
 
 typedef struct ack {
-    xmpp_outbox_t *ob;
+    ferry__xmpp_outbox_t *ob;
     int64_t upto;
     size_t count;
     unsigned generation;
 } ack_t;
 
-static void pump(xmpp_outbox_t *ob);
+static void pump(ferry__xmpp_outbox_t *ob);
 
 static void on_ack(void *arg, int ok)
 {
     ack_t *a = arg;
-    xmpp_outbox_t *ob = a->ob;
+    ferry__xmpp_outbox_t *ob = a->ob;
     ob->acks_pending--;
     if (ob->freed) {
         if (ob->acks_pending == 0)
@@ -76,14 +76,14 @@ static void on_ack(void *arg, int ok)
 }
 
 typedef struct send_ctx {
-    xmpp_outbox_t *ob;
+    ferry__xmpp_outbox_t *ob;
     size_t sent;
 } send_ctx_t;
 
 static void on_row(void *arg, const store_row_t *r)
 {
     send_ctx_t *sc = arg;
-    xmpp_outbox_t *ob = sc->ob;
+    ferry__xmpp_outbox_t *ob = sc->ob;
     const char *text = r->payload;
     size_t len = r->payload_len;
     char *clean = NULL;
@@ -105,7 +105,7 @@ static void on_row(void *arg, const store_row_t *r)
     }
 }
 
-static void pump(xmpp_outbox_t *ob)
+static void pump(ferry__xmpp_outbox_t *ob)
 {
     while (ferry__xmpp_link_is_up(ob->link) && ob->unacked < MAX_UNACKED) {
         size_t batch = BATCH;
@@ -134,11 +134,11 @@ static void pump(xmpp_outbox_t *ob)
 
 static void on_commit(void *arg) { pump(arg); }
 
-xmpp_outbox_t *ferry__xmpp_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
-                               xmpp_link_t *link)
+ferry__xmpp_outbox_t *ferry__xmpp_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
+                               ferry__xmpp_link_t *link)
 {
     (void)loop;
-    xmpp_outbox_t *ob = ferry_calloc(1, sizeof *ob);
+    ferry__xmpp_outbox_t *ob = ferry_calloc(1, sizeof *ob);
     ob->store = store;
     ob->component = ferry_strdup(component);
     ob->link = link;
@@ -146,14 +146,15 @@ xmpp_outbox_t *ferry__xmpp_outbox_new(uv_loop_t *loop, store_t *store, const cha
     return ob;
 }
 
-int ferry__xmpp_outbox_put(xmpp_outbox_t *ob, const char *dedup, const char *text, size_t len)
+int ferry__xmpp_outbox_put(ferry__xmpp_outbox_t *ob, const char *dedup, const char *text,
+                           size_t len)
 {
     int64_t id;
     /* The commit listener sends it: never before it is durable. */
     return ferry__store_msg_add(ob->store, ob->component, STORE_TO_XMPP, "", dedup, text, len, &id);
 }
 
-void ferry__xmpp_outbox_link_up(xmpp_outbox_t *ob)
+void ferry__xmpp_outbox_link_up(ferry__xmpp_outbox_t *ob)
 {
     /* Start over from the oldest pending row: what was written on the last
      * connection without an answer goes again. */
@@ -163,7 +164,7 @@ void ferry__xmpp_outbox_link_up(xmpp_outbox_t *ob)
     pump(ob);
 }
 
-void ferry__xmpp_outbox_link_down(xmpp_outbox_t *ob, const char *reason)
+void ferry__xmpp_outbox_link_down(ferry__xmpp_outbox_t *ob, const char *reason)
 {
     if (ob->lone_id) {
         int attempts = ob->lone_attempts + 1;
@@ -185,7 +186,7 @@ void ferry__xmpp_outbox_link_down(xmpp_outbox_t *ob, const char *reason)
     }
 }
 
-void ferry__xmpp_outbox_free(xmpp_outbox_t *ob)
+void ferry__xmpp_outbox_free(ferry__xmpp_outbox_t *ob)
 {
     ferry__store_unlisten(ob->store, on_commit, ob);
     free(ob->component);
@@ -194,4 +195,7 @@ void ferry__xmpp_outbox_free(xmpp_outbox_t *ob)
         free(ob);
 }
 
-unsigned long long ferry__xmpp_outbox_delivered(const xmpp_outbox_t *ob) { return ob->delivered; }
+unsigned long long ferry__xmpp_outbox_delivered(const ferry__xmpp_outbox_t *ob)
+{
+    return ob->delivered;
+}

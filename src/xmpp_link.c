@@ -42,14 +42,14 @@ typedef struct queued {
     char data[];
 } queued_t;
 
-struct xmpp_link {
+struct ferry__xmpp_link {
     uv_loop_t *loop;
     xmpp_ctx_t *ctx;
     char *host, *domain, *secret, *scope, *ping_to;
     int port;
     size_t queue_size, max_stanza_size;
     uint64_t ping_interval_ms, ping_timeout_ms, keepalive_ms;
-    xmpp_link_handlers_t h;
+    ferry__xmpp_link_handlers_t h;
     void *arg;
 
     enum link_state state;
@@ -62,7 +62,7 @@ struct xmpp_link {
 
     queued_t *head, *tail;
     barrier_t *barriers, **barriers_tail; /* answers come in order */
-    xmpp_link_stats_t stats;
+    ferry__xmpp_link_stats_t stats;
 
     uv_timer_t retry_timer, ping_timer, ping_deadline, keepalive_timer, close_timer;
     int timers_open;
@@ -71,15 +71,15 @@ struct xmpp_link {
 };
 
 struct conn {
-    xmpp_link_t *link; /* NULL once orphaned */
+    ferry__xmpp_link_t *link; /* NULL once orphaned */
     ferry_net_t *net;
     int saw_header;
     xml_stream_t *xml;
 };
 
-static void connect_attempt(xmpp_link_t *link);
+static void connect_attempt(ferry__xmpp_link_t *link);
 static void conn_fail(conn_t *conn, const char *reason);
-static void finish_close(xmpp_link_t *link);
+static void finish_close(ferry__xmpp_link_t *link);
 
 /* ---- writing ---- */
 
@@ -121,7 +121,7 @@ static int kind_of(const char *text)
 
 /* ---- the queue ---- */
 
-static void queue_push(xmpp_link_t *link, const char *data, size_t len)
+static void queue_push(ferry__xmpp_link_t *link, const char *data, size_t len)
 {
     queued_t *q = ferry_malloc(sizeof *q + len);
     q->next = NULL;
@@ -144,7 +144,7 @@ static void queue_push(xmpp_link_t *link, const char *data, size_t len)
     }
 }
 
-static void queue_flush(xmpp_link_t *link)
+static void queue_flush(ferry__xmpp_link_t *link)
 {
     size_t n = 0;
     while (link->head && link->state == LINK_UP) {
@@ -162,7 +162,7 @@ static void queue_flush(xmpp_link_t *link)
         ferry_log_info(link->scope, "sent %zu stanza(s) queued while the link was down", n);
 }
 
-static void queue_clear(xmpp_link_t *link)
+static void queue_clear(ferry__xmpp_link_t *link)
 {
     while (link->head) {
         queued_t *q = link->head;
@@ -173,7 +173,7 @@ static void queue_clear(xmpp_link_t *link)
     link->stats.queued = 0;
 }
 
-void ferry__xmpp_link_send_text(xmpp_link_t *link, const char *text, size_t len)
+void ferry__xmpp_link_send_text(ferry__xmpp_link_t *link, const char *text, size_t len)
 {
     if (link->state == LINK_UP) {
         link->stats.out[kind_of(text)]++;
@@ -183,7 +183,7 @@ void ferry__xmpp_link_send_text(xmpp_link_t *link, const char *text, size_t len)
     }
 }
 
-int ferry__xmpp_link_send_raw(xmpp_link_t *link, const char *text, size_t len)
+int ferry__xmpp_link_send_raw(ferry__xmpp_link_t *link, const char *text, size_t len)
 {
     if (link->state != LINK_UP)
         return -1;
@@ -195,7 +195,7 @@ int ferry__xmpp_link_send_raw(xmpp_link_t *link, const char *text, size_t len)
 /* A new secret for the ids of this connection's pings: 128 random bits in
  * hex. With it, no user can guess an id, so that no stanza of theirs passes
  * for the server's answer (ids were once a plain counter). */
-static void new_id_secret(xmpp_link_t *link)
+static void new_id_secret(ferry__xmpp_link_t *link)
 {
     unsigned char r[16];
     if (RAND_bytes(r, sizeof r) != 1) {
@@ -210,7 +210,7 @@ static void new_id_secret(xmpp_link_t *link)
 }
 
 /* PREFIX, the connection's secret and a sequence number. */
-static void next_id(xmpp_link_t *link, char *buf, size_t len, const char *prefix)
+static void next_id(ferry__xmpp_link_t *link, char *buf, size_t len, const char *prefix)
 {
     snprintf(buf, len, "%s%s-%llu", prefix, link->id_secret, ++link->id_seq);
 }
@@ -218,7 +218,7 @@ static void next_id(xmpp_link_t *link, char *buf, size_t len, const char *prefix
 /* Whether ST is the server's answer to our iq ID: the id alone is not
  * enough, since a user can send an iq with any id to the component; the
  * answer comes from the server's domain, of type result or error. */
-static int server_answer(const xmpp_link_t *link, xmpp_stanza_t *st, const char *id)
+static int server_answer(const ferry__xmpp_link_t *link, xmpp_stanza_t *st, const char *id)
 {
     const char *name = xmpp_stanza_get_name(st);
     const char *sid = xmpp_stanza_get_id(st);
@@ -229,7 +229,7 @@ static int server_answer(const xmpp_link_t *link, xmpp_stanza_t *st, const char 
            strcasecmp(from, link->ping_to) == 0;
 }
 
-int ferry__xmpp_link_barrier(xmpp_link_t *link, void (*cb)(void *arg, int ok), void *arg)
+int ferry__xmpp_link_barrier(ferry__xmpp_link_t *link, void (*cb)(void *arg, int ok), void *arg)
 {
     if (link->state != LINK_UP)
         return -1;
@@ -247,7 +247,7 @@ int ferry__xmpp_link_barrier(xmpp_link_t *link, void (*cb)(void *arg, int ok), v
     return 0;
 }
 
-static void barriers_fail(xmpp_link_t *link)
+static void barriers_fail(ferry__xmpp_link_t *link)
 {
     barrier_t *b = link->barriers;
     link->barriers = NULL;
@@ -261,7 +261,7 @@ static void barriers_fail(xmpp_link_t *link)
 }
 
 /* The answer to the oldest barrier, if ST is it. */
-static int barrier_answered(xmpp_link_t *link, xmpp_stanza_t *st)
+static int barrier_answered(ferry__xmpp_link_t *link, xmpp_stanza_t *st)
 {
     barrier_t *b = link->barriers;
     if (!b || !server_answer(link, st, b->id))
@@ -286,7 +286,7 @@ static void conn_free(void *arg)
 /* Detaches CONN from its link; it is freed once its connection is closed. */
 static void conn_drop(conn_t *conn)
 {
-    xmpp_link_t *link = conn->link;
+    ferry__xmpp_link_t *link = conn->link;
     if (!link)
         return;
     conn->link = NULL;
@@ -302,12 +302,12 @@ static void conn_drop(conn_t *conn)
 
 static void on_retry(uv_timer_t *t)
 {
-    xmpp_link_t *link = t->data;
+    ferry__xmpp_link_t *link = t->data;
     link->stats.reconnects++;
     connect_attempt(link);
 }
 
-static void stop_link_timers(xmpp_link_t *link)
+static void stop_link_timers(ferry__xmpp_link_t *link)
 {
     uv_timer_stop(&link->ping_timer);
     uv_timer_stop(&link->ping_deadline);
@@ -316,7 +316,7 @@ static void stop_link_timers(xmpp_link_t *link)
 
 static void conn_fail(conn_t *conn, const char *reason)
 {
-    xmpp_link_t *link = conn->link;
+    ferry__xmpp_link_t *link = conn->link;
     if (!link)
         return;
     int was_up = link->state == LINK_UP, had_tcp = link->state != LINK_CONNECTING;
@@ -365,7 +365,7 @@ static void send_stream_error(conn_t *conn, const char *condition, const char *t
 static void on_stream_open(void *arg, const char **attrs)
 {
     conn_t *conn = arg;
-    xmpp_link_t *link = conn->link;
+    ferry__xmpp_link_t *link = conn->link;
     const char *id = NULL;
     for (int i = 0; attrs[i]; i += 2)
         if (strcmp(attrs[i], "id") == 0)
@@ -426,7 +426,7 @@ static void send_ping(uv_timer_t *t);
 /* ping_deadline guards the handshake, then each ping. */
 static void on_deadline(uv_timer_t *t)
 {
-    xmpp_link_t *link = t->data;
+    ferry__xmpp_link_t *link = t->data;
     char reason[96];
     snprintf(reason, sizeof reason, "no answer to %s within %.0f s",
              link->state == LINK_UP ? "a ping" : "the handshake",
@@ -437,14 +437,14 @@ static void on_deadline(uv_timer_t *t)
 
 static void on_keepalive(uv_timer_t *t)
 {
-    xmpp_link_t *link = t->data;
+    ferry__xmpp_link_t *link = t->data;
     if (link->state == LINK_UP && uv_now(link->loop) - link->last_write >= link->keepalive_ms / 2)
         conn_write_str(link->conn, " ");
 }
 
 static void link_up(conn_t *conn)
 {
-    xmpp_link_t *link = conn->link;
+    ferry__xmpp_link_t *link = conn->link;
     uv_timer_stop(&link->ping_deadline); /* it guarded the handshake */
     link->state = LINK_UP;
     link->stats.up = 1;
@@ -460,7 +460,7 @@ static void link_up(conn_t *conn)
 static void on_stream_stanza(void *arg, xmpp_stanza_t *st)
 {
     conn_t *conn = arg;
-    xmpp_link_t *link = conn->link;
+    ferry__xmpp_link_t *link = conn->link;
     if (!link)
         return;
     const char *name = xmpp_stanza_get_name(st);
@@ -506,7 +506,7 @@ static const xml_stream_handlers_t stream_handlers = {
 
 static void send_ping(uv_timer_t *t)
 {
-    xmpp_link_t *link = t->data;
+    ferry__xmpp_link_t *link = t->data;
     if (link->state != LINK_UP || link->ping_id[0])
         return; /* the one under way has its own deadline */
     next_id(link, link->ping_id, sizeof link->ping_id, "ferry-ping-");
@@ -542,7 +542,7 @@ static void on_net_closed(void *arg, int status, const char *reason)
 static void on_net_connected(void *arg)
 {
     conn_t *conn = arg;
-    xmpp_link_t *link = conn->link;
+    ferry__xmpp_link_t *link = conn->link;
     link->state = LINK_OPENING;
     link->ping_id[0] = 0;
     new_id_secret(link);
@@ -561,7 +561,7 @@ static const ferry_net_callbacks_t net_callbacks = {
     .closed = on_net_closed,
 };
 
-static void connect_attempt(xmpp_link_t *link)
+static void connect_attempt(ferry__xmpp_link_t *link)
 {
     conn_t *conn = ferry_calloc(1, sizeof *conn);
     conn->link = link;
@@ -581,17 +581,18 @@ static void connect_attempt(xmpp_link_t *link)
 
 /* ---- the link ---- */
 
-static void init_timer(xmpp_link_t *link, uv_timer_t *t)
+static void init_timer(ferry__xmpp_link_t *link, uv_timer_t *t)
 {
     uv_timer_init(link->loop, t);
     t->data = link;
     link->timers_open++;
 }
 
-xmpp_link_t *ferry__xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx, const xmpp_link_options_t *o,
-                           const xmpp_link_handlers_t *h, void *arg)
+ferry__xmpp_link_t *ferry__xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx,
+                                         const ferry__xmpp_link_options_t *o,
+                                         const ferry__xmpp_link_handlers_t *h, void *arg)
 {
-    xmpp_link_t *link = ferry_calloc(1, sizeof *link);
+    ferry__xmpp_link_t *link = ferry_calloc(1, sizeof *link);
     link->loop = loop;
     link->ctx = ctx;
     link->host = ferry_strdup(o->host);
@@ -618,19 +619,22 @@ xmpp_link_t *ferry__xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx, const xmpp_l
     return link;
 }
 
-void ferry__xmpp_link_start(xmpp_link_t *link)
+void ferry__xmpp_link_start(ferry__xmpp_link_t *link)
 {
     if (link->state == LINK_IDLE)
         connect_attempt(link);
 }
 
-int ferry__xmpp_link_is_up(const xmpp_link_t *link) { return link->state == LINK_UP; }
+int ferry__xmpp_link_is_up(const ferry__xmpp_link_t *link) { return link->state == LINK_UP; }
 
-void ferry__xmpp_link_stats(const xmpp_link_t *link, xmpp_link_stats_t *out) { *out = link->stats; }
+void ferry__xmpp_link_stats(const ferry__xmpp_link_t *link, ferry__xmpp_link_stats_t *out)
+{
+    *out = link->stats;
+}
 
 static void on_timer_closed(uv_handle_t *handle)
 {
-    xmpp_link_t *link = handle->data;
+    ferry__xmpp_link_t *link = handle->data;
     if (--link->timers_open > 0)
         return;
     void (*done)(void *) = link->close_done;
@@ -646,7 +650,7 @@ static void on_timer_closed(uv_handle_t *handle)
         done(arg);
 }
 
-static void finish_close(xmpp_link_t *link)
+static void finish_close(ferry__xmpp_link_t *link)
 {
     if (link->conn)
         conn_drop(link->conn);
@@ -665,7 +669,7 @@ static void finish_close(xmpp_link_t *link)
 
 static void on_close_wait(uv_timer_t *t) { finish_close(t->data); }
 
-void ferry__xmpp_link_close(xmpp_link_t *link, void (*done)(void *), void *arg)
+void ferry__xmpp_link_close(ferry__xmpp_link_t *link, void (*done)(void *), void *arg)
 {
     int was_up = link->state == LINK_UP;
     int open_stream = link->conn && (link->state == LINK_OPENING || was_up);

@@ -9,9 +9,9 @@
 #include <strophe.h>
 #include <uv.h>
 
-typedef struct xmpp_link xmpp_link_t;
+typedef struct ferry__xmpp_link ferry__xmpp_link_t;
 
-typedef struct xmpp_link_options {
+typedef struct ferry__xmpp_link_options {
     const char *host;
     int port;
     const char *domain;
@@ -22,12 +22,12 @@ typedef struct xmpp_link_options {
     double ping_interval;       /* seconds */
     double ping_timeout;
     double keepalive_interval;
-} xmpp_link_options_t;
+} ferry__xmpp_link_options_t;
 
-typedef struct xmpp_link_handlers {
+typedef struct ferry__xmpp_link_handlers {
     void (*stanza)(void *arg, xmpp_stanza_t *stanza); /* released after the call */
     void (*state)(void *arg, int up);
-} xmpp_link_handlers_t;
+} ferry__xmpp_link_handlers_t;
 
 enum { KIND_MESSAGE, KIND_PRESENCE, KIND_IQ, KIND_OTHER, KIND_COUNT };
 
@@ -39,23 +39,24 @@ typedef struct ferry__xmpp_link_stats {
     unsigned long long dropped;     /* queued stanzas dropped over queue_size */
     size_t queued;
     char last_error[256];
-} xmpp_link_stats_t;
+} ferry__xmpp_link_stats_t;
 
-xmpp_link_t *ferry__xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx, const xmpp_link_options_t *opts,
-                           const xmpp_link_handlers_t *handlers, void *arg);
-void ferry__xmpp_link_start(xmpp_link_t *link);
+ferry__xmpp_link_t *ferry__xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx,
+                                         const ferry__xmpp_link_options_t *opts,
+                                         const ferry__xmpp_link_handlers_t *handlers, void *arg);
+void ferry__xmpp_link_start(ferry__xmpp_link_t *link);
 /* Writes a serialised stanza now, or queues it while the link is down. */
-void ferry__xmpp_link_send_text(xmpp_link_t *link, const char *text, size_t len);
+void ferry__xmpp_link_send_text(ferry__xmpp_link_t *link, const char *text, size_t len);
 /* Writes already serialised stanzas; only while the link is up (-1 else). */
-int ferry__xmpp_link_send_raw(xmpp_link_t *link, const char *text, size_t len);
+int ferry__xmpp_link_send_raw(ferry__xmpp_link_t *link, const char *text, size_t len);
 /* Sends a ping to the server: CB(arg, 1) when its answer arrives, proving
  * the server has taken everything written before it; CB(arg, 0) when the
  * link goes down first. Only while the link is up (-1 else). */
-int ferry__xmpp_link_barrier(xmpp_link_t *link, void (*cb)(void *arg, int ok), void *arg);
-int ferry__xmpp_link_is_up(const xmpp_link_t *link);
-void ferry__xmpp_link_stats(const xmpp_link_t *link, xmpp_link_stats_t *out);
+int ferry__xmpp_link_barrier(ferry__xmpp_link_t *link, void (*cb)(void *arg, int ok), void *arg);
+int ferry__xmpp_link_is_up(const ferry__xmpp_link_t *link);
+void ferry__xmpp_link_stats(const ferry__xmpp_link_t *link, ferry__xmpp_link_stats_t *out);
 /* Closes the stream with </stream:stream> after pending writes, waits for
  * the server's close (bounded), then frees the link and calls done. */
-void ferry__xmpp_link_close(xmpp_link_t *link, void (*done)(void *arg), void *arg);
+void ferry__xmpp_link_close(ferry__xmpp_link_t *link, void (*done)(void *arg), void *arg);
 
 #endif

@@ -238,8 +238,8 @@ int irc_settings_store(irc_t *irc, const char *server, const char *jid,
                        const irc_user_settings_t *s, const char *commands);
 int irc_settings_forget(irc_t *irc, const char *server, const char *jid);
 
-/* What a connection tells its owner (the bridge), as xmpp_link_handlers_t
- * does for the XMPP link; ARG is the one given to irc_conn_new(). */
+/* What a connection tells its owner (the bridge), as the core's XMPP link
+ * tells its own; ARG is the one given to irc_conn_new(). */
 typedef struct irc_conn_handlers {
     /* The connection entered STATE: IRC_CONNECTING (an attempt begins),
      * IRC_REGISTERING (connected, TLS done), IRC_READY (001: registered,

@@ -13,7 +13,7 @@
 
 static size_t queued(ferry_component_t *comp)
 {
-    xmpp_link_stats_t st;
+    ferry__xmpp_link_stats_t st;
     ferry__xmpp_link_stats(comp->link, &st);
     return st.queued;
 }
@@ -27,9 +27,9 @@ int main(void)
     xmpp_ctx_t *ctx = xmpp_ctx_new(NULL, NULL);
     gateway_t gw = {.loop = loop, .ctx = ctx};
     ferry_component_t comp = {.gw = &gw, .name = "t", .domain = "t.localhost"};
-    xmpp_link_options_t o = {.host = "127.0.0.1", .port = 9, .domain = "t.localhost",
+    ferry__xmpp_link_options_t o = {.host = "127.0.0.1", .port = 9, .domain = "t.localhost",
                              .secret = "s", .scope = "t", .queue_size = 100};
-    xmpp_link_handlers_t h = {0};
+    ferry__xmpp_link_handlers_t h = {0};
     comp.link = ferry__xmpp_link_new(loop, ctx, &o, &h, &comp);
 
     const char ok[] = "<message to='a@b' from='t.localhost'><body>caf\xc3\xa9</body></message>";
