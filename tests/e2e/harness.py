@@ -26,7 +26,8 @@ from harness_http import (HttpHandler, HttpResponse, JsonBody, Receiver, Reply, 
                           standard_webhooks_key, standard_webhooks_signature, stop_http)
 from harness_procs import (LIVE, REPO_ROOT, SANITIZER_PATTERNS, ServerProcess, _register,  # noqa: F401
                            _unregister, closed_after, cpu_seconds, ferry_binary, file_size, free_port,
-                           project_version, read_file, sanitizer_reports, stop_process, tail_text, wait_until)
+                           project_version, read_file, remove_instance, sanitizer_reports, stop_process,
+                           tail_text, wait_until)
 from harness_prometheus import Sample, metric_value, metric_values, parse_prometheus  # noqa: F401
 from harness_servers import (EJABBERDCTL_CANDIDATES, Ejabberd, Prosody, XmppServer,  # noqa: F401
                              ejabberd_missing, ejabberdctl_path)

@@ -187,6 +187,20 @@ def cpu_seconds(pid):
 # ---------------------------------------------------------------- server processes
 
 
+def remove_instance(workdir, instance_dir, copies):
+    """Copies the (path, name) pairs into WORKDIR (what a failed test's report
+    shows), then removes INSTANCE_DIR and WORKDIR's "instance" link to it."""
+    for path, name in copies:
+        try:
+            shutil.copy(path, os.path.join(workdir, name))
+        except OSError:
+            pass
+    link = os.path.join(workdir, "instance")
+    if os.path.islink(link):
+        os.unlink(link)
+    shutil.rmtree(instance_dir, ignore_errors=True)
+
+
 class ServerProcess:
     """What the process runners (Prosody, Ejabberd, Ferry and
     irc_helpers.Ngircd) share: a process started in its own session in
@@ -276,12 +290,4 @@ class ServerProcess:
         into self.workdir, then removes the instance folder and its link."""
         if self.running():
             self.stop()
-        for path, name in copies:
-            try:
-                shutil.copy(path, os.path.join(self.workdir, name))
-            except OSError:
-                pass
-        link = os.path.join(self.workdir, "instance")
-        if os.path.islink(link):
-            os.unlink(link)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        remove_instance(self.workdir, self.dir, copies)

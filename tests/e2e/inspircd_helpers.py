@@ -316,15 +316,7 @@ class InspircdAnope:
             self.stop()
         keep = [self.ircd_conf, self.ircd_log, self.ircd_stdout, self.anope_stdout,
                 os.path.join(self.anope_dir, "services.conf")] + self.anope_logs()
-        for path in keep:
-            try:
-                shutil.copy(path, os.path.join(self.workdir, os.path.basename(path)))
-            except OSError:
-                pass
-        link = os.path.join(self.workdir, "instance")
-        if os.path.islink(link):
-            os.unlink(link)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        h.remove_instance(self.workdir, self.dir, [(p, os.path.basename(p)) for p in keep])
 
     # -- IRC side
 
