@@ -32,7 +32,7 @@ import tempfile
 import time
 
 import harness as h
-from irc_helpers import IrcClient
+from irc_helpers import IrcClient, socket_lines
 
 INSPIRCD_BIN = "/usr/sbin/inspircd"
 ANOPE_BIN = "/usr/sbin/anope"
@@ -328,28 +328,17 @@ class InspircdAnope:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
                 s.sendall(b"CAP LS 302\r\n")
-                buf = b""
-                done = False
-                while not done and time.monotonic() < deadline:
-                    s.settimeout(max(0.05, deadline - time.monotonic()))
-                    try:
-                        data = s.recv(65536)
-                    except socket.timeout:
+                s.settimeout(0.05)
+                for raw in socket_lines(s, lambda: time.monotonic() >= deadline):
+                    text = raw.decode("utf-8", "replace")
+                    parts = text.split(" ")
+                    # :server CAP * LS [*] :caps
+                    if len(parts) < 4 or parts[1] != "CAP" or parts[3] != "LS":
+                        continue
+                    trailing = text.split(" :", 1)[1] if " :" in text else ""
+                    caps.update(c.split("=", 1)[0] for c in trailing.split())
+                    if not (len(parts) > 4 and parts[4] == "*"):
                         break
-                    if not data:
-                        break
-                    buf += data
-                    while b"\n" in buf:
-                        raw, buf = buf.split(b"\n", 1)
-                        parts = raw.decode("utf-8", "replace").rstrip("\r").split(" ")
-                        # :server CAP * LS [*] :caps
-                        if len(parts) >= 4 and parts[1] == "CAP" and parts[3] == "LS":
-                            more = len(parts) > 4 and parts[4] == "*"
-                            text = raw.decode("utf-8", "replace").rstrip("\r")
-                            trailing = text.split(" :", 1)[1] if " :" in text else ""
-                            caps.update(c.split("=", 1)[0] for c in trailing.split())
-                            if not more:
-                                done = True
                 try:
                     s.sendall(b"QUIT\r\n")
                 except OSError:
