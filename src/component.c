@@ -1,5 +1,6 @@
 /* component.c: one [components.NAME]: builds its adapter, owns its link, and
  * implements the ferry_component_* API that adapters call. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,42 @@ static const ferry__xmpp_link_handlers_t link_handlers = {
     .stanza = on_link_stanza,
     .state = on_link_state,
 };
+
+/* ---- slots (PostgreSQL store): the link is up only while one is held ---- */
+
+static void on_slot_acquired(void *arg, int slot)
+{
+    (void)slot;
+    ferry_component_t *comp = arg;
+    if (comp->closed)
+        return; /* stopping: the link is closing */
+    ferry__xmpp_link_start(comp->link);
+    ferry__gateway_role_changed(comp->gw);
+}
+
+static void on_slot_lost(void *arg, const char *why)
+{
+    ferry_component_t *comp = arg;
+    if (comp->link)
+        ferry__xmpp_link_stop(comp->link, why);
+    ferry__gateway_role_changed(comp->gw);
+}
+
+static const ferry__slots_handlers_t slot_handlers = {
+    .acquired = on_slot_acquired,
+    .lost = on_slot_lost,
+};
+
+static void start_slots(ferry_component_t *comp)
+{
+    const ferry__slots_options_t o = {
+        .url = comp->gw->config->store_url,
+        .domain = comp->domain,
+        .scope = comp->name,
+        .slots = comp->nslots,
+    };
+    comp->slots = ferry__slots_start(comp->gw->loop, &o, &slot_handlers, comp);
+}
 
 ferry_component_t *ferry__component_new(gateway_t *gw, const component_config_t *cc)
 {
@@ -96,6 +133,7 @@ static void make_link(ferry_component_t *comp)
         .keepalive_interval = c->keepalive_interval,
     };
     comp->link = ferry__xmpp_link_new(gw->loop, gw->ctx, &opts, &link_handlers, comp);
+    comp->nslots = cc->slots;
     comp->cc = NULL; /* the config may be replaced by a reload */
     comp->xmpp_outbox = ferry__xmpp_outbox_new(gw->loop, gw->store, comp->name, comp->link);
     uv_timer_init(gw->loop, &comp->grace);
@@ -108,7 +146,10 @@ int ferry__component_start(ferry_component_t *comp)
     if (comp->adapter->start(comp->self) != 0)
         return -1;
     comp->started = 1;
-    ferry__xmpp_link_start(comp->link);
+    if (comp->gw->config->store_url)
+        start_slots(comp); /* links when it holds a slot */
+    else
+        ferry__xmpp_link_start(comp->link); /* SQLite: one instance, always active */
     return 0;
 }
 
@@ -122,6 +163,10 @@ static void on_link_closed(void *arg)
 {
     ferry_component_t *comp = arg;
     comp->link = NULL;
+    if (comp->slots) { /* the stream is closed: a standby may take the slot */
+        ferry__slots_close(comp->slots);
+        comp->slots = NULL;
+    }
     /* The store closes after the components: let go of it now. */
     ferry__xmpp_outbox_free(comp->xmpp_outbox);
     comp->xmpp_outbox = NULL;
@@ -191,6 +236,14 @@ void ferry__component_stats(const ferry_component_t *comp, component_stats_t *ou
     if (comp->xmpp_outbox)
         out->to_xmpp = ferry__xmpp_outbox_delivered(comp->xmpp_outbox);
     out->refused_invalid = comp->refused_invalid;
+    if (comp->slots) {
+        out->role = ferry__slots_role(comp->slots);
+        out->slot = ferry__slots_held(comp->slots);
+        ferry__slots_describe(comp->slots, out->role_text, sizeof out->role_text);
+    } else {
+        out->role = "active";
+        snprintf(out->role_text, sizeof out->role_text, "active");
+    }
     if (comp->gw->store)
         ferry__store_msg_counts(comp->gw->store, comp->name, &out->store);
 }

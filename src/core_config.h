@@ -14,6 +14,7 @@ typedef struct component_config {
     char *domain;
     char *secret;
     outbox_policy_t policy;
+    int slots;             /* slot locks for its link (PostgreSQL store): slots.h */
     const toml_node_t *table;
 } component_config_t;
 
@@ -40,6 +41,9 @@ typedef struct config {
     double keep_done;       /* seconds done and dead messages are kept */
 
     char **admins;          /* [admin] jids: bare JIDs or domains */
+
+    char *instance;         /* [cluster] instance: this process's name (default: host name) */
+    int slots;              /* [cluster] slots: the components' default */
 
     int log_level;
     int log_json;

@@ -3,6 +3,9 @@
  * order (adapters, then streams, then HTTP). */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
 
 #include "ferry/alloc.h"
 #include "alloc.h"
@@ -41,14 +44,53 @@ static int admin_requeue(void *arg, int64_t id)
     return gw->store ? ferry__store_msg_requeue(gw->store, id) : -1;
 }
 
+static const char *str_or(const json_t *v, const char *fallback)
+{
+    return json_is_string(v) ? json_string_value(v) : fallback;
+}
+
+/* "NAME (this one): host H, pid P", then "NAME: host H, pid P, seen S s ago:
+ * component role; ..." for each other instance. */
+static void admin_instances(void *arg, char *buf, size_t len)
+{
+    gateway_t *gw = arg;
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    size_t n = (size_t)snprintf(buf, len, "%s (this one): host %s, pid %ld\n", gw->instance, host,
+                                (long)getpid());
+    json_t *peers = gw->heartbeat ? ferry__heartbeat_peers(gw->heartbeat) : NULL;
+    const char *name;
+    json_t *p;
+    json_object_foreach(peers, name, p) {
+        if (n >= len)
+            break;
+        n += (size_t)snprintf(buf + n, len - n, "%s: host %s, pid %lld, %s %.0f s ago",
+                              name, str_or(json_object_get(p, "host"), "?"),
+                              (long long)json_integer_value(json_object_get(p, "pid")),
+                              json_is_true(json_object_get(p, "stopped")) ? "stopped" : "seen",
+                              json_real_value(json_object_get(p, "seen_ago")));
+        const char *comp;
+        json_t *role;
+        json_object_foreach(json_object_get(p, "roles"), comp, role) {
+            if (n < len)
+                n += (size_t)snprintf(buf + n, len - n, "; %s %s", comp, str_or(role, "?"));
+        }
+        if (n < len)
+            n += (size_t)snprintf(buf + n, len - n, "\n");
+    }
+    json_decref(peers);
+}
+
 gateway_t *ferry__gateway_new(uv_loop_t *loop, config_t *config)
 {
     gateway_t *gw = ferry_calloc(1, sizeof *gw);
     gw->loop = loop;
     gw->config = config;
+    gw->instance = ferry_strdup(config->instance);
     gw->ctx = xmpp_ctx_new(&ferry__alloc_xmpp_mem, NULL); /* out of memory: abort (ferry/alloc.h) */
     gw->http_client = ferry__http_client_new(loop);
-    gw->admin = (adhoc_ops_t){gw, admin_reload, admin_stats, admin_messages, admin_requeue};
+    gw->admin = (adhoc_ops_t){gw, admin_reload, admin_stats, admin_messages, admin_requeue,
+                           admin_instances};
     gw->components = ferry_calloc(config->ncomponents + 1, sizeof *gw->components);
     for (size_t i = 0; i < config->ncomponents; i++) {
         ferry_component_t *comp = ferry__component_new(gw, &config->components[i]);
@@ -71,6 +113,42 @@ static void on_prune(uv_timer_t *t)
         ferry_log_info("store", "pruned %d delivered or dead message(s) past keep_done", n);
 }
 
+const char *ferry__gateway_instance(const gateway_t *gw) { return gw->instance; }
+
+/* For the heartbeat: {component: role}. */
+static json_t *component_roles(void *arg)
+{
+    gateway_t *gw = arg;
+    json_t *roles = json_object();
+    for (size_t i = 0; i < gw->ncomponents; i++) {
+        component_stats_t st;
+        ferry__component_stats(gw->components[i], &st);
+        json_object_set_new(roles, gw->components[i]->name, json_string(st.role_text));
+    }
+    return roles;
+}
+
+void ferry__gateway_role_changed(gateway_t *gw)
+{
+    if (gw->heartbeat)
+        ferry__heartbeat_now(gw->heartbeat);
+}
+
+/* Slots need a store that several instances share. */
+static void start_cluster(gateway_t *gw)
+{
+    const config_t *c = gw->config;
+    if (c->store_url) {
+        gw->heartbeat = ferry__heartbeat_start(gw->loop, gw->store, gw->instance,
+                                               component_roles, gw);
+        return;
+    }
+    for (size_t i = 0; i < c->ncomponents; i++)
+        if (c->components[i].slots > 1)
+            ferry_log_warn(c->components[i].name, "slots = %d applies with a PostgreSQL store "
+                           "only (storage.url); one instance, always linked", c->components[i].slots);
+}
+
 int ferry__gateway_start(gateway_t *gw)
 {
     char err[1024];
@@ -84,6 +162,7 @@ int ferry__gateway_start(gateway_t *gw)
     uv_timer_init(gw->loop, &gw->prune);
     gw->prune.data = gw;
     uv_timer_start(&gw->prune, on_prune, 60 * 1000, 3600 * 1000);
+    start_cluster(gw);
     const http_server_limits_t limits = {
         .max_connections = (unsigned)gw->config->http_max_connections,
         .max_connections_per_ip = (unsigned)gw->config->http_max_connections_per_ip,
@@ -123,6 +202,10 @@ static void on_http_closed(void *arg) { one_closed(arg); }
 static void close_http(gateway_t *gw)
 {
     gw->closing = 1; /* held until both halves have been asked to close */
+    if (gw->heartbeat) {
+        ferry__heartbeat_stop(gw->heartbeat); /* "stopped", for the others */
+        gw->heartbeat = NULL;
+    }
     if (gw->store) {
         uv_close((uv_handle_t *)&gw->prune, NULL);
         ferry__store_close(gw->store);
@@ -173,6 +256,7 @@ void ferry__gateway_free(gateway_t *gw)
         ferry__http_client_close(gw->http_client, NULL, NULL);
     xmpp_ctx_free(gw->ctx);
     ferry__config_free(gw->config);
+    free(gw->instance);
     free(gw);
 }
 
@@ -213,6 +297,8 @@ static void compare_core(const config_t *old, const config_t *new)
     if (!same_or_null(old->store_path, new->store_path) ||
         !same_or_null(old->store_url, new->store_url))
         note_restart("[storage] path or url");
+    if (strcmp(old->instance, new->instance) != 0)
+        note_restart("[cluster] instance");
     for (size_t i = 0; i < new->ncomponents; i++) {
         const component_config_t *cc = &new->components[i];
         const component_config_t *was = find_component(old, cc->name);
@@ -221,8 +307,8 @@ static void compare_core(const config_t *old, const config_t *new)
             snprintf(what, sizeof what, "component '%s' (new)", cc->name);
             note_restart(what);
         } else if (strcmp(was->adapter, cc->adapter) != 0 || strcmp(was->domain, cc->domain) != 0 ||
-                   strcmp(was->secret, cc->secret) != 0) {
-            snprintf(what, sizeof what, "component '%s' adapter/domain/secret", cc->name);
+                   strcmp(was->secret, cc->secret) != 0 || was->slots != cc->slots) {
+            snprintf(what, sizeof what, "component '%s' adapter/domain/secret/slots", cc->name);
             note_restart(what);
         }
     }

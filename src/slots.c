@@ -1,0 +1,322 @@
+/* slots.c: a component's slot locks (slots.h) on PostgreSQL session
+ * advisory locks, waited for on the loop.
+ *
+ * Why locks in PostgreSQL: the store is already shared, and a session lock
+ * dies with its session. When the holder is killed, PostgreSQL ends its
+ * session at once and hands the lock to the next waiter, so a standby
+ * takes over within milliseconds plus the XMPP handshake, with no polling
+ * and no timeout to tune.
+ *
+ * How: a standby opens one connection per slot and sends
+ * `SELECT pg_advisory_lock(key, k)` on each (PQsendQuery, the socket
+ * watched with uv_poll). The first answer wins: that connection is kept
+ * (it holds the lock for as long as it lives) and the others are closed,
+ * which gives up their waits or any second slot they got at the same time.
+ * The held connection is watched for its end: a lost connection means the
+ * slot may already be someone else's, so the link is cut at once and the
+ * wait starts again after a backoff. Nothing here runs on the store's
+ * connection: a lock wait never holds up a statement. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "ferry/alloc.h"
+#include "ferry/backoff.h"
+#include "ferry/log.h"
+#include "slots.h"
+
+typedef struct slot_conn {
+    ferry__slots_t *owner;
+    PGconn *pg;
+    uv_poll_t *watch; /* heap: it is freed from the loop after uv_close() */
+    uv_os_sock_t fd;
+    int slot;
+    int locking; /* connected, the lock query sent */
+} slot_conn_t;
+
+struct ferry__slots {
+    uv_loop_t *loop;
+    char *url, *domain, *scope;
+    int n, key;
+    slot_conn_t **conns; /* one per slot while waiting; the held one after */
+    int held;            /* -1: none */
+    unsigned failures;   /* since the last slot held: the backoff */
+    uv_timer_t retry;
+    ferry__slots_handlers_t h;
+    void *arg;
+    char last_error[256];
+};
+
+/* FNV-1a: a key that every ferry computes alike for a domain. */
+int ferry__slots_key(const char *domain)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = "ferry slots "; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    for (const char *p = domain; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return (int)(int32_t)h;
+}
+
+/* ---- one connection ---- */
+
+static void on_watch_closed(uv_handle_t *h) { free(h); }
+
+static void conn_close(slot_conn_t *c)
+{
+    if (c->watch)
+        uv_close((uv_handle_t *)c->watch, on_watch_closed);
+    PQfinish(c->pg); /* ends the session: its lock or its wait with it */
+    free(c);
+}
+
+static void close_all(ferry__slots_t *s, const slot_conn_t *keep)
+{
+    for (int k = 0; k < s->n; k++)
+        if (s->conns[k] && s->conns[k] != keep) {
+            conn_close(s->conns[k]);
+            s->conns[k] = NULL;
+        }
+}
+
+static void on_ready(uv_poll_t *w, int status, int events);
+
+static void watch(slot_conn_t *c, int events)
+{
+    uv_os_sock_t fd = PQsocket(c->pg);
+    if (c->watch && c->fd != fd) { /* libpq moved on to the next address */
+        uv_close((uv_handle_t *)c->watch, on_watch_closed);
+        c->watch = NULL;
+    }
+    if (!c->watch) {
+        c->watch = ferry_malloc(sizeof *c->watch);
+        uv_poll_init_socket(c->owner->loop, c->watch, fd);
+        c->watch->data = c;
+        c->fd = fd;
+    }
+    uv_poll_start(c->watch, events, on_ready);
+}
+
+/* Keepalives: a lock connection is idle for hours, and a PostgreSQL host
+ * that vanishes without a reset must still be noticed (in about 11 s). */
+static const char *const conn_keys[] = {
+    "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "application_name", "dbname", NULL};
+
+static slot_conn_t *conn_open(ferry__slots_t *s, int slot)
+{
+    const char *const values[] = {"10", "1", "5", "2", "3", "ferry-slots", s->url, NULL};
+    PGconn *pg = PQconnectStartParams(conn_keys, values, 1);
+    if (!pg || PQstatus(pg) == CONNECTION_BAD) {
+        snprintf(s->last_error, sizeof s->last_error, "%s",
+                 pg ? PQerrorMessage(pg) : "out of memory");
+        PQfinish(pg);
+        return NULL;
+    }
+    slot_conn_t *c = ferry_calloc(1, sizeof *c);
+    c->owner = s;
+    c->pg = pg;
+    c->slot = slot;
+    watch(c, UV_WRITABLE);
+    return c;
+}
+
+/* ---- the wait ---- */
+
+static void open_all(ferry__slots_t *s);
+
+static void on_retry(uv_timer_t *t) { open_all(t->data); }
+
+/* Every connection goes; the wait starts again after a backoff. */
+static void fail(ferry__slots_t *s, const char *why)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "%.*s", (int)strcspn(why, "\n"), why);
+    int had = s->held;
+    close_all(s, NULL);
+    s->held = -1;
+    snprintf(s->last_error, sizeof s->last_error, "%s", msg);
+    uint64_t delay = ferry_backoff_ms(s->failures, 500, 10000);
+    if (s->failures < 16)
+        s->failures++;
+    if (had >= 0)
+        ferry_log_error(s->scope, "lost slot %d of %s (its PostgreSQL connection: %s); "
+                        "unlinking, waiting for a slot again in %.1f s",
+                        had, s->domain, msg, (double)delay / 1000);
+    else
+        ferry_log_warn(s->scope, "cannot wait for a slot of %s: %s; retrying in %.1f s",
+                       s->domain, msg, (double)delay / 1000);
+    uv_timer_start(&s->retry, on_retry, delay, 0);
+    if (had >= 0)
+        s->h.lost(s->arg, "slot lock lost");
+}
+
+static void open_all(ferry__slots_t *s)
+{
+    for (int k = 0; k < s->n; k++) {
+        s->conns[k] = conn_open(s, k);
+        if (!s->conns[k]) {
+            fail(s, s->last_error);
+            return;
+        }
+    }
+}
+
+static void got_slot(ferry__slots_t *s, slot_conn_t *c)
+{
+    if (s->held >= 0) { /* a second slot freed at the same moment: give it up */
+        s->conns[c->slot] = NULL;
+        conn_close(c);
+        return;
+    }
+    s->held = c->slot;
+    s->failures = 0;
+    s->last_error[0] = 0;
+    close_all(s, c);
+    watch(c, UV_READABLE); /* for its end only */
+    ferry_log_info(s->scope, "holding slot %d of %d for %s: linking", c->slot, s->n, s->domain);
+    s->h.acquired(s->arg, c->slot);
+}
+
+/* Every statement of the lock query: the SETs, then the lock, whose one
+ * row comes once it is granted. */
+static void read_results(slot_conn_t *c)
+{
+    ferry__slots_t *s = c->owner;
+    if (!PQconsumeInput(c->pg) || PQstatus(c->pg) == CONNECTION_BAD) {
+        fail(s, PQerrorMessage(c->pg));
+        return;
+    }
+    int granted = 0;
+    while (!PQisBusy(c->pg)) {
+        PGresult *r = PQgetResult(c->pg);
+        if (!r)
+            break;
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_TUPLES_OK)
+            granted = 1;
+        else if (st != PGRES_COMMAND_OK) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+            PQclear(r);
+            fail(s, msg);
+            return;
+        }
+        PQclear(r);
+    }
+    if (granted && c->locking) {
+        c->locking = 0;
+        got_slot(s, c);
+    }
+}
+
+/* Connected: the session may not time out its wait or its idleness (the
+ * database's defaults might), then the lock. */
+static void send_lock(slot_conn_t *c)
+{
+    ferry__slots_t *s = c->owner;
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SET statement_timeout = 0; SET lock_timeout = 0; %s"
+             "SELECT pg_advisory_lock(%d, %d)",
+             PQserverVersion(c->pg) >= 140000 ? "SET idle_session_timeout = 0; " : "", s->key,
+             c->slot);
+    if (PQsetnonblocking(c->pg, 1) != 0 || !PQsendQuery(c->pg, sql)) {
+        fail(s, PQerrorMessage(c->pg));
+        return;
+    }
+    c->locking = 1;
+    int more = PQflush(c->pg);
+    if (more < 0)
+        fail(s, PQerrorMessage(c->pg));
+    else
+        watch(c, more ? UV_READABLE | UV_WRITABLE : UV_READABLE);
+}
+
+static void on_ready(uv_poll_t *w, int status, int events)
+{
+    slot_conn_t *c = w->data;
+    ferry__slots_t *s = c->owner;
+    if (status < 0) {
+        fail(s, uv_strerror(status));
+        return;
+    }
+    if (!c->locking && s->held != c->slot) { /* connecting */
+        switch (PQconnectPoll(c->pg)) {
+        case PGRES_POLLING_READING: watch(c, UV_READABLE); return;
+        case PGRES_POLLING_WRITING: watch(c, UV_WRITABLE); return;
+        case PGRES_POLLING_OK: send_lock(c); return;
+        default: fail(s, PQerrorMessage(c->pg)); return;
+        }
+    }
+    if (events & UV_WRITABLE) {
+        int more = PQflush(c->pg);
+        if (more < 0) {
+            fail(s, PQerrorMessage(c->pg));
+            return;
+        }
+        if (!more)
+            watch(c, UV_READABLE);
+    }
+    if (events & UV_READABLE)
+        read_results(c);
+}
+
+/* ---- the API ---- */
+
+ferry__slots_t *ferry__slots_start(uv_loop_t *loop, const ferry__slots_options_t *o,
+                                   const ferry__slots_handlers_t *h, void *arg)
+{
+    ferry__slots_t *s = ferry_calloc(1, sizeof *s);
+    s->loop = loop;
+    s->url = ferry_strdup(o->url);
+    s->domain = ferry_strdup(o->domain);
+    s->scope = ferry_strdup(o->scope);
+    s->n = o->slots;
+    s->key = ferry__slots_key(o->domain);
+    s->conns = ferry_calloc((size_t)s->n, sizeof *s->conns);
+    s->held = -1;
+    s->h = *h;
+    s->arg = arg;
+    uv_timer_init(loop, &s->retry);
+    s->retry.data = s;
+    ferry_log_info(s->scope, "waiting for one of %d slot(s) of %s in PostgreSQL", s->n, s->domain);
+    open_all(s);
+    return s;
+}
+
+int ferry__slots_held(const ferry__slots_t *s) { return s->held; }
+
+const char *ferry__slots_role(const ferry__slots_t *s)
+{
+    return s->held >= 0 ? "active" : s->last_error[0] ? "unreachable" : "standby";
+}
+
+void ferry__slots_describe(const ferry__slots_t *s, char *buf, size_t len)
+{
+    if (s->held >= 0)
+        snprintf(buf, len, "active (slot %d of %d)", s->held, s->n);
+    else if (s->last_error[0])
+        snprintf(buf, len, "no slot: PostgreSQL unreachable (%s)", s->last_error);
+    else
+        snprintf(buf, len, "standby (%d slot(s) held elsewhere)", s->n);
+}
+
+static void on_retry_closed(uv_handle_t *h)
+{
+    ferry__slots_t *s = h->data;
+    free(s->conns);
+    free(s->url);
+    free(s->domain);
+    free(s->scope);
+    free(s);
+}
+
+void ferry__slots_close(ferry__slots_t *s)
+{
+    close_all(s, NULL);
+    uv_close((uv_handle_t *)&s->retry, on_retry_closed);
+}
