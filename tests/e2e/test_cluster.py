@@ -90,7 +90,8 @@ def kill(f):
 def probe_until_through(clients, recv, tag, timeout):
     """Each client sends "TAG-USER-N" every 20 ms until one of its probes
     reaches the webhook. Returns ({user: seconds until its first probe
-    arrived}, {user: probes sent}, every (user, body, id) sent)."""
+    arrived}, {user: probes sent}, every (user, body, id, wall-clock time
+    sent))."""
     t0 = time.time()
     arrived, sent, bodies = {}, {c.jid: 0 for c in clients}, []
     end = time.monotonic() + timeout
@@ -99,10 +100,10 @@ def probe_until_through(clients, recv, tag, timeout):
             if c.jid not in arrived:
                 body = "%s-%s-%d" % (tag, c.jid.split("@")[0], sent[c.jid])
                 sent[c.jid] += 1
-                bodies.append((c.jid, body, c.send_message(ALERTS, body)))
+                bodies.append((c.jid, body, c.send_message(ALERTS, body), time.time()))
         time.sleep(PROBE_EVERY)
         got = {jbody(r).get("body") for r in recv.requests("/alerts")}
-        for jid, body, _ in bodies:
+        for jid, body, _, _ in bodies:
             if jid not in arrived and body in got:
                 arrived[jid] = time.time() - t0
     missing = [c.jid for c in clients if c.jid not in arrived]
@@ -153,18 +154,25 @@ def test_prosody_failover_standby_takes_the_component(testbed, pg):
     assert role(beta) == "active"
 
     # In the window Prosody bounced what alice sent: each probe arrived or
-    # came back to her as an error, none lost.
-    def accounted():
+    # came back to her as an error; none was lost but what Prosody wrote to
+    # the dead connection before it saw it close (sent before the standby
+    # linked).
+    def unaccounted():
         got = delivered_bodies(recv)
         bounced = {m.id for m in alice.messages(lambda s: s.type == "error")}
-        return all(b in got or i in bounced for _, b, i in bodies)
-    h.wait_until(accounted, 10, what="every probe delivered or bounced")
+        return [(b, t) for _, b, i, t in bodies if b not in got and i not in bounced]
+    h.wait_until(lambda: all(t < killed_at + linked for _, t in unaccounted()), 10,
+                 what="every probe sent after the standby linked delivered or bounced")
+    time.sleep(0.5)
+    lost = unaccounted()
+    assert all(t < killed_at + linked for _, t in lost), (lost, killed_at, linked)
     # Prosody 0.12 says remote-server-timeout, "Component unavailable", for
     # a component that was linked (service-unavailable for one never linked)
     bounced = alice.messages(lambda s: s.type == "error")
     assert all(m.error_condition in ("remote-server-timeout", "service-unavailable") for m in bounced), bounced
-    print("Prosody failover: %d probe(s) bounced in the window (%s)" % (
-        len(bounced), ", ".join(sorted({"%s %r" % (m.error_condition, m.error_text) for m in bounced}))))
+    print("Prosody failover: %d probe(s) bounced in the window (%s), %d lost in flight at the kill" % (
+        len(bounced), ", ".join(sorted({"%s %r" % (m.error_condition, m.error_text) for m in bounced})),
+        len(lost)))
 
     # The killed instance comes back as the standby.
     alpha.start()
@@ -256,7 +264,7 @@ def test_ejabberd_failover_two_active_and_a_standby(testbed, pg):
         recv.wait("/alerts", timeout=5, pred=lambda r, c=c: jbody(r).get("body") == "unaffected " + c.jid)
     time.sleep(1)  # what was still on its way
     got = delivered_bodies(recv)
-    lost = [b for _, b, _ in bodies if b not in got]
+    lost = [b for _, b, _, _ in bodies if b not in got]
     print("ejabberd failover: standby linked %.3f s after SIGKILL; first message of the dead slot's "
           "users through after %.3f s, all of them after %.3f s; %d of %d probe(s) sent %d ms apart "
           "dropped silently by ejabberd in the window" % (linked, window, everyone, len(lost), len(bodies),
