@@ -7,9 +7,11 @@
  * takes over within milliseconds plus the XMPP handshake, with no polling
  * and no timeout to tune.
  *
- * How: a standby opens one connection per slot and sends
- * `SELECT pg_advisory_lock(key, k)` on each (PQsendQuery, the socket
- * watched with uv_poll). The first answer wins: that connection is kept
+ * How: an instance opens one connection per slot and tries each lock
+ * (pg_try_advisory_lock(key, k)); a slot held elsewhere is then waited for
+ * with `SELECT pg_advisory_lock(key, k)` (PQsendQuery, the socket watched
+ * with uv_poll). An instance is a standby once every slot is known to be
+ * held elsewhere. The first lock granted wins: that connection is kept
  * (it holds the lock for as long as it lives) and the others are closed,
  * which gives up their waits or any second slot they got at the same time.
  * The held connection is watched for its end: a lost connection means the
@@ -34,7 +36,8 @@ typedef struct slot_conn {
     uv_poll_t *watch; /* heap: it is freed from the loop after uv_close() */
     uv_os_sock_t fd;
     int slot;
-    int locking; /* connected, the lock query sent */
+    enum { CONNECTING, TRYING, WAITING, HOLDING } phase;
+    int free_now; /* TRYING: the try got the lock */
 } slot_conn_t;
 
 struct ferry__slots {
@@ -173,6 +176,7 @@ static void got_slot(ferry__slots_t *s, slot_conn_t *c)
         return;
     }
     s->held = c->slot;
+    c->phase = HOLDING;
     s->failures = 0;
     s->last_error[0] = 0;
     close_all(s, c);
@@ -181,8 +185,43 @@ static void got_slot(ferry__slots_t *s, slot_conn_t *c)
     s->h.acquired(s->arg, c->slot);
 }
 
-/* Every statement of the lock query: the SETs, then the lock, whose one
- * row comes once it is granted. */
+/* Every slot known to be held elsewhere: a standby. */
+static int all_waiting(const ferry__slots_t *s)
+{
+    for (int k = 0; k < s->n; k++)
+        if (!s->conns[k] || s->conns[k]->phase != WAITING)
+            return 0;
+    return 1;
+}
+
+static void send_sql(slot_conn_t *c, const char *sql)
+{
+    if (!PQsendQuery(c->pg, sql)) {
+        fail(c->owner, PQerrorMessage(c->pg));
+        return;
+    }
+    int more = PQflush(c->pg);
+    if (more < 0)
+        fail(c->owner, PQerrorMessage(c->pg));
+    else
+        watch(c, more ? UV_READABLE | UV_WRITABLE : UV_READABLE);
+}
+
+/* The try came back "held elsewhere": wait for that slot. */
+static void send_wait(slot_conn_t *c)
+{
+    ferry__slots_t *s = c->owner;
+    char sql[80];
+    snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(%d, %d)", s->key, c->slot);
+    c->phase = WAITING;
+    send_sql(c, sql);
+    if (s->held < 0 && all_waiting(s))
+        ferry_log_info(s->scope, "standby: the %d slot(s) of %s are held elsewhere", s->n,
+                       s->domain);
+}
+
+/* Every statement of the query sent: the SETs, then the try (one row, t
+ * or f) or the wait (one row, once the lock is granted). */
 static void read_results(slot_conn_t *c)
 {
     ferry__slots_t *s = c->owner;
@@ -190,15 +229,16 @@ static void read_results(slot_conn_t *c)
         fail(s, PQerrorMessage(c->pg));
         return;
     }
-    int granted = 0;
+    int answered = 0;
     while (!PQisBusy(c->pg)) {
         PGresult *r = PQgetResult(c->pg);
         if (!r)
             break;
         ExecStatusType st = PQresultStatus(r);
-        if (st == PGRES_TUPLES_OK)
-            granted = 1;
-        else if (st != PGRES_COMMAND_OK) {
+        if (st == PGRES_TUPLES_OK) {
+            answered = 1;
+            c->free_now = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        } else if (st != PGRES_COMMAND_OK) {
             char msg[256];
             snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
             PQclear(r);
@@ -207,36 +247,34 @@ static void read_results(slot_conn_t *c)
         }
         PQclear(r);
     }
-    if (granted && c->locking) {
-        c->locking = 0;
+    if (!answered || PQisBusy(c->pg))
+        return;
+    if (c->phase == WAITING || (c->phase == TRYING && c->free_now))
         got_slot(s, c);
-    }
+    else if (c->phase == TRYING)
+        send_wait(c);
 }
 
 /* Connected: the session may not time out its wait or its idleness (the
  * database's defaults might); the server probes the connection as we do,
  * so that the lock of a host that vanished without a reset is freed in
- * about 11 s rather than after the system's 2 hours; then the lock. */
-static void send_lock(slot_conn_t *c)
+ * about 11 s rather than after the system's 2 hours; then the try. */
+static void send_try(slot_conn_t *c)
 {
     ferry__slots_t *s = c->owner;
     char sql[400];
     snprintf(sql, sizeof sql,
              "SET statement_timeout = 0; SET lock_timeout = 0; %s"
              "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
-             " SET tcp_keepalives_count = 3; SELECT pg_advisory_lock(%d, %d)",
+             " SET tcp_keepalives_count = 3; SELECT pg_try_advisory_lock(%d, %d)",
              PQserverVersion(c->pg) >= 140000 ? "SET idle_session_timeout = 0; " : "", s->key,
              c->slot);
-    if (PQsetnonblocking(c->pg, 1) != 0 || !PQsendQuery(c->pg, sql)) {
+    if (PQsetnonblocking(c->pg, 1) != 0) {
         fail(s, PQerrorMessage(c->pg));
         return;
     }
-    c->locking = 1;
-    int more = PQflush(c->pg);
-    if (more < 0)
-        fail(s, PQerrorMessage(c->pg));
-    else
-        watch(c, more ? UV_READABLE | UV_WRITABLE : UV_READABLE);
+    c->phase = TRYING;
+    send_sql(c, sql);
 }
 
 static void on_ready(uv_poll_t *w, int status, int events)
@@ -247,11 +285,11 @@ static void on_ready(uv_poll_t *w, int status, int events)
         fail(s, uv_strerror(status));
         return;
     }
-    if (!c->locking && s->held != c->slot) { /* connecting */
+    if (c->phase == CONNECTING) {
         switch (PQconnectPoll(c->pg)) {
         case PGRES_POLLING_READING: watch(c, UV_READABLE); return;
         case PGRES_POLLING_WRITING: watch(c, UV_WRITABLE); return;
-        case PGRES_POLLING_OK: send_lock(c); return;
+        case PGRES_POLLING_OK: send_try(c); return;
         default: fail(s, PQerrorMessage(c->pg)); return;
         }
     }
@@ -295,17 +333,22 @@ int ferry__slots_held(const ferry__slots_t *s) { return s->held; }
 
 const char *ferry__slots_role(const ferry__slots_t *s)
 {
-    return s->held >= 0 ? "active" : s->last_error[0] ? "unreachable" : "standby";
+    return s->held >= 0       ? "active"
+           : all_waiting(s)   ? "standby"
+           : s->last_error[0] ? "unreachable"
+                              : "starting";
 }
 
 void ferry__slots_describe(const ferry__slots_t *s, char *buf, size_t len)
 {
     if (s->held >= 0)
         snprintf(buf, len, "active (slot %d of %d)", s->held, s->n);
+    else if (all_waiting(s))
+        snprintf(buf, len, "standby (%d slot(s) held elsewhere)", s->n);
     else if (s->last_error[0])
         snprintf(buf, len, "no slot: PostgreSQL unreachable (%s)", s->last_error);
     else
-        snprintf(buf, len, "standby (%d slot(s) held elsewhere)", s->n);
+        snprintf(buf, len, "starting (asking PostgreSQL for a slot)");
 }
 
 static void on_retry_closed(uv_handle_t *h)

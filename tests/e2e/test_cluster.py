@@ -133,7 +133,8 @@ def test_prosody_failover_standby_takes_the_component(testbed, pg):
     wait_role(beta, "standby")
     assert health(beta)["status"] == "standby", health(beta)
     # every log line names its instance
-    beta.wait_log(r"^\S+ info beta \[hooks\] waiting for one of 1 slot", flags=re.M)
+    beta.wait_log(r"^\S+ info beta \[hooks\] standby: the 1 slot\(s\) of hooks.localhost are held elsewhere",
+                  flags=re.M)
     # each lists the other, seen within a heartbeat or two
     h.wait_until(lambda: "alpha" in health(beta).get("instances", {}), 10, what="alpha in beta's /healthz")
     peer = health(beta)["instances"]["alpha"]
@@ -183,9 +184,11 @@ def test_prosody_failover_standby_takes_the_component(testbed, pg):
     recv.wait("/alerts", timeout=10, pred=lambda r: jbody(r).get("body") == "after the restart")
 
 
-def test_standby_that_cannot_reach_postgresql_is_not_healthy(testbed, pg):
-    """An instance whose database is unreachable holds no slot and does not
-    link; /healthz says so (503, the reason), and it links once it can."""
+def test_lost_lock_connection_unlinks_then_links_again(testbed, pg):
+    """The instance name and role in /metrics; when the connection holding
+    the slot's lock is cut from the database side, the instance cuts its
+    link (it can no longer prove it holds the slot), waits for a slot again
+    and links once it has it."""
     tb = testbed
     prosody = tb.prosody(components={DOMAIN: SECRET})
     recv = tb.receiver()
