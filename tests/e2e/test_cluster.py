@@ -28,18 +28,11 @@ DOMAIN = "hooks.localhost"
 SECRET = "comp-secret-Cl77-qa"
 TOKEN = "tok-cluster-Rt31-pv"
 ALERTS = "alerts@" + DOMAIN
-WINDOW_MAX = 5.0
-PROBE_EVERY = 0.02  # seconds between two probes of one user  # issue 14: a slot is empty for at most 5 s after a SIGKILL
+WINDOW_MAX = 5.0  # issue 14: a slot is empty for at most 5 s after a SIGKILL
+PROBE_EVERY = 0.02  # seconds between two probes of one user
 
-pytestmark = pytest.mark.skipif(pg_helpers.missing() is not None,
-                                reason="no PostgreSQL: %s" % pg_helpers.missing())
-
-
-@pytest.fixture(scope="module")
-def pg():
-    server = pg_helpers.Postgres().start()
-    yield server
-    server.stop()
+pytestmark = pg_helpers.NEEDS_POSTGRESQL
+pg = pg_helpers.pg  # the module's server
 
 
 def component(recv, slots):
