@@ -68,9 +68,16 @@ static void on_slot_lost(void *arg, const char *why)
     ferry__gateway_role_changed(comp->gw);
 }
 
+static void on_slot_standby(void *arg)
+{
+    ferry_component_t *comp = arg;
+    ferry__gateway_role_changed(comp->gw);
+}
+
 static const ferry__slots_handlers_t slot_handlers = {
     .acquired = on_slot_acquired,
     .lost = on_slot_lost,
+    .standby = on_slot_standby,
 };
 
 static void start_slots(ferry_component_t *comp)

@@ -215,9 +215,11 @@ static void send_wait(slot_conn_t *c)
     snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(%d, %d)", s->key, c->slot);
     c->phase = WAITING;
     send_sql(c, sql);
-    if (s->held < 0 && all_waiting(s))
+    if (s->held < 0 && all_waiting(s)) {
         ferry_log_info(s->scope, "standby: the %d slot(s) of %s are held elsewhere", s->n,
                        s->domain);
+        s->h.standby(s->arg);
+    }
 }
 
 /* Every statement of the query sent: the SETs, then the try (one row, t

@@ -23,6 +23,7 @@ typedef struct ferry__slots_options {
 typedef struct ferry__slots_handlers {
     void (*acquired)(void *arg, int slot); /* link now */
     void (*lost)(void *arg, const char *why); /* unlink now: the lock is gone */
+    void (*standby)(void *arg); /* every slot is known to be held elsewhere */
 } ferry__slots_handlers_t;
 
 /* Starts waiting for a slot (on connections of its own, never the store's).

@@ -43,10 +43,12 @@ def component(recv, slots):
 
 
 def instance(tb, server, name, url, recv, slots=1):
-    """A ferry called NAME on the shared database; returned once /healthz
-    answers 200 (an active instance and a standby both do)."""
+    """A ferry called NAME on the shared database (alice its admin);
+    returned once /healthz answers 200 (an active instance and a standby
+    both do)."""
     f = tb.linked_ferry(server, {"hooks": component(recv, slots)}, storage={"url": url},
-                        cluster={"instance": name}, name="ferry-" + name, wait_up=False)
+                        cluster={"instance": name}, admin={"jids": ["alice@localhost"]},
+                        name="ferry-" + name, wait_up=False)
     f.wait_healthz(200, timeout=20)
     return f
 
@@ -175,6 +177,15 @@ def test_prosody_failover_standby_takes_the_component(testbed, pg):
     assert role(beta) == "active"
     alice.send_message(ALERTS, "after the restart")
     recv.wait("/alerts", timeout=10, pred=lambda r: jbody(r).get("body") == "after the restart")
+
+    # The admins' status command (answered by the active instance) names
+    # both and their roles.
+    st = alice.iq(DOMAIN, "set", "<command xmlns='http://jabber.org/protocol/commands' node='status' "
+                  "action='execute'/>")
+    assert st.type == "result", st
+    assert re.search(r"beta \(this one\): host \S+, pid %d" % beta.pid, st.xml()), st.xml()
+    assert re.search(r"alpha: host \S+, pid %d, seen \d+ s ago; hooks standby" % alpha.pid, st.xml()), st.xml()
+    assert "hooks (webhook, hooks.localhost): active (slot 0 of 1), link up" in st.xml(), st.xml()
 
 
 def test_lost_lock_connection_unlinks_then_links_again(testbed, pg):
