@@ -138,6 +138,7 @@ static void make_link(ferry_component_t *comp)
         .ping_interval = c->ping_interval,
         .ping_timeout = c->ping_timeout,
         .keepalive_interval = c->keepalive_interval,
+        .slots = c->store_url ? cc->slots : 1, /* SQLite: one instance */
     };
     comp->link = ferry__xmpp_link_new(gw->loop, gw->ctx, &opts, &link_handlers, comp);
     comp->nslots = cc->slots;

@@ -47,6 +47,7 @@ struct ferry__xmpp_link {
     xmpp_ctx_t *ctx;
     char *host, *domain, *secret, *scope, *ping_to;
     int port;
+    int slots;
     size_t queue_size, max_stanza_size;
     uint64_t ping_interval_ms, ping_timeout_ms, keepalive_ms;
     ferry__xmpp_link_handlers_t h;
@@ -56,6 +57,7 @@ struct ferry__xmpp_link {
     conn_t *conn;
     unsigned attempt;
     char ping_id[80];
+    char ping_target[300];       /* see find_ping_target(); "" while unknown */
     char id_secret[33];          /* see new_id_secret() */
     unsigned long long id_seq;
     uint64_t last_write;
@@ -215,10 +217,11 @@ static void next_id(ferry__xmpp_link_t *link, char *buf, size_t len, const char 
     snprintf(buf, len, "%s%s-%llu", prefix, link->id_secret, ++link->id_seq);
 }
 
-/* Whether ST is the server's answer to our iq ID: the id alone is not
- * enough, since a user can send an iq with any id to the component; the
- * answer comes from the server's domain, of type result or error. */
-static int server_answer(const ferry__xmpp_link_t *link, xmpp_stanza_t *st, const char *id)
+/* Whether ST is the server's answer to our iq ID sent to FROM: the id
+ * alone is not enough, since a user can send an iq with any id to the
+ * component; the answer comes from where the iq went (the server's domain,
+ * or for pings, ping_target), of type result or error. */
+static int answer_from(xmpp_stanza_t *st, const char *id, const char *from_jid)
 {
     const char *name = xmpp_stanza_get_name(st);
     const char *sid = xmpp_stanza_get_id(st);
@@ -226,7 +229,12 @@ static int server_answer(const ferry__xmpp_link_t *link, xmpp_stanza_t *st, cons
     const char *from = xmpp_stanza_get_from(st);
     return id[0] && name && strcmp(name, "iq") == 0 && sid && strcmp(sid, id) == 0 && type &&
            (strcmp(type, "result") == 0 || strcmp(type, "error") == 0) && from &&
-           strcasecmp(from, link->ping_to) == 0;
+           strcasecmp(from, from_jid) == 0;
+}
+
+static int server_answer(const ferry__xmpp_link_t *link, xmpp_stanza_t *st, const char *id)
+{
+    return answer_from(st, id, link->ping_to);
 }
 
 int ferry__xmpp_link_barrier(ferry__xmpp_link_t *link, void (*cb)(void *arg, int ok), void *arg)
@@ -455,6 +463,74 @@ static void link_up(conn_t *conn)
     queue_flush(link);
     if (link->h.state)
         link->h.state(link->arg, 1);
+    if (link->slots > 1 && link->state == LINK_UP)
+        send_ping(&link->ping_timer); /* find this connection's ping target now */
+}
+
+/* ---- pings ---- */
+
+/* With the domain spread over several connections (slots > 1, ejabberd's
+ * bare_source), the answer to a ping of the server's domain goes to the
+ * connection that domain hashes to, whichever asked: every other
+ * connection would miss its answers and drop the link. So the first ping
+ * of a connection is a round of probes to made-up accounts
+ * ("ferry-ping-N@server": the server answers for an account, existing or
+ * not, from that JID), PROBES_PER_SLOT per slot; the first answer to come
+ * back on this connection names the JID its pings go to from then on. */
+#define PROBES_PER_SLOT 8
+#define MAX_PROBES 256
+
+static void send_probes(ferry__xmpp_link_t *link)
+{
+    int n = link->slots * PROBES_PER_SLOT;
+    for (int i = 0; i < n && i < MAX_PROBES && link->state == LINK_UP; i++) {
+        char buf[600];
+        snprintf(buf, sizeof buf,
+                 "<iq type='get' id='%s-%d' from='%s' to='ferry-ping-%d@%s'>"
+                 "<ping xmlns='urn:xmpp:ping'/></iq>",
+                 link->ping_id, i, link->domain, i, link->ping_to);
+        conn_write_str(link->conn, buf);
+    }
+}
+
+/* ST answers probe N of the round under way: "ferry-ping-N@server" becomes
+ * the target. */
+static int probe_answered(ferry__xmpp_link_t *link, xmpp_stanza_t *st)
+{
+    const char *id = xmpp_stanza_get_id(st);
+    size_t n = strlen(link->ping_id);
+    if (!id || strncmp(id, link->ping_id, n) != 0 || id[n] != '-' || !id[n + 1] ||
+        strspn(id + n + 1, "0123456789") != strlen(id + n + 1) || strlen(id + n + 1) > 3)
+        return 0;
+    char jid[300];
+    snprintf(jid, sizeof jid, "ferry-ping-%s@%s", id + n + 1, link->ping_to);
+    if (!answer_from(st, id, jid))
+        return 0;
+    snprintf(link->ping_target, sizeof link->ping_target, "%s", jid);
+    ferry_log_debug(link->scope, "pings go to %s: its answers come back on this connection", jid);
+    return 1;
+}
+
+static int ping_answered(ferry__xmpp_link_t *link, xmpp_stanza_t *st)
+{
+    if (!link->ping_id[0])
+        return 0;
+    if (link->slots > 1 && !link->ping_target[0])
+        return probe_answered(link, st);
+    return answer_from(st, link->ping_id,
+                       link->ping_target[0] ? link->ping_target : link->ping_to);
+}
+
+/* An answer to one of this connection's pings (its ids carry the
+ * connection's secret), late or one of several probes. */
+static int own_ping_answer(const ferry__xmpp_link_t *link, xmpp_stanza_t *st)
+{
+    const char *id = xmpp_stanza_get_id(st), *type = xmpp_stanza_get_type(st);
+    const char *name = xmpp_stanza_get_name(st);
+    return id && type && name && strcmp(name, "iq") == 0 &&
+           (strcmp(type, "result") == 0 || strcmp(type, "error") == 0) &&
+           strncmp(id, "ferry-ping-", 11) == 0 &&
+           strncmp(id + 11, link->id_secret, strlen(link->id_secret)) == 0;
 }
 
 static void on_stream_stanza(void *arg, xmpp_stanza_t *st)
@@ -477,11 +553,13 @@ static void on_stream_stanza(void *arg, xmpp_stanza_t *st)
     }
     if (barrier_answered(link, st))
         return;
-    if (server_answer(link, st, link->ping_id)) {
+    if (ping_answered(link, st)) {
         link->ping_id[0] = 0;
         uv_timer_stop(&link->ping_deadline);
         return;
     }
+    if (own_ping_answer(link, st))
+        return; /* a probe answered after another: nobody else's business */
     char tag[16];
     snprintf(tag, sizeof tag, "<%s", name);
     link->stats.in[kind_of(tag)]++;
@@ -510,12 +588,17 @@ static void send_ping(uv_timer_t *t)
     if (link->state != LINK_UP || link->ping_id[0])
         return; /* the one under way has its own deadline */
     next_id(link, link->ping_id, sizeof link->ping_id, "ferry-ping-");
-    char buf[512];
-    snprintf(buf, sizeof buf,
-             "<iq type='get' id='%s' from='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>",
-             link->ping_id, link->domain, link->ping_to);
-    conn_write_str(link->conn, buf);
-    if (link->state == LINK_UP) /* else the write found the link down */
+    if (link->slots > 1 && !link->ping_target[0]) {
+        send_probes(link);
+    } else {
+        char buf[512];
+        snprintf(buf, sizeof buf,
+                 "<iq type='get' id='%s' from='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>",
+                 link->ping_id, link->domain,
+                 link->ping_target[0] ? link->ping_target : link->ping_to);
+        conn_write_str(link->conn, buf);
+    }
+    if (link->state == LINK_UP) /* else a write found the link down */
         uv_timer_start(&link->ping_deadline, on_deadline, link->ping_timeout_ms, 0);
 }
 
@@ -545,6 +628,7 @@ static void on_net_connected(void *arg)
     ferry__xmpp_link_t *link = conn->link;
     link->state = LINK_OPENING;
     link->ping_id[0] = 0;
+    link->ping_target[0] = 0;
     new_id_secret(link);
     uv_timer_start(&link->ping_deadline, on_deadline, link->ping_timeout_ms, 0);
     char header[1200];
@@ -597,6 +681,7 @@ ferry__xmpp_link_t *ferry__xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx,
     link->ctx = ctx;
     link->host = ferry_strdup(o->host);
     link->port = o->port;
+    link->slots = o->slots > 1 ? o->slots : 1;
     link->domain = ferry_strdup(o->domain);
     link->secret = ferry_strdup(o->secret);
     link->scope = ferry_strdup(o->scope);

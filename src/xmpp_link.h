@@ -22,6 +22,11 @@ typedef struct ferry__xmpp_link_options {
     double ping_interval;       /* seconds */
     double ping_timeout;
     double keepalive_interval;
+    /* How many connections the server spreads the domain over (ejabberd's
+     * bare_source: an answer goes to the connection its sender hashes to,
+     * whoever asked). Above 1 the pings go to a JID whose answers come
+     * back here, found anew on each connection. */
+    int slots;
 } ferry__xmpp_link_options_t;
 
 typedef struct ferry__xmpp_link_handlers {

@@ -42,13 +42,13 @@ def component(recv, slots):
             "endpoints": {"alerts": alerts}}
 
 
-def instance(tb, server, name, url, recv, slots=1):
+def instance(tb, server, name, url, recv, slots=1, xmpp=None):
     """A ferry called NAME on the shared database (alice its admin);
     returned once /healthz answers 200 (an active instance and a standby
     both do)."""
     f = tb.linked_ferry(server, {"hooks": component(recv, slots)}, storage={"url": url},
                         cluster={"instance": name}, admin={"jids": ["alice@localhost"]},
-                        name="ferry-" + name, wait_up=False)
+                        name="ferry-" + name, wait_up=False, xmpp=xmpp)
     f.wait_healthz(200, timeout=20)
     return f
 
@@ -286,6 +286,25 @@ def test_ejabberd_failover_two_active_and_a_standby(testbed, pg):
     wait_role(victim, "standby")
     doc = health(victim)
     assert set(doc.get("instances", {})) == {f.name[len("ferry-"):] for f in ferries if f is not victim}, doc
+
+
+def test_ejabberd_two_active_instances_stay_linked(testbed, pg):
+    """ejabberd routes the answers to pings of its domain by the hash of that
+    domain: to one connection, whichever asked. Each instance finds a ping
+    target whose answers come back to it (probes at link-up), so both keep
+    their links through several pings (without it the other one dropped
+    its link at each ping timeout)."""
+    tb = testbed
+    ejabberd = tb.ejabberd(components={DOMAIN: SECRET}, domain_balancing={DOMAIN: 2})
+    recv = tb.receiver()
+    url = pg.url(pg.new_database())
+    quick = {"ping_interval": 1.0, "ping_timeout": 1.0}
+    ferries = [instance(tb, ejabberd, n, url, recv, slots=2, xmpp=quick) for n in ("alpha", "beta")]
+    h.wait_until(lambda: all(role(f) == "active" for f in ferries), 15, what="both active")
+    time.sleep(6)
+    for f in ferries:
+        doc = health(f)["components"]["hooks"]
+        assert doc["link"] == "up" and doc["reconnects"] == 0, (f.name, doc, f.stderr())
 
 
 # ------------------------------------------------------------------ SQLite
