@@ -188,6 +188,33 @@ def test_prosody_failover_standby_takes_the_component(testbed, pg):
     assert "hooks (webhook, hooks.localhost): active (slot 0 of 1), link up" in st.xml(), st.xml()
 
 
+def test_prosody_sigterm_hands_over(testbed, pg):
+    """SIGTERM of the active instance: it closes its stream first, then lets
+    go of the slot, so the standby links without meeting it (no conflict)
+    and at once; the stopped one's record says it stopped."""
+    tb = testbed
+    prosody = tb.prosody(components={DOMAIN: SECRET}, users=[("alice", "localhost", "alicepw")])
+    recv = tb.receiver()
+    url = pg.url(pg.new_database())
+    alpha = instance(tb, prosody, "alpha", url, recv)
+    wait_role(alpha, "active")
+    beta = instance(tb, prosody, "beta", url, recv)
+    wait_role(beta, "standby")
+    offset = beta.stderr_offset()
+    alpha.signal(signal.SIGTERM)
+    assert alpha.wait_exit(10) == 0
+    closed = log_time(alpha, r"alpha \[hooks\] closing the link")
+    linked = log_time(beta, r"beta \[hooks\] linked as ", offset=offset) - closed
+    print("\nProsody, SIGTERM: standby linked %.3f s after the active one closed its stream" % linked)
+    assert linked <= WINDOW_MAX, linked
+    assert "conflict" not in beta.stderr(offset)
+    alice = tb.client("alice@localhost", "alicepw", prosody)
+    alice.send_message(ALERTS, "after the handover")
+    recv.wait("/alerts", timeout=10, pred=lambda r: jbody(r).get("body") == "after the handover")
+    peer = health(beta)["instances"]["alpha"]
+    assert peer["stopped"] is True and peer["roles"] == {}, peer
+
+
 def test_lost_lock_connection_unlinks_then_links_again(testbed, pg):
     """The instance name and role in /metrics; when the connection holding
     the slot's lock is cut from the database side, the instance cuts its
