@@ -244,16 +244,22 @@ void ferry__component_stats(const ferry_component_t *comp, component_stats_t *ou
     if (comp->xmpp_outbox)
         out->to_xmpp = ferry__xmpp_outbox_delivered(comp->xmpp_outbox);
     out->refused_invalid = comp->refused_invalid;
-    if (comp->slots) {
-        out->role = ferry__slots_role(comp->slots);
-        out->slot = ferry__slots_held(comp->slots);
-        ferry__slots_describe(comp->slots, out->role_text, sizeof out->role_text);
-    } else {
-        out->role = "active";
-        snprintf(out->role_text, sizeof out->role_text, "active");
-    }
+    ferry__component_role(comp, &out->role, &out->slot, out->role_text, sizeof out->role_text);
     if (comp->gw->store)
         ferry__store_msg_counts(comp->gw->store, comp->name, &out->store);
+}
+
+void ferry__component_role(const ferry_component_t *comp, const char **role, int *slot, char *text,
+                           size_t len)
+{
+    if (role)
+        *role = comp->slots ? ferry__slots_role(comp->slots) : "active";
+    if (slot)
+        *slot = comp->slots ? ferry__slots_held(comp->slots) : 0;
+    if (comp->slots)
+        ferry__slots_describe(comp->slots, text, len);
+    else
+        snprintf(text, len, "active");
 }
 
 /* ---- the API adapters see ---- */

@@ -52,5 +52,8 @@ typedef struct ferry__component_stats {
 } component_stats_t;
 
 void ferry__component_stats(const ferry_component_t *comp, component_stats_t *out);
+/* Its role alone (as in the stats): ROLE and SLOT when not NULL, and TEXT. */
+void ferry__component_role(const ferry_component_t *comp, const char **role, int *slot, char *text,
+                           size_t len);
 
 #endif

@@ -3,7 +3,6 @@
  * order (adapters, then streams, then HTTP). */
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
@@ -44,41 +43,11 @@ static int admin_requeue(void *arg, int64_t id)
     return gw->store ? ferry__store_msg_requeue(gw->store, id) : -1;
 }
 
-static const char *str_or(const json_t *v, const char *fallback)
-{
-    return json_is_string(v) ? json_string_value(v) : fallback;
-}
-
-/* "NAME (this one): host H, pid P", then "NAME: host H, pid P, seen S s ago:
- * component role; ..." for each other instance. */
+/* This instance and the others sharing the store, one line each. */
 static void admin_instances(void *arg, char *buf, size_t len)
 {
     gateway_t *gw = arg;
-    char host[256] = "?";
-    gethostname(host, sizeof host - 1);
-    size_t n = (size_t)snprintf(buf, len, "%s (this one): host %s, pid %ld\n", gw->instance, host,
-                                (long)getpid());
-    json_t *peers = gw->heartbeat ? ferry__heartbeat_peers(gw->heartbeat) : NULL;
-    const char *name;
-    json_t *p;
-    json_object_foreach(peers, name, p) {
-        if (n >= len)
-            break;
-        n += (size_t)snprintf(buf + n, len - n, "%s: host %s, pid %lld, %s %.0f s ago",
-                              name, str_or(json_object_get(p, "host"), "?"),
-                              (long long)json_integer_value(json_object_get(p, "pid")),
-                              json_is_true(json_object_get(p, "stopped")) ? "stopped" : "seen",
-                              json_real_value(json_object_get(p, "seen_ago")));
-        const char *comp;
-        json_t *role;
-        json_object_foreach(json_object_get(p, "roles"), comp, role) {
-            if (n < len)
-                n += (size_t)snprintf(buf + n, len - n, "; %s %s", comp, str_or(role, "?"));
-        }
-        if (n < len)
-            n += (size_t)snprintf(buf + n, len - n, "\n");
-    }
-    json_decref(peers);
+    ferry__heartbeat_describe(gw->heartbeat, gw->instance, buf, len);
 }
 
 gateway_t *ferry__gateway_new(uv_loop_t *loop, config_t *config)
@@ -121,9 +90,9 @@ static json_t *component_roles(void *arg)
     gateway_t *gw = arg;
     json_t *roles = json_object();
     for (size_t i = 0; i < gw->ncomponents; i++) {
-        component_stats_t st;
-        ferry__component_stats(gw->components[i], &st);
-        json_object_set_new(roles, gw->components[i]->name, json_string(st.role_text));
+        char text[320];
+        ferry__component_role(gw->components[i], NULL, NULL, text, sizeof text);
+        json_object_set_new(roles, gw->components[i]->name, json_string(text));
     }
     return roles;
 }

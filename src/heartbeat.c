@@ -3,6 +3,7 @@
  * instance name), so that any instance, and `ferry queue` later, can read
  * them without a table of their own. "Seen" is the writer's clock: hosts
  * sharing a store are expected to keep time (NTP). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -119,6 +120,41 @@ json_t *ferry__heartbeat_peers(ferry__heartbeat_t *hb)
     }
     json_object_del(peers, hb->instance);
     return peers;
+}
+
+static const char *str_or(const json_t *v, const char *fallback)
+{
+    return json_is_string(v) ? json_string_value(v) : fallback;
+}
+
+void ferry__heartbeat_describe(ferry__heartbeat_t *hb, const char *instance, char *buf,
+                               size_t len)
+{
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    size_t n = (size_t)snprintf(buf, len, "%s (this one): host %s, pid %ld\n", instance, host,
+                                (long)getpid());
+    json_t *peers = hb ? ferry__heartbeat_peers(hb) : NULL;
+    const char *name;
+    json_t *p;
+    json_object_foreach(peers, name, p) {
+        if (n >= len)
+            break;
+        n += (size_t)snprintf(buf + n, len - n, "%s: host %s, pid %lld, %s %.0f s ago", name,
+                              str_or(json_object_get(p, "host"), "?"),
+                              (long long)json_integer_value(json_object_get(p, "pid")),
+                              json_is_true(json_object_get(p, "stopped")) ? "stopped" : "seen",
+                              json_real_value(json_object_get(p, "seen_ago")));
+        const char *comp;
+        json_t *role;
+        json_object_foreach(json_object_get(p, "roles"), comp, role) {
+            if (n < len)
+                n += (size_t)snprintf(buf + n, len - n, "; %s %s", comp, str_or(role, "?"));
+        }
+        if (n < len)
+            n += (size_t)snprintf(buf + n, len - n, "\n");
+    }
+    json_decref(peers);
 }
 
 static void on_timer_closed(uv_handle_t *h)

@@ -23,6 +23,11 @@ void ferry__heartbeat_now(ferry__heartbeat_t *hb);
 /* The other instances' records, new: {name: {host, pid, roles, seen_ago
  * (seconds), stopped}}, or NULL when the store cannot be read. */
 json_t *ferry__heartbeat_peers(ferry__heartbeat_t *hb);
+/* For the status command: "INSTANCE (this one): host H, pid P", then
+ * "NAME: host H, pid P, seen S s ago; component role; ..." for each other
+ * instance, one a line, into BUF. HB may be NULL (SQLite: no others). */
+void ferry__heartbeat_describe(ferry__heartbeat_t *hb, const char *instance, char *buf,
+                               size_t len);
 /* Marks the record stopped and frees HB. */
 void ferry__heartbeat_stop(ferry__heartbeat_t *hb);
 

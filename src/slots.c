@@ -53,8 +53,9 @@ struct ferry__slots {
     char last_error[256];
 };
 
-/* FNV-1a: a key that every ferry computes alike for a domain. */
-int ferry__slots_key(const char *domain)
+/* The first key of DOMAIN's locks (the second is the slot's number):
+ * FNV-1a, which every ferry computes alike. */
+static int slots_key(const char *domain)
 {
     uint32_t h = 2166136261u;
     for (const char *p = "ferry slots "; *p; p++)
@@ -319,7 +320,7 @@ ferry__slots_t *ferry__slots_start(uv_loop_t *loop, const ferry__slots_options_t
     s->domain = ferry_strdup(o->domain);
     s->scope = ferry_strdup(o->scope);
     s->n = o->slots;
-    s->key = ferry__slots_key(o->domain);
+    s->key = slots_key(o->domain);
     s->conns = ferry_calloc((size_t)s->n, sizeof *s->conns);
     s->held = -1;
     s->h = *h;

@@ -42,8 +42,4 @@ const char *ferry__slots_role(const ferry__slots_t *s);
  * this link still open. */
 void ferry__slots_close(ferry__slots_t *s);
 
-/* The advisory lock key of DOMAIN's slots (the second key is the slot
- * number): the same on every host. */
-int ferry__slots_key(const char *domain);
-
 #endif
