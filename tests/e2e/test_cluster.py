@@ -113,12 +113,9 @@ def delivered_bodies(recv):
 # ------------------------------------------------------------------ Prosody
 
 
-def test_prosody_failover_standby_takes_the_component(testbed, pg):
-    """One active, one standby; SIGKILL the active: the standby links within
-    milliseconds and alice's messages reach the webhook again within 5 s;
-    what she sent meanwhile came back to her as service-unavailable, none
-    vanished. The killed instance, started again, stands by."""
-    tb = testbed
+def prosody_pair(tb, pg):
+    """Prosody (user alice), a receiver, and two instances on a new
+    database: alpha active, then beta standing by."""
     prosody = tb.prosody(components={DOMAIN: SECRET}, users=[("alice", "localhost", "alicepw")])
     recv = tb.receiver()
     url = pg.url(pg.new_database())
@@ -126,6 +123,17 @@ def test_prosody_failover_standby_takes_the_component(testbed, pg):
     wait_role(alpha, "active")
     beta = instance(tb, prosody, "beta", url, recv)
     wait_role(beta, "standby")
+    return prosody, recv, alpha, beta
+
+
+def test_prosody_failover_standby_takes_the_component(testbed, pg):
+    """One active, one standby; SIGKILL the active: the standby links within
+    milliseconds and alice's messages reach the webhook again within 5 s;
+    what she sent meanwhile came back to her as an error (but what Prosody
+    wrote to the dead connection). The killed instance, started again,
+    stands by."""
+    tb = testbed
+    prosody, recv, alpha, beta = prosody_pair(tb, pg)
     assert health(beta)["status"] == "standby", health(beta)
     # every log line names its instance
     beta.wait_log(r"^\S+ info beta \[hooks\] standby: the 1 slot\(s\) of hooks.localhost are held elsewhere",
@@ -193,13 +201,7 @@ def test_prosody_sigterm_hands_over(testbed, pg):
     go of the slot, so the standby links without meeting it (no conflict)
     and at once; the stopped one's record says it stopped."""
     tb = testbed
-    prosody = tb.prosody(components={DOMAIN: SECRET}, users=[("alice", "localhost", "alicepw")])
-    recv = tb.receiver()
-    url = pg.url(pg.new_database())
-    alpha = instance(tb, prosody, "alpha", url, recv)
-    wait_role(alpha, "active")
-    beta = instance(tb, prosody, "beta", url, recv)
-    wait_role(beta, "standby")
+    prosody, recv, alpha, beta = prosody_pair(tb, pg)
     offset = beta.stderr_offset()
     alpha.signal(signal.SIGTERM)
     assert alpha.wait_exit(10) == 0
