@@ -23,24 +23,26 @@ struct ferry__heartbeat {
     json_t *(*roles)(void *arg);
     void *arg;
     uv_timer_t timer;
+    int wrote;       /* a record of ours is in the store */
     int warned_twin;
 };
 
 /* Another process writing under our name (two configs with the same
- * instance): the records would flip between them; say so once. */
+ * instance): the record we wrote last time has been overwritten since;
+ * say so once. (Before our first write the record may be our own
+ * predecessor's, killed a moment ago.) */
 static void check_twin(ferry__heartbeat_t *hb)
 {
     char *value = NULL;
-    if (hb->warned_twin || ferry__store_kv_get(hb->store, "", NS, hb->instance, &value) != 0)
+    if (hb->warned_twin || !hb->wrote ||
+        ferry__store_kv_get(hb->store, "", NS, hb->instance, &value) != 0)
         return;
     json_t *o = json_loads(value, 0, NULL);
     free(value);
     const char *host = json_string_value(json_object_get(o, "host"));
     json_int_t pid = json_integer_value(json_object_get(o, "pid"));
-    json_int_t seen = json_integer_value(json_object_get(o, "seen_ms"));
     if (host && (strcmp(host, hb->host) != 0 || pid != hb->pid) &&
-        !json_is_true(json_object_get(o, "stopped")) &&
-        ferry__store_now_ms() - seen < 2 * FERRY_HEARTBEAT_MS) {
+        !json_is_true(json_object_get(o, "stopped"))) {
         ferry_log_warn("cluster", "another ferry (host %s, pid %lld) runs as instance \"%s\": "
                        "give each its own [cluster] instance", host, (long long)pid, hb->instance);
         hb->warned_twin = 1;
@@ -56,6 +58,8 @@ static void write_record(ferry__heartbeat_t *hb, int stopped)
     char *text = json_dumps(o, JSON_COMPACT);
     if (ferry__store_kv_put(hb->store, "", NS, hb->instance, text) != 0)
         ferry_log_debug("cluster", "heartbeat not written (the store is failing)");
+    else
+        hb->wrote = 1;
     free(text);
     json_decref(o);
 }

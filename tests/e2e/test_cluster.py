@@ -178,7 +178,9 @@ def test_prosody_failover_standby_takes_the_component(testbed, pg):
         len(bounced), ", ".join(sorted({"%s %r" % (m.error_condition, m.error_text) for m in bounced})),
         len(lost)))
 
-    # The killed instance comes back as the standby.
+    # The killed instance comes back as the standby (its predecessor's
+    # record is no twin of it).
+    alpha_offset = alpha.stderr_offset()
     alpha.start()
     alpha.wait_healthz(200, timeout=20)
     wait_role(alpha, "standby")
@@ -194,6 +196,22 @@ def test_prosody_failover_standby_takes_the_component(testbed, pg):
     assert re.search(r"beta \(this one\): host \S+, pid %d" % beta.pid, st.xml()), st.xml()
     assert re.search(r"alpha: host \S+, pid %d, seen \d+ s ago; hooks standby" % alpha.pid, st.xml()), st.xml()
     assert "hooks (webhook, hooks.localhost): active (slot 0 of 1), link up" in st.xml(), st.xml()
+    assert "runs as instance" not in alpha.stderr(alpha_offset)
+
+
+def test_two_processes_under_one_name_are_told(testbed, pg):
+    """Two configs with the same instance name: their records would flip
+    between them; one of them says so in its log."""
+    tb = testbed
+    prosody = tb.prosody(components={DOMAIN: SECRET})
+    recv = tb.receiver()
+    url = pg.url(pg.new_database())
+    twins = [instance(tb, prosody, "same", url, recv) for _ in range(2)]
+
+    def told():
+        return any(re.search(r'warn same \[cluster\] another ferry \(host \S+, pid \d+\) runs as '
+                             r'instance "same"', f.stderr()) for f in twins)
+    h.wait_until(told, 15, interval=0.2, what="a warning about the second \"same\"")
 
 
 def test_prosody_sigterm_hands_over(testbed, pg):
