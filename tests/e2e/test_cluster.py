@@ -75,11 +75,13 @@ def log_time(f, pattern, offset=0, timeout=10):
 
 
 def kill(f):
-    """SIGKILL; the wall-clock time once it is dead."""
+    """SIGKILL; the wall-clock time it was sent (the standby may link
+    before the harness has reaped the dead one)."""
     f.expect_exit = True
+    sent = time.time()
     f.signal(signal.SIGKILL)
     assert f.wait_exit(5) == -signal.SIGKILL
-    return time.time()
+    return sent
 
 
 def probe_until_through(clients, recv, tag, timeout):
