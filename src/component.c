@@ -125,6 +125,8 @@ static void on_link_closed(void *arg)
     /* The store closes after the components: let go of it now. */
     ferry__xmpp_outbox_free(comp->xmpp_outbox);
     comp->xmpp_outbox = NULL;
+    ferry__outbox_hold_free(comp->hold); /* before the outbox it puts into */
+    comp->hold = NULL;
     if (comp->net_outbox) {
         ferry__net_outbox_free(comp->net_outbox);
         comp->net_outbox = NULL;

@@ -17,6 +17,7 @@ struct ferry_component {
     ferry__xmpp_link_t *link;
     outbox_policy_t policy;
     net_outbox_t *net_outbox;   /* when the adapter opened it */
+    outbox_hold_t *hold;        /* with it: XMPP messages held while the store is away */
     ferry__xmpp_outbox_t *xmpp_outbox;
     int started;
     int adapter_stopped;

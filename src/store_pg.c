@@ -66,7 +66,7 @@ static const char *const migrations[SCHEMA_VERSION] = {
 enum {
     Q_ADD, Q_PENDING, Q_UPDATE, Q_DONE_UPTO, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
     Q_PRUNE, Q_KV_GET, Q_KV_PUT, Q_KV_DEL, Q_DEDUP_STATE, Q_HIST_ADD, Q_HIST_PRUNE,
-    Q_KV_LIST, Q_COUNT_ALL
+    Q_KV_LIST, Q_MARK_DONE, Q_COUNT_ALL
 };
 
 #define ROW_COLUMNS                                                                          \
@@ -103,6 +103,9 @@ static const char *const queries[Q_COUNT_ALL] = {
     [Q_HIST_PRUNE] = "DELETE FROM history WHERE ts_ms < $1",
     [Q_KV_LIST] = "SELECT key, value FROM settings WHERE component = $1 AND ns = $2"
                   " ORDER BY key COLLATE \"C\"",
+    [Q_MARK_DONE] = "UPDATE messages SET state = 1, attempts = d.attempts, next_ms = 0,"
+                    " error = NULL, updated_ms = d.at FROM unnest($1::bigint[], $2::integer[],"
+                    " $3::bigint[]) AS d(id, attempts, at) WHERE messages.id = d.id",
 };
 
 typedef struct pg_store {
@@ -117,8 +120,20 @@ typedef struct pg_store {
     uv_loop_t *loop;     /* NULL offline: reconnects then block (a CLI) */
     PGconn *next;        /* a connection being made on the loop, or NULL */
     uv_poll_t *watch;    /* its socket (heap: it may outlive the store while closing) */
+    uv_timer_t *deadline; /* its bound (heap, as watch): libpq has none on the loop */
+    unsigned connect_s;   /* that bound, in seconds */
     uv_os_sock_t watched;
     char last_error[256];
+    /* Delivered marks (pg_msg_mark_done), written in one statement just
+     * before the commit or a statement that reads them; kept until a
+     * commit took them, so a server away for a while does not make
+     * delivered messages go again. done_sent: those written in the open
+     * transaction. */
+    struct done_mark {
+        int64_t id, at;
+        int attempts;
+    } *done;
+    size_t ndone, done_cap, done_sent;
 } pg_store_t;
 
 #define PG(s) ((pg_store_t *)(s))
@@ -240,7 +255,7 @@ static void note_connected(pg_store_t *s)
     s->last_error[0] = 0;
 }
 
-static void on_watch_closed(uv_handle_t *h) { free(h); }
+static void on_watch_closed(uv_handle_t *h) { free(h); } /* the watch's or the deadline's */
 
 static void unwatch(pg_store_t *s)
 {
@@ -267,9 +282,12 @@ static void watch_next(pg_store_t *s, int events)
     uv_poll_start(s->watch, events, on_next_ready);
 }
 
-static void next_done(pg_store_t *s, int ok)
+/* The connection being made is ready (OK), or failed for WHY. */
+static void next_done(pg_store_t *s, int ok, const char *why)
 {
     unwatch(s);
+    if (s->deadline)
+        uv_timer_stop(s->deadline);
     if (ok) {
         PQfinish(s->conn);
         s->conn = s->next;
@@ -277,9 +295,44 @@ static void next_done(pg_store_t *s, int ok)
         note_connected(s);
         return;
     }
-    note_unreachable(s, PQerrorMessage(s->next));
+    note_unreachable(s, why);
     PQfinish(s->next);
     s->next = NULL;
+}
+
+/* A host that takes the connection and never answers (or never completes
+ * it) would leave the attempt open forever: it fails after the URL's
+ * connect_timeout (10 s unless it says otherwise), and the backoff goes on. */
+static void on_deadline(uv_timer_t *t)
+{
+    pg_store_t *s = t->data;
+    char why[96];
+    snprintf(why, sizeof why, "no answer within %u s (connect_timeout)", s->connect_s);
+    if (s->next)
+        next_done(s, 0, why);
+}
+
+/* The connect_timeout in effect for C, in seconds. */
+static unsigned connect_timeout_s(PGconn *c)
+{
+    long seconds = 0;
+    PQconninfoOption *opts = PQconninfo(c);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val)
+            seconds = strtol(o->val, NULL, 10);
+    PQconninfoFree(opts);
+    return (unsigned)(seconds > 0 ? seconds : atoi(CONNECT_TIMEOUT));
+}
+
+static void arm_deadline(pg_store_t *s)
+{
+    if (!s->deadline) {
+        s->deadline = ferry_malloc(sizeof *s->deadline);
+        uv_timer_init(s->loop, s->deadline);
+        s->deadline->data = s;
+    }
+    s->connect_s = connect_timeout_s(s->next);
+    uv_timer_start(s->deadline, on_deadline, (uint64_t)s->connect_s * 1000, 0);
 }
 
 static void on_next_ready(uv_poll_t *w, int status, int events)
@@ -295,10 +348,10 @@ static void on_next_ready(uv_poll_t *w, int status, int events)
         watch_next(s, UV_WRITABLE);
         break;
     case PGRES_POLLING_OK:
-        next_done(s, 1);
+        next_done(s, 1, NULL);
         break;
     default:
-        next_done(s, 0);
+        next_done(s, 0, PQerrorMessage(s->next));
         break;
     }
 }
@@ -333,7 +386,19 @@ static int usable(pg_store_t *s)
         return 0;
     }
     watch_next(s, UV_WRITABLE);
+    arm_deadline(s);
     return 0;
+}
+
+static int write_marks(pg_store_t *s);
+
+/* Whether statement Q reads (or changes) what a delivered mark changes: the
+ * marks waiting go first. Others (adding a message above all) do not wait
+ * for them: the marks of a batch go in one statement. */
+static int reads_states(int q)
+{
+    return q == Q_PENDING || q == Q_COUNT || q == Q_OLDEST || q == Q_LIST ||
+           q == Q_DEDUP_STATE || q == Q_REQUEUE || q == Q_DROP || q == Q_PRUNE;
 }
 
 /* Runs statement Q; the result when its status is WANT (PQclear() it),
@@ -347,6 +412,8 @@ static PGresult *run(pg_store_t *s, int q, const params_t *p, ExecStatusType wan
         return NULL;
     }
     if (!usable(s))
+        return NULL;
+    if (reads_states(q) && s->ndone > s->done_sent && write_marks(s) != 0)
         return NULL;
     char name[16];
     snprintf(name, sizeof name, "ferry_q%d", q);
@@ -414,7 +481,7 @@ static int pg_commit(store_t *base)
 {
     pg_store_t *s = PG(base);
     int ok = 0;
-    if (!s->tx_lost) {
+    if (!s->tx_lost && write_marks(s) == 0) {
         PGresult *r = PQexec(s->conn, "COMMIT");
         ok = PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
         if (!ok && PQresultStatus(r) != PGRES_COMMAND_OK)
@@ -423,8 +490,11 @@ static int pg_commit(store_t *base)
         PQclear(r);
     }
     s->tx_lost = 0;
-    if (ok)
+    if (ok) {
+        s->ndone = s->done_sent = 0;
         return 0;
+    }
+    s->done_sent = 0; /* the marks stay, for the next transaction */
     ferry_log_error("store", "%s: commit failed; the batch is lost", s->where);
     if (PQstatus(s->conn) == CONNECTION_OK)
         exec_sql(s, "ROLLBACK", NULL, 0);
@@ -439,6 +509,12 @@ static void pg_destroy(store_t *base)
 {
     pg_store_t *s = PG(base);
     unwatch(s);
+    if (s->deadline)
+        uv_close((uv_handle_t *)s->deadline, on_watch_closed);
+    if (s->ndone && s->prepared && PQstatus(s->conn) == CONNECTION_OK && write_marks(s) != 0)
+        ferry_log_error("store", "%s: %zu delivered mark(s) not written: those messages will be"
+                        " delivered again", s->where, s->ndone);
+    free(s->done);
     PQfinish(s->next);
     if (s->conn)
         PQfinish(s->conn);
@@ -693,6 +769,54 @@ static int pg_msg_update(store_t *base, int64_t id, int state, int attempts, int
     return run_cmd(PG(base), Q_UPDATE, &p, "updating a message");
 }
 
+/* Writes the marks not yet written in this transaction (outside one: all of
+ * them, committed at once): one statement, ids and attempts as arrays. */
+static int write_marks(pg_store_t *s)
+{
+    size_t n = s->ndone - s->done_sent;
+    if (!n)
+        return 0;
+    char *ids = ferry_malloc(n * 22 + 3), *att = ferry_malloc(n * 12 + 3),
+         *at = ferry_malloc(n * 22 + 3);
+    size_t il = 0, al = 0, tl = 0;
+    ids[il++] = att[al++] = at[tl++] = '{';
+    for (size_t i = s->done_sent; i < s->ndone; i++) {
+        const char *sep = i > s->done_sent ? "," : "";
+        il += (size_t)sprintf(ids + il, "%s%lld", sep, (long long)s->done[i].id);
+        al += (size_t)sprintf(att + al, "%s%d", sep, s->done[i].attempts);
+        tl += (size_t)sprintf(at + tl, "%s%lld", sep, (long long)s->done[i].at);
+    }
+    ids[il++] = att[al++] = at[tl++] = '}';
+    ids[il] = att[al] = at[tl] = 0;
+    params_t p = {0};
+    p_text(&p, ids);
+    p_text(&p, att);
+    p_text(&p, at);
+    int rc = run_cmd(s, Q_MARK_DONE, &p, "marking messages delivered");
+    free(ids);
+    free(att);
+    free(at);
+    if (rc == 0 && s->base.in_tx)
+        s->done_sent = s->ndone;
+    else if (rc == 0)
+        s->ndone = s->done_sent = 0;
+    return rc;
+}
+
+/* Delivered: noted now, written with the batch (see write_marks()). */
+static int pg_msg_mark_done(store_t *base, int64_t id, int attempts)
+{
+    pg_store_t *s = PG(base);
+    if (s->ndone == s->done_cap) {
+        s->done_cap = s->done_cap ? 2 * s->done_cap : 256;
+        s->done = ferry_realloc(s->done, s->done_cap * sizeof *s->done);
+    }
+    s->done[s->ndone].id = id;
+    s->done[s->ndone].at = ferry__store_now_ms(); /* prune counts from the delivery */
+    s->done[s->ndone++].attempts = attempts;
+    return s->base.offline ? write_marks(s) : 0;
+}
+
 static int pg_msg_done_upto(store_t *base, const char *component, int direction, int64_t upto)
 {
     params_t p = {0};
@@ -909,6 +1033,7 @@ static const store_ops_t pg_ops = {
     .msg_pending = pg_msg_pending,
     .msg_update = pg_msg_update,
     .msg_done_upto = pg_msg_done_upto,
+    .msg_mark_done = pg_msg_mark_done,
     .msg_counts = pg_msg_counts,
     .msg_list = pg_msg_list,
     .msg_requeue = pg_msg_requeue,
