@@ -73,6 +73,14 @@ enum {
     "id, component, direction, conversation, dedup, payload, state, attempts, created_ms," \
     " next_ms, error"
 
+/* Delivered marks, as arrays of ids, attempts and times: a prepared
+ * statement, and the same with literal arrays in front of a COMMIT (one
+ * round trip for both). */
+#define MARK_DONE(IDS, ATTEMPTS, AT)                                                         \
+    "UPDATE messages SET state = 1, attempts = d.attempts, next_ms = 0, error = NULL,"       \
+    " updated_ms = d.at FROM unnest(" IDS "::bigint[], " ATTEMPTS "::integer[], " AT          \
+    "::bigint[]) AS d(id, attempts, at) WHERE messages.id = d.id"
+
 static const char *const queries[Q_COUNT_ALL] = {
     [Q_ADD] = "INSERT INTO messages (component, direction, conversation, dedup, payload,"
               " created_ms, next_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $6, $6)"
@@ -103,9 +111,7 @@ static const char *const queries[Q_COUNT_ALL] = {
     [Q_HIST_PRUNE] = "DELETE FROM history WHERE ts_ms < $1",
     [Q_KV_LIST] = "SELECT key, value FROM settings WHERE component = $1 AND ns = $2"
                   " ORDER BY key COLLATE \"C\"",
-    [Q_MARK_DONE] = "UPDATE messages SET state = 1, attempts = d.attempts, next_ms = 0,"
-                    " error = NULL, updated_ms = d.at FROM unnest($1::bigint[], $2::integer[],"
-                    " $3::bigint[]) AS d(id, attempts, at) WHERE messages.id = d.id",
+    [Q_MARK_DONE] = MARK_DONE("$1", "$2", "$3"),
 };
 
 typedef struct pg_store {
@@ -134,6 +140,7 @@ typedef struct pg_store {
         int attempts;
     } *done;
     size_t ndone, done_cap, done_sent;
+    int64_t done_max; /* the highest id among the marks not yet written */
 } pg_store_t;
 
 #define PG(s) ((pg_store_t *)(s))
@@ -391,13 +398,15 @@ static int usable(pg_store_t *s)
 }
 
 static int write_marks(pg_store_t *s);
+static char *commit_sql(const pg_store_t *s);
 
 /* Whether statement Q reads (or changes) what a delivered mark changes: the
  * marks waiting go first. Others (adding a message above all) do not wait
- * for them: the marks of a batch go in one statement. */
+ * for them: the marks of a batch go in one statement. Reading pending rows
+ * waits only for marks it could see (pg_msg_pending). */
 static int reads_states(int q)
 {
-    return q == Q_PENDING || q == Q_COUNT || q == Q_OLDEST || q == Q_LIST ||
+    return q == Q_COUNT || q == Q_OLDEST || q == Q_LIST ||
            q == Q_DEDUP_STATE || q == Q_REQUEUE || q == Q_DROP || q == Q_PRUNE;
 }
 
@@ -481,8 +490,10 @@ static int pg_commit(store_t *base)
 {
     pg_store_t *s = PG(base);
     int ok = 0;
-    if (!s->tx_lost && write_marks(s) == 0) {
-        PGresult *r = PQexec(s->conn, "COMMIT");
+    if (!s->tx_lost) {
+        char *sql = commit_sql(s);
+        PGresult *r = PQexec(s->conn, sql);
+        free(sql);
         ok = PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
         if (!ok && PQresultStatus(r) != PGRES_COMMAND_OK)
             ferry_log_error("store", "%s: COMMIT: %.*s", s->where,
@@ -495,6 +506,9 @@ static int pg_commit(store_t *base)
         return 0;
     }
     s->done_sent = 0; /* the marks stay, for the next transaction */
+    for (size_t i = 0; i < s->ndone; i++)
+        if (s->done[i].id > s->done_max)
+            s->done_max = s->done[i].id;
     ferry_log_error("store", "%s: commit failed; the batch is lost", s->where);
     if (PQstatus(s->conn) == CONNECTION_OK)
         exec_sql(s, "ROLLBACK", NULL, 0);
@@ -748,6 +762,11 @@ static int rows_of(pg_store_t *s, int q, const params_t *p, store_row_cb cb, voi
 static int pg_msg_pending(store_t *base, const char *component, int direction, int64_t after,
                           size_t limit, store_row_cb cb, void *arg)
 {
+    pg_store_t *s = PG(base);
+    /* An outbox reading on past what it loaded (AFTER) cannot see what it
+     * delivered: no round trip for the marks then. */
+    if (s->done_max > after && write_marks(s) != 0)
+        return -1;
     params_t p = {0};
     p_text(&p, component);
     p_int(&p, direction);
@@ -769,13 +788,11 @@ static int pg_msg_update(store_t *base, int64_t id, int state, int attempts, int
     return run_cmd(PG(base), Q_UPDATE, &p, "updating a message");
 }
 
-/* Writes the marks not yet written in this transaction (outside one: all of
- * them, committed at once): one statement, ids and attempts as arrays. */
-static int write_marks(pg_store_t *s)
+/* The marks not yet written, as three array literals (malloc'd; digits and
+ * commas only, safe in SQL text). */
+static void marks_arrays(const pg_store_t *s, char **ids_out, char **att_out, char **at_out)
 {
     size_t n = s->ndone - s->done_sent;
-    if (!n)
-        return 0;
     char *ids = ferry_malloc(n * 22 + 3), *att = ferry_malloc(n * 12 + 3),
          *at = ferry_malloc(n * 22 + 3);
     size_t il = 0, al = 0, tl = 0;
@@ -788,6 +805,30 @@ static int write_marks(pg_store_t *s)
     }
     ids[il++] = att[al++] = at[tl++] = '}';
     ids[il] = att[al] = at[tl] = 0;
+    *ids_out = ids;
+    *att_out = att;
+    *at_out = at;
+}
+
+/* Notes that the marks were written: in the open transaction (kept until
+ * it commits), or committed. */
+static void marks_written(pg_store_t *s)
+{
+    s->done_max = 0;
+    if (s->base.in_tx)
+        s->done_sent = s->ndone;
+    else
+        s->ndone = s->done_sent = 0;
+}
+
+/* Writes the marks not yet written in this transaction (outside one: all of
+ * them, committed at once). */
+static int write_marks(pg_store_t *s)
+{
+    if (s->ndone == s->done_sent)
+        return 0;
+    char *ids, *att, *at;
+    marks_arrays(s, &ids, &att, &at);
     params_t p = {0};
     p_text(&p, ids);
     p_text(&p, att);
@@ -796,11 +837,23 @@ static int write_marks(pg_store_t *s)
     free(ids);
     free(att);
     free(at);
-    if (rc == 0 && s->base.in_tx)
-        s->done_sent = s->ndone;
-    else if (rc == 0)
-        s->ndone = s->done_sent = 0;
+    if (rc == 0)
+        marks_written(s);
     return rc;
+}
+
+/* COMMIT, after the marks not yet written. */
+static char *commit_sql(const pg_store_t *s)
+{
+    if (s->ndone == s->done_sent)
+        return ferry_strdup("COMMIT");
+    char *ids, *att, *at;
+    marks_arrays(s, &ids, &att, &at);
+    char *sql = ferry_asprintf(MARK_DONE("'%s'", "'%s'", "'%s'") "; COMMIT", ids, att, at);
+    free(ids);
+    free(att);
+    free(at);
+    return sql;
 }
 
 /* Delivered: noted now, written with the batch (see write_marks()). */
@@ -811,6 +864,8 @@ static int pg_msg_mark_done(store_t *base, int64_t id, int attempts)
         s->done_cap = s->done_cap ? 2 * s->done_cap : 256;
         s->done = ferry_realloc(s->done, s->done_cap * sizeof *s->done);
     }
+    if (id > s->done_max)
+        s->done_max = id;
     s->done[s->ndone].id = id;
     s->done[s->ndone].at = ferry__store_now_ms(); /* prune counts from the delivery */
     s->done[s->ndone++].attempts = attempts;
