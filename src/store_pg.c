@@ -6,11 +6,13 @@
  *
  * This first step runs statements with libpq's synchronous calls: each
  * waits for its answer on the loop's thread. On loopback or a LAN that is
- * tens of microseconds a statement. Connecting again after a loss does not
- * wait: PQconnectStart() with its socket watched by uv_poll, every call
- * failing at once meanwhile (so a dead server costs nothing a message).
- * Statements on the loop (PQsocket watched with uv_poll, pipelined writes,
- * reads answered through callbacks) are the next step.
+ * tens of microseconds a statement, so round trips are what costs: the
+ * delivered marks of a batch go in one statement, sent with its COMMIT.
+ * Connecting again after a loss does not wait: PQconnectStart() with its
+ * socket watched by uv_poll and bounded by a timer (connect_timeout), every
+ * call failing at once meanwhile (so a dead server costs nothing a
+ * message). Statements on the loop (PQsocket watched with uv_poll,
+ * pipelined writes, reads answered through callbacks) are the next step.
  *
  * The schema is ready for several instances later: dedup is a UNIQUE
  * constraint (a retry to another instance is stored once), and lease
