@@ -193,6 +193,7 @@ void ferry__component_stats(const ferry_component_t *comp, component_stats_t *ou
     if (comp->xmpp_outbox)
         out->to_xmpp = ferry__xmpp_outbox_delivered(comp->xmpp_outbox);
     out->refused_invalid = comp->refused_invalid;
+    out->held = ferry__outbox_hold_count(comp->hold);
     if (comp->gw->store)
         ferry__store_msg_counts(comp->gw->store, comp->name, &out->store);
 }

@@ -44,6 +44,7 @@ typedef struct ferry__component_stats {
     unsigned long long to_xmpp;       /* stanzas the XMPP outbox delivered */
     unsigned long long refused_invalid;
     store_counts_t store;             /* pending and dead rows, oldest pending */
+    size_t held;                      /* XMPP messages held while the store is away */
 } component_stats_t;
 
 void ferry__component_stats(const ferry_component_t *comp, component_stats_t *out);

@@ -110,6 +110,8 @@ def test_database_restarted_in_the_middle_of_traffic(testbed, own_pg):
         r = h.post_json(ferry.url(INBOUND_PATH), {"text": "probe while down"}, TOKEN)
         assert r.status == 503 and r.headers.get("retry-after", "").isdigit(), (r, r.headers)
         ferry.wait_log(r"holding messages from XMPP in memory", offset=off)
+        st, doc = ferry.healthz()
+        assert doc["components"]["hooks"].get("held", 0) > 0, doc
         time.sleep(max(0.0, 3.0 - (time.monotonic() - t_down)))
         own_pg.launch()
         send(60)                                   # back (perhaps still held: in order)
