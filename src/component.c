@@ -178,6 +178,8 @@ static void on_link_closed(void *arg)
     /* The store closes after the components: let go of it now. */
     ferry__xmpp_outbox_free(comp->xmpp_outbox);
     comp->xmpp_outbox = NULL;
+    ferry__outbox_hold_free(comp->hold); /* before the outbox it puts into */
+    comp->hold = NULL;
     if (comp->net_outbox) {
         ferry__net_outbox_free(comp->net_outbox);
         comp->net_outbox = NULL;
@@ -245,6 +247,7 @@ void ferry__component_stats(const ferry_component_t *comp, component_stats_t *ou
         out->to_xmpp = ferry__xmpp_outbox_delivered(comp->xmpp_outbox);
     out->refused_invalid = comp->refused_invalid;
     ferry__component_role(comp, &out->role, &out->slot, out->role_text, sizeof out->role_text);
+    out->held = ferry__outbox_hold_count(comp->hold);
     if (comp->gw->store)
         ferry__store_msg_counts(comp->gw->store, comp->name, &out->store);
 }

@@ -20,6 +20,7 @@ struct ferry_component {
     ferry__slots_t *slots;      /* with a PostgreSQL store: the link waits for a slot */
     outbox_policy_t policy;
     net_outbox_t *net_outbox;   /* when the adapter opened it */
+    outbox_hold_t *hold;        /* with it: XMPP messages held while the store is away */
     ferry__xmpp_outbox_t *xmpp_outbox;
     int started;
     int adapter_stopped;
@@ -49,6 +50,7 @@ typedef struct ferry__component_stats {
     const char *role;                 /* "active" (always with SQLite), "standby", "unreachable" */
     int slot;                         /* the slot held, -1 when none (0 with SQLite) */
     char role_text[320];              /* the role in words, with the slot */
+    size_t held;                      /* XMPP messages held while the store is away */
 } component_stats_t;
 
 void ferry__component_stats(const ferry_component_t *comp, component_stats_t *out);
