@@ -60,17 +60,26 @@ static void on_slot_acquired(void *arg, int slot)
     ferry__gateway_role_changed(comp->gw);
 }
 
+/* The lock's connection is gone: another instance may take the slot, so
+ * the link goes at once, unless no other instance was seen (the database
+ * restarting under a lone ferry: the link stays, messages wait in memory
+ * meanwhile, and a slot found held elsewhere on the way back cuts it). */
 static void on_slot_lost(void *arg, const char *why)
 {
     ferry_component_t *comp = arg;
-    if (comp->link)
+    if (comp->link && !ferry__gateway_alone(comp->gw))
         ferry__xmpp_link_stop(comp->link, why);
+    else if (comp->link)
+        ferry_log_warn(comp->name, "keeping the link while the slot's lock is away: no other "
+                       "instance was seen");
     ferry__gateway_role_changed(comp->gw);
 }
 
 static void on_slot_standby(void *arg)
 {
     ferry_component_t *comp = arg;
+    if (comp->link)
+        ferry__xmpp_link_stop(comp->link, "the slot is held by another instance");
     ferry__gateway_role_changed(comp->gw);
 }
 

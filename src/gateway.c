@@ -97,6 +97,11 @@ static json_t *component_roles(void *arg)
     return roles;
 }
 
+int ferry__gateway_alone(const gateway_t *gw)
+{
+    return !gw->heartbeat || ferry__heartbeat_alone(gw->heartbeat);
+}
+
 void ferry__gateway_role_changed(gateway_t *gw)
 {
     if (gw->heartbeat)

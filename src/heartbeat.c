@@ -24,6 +24,8 @@ struct ferry__heartbeat {
     void *arg;
     uv_timer_t timer;
     int wrote;       /* a record of ours is in the store */
+    int listed;      /* the records have been read at least once */
+    size_t others_seen; /* other instances alive at the last reading */
     int warned_twin;
 };
 
@@ -64,14 +66,21 @@ static void write_record(ferry__heartbeat_t *hb, int stopped)
     json_decref(o);
 }
 
-static void forget_one(void *arg, const char *key, const char *value)
+/* Each record on a beat: forgotten when a day old; counted when another
+ * instance's is recent (within three beats) and not stopped. */
+static void look_at(void *arg, const char *key, const char *value)
 {
     ferry__heartbeat_t *hb = arg;
     json_t *o = json_loads(value, 0, NULL);
-    json_int_t seen = json_integer_value(json_object_get(o, "seen_ms"));
+    int64_t age = ferry__store_now_ms() - json_integer_value(json_object_get(o, "seen_ms"));
+    int stopped = json_is_true(json_object_get(o, "stopped"));
     json_decref(o);
-    if (ferry__store_now_ms() - seen > FORGET_MS && strcmp(key, hb->instance) != 0)
+    if (strcmp(key, hb->instance) == 0)
+        return;
+    if (age > FORGET_MS)
         ferry__store_kv_del(hb->store, "", NS, key);
+    else if (!stopped && age < 3 * FERRY_HEARTBEAT_MS)
+        hb->others_seen++;
 }
 
 static void on_beat(uv_timer_t *t)
@@ -79,8 +88,15 @@ static void on_beat(uv_timer_t *t)
     ferry__heartbeat_t *hb = t->data;
     check_twin(hb);
     write_record(hb, 0);
-    ferry__store_kv_list(hb->store, "", NS, forget_one, hb);
+    size_t before = hb->others_seen;
+    hb->others_seen = 0;
+    if (ferry__store_kv_list(hb->store, "", NS, look_at, hb) < 0)
+        hb->others_seen = before; /* the store is away: what we knew */
+    else
+        hb->listed = 1;
 }
+
+int ferry__heartbeat_alone(const ferry__heartbeat_t *hb) { return hb->listed && !hb->others_seen; }
 
 ferry__heartbeat_t *ferry__heartbeat_start(uv_loop_t *loop, store_t *store, const char *instance,
                                            json_t *(*roles)(void *arg), void *arg)

@@ -237,28 +237,55 @@ def test_prosody_sigterm_hands_over(testbed, pg):
     assert peer["stopped"] is True and peer["roles"] == {}, peer
 
 
-def test_lost_lock_connection_unlinks_then_links_again(testbed, pg):
-    """The instance name and role in /metrics; when the connection holding
-    the slot's lock is cut from the database side, the instance cuts its
-    link (it can no longer prove it holds the slot), waits for a slot again
-    and links once it has it."""
+HELD_LOCK_SESSIONS = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                      " WHERE application_name = 'ferry-slots' AND state = 'idle'")
+
+
+def test_lost_lock_connection_hands_the_slot_over(testbed, pg):
+    """The connection holding alpha's lock cut from the database side: the
+    standby takes the slot at once, and alpha cuts its link (it can no
+    longer prove it holds the slot, or finds it taken) and stands by; beta
+    links."""
     tb = testbed
-    prosody = tb.prosody(components={DOMAIN: SECRET})
-    recv = tb.receiver()
-    url = pg.url(pg.new_database())
-    alpha = instance(tb, prosody, "alpha", url, recv)
-    wait_role(alpha, "active")
+    prosody, recv, alpha, beta = prosody_pair(tb, pg)
+    h.wait_until(lambda: "beta" in health(alpha).get("instances", {}), 10, what="alpha knows of beta")
     _, samples, _, _ = alpha.metrics()
     assert h.metric_value(samples, "ferry_build_info", ferry_instance="alpha") == 1
     assert h.metric_value(samples, "ferry_component_active", component="hooks") == 1
-    # The lock connection killed from the database side: alpha unlinks (it
-    # can no longer prove it holds the slot), then takes the slot again.
     offset = alpha.stderr_offset()
-    pg.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ferry-slots'")
+    pg.sql(HELD_LOCK_SESSIONS)
     alpha.wait_log(r"lost slot 0 of hooks.localhost", offset=offset, timeout=10)
-    alpha.wait_log(r"link to \S+ stopped: slot lock lost", offset=offset, timeout=5)
-    alpha.wait_log(r"alpha \[hooks\] linked as ", offset=offset, timeout=15)
+    # at once if its last heartbeat had seen beta, else once its retry
+    # finds the slot taken
+    alpha.wait_log(r"link to \S+ stopped: (slot lock lost|the slot is held by another instance)",
+                   offset=offset, timeout=10)
+    wait_role(beta, "active")
+    beta.wait_log(r"beta \[hooks\] linked as ", timeout=15)
+    wait_role(alpha, "standby")
+    _, samples, _, _ = alpha.metrics()
+    assert h.metric_value(samples, "ferry_component_active", component="hooks") == 0
+
+
+def test_lone_instance_keeps_its_link_when_the_lock_connection_goes(testbed, pg):
+    """No other instance seen: losing the lock's connection (the database
+    restarting, here the session cut) does not cut the XMPP link; the slot
+    is taken again and messages flow throughout."""
+    tb = testbed
+    prosody = tb.prosody(components={DOMAIN: SECRET}, users=[("alice", "localhost", "alicepw")])
+    recv = tb.receiver()
+    alpha = instance(tb, prosody, "alpha", pg.url(pg.new_database()), recv)
     wait_role(alpha, "active")
+    offset = alpha.stderr_offset()
+    pg.sql(HELD_LOCK_SESSIONS)
+    alpha.wait_log(r"keeping the link while the slot's lock is away", offset=offset, timeout=10)
+    alice = tb.client("alice@localhost", "alicepw", prosody)
+    alice.send_message(ALERTS, "while the lock is away")
+    recv.wait("/alerts", timeout=10, pred=lambda r: jbody(r).get("body") == "while the lock is away")
+    alpha.wait_log(r"holding slot 0 of 1", offset=offset, timeout=10)
+    wait_role(alpha, "active")
+    log = alpha.stderr(offset)
+    assert "stopped" not in log and "reconnects" not in log, log
+    assert health(alpha)["components"]["hooks"]["reconnects"] == 0
 
 
 # ------------------------------------------------------------------ ejabberd
