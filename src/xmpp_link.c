@@ -437,6 +437,13 @@ static void on_stream_error(conn_t *conn, xmpp_stanza_t *err)
 static void send_ping(uv_timer_t *t);
 static void on_deadline(uv_timer_t *t);
 
+/* The next look at the ping under way: in at most LEFT ms. */
+static void ping_check_in(ferry__xmpp_link_t *link, uint64_t left)
+{
+    uv_timer_start(&link->ping_deadline, on_deadline, left < PING_CHECK_MS ? left : PING_CHECK_MS,
+                   0);
+}
+
 /* A ping's answer comes after everything written before it, so a server
  * that is slow to read a long backlog (a burst fanned out to a thousand
  * users) answers late, and is not dead: dropping the link then would lose the
@@ -458,8 +465,7 @@ static void ping_check(ferry__xmpp_link_t *link)
     }
     uint64_t waited = now - link->ping_since;
     if (waited < link->ping_timeout_ms) {
-        uint64_t left = link->ping_timeout_ms - waited;
-        uv_timer_start(&link->ping_deadline, on_deadline, left < PING_CHECK_MS ? left : PING_CHECK_MS, 0);
+        ping_check_in(link, link->ping_timeout_ms - waited);
         return;
     }
     char reason[160];
@@ -467,7 +473,8 @@ static void ping_check(ferry__xmpp_link_t *link)
         snprintf(reason, sizeof reason, "no answer to a ping within %.0f s",
                  (double)link->ping_timeout_ms / 1000);
     else
-        snprintf(reason, sizeof reason, "the server took none of our %llu unread bytes within %.0f s",
+        snprintf(reason, sizeof reason,
+                 "the server took none of our %llu unread bytes within %.0f s",
                  (unsigned long long)(ferry_net_written(link->conn->net) - acked),
                  (double)link->ping_timeout_ms / 1000);
     conn_fail(link->conn, reason);
@@ -575,8 +582,7 @@ static void send_ping(uv_timer_t *t)
     link->ping_acked = ferry_net_acked(link->conn->net);
     link->ping_since = uv_now(link->loop);
     link->ping_delivered = 0;
-    uv_timer_start(&link->ping_deadline, on_deadline,
-                   link->ping_timeout_ms < PING_CHECK_MS ? link->ping_timeout_ms : PING_CHECK_MS, 0);
+    ping_check_in(link, link->ping_timeout_ms);
 }
 
 static void on_net_data(void *arg, const char *buf, size_t len)

@@ -219,8 +219,9 @@ static void test_echo_and_close(void)
     wait_for(&c.got_n, 11, 3000);
     CHECK_STR(c.got, "hello world");
     /* the echo came back: the server has every byte */
-    CHECK(ferry_net_written(c.net) == 11 && ferry_net_acked(c.net) == 11, "written %llu acked %llu",
-          (unsigned long long)ferry_net_written(c.net), (unsigned long long)ferry_net_acked(c.net));
+    CHECK(ferry_net_written(c.net) == 11 && ferry_net_acked(c.net) == 11,
+          "written %llu acked %llu", (unsigned long long)ferry_net_written(c.net),
+          (unsigned long long)ferry_net_acked(c.net));
     client_close(&c);
     CHECK_INT(c.closed, 0); /* closing is not a failure */
 }
@@ -340,8 +341,8 @@ static void test_write_bound(void)
     CHECK(ferry_net_written(c.net) == (uint64_t)writes * sizeof chunk, "written %llu",
           (unsigned long long)ferry_net_written(c.net));
     sleep_loop(50);
-    CHECK(ferry_net_acked(c.net) == acked, "acked moved from %llu to %llu", (unsigned long long)acked,
-          (unsigned long long)ferry_net_acked(c.net));
+    CHECK(ferry_net_acked(c.net) == acked, "acked moved from %llu to %llu",
+          (unsigned long long)acked, (unsigned long long)ferry_net_acked(c.net));
     CHECK_INT(ferry_net_write(c.net, chunk, sizeof chunk), UV_ENOBUFS); /* still stuck */
     client_close(&c);
     close(stuck_fd);
