@@ -146,9 +146,9 @@ def test_burst_to_a_slow_server_arrives_on_one_link(testbed, env):
         comp = irc_component(DOMAIN, SECRET, {"irc.localhost": {
             "host": "127.0.0.1", "port": ngircd.port, "tls": False,
             "throttle_burst": 1000000, "throttle_rate": 1000000}})
-        # a ping every second, answered within 2 s once the server has it
+        # a ping every second, answered within 3 s once the server has it
         text = h.ferry_config(server.port, port, {"irc": comp},
-                              xmpp={"ping_interval": 1, "ping_timeout": 2, "keepalive_interval": 1})
+                              xmpp={"ping_interval": 1, "ping_timeout": 3, "keepalive_interval": 1})
         f = testbed.ferry(text, http_port=port)
         sender = IrcClient(ngircd.port, "bursty")
         try:
@@ -163,7 +163,7 @@ def test_burst_to_a_slow_server_arrives_on_one_link(testbed, env):
             h.wait_until(lambda: len(sender.names(CHAN)) == USERS + 1, 10, interval=0.2,
                          what="the users in %s on IRC" % CHAN)
 
-            # about 2.4 MB to send at 320 KB/s: ~7 s of backlog, 3x ping_timeout
+            # about 2.4 MB to send at 320 KB/s: ~7 s of backlog, twice ping_timeout
             server.rate = (8192, 0.025)
             for i in range(LINES):
                 sender.privmsg(CHAN, "burst-%d %s" % (i, BODY))
