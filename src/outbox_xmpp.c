@@ -11,7 +11,17 @@
  * time, each with its own ping: the one the link drops on is then known,
  * and after POISON_TRIES drops it goes to the dead list with the reason
  * (`ferry queue` shows it), and the rest flows. Rows stored before text was
- * cleaned on the way in are cleaned as they are loaded. */
+ * cleaned on the way in are cleaned as they are loaded.
+ *
+ * With several instances on one PostgreSQL store, any of them stores what
+ * comes in, and one sends: the holder of the component's lease for this
+ * direction (one conversation, so one order for everything), while its link
+ * is up. It lets the lease go when its link drops; the others try again when
+ * the store tells of new rows and every lease period, so a dead holder's
+ * rows go out once its lease runs out. Rows are marked done by id (another
+ * instance may commit a lower id after higher ones were sent), and the
+ * reading starts over from the oldest pending row whenever everything sent
+ * is acknowledged, so that such a row is not passed over for long. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +34,10 @@
 #define BATCH 256
 #define MAX_UNACKED 4096
 #define POISON_TRIES 3
+#define LEASE_RETRY_MS 1000
 
 struct ferry__xmpp_outbox {
+    uv_loop_t *loop;
     store_t *store;
     char *component;
     ferry__xmpp_link_t *link;
@@ -38,6 +50,9 @@ struct ferry__xmpp_outbox {
     int64_t suspect_upto; /* unacknowledged at a drop: sent one at a time */
     int64_t lone_id;      /* while one at a time: the row written, unanswered */
     int lone_attempts;    /* drops it has caused so far, from the store */
+    int64_t lease_ms, lease_until; /* the sending lease: ours until then (0: not) */
+    uv_timer_t *retry;    /* another instance holds it: try again later */
+    int64_t *batch_ids;   /* the batch being written (BATCH) */
 };
 
 typedef struct ack {
@@ -45,6 +60,7 @@ typedef struct ack {
     int64_t upto;
     size_t count;
     unsigned generation;
+    int64_t ids[];        /* count of them */
 } ack_t;
 
 static void pump(ferry__xmpp_outbox_t *ob);
@@ -61,8 +77,10 @@ static void on_ack(void *arg, int ok)
         return;
     }
     if (ok && a->generation == ob->generation) {
-        ferry__store_msg_done_upto(ob->store, ob->component, STORE_TO_XMPP, a->upto);
+        ferry__store_msg_done_ids(ob->store, a->ids, a->count);
         ob->unacked -= a->count;
+        if (!ob->unacked)
+            ob->sent_upto = 0; /* read from the oldest again: see the top */
         ob->delivered += a->count;
         ob->lone_id = 0;
         if (ob->suspect_upto && a->upto >= ob->suspect_upto) {
@@ -98,15 +116,36 @@ static void on_row(void *arg, const store_row_t *r)
     if (rc != 0)
         return;
     ob->sent_upto = r->id;
-    sc->sent++;
+    ob->batch_ids[sc->sent++] = r->id;
     if (ob->suspect_upto) {
         ob->lone_id = r->id;
         ob->lone_attempts = r->attempts;
     }
 }
 
+static void on_retry(uv_timer_t *t) { pump(t->data); }
+
+/* Whether this instance sends: it holds the lease for at least half a
+ * lease more, claimed now if needed; else a new try is set. */
+static int leased(ferry__xmpp_outbox_t *ob)
+{
+    int64_t now = ferry__store_now_ms();
+    if (ob->lease_until - now > ob->lease_ms / 2)
+        return 1;
+    int rc = ferry__store_lease(ob->store, ob->component, STORE_TO_XMPP, "");
+    if (rc == 1) {
+        ob->lease_until = now + ob->lease_ms;
+        return 1;
+    }
+    ob->lease_until = 0;
+    uv_timer_start(ob->retry, on_retry, rc == 0 ? (uint64_t)ob->lease_ms : LEASE_RETRY_MS, 0);
+    return 0;
+}
+
 static void pump(ferry__xmpp_outbox_t *ob)
 {
+    if (!ferry__xmpp_link_is_up(ob->link) || !leased(ob))
+        return;
     while (ferry__xmpp_link_is_up(ob->link) && ob->unacked < MAX_UNACKED) {
         size_t batch = BATCH;
         if (ob->suspect_upto) {
@@ -118,8 +157,9 @@ static void pump(ferry__xmpp_outbox_t *ob)
         int n = ferry__store_msg_pending(ob->store, ob->component, STORE_TO_XMPP, ob->sent_upto, batch,
                                   on_row, &sc);
         if (sc.sent) {
-            ack_t *a = ferry_malloc(sizeof *a);
+            ack_t *a = ferry_malloc(sizeof *a + sc.sent * sizeof *a->ids);
             *a = (ack_t){ob, ob->sent_upto, sc.sent, ob->generation};
+            memcpy(a->ids, ob->batch_ids, sc.sent * sizeof *a->ids);
             if (ferry__xmpp_link_barrier(ob->link, on_ack, a) == 0) {
                 ob->acks_pending++;
                 ob->unacked += sc.sent;
@@ -134,15 +174,28 @@ static void pump(ferry__xmpp_outbox_t *ob)
 
 static void on_commit(void *arg) { pump(arg); }
 
+static void on_store_event(void *arg, int event, const char *text)
+{
+    (void)text;
+    if (event == STORE_EV_ROWS)
+        pump(arg);
+}
+
 ferry__xmpp_outbox_t *ferry__xmpp_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
                                ferry__xmpp_link_t *link)
 {
-    (void)loop;
     ferry__xmpp_outbox_t *ob = ferry_calloc(1, sizeof *ob);
+    ob->loop = loop;
     ob->store = store;
     ob->component = ferry_strdup(component);
     ob->link = link;
+    ob->lease_ms = (int64_t)(ferry__store_lease_seconds(store) * 1000);
+    ob->batch_ids = ferry_malloc(BATCH * sizeof *ob->batch_ids);
+    ob->retry = ferry_malloc(sizeof *ob->retry);
+    uv_timer_init(loop, ob->retry);
+    ob->retry->data = ob;
     ferry__store_listen(store, on_commit, ob);
+    ferry__store_watch(store, on_store_event, ob);
     return ob;
 }
 
@@ -166,6 +219,11 @@ void ferry__xmpp_outbox_link_up(ferry__xmpp_outbox_t *ob)
 
 void ferry__xmpp_outbox_link_down(ferry__xmpp_outbox_t *ob, const char *reason)
 {
+    uv_timer_stop(ob->retry);
+    if (ob->lease_until) { /* another instance whose link is up takes over */
+        ob->lease_until = 0;
+        ferry__store_lease_release(ob->store, ob->component, STORE_TO_XMPP, "");
+    }
     if (ob->lone_id) {
         int attempts = ob->lone_attempts + 1;
         char why[400];
@@ -186,9 +244,14 @@ void ferry__xmpp_outbox_link_down(ferry__xmpp_outbox_t *ob, const char *reason)
     }
 }
 
+static void on_retry_closed(uv_handle_t *h) { free(h); }
+
 void ferry__xmpp_outbox_free(ferry__xmpp_outbox_t *ob)
 {
     ferry__store_unlisten(ob->store, on_commit, ob);
+    ferry__store_unwatch(ob->store, on_store_event, ob);
+    uv_close((uv_handle_t *)ob->retry, on_retry_closed);
+    free(ob->batch_ids);
     free(ob->component);
     ob->freed = 1;
     if (ob->acks_pending == 0)

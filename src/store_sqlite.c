@@ -53,7 +53,7 @@ static const char *const migrations[SCHEMA_VERSION] = {
 enum {
     Q_ADD, Q_PENDING, Q_UPDATE, Q_DONE_UPTO, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
     Q_PRUNE, Q_KV_GET, Q_KV_PUT, Q_KV_DEL, Q_DEDUP_STATE, Q_HIST_ADD, Q_HIST_PRUNE,
-    Q_KV_LIST, Q_COUNT_ALL
+    Q_KV_LIST, Q_DONE_ID, Q_COUNT_ALL
 };
 
 static const char *const queries[Q_COUNT_ALL] = {
@@ -89,6 +89,7 @@ static const char *const queries[Q_COUNT_ALL] = {
                    " VALUES (?1, ?2, ?3, ?4, ?5)",
     [Q_HIST_PRUNE] = "DELETE FROM history WHERE ts_ms < ?1",
     [Q_KV_LIST] = "SELECT key, value FROM settings WHERE component = ?1 AND ns = ?2 ORDER BY key",
+    [Q_DONE_ID] = "UPDATE messages SET state = 1, updated_ms = ?2 WHERE id = ?1 AND state = 0",
 };
 
 typedef struct sqlite_store {
@@ -414,6 +415,20 @@ static int sq_msg_done_upto(store_t *base, const char *component, int direction,
     return step_done(s, st, "marking messages done");
 }
 
+static int sq_msg_done_ids(store_t *base, const int64_t *ids, size_t n)
+{
+    sqlite_store_t *s = SQ(base);
+    int64_t now = ferry__store_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_stmt *st = stmt(s, Q_DONE_ID);
+        sqlite3_bind_int64(st, 1, ids[i]);
+        sqlite3_bind_int64(st, 2, now);
+        if (step_done(s, st, "marking messages done") != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int sq_msg_counts(store_t *base, const char *component, store_counts_t *out)
 {
     sqlite_store_t *s = SQ(base);
@@ -618,6 +633,7 @@ static const store_ops_t sqlite_ops = {
     .msg_pending = sq_msg_pending,
     .msg_update = sq_msg_update,
     .msg_done_upto = sq_msg_done_upto,
+    .msg_done_ids = sq_msg_done_ids,
     .msg_counts = sq_msg_counts,
     .msg_list = sq_msg_list,
     .msg_requeue = sq_msg_requeue,

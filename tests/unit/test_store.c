@@ -333,6 +333,32 @@ static void test_done_upto(const store_backend_t *b)
     teardown(&f);
 }
 
+/* Exactly the ids given: a row between them stays pending, a dead one
+ * stays dead. */
+static void test_done_ids(const store_backend_t *b)
+{
+    fx_t f;
+    if (!setup(&f, b))
+        return;
+    int64_t x1 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x1");
+    int64_t x2 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x2");
+    int64_t dead = add(&f, "c", STORE_TO_XMPP, "", NULL, "x3");
+    int64_t x4 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x4");
+    ferry__store_msg_update(f.s, dead, STORE_DEAD, 1, 0, "bad");
+    int64_t ids[] = {x1, dead, x4};
+    CHECK_INT(ferry__store_msg_done_ids(f.s, ids, 3), 0);
+    CHECK_INT(ferry__store_msg_done_ids(f.s, ids, 0), 0);
+    int n;
+    rows_t *rs = pending(&f, "c", STORE_TO_XMPP, 0, 10, &n);
+    CHECK_INT(n, 1);
+    if (n == 1)
+        CHECK_INT(rs->r[0].id, x2);
+    rs = list(f.s, &n);
+    const got_row_t *r = find(rs, dead);
+    CHECK(r && r->state == STORE_DEAD, "a dead message was marked done");
+    teardown(&f);
+}
+
 static void test_counts(const store_backend_t *b)
 {
     fx_t f;
@@ -921,7 +947,7 @@ static void test_pg_schema(void)
     CHECK_INT(ferry__store_msg_add(f.s, "sms", STORE_TO_NETWORK, "c", "d1", "p", 1, &(int64_t){0}), 0);
     close_store(&f);
     char *v = pg_query(f.where, "SELECT max(version) FROM ferry_schema");
-    CHECK_STR(v, "1");
+    CHECK_STR(v, "2");
     free(v);
 
     /* From a newer ferry: refused, named, and left exactly as it was. */
@@ -936,6 +962,81 @@ static void test_pg_schema(void)
                           " FROM ferry_schema");
     CHECK_STR(v, "99 1");
     free(v);
+    teardown(&f);
+}
+
+/* ---- several instances on one PostgreSQL database ---- */
+
+typedef struct events {
+    int rows;
+    char answer[64];
+} events_t;
+
+static void on_event(void *arg, int event, const char *text)
+{
+    events_t *e = arg;
+    if (event == STORE_EV_ROWS)
+        e->rows++;
+    else
+        snprintf(e->answer, sizeof e->answer, "%s", text);
+}
+
+static int got_rows(void *arg) { return ((events_t *)arg)->rows > 0; }
+static int got_answer(void *arg) { return ((events_t *)arg)->answer[0] != 0; }
+
+/* Two stores on one database, as two instances: one holds a conversation's
+ * lease, the other is refused it and does not load its rows, and takes it
+ * once it has run out; rows committed by one and answers relayed reach the
+ * other without polling. */
+static void test_pg_leases(void)
+{
+    const store_backend_t *b = &store_backends[1];
+    fx_t f;
+    if (!setup(&f, b))
+        return;
+    char err[512] = "";
+    store_t *other = b->open(&f.loop, f.where, err, sizeof err);
+    if (!CHECK(other != NULL, "second instance: %s", err)) {
+        teardown(&f);
+        return;
+    }
+    ferry__store_set_instance(f.s, "one");
+    ferry__store_set_instance(other, "two");
+    ferry__store_set_lease(f.s, 0.5);
+    ferry__store_set_lease(other, 0.5);
+    events_t ev = {0};
+    ferry__store_watch(other, on_event, &ev);
+
+    int64_t a1 = add(&f, "c", STORE_TO_NETWORK, "alice", NULL, "a1");
+    int64_t b1 = add(&f, "c", STORE_TO_NETWORK, "bob", NULL, "b1");
+    ferry__store_flush(f.s);
+    CHECK(run_until(&f.loop, got_rows, &ev, 5000), "no notification of the committed rows");
+
+    CHECK_INT(ferry__store_lease(f.s, "c", STORE_TO_NETWORK, "alice"), 1);
+    CHECK_INT(ferry__store_lease(f.s, "c", STORE_TO_NETWORK, "alice"), 1); /* renewed */
+    CHECK_INT(ferry__store_lease(other, "c", STORE_TO_NETWORK, "alice"), 0);
+    CHECK_INT(ferry__store_lease(other, "c", STORE_TO_XMPP, "alice"), 1); /* per direction */
+    rows_t rs = {0};
+    int n = ferry__store_msg_pending(other, "c", STORE_TO_NETWORK, 0, 10, collect, &rs);
+    CHECK_INT(n, 1);
+    CHECK(find(&rs, b1) && !find(&rs, a1), "the other instance loaded a held conversation");
+    rs.n = 0;
+    CHECK_INT(ferry__store_msg_pending(f.s, "c", STORE_TO_NETWORK, 0, 10, collect, &rs), 2);
+
+    /* Run out (no renewal): the other takes it, and the first is refused. */
+    usleep(700 * 1000);
+    CHECK_INT(ferry__store_lease(other, "c", STORE_TO_NETWORK, "alice"), 1);
+    CHECK_INT(ferry__store_lease(f.s, "c", STORE_TO_NETWORK, "alice"), 0);
+
+    /* Let go: the others hear of it and may take it at once. */
+    ev.rows = 0;
+    ferry__store_lease_release(other, "c", STORE_TO_NETWORK, "alice");
+    CHECK_INT(ferry__store_lease(f.s, "c", STORE_TO_NETWORK, "alice"), 1);
+
+    ferry__store_relay_answer(f.s, "ferry-ack-x-1");
+    CHECK(run_until(&f.loop, got_answer, &ev, 5000), "no relayed answer");
+    CHECK_STR(ev.answer, "ferry-ack-x-1");
+    ferry__store_close(other);
     teardown(&f);
 }
 
@@ -967,6 +1068,7 @@ int main(void)
         test_pending(b);
         test_update(b);
         test_done_upto(b);
+        test_done_ids(b);
         test_counts(b);
         test_list_requeue_drop(b);
         test_prune(b);
@@ -982,6 +1084,7 @@ int main(void)
     test_sqlite_lock();
     if (getenv("FERRY_TEST_PG_URL")) {
         test_pg_schema();
+        test_pg_leases();
         test_pg_unreachable();
     }
     return check_summary();
