@@ -18,10 +18,11 @@
  * direction (one conversation, so one order for everything), while its link
  * is up. It lets the lease go when its link drops; the others try again when
  * the store tells of new rows and every lease period, so a dead holder's
- * rows go out once its lease runs out. Rows are marked done by id (another
- * instance may commit a lower id after higher ones were sent), and the
- * reading starts over from the oldest pending row whenever everything sent
- * is acknowledged, so that such a row is not passed over for long. */
+ * rows go out once its lease runs out. Another instance may commit a row
+ * with a lower id after higher ones were read, so there is no "read up to"
+ * mark: each read starts from the oldest pending row, leaving out those
+ * written and not yet acknowledged, and finds such a row in its place
+ * (before anything committed after it); rows are marked done by id. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,8 @@ struct ferry__xmpp_outbox {
     char *component;
     ferry__xmpp_link_t *link;
     int64_t sent_upto;    /* highest id written on this connection */
-    size_t unacked;       /* written, answer not yet seen */
+    int64_t *written;     /* ids written, answer not yet seen, in order */
+    size_t unacked;       /* how many */
     unsigned generation;  /* bumps on every link-up: old acks are void */
     int freed;
     size_t acks_pending;  /* barrier callbacks still to come */
@@ -52,7 +54,6 @@ struct ferry__xmpp_outbox {
     int lone_attempts;    /* drops it has caused so far, from the store */
     int64_t lease_ms, lease_until; /* the sending lease: ours until then (0: not) */
     uv_timer_t *retry;    /* another instance holds it: try again later */
-    int64_t *batch_ids;   /* the batch being written (BATCH) */
 };
 
 typedef struct ack {
@@ -60,7 +61,6 @@ typedef struct ack {
     int64_t upto;
     size_t count;
     unsigned generation;
-    int64_t ids[];        /* count of them */
 } ack_t;
 
 static void pump(ferry__xmpp_outbox_t *ob);
@@ -77,10 +77,10 @@ static void on_ack(void *arg, int ok)
         return;
     }
     if (ok && a->generation == ob->generation) {
-        ferry__store_msg_done_ids(ob->store, a->ids, a->count);
+        /* Answers come in order: the batch is at the front. */
+        ferry__store_msg_done_ids(ob->store, ob->written, a->count);
         ob->unacked -= a->count;
-        if (!ob->unacked)
-            ob->sent_upto = 0; /* read from the oldest again: see the top */
+        memmove(ob->written, ob->written + a->count, ob->unacked * sizeof *ob->written);
         ob->delivered += a->count;
         ob->lone_id = 0;
         if (ob->suspect_upto && a->upto >= ob->suspect_upto) {
@@ -116,7 +116,7 @@ static void on_row(void *arg, const store_row_t *r)
     if (rc != 0)
         return;
     ob->sent_upto = r->id;
-    ob->batch_ids[sc->sent++] = r->id;
+    ob->written[ob->unacked + sc->sent++] = r->id;
     if (ob->suspect_upto) {
         ob->lone_id = r->id;
         ob->lone_attempts = r->attempts;
@@ -154,12 +154,11 @@ static void pump(ferry__xmpp_outbox_t *ob)
             batch = 1;
         }
         send_ctx_t sc = {ob, 0};
-        int n = ferry__store_msg_pending(ob->store, ob->component, STORE_TO_XMPP, ob->sent_upto, batch,
-                                  on_row, &sc);
+        int n = ferry__store_msg_pending_but(ob->store, ob->component, STORE_TO_XMPP, ob->written,
+                                             ob->unacked, batch, on_row, &sc);
         if (sc.sent) {
-            ack_t *a = ferry_malloc(sizeof *a + sc.sent * sizeof *a->ids);
+            ack_t *a = ferry_malloc(sizeof *a);
             *a = (ack_t){ob, ob->sent_upto, sc.sent, ob->generation};
-            memcpy(a->ids, ob->batch_ids, sc.sent * sizeof *a->ids);
             if (ferry__xmpp_link_barrier(ob->link, on_ack, a) == 0) {
                 ob->acks_pending++;
                 ob->unacked += sc.sent;
@@ -190,7 +189,7 @@ ferry__xmpp_outbox_t *ferry__xmpp_outbox_new(uv_loop_t *loop, store_t *store, co
     ob->component = ferry_strdup(component);
     ob->link = link;
     ob->lease_ms = (int64_t)(ferry__store_lease_seconds(store) * 1000);
-    ob->batch_ids = ferry_malloc(BATCH * sizeof *ob->batch_ids);
+    ob->written = ferry_malloc((MAX_UNACKED + BATCH) * sizeof *ob->written);
     ob->retry = ferry_malloc(sizeof *ob->retry);
     uv_timer_init(loop, ob->retry);
     ob->retry->data = ob;
@@ -251,7 +250,7 @@ void ferry__xmpp_outbox_free(ferry__xmpp_outbox_t *ob)
     ferry__store_unlisten(ob->store, on_commit, ob);
     ferry__store_unwatch(ob->store, on_store_event, ob);
     uv_close((uv_handle_t *)ob->retry, on_retry_closed);
-    free(ob->batch_ids);
+    free(ob->written);
     free(ob->component);
     ob->freed = 1;
     if (ob->acks_pending == 0)

@@ -277,6 +277,19 @@ int ferry__store_msg_pending(store_t *s, const char *component, int direction, i
     return s->ops->msg_pending(s, component, direction, after, limit, cb, arg);
 }
 
+int ferry__store_msg_pending_but(store_t *s, const char *component, int direction,
+                                 const int64_t *skip, size_t n, size_t limit, store_row_cb cb,
+                                 void *arg)
+{
+    if (s->ops->msg_pending_but)
+        return s->ops->msg_pending_but(s, component, direction, skip, n, limit, cb, arg);
+    int64_t after = 0;
+    for (size_t i = 0; i < n; i++)
+        if (skip[i] > after)
+            after = skip[i];
+    return s->ops->msg_pending(s, component, direction, after, limit, cb, arg);
+}
+
 int ferry__store_msg_update(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
                      const char *error)
 {

@@ -66,6 +66,14 @@ int ferry__store_msg_add(store_t *s, const char *component, int direction, const
  * number passed to CB, or -1. */
 int ferry__store_msg_pending(store_t *s, const char *component, int direction, int64_t after,
                       size_t limit, store_row_cb cb, void *arg);
+/* Pending messages in id order but those in SKIP (N of them: written and
+ * not yet acknowledged), at most LIMIT. With several instances a row may
+ * be committed after rows with higher ids were read: read from the oldest
+ * each time, it comes in its place. Returns the number passed to CB, or
+ * -1. */
+int ferry__store_msg_pending_but(store_t *s, const char *component, int direction,
+                                 const int64_t *skip, size_t n, size_t limit, store_row_cb cb,
+                                 void *arg);
 int ferry__store_msg_update(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
                      const char *error);
 /* Marks pending messages of COMPONENT/DIRECTION with id <= UPTO as done. */

@@ -27,6 +27,11 @@ typedef struct store_ops {
                    const char *dedup, const char *payload, size_t len, int64_t *id);
     int (*msg_pending)(store_t *s, const char *component, int direction, int64_t after,
                        size_t limit, store_row_cb cb, void *arg);
+    /* NULL: one process commits in id order, so the rows past SKIP's
+     * highest id are the rest (store.c). */
+    int (*msg_pending_but)(store_t *s, const char *component, int direction,
+                           const int64_t *skip, size_t n, size_t limit, store_row_cb cb,
+                           void *arg);
     int (*msg_update)(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
                       const char *error);
     int (*msg_done_upto)(store_t *s, const char *component, int direction, int64_t upto);

@@ -81,7 +81,7 @@ static const char *const migrations[SCHEMA_VERSION] = {
 enum {
     Q_ADD, Q_PENDING, Q_UPDATE, Q_DONE_UPTO, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
     Q_PRUNE, Q_KV_GET, Q_KV_PUT, Q_KV_DEL, Q_DEDUP_STATE, Q_HIST_ADD, Q_HIST_PRUNE,
-    Q_KV_LIST, Q_DONE_IDS, Q_NOTIFY_ROWS, Q_COUNT_ALL
+    Q_KV_LIST, Q_DONE_IDS, Q_NOTIFY_ROWS, Q_PENDING_BUT, Q_COUNT_ALL
 };
 
 #define ROW_COLUMNS                                                                          \
@@ -124,6 +124,11 @@ static const char *const queries[Q_COUNT_ALL] = {
     [Q_DONE_IDS] = "UPDATE messages SET state = 1, updated_ms = $2 WHERE"
                    " id = ANY($1::bigint[]) AND state = 0",
     [Q_NOTIFY_ROWS] = "SELECT pg_notify('ferry_rows', $1)",
+    [Q_PENDING_BUT] = "SELECT " ROW_COLUMNS " FROM messages m WHERE component = $1 AND"
+                      " direction = $2 AND state = 0 AND id <> ALL($3::bigint[]) AND NOT EXISTS"
+                      " (SELECT 1 FROM leases l WHERE l.component = m.component AND"
+                      " l.direction = m.direction AND l.conversation = m.conversation AND"
+                      " l.owner <> $5 AND l.until > clock_timestamp()) ORDER BY id LIMIT $4",
 };
 
 /* On the second connection (autocommit): leases and notifications. */
@@ -882,6 +887,24 @@ static int pg_msg_pending(store_t *base, const char *component, int direction, i
     return rows_of(PG(base), Q_PENDING, &p, cb, arg);
 }
 
+static char *id_array(const int64_t *ids, size_t n);
+
+static int pg_msg_pending_but(store_t *base, const char *component, int direction,
+                              const int64_t *skip, size_t n, size_t limit, store_row_cb cb,
+                              void *arg)
+{
+    char *array = id_array(skip, n);
+    params_t p = {0};
+    p_text(&p, component);
+    p_int(&p, direction);
+    p_text(&p, array);
+    p_int(&p, (int64_t)limit);
+    p_text(&p, base->instance);
+    int rc = rows_of(PG(base), Q_PENDING_BUT, &p, cb, arg);
+    free(array);
+    return rc;
+}
+
 static int pg_msg_update(store_t *base, int64_t id, int state, int attempts, int64_t next_ms,
                          const char *error)
 {
@@ -1144,6 +1167,7 @@ static const store_ops_t pg_ops = {
     .msg_update = pg_msg_update,
     .msg_done_upto = pg_msg_done_upto,
     .msg_done_ids = pg_msg_done_ids,
+    .msg_pending_but = pg_msg_pending_but,
     .msg_counts = pg_msg_counts,
     .msg_list = pg_msg_list,
     .msg_requeue = pg_msg_requeue,
