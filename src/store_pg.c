@@ -144,6 +144,9 @@ static const char *const side_release =
     " conversation = $3 AND owner = $4 RETURNING 1)"
     " SELECT pg_notify('ferry_rows', $4) FROM gone";
 static const char *const side_relay = "SELECT pg_notify('ferry_answers', $1)";
+static const char *const side_release_all =
+    "WITH gone AS (DELETE FROM leases WHERE owner = $1 RETURNING 1)"
+    " SELECT pg_notify('ferry_rows', $1) FROM gone LIMIT 1";
 
 typedef struct pg_store {
     store_t base; /* first: a store_t * is a pg_store_t * */
@@ -633,6 +636,14 @@ static void pg_destroy(store_t *base)
 {
     pg_store_t *s = PG(base);
     unwatch(s);
+    if (s->side && PQstatus(s->side) == CONNECTION_OK) {
+        /* Stopping (store.c has committed the last marks): the others may
+         * take this instance's conversations now rather than after their
+         * lease. */
+        params_t p = {0};
+        p_text(&p, base->instance);
+        PQclear(side_run(s, side_release_all, &p, "letting the leases go"));
+    }
     side_close(s);
     if (s->kick)
         uv_close((uv_handle_t *)s->kick, on_heap_handle_closed);

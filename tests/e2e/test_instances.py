@@ -202,6 +202,7 @@ def test_killed_instance_work_is_taken_over(testbed, pg, ferry_bin):
     a.wait_healthz(200, timeout=30)
     bed.wait_all()
     dup_http, dup_xmpp = check_orders(bed)
+    assert int(held) > 0, "a held no conversation at the kill: nothing to take over"
     print("a held %s lease(s) at the kill; backlog delivered %.1f s after it; duplicates: %d to the "
           "receiver, %d to XMPP" % (held, taken_over, dup_http, dup_xmpp))
     # Duplicates only for what was under way at the kill: at most one a

@@ -1036,7 +1036,12 @@ static void test_pg_leases(void)
     ferry__store_relay_answer(f.s, "ferry-ack-x-1");
     CHECK(run_until(&f.loop, got_answer, &ev, 5000), "no relayed answer");
     CHECK_STR(ev.answer, "ferry-ack-x-1");
+
+    /* A store that closes lets its leases go: no wait for them. */
+    CHECK_INT(ferry__store_lease(other, "c", STORE_TO_NETWORK, "carol"), 1);
+    CHECK_INT(ferry__store_lease(f.s, "c", STORE_TO_NETWORK, "carol"), 0);
     ferry__store_close(other);
+    CHECK_INT(ferry__store_lease(f.s, "c", STORE_TO_NETWORK, "carol"), 1);
     teardown(&f);
 }
 
