@@ -298,13 +298,6 @@ int ferry__store_msg_update(store_t *s, int64_t id, int state, int attempts, int
     return s->ops->msg_update(s, id, state, attempts, next_ms, error);
 }
 
-int ferry__store_msg_done_upto(store_t *s, const char *component, int direction, int64_t upto)
-{
-    if (ferry__store_writing(s) != 0)
-        return -1;
-    return s->ops->msg_done_upto(s, component, direction, upto);
-}
-
 int ferry__store_msg_done_ids(store_t *s, const int64_t *ids, size_t n)
 {
     if (n == 0)

@@ -76,11 +76,9 @@ int ferry__store_msg_pending_but(store_t *s, const char *component, int directio
                                  void *arg);
 int ferry__store_msg_update(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
                      const char *error);
-/* Marks pending messages of COMPONENT/DIRECTION with id <= UPTO as done. */
-int ferry__store_msg_done_upto(store_t *s, const char *component, int direction, int64_t upto);
 /* Marks the N pending messages IDS as done (with several instances a row
- * with a lower id may be committed after higher ones were read: a range
- * would take it along unsent). */
+ * with a lower id may be committed after higher ones were read: a range of
+ * ids would take it along unsent). */
 int ferry__store_msg_done_ids(store_t *s, const int64_t *ids, size_t n);
 
 typedef struct store_counts {

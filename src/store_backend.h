@@ -34,7 +34,6 @@ typedef struct store_ops {
                            void *arg);
     int (*msg_update)(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
                       const char *error);
-    int (*msg_done_upto)(store_t *s, const char *component, int direction, int64_t upto);
     int (*msg_done_ids)(store_t *s, const int64_t *ids, size_t n);
     int (*msg_counts)(store_t *s, const char *component, store_counts_t *out);
     int (*msg_list)(store_t *s, store_row_cb cb, void *arg);

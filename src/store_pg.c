@@ -79,7 +79,7 @@ static const char *const migrations[SCHEMA_VERSION] = {
 };
 
 enum {
-    Q_ADD, Q_PENDING, Q_UPDATE, Q_DONE_UPTO, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
+    Q_ADD, Q_PENDING, Q_UPDATE, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
     Q_PRUNE, Q_KV_GET, Q_KV_PUT, Q_KV_DEL, Q_DEDUP_STATE, Q_HIST_ADD, Q_HIST_PRUNE,
     Q_KV_LIST, Q_DONE_IDS, Q_NOTIFY_ROWS, Q_PENDING_BUT, Q_COUNT_ALL
 };
@@ -99,8 +99,6 @@ static const char *const queries[Q_COUNT_ALL] = {
                   " l.until > clock_timestamp()) ORDER BY id LIMIT $4",
     [Q_UPDATE] = "UPDATE messages SET state = $2, attempts = $3, next_ms = $4, error = $5,"
                  " updated_ms = $6 WHERE id = $1",
-    [Q_DONE_UPTO] = "UPDATE messages SET state = 1, updated_ms = $4 WHERE component = $1 AND"
-                    " direction = $2 AND state = 0 AND id <= $3",
     [Q_COUNT] = "SELECT state, count(*) FROM messages WHERE component = $1 AND direction IN"
                 " (0, 1) AND state IN (0, 2) GROUP BY state",
     [Q_OLDEST] = "SELECT coalesce(min(created_ms), 0) FROM messages WHERE component = $1 AND"
@@ -885,17 +883,27 @@ static int rows_of(pg_store_t *s, int q, const params_t *p, store_row_cb cb, voi
     return n;
 }
 
-static int pg_msg_pending(store_t *base, const char *component, int direction, int64_t after,
-                          size_t limit, store_row_cb cb, void *arg)
+/* Pending rows of Q (Q_PENDING: $3 the id after which; Q_PENDING_BUT: $3
+ * the ids left out), but those of conversations another instance holds. */
+static int pending_rows(store_t *base, int q, const char *component, int direction,
+                        const char *bound, size_t limit, store_row_cb cb, void *arg)
 {
     params_t p = {0};
     p_text(&p, component);
     p_int(&p, direction);
-    p_int(&p, after);
+    p_text(&p, bound);
     p_int(&p, (int64_t)limit);
     p_text(&p, base->instance);
     side_usable(PG(base)); /* a rescan also brings the listening connection back */
-    return rows_of(PG(base), Q_PENDING, &p, cb, arg);
+    return rows_of(PG(base), q, &p, cb, arg);
+}
+
+static int pg_msg_pending(store_t *base, const char *component, int direction, int64_t after,
+                          size_t limit, store_row_cb cb, void *arg)
+{
+    char bound[24];
+    snprintf(bound, sizeof bound, "%lld", (long long)after);
+    return pending_rows(base, Q_PENDING, component, direction, bound, limit, cb, arg);
 }
 
 static char *id_array(const int64_t *ids, size_t n);
@@ -905,13 +913,7 @@ static int pg_msg_pending_but(store_t *base, const char *component, int directio
                               void *arg)
 {
     char *array = id_array(skip, n);
-    params_t p = {0};
-    p_text(&p, component);
-    p_int(&p, direction);
-    p_text(&p, array);
-    p_int(&p, (int64_t)limit);
-    p_text(&p, base->instance);
-    int rc = rows_of(PG(base), Q_PENDING_BUT, &p, cb, arg);
+    int rc = pending_rows(base, Q_PENDING_BUT, component, direction, array, limit, cb, arg);
     free(array);
     return rc;
 }
@@ -927,16 +929,6 @@ static int pg_msg_update(store_t *base, int64_t id, int state, int attempts, int
     p_text(&p, error);
     p_int(&p, ferry__store_now_ms());
     return run_cmd(PG(base), Q_UPDATE, &p, "updating a message");
-}
-
-static int pg_msg_done_upto(store_t *base, const char *component, int direction, int64_t upto)
-{
-    params_t p = {0};
-    p_text(&p, component);
-    p_int(&p, direction);
-    p_int(&p, upto);
-    p_int(&p, ferry__store_now_ms());
-    return run_cmd(PG(base), Q_DONE_UPTO, &p, "marking messages done");
 }
 
 /* ids as an array literal: {1,2,3}. */
@@ -1176,7 +1168,6 @@ static const store_ops_t pg_ops = {
     .msg_add = pg_msg_add,
     .msg_pending = pg_msg_pending,
     .msg_update = pg_msg_update,
-    .msg_done_upto = pg_msg_done_upto,
     .msg_done_ids = pg_msg_done_ids,
     .msg_pending_but = pg_msg_pending_but,
     .msg_counts = pg_msg_counts,

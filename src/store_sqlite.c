@@ -51,7 +51,7 @@ static const char *const migrations[SCHEMA_VERSION] = {
 };
 
 enum {
-    Q_ADD, Q_PENDING, Q_UPDATE, Q_DONE_UPTO, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
+    Q_ADD, Q_PENDING, Q_UPDATE, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
     Q_PRUNE, Q_KV_GET, Q_KV_PUT, Q_KV_DEL, Q_DEDUP_STATE, Q_HIST_ADD, Q_HIST_PRUNE,
     Q_KV_LIST, Q_DONE_ID, Q_COUNT_ALL
 };
@@ -65,8 +65,6 @@ static const char *const queries[Q_COUNT_ALL] = {
                   " direction = ?2 AND state = 0 AND id > ?3 ORDER BY id LIMIT ?4",
     [Q_UPDATE] = "UPDATE messages SET state = ?2, attempts = ?3, next_ms = ?4, error = ?5,"
                  " updated_ms = ?6 WHERE id = ?1",
-    [Q_DONE_UPTO] = "UPDATE messages SET state = 1, updated_ms = ?4 WHERE component = ?1 AND"
-                    " direction = ?2 AND state = 0 AND id <= ?3",
     /* direction IN (0, 1) lets both use messages_state instead of a scan of
      * every delivered row. */
     [Q_COUNT] = "SELECT state, count(*) FROM messages WHERE component = ?1 AND direction IN"
@@ -404,17 +402,6 @@ static int sq_msg_update(store_t *base, int64_t id, int state, int attempts, int
     return step_done(s, st, "updating a message");
 }
 
-static int sq_msg_done_upto(store_t *base, const char *component, int direction, int64_t upto)
-{
-    sqlite_store_t *s = SQ(base);
-    sqlite3_stmt *st = stmt(s, Q_DONE_UPTO);
-    sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, direction);
-    sqlite3_bind_int64(st, 3, upto);
-    sqlite3_bind_int64(st, 4, ferry__store_now_ms());
-    return step_done(s, st, "marking messages done");
-}
-
 static int sq_msg_done_ids(store_t *base, const int64_t *ids, size_t n)
 {
     sqlite_store_t *s = SQ(base);
@@ -632,7 +619,6 @@ static const store_ops_t sqlite_ops = {
     .msg_add = sq_msg_add,
     .msg_pending = sq_msg_pending,
     .msg_update = sq_msg_update,
-    .msg_done_upto = sq_msg_done_upto,
     .msg_done_ids = sq_msg_done_ids,
     .msg_counts = sq_msg_counts,
     .msg_list = sq_msg_list,

@@ -304,35 +304,6 @@ static void test_update(const store_backend_t *b)
     teardown(&f);
 }
 
-static void test_done_upto(const store_backend_t *b)
-{
-    fx_t f;
-    if (!setup(&f, b))
-        return;
-    int64_t x1 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x1");
-    int64_t dead = add(&f, "c", STORE_TO_XMPP, "", NULL, "x2");
-    int64_t net = add(&f, "c", STORE_TO_NETWORK, "", NULL, "n");
-    int64_t other = add(&f, "d", STORE_TO_XMPP, "", NULL, "o");
-    int64_t x3 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x3");
-    int64_t x4 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x4");
-    ferry__store_msg_update(f.s, dead, STORE_DEAD, 1, 0, "bad");
-
-    CHECK_INT(ferry__store_msg_done_upto(f.s, "c", STORE_TO_XMPP, x3), 0);
-    int n;
-    rows_t *rs = pending(&f, "c", STORE_TO_XMPP, 0, 10, &n);
-    CHECK_INT(n, 1);
-    if (n == 1)
-        CHECK_INT(rs->r[0].id, x4);
-    rs = list(f.s, &n);
-    CHECK(find(rs, x1) == NULL, "x1 still pending or dead");
-    CHECK(find(rs, x3) == NULL, "x3 still pending or dead");
-    const got_row_t *r = find(rs, dead);
-    CHECK(r && r->state == STORE_DEAD, "a dead message was marked done");
-    CHECK(find(rs, net) != NULL, "the other direction was marked done");
-    CHECK(find(rs, other) != NULL, "another component's message was marked done");
-    teardown(&f);
-}
-
 /* Exactly the ids given: a row between them stays pending, a dead one
  * stays dead. */
 static void test_done_ids(const store_backend_t *b)
@@ -344,6 +315,7 @@ static void test_done_ids(const store_backend_t *b)
     int64_t x2 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x2");
     int64_t dead = add(&f, "c", STORE_TO_XMPP, "", NULL, "x3");
     int64_t x4 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x4");
+    int64_t net = add(&f, "c", STORE_TO_NETWORK, "", NULL, "n");
     ferry__store_msg_update(f.s, dead, STORE_DEAD, 1, 0, "bad");
     int64_t ids[] = {x1, dead, x4};
     CHECK_INT(ferry__store_msg_done_ids(f.s, ids, 3), 0);
@@ -356,6 +328,19 @@ static void test_done_ids(const store_backend_t *b)
     rs = list(f.s, &n);
     const got_row_t *r = find(rs, dead);
     CHECK(r && r->state == STORE_DEAD, "a dead message was marked done");
+    CHECK(find(rs, net) != NULL, "another message was marked done");
+
+    /* Pending but those under way: from the oldest, in id order. */
+    int64_t x5 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x5");
+    int64_t x6 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x6");
+    int64_t under_way[] = {x2, x5};
+    rows_t got = {0};
+    CHECK_INT(ferry__store_msg_pending_but(f.s, "c", STORE_TO_XMPP, under_way, 2, 10, collect, &got),
+              1);
+    CHECK(got.n == 1 && got.r[0].id == x6, "pending but those under way: not x6 alone");
+    got.n = 0;
+    CHECK_INT(ferry__store_msg_pending_but(f.s, "c", STORE_TO_XMPP, NULL, 0, 2, collect, &got), 2);
+    CHECK(got.n == 2 && got.r[0].id == x2 && got.r[1].id == x5, "not the two oldest");
     teardown(&f);
 }
 
@@ -1072,7 +1057,6 @@ int main(void)
         test_add_dedup(b);
         test_pending(b);
         test_update(b);
-        test_done_upto(b);
         test_done_ids(b);
         test_counts(b);
         test_list_requeue_drop(b);
