@@ -935,6 +935,15 @@ static void test_pg_schema(void)
     CHECK_STR(v, "2");
     free(v);
 
+    /* A store of schema 1 (one instance) gets the leases, its rows kept. */
+    free(pg_query(f.where, "DROP TABLE leases; UPDATE ferry_schema SET version = 1"));
+    reopen(&f);
+    close_store(&f);
+    v = pg_query(f.where, "SELECT max(version)::text || ' ' || (SELECT count(*) FROM messages)"
+                          " || ' ' || (SELECT count(*) FROM leases) FROM ferry_schema");
+    CHECK_STR(v, "2 1 0");
+    free(v);
+
     /* From a newer ferry: refused, named, and left exactly as it was. */
     free(pg_query(f.where, "UPDATE ferry_schema SET version = 99"));
     char err[512] = "";
