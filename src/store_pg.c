@@ -163,6 +163,8 @@ typedef struct pg_store {
     int wrote_rows;      /* the open transaction adds rows: NOTIFY at its commit */
     PGconn *side;        /* LISTENs; runs the lease statements (see the top) */
     uv_poll_t *side_watch;
+    uv_os_sock_t side_fd;
+    int side_connecting; /* PQconnectPoll() under way */
     uv_timer_t *kick;    /* hands out what libpq read during a statement */
     int64_t side_retry_at_ms;
     int side_missed;     /* (re)connected: tell the outboxes to look */
@@ -450,6 +452,14 @@ static void side_close(pg_store_t *s)
     }
     PQfinish(s->side);
     s->side = NULL;
+    s->side_connecting = 0;
+}
+
+static void side_failed(pg_store_t *s, const char *what)
+{
+    ferry_log_error("store", "%s: %s: %.*s", s->where, what, line_len(PQerrorMessage(s->side)),
+                    PQerrorMessage(s->side));
+    side_close(s);
 }
 
 /* Hands the notifications libpq has read to the watchers: rows from
@@ -477,21 +487,74 @@ static void on_side_readable(uv_poll_t *w, int status, int events)
     (void)events;
     pg_store_t *s = w->data;
     if (status < 0 || !PQconsumeInput(s->side)) {
-        ferry_log_error("store", "%s: lost the listening connection: %.*s", s->where,
-                        line_len(PQerrorMessage(s->side)), PQerrorMessage(s->side));
-        side_close(s);
+        side_failed(s, "lost the second connection");
         s->side_retry_at_ms = ferry__store_now_ms() + SIDE_RETRY_MS;
         return;
     }
     side_drain(s);
 }
 
-/* Whether the second connection is there, connecting it when due. Its
- * connect waits for libpq (bounded by connect_timeout), at most once per
- * SIDE_RETRY_MS while the server is away. */
+/* Watches the second connection's socket for EVENTS (libpq may change
+ * sockets while connecting, trying the next address). */
+static void side_watch(pg_store_t *s, int events, uv_poll_cb cb)
+{
+    uv_os_sock_t fd = PQsocket(s->side);
+    if (s->side_watch && s->side_fd != fd) {
+        uv_close((uv_handle_t *)s->side_watch, on_heap_handle_closed);
+        s->side_watch = NULL;
+    }
+    if (!s->side_watch) {
+        s->side_watch = ferry_malloc(sizeof *s->side_watch);
+        uv_poll_init_socket(s->loop, s->side_watch, fd);
+        s->side_watch->data = s;
+        s->side_fd = fd;
+    }
+    uv_poll_start(s->side_watch, events, cb);
+}
+
+/* The connection is made: LISTEN (one statement on a fresh connection),
+ * then read what comes. */
+static void side_listen(pg_store_t *s)
+{
+    s->side_connecting = 0;
+    PGresult *r = PQexec(s->side, "LISTEN ferry_rows; LISTEN ferry_answers");
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok) {
+        side_failed(s, "cannot LISTEN on the second connection");
+        return;
+    }
+    side_watch(s, UV_READABLE, on_side_readable);
+    s->side_missed = 1; /* rows may have come while it was away */
+    uv_timer_start(s->kick, on_kick, 0, 0);
+}
+
+static void on_side_connecting(uv_poll_t *w, int status, int events)
+{
+    (void)status;
+    (void)events;
+    pg_store_t *s = w->data;
+    switch (PQconnectPoll(s->side)) {
+    case PGRES_POLLING_READING:
+        side_watch(s, UV_READABLE, on_side_connecting);
+        break;
+    case PGRES_POLLING_WRITING:
+        side_watch(s, UV_WRITABLE, on_side_connecting);
+        break;
+    case PGRES_POLLING_OK:
+        side_listen(s);
+        break;
+    default:
+        side_failed(s, "cannot open the second connection");
+        break;
+    }
+}
+
+/* Whether the second connection is there; when it is not, a new one is
+ * started on the loop (at most once per SIDE_RETRY_MS), without waiting. */
 static int side_usable(pg_store_t *s)
 {
-    if (!s->loop)
+    if (!s->loop || s->side_connecting)
         return 0;
     if (s->side && PQstatus(s->side) == CONNECTION_OK)
         return 1;
@@ -500,25 +563,25 @@ static int side_usable(pg_store_t *s)
     if (ferry__store_now_ms() < s->side_retry_at_ms)
         return 0;
     s->side_retry_at_ms = ferry__store_now_ms() + SIDE_RETRY_MS;
-    s->side = conn_start(s->url, 1);
-    PGresult *r = NULL;
-    if (PQstatus(s->side) == CONNECTION_OK)
-        r = PQexec(s->side, "LISTEN ferry_rows; LISTEN ferry_answers");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        ferry_log_error("store", "%s: cannot open the listening connection: %.*s", s->where,
-                        line_len(PQerrorMessage(s->side)), PQerrorMessage(s->side));
-        PQclear(r);
-        side_close(s);
+    s->side = conn_start(s->url, 0);
+    if (!s->side || PQstatus(s->side) == CONNECTION_BAD) {
+        side_failed(s, "cannot open the second connection");
         return 0;
     }
-    PQclear(r);
-    s->side_watch = ferry_malloc(sizeof *s->side_watch);
-    uv_poll_init_socket(s->loop, s->side_watch, PQsocket(s->side));
-    s->side_watch->data = s;
-    uv_poll_start(s->side_watch, UV_READABLE, on_side_readable);
-    s->side_missed = 1; /* rows may have come while it was away */
-    uv_timer_start(s->kick, on_kick, 0, 0);
-    return 1;
+    s->side_connecting = 1;
+    side_watch(s, UV_WRITABLE, on_side_connecting);
+    return 0;
+}
+
+/* At open, where waiting is the rule: connected and listening now. */
+static void side_open(pg_store_t *s)
+{
+    s->side = conn_start(s->url, 1);
+    if (PQstatus(s->side) != CONNECTION_OK) {
+        side_failed(s, "cannot open the second connection");
+        return;
+    }
+    side_listen(s);
 }
 
 /* Runs SQL with P on the second connection: the result (PQclear() it) or
@@ -781,7 +844,7 @@ static store_t *open_store(uv_loop_t *loop, const char *url, char *err, size_t e
         s->kick = ferry_malloc(sizeof *s->kick);
         uv_timer_init(loop, s->kick);
         s->kick->data = s;
-        side_usable(s);
+        side_open(s);
     }
     return &s->base;
 }

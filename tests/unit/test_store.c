@@ -976,6 +976,11 @@ static void on_event(void *arg, int event, const char *text)
 }
 
 static int got_rows(void *arg) { return ((events_t *)arg)->rows > 0; }
+
+static int lease_dave(void *arg)
+{
+    return ferry__store_lease(arg, "c", STORE_TO_NETWORK, "dave") == 1;
+}
 static int got_answer(void *arg) { return ((events_t *)arg)->answer[0] != 0; }
 
 /* Two stores on one database, as two instances: one holds a conversation's
@@ -1036,6 +1041,23 @@ static void test_pg_leases(void)
     CHECK_INT(ferry__store_lease(f.s, "c", STORE_TO_NETWORK, "carol"), 0);
     ferry__store_close(other);
     CHECK_INT(ferry__store_lease(f.s, "c", STORE_TO_NETWORK, "carol"), 1);
+
+    /* The server drops every connection: leases and notifications come
+     * back on a new one, made on the loop. */
+    free(pg_query(f.where, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                           " WHERE datname = current_database() AND pid <> pg_backend_pid()"));
+    CHECK(run_until(&f.loop, lease_dave, f.s, 8000), "no lease after the connections dropped");
+    ev.rows = 0;
+    ferry__store_watch(f.s, on_event, &ev);
+    store_t *third = b->open(&f.loop, f.where, err, sizeof err);
+    if (CHECK(third != NULL, "third instance: %s", err)) {
+        ferry__store_set_instance(third, "three");
+        int64_t id;
+        ferry__store_msg_add(third, "c", STORE_TO_NETWORK, "erin", NULL, "e", 1, &id);
+        ferry__store_flush(third);
+        CHECK(run_until(&f.loop, got_rows, &ev, 5000), "no notification after reconnecting");
+        ferry__store_close(third);
+    }
     teardown(&f);
 }
 
