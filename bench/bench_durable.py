@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""bench_durable.py: durable throughput of ferry through its SQLite store,
-both directions, and ferry's memory while 100,000 messages wait.
+"""bench_durable.py: durable throughput of ferry through its store (SQLite,
+PostgreSQL), both directions, and ferry's memory while 100,000 messages wait.
 
-    python3 bench/bench_durable.py [inbound] [outbound] [backlog] [--json] [--pg]
+    python3 bench/bench_durable.py [inbound] [outbound] [backlog] [--json]
+                                   [--stores sqlite,pg] [--repeat N]
 
---pg: the same inbound and outbound runs with the store in a throwaway
-PostgreSQL (fsync off, loopback) instead of the SQLite file.
+--stores: which stores to measure, each in turn within every run (default
+sqlite; pg is a throwaway PostgreSQL 15 on loopback, fsync off; --pg is
+--stores pg). With both, the summary puts each store's medians side by side.
 
 Three measurements (all by default; name some to run only those):
 
@@ -42,6 +44,7 @@ import re
 import shutil
 import socket
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -594,6 +597,55 @@ class PendingCounter:
             self.con = None
 
 
+class PgPendingCounter:
+    """The same counts from ferry's PostgreSQL database (--stores pg), through
+    one psql process kept open (a new psql per sample would cost the CPU the
+    run measures)."""
+
+    def __init__(self, path):
+        import pg_helpers  # tests/e2e/pg_helpers.py
+        self.pg = pg_helpers.ACTIVE
+        self.db = pg_helpers.database_for(path)
+        self.proc = None
+
+    def _query(self, sql):
+        try:
+            if self.proc is None:
+                self.proc = subprocess.Popen(
+                    [self.pg_psql(), "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", str(self.pg.port),
+                     "-U", "postgres", "-d", self.db], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL, text=True, bufsize=1)
+            self.proc.stdin.write(sql + ";\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline().strip()
+            return int(line) if line else None
+        except (OSError, ValueError) as e:
+            log("reading the store: %s" % e)
+            self.close()
+            return None
+
+    @staticmethod
+    def pg_psql():
+        import pg_helpers
+        return pg_helpers.PSQL
+
+    def stored(self):
+        return self._query("SELECT coalesce(max(id), 0) FROM messages")
+
+    def pending(self):
+        return self._query("SELECT count(*) FROM messages WHERE component = '%s' AND direction = %d"
+                           " AND state = 0" % (COMP_NAME, STORE_TO_NETWORK))
+
+    def size_mib(self):
+        v = self._query("SELECT pg_total_relation_size('messages')")
+        return round(v / 1048576.0, 1) if v is not None else None
+
+    def close(self):
+        if self.proc is not None:
+            harness.stop_process(self.proc)
+            self.proc = None
+
+
 def measure_backlog(args, root, binary):
     bed = Bed(root, "backlog")
     counter = None
@@ -623,7 +675,7 @@ def measure_backlog(args, root, binary):
         fpid = ferry.pid
         log("backlog: Prosody %d, ferry %d linked, receiver port %d closed, %d sender(s)" % (
             prosody.proc.pid, fpid, rport, len(senders)))
-        counter = PendingCounter(bed.store_path)
+        counter = (PgPendingCounter if args.store == "pg" else PendingCounter)(bed.store_path)
         time.sleep(1.0)
         base = mem(fpid)
         log_off = ferry.stderr_offset()
@@ -647,7 +699,7 @@ def measure_backlog(args, root, binary):
         # or above each step; bounded in time).
         step = args.sample_every
         samples = []
-        next_mark = step
+        next_mark = min(1000, step)   # 1,000 first: the flat-memory comparison starts there
         deadline = t0 + args.timeout
         pending = 0
         while time.monotonic() < deadline:
@@ -661,7 +713,7 @@ def measure_backlog(args, root, binary):
                                     "vmrss_mib": mib(m.get("VmRSS")),
                                     "rss_anon_mib": mib(m.get("RssAnon")),
                                     "rss_file_mib": mib(m.get("RssFile"))})
-                    next_mark += step
+                    next_mark = (next_mark // step + 1) * step
                 if pending >= n:
                     break
             if not ferry.running():
@@ -752,6 +804,7 @@ def measure_backlog(args, root, binary):
             "rss_growth_mib": growth(lo, hi),
             "rss_anon_growth_mib": growth(lo, hi, "rss_anon_mib"),
             "rss_growth_second_half_mib": growth(mid, hi),
+            "rss_growth_from_1k_mib": growth(min(1000, step), hi),
             "rss_anon_growth_second_half_mib": growth(mid, hi, "rss_anon_mib"),
             "growth_from": lo, "growth_mid": mid, "growth_to": hi,
             "hold_seconds": args.hold,
@@ -778,9 +831,10 @@ def measure_backlog(args, root, binary):
             "rss_after_drain_mib": mib(after.get("VmRSS")),
             "rss_after_drain_anon_file_mib": [mib(after.get("RssAnon")), mib(after.get("RssFile"))],
             "ferry_vmhwm_mib": mib(after.get("VmHWM")),
-            "store_mib": round(sum(os.path.getsize(p) for p in
-                                   (bed.store_path, bed.store_path + "-wal")
-                                   if os.path.exists(p)) / 1048576.0, 1),
+            "store_mib": (counter.size_mib() if args.store == "pg" else
+                          round(sum(os.path.getsize(p) for p in
+                                    (bed.store_path, bed.store_path + "-wal")
+                                    if os.path.exists(p)) / 1048576.0, 1)),
             "xmpp_errors": sum(x["errors"] for x in stats),
             "missing_first": ["b%d" % i for i in ssum["missing_first"]],
             "ferry_log": ferry_warnings(ferry, log_off),
@@ -824,8 +878,9 @@ fmt = bw.fmt
 
 def print_tables(r, args):
     v = verdicts(r, args)
-    print("ferry durable benchmark, %d CPU(s), ferry log level %s, binary %s (sha256 %s)" % (
-        os.cpu_count(), args.ferry_log_level, r["binary"]["copied_from"], r["binary"]["sha256_12"]))
+    print("ferry durable benchmark, store %s, %d CPU(s), ferry log level %s, binary %s (sha256 %s)" % (
+        r.get("store", "sqlite"), os.cpu_count(), args.ferry_log_level, r["binary"]["copied_from"],
+        r["binary"]["sha256_12"]))
     rows = []
     i = r.get("inbound")
     if i:
@@ -884,6 +939,8 @@ def print_tables(r, args):
         rows += [
             ("RSS growth %gk -> %gk (anon)" % (b["growth_from"] / 1000.0, b["growth_to"] / 1000.0),
              "%s MiB (%s)" % (fmt(b["rss_growth_mib"], "%+.1f"), fmt(b["rss_anon_growth_mib"], "%+.1f"))),
+            ("RSS growth 1k -> %gk" % (b["growth_to"] / 1000.0),
+             "%s MiB" % fmt(b.get("rss_growth_from_1k_mib"), "%+.1f")),
             ("RSS growth %gk -> %gk (anon)" % (b["growth_mid"] / 1000.0, b["growth_to"] / 1000.0),
              "%s MiB (%s)" % (fmt(b["rss_growth_second_half_mib"], "%+.1f"),
                               fmt(b["rss_anon_growth_second_half_mib"], "%+.1f"))),
@@ -903,7 +960,7 @@ def print_tables(r, args):
             ("RSS after drain (anon + file) / VmHWM", "%s MiB (%s + %s) / %s MiB" % (
                 fmt(b["rss_after_drain_mib"]), fmt(b["rss_after_drain_anon_file_mib"][0]),
                 fmt(b["rss_after_drain_anon_file_mib"][1]), fmt(b["ferry_vmhwm_mib"]))),
-            ("store file + WAL after", "%s MiB" % b["store_mib"]),
+            ("store after (file + WAL, or the table)", "%s MiB" % b["store_mib"]),
             ("ferry warn/error log lines", "%d (refused connections before the receiver "
                                            "listened are expected)" % b["ferry_log"]["warn_or_error"]),
             ("target", "PASS" if v["backlog"][0] else "FAIL (%s)" % v["backlog"][1]),
@@ -928,7 +985,7 @@ SUMMARY = [
     ("out/s", "outbound", "delivered_per_s", "%.0f"),
     ("out us/m", "outbound", "ferry_cpu_us_per_msg", "%.1f"),
     ("fill/s", "backlog", "fill_per_s", "%.0f"),
-    ("RSS 10k", "backlog", None, "%.1f"),
+    ("RSS 1k", "backlog", None, "%.1f"),
     ("RSS 100k", "backlog", None, "%.1f"),
     ("drain/s", "backlog", "drain_per_s", "%.0f"),
     ("bl lost", "backlog", "lost", "%d"),
@@ -941,7 +998,7 @@ def summary_value(r, name, key, col):
     if not x:
         return None
     if key is None:
-        at = 10000 if col == "RSS 10k" else x["messages"]
+        at = 1000 if col == "RSS 1k" else x["messages"]
         for s in x["samples"]:
             if s["at"] == at:
                 return s["vmrss_mib"]
@@ -951,10 +1008,26 @@ def summary_value(r, name, key, col):
 
 def print_summary(runs):
     cols = [c for c in SUMMARY if any(r.get(c[1]) for r in runs)]
-    print("%-4s " % "run" + " ".join("%9s" % c[0] for c in cols))
+    print("%-4s %-6s " % ("run", "store") + " ".join("%9s" % c[0] for c in cols))
     for k, r in enumerate(runs):
-        print("%-4d " % (k + 1) + " ".join(
+        print("%-4d %-6s " % (k + 1, r.get("store", "sqlite")) + " ".join(
             "%9s" % fmt(summary_value(r, name, key, label), f) for label, name, key, f in cols))
+
+
+def print_medians(runs, stores):
+    """Each store's median of every summary column, side by side (the stores
+    ran in turn within each run, so they saw the same machine)."""
+    cols = [c for c in SUMMARY if any(r.get(c[1]) for r in runs)]
+    print("--- medians (%d run(s) each)" % (len(runs) // len(stores)))
+    print("%-11s " % "store" + " ".join("%9s" % c[0] for c in cols))
+    for store in stores:
+        mine = [r for r in runs if r.get("store") == store]
+        vals = []
+        for label, name, key, f in cols:
+            xs = sorted(v for v in (summary_value(r, name, key, label) for r in mine) if v is not None)
+            vals.append(fmt(xs[len(xs) // 2] if len(xs) % 2 else
+                            (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2.0, f) if xs else "-")
+        print("%-11s " % store + " ".join("%9s" % v for v in vals))
 
 
 def main(argv=None):
@@ -996,14 +1069,16 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=1, help="independent runs (default 1)")
     ap.add_argument("--json", action="store_true", help="print the result(s) as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, stores)")
-    ap.add_argument("--pg", action="store_true",
-                    help="ferry's store in a throwaway PostgreSQL (tests/e2e/pg_helpers.py) instead "
-                         "of an SQLite file: inbound and outbound only (backlog reads the file)")
+    ap.add_argument("--stores", default="sqlite",
+                    help="comma-separated stores to measure in every run: sqlite, pg (a throwaway "
+                         "PostgreSQL, tests/e2e/pg_helpers.py); default sqlite")
+    ap.add_argument("--pg", action="store_true", help="the same as --stores pg")
     args = ap.parse_args(argv)
-    which = args.measurements or ([m for m in MEASUREMENTS if m != "backlog"] if args.pg
-                                  else list(MEASUREMENTS))
-    if args.pg and "backlog" in which:
-        ap.error("--pg: backlog counts rows in the SQLite file; choose inbound and/or outbound")
+    stores = ["pg"] if args.pg else [x.strip() for x in args.stores.split(",") if x.strip()]
+    if not stores or any(x not in ("sqlite", "pg") for x in stores):
+        ap.error("--stores: sqlite and/or pg")
+    args.store = stores[0]
+    which = args.measurements or list(MEASUREMENTS)
     bad = [m for m in which if m not in MEASUREMENTS]
     if bad:
         ap.error("unknown measurement(s) %s: choose from %s" % (", ".join(bad), ", ".join(MEASUREMENTS)))
@@ -1015,9 +1090,11 @@ def main(argv=None):
         log(why)
         return 2
     src = harness.ferry_binary()
-    if args.pg:
+    config_for = {"sqlite": harness.ferry_config}
+    if "pg" in stores:
         import pg_helpers  # tests/e2e/pg_helpers.py
         pg_helpers.use_for_ferries(harness)
+        config_for["pg"] = harness.ferry_config
         log("store: PostgreSQL on 127.0.0.1:%d (fsync off)" % pg_helpers.ACTIVE.port)
     bw.exit_on_signals()
     root = tempfile.mkdtemp(prefix="ferry-durable-")
@@ -1031,22 +1108,25 @@ def main(argv=None):
         for k in range(max(1, args.repeat)):
             if args.repeat > 1:
                 log("run %d of %d" % (k + 1, args.repeat))
-            run_root = os.path.join(root, "run%d" % (k + 1))
-            os.makedirs(run_root)
-            r = {"binary": ident, "cpus": os.cpu_count()}
-            for name in MEASUREMENTS:
-                if name in which:
-                    t = time.monotonic()
-                    r[name] = {"inbound": measure_inbound, "outbound": measure_outbound,
-                               "backlog": measure_backlog}[name](args, run_root, binary)
-                    log("%s done in %.1f s" % (name, time.monotonic() - t))
-            r["verdicts"] = {k2: v[0] for k2, v in verdicts(r, args).items()}
-            runs.append(r)
-            if not args.json:
-                if args.repeat > 1:
-                    print("--- run %d" % (k + 1))
-                print_tables(r, args)
-                sys.stdout.flush()
+            for store in stores:
+                args.store = store
+                harness.ferry_config = config_for[store]
+                run_root = os.path.join(root, "run%d-%s" % (k + 1, store))
+                os.makedirs(run_root)
+                r = {"binary": ident, "cpus": os.cpu_count(), "store": store}
+                for name in MEASUREMENTS:
+                    if name in which:
+                        t = time.monotonic()
+                        r[name] = {"inbound": measure_inbound, "outbound": measure_outbound,
+                                   "backlog": measure_backlog}[name](args, run_root, binary)
+                        log("%s (%s) done in %.1f s" % (name, store, time.monotonic() - t))
+                r["verdicts"] = {k2: v[0] for k2, v in verdicts(r, args).items()}
+                runs.append(r)
+                if not args.json:
+                    if args.repeat > 1 or len(stores) > 1:
+                        print("--- run %d, store %s" % (k + 1, store))
+                    print_tables(r, args)
+                    sys.stdout.flush()
     except KeyboardInterrupt:
         log("interrupted; everything started was stopped")
         return 130
@@ -1063,6 +1143,7 @@ def main(argv=None):
     elif len(runs) > 1:
         print("--- summary")
         print_summary(runs)
+        print_medians(runs, stores)
     ok = all(all(r["verdicts"].values()) for r in runs)
     return 0 if ok else 1
 

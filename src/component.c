@@ -144,6 +144,8 @@ static void on_link_closed(void *arg)
         ferry__store_unwatch(comp->gw->store, on_store_event, comp);
     ferry__xmpp_outbox_free(comp->xmpp_outbox);
     comp->xmpp_outbox = NULL;
+    ferry__outbox_hold_free(comp->hold); /* before the outbox it puts into */
+    comp->hold = NULL;
     if (comp->net_outbox) {
         ferry__net_outbox_free(comp->net_outbox);
         comp->net_outbox = NULL;
@@ -210,6 +212,7 @@ void ferry__component_stats(const ferry_component_t *comp, component_stats_t *ou
     if (comp->xmpp_outbox)
         out->to_xmpp = ferry__xmpp_outbox_delivered(comp->xmpp_outbox);
     out->refused_invalid = comp->refused_invalid;
+    out->held = ferry__outbox_hold_count(comp->hold);
     if (comp->gw->store)
         ferry__store_msg_counts(comp->gw->store, comp->name, &out->store);
 }

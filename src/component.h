@@ -17,6 +17,7 @@ struct ferry_component {
     ferry__xmpp_link_t *link;
     outbox_policy_t policy;
     net_outbox_t *net_outbox;   /* when the adapter opened it */
+    outbox_hold_t *hold;        /* with it: XMPP messages held while the store is away */
     ferry__xmpp_outbox_t *xmpp_outbox;
     int started;
     int adapter_stopped;
@@ -43,6 +44,7 @@ typedef struct ferry__component_stats {
     unsigned long long to_xmpp;       /* stanzas the XMPP outbox delivered */
     unsigned long long refused_invalid;
     store_counts_t store;             /* pending and dead rows, oldest pending */
+    size_t held;                      /* XMPP messages held while the store is away */
 } component_stats_t;
 
 void ferry__component_stats(const ferry_component_t *comp, component_stats_t *out);

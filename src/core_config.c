@@ -150,6 +150,8 @@ static void read_storage(config_t *c, const toml_node_t *t)
     read_positive(t, "keep_done", &c->keep_done);
     c->store_lease = 30;
     read_positive(t, "lease", &c->store_lease);
+    read_size(t, "hold_messages", &c->hold_messages, 0);
+    read_size(t, "hold_bytes", &c->hold_bytes, 0);
 }
 
 static void read_admin(config_t *c, const toml_node_t *t)
@@ -237,6 +239,8 @@ config_t *ferry__config_load(const char *path)
     c->path = ferry_strdup(path);
     c->root = root;
     c->queue_size = 10000;
+    c->hold_messages = 10000;
+    c->hold_bytes = 16 * 1024 * 1024;
     c->ping_interval = 60;
     c->ping_timeout = 30;
     c->keepalive_interval = 30;

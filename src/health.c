@@ -24,6 +24,8 @@ static json_t *component_health(ferry_component_t *comp)
     if (st.store.oldest_pending_ms)
         json_object_set_new(o, "oldest_pending_age",
                             json_integer((ferry__store_now_ms() - st.store.oldest_pending_ms) / 1000));
+    if (st.held) /* not stored yet: the store is away */
+        json_object_set_new(o, "held", json_integer((json_int_t)st.held));
     if (!s->up && s->last_error[0])
         json_object_set_new(o, "last_error", json_string(s->last_error));
     return o;

@@ -15,6 +15,8 @@ int ferry_outbox_open(ferry_component_t *comp, const ferry_outbox_handlers_t *ha
         return -1;
     comp->net_outbox = ferry__net_outbox_new(comp->gw->loop, comp->gw->store, comp->name, &comp->policy);
     ferry__net_outbox_start(comp->net_outbox, handlers, arg);
+    comp->hold = ferry__outbox_hold_new(comp->gw->loop, comp->gw->store, comp->net_outbox,
+                                        comp->name);
     return 0;
 }
 
@@ -24,6 +26,16 @@ int ferry_outbox_put(ferry_component_t *comp, const char *conversation, const ch
     if (!comp->net_outbox)
         return -1;
     return ferry__net_outbox_put(comp->net_outbox, conversation, dedup, payload, len, id);
+}
+
+int ferry_outbox_put_or_hold(ferry_component_t *comp, const char *conversation, const char *dedup,
+                             const char *payload, size_t len, int64_t *id)
+{
+    if (!comp->net_outbox)
+        return -1;
+    const config_t *c = comp->gw->config;
+    return ferry__outbox_hold_put(comp->hold, c->hold_messages, c->hold_bytes, conversation, dedup,
+                                  payload, len, id);
 }
 
 void ferry_outbox_done(ferry_component_t *comp, int64_t id)

@@ -45,6 +45,23 @@ void ferry__net_outbox_stats(const net_outbox_t *ob, outbox_stats_t *out);
 /* Frees memory; what is still pending stays in the store. */
 void ferry__net_outbox_free(net_outbox_t *ob);
 
+/* ---- held while the store is away (outbox_hold.c) ---- */
+
+typedef struct outbox_hold outbox_hold_t;
+
+/* A hold in front of OB (which must outlive it). */
+outbox_hold_t *ferry__outbox_hold_new(uv_loop_t *loop, store_t *store, net_outbox_t *ob,
+                                      const char *component);
+/* ferry_outbox_put_or_hold(): puts in OB, or holds while the store is away
+ * (at most MAX_MESSAGES and MAX_BYTES), or FERRY_OUTBOX_FULL. */
+int ferry__outbox_hold_put(outbox_hold_t *h, size_t max_messages, size_t max_bytes,
+                           const char *conversation, const char *dedup, const char *payload,
+                           size_t len, int64_t *id);
+size_t ferry__outbox_hold_count(const outbox_hold_t *h);
+/* Stores what it can (the store may be back), logs how many messages it
+ * could not, and frees. */
+void ferry__outbox_hold_free(outbox_hold_t *h);
+
 /* ---- to XMPP ---- */
 
 typedef struct ferry__xmpp_outbox ferry__xmpp_outbox_t;

@@ -24,6 +24,7 @@
 
 #define WINDOW 1024
 #define MAX_IN_FLIGHT 64
+#define REFILL 64       /* free places in the window before it loads more */
 #define CONV_BUCKETS 2048
 #define RESCAN_MS 30000 /* at most: rows requeued by hand, leases run out */
 #define LEASE_RETRY_MS 1000 /* the store failed to answer a claim */
@@ -382,7 +383,9 @@ static void dispatch(net_outbox_t *ob)
         return;
     if (ob->count < WINDOW && ob->rescan_due)
         load(ob, 0);
-    if (ob->count < WINDOW && !ob->caught_up)
+    /* Refilled in batches (a round trip each with PostgreSQL), or at once
+     * when nothing here may go. */
+    if (ob->count < WINDOW && !ob->caught_up && (ob->count + REFILL <= WINDOW || !ob->ready.first))
         load(ob, ob->loaded_upto);
     if (ob->ready.first && ob->in_flight < MAX_IN_FLIGHT && ferry__store_queued_uncommitted(ob->store))
         ferry__store_flush(ob->store); /* never send what a crash could still take back */

@@ -293,6 +293,12 @@ int ferry__store_msg_pending_but(store_t *s, const char *component, int directio
 int ferry__store_msg_update(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
                      const char *error)
 {
+    if (state == STORE_DONE && !error && s->ops->msg_mark_done) {
+        /* A delivery cannot be taken back: the mark waits for a batch that
+         * can take it (this one, or one after the server is back). */
+        (void)ferry__store_writing(s);
+        return s->ops->msg_mark_done(s, id, attempts);
+    }
     if (ferry__store_writing(s) != 0)
         return -1;
     return s->ops->msg_update(s, id, state, attempts, next_ms, error);

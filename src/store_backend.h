@@ -35,6 +35,10 @@ typedef struct store_ops {
     int (*msg_update)(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
                       const char *error);
     int (*msg_done_ids)(store_t *s, const int64_t *ids, size_t n);
+    /* Optional: message ID was delivered (store.h's msg_update to
+     * STORE_DONE). A backend that has it keeps the mark until it is
+     * committed, also while no transaction can begin (server away). */
+    int (*msg_mark_done)(store_t *s, int64_t id, int attempts);
     int (*msg_counts)(store_t *s, const char *component, store_counts_t *out);
     int (*msg_list)(store_t *s, store_row_cb cb, void *arg);
     int (*msg_requeue)(store_t *s, int64_t id);

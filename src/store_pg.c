@@ -7,11 +7,13 @@
  *
  * This first step runs statements with libpq's synchronous calls: each
  * waits for its answer on the loop's thread. On loopback or a LAN that is
- * tens of microseconds a statement. Connecting again after a loss does not
- * wait: PQconnectStart() with its socket watched by uv_poll, every call
- * failing at once meanwhile (so a dead server costs nothing a message).
- * Statements on the loop (PQsocket watched with uv_poll, pipelined writes,
- * reads answered through callbacks) are the next step.
+ * tens of microseconds a statement, so round trips are what costs: the
+ * delivered marks of a batch go in one statement, sent with its COMMIT.
+ * Connecting again after a loss does not wait: PQconnectStart() with its
+ * socket watched by uv_poll and bounded by a timer (connect_timeout), every
+ * call failing at once meanwhile (so a dead server costs nothing a
+ * message). Statements on the loop (PQsocket watched with uv_poll,
+ * pipelined writes, reads answered through callbacks) are the next step.
  *
  * Several instances: dedup is a UNIQUE constraint (a retry to another
  * instance is stored once). A conversation is delivered by the instance
@@ -81,12 +83,20 @@ static const char *const migrations[SCHEMA_VERSION] = {
 enum {
     Q_ADD, Q_PENDING, Q_UPDATE, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
     Q_PRUNE, Q_KV_GET, Q_KV_PUT, Q_KV_DEL, Q_DEDUP_STATE, Q_HIST_ADD, Q_HIST_PRUNE,
-    Q_KV_LIST, Q_DONE_IDS, Q_NOTIFY_ROWS, Q_PENDING_BUT, Q_COUNT_ALL
+    Q_KV_LIST, Q_MARK_DONE, Q_DONE_IDS, Q_NOTIFY_ROWS, Q_PENDING_BUT, Q_COUNT_ALL
 };
 
 #define ROW_COLUMNS                                                                          \
     "id, component, direction, conversation, dedup, payload, state, attempts, created_ms," \
     " next_ms, error"
+
+/* Delivered marks, as arrays of ids, attempts and times: a prepared
+ * statement, and the same with literal arrays in front of a COMMIT (one
+ * round trip for both). */
+#define MARK_DONE(IDS, ATTEMPTS, AT)                                                         \
+    "UPDATE messages SET state = 1, attempts = d.attempts, next_ms = 0, error = NULL,"       \
+    " updated_ms = d.at FROM unnest(" IDS "::bigint[], " ATTEMPTS "::integer[], " AT          \
+    "::bigint[]) AS d(id, attempts, at) WHERE messages.id = d.id"
 
 static const char *const queries[Q_COUNT_ALL] = {
     [Q_ADD] = "INSERT INTO messages (component, direction, conversation, dedup, payload,"
@@ -119,6 +129,7 @@ static const char *const queries[Q_COUNT_ALL] = {
     [Q_HIST_PRUNE] = "DELETE FROM history WHERE ts_ms < $1",
     [Q_KV_LIST] = "SELECT key, value FROM settings WHERE component = $1 AND ns = $2"
                   " ORDER BY key COLLATE \"C\"",
+    [Q_MARK_DONE] = MARK_DONE("$1", "$2", "$3"),
     [Q_DONE_IDS] = "UPDATE messages SET state = 1, updated_ms = $2 WHERE"
                    " id = ANY($1::bigint[]) AND state = 0",
     [Q_NOTIFY_ROWS] = "SELECT pg_notify('ferry_rows', $1)",
@@ -158,8 +169,21 @@ typedef struct pg_store {
     uv_loop_t *loop;     /* NULL offline: reconnects then block (a CLI) */
     PGconn *next;        /* a connection being made on the loop, or NULL */
     uv_poll_t *watch;    /* its socket (heap: it may outlive the store while closing) */
+    uv_timer_t *deadline; /* its bound (heap, as watch): libpq has none on the loop */
+    unsigned connect_s;   /* that bound, in seconds */
     uv_os_sock_t watched;
     char last_error[256];
+    /* Delivered marks (pg_msg_mark_done), written in one statement just
+     * before the commit or a statement that reads them; kept until a
+     * commit took them, so a server away for a while does not make
+     * delivered messages go again. done_sent: those written in the open
+     * transaction. */
+    struct done_mark {
+        int64_t id, at;
+        int attempts;
+    } *done;
+    size_t ndone, done_cap, done_sent;
+    int64_t done_max; /* the highest id among the marks not yet written */
     int wrote_rows;      /* the open transaction adds rows: NOTIFY at its commit */
     PGconn *side;        /* LISTENs; runs the lease statements (see the top) */
     uv_poll_t *side_watch;
@@ -289,12 +313,12 @@ static void note_connected(pg_store_t *s)
     s->last_error[0] = 0;
 }
 
-static void on_heap_handle_closed(uv_handle_t *h) { free(h); }
+static void on_watch_closed(uv_handle_t *h) { free(h); } /* the watch's, the deadline's, the second connection's handles */
 
 static void unwatch(pg_store_t *s)
 {
     if (s->watch) {
-        uv_close((uv_handle_t *)s->watch, on_heap_handle_closed);
+        uv_close((uv_handle_t *)s->watch, on_watch_closed);
         s->watch = NULL;
     }
 }
@@ -316,9 +340,12 @@ static void watch_next(pg_store_t *s, int events)
     uv_poll_start(s->watch, events, on_next_ready);
 }
 
-static void next_done(pg_store_t *s, int ok)
+/* The connection being made is ready (OK), or failed for WHY. */
+static void next_done(pg_store_t *s, int ok, const char *why)
 {
     unwatch(s);
+    if (s->deadline)
+        uv_timer_stop(s->deadline);
     if (ok) {
         PQfinish(s->conn);
         s->conn = s->next;
@@ -326,9 +353,44 @@ static void next_done(pg_store_t *s, int ok)
         note_connected(s);
         return;
     }
-    note_unreachable(s, PQerrorMessage(s->next));
+    note_unreachable(s, why);
     PQfinish(s->next);
     s->next = NULL;
+}
+
+/* A host that takes the connection and never answers (or never completes
+ * it) would leave the attempt open forever: it fails after the URL's
+ * connect_timeout (10 s unless it says otherwise), and the backoff goes on. */
+static void on_deadline(uv_timer_t *t)
+{
+    pg_store_t *s = t->data;
+    char why[96];
+    snprintf(why, sizeof why, "no answer within %u s (connect_timeout)", s->connect_s);
+    if (s->next)
+        next_done(s, 0, why);
+}
+
+/* The connect_timeout in effect for C, in seconds. */
+static unsigned connect_timeout_s(PGconn *c)
+{
+    long seconds = 0;
+    PQconninfoOption *opts = PQconninfo(c);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val)
+            seconds = strtol(o->val, NULL, 10);
+    PQconninfoFree(opts);
+    return (unsigned)(seconds > 0 ? seconds : atoi(CONNECT_TIMEOUT));
+}
+
+static void arm_deadline(pg_store_t *s)
+{
+    if (!s->deadline) {
+        s->deadline = ferry_malloc(sizeof *s->deadline);
+        uv_timer_init(s->loop, s->deadline);
+        s->deadline->data = s;
+    }
+    s->connect_s = connect_timeout_s(s->next);
+    uv_timer_start(s->deadline, on_deadline, (uint64_t)s->connect_s * 1000, 0);
 }
 
 static void on_next_ready(uv_poll_t *w, int status, int events)
@@ -344,10 +406,10 @@ static void on_next_ready(uv_poll_t *w, int status, int events)
         watch_next(s, UV_WRITABLE);
         break;
     case PGRES_POLLING_OK:
-        next_done(s, 1);
+        next_done(s, 1, NULL);
         break;
     default:
-        next_done(s, 0);
+        next_done(s, 0, PQerrorMessage(s->next));
         break;
     }
 }
@@ -382,7 +444,21 @@ static int usable(pg_store_t *s)
         return 0;
     }
     watch_next(s, UV_WRITABLE);
+    arm_deadline(s);
     return 0;
+}
+
+static int write_marks(pg_store_t *s);
+static char *commit_sql(const pg_store_t *s);
+
+/* Whether statement Q reads (or changes) what a delivered mark changes: the
+ * marks waiting go first. Others (adding a message above all) do not wait
+ * for them: the marks of a batch go in one statement. Reading pending rows
+ * waits only for marks it could see (pg_msg_pending). */
+static int reads_states(int q)
+{
+    return q == Q_COUNT || q == Q_OLDEST || q == Q_LIST ||
+           q == Q_DEDUP_STATE || q == Q_REQUEUE || q == Q_DROP || q == Q_PRUNE;
 }
 
 /* Runs statement Q; the result when its status is WANT (PQclear() it),
@@ -396,6 +472,8 @@ static PGresult *run(pg_store_t *s, int q, const params_t *p, ExecStatusType wan
         return NULL;
     }
     if (!usable(s))
+        return NULL;
+    if (reads_states(q) && s->ndone > s->done_sent && write_marks(s) != 0)
         return NULL;
     char name[16];
     snprintf(name, sizeof name, "ferry_q%d", q);
@@ -447,7 +525,7 @@ static int exec_sql(pg_store_t *s, const char *sql, char *err, size_t errlen)
 static void side_close(pg_store_t *s)
 {
     if (s->side_watch) {
-        uv_close((uv_handle_t *)s->side_watch, on_heap_handle_closed);
+        uv_close((uv_handle_t *)s->side_watch, on_watch_closed);
         s->side_watch = NULL;
     }
     PQfinish(s->side);
@@ -500,7 +578,7 @@ static void side_watch(pg_store_t *s, int events, uv_poll_cb cb)
 {
     uv_os_sock_t fd = PQsocket(s->side);
     if (s->side_watch && s->side_fd != fd) {
-        uv_close((uv_handle_t *)s->side_watch, on_heap_handle_closed);
+        uv_close((uv_handle_t *)s->side_watch, on_watch_closed);
         s->side_watch = NULL;
     }
     if (!s->side_watch) {
@@ -673,7 +751,9 @@ static int pg_commit(store_t *base)
     }
     s->wrote_rows = 0;
     if (!s->tx_lost) {
-        PGresult *r = PQexec(s->conn, "COMMIT");
+        char *sql = commit_sql(s);
+        PGresult *r = PQexec(s->conn, sql);
+        free(sql);
         ok = PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
         if (!ok && PQresultStatus(r) != PGRES_COMMAND_OK)
             ferry_log_error("store", "%s: COMMIT: %.*s", s->where,
@@ -681,8 +761,14 @@ static int pg_commit(store_t *base)
         PQclear(r);
     }
     s->tx_lost = 0;
-    if (ok)
+    if (ok) {
+        s->ndone = s->done_sent = 0;
         return 0;
+    }
+    s->done_sent = 0; /* the marks stay, for the next transaction */
+    for (size_t i = 0; i < s->ndone; i++)
+        if (s->done[i].id > s->done_max)
+            s->done_max = s->done[i].id;
     ferry_log_error("store", "%s: commit failed; the batch is lost", s->where);
     if (PQstatus(s->conn) == CONNECTION_OK)
         exec_sql(s, "ROLLBACK", NULL, 0);
@@ -697,6 +783,12 @@ static void pg_destroy(store_t *base)
 {
     pg_store_t *s = PG(base);
     unwatch(s);
+    if (s->deadline)
+        uv_close((uv_handle_t *)s->deadline, on_watch_closed);
+    if (s->ndone && s->prepared && PQstatus(s->conn) == CONNECTION_OK && write_marks(s) != 0)
+        ferry_log_error("store", "%s: %zu delivered mark(s) not written: those messages will be"
+                        " delivered again", s->where, s->ndone);
+    free(s->done);
     if (s->side && PQstatus(s->side) == CONNECTION_OK) {
         /* Stopping (store.c has committed the last marks): the others may
          * take this instance's conversations now rather than after their
@@ -707,7 +799,7 @@ static void pg_destroy(store_t *base)
     }
     side_close(s);
     if (s->kick)
-        uv_close((uv_handle_t *)s->kick, on_heap_handle_closed);
+        uv_close((uv_handle_t *)s->kick, on_watch_closed);
     PQfinish(s->next);
     if (s->conn)
         PQfinish(s->conn);
@@ -946,11 +1038,18 @@ static int rows_of(pg_store_t *s, int q, const params_t *p, store_row_cb cb, voi
     return n;
 }
 
-/* Pending rows of Q (Q_PENDING: $3 the id after which; Q_PENDING_BUT: $3
- * the ids left out), but those of conversations another instance holds. */
+/* Pending rows of Q (Q_PENDING: $3 the id AFTER which; Q_PENDING_BUT: $3
+ * the ids left out, AFTER 0), but those of conversations another instance
+ * holds. */
 static int pending_rows(store_t *base, int q, const char *component, int direction,
-                        const char *bound, size_t limit, store_row_cb cb, void *arg)
+                        int64_t after, const char *bound, size_t limit, store_row_cb cb,
+                        void *arg)
 {
+    pg_store_t *s = PG(base);
+    /* An outbox reading on past what it loaded (AFTER) cannot see what it
+     * delivered: no round trip for the marks then. */
+    if (s->done_max > after && write_marks(s) != 0)
+        return -1;
     params_t p = {0};
     p_text(&p, component);
     p_int(&p, direction);
@@ -966,7 +1065,7 @@ static int pg_msg_pending(store_t *base, const char *component, int direction, i
 {
     char bound[24];
     snprintf(bound, sizeof bound, "%lld", (long long)after);
-    return pending_rows(base, Q_PENDING, component, direction, bound, limit, cb, arg);
+    return pending_rows(base, Q_PENDING, component, direction, after, bound, limit, cb, arg);
 }
 
 static char *id_array(const int64_t *ids, size_t n);
@@ -976,7 +1075,7 @@ static int pg_msg_pending_but(store_t *base, const char *component, int directio
                               void *arg)
 {
     char *array = id_array(skip, n);
-    int rc = pending_rows(base, Q_PENDING_BUT, component, direction, array, limit, cb, arg);
+    int rc = pending_rows(base, Q_PENDING_BUT, component, direction, 0, array, limit, cb, arg);
     free(array);
     return rc;
 }
@@ -992,6 +1091,90 @@ static int pg_msg_update(store_t *base, int64_t id, int state, int attempts, int
     p_text(&p, error);
     p_int(&p, ferry__store_now_ms());
     return run_cmd(PG(base), Q_UPDATE, &p, "updating a message");
+}
+
+/* The marks not yet written, as three array literals (malloc'd; digits and
+ * commas only, safe in SQL text). */
+static void marks_arrays(const pg_store_t *s, char **ids_out, char **att_out, char **at_out)
+{
+    size_t n = s->ndone - s->done_sent;
+    char *ids = ferry_malloc(n * 22 + 3), *att = ferry_malloc(n * 12 + 3),
+         *at = ferry_malloc(n * 22 + 3);
+    size_t il = 0, al = 0, tl = 0;
+    ids[il++] = att[al++] = at[tl++] = '{';
+    for (size_t i = s->done_sent; i < s->ndone; i++) {
+        const char *sep = i > s->done_sent ? "," : "";
+        il += (size_t)sprintf(ids + il, "%s%lld", sep, (long long)s->done[i].id);
+        al += (size_t)sprintf(att + al, "%s%d", sep, s->done[i].attempts);
+        tl += (size_t)sprintf(at + tl, "%s%lld", sep, (long long)s->done[i].at);
+    }
+    ids[il++] = att[al++] = at[tl++] = '}';
+    ids[il] = att[al] = at[tl] = 0;
+    *ids_out = ids;
+    *att_out = att;
+    *at_out = at;
+}
+
+/* Notes that the marks were written: in the open transaction (kept until
+ * it commits), or committed. */
+static void marks_written(pg_store_t *s)
+{
+    s->done_max = 0;
+    if (s->base.in_tx)
+        s->done_sent = s->ndone;
+    else
+        s->ndone = s->done_sent = 0;
+}
+
+/* Writes the marks not yet written in this transaction (outside one: all of
+ * them, committed at once). */
+static int write_marks(pg_store_t *s)
+{
+    if (s->ndone == s->done_sent)
+        return 0;
+    char *ids, *att, *at;
+    marks_arrays(s, &ids, &att, &at);
+    params_t p = {0};
+    p_text(&p, ids);
+    p_text(&p, att);
+    p_text(&p, at);
+    int rc = run_cmd(s, Q_MARK_DONE, &p, "marking messages delivered");
+    free(ids);
+    free(att);
+    free(at);
+    if (rc == 0)
+        marks_written(s);
+    return rc;
+}
+
+/* COMMIT, after the marks not yet written. */
+static char *commit_sql(const pg_store_t *s)
+{
+    if (s->ndone == s->done_sent)
+        return ferry_strdup("COMMIT");
+    char *ids, *att, *at;
+    marks_arrays(s, &ids, &att, &at);
+    char *sql = ferry_asprintf(MARK_DONE("'%s'", "'%s'", "'%s'") "; COMMIT", ids, att, at);
+    free(ids);
+    free(att);
+    free(at);
+    return sql;
+}
+
+/* Delivered: noted now, written with the batch (see write_marks()). */
+static int pg_msg_mark_done(store_t *base, int64_t id, int attempts)
+{
+    pg_store_t *s = PG(base);
+    if (s->ndone == s->done_cap) {
+        s->done_cap = s->done_cap ? 2 * s->done_cap : 256;
+        s->done = ferry_realloc(s->done, s->done_cap * sizeof *s->done);
+    }
+    if (id > s->done_max)
+        s->done_max = id;
+    s->done[s->ndone].id = id;
+    s->done[s->ndone].at = ferry__store_now_ms(); /* prune counts from the delivery */
+    s->done[s->ndone++].attempts = attempts;
+    return s->base.offline ? write_marks(s) : 0;
 }
 
 /* ids as an array literal: {1,2,3}. */
@@ -1233,6 +1416,7 @@ static const store_ops_t pg_ops = {
     .msg_update = pg_msg_update,
     .msg_done_ids = pg_msg_done_ids,
     .msg_pending_but = pg_msg_pending_but,
+    .msg_mark_done = pg_msg_mark_done,
     .msg_counts = pg_msg_counts,
     .msg_list = pg_msg_list,
     .msg_requeue = pg_msg_requeue,

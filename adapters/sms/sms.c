@@ -270,7 +270,9 @@ static void log_segments(sms_t *sms, const char *body, size_t parts)
                    parts, segments, ucs2 ? "UCS-2" : "GSM-7");
 }
 
-/* Stores each part; 0, or -1 when the store refused. */
+/* Stores (or holds) each part; 0, FERRY_OUTBOX_FULL, or -1 when the store
+ * refused. A resend after an error stores the parts already in once (the
+ * dedup key). */
 static int queue_parts(sms_t *sms, xmpp_stanza_t *st, const char *from_number,
                        const char *to_number, const char *body, const char *media)
 {
@@ -292,11 +294,11 @@ static int queue_parts(sms_t *sms, xmpp_stanza_t *st, const char *from_number,
         size_t len;
         char *rec = ferry_record_pack(f, R_FIELDS, &len);
         snprintf(dedup, sizeof dedup, "xmpp %s %s %zu", sender, id ? id : "", i);
-        rc = ferry_outbox_put(sms->comp, conversation, id ? dedup : NULL, rec, len, NULL);
+        rc = ferry_outbox_put_or_hold(sms->comp, conversation, id ? dedup : NULL, rec, len, NULL);
         free(rec);
     }
     sms_parts_free(parts, n);
-    return rc < 0 ? -1 : 0;
+    return rc < 0 ? rc : 0;
 }
 
 static int is_error(xmpp_stanza_t *st)
@@ -339,7 +341,12 @@ static void sms_on_message(void *self, xmpp_stanza_t *st)
         } else {
             /* A body that is only the uploaded file's URL is not sent twice. */
             const char *text = body && !(url && strcmp(body, url) == 0) ? body : "";
-            if (queue_parts(sms, st, from_number, number, text, url ? url : "") != 0)
+            int rc = queue_parts(sms, st, from_number, number, text, url ? url : "");
+            if (rc == FERRY_OUTBOX_FULL)
+                ferry_component_reply_error(sms->comp, st, "wait", "resource-constraint",
+                                            "the gateway's store is unavailable and its memory for"
+                                            " waiting messages is full; send it again later");
+            else if (rc != 0)
                 ferry_component_reply_error(sms->comp, st, "wait", "internal-server-error",
                                             "the gateway could not store the message");
         }

@@ -590,8 +590,13 @@ static void accept_message(webhook_t *wh, const endpoint_t *ep, xmpp_stanza_t *s
     /* A resent stanza (same sender, same id) is the same message. */
     const char *id = xmpp_stanza_get_id(st);
     snprintf(dedup, sizeof dedup, "xmpp %s %s", xmpp_stanza_get_from(st), id ? id : "");
-    int rc = ferry_outbox_put(wh->comp, conversation, id ? dedup : NULL, stored, stored_len, NULL);
-    if (rc < 0)
+    int rc = ferry_outbox_put_or_hold(wh->comp, conversation, id ? dedup : NULL, stored,
+                                      stored_len, NULL);
+    if (rc == FERRY_OUTBOX_FULL)
+        ferry_component_reply_error(wh->comp, st, "wait", "resource-constraint",
+                                    "the gateway's store is unavailable and its memory for waiting"
+                                    " messages is full; send it again later");
+    else if (rc < 0)
         ferry_component_reply_error(wh->comp, st, "wait", "internal-server-error",
                                     "the gateway could not store the message");
     else if (rc == FERRY_DUP_DONE && xmpp_stanza_get_child_by_name_and_ns(st, "request", NS_RECEIPTS))
@@ -622,7 +627,8 @@ static void accept_room_message(void *arg, const char *endpoint, xmpp_stanza_t *
     else
         sid = NULL;
     snprintf(dedup, sizeof dedup, "room %s %s %s", ep->name, room, sid ? sid : "");
-    if (ferry_outbox_put(wh->comp, conversation, sid ? dedup : NULL, stored, stored_len, NULL) < 0)
+    if (ferry_outbox_put_or_hold(wh->comp, conversation, sid ? dedup : NULL, stored, stored_len,
+                                 NULL) < 0)
         ferry_log_error(ferry_component_name(wh->comp),
                         "a message said in %s could not be stored for endpoint %s", room, ep->name);
     free(stored);

@@ -53,6 +53,16 @@ int ferry_outbox_open(ferry_component_t *comp, const ferry_outbox_handlers_t *ha
 enum { FERRY_DUP_PENDING = 1, FERRY_DUP_DONE = 2, FERRY_DUP_DEAD = 3 };
 int ferry_outbox_put(ferry_component_t *comp, const char *conversation, const char *dedup,
                      const char *payload, size_t len, int64_t *id);
+/* The same for a message from an XMPP user. While the store cannot take
+ * writes (PostgreSQL away) it is held in memory and stored once the store
+ * is back, before any newer message: 0 then too, with *id = 0 (it is not
+ * stored yet: acknowledge nothing). Past the hold's bound (storage.
+ * hold_messages, hold_bytes) FERRY_OUTBOX_FULL: not accepted, answer the
+ * sender wait/resource-constraint. Never for a network's request: its
+ * sender must hear 503 and retry. */
+enum { FERRY_OUTBOX_FULL = -2 };
+int ferry_outbox_put_or_hold(ferry_component_t *comp, const char *conversation, const char *dedup,
+                             const char *payload, size_t len, int64_t *id);
 void ferry_outbox_done(ferry_component_t *comp, int64_t id);
 /* A transient failure: try again later. retry_after: seconds the far end
  * asked for, -1 when it did not. */
