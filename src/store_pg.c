@@ -313,7 +313,8 @@ static void note_connected(pg_store_t *s)
     s->last_error[0] = 0;
 }
 
-static void on_watch_closed(uv_handle_t *h) { free(h); } /* the watch's, the deadline's, the second connection's handles */
+/* The heap handles: the watches, the deadline, the second connection's timer. */
+static void on_watch_closed(uv_handle_t *h) { free(h); }
 
 static void unwatch(pg_store_t *s)
 {
@@ -325,19 +326,28 @@ static void unwatch(pg_store_t *s)
 
 static void on_next_ready(uv_poll_t *w, int status, int events);
 
+/* Watches socket FD for EVENTS with *W (made, or made again when libpq
+ * moved to another socket, trying the next address; *WATCHED its socket). */
+static void watch_socket(pg_store_t *s, uv_poll_t **w, uv_os_sock_t *watched, uv_os_sock_t fd,
+                         int events, uv_poll_cb cb)
+{
+    if (*w && *watched != fd) {
+        uv_close((uv_handle_t *)*w, on_watch_closed);
+        *w = NULL;
+    }
+    if (!*w) {
+        *w = ferry_malloc(sizeof **w);
+        uv_poll_init_socket(s->loop, *w, fd);
+        (*w)->data = s;
+        *watched = fd;
+    }
+    uv_poll_start(*w, events, cb);
+}
+
 /* Watches the socket of the connection being made for what libpq wants. */
 static void watch_next(pg_store_t *s, int events)
 {
-    uv_os_sock_t fd = PQsocket(s->next);
-    if (s->watch && s->watched != fd)
-        unwatch(s); /* libpq moved to the next address */
-    if (!s->watch) {
-        s->watch = ferry_malloc(sizeof *s->watch);
-        uv_poll_init_socket(s->loop, s->watch, fd);
-        s->watch->data = s;
-        s->watched = fd;
-    }
-    uv_poll_start(s->watch, events, on_next_ready);
+    watch_socket(s, &s->watch, &s->watched, PQsocket(s->next), events, on_next_ready);
 }
 
 /* The connection being made is ready (OK), or failed for WHY. */
@@ -572,22 +582,9 @@ static void on_side_readable(uv_poll_t *w, int status, int events)
     side_drain(s);
 }
 
-/* Watches the second connection's socket for EVENTS (libpq may change
- * sockets while connecting, trying the next address). */
 static void side_watch(pg_store_t *s, int events, uv_poll_cb cb)
 {
-    uv_os_sock_t fd = PQsocket(s->side);
-    if (s->side_watch && s->side_fd != fd) {
-        uv_close((uv_handle_t *)s->side_watch, on_watch_closed);
-        s->side_watch = NULL;
-    }
-    if (!s->side_watch) {
-        s->side_watch = ferry_malloc(sizeof *s->side_watch);
-        uv_poll_init_socket(s->loop, s->side_watch, fd);
-        s->side_watch->data = s;
-        s->side_fd = fd;
-    }
-    uv_poll_start(s->side_watch, events, cb);
+    watch_socket(s, &s->side_watch, &s->side_fd, PQsocket(s->side), events, cb);
 }
 
 /* The connection is made: LISTEN (one statement on a fresh connection),
