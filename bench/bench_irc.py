@@ -55,6 +55,7 @@ SECRET = "s3cret"
 CHAN = "#bench"
 CHAN_OUT = "#benchout"
 NS_MUC = "http://jabber.org/protocol/muc"
+MUC_USER = b"http://jabber.org/protocol/muc#user"   # one in each occupant presence
 NS_COMMANDS = "http://jabber.org/protocol/commands"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 IRC_NICK = "ircbench"
@@ -143,12 +144,12 @@ def raise_nofile():
 
 
 class Conn:
-    __slots__ = ("i", "user", "sock", "jid", "n110", "presences", "bodies", "errors", "bytes",
+    __slots__ = ("i", "user", "sock", "jid", "n110", "presences", "occupants", "bodies", "errors", "bytes",
                  "tail", "closed", "capture", "err_sample")
 
     def __init__(self, i, user, sock, jid):
         self.i, self.user, self.sock, self.jid = i, user, sock, jid
-        self.n110 = self.presences = self.bodies = self.errors = self.bytes = 0
+        self.n110 = self.presences = self.occupants = self.bodies = self.errors = self.bytes = 0
         self.tail = b""
         self.closed = False
         self.capture = None          # a bytearray while an iq answer is awaited
@@ -157,7 +158,9 @@ class Conn:
 
 class Swarm:
     """N logged-in XMPP c2s connections read by one selector. Counters per
-    connection: self-presences (status code 110), presences, <body> that
+    connection: self-presences (status code 110), presences, occupant
+    presences (those with a muc#user <x/>: not the server JID's presence,
+    which a user gets once its IRC connection is up), <body> that
     start with the current marker, type='error' stanzas, bytes. Counting
     scans the bytes as they come (a tail keeps matches split between two
     reads)."""
@@ -202,12 +205,14 @@ class Swarm:
             c.n110 += (buf.count(b"code='110'") + buf.count(b'code="110"')
                        - tail.count(b"code='110'") - tail.count(b'code="110"'))
             c.presences += buf.count(b"<presence") - tail.count(b"<presence")
+            c.occupants += buf.count(MUC_USER) - tail.count(MUC_USER)
             c.bodies += buf.count(m) - tail.count(m)
             ne = (buf.count(b"type='error'") + buf.count(b'type="error"')
                   - tail.count(b"type='error'") - tail.count(b'type="error"'))
         else:
             c.n110 += buf.count(b"code='110'") + buf.count(b'code="110"')
             c.presences += buf.count(b"<presence")
+            c.occupants += buf.count(MUC_USER)
             c.bodies += buf.count(m)
             ne = buf.count(b"type='error'") + buf.count(b'type="error"')
         if ne > 0:
@@ -455,6 +460,7 @@ class FerryGateway(Gateway):
         self.workdir, self.binary = workdir, binary
         self.prosody, self.ngircd, self.log_level = prosody, ngircd, log_level
         self.proc = None
+        self.procs = []          # every ferry started, for the log summary
         self.n = 0
 
     def start(self, history):
@@ -467,6 +473,7 @@ class FerryGateway(Gateway):
                                    log={"level": self.log_level},
                                    storage={"path": os.path.join(d, "ferry.db")})
         self.proc = harness.Ferry(d, cfg, http_port=port, binary=self.binary)
+        self.procs.append(self.proc)
         self.proc.start()
         self.proc.wait_healthz(200, timeout=30)
 
@@ -487,7 +494,29 @@ class FerryGateway(Gateway):
         return self.count_rows(os.path.join(self.proc.dir, "ferry.db"), "history")
 
     def log_summary(self):
-        return bw.ferry_log_summary(self.proc.stderr()) if self.proc else None
+        """Of every ferry of the run (the history-on one replaces the first:
+        a warning of the first once went unseen)."""
+        if not self.procs:
+            return None
+        return bw.ferry_log_summary("".join(p.stderr() for p in self.procs))
+
+    LINK_COUNTERS = ("ferry_link_reconnects_total", "ferry_link_dropped_total",
+                     "ferry_link_lost_bytes_total")
+
+    def link_counters(self):
+        """ferry's /metrics counters that say a stanza may have been lost on
+        its XMPP link: {name: value} (a name missing from an older binary is
+        left out)."""
+        try:
+            _, samples, _, _ = self.proc.metrics()
+        except OSError:
+            return {}
+        out = {}
+        for name in self.LINK_COUNTERS:
+            v = harness.metric_values(samples, name, component="irc")
+            if v:
+                out[name] = v[0]
+        return out
 
     def stop(self):
         if self.proc is not None:
@@ -727,26 +756,31 @@ class Perf:
 
 def phase_join(swarm, gw, prosody, indices, args, label):
     """The users of indices join #bench one after the other (or
-    --join-window at a time). The phase ends once every presence that the
-    joins cause has arrived: the k-th bridged user to join gets k + 1
-    (ircbench, the k - 1 before it, itself) and the k - 1 before it get one
-    each, 2k in all (bounded wait: what has not come within 30 s after the
-    last self-presence is reported as missing)."""
+    --join-window at a time). The phase ends once every occupant presence
+    that the joins cause has arrived: the k-th bridged user to join gets
+    k + 1 (ircbench, the k - 1 before it, itself) and the k - 1 before it
+    get one each, 2k in all (bounded wait: what has not come within 30 s
+    after the last self-presence is reported as missing). Other presences
+    (the server JID's, one per user whose IRC connection came up: ferry
+    sends it, biboumi does not) are counted apart: counted with the
+    occupants, they once ended the wait before the last occupants came."""
     indices = list(indices)
     swarm.idle(0.2)
     p0 = sum(c.presences for c in swarm.conns)
+    o0 = sum(c.occupants for c in swarm.conns)
     expected = sum(2 * (k + 1) for k in indices)
     m = Meter(gw.pid, prosody.proc.pid)
     res = swarm.join(indices, room_jid(CHAN), args.join_window, args.join_timeout, label=label)
     t_self = time.monotonic()
-    swarm.run_until(lambda: sum(c.presences for c in swarm.conns) - p0 >= expected, 30)
+    swarm.run_until(lambda: sum(c.occupants for c in swarm.conns) - o0 >= expected, 30)
     m.stop()
     joined_check(gw, "joins")
-    got = sum(c.presences for c in swarm.conns) - p0
+    got = sum(c.occupants for c in swarm.conns) - o0
     out = m.summary()
     out.update({"users": len(indices), "joined": res["joined"], "failed": res["failed"][:5],
                 "last_self_presence_s": r3(t_self - m.t0),
-                "presences_expected": expected, "presences_delivered": got})
+                "presences_expected": expected, "presences_delivered": got,
+                "other_presences": sum(c.presences for c in swarm.conns) - p0 - got})
     if res["failed"]:
         raise RuntimeError("%s: %d join(s) failed, first: %s" % (gw.name, len(res["failed"]),
                                                                 res["failed"][:3]))
@@ -763,6 +797,7 @@ def phase_fanout(swarm, gw, prosody, ircc, n_users, count, args, tag):
     conns = swarm.conns[:n_users]
     expected = count * n_users
     rows0 = gw.history_rows()
+    link0 = gw.link_counters() if hasattr(gw, "link_counters") else {}
     m = Meter(gw.pid, prosody.proc.pid)
     irc_send_lines(ircc, lines)
 
@@ -778,7 +813,10 @@ def phase_fanout(swarm, gw, prosody, ircc, n_users, count, args, tag):
     # --stall seconds): a reader would make a write of biboumi's fail
     # (it sets no busy timeout).
     rows1 = gw.history_rows() if rows0 is not None else None
+    link1 = gw.link_counters() if link0 else {}
     out = m.summary()
+    # what the gateway's own counters say it lost or reconnected meanwhile
+    out["link"] = {k: link1[k] - link0[k] for k in link0 if k in link1 and link1[k] != link0[k]}
     out.update({
         "users": n_users, "messages": count, "expected_stanzas": expected, "delivered": got,
         "lost": expected - got, "complete": ok and got == expected,
@@ -995,6 +1033,7 @@ def derive(res):
         res["join_wall_s"] = round(sum(j["wall_s"] for j in joins if j), 1)
         res["join_presences"] = sum(j["presences_delivered"] for j in joins if j)
         res["join_presences_expected"] = sum(j["presences_expected"] for j in joins if j)
+        res["join_other_presences"] = sum(j["other_presences"] for j in joins if j)
         res["join_prosody_cpu_s"] = round(sum(j["prosody_cpu_s"] for j in joins if j), 2)
     if ph.get("rejoin_small_hist") and (n == small or ph.get("rejoin_rest_hist")):
         js = [ph["rejoin_small_hist"], ph.get("rejoin_rest_hist")]
@@ -1025,8 +1064,9 @@ ROWS = [
     # (label, key, unit format, target key or None)
     ("join: gateway CPU per join", "join_cpu_ms", "%.2f ms", "join_cpu_ms"),
     ("join: wall time, all users", "join_wall_s", "%.1f s", None),
-    ("join: presences delivered", "join_presences", "%d", None),
-    ("join: presences expected", "join_presences_expected", "%d", None),
+    ("join: occupant presences delivered", "join_presences", "%d", None),
+    ("join: occupant presences expected", "join_presences_expected", "%d", None),
+    ("join: other presences (server JID)", "join_other_presences", "%d", None),
     ("join: Prosody CPU", "join_prosody_cpu_s", "%.1f s", None),
     ("RSS per user (N users)", "rss_kib_per_user", "%.1f KiB", "rss_kib_per_user"),
     ("RSS per user (small room)", "rss_kib_per_user_small", "%.1f KiB", None),
@@ -1118,9 +1158,10 @@ def print_table(result):
         for key in ("fanout_small_nohist", "fanout_all_nohist", "fanout_small_hist", "fanout_all_hist"):
             p = ph.get(key)
             if p:
-                bits.append("%s %d/%d in %.1f s (Prosody %.1f us/stanza, history rows +%s)" % (
+                bits.append("%s %d/%d in %.1f s (Prosody %.1f us/stanza, history rows +%s%s)" % (
                     key, p["delivered"], p["expected_stanzas"], p["wall_s"],
-                    p["prosody_us_per_stanza"] or 0, p["history_rows_added"]))
+                    p["prosody_us_per_stanza"] or 0, p["history_rows_added"],
+                    "".join(", %s +%d" % kv for kv in sorted((p.get("link") or {}).items()))))
         p = ph.get("xmpp_to_irc")
         if p:
             bits.append("xmpp_to_irc %d/%d on IRC, %d reflections, %.1f s" % (

@@ -58,6 +58,16 @@ static void link_metrics(buf_t *b, gateway_t *gw, const component_stats_t *snaps
     for (size_t i = 0; i < gw->ncomponents; i++)
         put(b, "ferry_link_dropped_total{component=\"%s\"} %llu\n", gw->components[i]->name,
             snaps[i].link.dropped);
+    family(b, "ferry_link_lost_bytes_total", "counter",
+           "Bytes of stanzas written to a link that failed before the kernel took them.");
+    for (size_t i = 0; i < gw->ncomponents; i++)
+        put(b, "ferry_link_lost_bytes_total{component=\"%s\"} %llu\n", gw->components[i]->name,
+            snaps[i].link.lost_bytes);
+    family(b, "ferry_link_backlog_bytes", "gauge",
+           "Bytes written to the link that the XMPP server has not received yet.");
+    for (size_t i = 0; i < gw->ncomponents; i++)
+        put(b, "ferry_link_backlog_bytes{component=\"%s\"} %llu\n", gw->components[i]->name,
+            snaps[i].link.backlog);
     family(b, "ferry_stanzas_refused_total", "counter",
            "Stanzas not sent because they held bytes XML does not allow (a bug).");
     for (size_t i = 0; i < gw->ncomponents; i++)

@@ -17,6 +17,8 @@
 #include <string.h>
 
 #include <arpa/inet.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -34,6 +36,7 @@ struct ferry_net {
     int port, tls_no_verify;
     uint64_t connect_timeout_ms;
     size_t max_pending;
+    uint64_t queued_total;              /* wire bytes handed to libuv so far */
 
     enum net_state state;
     struct addrinfo *addrs, *next_addr; /* next_addr: the one to try after this one */
@@ -171,6 +174,8 @@ static int write_raw(ferry_net_t *conn, const char *data, size_t len)
     if (rc < 0) {
         free(w);
         fail(conn, rc, "%s", uv_strerror(rc));
+    } else {
+        conn->queued_total += len;
     }
     return rc;
 }
@@ -191,6 +196,22 @@ static int flush_tls(ferry_net_t *conn)
 size_t ferry_net_pending(const ferry_net_t *conn)
 {
     return conn->tcp_open ? uv_stream_get_write_queue_size((const uv_stream_t *)&conn->tcp) : 0;
+}
+
+uint64_t ferry_net_written(const ferry_net_t *conn) { return conn->queued_total; }
+
+/* What the kernel took minus what it still holds unacknowledged (SIOCOUTQ,
+ * Linux): a server whose receive buffer is full acknowledges only as fast
+ * as it reads. */
+uint64_t ferry_net_acked(const ferry_net_t *conn)
+{
+    uint64_t behind = ferry_net_pending(conn);
+    uv_os_fd_t fd;
+    int outq = 0;
+    if (conn->tcp_open && uv_fileno((const uv_handle_t *)&conn->tcp, &fd) == 0 &&
+        ioctl(fd, SIOCOUTQ, &outq) == 0 && outq > 0)
+        behind += (uint64_t)outq;
+    return behind < conn->queued_total ? conn->queued_total - behind : 0;
 }
 
 const char *ferry_net_failure(const ferry_net_t *conn)

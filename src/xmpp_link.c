@@ -24,6 +24,7 @@
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
 #define CLOSE_WAIT_MS 2000
+#define PING_CHECK_MS 1000 /* how often an unanswered ping looks at the server's progress */
 
 enum link_state { LINK_IDLE, LINK_CONNECTING, LINK_OPENING, LINK_UP, LINK_WAITING, LINK_CLOSING };
 
@@ -56,6 +57,11 @@ struct ferry__xmpp_link {
     conn_t *conn;
     unsigned attempt;
     char ping_id[80];
+    /* The ping under way: its end in the stream (ferry_net_written()), whether
+     * the server has received it, what it had acknowledged at the last sign
+     * of progress, and when that was (see ping_check()). */
+    uint64_t ping_mark, ping_acked, ping_since;
+    int ping_delivered;
     char id_secret[33];          /* see new_id_secret() */
     unsigned long long id_seq;
     uint64_t last_write;
@@ -357,6 +363,9 @@ static void conn_fail(conn_t *conn, const char *reason)
     if (!link)
         return;
     int was_up = link->state == LINK_UP, had_tcp = link->state != LINK_CONNECTING;
+    /* Stanzas the kernel has not taken yet go with the connection. */
+    size_t lost = conn->net ? ferry_net_pending(conn->net) : 0;
+    link->stats.lost_bytes += lost;
     conn_drop(conn);
     stop_link_timers(link);
     barriers_fail(link);
@@ -372,7 +381,11 @@ static void conn_fail(conn_t *conn, const char *reason)
     uint64_t delay = ferry_backoff_ms(link->attempt, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     if (link->attempt < 16)
         link->attempt++;
-    if (was_up)
+    if (was_up && lost)
+        ferry_log_warn(link->scope, "link to %s:%d lost: %s; %zu bytes of stanzas not yet sent are "
+                       "lost; reconnecting in %.1f s", link->host, link->port, reason, lost,
+                       (double)delay / 1000);
+    else if (was_up)
         ferry_log_warn(link->scope, "link to %s:%d lost: %s; reconnecting in %.1f s", link->host,
                        link->port, reason, (double)delay / 1000);
     else if (had_tcp)
@@ -459,17 +472,65 @@ static void on_stream_error(conn_t *conn, xmpp_stanza_t *err)
 }
 
 static void send_ping(uv_timer_t *t);
+static void on_deadline(uv_timer_t *t);
+
+/* The next look at the ping under way: in at most LEFT ms. */
+static void ping_check_in(ferry__xmpp_link_t *link, uint64_t left)
+{
+    uv_timer_start(&link->ping_deadline, on_deadline, left < PING_CHECK_MS ? left : PING_CHECK_MS,
+                   0);
+}
+
+/* A ping's answer comes after everything written before it, so a server
+ * that is slow to read a long backlog (a burst fanned out to a thousand
+ * users) answers late, and is not dead: dropping the link then would lose the
+ * whole backlog. So the ping's ping_timeout runs from the last time the
+ * server took some of the bytes before the ping (its TCP acknowledged them),
+ * and from when it received the ping itself. A server that stops reading
+ * acknowledges nothing once its receive buffer is full; one that stops
+ * answering has received the ping: both fail within ping_timeout (plus one
+ * check). */
+static void ping_check(ferry__xmpp_link_t *link)
+{
+    uint64_t now = uv_now(link->loop), acked = ferry_net_acked(link->conn->net);
+    if (!link->ping_delivered && acked >= link->ping_mark) {
+        link->ping_delivered = 1;
+        link->ping_since = now;
+    } else if (!link->ping_delivered && acked > link->ping_acked) {
+        link->ping_acked = acked;
+        link->ping_since = now;
+    }
+    uint64_t waited = now - link->ping_since;
+    if (waited < link->ping_timeout_ms) {
+        ping_check_in(link, link->ping_timeout_ms - waited);
+        return;
+    }
+    char reason[160];
+    if (link->ping_delivered)
+        snprintf(reason, sizeof reason, "no answer to a ping within %.0f s",
+                 (double)link->ping_timeout_ms / 1000);
+    else
+        snprintf(reason, sizeof reason,
+                 "the server took none of our %llu unread bytes within %.0f s",
+                 (unsigned long long)(ferry_net_written(link->conn->net) - acked),
+                 (double)link->ping_timeout_ms / 1000);
+    conn_fail(link->conn, reason);
+}
 
 /* ping_deadline guards the handshake, then each ping. */
 static void on_deadline(uv_timer_t *t)
 {
     ferry__xmpp_link_t *link = t->data;
+    if (!link->conn)
+        return;
+    if (link->state == LINK_UP) {
+        ping_check(link);
+        return;
+    }
     char reason[96];
-    snprintf(reason, sizeof reason, "no answer to %s within %.0f s",
-             link->state == LINK_UP ? "a ping" : "the handshake",
+    snprintf(reason, sizeof reason, "no answer to the handshake within %.0f s",
              (double)link->ping_timeout_ms / 1000);
-    if (link->conn)
-        conn_fail(link->conn, reason);
+    conn_fail(link->conn, reason);
 }
 
 static void on_keepalive(uv_timer_t *t)
@@ -547,8 +608,13 @@ static void send_ping(uv_timer_t *t)
              "<iq type='get' id='%s' from='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>",
              link->ping_id, link->domain, link->ping_to);
     conn_write_str(link->conn, buf);
-    if (link->state == LINK_UP) /* else the write found the link down */
-        uv_timer_start(&link->ping_deadline, on_deadline, link->ping_timeout_ms, 0);
+    if (link->state != LINK_UP) /* the write found the link down */
+        return;
+    link->ping_mark = ferry_net_written(link->conn->net);
+    link->ping_acked = ferry_net_acked(link->conn->net);
+    link->ping_since = uv_now(link->loop);
+    link->ping_delivered = 0;
+    ping_check_in(link, link->ping_timeout_ms);
 }
 
 static void on_net_data(void *arg, const char *buf, size_t len)
@@ -662,6 +728,8 @@ int ferry__xmpp_link_is_up(const ferry__xmpp_link_t *link) { return link->state 
 void ferry__xmpp_link_stats(const ferry__xmpp_link_t *link, ferry__xmpp_link_stats_t *out)
 {
     *out = link->stats;
+    if (link->state == LINK_UP)
+        out->backlog = ferry_net_written(link->conn->net) - ferry_net_acked(link->conn->net);
 }
 
 static void on_timer_closed(uv_handle_t *handle)

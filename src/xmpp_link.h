@@ -41,6 +41,8 @@ typedef struct ferry__xmpp_link_stats {
     unsigned long long out[KIND_COUNT];
     unsigned long long reconnects;
     unsigned long long dropped;     /* queued stanzas dropped over queue_size */
+    unsigned long long lost_bytes;  /* written, not yet taken by the kernel when the link failed */
+    unsigned long long backlog;     /* bytes written that the server's TCP has not acknowledged */
     size_t queued;
     char last_error[256];
 } ferry__xmpp_link_stats_t;

@@ -82,6 +82,15 @@ const char *ferry_net_failure(const ferry_net_t *conn);
 /* Bytes written and not yet taken by the kernel. */
 size_t ferry_net_pending(const ferry_net_t *conn);
 
+/* Bytes on the wire (after TLS) handed to the connection so far, and how
+ * many of them the server's TCP has acknowledged. A byte's offset is
+ * ferry_net_written() right after the write that carried it; it has reached
+ * the server once ferry_net_acked() is past it. A server that is busy but
+ * alive keeps acknowledging; one that stopped reading does not, once its
+ * receive buffer is full. */
+uint64_t ferry_net_written(const ferry_net_t *conn);
+uint64_t ferry_net_acked(const ferry_net_t *conn);
+
 /* After the queued bytes: TLS close_notify (with TLS), then the write side
  * of the socket is shut. Reading goes on: the server's close comes as
  * closed(UV_EOF). Later writes get UV_ENOTCONN. */

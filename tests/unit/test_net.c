@@ -218,6 +218,10 @@ static void test_echo_and_close(void)
     CHECK_INT(ferry_net_write(c.net, "world", 5), 0);
     wait_for(&c.got_n, 11, 3000);
     CHECK_STR(c.got, "hello world");
+    /* the echo came back: the server has every byte */
+    CHECK(ferry_net_written(c.net) == 11 && ferry_net_acked(c.net) == 11,
+          "written %llu acked %llu", (unsigned long long)ferry_net_written(c.net),
+          (unsigned long long)ferry_net_acked(c.net));
     client_close(&c);
     CHECK_INT(c.closed, 0); /* closing is not a failure */
 }
@@ -327,6 +331,18 @@ static void test_write_bound(void)
     CHECK(ferry_net_pending(c.net) > bound - sizeof chunk, "pending %zu", ferry_net_pending(c.net));
     sleep_loop(50);
     CHECK_INT(c.closed, 0);
+    /* A server that does not read acknowledges what fits in its receive
+     * buffer, then nothing more (what the XMPP link's ping deadline tells a
+     * stuck server from a busy one by). */
+    uint64_t acked = ferry_net_acked(c.net);
+    CHECK(acked > 0 && acked < ferry_net_written(c.net) - ferry_net_pending(c.net),
+          "acked %llu of %llu (%zu pending)", (unsigned long long)acked,
+          (unsigned long long)ferry_net_written(c.net), ferry_net_pending(c.net));
+    CHECK(ferry_net_written(c.net) == (uint64_t)writes * sizeof chunk, "written %llu",
+          (unsigned long long)ferry_net_written(c.net));
+    sleep_loop(50);
+    CHECK(ferry_net_acked(c.net) == acked, "acked moved from %llu to %llu",
+          (unsigned long long)acked, (unsigned long long)ferry_net_acked(c.net));
     CHECK_INT(ferry_net_write(c.net, chunk, sizeof chunk), UV_ENOBUFS); /* still stuck */
     client_close(&c);
     close(stuck_fd);
