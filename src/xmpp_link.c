@@ -266,18 +266,55 @@ static void barriers_fail(ferry__xmpp_link_t *link)
     }
 }
 
-/* The answer to the oldest barrier, if ST is it. */
-static int barrier_answered(ferry__xmpp_link_t *link, xmpp_stanza_t *st)
+/* Answers barrier ID and those before it (the server answers in order;
+ * with several instances an answer may come through another, ahead of
+ * an earlier one). 0 when ID is not one of ours. */
+static int answer_barrier(ferry__xmpp_link_t *link, const char *id)
 {
     barrier_t *b = link->barriers;
-    if (!b || !server_answer(link, st, b->id))
+    while (b && strcmp(b->id, id) != 0)
+        b = b->next;
+    if (!b)
         return 0;
-    link->barriers = b->next;
-    if (!link->barriers)
-        link->barriers_tail = &link->barriers;
-    b->cb(b->arg, 1);
-    free(b);
+    barrier_t *last = b;
+    do {
+        b = link->barriers;
+        link->barriers = b->next;
+        if (!link->barriers)
+            link->barriers_tail = &link->barriers;
+        b->cb(b->arg, 1);
+        free(b);
+    } while (b != last);
     return 1;
+}
+
+/* The answer to the keepalive ping or a barrier, if ID is one. */
+static int our_answer(ferry__xmpp_link_t *link, const char *id)
+{
+    if (link->ping_id[0] && strcmp(id, link->ping_id) == 0) {
+        link->ping_id[0] = 0;
+        uv_timer_stop(&link->ping_deadline);
+        return 1;
+    }
+    return answer_barrier(link, id);
+}
+
+/* The server's answer to a ping of ours or, when its id has the form of
+ * ferry's ids but is not ours, of another instance's. */
+static int server_answered(ferry__xmpp_link_t *link, xmpp_stanza_t *st)
+{
+    const char *id = xmpp_stanza_get_id(st);
+    if (!id || strncmp(id, "ferry-", 6) != 0 || !server_answer(link, st, id))
+        return 0;
+    if (!our_answer(link, id) && link->h.foreign_answer)
+        link->h.foreign_answer(link->arg, id);
+    return 1;
+}
+
+void ferry__xmpp_link_answered(ferry__xmpp_link_t *link, const char *id)
+{
+    if (link->state == LINK_UP)
+        our_answer(link, id);
 }
 
 /* ---- connection lifetime ---- */
@@ -536,13 +573,8 @@ static void on_stream_stanza(void *arg, xmpp_stanza_t *st)
             ferry_log_debug(link->scope, "ignoring <%s> before the handshake", name);
         return;
     }
-    if (barrier_answered(link, st))
+    if (server_answered(link, st))
         return;
-    if (server_answer(link, st, link->ping_id)) {
-        link->ping_id[0] = 0;
-        uv_timer_stop(&link->ping_deadline);
-        return;
-    }
     char tag[16];
     snprintf(tag, sizeof tag, "<%s", name);
     link->stats.in[kind_of(tag)]++;

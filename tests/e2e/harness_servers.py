@@ -175,14 +175,18 @@ class Ejabberd(XmppServer):
 
     components: {domain: password}. offline: keep mod_offline (messages to
     users who are not online are stored). Users added before start() are
-    registered once it is ready (ejabberdctl register, about 0.4 s each)."""
+    registered once it is ready (ejabberdctl register, about 0.4 s each).
+    balancing: {domain: N}: domain_balancing bare_source over N slots (several
+    connections for one component, each user's stanzas to one of them)."""
 
     kind = "ejabberd"
 
     def __init__(self, workdir, vhosts=("localhost",), components=None, offline=False,
-                 log_level="info", c2s_port=None, component_port=None, node=None, muc=None):
+                 log_level="info", c2s_port=None, component_port=None, node=None, muc=None,
+                 balancing=None):
         """muc: the domain of a mod_muc service (XEP-0045 rooms), None for none."""
         self.muc = muc
+        self.balancing = dict(balancing or {})
         why = ejabberd_missing()
         if why:
             raise RuntimeError(why)
@@ -232,7 +236,11 @@ class Ejabberd(XmppServer):
         modules = ["  %s: {}\n" % m for m in modules]
         if self.muc:
             modules.append("  mod_muc:\n    hosts: [%s]\n" % json.dumps(self.muc))
-        text = ("hosts:\n%s"
+        balancing = "".join("  %s:\n    type: bare_source\n    component_number: %d\n" % (json.dumps(d), n)
+                            for d, n in self.balancing.items())
+        if balancing:
+            balancing = "domain_balancing:\n" + balancing
+        text = (balancing + "hosts:\n%s"
                 "loglevel: %s\n"
                 "certfiles: []\n"
                 "acme:\n  auto: false\n"
