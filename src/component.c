@@ -43,9 +43,25 @@ static void on_link_state(void *arg, int up)
         comp->adapter->on_link(comp->self, up);
 }
 
+/* Several instances: the server's answers to pings reach any of them; the
+ * one that gets another's answer passes it on through the store. */
+static void on_foreign_answer(void *arg, const char *id)
+{
+    ferry_component_t *comp = arg;
+    ferry__store_relay_answer(comp->gw->store, id);
+}
+
+static void on_store_event(void *arg, int event, const char *text)
+{
+    ferry_component_t *comp = arg;
+    if (event == STORE_EV_ANSWER && comp->link)
+        ferry__xmpp_link_answered(comp->link, text);
+}
+
 static const ferry__xmpp_link_handlers_t link_handlers = {
     .stanza = on_link_stanza,
     .state = on_link_state,
+    .foreign_answer = on_foreign_answer,
 };
 
 /* ---- slots (PostgreSQL store): the link is up only while one is held ---- */
@@ -147,12 +163,12 @@ static void make_link(ferry_component_t *comp)
         .ping_interval = c->ping_interval,
         .ping_timeout = c->ping_timeout,
         .keepalive_interval = c->keepalive_interval,
-        .slots = c->store_url ? cc->slots : 1, /* SQLite: one instance */
     };
     comp->link = ferry__xmpp_link_new(gw->loop, gw->ctx, &opts, &link_handlers, comp);
     comp->nslots = cc->slots;
     comp->cc = NULL; /* the config may be replaced by a reload */
     comp->xmpp_outbox = ferry__xmpp_outbox_new(gw->loop, gw->store, comp->name, comp->link);
+    ferry__store_watch(gw->store, on_store_event, comp);
     uv_timer_init(gw->loop, &comp->grace);
     comp->grace.data = comp;
 }
@@ -185,6 +201,8 @@ static void on_link_closed(void *arg)
         comp->slots = NULL;
     }
     /* The store closes after the components: let go of it now. */
+    if (comp->gw->store)
+        ferry__store_unwatch(comp->gw->store, on_store_event, comp);
     ferry__xmpp_outbox_free(comp->xmpp_outbox);
     comp->xmpp_outbox = NULL;
     ferry__outbox_hold_free(comp->hold); /* before the outbox it puts into */

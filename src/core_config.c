@@ -149,6 +149,8 @@ static void read_storage(config_t *c, const toml_node_t *t)
     }
     c->keep_done = 7 * 86400;
     read_positive(t, "keep_done", &c->keep_done);
+    c->store_lease = 30;
+    read_positive(t, "lease", &c->store_lease);
     read_size(t, "hold_messages", &c->hold_messages, 0);
     read_size(t, "hold_bytes", &c->hold_bytes, 0);
 }

@@ -39,6 +39,7 @@ typedef struct config {
     char *store_path;       /* SQLite; NULL when store_url is set */
     char *store_url;        /* PostgreSQL (storage.url or url_file), or NULL */
     double keep_done;       /* seconds done and dead messages are kept */
+    double store_lease;     /* seconds a conversation lease lasts (several instances) */
     size_t hold_messages;   /* per component: XMPP messages held while the store is down */
     size_t hold_bytes;      /* and their bytes (outbox_hold.c) */
 

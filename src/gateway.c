@@ -3,6 +3,7 @@
  * order (adapters, then streams, then HTTP). */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -133,6 +134,16 @@ int ferry__gateway_start(gateway_t *gw)
         ferry_log_error("store", "%s", err);
         return -1;
     }
+    ferry__store_set_lease(gw->store, c->store_lease);
+    /* The owner name in leases: the same after a restart (a restarted ferry
+     * takes its conversations back at once rather than after their lease),
+     * different for two ferries on one host (they listen on different
+     * ports). */
+    char host[256] = "", *instance;
+    gethostname(host, sizeof host - 1);
+    instance = ferry_asprintf("%s %s", host, c->http_listen);
+    ferry__store_set_instance(gw->store, instance);
+    free(instance);
     uv_timer_init(gw->loop, &gw->prune);
     gw->prune.data = gw;
     uv_timer_start(&gw->prune, on_prune, 60 * 1000, 3600 * 1000);
@@ -269,8 +280,8 @@ static void compare_core(const config_t *old, const config_t *new)
         old->http_request_timeout != new->http_request_timeout)
         note_restart("[http] connection limits");
     if (!same_or_null(old->store_path, new->store_path) ||
-        !same_or_null(old->store_url, new->store_url))
-        note_restart("[storage] path or url");
+        !same_or_null(old->store_url, new->store_url) || old->store_lease != new->store_lease)
+        note_restart("[storage] path, url or lease");
     if (strcmp(old->instance, new->instance) != 0)
         note_restart("[cluster] instance");
     for (size_t i = 0; i < new->ncomponents; i++) {

@@ -4,7 +4,16 @@
  * 1,000), grouped by conversation. Only the oldest message of a conversation
  * is ever under way, so each conversation stays in order through retries;
  * conversations whose oldest message may go wait in a ready list, so each
- * event costs O(1), not a walk over the window. */
+ * event costs O(1), not a walk over the window.
+ *
+ * With several instances on one PostgreSQL store, a conversation is sent
+ * by the instance holding its lease (store.h): claimed before its head
+ * goes, renewed while a message is under way, and when another instance
+ * holds it the conversation leaves this window (the store does not load it
+ * again while that lease lives). Rows committed by other instances are
+ * looked for when the store says some came (NOTIFY) and by the rescan,
+ * every lease period: a dead instance's conversations are taken over once
+ * their leases run out. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +26,9 @@
 #define MAX_IN_FLIGHT 64
 #define REFILL 64       /* free places in the window before it loads more */
 #define CONV_BUCKETS 2048
-#define RESCAN_MS 30000 /* picks up rows requeued by `ferry queue retry` */
+#define RESCAN_MS 30000 /* at most: rows requeued by hand, leases run out */
+#define LEASE_RETRY_MS 1000 /* the store failed to answer a claim */
+#define NOTIFIED_MS 50      /* rescans for rows of other instances: at most this often */
 
 typedef struct conv conv_t;
 
@@ -37,6 +48,7 @@ struct conv {
     entry_t *head, *tail;
     enum conv_state state;      /* of its head entry */
     int64_t next_ms;            /* C_WAIT: when the head may go again */
+    int64_t lease_until;        /* ours until then (0: not claimed) */
 };
 
 typedef struct conv_list {
@@ -62,6 +74,10 @@ struct net_outbox {
     uv_idle_t pump;        /* dispatches once per loop iteration when needed */
     uv_timer_t wake;       /* the earliest retry */
     uv_timer_t rescan;
+    uv_timer_t renew;      /* the leases of conversations under way */
+    uv_timer_t notified;   /* a rescan for rows of other instances */
+    int64_t lease_ms;
+    int rescan_due;        /* another instance committed rows */
     int handles;
 };
 
@@ -221,6 +237,15 @@ static entry_t *pop_head(net_outbox_t *ob, conv_t *c)
     return e;
 }
 
+/* Forgets a conversation (another instance holds it, or shutdown): its
+ * rows stay in the store. */
+static void conv_drop(net_outbox_t *ob, conv_t *c)
+{
+    while (c->head)
+        entry_free(pop_head(ob, c));
+    conv_free(ob, c);
+}
+
 static entry_t *find_flight(net_outbox_t *ob, int64_t id)
 {
     for (conv_t *c = ob->flight.first; c; c = c->lnext)
@@ -234,28 +259,43 @@ static entry_t *find_flight(net_outbox_t *ob, int64_t id)
 typedef struct load_ctx {
     net_outbox_t *ob;
     int64_t now;
+    int full;   /* a row was left out: the window was full */
 } load_ctx_t;
 
+/* Rows come in id order. Up to loaded_upto they may be here already (a
+ * rescan); past it they are new, and loaded_upto follows them as long as
+ * none was left out. */
 static void on_loaded_row(void *arg, const store_row_t *r)
 {
     load_ctx_t *lc = arg;
-    int fresh = r->id > lc->ob->loaded_upto; /* else a rescan: maybe here already */
+    net_outbox_t *ob = lc->ob;
+    int fresh = r->id > ob->loaded_upto;
+    if (!fresh && known(ob, r->id, r->conversation))
+        return;
+    if (lc->full || ob->count >= WINDOW) {
+        lc->full = 1;
+        return;
+    }
     if (fresh)
-        lc->ob->loaded_upto = r->id;
-    if (fresh || !known(lc->ob, r->id, r->conversation))
-        add_entry(lc->ob, r, lc->now);
+        ob->loaded_upto = r->id;
+    add_entry(ob, r, lc->now);
 }
 
+/* Loads pending rows past AFTER (0: a rescan from the oldest). */
 static void load(net_outbox_t *ob, int64_t after)
 {
     if (ob->count >= WINDOW)
         return;
-    size_t want = WINDOW - ob->count;
-    load_ctx_t lc = {ob, ferry__store_now_ms()};
+    size_t want = after ? WINDOW - ob->count : WINDOW;
+    load_ctx_t lc = {ob, ferry__store_now_ms(), 0};
     int n = ferry__store_msg_pending(ob->store, ob->component, STORE_TO_NETWORK, after, want,
                               on_loaded_row, &lc);
-    if (n >= 0 && after == ob->loaded_upto)
-        ob->caught_up = (size_t)n < want;
+    if (n < 0)
+        return;
+    if (after == ob->loaded_upto || !after)
+        ob->caught_up = !lc.full && (size_t)n < want;
+    if (!after)
+        ob->rescan_due = 0;
 }
 
 /* ---- scheduling ---- */
@@ -291,18 +331,69 @@ static void wake_at(net_outbox_t *ob, int64_t next_ms)
         uv_timer_start(&ob->wake, on_wake, (uint64_t)in, 0);
 }
 
+static void on_renew(uv_timer_t *t);
+
+/* Whether the head of C may go: its lease is ours for at least half a
+ * lease more, claimed now if needed. */
+static int leased(net_outbox_t *ob, conv_t *c, int64_t now)
+{
+    if (c->lease_until - now > ob->lease_ms / 2)
+        return 1;
+    int rc = ferry__store_lease(ob->store, ob->component, STORE_TO_NETWORK, c->key);
+    if (rc == 1) {
+        c->lease_until = now + ob->lease_ms;
+        if (!uv_is_active((uv_handle_t *)&ob->renew))
+            uv_timer_start(&ob->renew, on_renew, (uint64_t)ob->lease_ms / 3,
+                           (uint64_t)ob->lease_ms / 3);
+        return 1;
+    }
+    c->lease_until = 0;
+    if (rc == 0) {
+        conv_drop(ob, c);
+    } else {
+        c->next_ms = now + LEASE_RETRY_MS;
+        set_state(ob, c, C_WAIT);
+        wake_at(ob, c->next_ms);
+    }
+    return 0;
+}
+
+/* Keeps the leases of the conversations under way (a delivery may outlast
+ * a lease); one lost meanwhile is dropped once its answer comes. */
+static void on_renew(uv_timer_t *t)
+{
+    net_outbox_t *ob = t->data;
+    int64_t now = ferry__store_now_ms();
+    if (!ob->flight.first) {
+        uv_timer_stop(t);
+        return;
+    }
+    for (conv_t *c = ob->flight.first; c; c = c->lnext) {
+        int rc = ferry__store_lease(ob->store, ob->component, STORE_TO_NETWORK, c->key);
+        if (rc == 1)
+            c->lease_until = now + ob->lease_ms;
+        else if (rc == 0)
+            c->lease_until = 0;
+    }
+}
+
 static void dispatch(net_outbox_t *ob)
 {
     if (!ob->started || ob->paused)
         return;
+    if (ob->count < WINDOW && ob->rescan_due)
+        load(ob, 0);
     /* Refilled in batches (a round trip each with PostgreSQL), or at once
      * when nothing here may go. */
     if (ob->count < WINDOW && !ob->caught_up && (ob->count + REFILL <= WINDOW || !ob->ready.first))
         load(ob, ob->loaded_upto);
     if (ob->ready.first && ob->in_flight < MAX_IN_FLIGHT && ferry__store_queued_uncommitted(ob->store))
         ferry__store_flush(ob->store); /* never send what a crash could still take back */
+    int64_t now = ferry__store_now_ms();
     while (ob->ready.first && ob->in_flight < MAX_IN_FLIGHT) {
         conv_t *c = ob->ready.first;
+        if (!leased(ob, c, now))
+            continue;
         set_state(ob, c, C_FLIGHT);
         c->head->msg.attempts++;
         ob->in_flight++;
@@ -321,13 +412,25 @@ static void on_pump(uv_idle_t *h)
 
 void ferry__net_outbox_rescan(net_outbox_t *ob)
 {
-    if (ob->count < WINDOW && !ob->paused) {
-        load(ob, 0);
-        schedule(ob);
-    }
+    if (ob->paused)
+        return;
+    ob->rescan_due = 1;
+    schedule(ob);
 }
 
 static void on_rescan(uv_timer_t *t) { ferry__net_outbox_rescan(t->data); }
+
+/* Another instance committed rows (or let a lease go): look once, on the
+ * next iteration, however many notifications came. */
+static void on_notified(uv_timer_t *t) { ferry__net_outbox_rescan(t->data); }
+
+static void on_store_event(void *arg, int event, const char *text)
+{
+    (void)text;
+    net_outbox_t *ob = arg;
+    if (event == STORE_EV_ROWS && !uv_is_active((uv_handle_t *)&ob->notified))
+        uv_timer_start(&ob->notified, on_notified, NOTIFIED_MS, 0);
+}
 
 /* ---- answers from the adapter ---- */
 
@@ -436,6 +539,11 @@ net_outbox_t *ferry__net_outbox_new(uv_loop_t *loop, store_t *store, const char 
     init_handle(ob, (uv_handle_t *)&ob->wake);
     uv_timer_init(loop, &ob->rescan);
     init_handle(ob, (uv_handle_t *)&ob->rescan);
+    uv_timer_init(loop, &ob->renew);
+    init_handle(ob, (uv_handle_t *)&ob->renew);
+    uv_timer_init(loop, &ob->notified);
+    init_handle(ob, (uv_handle_t *)&ob->notified);
+    ob->lease_ms = (int64_t)(ferry__store_lease_seconds(store) * 1000);
     return ob;
 }
 
@@ -448,7 +556,9 @@ void ferry__net_outbox_start(net_outbox_t *ob, const ferry_outbox_handlers_t *h,
     if (ob->count)
         ferry_log_info(ob->component, "resuming %zu pending message(s)%s", ob->count,
                        ob->caught_up ? "" : " (and more in the store)");
-    uv_timer_start(&ob->rescan, on_rescan, RESCAN_MS, RESCAN_MS);
+    uint64_t every = ob->lease_ms < RESCAN_MS ? (uint64_t)ob->lease_ms : RESCAN_MS;
+    uv_timer_start(&ob->rescan, on_rescan, every, every);
+    ferry__store_watch(ob->store, on_store_event, ob);
     schedule(ob);
 }
 
@@ -485,6 +595,9 @@ void ferry__net_outbox_pause(net_outbox_t *ob)
     ob->paused = 1;
     uv_timer_stop(&ob->wake);
     uv_timer_stop(&ob->rescan);
+    uv_timer_stop(&ob->renew);
+    uv_timer_stop(&ob->notified);
+    ferry__store_unwatch(ob->store, on_store_event, ob);
 }
 
 void ferry__net_outbox_stats(const net_outbox_t *ob, outbox_stats_t *out) { *out = ob->stats; }
@@ -498,15 +611,14 @@ static void on_handle_closed(uv_handle_t *h)
 
 void ferry__net_outbox_free(net_outbox_t *ob)
 {
-    for (size_t b = 0; b < CONV_BUCKETS; b++) {
-        while (ob->buckets[b]) {
-            conv_t *c = ob->buckets[b];
-            while (c->head)
-                entry_free(pop_head(ob, c));
-            conv_free(ob, c);
-        }
-    }
+    for (size_t b = 0; b < CONV_BUCKETS; b++)
+        while (ob->buckets[b])
+            conv_drop(ob, ob->buckets[b]);
+    if (ob->started)
+        ferry__store_unwatch(ob->store, on_store_event, ob);
     free(ob->component);
+    uv_close((uv_handle_t *)&ob->renew, on_handle_closed);
+    uv_close((uv_handle_t *)&ob->notified, on_handle_closed);
     uv_close((uv_handle_t *)&ob->pump, on_handle_closed);
     uv_close((uv_handle_t *)&ob->wake, on_handle_closed);
     uv_close((uv_handle_t *)&ob->rescan, on_handle_closed);

@@ -11,7 +11,18 @@
  * time, each with its own ping: the one the link drops on is then known,
  * and after POISON_TRIES drops it goes to the dead list with the reason
  * (`ferry queue` shows it), and the rest flows. Rows stored before text was
- * cleaned on the way in are cleaned as they are loaded. */
+ * cleaned on the way in are cleaned as they are loaded.
+ *
+ * With several instances on one PostgreSQL store, any of them stores what
+ * comes in, and one sends: the holder of the component's lease for this
+ * direction (one conversation, so one order for everything), while its link
+ * is up. It lets the lease go when its link drops; the others try again when
+ * the store tells of new rows and every lease period, so a dead holder's
+ * rows go out once its lease runs out. Another instance may commit a row
+ * with a lower id after higher ones were read, so there is no "read up to"
+ * mark: each read starts from the oldest pending row, leaving out those
+ * written and not yet acknowledged, and finds such a row in its place
+ * (before anything committed after it); rows are marked done by id. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +35,16 @@
 #define BATCH 256
 #define MAX_UNACKED 4096
 #define POISON_TRIES 3
+#define LEASE_RETRY_MS 1000
 
 struct ferry__xmpp_outbox {
+    uv_loop_t *loop;
     store_t *store;
     char *component;
     ferry__xmpp_link_t *link;
     int64_t sent_upto;    /* highest id written on this connection */
-    size_t unacked;       /* written, answer not yet seen */
+    int64_t *written;     /* ids written, answer not yet seen, in order */
+    size_t unacked;       /* how many */
     unsigned generation;  /* bumps on every link-up: old acks are void */
     int freed;
     size_t acks_pending;  /* barrier callbacks still to come */
@@ -38,6 +52,8 @@ struct ferry__xmpp_outbox {
     int64_t suspect_upto; /* unacknowledged at a drop: sent one at a time */
     int64_t lone_id;      /* while one at a time: the row written, unanswered */
     int lone_attempts;    /* drops it has caused so far, from the store */
+    int64_t lease_ms, lease_until; /* the sending lease: ours until then (0: not) */
+    uv_timer_t *retry;    /* another instance holds it: try again later */
 };
 
 typedef struct ack {
@@ -61,8 +77,10 @@ static void on_ack(void *arg, int ok)
         return;
     }
     if (ok && a->generation == ob->generation) {
-        ferry__store_msg_done_upto(ob->store, ob->component, STORE_TO_XMPP, a->upto);
+        /* Answers come in order: the batch is at the front. */
+        ferry__store_msg_done_ids(ob->store, ob->written, a->count);
         ob->unacked -= a->count;
+        memmove(ob->written, ob->written + a->count, ob->unacked * sizeof *ob->written);
         ob->delivered += a->count;
         ob->lone_id = 0;
         if (ob->suspect_upto && a->upto >= ob->suspect_upto) {
@@ -98,15 +116,36 @@ static void on_row(void *arg, const store_row_t *r)
     if (rc != 0)
         return;
     ob->sent_upto = r->id;
-    sc->sent++;
+    ob->written[ob->unacked + sc->sent++] = r->id;
     if (ob->suspect_upto) {
         ob->lone_id = r->id;
         ob->lone_attempts = r->attempts;
     }
 }
 
+static void on_retry(uv_timer_t *t) { pump(t->data); }
+
+/* Whether this instance sends: it holds the lease for at least half a
+ * lease more, claimed now if needed; else a new try is set. */
+static int leased(ferry__xmpp_outbox_t *ob)
+{
+    int64_t now = ferry__store_now_ms();
+    if (ob->lease_until - now > ob->lease_ms / 2)
+        return 1;
+    int rc = ferry__store_lease(ob->store, ob->component, STORE_TO_XMPP, "");
+    if (rc == 1) {
+        ob->lease_until = now + ob->lease_ms;
+        return 1;
+    }
+    ob->lease_until = 0;
+    uv_timer_start(ob->retry, on_retry, rc == 0 ? (uint64_t)ob->lease_ms : LEASE_RETRY_MS, 0);
+    return 0;
+}
+
 static void pump(ferry__xmpp_outbox_t *ob)
 {
+    if (!ferry__xmpp_link_is_up(ob->link) || !leased(ob))
+        return;
     while (ferry__xmpp_link_is_up(ob->link) && ob->unacked < MAX_UNACKED) {
         size_t batch = BATCH;
         if (ob->suspect_upto) {
@@ -115,8 +154,8 @@ static void pump(ferry__xmpp_outbox_t *ob)
             batch = 1;
         }
         send_ctx_t sc = {ob, 0};
-        int n = ferry__store_msg_pending(ob->store, ob->component, STORE_TO_XMPP, ob->sent_upto, batch,
-                                  on_row, &sc);
+        int n = ferry__store_msg_pending_but(ob->store, ob->component, STORE_TO_XMPP, ob->written,
+                                             ob->unacked, batch, on_row, &sc);
         if (sc.sent) {
             ack_t *a = ferry_malloc(sizeof *a);
             *a = (ack_t){ob, ob->sent_upto, sc.sent, ob->generation};
@@ -134,15 +173,28 @@ static void pump(ferry__xmpp_outbox_t *ob)
 
 static void on_commit(void *arg) { pump(arg); }
 
+static void on_store_event(void *arg, int event, const char *text)
+{
+    (void)text;
+    if (event == STORE_EV_ROWS)
+        pump(arg);
+}
+
 ferry__xmpp_outbox_t *ferry__xmpp_outbox_new(uv_loop_t *loop, store_t *store, const char *component,
                                ferry__xmpp_link_t *link)
 {
-    (void)loop;
     ferry__xmpp_outbox_t *ob = ferry_calloc(1, sizeof *ob);
+    ob->loop = loop;
     ob->store = store;
     ob->component = ferry_strdup(component);
     ob->link = link;
+    ob->lease_ms = (int64_t)(ferry__store_lease_seconds(store) * 1000);
+    ob->written = ferry_malloc((MAX_UNACKED + BATCH) * sizeof *ob->written);
+    ob->retry = ferry_malloc(sizeof *ob->retry);
+    uv_timer_init(loop, ob->retry);
+    ob->retry->data = ob;
     ferry__store_listen(store, on_commit, ob);
+    ferry__store_watch(store, on_store_event, ob);
     return ob;
 }
 
@@ -166,6 +218,11 @@ void ferry__xmpp_outbox_link_up(ferry__xmpp_outbox_t *ob)
 
 void ferry__xmpp_outbox_link_down(ferry__xmpp_outbox_t *ob, const char *reason)
 {
+    uv_timer_stop(ob->retry);
+    if (ob->lease_until) { /* another instance whose link is up takes over */
+        ob->lease_until = 0;
+        ferry__store_lease_release(ob->store, ob->component, STORE_TO_XMPP, "");
+    }
     if (ob->lone_id) {
         int attempts = ob->lone_attempts + 1;
         char why[400];
@@ -186,9 +243,14 @@ void ferry__xmpp_outbox_link_down(ferry__xmpp_outbox_t *ob, const char *reason)
     }
 }
 
+static void on_retry_closed(uv_handle_t *h) { free(h); }
+
 void ferry__xmpp_outbox_free(ferry__xmpp_outbox_t *ob)
 {
     ferry__store_unlisten(ob->store, on_commit, ob);
+    ferry__store_unwatch(ob->store, on_store_event, ob);
+    uv_close((uv_handle_t *)ob->retry, on_retry_closed);
+    free(ob->written);
     free(ob->component);
     ob->freed = 1;
     if (ob->acks_pending == 0)

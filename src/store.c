@@ -4,8 +4,11 @@
  * the loop iteration when somebody waits for durability (an HTTP sender
  * waiting for its 202). Under load that is one commit for hundreds of
  * messages instead of one each. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "ferry/alloc.h"
 #include "store_backend.h"
@@ -23,6 +26,14 @@ struct store_listener {
     void (*cb)(void *arg);
     void *arg;
 };
+
+struct store_watcher {
+    struct store_watcher *next;
+    store_event_cb cb;
+    void *arg;
+};
+
+#define DEFAULT_LEASE 30.0
 
 int64_t ferry__store_now_ms(void)
 {
@@ -88,6 +99,13 @@ void ferry__store_init(store_t *s, const store_ops_t *ops, uv_loop_t *loop)
 {
     s->ops = ops;
     s->waiters_tail = &s->waiters;
+    if (!s->instance) {
+        char host[256] = "";
+        gethostname(host, sizeof host - 1);
+        s->instance = ferry_asprintf("%s-%ld", host, (long)getpid());
+    }
+    if (s->lease <= 0)
+        s->lease = DEFAULT_LEASE;
     if (!loop) {
         s->offline = 1;
         return;
@@ -150,11 +168,76 @@ void ferry__store_unlisten(store_t *s, void (*cb)(void *arg), void *arg)
     }
 }
 
+/* ---- several instances ---- */
+
+void ferry__store_set_instance(store_t *s, const char *name)
+{
+    free(s->instance);
+    s->instance = ferry_strdup(name);
+}
+
+void ferry__store_set_lease(store_t *s, double seconds) { s->lease = seconds; }
+
+double ferry__store_lease_seconds(const store_t *s) { return s->lease; }
+
+int ferry__store_lease(store_t *s, const char *component, int direction, const char *conversation)
+{
+    return s->ops->lease ? s->ops->lease(s, component, direction, conversation) : 1;
+}
+
+void ferry__store_lease_release(store_t *s, const char *component, int direction,
+                                const char *conversation)
+{
+    if (s->ops->lease_release)
+        s->ops->lease_release(s, component, direction, conversation);
+}
+
+void ferry__store_relay_answer(store_t *s, const char *id)
+{
+    if (s->ops->relay_answer)
+        s->ops->relay_answer(s, id);
+}
+
+void ferry__store_watch(store_t *s, store_event_cb cb, void *arg)
+{
+    store_watcher_t *w = ferry_malloc(sizeof *w);
+    w->cb = cb;
+    w->arg = arg;
+    w->next = s->watchers;
+    s->watchers = w;
+}
+
+void ferry__store_unwatch(store_t *s, store_event_cb cb, void *arg)
+{
+    for (store_watcher_t **p = &s->watchers; *p; p = &(*p)->next) {
+        if ((*p)->cb == cb && (*p)->arg == arg) {
+            store_watcher_t *w = *p;
+            *p = w->next;
+            free(w);
+            return;
+        }
+    }
+}
+
+void ferry__store_event(store_t *s, int event, const char *text)
+{
+    for (store_watcher_t *w = s->watchers, *next; w; w = next) {
+        next = w->next; /* a callback may unwatch itself */
+        w->cb(w->arg, event, text);
+    }
+}
+
+static void free_store(store_t *s)
+{
+    free(s->instance);
+    free(s);
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     store_t *s = h->data;
     if (--s->commit_open == 0)
-        free(s);
+        free_store(s);
 }
 
 void ferry__store_close(store_t *s)
@@ -165,11 +248,13 @@ void ferry__store_close(store_t *s)
     s->ops->destroy(s);
     while (s->listeners)
         ferry__store_unlisten(s, s->listeners->cb, s->listeners->arg);
+    while (s->watchers)
+        ferry__store_unwatch(s, s->watchers->cb, s->watchers->arg);
     if (s->commit_open) {
         uv_close((uv_handle_t *)&s->delay, on_handle_closed);
         uv_close((uv_handle_t *)&s->commit, on_handle_closed);
     } else {
-        free(s);
+        free_store(s);
     }
 }
 
@@ -192,6 +277,19 @@ int ferry__store_msg_pending(store_t *s, const char *component, int direction, i
     return s->ops->msg_pending(s, component, direction, after, limit, cb, arg);
 }
 
+int ferry__store_msg_pending_but(store_t *s, const char *component, int direction,
+                                 const int64_t *skip, size_t n, size_t limit, store_row_cb cb,
+                                 void *arg)
+{
+    if (s->ops->msg_pending_but)
+        return s->ops->msg_pending_but(s, component, direction, skip, n, limit, cb, arg);
+    int64_t after = 0;
+    for (size_t i = 0; i < n; i++)
+        if (skip[i] > after)
+            after = skip[i];
+    return s->ops->msg_pending(s, component, direction, after, limit, cb, arg);
+}
+
 int ferry__store_msg_update(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
                      const char *error)
 {
@@ -206,11 +304,13 @@ int ferry__store_msg_update(store_t *s, int64_t id, int state, int attempts, int
     return s->ops->msg_update(s, id, state, attempts, next_ms, error);
 }
 
-int ferry__store_msg_done_upto(store_t *s, const char *component, int direction, int64_t upto)
+int ferry__store_msg_done_ids(store_t *s, const int64_t *ids, size_t n)
 {
+    if (n == 0)
+        return 0;
     if (ferry__store_writing(s) != 0)
         return -1;
-    return s->ops->msg_done_upto(s, component, direction, upto);
+    return s->ops->msg_done_ids(s, ids, n);
 }
 
 int ferry__store_msg_counts(store_t *s, const char *component, store_counts_t *out)

@@ -66,10 +66,20 @@ int ferry__store_msg_add(store_t *s, const char *component, int direction, const
  * number passed to CB, or -1. */
 int ferry__store_msg_pending(store_t *s, const char *component, int direction, int64_t after,
                       size_t limit, store_row_cb cb, void *arg);
+/* Pending messages in id order but those in SKIP (N of them: written and
+ * not yet acknowledged), at most LIMIT. With several instances a row may
+ * be committed after rows with higher ids were read: read from the oldest
+ * each time, it comes in its place. Returns the number passed to CB, or
+ * -1. */
+int ferry__store_msg_pending_but(store_t *s, const char *component, int direction,
+                                 const int64_t *skip, size_t n, size_t limit, store_row_cb cb,
+                                 void *arg);
 int ferry__store_msg_update(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
                      const char *error);
-/* Marks pending messages of COMPONENT/DIRECTION with id <= UPTO as done. */
-int ferry__store_msg_done_upto(store_t *s, const char *component, int direction, int64_t upto);
+/* Marks the N pending messages IDS as done (with several instances a row
+ * with a lower id may be committed after higher ones were read: a range of
+ * ids would take it along unsent). */
+int ferry__store_msg_done_ids(store_t *s, const int64_t *ids, size_t n);
 
 typedef struct store_counts {
     int64_t pending, dead;
@@ -97,6 +107,37 @@ int ferry__store_kv_del(store_t *s, const char *component, const char *ns, const
 /* Every setting of NS, in key order: the number passed to CB, or -1. */
 int ferry__store_kv_list(store_t *s, const char *component, const char *ns,
                   void (*cb)(void *arg, const char *key, const char *value), void *arg);
+
+/* ---- several instances on one database (PostgreSQL) ----
+ * Each conversation's messages are delivered by one instance at a time: the
+ * one holding its lease, which expires LEASE seconds after it was last
+ * claimed or renewed (storage.lease), so that another instance takes over
+ * a dead one's conversations. Messages of conversations another instance
+ * holds are not loaded (ferry__store_msg_pending()). With SQLite (one
+ * process) every lease is granted and these calls do nothing else. */
+
+/* The owner name in leases (default: host name and pid). */
+void ferry__store_set_instance(store_t *s, const char *name);
+void ferry__store_set_lease(store_t *s, double seconds);
+double ferry__store_lease_seconds(const store_t *s);
+/* Claims or renews the lease on a conversation: 1 held (for the lease
+ * from now), 0 another instance holds it, -1 error. Runs outside the
+ * batch's transaction, so that a claim is seen by others at once. */
+int ferry__store_lease(store_t *s, const char *component, int direction, const char *conversation);
+/* Lets the lease go (others are told, so that one takes it at once). */
+void ferry__store_lease_release(store_t *s, const char *component, int direction,
+                                const char *conversation);
+
+enum { STORE_EV_ROWS, STORE_EV_ANSWER };
+/* CB(arg, STORE_EV_ROWS, NULL) when another instance committed new
+ * messages or let a lease go; CB(arg, STORE_EV_ANSWER, id) when another
+ * instance got the XMPP server's answer to an iq with that id (ferry's pings
+ * go to the server; with several instances its answer may reach any). */
+typedef void (*store_event_cb)(void *arg, int event, const char *text);
+void ferry__store_watch(store_t *s, store_event_cb cb, void *arg);
+void ferry__store_unwatch(store_t *s, store_event_cb cb, void *arg);
+/* Passes the server's answer ID on to the other instances. */
+void ferry__store_relay_answer(store_t *s, const char *id);
 
 /* 1 while the store can take writes; 0 with the reason in WHY (PostgreSQL
  * unreachable), for /healthz. */

@@ -11,6 +11,7 @@
 
 typedef struct store_waiter store_waiter_t;
 typedef struct store_listener store_listener_t;
+typedef struct store_watcher store_watcher_t;
 
 typedef struct store_ops {
     /* Transactions: begin and commit return 0 or -1 (a failed commit is
@@ -26,9 +27,14 @@ typedef struct store_ops {
                    const char *dedup, const char *payload, size_t len, int64_t *id);
     int (*msg_pending)(store_t *s, const char *component, int direction, int64_t after,
                        size_t limit, store_row_cb cb, void *arg);
+    /* NULL: one process commits in id order, so the rows past SKIP's
+     * highest id are the rest (store.c). */
+    int (*msg_pending_but)(store_t *s, const char *component, int direction,
+                           const int64_t *skip, size_t n, size_t limit, store_row_cb cb,
+                           void *arg);
     int (*msg_update)(store_t *s, int64_t id, int state, int attempts, int64_t next_ms,
                       const char *error);
-    int (*msg_done_upto)(store_t *s, const char *component, int direction, int64_t upto);
+    int (*msg_done_ids)(store_t *s, const int64_t *ids, size_t n);
     /* Optional: message ID was delivered (store.h's msg_update to
      * STORE_DONE). A backend that has it keeps the mark until it is
      * committed, also while no transaction can begin (server away). */
@@ -50,6 +56,11 @@ typedef struct store_ops {
     int (*history_query)(store_t *s, const char *component, const char *room,
                          const store_history_filter_t *f, store_history_cb cb, void *arg);
     int (*history_prune)(store_t *s, int64_t before_ms);
+    /* Several instances (NULL for a backend of one process): see store.h. */
+    int (*lease)(store_t *s, const char *component, int direction, const char *conversation);
+    void (*lease_release)(store_t *s, const char *component, int direction,
+                          const char *conversation);
+    void (*relay_answer)(store_t *s, const char *id);
 } store_ops_t;
 
 struct store {
@@ -62,6 +73,9 @@ struct store {
     int commit_open;      /* loop handles not yet closed */
     store_waiter_t *waiters, **waiters_tail;
     store_listener_t *listeners;
+    store_watcher_t *watchers;    /* ferry__store_watch() */
+    char *instance;               /* the owner name in leases */
+    double lease;                 /* seconds */
 };
 
 /* Sets up the common part of a backend's calloc'd store once it is open
@@ -71,5 +85,7 @@ void ferry__store_init(store_t *s, const store_ops_t *ops, uv_loop_t *loop);
 /* Every write calls this first: it opens the batch's transaction (0), or
  * -1 when that failed. */
 int ferry__store_writing(store_t *s);
+/* Tells the watchers of an EVENT from another instance. */
+void ferry__store_event(store_t *s, int event, const char *text);
 
 #endif

@@ -1,8 +1,9 @@
 /* store_pg.c: the store in a PostgreSQL database (storage.url), for a
- * store that outlives the host (issue 14). The same versioned schema idea
- * as store_sqlite.c: a ferry_schema table holds the version; a database
- * from a newer ferry is refused and left untouched. store.c batches the
- * writes into one transaction (group commit), as for SQLite.
+ * store that outlives the host and is shared by several ferry instances
+ * (issue 14). The same versioned schema idea as store_sqlite.c: a
+ * ferry_schema table holds the version; a database from a newer ferry is
+ * refused and left untouched. store.c batches the writes into one
+ * transaction (group commit), as for SQLite.
  *
  * This first step runs statements with libpq's synchronous calls: each
  * waits for its answer on the loop's thread. On loopback or a LAN that is
@@ -14,12 +15,17 @@
  * message). Statements on the loop (PQsocket watched with uv_poll,
  * pipelined writes, reads answered through callbacks) are the next step.
  *
- * The schema is ready for several instances later: dedup is a UNIQUE
- * constraint (a retry to another instance is stored once), and lease
- * columns can be added by a migration. One thing to change then: ids come
- * from an identity column when a row is inserted, and the outboxes read
- * "pending with id > the last seen"; with one ferry (one transaction at a
- * time) commit order is id order, with several it is not. */
+ * Several instances: dedup is a UNIQUE constraint (a retry to another
+ * instance is stored once). A conversation is delivered by the instance
+ * holding its row in `leases` (store.h); rows of conversations another
+ * instance holds are not loaded. Ids come from an identity column when a
+ * row is inserted, so with several instances commit order is not id order:
+ * the outboxes find rows committed by others through NOTIFY (sent in the
+ * committing transaction) on a second connection that LISTENs, watched on
+ * the loop, and by a slow rescan. That connection also runs the lease
+ * statements, outside the batch's transaction: a lease row is never locked
+ * for longer than one statement, so two instances never wait on each
+ * other's batches. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +37,8 @@
 #include "ferry/log.h"
 #include "store_backend.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
+#define SIDE_RETRY_MS 2000
 #define CONNECT_TIMEOUT "10"
 
 static const char *const migrations[SCHEMA_VERSION] = {
@@ -63,12 +70,20 @@ static const char *const migrations[SCHEMA_VERSION] = {
     "  body text NOT NULL);"
     "CREATE INDEX history_room ON history(component, room, id);"
     "CREATE INDEX history_time ON history(ts_ms);",
+    /* 2: several instances: who delivers which conversation, until when */
+    "CREATE TABLE leases ("
+    "  component text NOT NULL,"
+    "  direction smallint NOT NULL,"
+    "  conversation text NOT NULL,"
+    "  owner text NOT NULL,"
+    "  until timestamptz NOT NULL,"
+    "  PRIMARY KEY (component, direction, conversation));",
 };
 
 enum {
-    Q_ADD, Q_PENDING, Q_UPDATE, Q_DONE_UPTO, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
+    Q_ADD, Q_PENDING, Q_UPDATE, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
     Q_PRUNE, Q_KV_GET, Q_KV_PUT, Q_KV_DEL, Q_DEDUP_STATE, Q_HIST_ADD, Q_HIST_PRUNE,
-    Q_KV_LIST, Q_MARK_DONE, Q_COUNT_ALL
+    Q_KV_LIST, Q_MARK_DONE, Q_DONE_IDS, Q_NOTIFY_ROWS, Q_PENDING_BUT, Q_COUNT_ALL
 };
 
 #define ROW_COLUMNS                                                                          \
@@ -87,12 +102,13 @@ static const char *const queries[Q_COUNT_ALL] = {
     [Q_ADD] = "INSERT INTO messages (component, direction, conversation, dedup, payload,"
               " created_ms, next_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $6, $6)"
               " ON CONFLICT DO NOTHING RETURNING id",
-    [Q_PENDING] = "SELECT " ROW_COLUMNS " FROM messages WHERE component = $1 AND"
-                  " direction = $2 AND state = 0 AND id > $3 ORDER BY id LIMIT $4",
+    [Q_PENDING] = "SELECT " ROW_COLUMNS " FROM messages m WHERE component = $1 AND"
+                  " direction = $2 AND state = 0 AND id > $3 AND NOT EXISTS (SELECT 1 FROM"
+                  " leases l WHERE l.component = m.component AND l.direction = m.direction"
+                  " AND l.conversation = m.conversation AND l.owner <> $5 AND"
+                  " l.until > clock_timestamp()) ORDER BY id LIMIT $4",
     [Q_UPDATE] = "UPDATE messages SET state = $2, attempts = $3, next_ms = $4, error = $5,"
                  " updated_ms = $6 WHERE id = $1",
-    [Q_DONE_UPTO] = "UPDATE messages SET state = 1, updated_ms = $4 WHERE component = $1 AND"
-                    " direction = $2 AND state = 0 AND id <= $3",
     [Q_COUNT] = "SELECT state, count(*) FROM messages WHERE component = $1 AND direction IN"
                 " (0, 1) AND state IN (0, 2) GROUP BY state",
     [Q_OLDEST] = "SELECT coalesce(min(created_ms), 0) FROM messages WHERE component = $1 AND"
@@ -114,7 +130,32 @@ static const char *const queries[Q_COUNT_ALL] = {
     [Q_KV_LIST] = "SELECT key, value FROM settings WHERE component = $1 AND ns = $2"
                   " ORDER BY key COLLATE \"C\"",
     [Q_MARK_DONE] = MARK_DONE("$1", "$2", "$3"),
+    [Q_DONE_IDS] = "UPDATE messages SET state = 1, updated_ms = $2 WHERE"
+                   " id = ANY($1::bigint[]) AND state = 0",
+    [Q_NOTIFY_ROWS] = "SELECT pg_notify('ferry_rows', $1)",
+    [Q_PENDING_BUT] = "SELECT " ROW_COLUMNS " FROM messages m WHERE component = $1 AND"
+                      " direction = $2 AND state = 0 AND id <> ALL($3::bigint[]) AND NOT EXISTS"
+                      " (SELECT 1 FROM leases l WHERE l.component = m.component AND"
+                      " l.direction = m.direction AND l.conversation = m.conversation AND"
+                      " l.owner <> $5 AND l.until > clock_timestamp()) ORDER BY id LIMIT $4",
 };
+
+/* On the second connection (autocommit): leases and notifications. */
+static const char *const side_claim =
+    "INSERT INTO leases (component, direction, conversation, owner, until)"
+    " VALUES ($1, $2, $3, $4, clock_timestamp() + $5 * interval '1 second')"
+    " ON CONFLICT (component, direction, conversation) DO UPDATE"
+    " SET owner = excluded.owner, until = excluded.until"
+    " WHERE leases.owner = excluded.owner OR leases.until < clock_timestamp()"
+    " RETURNING 1";
+static const char *const side_release =
+    "WITH gone AS (DELETE FROM leases WHERE component = $1 AND direction = $2 AND"
+    " conversation = $3 AND owner = $4 RETURNING 1)"
+    " SELECT pg_notify('ferry_rows', $4) FROM gone";
+static const char *const side_relay = "SELECT pg_notify('ferry_answers', $1)";
+static const char *const side_release_all =
+    "WITH gone AS (DELETE FROM leases WHERE owner = $1 RETURNING 1)"
+    " SELECT pg_notify('ferry_rows', $1) FROM gone LIMIT 1";
 
 typedef struct pg_store {
     store_t base; /* first: a store_t * is a pg_store_t * */
@@ -143,6 +184,14 @@ typedef struct pg_store {
     } *done;
     size_t ndone, done_cap, done_sent;
     int64_t done_max; /* the highest id among the marks not yet written */
+    int wrote_rows;      /* the open transaction adds rows: NOTIFY at its commit */
+    PGconn *side;        /* LISTENs; runs the lease statements (see the top) */
+    uv_poll_t *side_watch;
+    uv_os_sock_t side_fd;
+    int side_connecting; /* PQconnectPoll() under way */
+    uv_timer_t *kick;    /* hands out what libpq read during a statement */
+    int64_t side_retry_at_ms;
+    int side_missed;     /* (re)connected: tell the outboxes to look */
 } pg_store_t;
 
 #define PG(s) ((pg_store_t *)(s))
@@ -264,7 +313,8 @@ static void note_connected(pg_store_t *s)
     s->last_error[0] = 0;
 }
 
-static void on_watch_closed(uv_handle_t *h) { free(h); } /* the watch's or the deadline's */
+/* The heap handles: the watches, the deadline, the second connection's timer. */
+static void on_watch_closed(uv_handle_t *h) { free(h); }
 
 static void unwatch(pg_store_t *s)
 {
@@ -276,19 +326,28 @@ static void unwatch(pg_store_t *s)
 
 static void on_next_ready(uv_poll_t *w, int status, int events);
 
+/* Watches socket FD for EVENTS with *W (made, or made again when libpq
+ * moved to another socket, trying the next address; *WATCHED its socket). */
+static void watch_socket(pg_store_t *s, uv_poll_t **w, uv_os_sock_t *watched, uv_os_sock_t fd,
+                         int events, uv_poll_cb cb)
+{
+    if (*w && *watched != fd) {
+        uv_close((uv_handle_t *)*w, on_watch_closed);
+        *w = NULL;
+    }
+    if (!*w) {
+        *w = ferry_malloc(sizeof **w);
+        uv_poll_init_socket(s->loop, *w, fd);
+        (*w)->data = s;
+        *watched = fd;
+    }
+    uv_poll_start(*w, events, cb);
+}
+
 /* Watches the socket of the connection being made for what libpq wants. */
 static void watch_next(pg_store_t *s, int events)
 {
-    uv_os_sock_t fd = PQsocket(s->next);
-    if (s->watch && s->watched != fd)
-        unwatch(s); /* libpq moved to the next address */
-    if (!s->watch) {
-        s->watch = ferry_malloc(sizeof *s->watch);
-        uv_poll_init_socket(s->loop, s->watch, fd);
-        s->watch->data = s;
-        s->watched = fd;
-    }
-    uv_poll_start(s->watch, events, on_next_ready);
+    watch_socket(s, &s->watch, &s->watched, PQsocket(s->next), events, on_next_ready);
 }
 
 /* The connection being made is ready (OK), or failed for WHY. */
@@ -471,6 +530,195 @@ static int exec_sql(pg_store_t *s, const char *sql, char *err, size_t errlen)
     return ok ? 0 : -1;
 }
 
+/* ---- the second connection: leases, LISTEN/NOTIFY ---- */
+
+static void side_close(pg_store_t *s)
+{
+    if (s->side_watch) {
+        uv_close((uv_handle_t *)s->side_watch, on_watch_closed);
+        s->side_watch = NULL;
+    }
+    PQfinish(s->side);
+    s->side = NULL;
+    s->side_connecting = 0;
+}
+
+static void side_failed(pg_store_t *s, const char *what)
+{
+    ferry_log_error("store", "%s: %s: %.*s", s->where, what, line_len(PQerrorMessage(s->side)),
+                    PQerrorMessage(s->side));
+    side_close(s);
+}
+
+/* Hands the notifications libpq has read to the watchers: rows from
+ * others (our own NOTIFYs come back too: skipped), answers relayed. */
+static void side_drain(pg_store_t *s)
+{
+    if (s->side_missed) {
+        s->side_missed = 0;
+        ferry__store_event(&s->base, STORE_EV_ROWS, NULL);
+    }
+    PGnotify *n;
+    while (s->side && (n = PQnotifies(s->side))) {
+        if (strcmp(n->relname, "ferry_answers") == 0)
+            ferry__store_event(&s->base, STORE_EV_ANSWER, n->extra);
+        else if (strcmp(n->extra, s->base.instance) != 0)
+            ferry__store_event(&s->base, STORE_EV_ROWS, NULL);
+        PQfreemem(n);
+    }
+}
+
+static void on_kick(uv_timer_t *t) { side_drain(t->data); }
+
+static void on_side_readable(uv_poll_t *w, int status, int events)
+{
+    (void)events;
+    pg_store_t *s = w->data;
+    if (status < 0 || !PQconsumeInput(s->side)) {
+        side_failed(s, "lost the second connection");
+        s->side_retry_at_ms = ferry__store_now_ms() + SIDE_RETRY_MS;
+        return;
+    }
+    side_drain(s);
+}
+
+static void side_watch(pg_store_t *s, int events, uv_poll_cb cb)
+{
+    watch_socket(s, &s->side_watch, &s->side_fd, PQsocket(s->side), events, cb);
+}
+
+/* The connection is made: LISTEN (one statement on a fresh connection),
+ * then read what comes. */
+static void side_listen(pg_store_t *s)
+{
+    s->side_connecting = 0;
+    PGresult *r = PQexec(s->side, "LISTEN ferry_rows; LISTEN ferry_answers");
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok) {
+        side_failed(s, "cannot LISTEN on the second connection");
+        return;
+    }
+    side_watch(s, UV_READABLE, on_side_readable);
+    s->side_missed = 1; /* rows may have come while it was away */
+    uv_timer_start(s->kick, on_kick, 0, 0);
+}
+
+static void on_side_connecting(uv_poll_t *w, int status, int events)
+{
+    (void)status;
+    (void)events;
+    pg_store_t *s = w->data;
+    switch (PQconnectPoll(s->side)) {
+    case PGRES_POLLING_READING:
+        side_watch(s, UV_READABLE, on_side_connecting);
+        break;
+    case PGRES_POLLING_WRITING:
+        side_watch(s, UV_WRITABLE, on_side_connecting);
+        break;
+    case PGRES_POLLING_OK:
+        side_listen(s);
+        break;
+    default:
+        side_failed(s, "cannot open the second connection");
+        break;
+    }
+}
+
+/* Whether the second connection is there; when it is not, a new one is
+ * started on the loop (at most once per SIDE_RETRY_MS), without waiting. */
+static int side_usable(pg_store_t *s)
+{
+    if (!s->loop || s->side_connecting)
+        return 0;
+    if (s->side && PQstatus(s->side) == CONNECTION_OK)
+        return 1;
+    if (s->side)
+        side_close(s);
+    if (ferry__store_now_ms() < s->side_retry_at_ms)
+        return 0;
+    s->side_retry_at_ms = ferry__store_now_ms() + SIDE_RETRY_MS;
+    s->side = conn_start(s->url, 0);
+    if (!s->side || PQstatus(s->side) == CONNECTION_BAD) {
+        side_failed(s, "cannot open the second connection");
+        return 0;
+    }
+    s->side_connecting = 1;
+    side_watch(s, UV_WRITABLE, on_side_connecting);
+    return 0;
+}
+
+/* At open, where waiting is the rule: connected and listening now. */
+static void side_open(pg_store_t *s)
+{
+    s->side = conn_start(s->url, 1);
+    if (PQstatus(s->side) != CONNECTION_OK) {
+        side_failed(s, "cannot open the second connection");
+        return;
+    }
+    side_listen(s);
+}
+
+/* Runs SQL with P on the second connection: the result (PQclear() it) or
+ * NULL after logging WHAT failed. */
+static PGresult *side_run(pg_store_t *s, const char *sql, const params_t *p, const char *what)
+{
+    if (!side_usable(s))
+        return NULL;
+    PGresult *r = PQexecParams(s->side, sql, p->n, NULL, p->value, p->len, p->format, 0);
+    uv_timer_start(s->kick, on_kick, 0, 0); /* libpq may have read notifications */
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        return r;
+    ferry_log_error("store", "%s: %s: %.*s", s->where, what, line_len(PQresultErrorMessage(r)),
+                    PQresultErrorMessage(r));
+    PQclear(r);
+    if (PQstatus(s->side) != CONNECTION_OK)
+        side_close(s);
+    return NULL;
+}
+
+static void p_conversation(params_t *p, pg_store_t *s, const char *component, int direction,
+                           const char *conversation)
+{
+    p_text(p, component);
+    p_int(p, direction);
+    p_text(p, conversation);
+    p_text(p, s->base.instance);
+}
+
+static int pg_lease(store_t *base, const char *component, int direction,
+                    const char *conversation)
+{
+    pg_store_t *s = PG(base);
+    params_t p = {0};
+    p_conversation(&p, s, component, direction, conversation);
+    snprintf(p.num[p.n], sizeof p.num[p.n], "%.3f", base->lease);
+    p_text(&p, p.num[p.n]);
+    PGresult *r = side_run(s, side_claim, &p, "claiming a lease");
+    if (!r)
+        return -1;
+    int held = PQntuples(r) == 1;
+    PQclear(r);
+    return held;
+}
+
+static void pg_lease_release(store_t *base, const char *component, int direction,
+                             const char *conversation)
+{
+    pg_store_t *s = PG(base);
+    params_t p = {0};
+    p_conversation(&p, s, component, direction, conversation);
+    PQclear(side_run(s, side_release, &p, "letting a lease go"));
+}
+
+static void pg_relay_answer(store_t *base, const char *id)
+{
+    pg_store_t *s = PG(base);
+    params_t p = {0};
+    p_text(&p, id);
+    PQclear(side_run(s, side_relay, &p, "passing on the server's answer"));
+}
+
 /* ---- transactions (store.c decides when) ---- */
 
 static int pg_begin(store_t *base)
@@ -492,6 +740,13 @@ static int pg_commit(store_t *base)
 {
     pg_store_t *s = PG(base);
     int ok = 0;
+    if (s->wrote_rows && !s->tx_lost) {
+        /* Delivered to the listeners when (and only if) it commits. */
+        params_t p = {0};
+        p_text(&p, base->instance);
+        PQclear(run(s, Q_NOTIFY_ROWS, &p, PGRES_TUPLES_OK, "notifying the other instances"));
+    }
+    s->wrote_rows = 0;
     if (!s->tx_lost) {
         char *sql = commit_sql(s);
         PGresult *r = PQexec(s->conn, sql);
@@ -531,6 +786,17 @@ static void pg_destroy(store_t *base)
         ferry_log_error("store", "%s: %zu delivered mark(s) not written: those messages will be"
                         " delivered again", s->where, s->ndone);
     free(s->done);
+    if (s->side && PQstatus(s->side) == CONNECTION_OK) {
+        /* Stopping (store.c has committed the last marks): the others may
+         * take this instance's conversations now rather than after their
+         * lease. */
+        params_t p = {0};
+        p_text(&p, base->instance);
+        PQclear(side_run(s, side_release_all, &p, "letting the leases go"));
+    }
+    side_close(s);
+    if (s->kick)
+        uv_close((uv_handle_t *)s->kick, on_watch_closed);
     PQfinish(s->next);
     if (s->conn)
         PQfinish(s->conn);
@@ -663,6 +929,12 @@ static store_t *open_store(uv_loop_t *loop, const char *url, char *err, size_t e
         return NULL;
     }
     ferry__store_init(&s->base, &pg_ops, loop);
+    if (loop) {
+        s->kick = ferry_malloc(sizeof *s->kick);
+        uv_timer_init(loop, s->kick);
+        s->kick->data = s;
+        side_open(s);
+    }
     return &s->base;
 }
 
@@ -706,8 +978,10 @@ static int pg_msg_add(store_t *base, const char *component, int direction,
     if (!r)
         return -1;
     int added = PQntuples(r) == 1;
-    if (added)
+    if (added) {
         *id = atoll(PQgetvalue(r, 0, 0));
+        s->wrote_rows = 1;
+    }
     PQclear(r);
     return added ? 0 : 1 + dedup_state(s, component, direction, dedup);
 }
@@ -761,8 +1035,12 @@ static int rows_of(pg_store_t *s, int q, const params_t *p, store_row_cb cb, voi
     return n;
 }
 
-static int pg_msg_pending(store_t *base, const char *component, int direction, int64_t after,
-                          size_t limit, store_row_cb cb, void *arg)
+/* Pending rows of Q (Q_PENDING: $3 the id AFTER which; Q_PENDING_BUT: $3
+ * the ids left out, AFTER 0), but those of conversations another instance
+ * holds. */
+static int pending_rows(store_t *base, int q, const char *component, int direction,
+                        int64_t after, const char *bound, size_t limit, store_row_cb cb,
+                        void *arg)
 {
     pg_store_t *s = PG(base);
     /* An outbox reading on past what it loaded (AFTER) cannot see what it
@@ -772,9 +1050,31 @@ static int pg_msg_pending(store_t *base, const char *component, int direction, i
     params_t p = {0};
     p_text(&p, component);
     p_int(&p, direction);
-    p_int(&p, after);
+    p_text(&p, bound);
     p_int(&p, (int64_t)limit);
-    return rows_of(PG(base), Q_PENDING, &p, cb, arg);
+    p_text(&p, base->instance);
+    side_usable(PG(base)); /* a rescan also brings the listening connection back */
+    return rows_of(PG(base), q, &p, cb, arg);
+}
+
+static int pg_msg_pending(store_t *base, const char *component, int direction, int64_t after,
+                          size_t limit, store_row_cb cb, void *arg)
+{
+    char bound[24];
+    snprintf(bound, sizeof bound, "%lld", (long long)after);
+    return pending_rows(base, Q_PENDING, component, direction, after, bound, limit, cb, arg);
+}
+
+static char *id_array(const int64_t *ids, size_t n);
+
+static int pg_msg_pending_but(store_t *base, const char *component, int direction,
+                              const int64_t *skip, size_t n, size_t limit, store_row_cb cb,
+                              void *arg)
+{
+    char *array = id_array(skip, n);
+    int rc = pending_rows(base, Q_PENDING_BUT, component, direction, 0, array, limit, cb, arg);
+    free(array);
+    return rc;
 }
 
 static int pg_msg_update(store_t *base, int64_t id, int state, int attempts, int64_t next_ms,
@@ -874,14 +1174,27 @@ static int pg_msg_mark_done(store_t *base, int64_t id, int attempts)
     return s->base.offline ? write_marks(s) : 0;
 }
 
-static int pg_msg_done_upto(store_t *base, const char *component, int direction, int64_t upto)
+/* ids as an array literal: {1,2,3}. */
+static char *id_array(const int64_t *ids, size_t n)
 {
+    char *out = ferry_malloc(n * 21 + 3), *p = out;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "%s%lld", i ? "," : "", (long long)ids[i]);
+    *p++ = '}';
+    *p = 0;
+    return out;
+}
+
+static int pg_msg_done_ids(store_t *base, const int64_t *ids, size_t n)
+{
+    char *array = id_array(ids, n);
     params_t p = {0};
-    p_text(&p, component);
-    p_int(&p, direction);
-    p_int(&p, upto);
+    p_text(&p, array);
     p_int(&p, ferry__store_now_ms());
-    return run_cmd(PG(base), Q_DONE_UPTO, &p, "marking messages done");
+    int rc = run_cmd(PG(base), Q_DONE_IDS, &p, "marking messages done");
+    free(array);
+    return rc;
 }
 
 static int pg_msg_counts(store_t *base, const char *component, store_counts_t *out)
@@ -925,7 +1238,16 @@ static int change_one(pg_store_t *s, int q, int64_t id, const char *what)
 
 static int pg_msg_requeue(store_t *base, int64_t id)
 {
-    return change_one(PG(base), Q_REQUEUE, id, "requeue");
+    pg_store_t *s = PG(base);
+    int rc = change_one(s, Q_REQUEUE, id, "requeue");
+    if (rc == 0 && s->loop) {
+        s->wrote_rows = 1;
+    } else if (rc == 0) { /* `ferry queue retry`: tell the running instances */
+        params_t p = {0};
+        p_text(&p, base->instance);
+        PQclear(run(s, Q_NOTIFY_ROWS, &p, PGRES_TUPLES_OK, "notifying the instances"));
+    }
+    return rc;
 }
 
 static int pg_msg_drop(store_t *base, int64_t id)
@@ -1089,7 +1411,8 @@ static const store_ops_t pg_ops = {
     .msg_add = pg_msg_add,
     .msg_pending = pg_msg_pending,
     .msg_update = pg_msg_update,
-    .msg_done_upto = pg_msg_done_upto,
+    .msg_done_ids = pg_msg_done_ids,
+    .msg_pending_but = pg_msg_pending_but,
     .msg_mark_done = pg_msg_mark_done,
     .msg_counts = pg_msg_counts,
     .msg_list = pg_msg_list,
@@ -1103,4 +1426,7 @@ static const store_ops_t pg_ops = {
     .history_add = pg_history_add,
     .history_query = pg_history_query,
     .history_prune = pg_history_prune,
+    .lease = pg_lease,
+    .lease_release = pg_lease_release,
+    .relay_answer = pg_relay_answer,
 };

@@ -51,9 +51,9 @@ static const char *const migrations[SCHEMA_VERSION] = {
 };
 
 enum {
-    Q_ADD, Q_PENDING, Q_UPDATE, Q_DONE_UPTO, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
+    Q_ADD, Q_PENDING, Q_UPDATE, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
     Q_PRUNE, Q_KV_GET, Q_KV_PUT, Q_KV_DEL, Q_DEDUP_STATE, Q_HIST_ADD, Q_HIST_PRUNE,
-    Q_KV_LIST, Q_COUNT_ALL
+    Q_KV_LIST, Q_DONE_ID, Q_COUNT_ALL
 };
 
 static const char *const queries[Q_COUNT_ALL] = {
@@ -65,8 +65,6 @@ static const char *const queries[Q_COUNT_ALL] = {
                   " direction = ?2 AND state = 0 AND id > ?3 ORDER BY id LIMIT ?4",
     [Q_UPDATE] = "UPDATE messages SET state = ?2, attempts = ?3, next_ms = ?4, error = ?5,"
                  " updated_ms = ?6 WHERE id = ?1",
-    [Q_DONE_UPTO] = "UPDATE messages SET state = 1, updated_ms = ?4 WHERE component = ?1 AND"
-                    " direction = ?2 AND state = 0 AND id <= ?3",
     /* direction IN (0, 1) lets both use messages_state instead of a scan of
      * every delivered row. */
     [Q_COUNT] = "SELECT state, count(*) FROM messages WHERE component = ?1 AND direction IN"
@@ -89,6 +87,7 @@ static const char *const queries[Q_COUNT_ALL] = {
                    " VALUES (?1, ?2, ?3, ?4, ?5)",
     [Q_HIST_PRUNE] = "DELETE FROM history WHERE ts_ms < ?1",
     [Q_KV_LIST] = "SELECT key, value FROM settings WHERE component = ?1 AND ns = ?2 ORDER BY key",
+    [Q_DONE_ID] = "UPDATE messages SET state = 1, updated_ms = ?2 WHERE id = ?1 AND state = 0",
 };
 
 typedef struct sqlite_store {
@@ -403,15 +402,18 @@ static int sq_msg_update(store_t *base, int64_t id, int state, int attempts, int
     return step_done(s, st, "updating a message");
 }
 
-static int sq_msg_done_upto(store_t *base, const char *component, int direction, int64_t upto)
+static int sq_msg_done_ids(store_t *base, const int64_t *ids, size_t n)
 {
     sqlite_store_t *s = SQ(base);
-    sqlite3_stmt *st = stmt(s, Q_DONE_UPTO);
-    sqlite3_bind_text(st, 1, component, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, direction);
-    sqlite3_bind_int64(st, 3, upto);
-    sqlite3_bind_int64(st, 4, ferry__store_now_ms());
-    return step_done(s, st, "marking messages done");
+    int64_t now = ferry__store_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_stmt *st = stmt(s, Q_DONE_ID);
+        sqlite3_bind_int64(st, 1, ids[i]);
+        sqlite3_bind_int64(st, 2, now);
+        if (step_done(s, st, "marking messages done") != 0)
+            return -1;
+    }
+    return 0;
 }
 
 static int sq_msg_counts(store_t *base, const char *component, store_counts_t *out)
@@ -617,7 +619,7 @@ static const store_ops_t sqlite_ops = {
     .msg_add = sq_msg_add,
     .msg_pending = sq_msg_pending,
     .msg_update = sq_msg_update,
-    .msg_done_upto = sq_msg_done_upto,
+    .msg_done_ids = sq_msg_done_ids,
     .msg_counts = sq_msg_counts,
     .msg_list = sq_msg_list,
     .msg_requeue = sq_msg_requeue,

@@ -48,7 +48,6 @@ struct ferry__xmpp_link {
     xmpp_ctx_t *ctx;
     char *host, *domain, *secret, *scope, *ping_to;
     int port;
-    int slots;
     size_t queue_size, max_stanza_size;
     uint64_t ping_interval_ms, ping_timeout_ms, keepalive_ms;
     ferry__xmpp_link_handlers_t h;
@@ -58,7 +57,6 @@ struct ferry__xmpp_link {
     conn_t *conn;
     unsigned attempt;
     char ping_id[80];
-    char ping_target[300];       /* see send_probes(); "" while unknown */
     /* The ping under way: its end in the stream (ferry_net_written()), whether
      * the server has received it, what it had acknowledged at the last sign
      * of progress, and when that was (see ping_check()). */
@@ -223,11 +221,10 @@ static void next_id(ferry__xmpp_link_t *link, char *buf, size_t len, const char 
     snprintf(buf, len, "%s%s-%llu", prefix, link->id_secret, ++link->id_seq);
 }
 
-/* Whether ST is the server's answer to our iq ID sent to FROM: the id
- * alone is not enough, since a user can send an iq with any id to the
- * component; the answer comes from where the iq went (the server's domain,
- * or for pings, ping_target), of type result or error. */
-static int answer_from(xmpp_stanza_t *st, const char *id, const char *from_jid)
+/* Whether ST is the server's answer to our iq ID: the id alone is not
+ * enough, since a user can send an iq with any id to the component; the
+ * answer comes from the server's domain, of type result or error. */
+static int server_answer(const ferry__xmpp_link_t *link, xmpp_stanza_t *st, const char *id)
 {
     const char *name = xmpp_stanza_get_name(st);
     const char *sid = xmpp_stanza_get_id(st);
@@ -235,12 +232,7 @@ static int answer_from(xmpp_stanza_t *st, const char *id, const char *from_jid)
     const char *from = xmpp_stanza_get_from(st);
     return id[0] && name && strcmp(name, "iq") == 0 && sid && strcmp(sid, id) == 0 && type &&
            (strcmp(type, "result") == 0 || strcmp(type, "error") == 0) && from &&
-           strcasecmp(from, from_jid) == 0;
-}
-
-static int server_answer(const ferry__xmpp_link_t *link, xmpp_stanza_t *st, const char *id)
-{
-    return answer_from(st, id, link->ping_to);
+           strcasecmp(from, link->ping_to) == 0;
 }
 
 int ferry__xmpp_link_barrier(ferry__xmpp_link_t *link, void (*cb)(void *arg, int ok), void *arg)
@@ -274,18 +266,55 @@ static void barriers_fail(ferry__xmpp_link_t *link)
     }
 }
 
-/* The answer to the oldest barrier, if ST is it. */
-static int barrier_answered(ferry__xmpp_link_t *link, xmpp_stanza_t *st)
+/* Answers barrier ID and those before it (the server answers in order;
+ * with several instances an answer may come through another, ahead of
+ * an earlier one). 0 when ID is not one of ours. */
+static int answer_barrier(ferry__xmpp_link_t *link, const char *id)
 {
     barrier_t *b = link->barriers;
-    if (!b || !server_answer(link, st, b->id))
+    while (b && strcmp(b->id, id) != 0)
+        b = b->next;
+    if (!b)
         return 0;
-    link->barriers = b->next;
-    if (!link->barriers)
-        link->barriers_tail = &link->barriers;
-    b->cb(b->arg, 1);
-    free(b);
+    barrier_t *last = b;
+    do {
+        b = link->barriers;
+        link->barriers = b->next;
+        if (!link->barriers)
+            link->barriers_tail = &link->barriers;
+        b->cb(b->arg, 1);
+        free(b);
+    } while (b != last);
     return 1;
+}
+
+/* The answer to the keepalive ping or a barrier, if ID is one. */
+static int our_answer(ferry__xmpp_link_t *link, const char *id)
+{
+    if (link->ping_id[0] && strcmp(id, link->ping_id) == 0) {
+        link->ping_id[0] = 0;
+        uv_timer_stop(&link->ping_deadline);
+        return 1;
+    }
+    return answer_barrier(link, id);
+}
+
+/* The server's answer to a ping of ours or, when its id has the form of
+ * ferry's ids but is not ours, of another instance's. */
+static int server_answered(ferry__xmpp_link_t *link, xmpp_stanza_t *st)
+{
+    const char *id = xmpp_stanza_get_id(st);
+    if (!id || strncmp(id, "ferry-", 6) != 0 || !server_answer(link, st, id))
+        return 0;
+    if (!our_answer(link, id) && link->h.foreign_answer)
+        link->h.foreign_answer(link->arg, id);
+    return 1;
+}
+
+void ferry__xmpp_link_answered(ferry__xmpp_link_t *link, const char *id)
+{
+    if (link->state == LINK_UP)
+        our_answer(link, id);
 }
 
 /* ---- connection lifetime ---- */
@@ -524,74 +553,6 @@ static void link_up(conn_t *conn)
     queue_flush(link);
     if (link->h.state)
         link->h.state(link->arg, 1);
-    if (link->slots > 1 && link->state == LINK_UP)
-        send_ping(&link->ping_timer); /* find this connection's ping target now */
-}
-
-/* ---- pings ---- */
-
-/* With the domain spread over several connections (slots > 1, ejabberd's
- * bare_source), the answer to a ping of the server's domain goes to the
- * connection that domain hashes to, whichever asked: every other
- * connection would miss its answers and drop the link. So the first ping
- * of a connection is a round of probes to made-up accounts
- * ("ferry-ping-N@server": the server answers for an account, existing or
- * not, from that JID), PROBES_PER_SLOT per slot; the first answer to come
- * back on this connection names the JID its pings go to from then on. */
-#define PROBES_PER_SLOT 8
-#define MAX_PROBES 256
-
-static void send_probes(ferry__xmpp_link_t *link)
-{
-    int n = link->slots * PROBES_PER_SLOT;
-    for (int i = 0; i < n && i < MAX_PROBES && link->state == LINK_UP; i++) {
-        char buf[600];
-        snprintf(buf, sizeof buf,
-                 "<iq type='get' id='%s-%d' from='%s' to='ferry-ping-%d@%s'>"
-                 "<ping xmlns='urn:xmpp:ping'/></iq>",
-                 link->ping_id, i, link->domain, i, link->ping_to);
-        conn_write_str(link->conn, buf);
-    }
-}
-
-/* ST answers probe N of the round under way: "ferry-ping-N@server" becomes
- * the target. */
-static int probe_answered(ferry__xmpp_link_t *link, xmpp_stanza_t *st)
-{
-    const char *id = xmpp_stanza_get_id(st);
-    size_t n = strlen(link->ping_id);
-    if (!id || strncmp(id, link->ping_id, n) != 0 || id[n] != '-' || !id[n + 1] ||
-        strspn(id + n + 1, "0123456789") != strlen(id + n + 1) || strlen(id + n + 1) > 3)
-        return 0;
-    char jid[300];
-    snprintf(jid, sizeof jid, "ferry-ping-%s@%s", id + n + 1, link->ping_to);
-    if (!answer_from(st, id, jid))
-        return 0;
-    snprintf(link->ping_target, sizeof link->ping_target, "%s", jid);
-    ferry_log_debug(link->scope, "pings go to %s: its answers come back on this connection", jid);
-    return 1;
-}
-
-static int ping_answered(ferry__xmpp_link_t *link, xmpp_stanza_t *st)
-{
-    if (!link->ping_id[0])
-        return 0;
-    if (link->slots > 1 && !link->ping_target[0])
-        return probe_answered(link, st);
-    return answer_from(st, link->ping_id,
-                       link->ping_target[0] ? link->ping_target : link->ping_to);
-}
-
-/* An answer to one of this connection's pings (its ids carry the
- * connection's secret), late or one of several probes. */
-static int own_ping_answer(const ferry__xmpp_link_t *link, xmpp_stanza_t *st)
-{
-    const char *id = xmpp_stanza_get_id(st), *type = xmpp_stanza_get_type(st);
-    const char *name = xmpp_stanza_get_name(st);
-    return id && type && name && strcmp(name, "iq") == 0 &&
-           (strcmp(type, "result") == 0 || strcmp(type, "error") == 0) &&
-           strncmp(id, "ferry-ping-", 11) == 0 &&
-           strncmp(id + 11, link->id_secret, strlen(link->id_secret)) == 0;
 }
 
 static void on_stream_stanza(void *arg, xmpp_stanza_t *st)
@@ -612,15 +573,8 @@ static void on_stream_stanza(void *arg, xmpp_stanza_t *st)
             ferry_log_debug(link->scope, "ignoring <%s> before the handshake", name);
         return;
     }
-    if (barrier_answered(link, st))
+    if (server_answered(link, st))
         return;
-    if (ping_answered(link, st)) {
-        link->ping_id[0] = 0;
-        uv_timer_stop(&link->ping_deadline);
-        return;
-    }
-    if (own_ping_answer(link, st))
-        return; /* a probe answered after another: nobody else's business */
     char tag[16];
     snprintf(tag, sizeof tag, "<%s", name);
     link->stats.in[kind_of(tag)]++;
@@ -649,17 +603,12 @@ static void send_ping(uv_timer_t *t)
     if (link->state != LINK_UP || link->ping_id[0])
         return; /* the one under way has its own deadline */
     next_id(link, link->ping_id, sizeof link->ping_id, "ferry-ping-");
-    if (link->slots > 1 && !link->ping_target[0]) {
-        send_probes(link);
-    } else {
-        char buf[512];
-        snprintf(buf, sizeof buf,
-                 "<iq type='get' id='%s' from='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>",
-                 link->ping_id, link->domain,
-                 link->ping_target[0] ? link->ping_target : link->ping_to);
-        conn_write_str(link->conn, buf);
-    }
-    if (link->state != LINK_UP) /* a write found the link down */
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "<iq type='get' id='%s' from='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>",
+             link->ping_id, link->domain, link->ping_to);
+    conn_write_str(link->conn, buf);
+    if (link->state != LINK_UP) /* the write found the link down */
         return;
     link->ping_mark = ferry_net_written(link->conn->net);
     link->ping_acked = ferry_net_acked(link->conn->net);
@@ -694,7 +643,6 @@ static void on_net_connected(void *arg)
     ferry__xmpp_link_t *link = conn->link;
     link->state = LINK_OPENING;
     link->ping_id[0] = 0;
-    link->ping_target[0] = 0;
     new_id_secret(link);
     uv_timer_start(&link->ping_deadline, on_deadline, link->ping_timeout_ms, 0);
     char header[1200];
@@ -747,7 +695,6 @@ ferry__xmpp_link_t *ferry__xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx,
     link->ctx = ctx;
     link->host = ferry_strdup(o->host);
     link->port = o->port;
-    link->slots = o->slots > 1 ? o->slots : 1;
     link->domain = ferry_strdup(o->domain);
     link->secret = ferry_strdup(o->secret);
     link->scope = ferry_strdup(o->scope);

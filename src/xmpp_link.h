@@ -22,16 +22,15 @@ typedef struct ferry__xmpp_link_options {
     double ping_interval;       /* seconds */
     double ping_timeout;
     double keepalive_interval;
-    /* How many connections the server spreads the domain over (ejabberd's
-     * bare_source: an answer goes to the connection its sender hashes to,
-     * whoever asked). Above 1 the pings go to a JID whose answers come
-     * back here, found anew on each connection. */
-    int slots;
 } ferry__xmpp_link_options_t;
 
 typedef struct ferry__xmpp_link_handlers {
     void (*stanza)(void *arg, xmpp_stanza_t *stanza); /* released after the call */
     void (*state)(void *arg, int up);
+    /* The server's answer to a ping this link did not send: another ferry
+     * instance's on the same component (the server routes its answers to
+     * any of them). Optional. */
+    void (*foreign_answer)(void *arg, const char *id);
 } ferry__xmpp_link_handlers_t;
 
 enum { KIND_MESSAGE, KIND_PRESENCE, KIND_IQ, KIND_OTHER, KIND_COUNT };
@@ -65,6 +64,9 @@ int ferry__xmpp_link_send_raw(ferry__xmpp_link_t *link, const char *text, size_t
  * the server has taken everything written before it; CB(arg, 0) when the
  * link goes down first. Only while the link is up (-1 else). */
 int ferry__xmpp_link_barrier(ferry__xmpp_link_t *link, void (*cb)(void *arg, int ok), void *arg);
+/* The server's answer to iq ID, as another instance received it: counts as
+ * if it came on this link, when it is one of ours. */
+void ferry__xmpp_link_answered(ferry__xmpp_link_t *link, const char *id);
 int ferry__xmpp_link_is_up(const ferry__xmpp_link_t *link);
 void ferry__xmpp_link_stats(const ferry__xmpp_link_t *link, ferry__xmpp_link_stats_t *out);
 /* Closes the stream with </stream:stream> after pending writes, waits for

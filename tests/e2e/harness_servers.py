@@ -175,19 +175,18 @@ class Ejabberd(XmppServer):
 
     components: {domain: password}. offline: keep mod_offline (messages to
     users who are not online are stored). Users added before start() are
-    registered once it is ready (ejabberdctl register, about 0.4 s each)."""
+    registered once it is ready (ejabberdctl register, about 0.4 s each).
+    balancing: {domain: N}: domain_balancing bare_source over N slots (several
+    connections for one component, each user's stanzas to one of them)."""
 
     kind = "ejabberd"
 
     def __init__(self, workdir, vhosts=("localhost",), components=None, offline=False,
                  log_level="info", c2s_port=None, component_port=None, node=None, muc=None,
-                 domain_balancing=None):
-        """muc: the domain of a mod_muc service (XEP-0045 rooms), None for none.
-        domain_balancing: {component domain: N}: ejabberd's bare_source
-        balancing over N connections (component_number, which ejabberd
-        requires: without it every handshake for the domain crashes)."""
+                 balancing=None):
+        """muc: the domain of a mod_muc service (XEP-0045 rooms), None for none."""
         self.muc = muc
-        self.domain_balancing = dict(domain_balancing or {})
+        self.balancing = dict(balancing or {})
         why = ejabberd_missing()
         if why:
             raise RuntimeError(why)
@@ -237,22 +236,20 @@ class Ejabberd(XmppServer):
         modules = ["  %s: {}\n" % m for m in modules]
         if self.muc:
             modules.append("  mod_muc:\n    hosts: [%s]\n" % json.dumps(self.muc))
-        balancing = "".join(
-            "  %s:\n    type: bare_source\n    component_number: %d\n" % (json.dumps(d), n)
-            for d, n in self.domain_balancing.items())
+        balancing = "".join("  %s:\n    type: bare_source\n    component_number: %d\n" % (json.dumps(d), n)
+                            for d, n in self.balancing.items())
         if balancing:
             balancing = "domain_balancing:\n" + balancing
-        text = ("hosts:\n%s"
+        text = (balancing + "hosts:\n%s"
                 "loglevel: %s\n"
                 "certfiles: []\n"
                 "acme:\n  auto: false\n"
                 "auth_method: internal\n"
                 "auth_password_format: plain\n"
                 "s2s_access: none\n"
-                "%s"
                 "listen:\n%s"
                 "modules:\n%s") % (
-            "".join("  - %s\n" % json.dumps(v) for v in self.vhosts), self.log_level, balancing,
+            "".join("  - %s\n" % json.dumps(v) for v in self.vhosts), self.log_level,
             "".join(listen), "".join(modules))
         with open(self.config_path, "w") as f:
             f.write(text)

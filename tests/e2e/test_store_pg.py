@@ -128,7 +128,7 @@ def test_both_ways_and_across_sigkill(testbed, pg, ferry_bin):
     assert set(jbody(r)["id"] for r in reqs) == set(later)
     h.wait_until(lambda: not [r for r in d.queue_list(ferry.config_path, binary=ferry_bin)
                               if r.state == "pending"], 20, interval=0.3, what="nothing pending")
-    assert pg.sql("SELECT max(version) FROM ferry_schema", db=db) == "1"
+    assert pg.sql("SELECT max(version) FROM ferry_schema", db=db) == "2"
 
 
 def test_queue_retry_and_drop_on_postgresql(testbed, pg, ferry_bin):

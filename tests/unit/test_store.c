@@ -304,32 +304,43 @@ static void test_update(const store_backend_t *b)
     teardown(&f);
 }
 
-static void test_done_upto(const store_backend_t *b)
+/* Exactly the ids given: a row between them stays pending, a dead one
+ * stays dead. */
+static void test_done_ids(const store_backend_t *b)
 {
     fx_t f;
     if (!setup(&f, b))
         return;
     int64_t x1 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x1");
-    int64_t dead = add(&f, "c", STORE_TO_XMPP, "", NULL, "x2");
-    int64_t net = add(&f, "c", STORE_TO_NETWORK, "", NULL, "n");
-    int64_t other = add(&f, "d", STORE_TO_XMPP, "", NULL, "o");
-    int64_t x3 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x3");
+    int64_t x2 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x2");
+    int64_t dead = add(&f, "c", STORE_TO_XMPP, "", NULL, "x3");
     int64_t x4 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x4");
+    int64_t net = add(&f, "c", STORE_TO_NETWORK, "", NULL, "n");
     ferry__store_msg_update(f.s, dead, STORE_DEAD, 1, 0, "bad");
-
-    CHECK_INT(ferry__store_msg_done_upto(f.s, "c", STORE_TO_XMPP, x3), 0);
+    int64_t ids[] = {x1, dead, x4};
+    CHECK_INT(ferry__store_msg_done_ids(f.s, ids, 3), 0);
+    CHECK_INT(ferry__store_msg_done_ids(f.s, ids, 0), 0);
     int n;
     rows_t *rs = pending(&f, "c", STORE_TO_XMPP, 0, 10, &n);
     CHECK_INT(n, 1);
     if (n == 1)
-        CHECK_INT(rs->r[0].id, x4);
+        CHECK_INT(rs->r[0].id, x2);
     rs = list(f.s, &n);
-    CHECK(find(rs, x1) == NULL, "x1 still pending or dead");
-    CHECK(find(rs, x3) == NULL, "x3 still pending or dead");
     const got_row_t *r = find(rs, dead);
     CHECK(r && r->state == STORE_DEAD, "a dead message was marked done");
-    CHECK(find(rs, net) != NULL, "the other direction was marked done");
-    CHECK(find(rs, other) != NULL, "another component's message was marked done");
+    CHECK(find(rs, net) != NULL, "another message was marked done");
+
+    /* Pending but those under way: from the oldest, in id order. */
+    int64_t x5 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x5");
+    int64_t x6 = add(&f, "c", STORE_TO_XMPP, "", NULL, "x6");
+    int64_t under_way[] = {x2, x5};
+    rows_t got = {0};
+    CHECK_INT(ferry__store_msg_pending_but(f.s, "c", STORE_TO_XMPP, under_way, 2, 10, collect, &got),
+              1);
+    CHECK(got.n == 1 && got.r[0].id == x6, "pending but those under way: not x6 alone");
+    got.n = 0;
+    CHECK_INT(ferry__store_msg_pending_but(f.s, "c", STORE_TO_XMPP, NULL, 0, 2, collect, &got), 2);
+    CHECK(got.n == 2 && got.r[0].id == x2 && got.r[1].id == x5, "not the two oldest");
     teardown(&f);
 }
 
@@ -921,7 +932,16 @@ static void test_pg_schema(void)
     CHECK_INT(ferry__store_msg_add(f.s, "sms", STORE_TO_NETWORK, "c", "d1", "p", 1, &(int64_t){0}), 0);
     close_store(&f);
     char *v = pg_query(f.where, "SELECT max(version) FROM ferry_schema");
-    CHECK_STR(v, "1");
+    CHECK_STR(v, "2");
+    free(v);
+
+    /* A store of schema 1 (one instance) gets the leases, its rows kept. */
+    free(pg_query(f.where, "DROP TABLE leases; UPDATE ferry_schema SET version = 1"));
+    reopen(&f);
+    close_store(&f);
+    v = pg_query(f.where, "SELECT max(version)::text || ' ' || (SELECT count(*) FROM messages)"
+                          " || ' ' || (SELECT count(*) FROM leases) FROM ferry_schema");
+    CHECK_STR(v, "2 1 0");
     free(v);
 
     /* From a newer ferry: refused, named, and left exactly as it was. */
@@ -936,6 +956,108 @@ static void test_pg_schema(void)
                           " FROM ferry_schema");
     CHECK_STR(v, "99 1");
     free(v);
+    teardown(&f);
+}
+
+/* ---- several instances on one PostgreSQL database ---- */
+
+typedef struct events {
+    int rows;
+    char answer[64];
+} events_t;
+
+static void on_event(void *arg, int event, const char *text)
+{
+    events_t *e = arg;
+    if (event == STORE_EV_ROWS)
+        e->rows++;
+    else
+        snprintf(e->answer, sizeof e->answer, "%s", text);
+}
+
+static int got_rows(void *arg) { return ((events_t *)arg)->rows > 0; }
+
+static int lease_dave(void *arg)
+{
+    return ferry__store_lease(arg, "c", STORE_TO_NETWORK, "dave") == 1;
+}
+static int got_answer(void *arg) { return ((events_t *)arg)->answer[0] != 0; }
+
+/* Two stores on one database, as two instances: one holds a conversation's
+ * lease, the other is refused it and does not load its rows, and takes it
+ * once it has run out; rows committed by one and answers relayed reach the
+ * other without polling. */
+static void test_pg_leases(void)
+{
+    const store_backend_t *b = &store_backends[1];
+    fx_t f;
+    if (!setup(&f, b))
+        return;
+    char err[512] = "";
+    store_t *other = b->open(&f.loop, f.where, err, sizeof err);
+    if (!CHECK(other != NULL, "second instance: %s", err)) {
+        teardown(&f);
+        return;
+    }
+    ferry__store_set_instance(f.s, "one");
+    ferry__store_set_instance(other, "two");
+    ferry__store_set_lease(f.s, 0.5);
+    ferry__store_set_lease(other, 0.5);
+    events_t ev = {0};
+    ferry__store_watch(other, on_event, &ev);
+
+    int64_t a1 = add(&f, "c", STORE_TO_NETWORK, "alice", NULL, "a1");
+    int64_t b1 = add(&f, "c", STORE_TO_NETWORK, "bob", NULL, "b1");
+    ferry__store_flush(f.s);
+    CHECK(run_until(&f.loop, got_rows, &ev, 5000), "no notification of the committed rows");
+
+    CHECK_INT(ferry__store_lease(f.s, "c", STORE_TO_NETWORK, "alice"), 1);
+    CHECK_INT(ferry__store_lease(f.s, "c", STORE_TO_NETWORK, "alice"), 1); /* renewed */
+    CHECK_INT(ferry__store_lease(other, "c", STORE_TO_NETWORK, "alice"), 0);
+    CHECK_INT(ferry__store_lease(other, "c", STORE_TO_XMPP, "alice"), 1); /* per direction */
+    rows_t rs = {0};
+    int n = ferry__store_msg_pending(other, "c", STORE_TO_NETWORK, 0, 10, collect, &rs);
+    CHECK_INT(n, 1);
+    CHECK(find(&rs, b1) && !find(&rs, a1), "the other instance loaded a held conversation");
+    rs.n = 0;
+    CHECK_INT(ferry__store_msg_pending(f.s, "c", STORE_TO_NETWORK, 0, 10, collect, &rs), 2);
+
+    /* Run out (no renewal): the other takes it, and the first is refused. */
+    usleep(700 * 1000);
+    CHECK_INT(ferry__store_lease(other, "c", STORE_TO_NETWORK, "alice"), 1);
+    CHECK_INT(ferry__store_lease(f.s, "c", STORE_TO_NETWORK, "alice"), 0);
+
+    /* Let go: the others hear of it and may take it at once. */
+    ev.rows = 0;
+    ferry__store_lease_release(other, "c", STORE_TO_NETWORK, "alice");
+    CHECK_INT(ferry__store_lease(f.s, "c", STORE_TO_NETWORK, "alice"), 1);
+
+    ferry__store_relay_answer(f.s, "ferry-ack-x-1");
+    CHECK(run_until(&f.loop, got_answer, &ev, 5000), "no relayed answer");
+    CHECK_STR(ev.answer, "ferry-ack-x-1");
+
+    /* A store that closes lets its leases go: no wait for them. */
+    CHECK_INT(ferry__store_lease(other, "c", STORE_TO_NETWORK, "carol"), 1);
+    CHECK_INT(ferry__store_lease(f.s, "c", STORE_TO_NETWORK, "carol"), 0);
+    ferry__store_close(other);
+    CHECK_INT(ferry__store_lease(f.s, "c", STORE_TO_NETWORK, "carol"), 1);
+
+    /* The server drops every connection: leases and notifications come
+     * back on a new one, made on the loop. */
+    free(pg_query(f.where, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                           " WHERE datname = current_database() AND pid <> pg_backend_pid()"));
+    CHECK(run_until(&f.loop, lease_dave, f.s, 8000), "no lease after the connections dropped");
+    ev.rows = 0;
+    ferry__store_watch(f.s, on_event, &ev);
+    store_t *third = b->open(&f.loop, f.where, err, sizeof err);
+    if (CHECK(third != NULL, "third instance: %s", err)) {
+        ferry__store_set_instance(third, "three");
+        int64_t id;
+        ferry__store_msg_add(third, "c", STORE_TO_NETWORK, "erin", NULL, "e", 1, &id);
+        ferry__store_flush(third);
+        CHECK(run_until(&f.loop, got_rows, &ev, 5000), "no notification after reconnecting");
+        ferry__store_close(third);
+    }
     teardown(&f);
 }
 
@@ -966,7 +1088,7 @@ int main(void)
         test_add_dedup(b);
         test_pending(b);
         test_update(b);
-        test_done_upto(b);
+        test_done_ids(b);
         test_counts(b);
         test_list_requeue_drop(b);
         test_prune(b);
@@ -982,6 +1104,7 @@ int main(void)
     test_sqlite_lock();
     if (getenv("FERRY_TEST_PG_URL")) {
         test_pg_schema();
+        test_pg_leases();
         test_pg_unreachable();
     }
     return check_summary();
