@@ -3,7 +3,6 @@
  * order (adapters, then streams, then HTTP). */
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
@@ -135,15 +134,14 @@ int ferry__gateway_start(gateway_t *gw)
         return -1;
     }
     ferry__store_set_lease(gw->store, c->store_lease);
-    /* The owner name in leases: the same after a restart (a restarted ferry
+    /* The owner name in leases: the instance name ([cluster] instance) and
+     * the HTTP listen address: the same after a restart (a restarted ferry
      * takes its conversations back at once rather than after their lease),
-     * different for two ferries on one host (they listen on different
-     * ports). */
-    char host[256] = "", *instance;
-    gethostname(host, sizeof host - 1);
-    instance = ferry_asprintf("%s %s", host, c->http_listen);
-    ferry__store_set_instance(gw->store, instance);
-    free(instance);
+     * and different for two ferries on one host left with the default name
+     * (the host's): they listen on different ports. */
+    char *owner = ferry_asprintf("%s %s", ferry__gateway_instance(gw), c->http_listen);
+    ferry__store_set_instance(gw->store, owner);
+    free(owner);
     uv_timer_init(gw->loop, &gw->prune);
     gw->prune.data = gw;
     uv_timer_start(&gw->prune, on_prune, 60 * 1000, 3600 * 1000);
