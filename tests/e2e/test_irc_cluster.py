@@ -127,3 +127,60 @@ def test_standby_puts_the_dead_instances_users_back_in_their_rooms(env, testbed,
     wait_groupchat(ann, rj, "clivan1", "still one ann", mark=m)
     assert not ivan.lines(lambda l: l.command == "JOIN" and l.nick.startswith("ann"), since=mi)
     assert "rejoining" not in alpha.stderr(offset), alpha.report()
+
+
+def irc_connections(f):
+    _, samples, _, _ = f.metrics()
+    return sum(h.metric_values(samples, "ferry_irc_connections") or [0])
+
+
+def test_two_active_instances_each_restore_only_their_slots_rooms(testbed, pg, env, irc):
+    """ejabberd, bare_source over 2 slots, two active instances: users'
+    rooms sit on the instance their stanzas reach. One instance restarted
+    (SIGTERM) puts back its own users, and not the other instance's (which
+    would give those a second IRC connection, under nick_)."""
+    tb = testbed
+    if h.ejabberd_missing():
+        pytest.fail("ejabberd: " + h.ejabberd_missing(), pytrace=False)
+    names = ["ann", "bo", "cy", "di", "ed", "flo"]
+    ejabberd = tb.ejabberd(components={DOMAIN: SECRET}, balancing={DOMAIN: 2}, users=users(names))
+    url = pg.url(pg.new_database())
+    ferries = [instance(tb, ejabberd, env, n, url, slots=2) for n in ("alpha", "beta")]
+    for f in ferries:
+        wait_role(f, "active")
+        wait_link_up(f)
+    ivan = irc("clivan2")
+    ivan.join("#cl2")
+    rj = room("#cl2")
+    on = {f.name: [] for f in ferries}
+    clients = {}
+    for u in names:
+        c = clients[u] = tb.client("%s@localhost" % u, u + "pw", ejabberd, plugins=("xep_0045",))
+        before = {f.name: irc_connections(f) for f in ferries}
+        join(c, rj, u)
+        ivan.wait(lambda l, u=u: l.command == "JOIN" and l.nick == u, what="%s on IRC" % u)
+        [carrier] = [f for f in ferries if irc_connections(f) > before[f.name]]
+        on[carrier.name].append(u)
+    assert all(on.values()), "bare_source put every user on one instance: %r" % on
+    alpha, beta = ferries
+    m = {u: Mark(clients[u]) for u in names}
+    mi = ivan.mark()
+    assert alpha.stop() == 0, alpha.report()
+    offset = alpha.stderr_offset()
+    alpha.start()
+    alpha.wait_healthz(200, timeout=20)
+    wait_role(alpha, "active")
+    alpha.wait_log(r"rejoining %d room\(s\)" % len(on[alpha.name]), offset=offset, timeout=15)
+    for u in on[alpha.name]:
+        m[u].wait(lambda s, u=u: s.name == "presence" and s.type is None and s.frm == rj + "/" + u
+                  and 110 in codes(s), timeout=20, what="%s's self-presence after alpha's restart" % u)
+    ivan.wait(lambda l: l.command == "JOIN" and l.nick in on[alpha.name], since=mi, count=len(on[alpha.name]),
+              timeout=15, what="alpha's users back on IRC")
+    ivan.privmsg("#cl2", "all here?")
+    for u in names:
+        wait_groupchat(clients[u], rj, "clivan2", "all here?", mark=m[u])
+    # every user once on IRC; beta's users were not joined a second time
+    nicks = [n.lstrip("@+") for n in ivan.names("#cl2")]
+    assert sorted(n for n in nicks if n != "clivan2") == sorted(names), nicks
+    joins = [l.nick for l in ivan.lines(lambda l: l.command == "JOIN", since=mi)]
+    assert sorted(joins) == sorted(on[alpha.name]), (joins, on)
