@@ -13,17 +13,19 @@ are put back by the instance that takes that slot, never by every instance.
   slot's rooms at a restart, not the other's.
 
 Real Prosody/ejabberd, ngircd and a throwaway PostgreSQL; slixmpp clients,
-raw IRC clients."""
+raw IRC clients. `pytest -s -k standby` prints how long after the SIGKILL the
+user had the room again."""
 
 import re
 import signal
+import time
+
+import pytest
 
 import harness as h
 import pg_helpers
 from irc_fixtures import IrcEnv, irc, irc_component, users, wait_link_up, xmpp  # noqa: F401 (fixtures)
 from test_irc import IRC, SECRET, Mark, codes, join, subject_of, wait_groupchat
-
-import pytest
 
 DOMAIN = "rc.localhost"
 USERS = ["ann", "bo"]
@@ -92,6 +94,7 @@ def test_standby_puts_the_dead_instances_users_back_in_their_rooms(env, testbed,
     m, mi = Mark(ann), ivan.mark()
     offset = beta.stderr_offset()
     alpha.expect_exit = True
+    killed_at = time.time()
     alpha.signal(signal.SIGKILL)
     assert alpha.wait_exit(5) == -signal.SIGKILL
     wait_role(beta, "active")
@@ -101,6 +104,7 @@ def test_standby_puts_the_dead_instances_users_back_in_their_rooms(env, testbed,
     # ann's client did nothing: her room comes back, from beta
     me = m.wait(lambda s: s.name == "presence" and s.type is None and (s.frm or "").startswith(rj + "/")
                 and 110 in codes(s), timeout=20, what="self-presence from %s after the failover" % rj)
+    back = time.time() - killed_at
     nick = me.frm.split("/", 1)[1]
     assert re.fullmatch(r"ann_?", nick), me
     assert m.all(lambda s: s.name == "presence" and s.type is None and s.frm == rj + "/clivan1"), \
@@ -111,6 +115,7 @@ def test_standby_puts_the_dead_instances_users_back_in_their_rooms(env, testbed,
     ivan.wait(lambda l: l.command == "JOIN" and l.nick == nick, since=mi, timeout=15, what="ann back on IRC")
     ivan.privmsg("#cl1", "welcome to beta")
     wait_groupchat(ann, rj, "clivan1", "welcome to beta", mark=m)
+    print("\nIRC failover: the room's self-presence %.3f s after SIGKILL, as %s" % (back, nick))
 
     # once on IRC: the dead connection is gone, no second instance joined too
     h.wait_until(lambda: len(ann_in(ivan.names("#cl1"))) == 1, 10, interval=0.2,
