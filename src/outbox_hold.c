@@ -41,7 +41,8 @@ struct outbox_hold {
     store_t *store;     /* not owned */
     char *component;
     held_t *first, **tail;      /* held: not in the store */
-    held_t *unsure, **unsure_tail; /* put in the store's open transaction */
+    held_t *unsure, **unsure_tail; /* owned copies of what was put in the
+                                    * store's open transaction, put order */
     int watching;               /* ferry__store_batch_end() asked */
     unsigned long long taken_back; /* rolled back (put_now() looks) */
     size_t count, bytes;
@@ -93,7 +94,9 @@ static int store_down(outbox_hold_t *h)
 static void on_retry(uv_timer_t *t);
 
 /* The batch the unsure messages were put in ended. Rolled back, they go
- * before everything held, in the order they were put. */
+ * before everything held, in the order they were put, and are put again
+ * after RETRY_MS (a commit that the server refuses for good, rather than a
+ * dropped connection, would come back each time, logged). */
 static void on_batch_end(void *arg, int ok)
 {
     outbox_hold_t *h = arg;
