@@ -49,11 +49,11 @@ static void cmd_status(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_sta
     ferry_component_t *c;
     for (size_t i = 0; len < sizeof text - 256 && (c = ops->stats(ops->arg, i, &st)); i++) {
         len += (size_t)snprintf(text + len, sizeof text - len,
-                                "%s (%s, %s): link %s, %llu reconnects, %zu queued, "
+                                "%s (%s, %s): %s, link %s, %llu reconnects, %zu queued, "
                                 "%lld pending, %lld dead",
-                                c->name, c->adapter->name, c->domain, st.link.up ? "up" : "down",
-                                st.link.reconnects, st.link.queued, (long long)st.store.pending,
-                                (long long)st.store.dead);
+                                c->name, c->adapter->name, c->domain, st.role_text,
+                                st.link.up ? "up" : "down", st.link.reconnects, st.link.queued,
+                                (long long)st.store.pending, (long long)st.store.dead);
         if (c->adapter->sessions)
             len += (size_t)snprintf(text + len, sizeof text - len, ", %zu user session(s)",
                                     c->adapter->sessions(c->self));
@@ -62,6 +62,9 @@ static void cmd_status(const adhoc_ops_t *ops, ferry_component_t *comp, xmpp_sta
     xmpp_stanza_t *cmd;
     xmpp_stanza_t *res = ferry_command_answer(iq, "status", "completed", &cmd);
     xmpp_stanza_t *x = ferry_form_add(cmd, "result", "ferry " FERRY_VERSION " status");
+    char instances[4096];
+    ops->instances(ops->arg, instances, sizeof instances);
+    add_lines_field(x, "instances", "Instances", instances);
     add_lines_field(x, "components", "Components", text);
     ferry_component_send_release(comp, res);
 }

@@ -29,6 +29,9 @@ typedef struct adhoc_ops {
     /* Makes a message pending again (ferry__store_msg_requeue()): 0, else there is
      * no such message. */
     int (*requeue)(void *arg, int64_t id);
+    /* This instance, then the others sharing the store (heartbeat.h), one
+     * line each, into BUF. */
+    void (*instances)(void *arg, char *buf, size_t len);
 } adhoc_ops_t;
 
 /* disco#items with node=commands: the commands the asker may run. */

@@ -1,5 +1,6 @@
 /* component.c: one [components.NAME]: builds its adapter, owns its link, and
  * implements the ferry_component_* API that adapters call. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +64,58 @@ static const ferry__xmpp_link_handlers_t link_handlers = {
     .foreign_answer = on_foreign_answer,
 };
 
+/* ---- slots (PostgreSQL store): the link is up only while one is held ---- */
+
+static void on_slot_acquired(void *arg, int slot)
+{
+    (void)slot;
+    ferry_component_t *comp = arg;
+    if (comp->closed)
+        return; /* stopping: the link is closing */
+    ferry__xmpp_link_start(comp->link);
+    ferry__gateway_role_changed(comp->gw);
+}
+
+/* The lock's connection is gone: another instance may take the slot, so
+ * the link goes at once, unless no other instance was seen (the database
+ * restarting under a lone ferry: the link stays, messages wait in memory
+ * meanwhile, and a slot found held elsewhere on the way back cuts it). */
+static void on_slot_lost(void *arg, const char *why)
+{
+    ferry_component_t *comp = arg;
+    if (comp->link && !ferry__gateway_alone(comp->gw))
+        ferry__xmpp_link_stop(comp->link, why);
+    else if (comp->link)
+        ferry_log_warn(comp->name, "keeping the link while the slot's lock is away: no other "
+                       "instance was seen");
+    ferry__gateway_role_changed(comp->gw);
+}
+
+static void on_slot_standby(void *arg)
+{
+    ferry_component_t *comp = arg;
+    if (comp->link)
+        ferry__xmpp_link_stop(comp->link, "the slot is held by another instance");
+    ferry__gateway_role_changed(comp->gw);
+}
+
+static const ferry__slots_handlers_t slot_handlers = {
+    .acquired = on_slot_acquired,
+    .lost = on_slot_lost,
+    .standby = on_slot_standby,
+};
+
+static void start_slots(ferry_component_t *comp)
+{
+    const ferry__slots_options_t o = {
+        .url = comp->gw->config->store_url,
+        .domain = comp->domain,
+        .scope = comp->name,
+        .slots = comp->nslots,
+    };
+    comp->slots = ferry__slots_start(comp->gw->loop, &o, &slot_handlers, comp);
+}
+
 ferry_component_t *ferry__component_new(gateway_t *gw, const component_config_t *cc)
 {
     const ferry_adapter_t *adapter = find_adapter(cc->adapter);
@@ -112,6 +165,7 @@ static void make_link(ferry_component_t *comp)
         .keepalive_interval = c->keepalive_interval,
     };
     comp->link = ferry__xmpp_link_new(gw->loop, gw->ctx, &opts, &link_handlers, comp);
+    comp->nslots = cc->slots;
     comp->cc = NULL; /* the config may be replaced by a reload */
     comp->xmpp_outbox = ferry__xmpp_outbox_new(gw->loop, gw->store, comp->name, comp->link);
     ferry__store_watch(gw->store, on_store_event, comp);
@@ -125,7 +179,10 @@ int ferry__component_start(ferry_component_t *comp)
     if (comp->adapter->start(comp->self) != 0)
         return -1;
     comp->started = 1;
-    ferry__xmpp_link_start(comp->link);
+    if (comp->gw->config->store_url)
+        start_slots(comp); /* links when it holds a slot */
+    else
+        ferry__xmpp_link_start(comp->link); /* SQLite: one instance, always active */
     return 0;
 }
 
@@ -139,6 +196,10 @@ static void on_link_closed(void *arg)
 {
     ferry_component_t *comp = arg;
     comp->link = NULL;
+    if (comp->slots) { /* the stream is closed: a standby may take the slot */
+        ferry__slots_close(comp->slots);
+        comp->slots = NULL;
+    }
     /* The store closes after the components: let go of it now. */
     if (comp->gw->store)
         ferry__store_unwatch(comp->gw->store, on_store_event, comp);
@@ -212,9 +273,23 @@ void ferry__component_stats(const ferry_component_t *comp, component_stats_t *ou
     if (comp->xmpp_outbox)
         out->to_xmpp = ferry__xmpp_outbox_delivered(comp->xmpp_outbox);
     out->refused_invalid = comp->refused_invalid;
+    ferry__component_role(comp, &out->role, &out->slot, out->role_text, sizeof out->role_text);
     out->held = ferry__outbox_hold_count(comp->hold);
     if (comp->gw->store)
         ferry__store_msg_counts(comp->gw->store, comp->name, &out->store);
+}
+
+void ferry__component_role(const ferry_component_t *comp, const char **role, int *slot, char *text,
+                           size_t len)
+{
+    if (role)
+        *role = comp->slots ? ferry__slots_role(comp->slots) : "active";
+    if (slot)
+        *slot = comp->slots ? ferry__slots_held(comp->slots) : 0;
+    if (comp->slots)
+        ferry__slots_describe(comp->slots, text, len);
+    else
+        snprintf(text, len, "active");
 }
 
 /* ---- the API adapters see ---- */

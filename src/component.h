@@ -6,6 +6,7 @@
 #include "ferry/adapter.h"
 #include "gateway.h"
 #include "outbox.h"
+#include "slots.h"
 #include "xmpp_link.h"
 
 struct ferry_component {
@@ -15,6 +16,8 @@ struct ferry_component {
     const ferry_adapter_t *adapter;
     void *self;
     ferry__xmpp_link_t *link;
+    int nslots;                 /* [components.NAME] slots */
+    ferry__slots_t *slots;      /* with a PostgreSQL store: the link waits for a slot */
     outbox_policy_t policy;
     net_outbox_t *net_outbox;   /* when the adapter opened it */
     outbox_hold_t *hold;        /* with it: XMPP messages held while the store is away */
@@ -44,9 +47,15 @@ typedef struct ferry__component_stats {
     unsigned long long to_xmpp;       /* stanzas the XMPP outbox delivered */
     unsigned long long refused_invalid;
     store_counts_t store;             /* pending and dead rows, oldest pending */
+    const char *role;                 /* "active" (always with SQLite), "standby", "unreachable" */
+    int slot;                         /* the slot held, -1 when none (0 with SQLite) */
+    char role_text[320];              /* the role in words, with the slot */
     size_t held;                      /* XMPP messages held while the store is away */
 } component_stats_t;
 
 void ferry__component_stats(const ferry_component_t *comp, component_stats_t *out);
+/* Its role alone (as in the stats): ROLE and SLOT when not NULL, and TEXT. */
+void ferry__component_role(const ferry_component_t *comp, const char **role, int *slot, char *text,
+                           size_t len);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -154,6 +155,54 @@ static void read_storage(config_t *c, const toml_node_t *t)
     read_size(t, "hold_bytes", &c->hold_bytes, 0);
 }
 
+/* An instance name goes into log lines, metric labels and the store's
+ * heartbeat rows: one word of letters, digits and ".-_". */
+static const char instance_chars[] =
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_";
+
+static int valid_instance(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 0 && n <= 64 && strspn(name, instance_chars) == n;
+}
+
+/* The host name, cut to what valid_instance() takes. */
+static char *default_instance(void)
+{
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+        strcpy(host, "ferry");
+    host[64] = 0;
+    for (char *p = host; *p; p++)
+        if (!strchr(instance_chars, *p))
+            *p = '-';
+    return ferry_strdup(host);
+}
+
+static void read_slots(const toml_node_t *t, int *out)
+{
+    int64_t v;
+    if (ferry_conf_int(t, "slots", FERRY_CONF_OPTIONAL, &v) != 0)
+        return;
+    if (v < 1 || v > 1000) /* ejabberd's component_number: 2..1000 */
+        ferry_conf_error(t, "slots", "must be between 1 and 1000");
+    else
+        *out = (int)v;
+}
+
+/* [cluster]: the instance name, and how many instances may link each
+ * component at once (the others are standbys). */
+static void read_cluster(config_t *c, const toml_node_t *t)
+{
+    const char *name = NULL;
+    if (ferry_conf_string(t, "instance", FERRY_CONF_OPTIONAL, &name) == 0 && !valid_instance(name))
+        ferry_conf_error(t, "instance", "\"%s\" is not a valid instance name (1 to 64 letters, "
+                         "digits, '.', '-' or '_')", name);
+    c->instance = name ? ferry_strdup(name) : default_instance();
+    c->slots = 1;
+    read_slots(t, &c->slots);
+}
+
 static void read_admin(config_t *c, const toml_node_t *t)
 {
     if (ferry_conf_strings(t, "jids", FERRY_CONF_OPTIONAL, &c->admins) != 0)
@@ -175,6 +224,8 @@ static void read_component(config_t *c, const char *name, const toml_node_t *t)
         ferry_conf_error(t, "domain", "not a valid domain: \"%s\"", domain);
     ferry_conf_secret(t, "secret", FERRY_CONF_REQUIRED, &cc->secret);
     read_policy(t, &cc->policy);
+    cc->slots = c->slots;
+    read_slots(t, &cc->slots);
     cc->adapter = dup_or(adapter, "");
     cc->domain = dup_or(domain, "");
     for (char *p = cc->domain; *p; p++)
@@ -212,7 +263,7 @@ static void read_sections(config_t *c, const toml_node_t *root)
         void (*read)(config_t *c, const toml_node_t *t);
     } sections[] = {
         {"xmpp", read_xmpp}, {"http", read_http}, {"log", read_log},
-        {"admin", read_admin}, {"storage", read_storage},
+        {"admin", read_admin}, {"storage", read_storage}, {"cluster", read_cluster},
     };
     static toml_node_t empty[sizeof sections / sizeof *sections];
     for (size_t i = 0; i < sizeof sections / sizeof *sections; i++) {
@@ -281,6 +332,7 @@ void ferry__config_free(config_t *c)
     free(c->public_url);
     free(c->store_path);
     free(c->store_url);
+    free(c->instance);
     ferry_conf_strings_free(c->admins);
     ferry__conf_end();
     ferry__toml_free(c->root);

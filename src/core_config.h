@@ -14,6 +14,7 @@ typedef struct component_config {
     char *domain;
     char *secret;
     outbox_policy_t policy;
+    int slots;             /* slot locks for its link (PostgreSQL store): slots.h */
     const toml_node_t *table;
 } component_config_t;
 
@@ -43,6 +44,9 @@ typedef struct config {
     size_t hold_bytes;      /* and their bytes (outbox_hold.c) */
 
     char **admins;          /* [admin] jids: bare JIDs or domains */
+
+    char *instance;         /* [cluster] instance: this process's name (default: host name) */
+    int slots;              /* [cluster] slots: the components' default */
 
     int log_level;
     int log_json;

@@ -3,7 +3,8 @@
  * order (adapters, then streams, then HTTP). */
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+
+#include <jansson.h>
 
 #include "ferry/alloc.h"
 #include "alloc.h"
@@ -42,14 +43,23 @@ static int admin_requeue(void *arg, int64_t id)
     return gw->store ? ferry__store_msg_requeue(gw->store, id) : -1;
 }
 
+/* This instance and the others sharing the store, one line each. */
+static void admin_instances(void *arg, char *buf, size_t len)
+{
+    gateway_t *gw = arg;
+    ferry__heartbeat_describe(gw->heartbeat, gw->instance, buf, len);
+}
+
 gateway_t *ferry__gateway_new(uv_loop_t *loop, config_t *config)
 {
     gateway_t *gw = ferry_calloc(1, sizeof *gw);
     gw->loop = loop;
     gw->config = config;
+    gw->instance = ferry_strdup(config->instance);
     gw->ctx = xmpp_ctx_new(&ferry__alloc_xmpp_mem, NULL); /* out of memory: abort (ferry/alloc.h) */
     gw->http_client = ferry__http_client_new(loop);
-    gw->admin = (adhoc_ops_t){gw, admin_reload, admin_stats, admin_messages, admin_requeue};
+    gw->admin = (adhoc_ops_t){gw, admin_reload, admin_stats, admin_messages, admin_requeue,
+                           admin_instances};
     gw->components = ferry_calloc(config->ncomponents + 1, sizeof *gw->components);
     for (size_t i = 0; i < config->ncomponents; i++) {
         ferry_component_t *comp = ferry__component_new(gw, &config->components[i]);
@@ -72,6 +82,47 @@ static void on_prune(uv_timer_t *t)
         ferry_log_info("store", "pruned %d delivered or dead message(s) past keep_done", n);
 }
 
+const char *ferry__gateway_instance(const gateway_t *gw) { return gw->instance; }
+
+/* For the heartbeat: {component: role}. */
+static json_t *component_roles(void *arg)
+{
+    gateway_t *gw = arg;
+    json_t *roles = json_object();
+    for (size_t i = 0; i < gw->ncomponents; i++) {
+        char text[320];
+        ferry__component_role(gw->components[i], NULL, NULL, text, sizeof text);
+        json_object_set_new(roles, gw->components[i]->name, json_string(text));
+    }
+    return roles;
+}
+
+int ferry__gateway_alone(const gateway_t *gw)
+{
+    return !gw->heartbeat || ferry__heartbeat_alone(gw->heartbeat);
+}
+
+void ferry__gateway_role_changed(gateway_t *gw)
+{
+    if (gw->heartbeat)
+        ferry__heartbeat_now(gw->heartbeat);
+}
+
+/* Slots need a store that several instances share. */
+static void start_cluster(gateway_t *gw)
+{
+    const config_t *c = gw->config;
+    if (c->store_url) {
+        gw->heartbeat = ferry__heartbeat_start(gw->loop, gw->store, gw->instance,
+                                               component_roles, gw);
+        return;
+    }
+    for (size_t i = 0; i < c->ncomponents; i++)
+        if (c->components[i].slots > 1)
+            ferry_log_warn(c->components[i].name, "slots = %d applies with a PostgreSQL store "
+                           "only (storage.url); one instance, always linked", c->components[i].slots);
+}
+
 int ferry__gateway_start(gateway_t *gw)
 {
     char err[1024];
@@ -83,18 +134,18 @@ int ferry__gateway_start(gateway_t *gw)
         return -1;
     }
     ferry__store_set_lease(gw->store, c->store_lease);
-    /* The owner name in leases: the same after a restart (a restarted ferry
+    /* The owner name in leases: the instance name ([cluster] instance) and
+     * the HTTP listen address: the same after a restart (a restarted ferry
      * takes its conversations back at once rather than after their lease),
-     * different for two ferries on one host (they listen on different
-     * ports). */
-    char host[256] = "", *instance;
-    gethostname(host, sizeof host - 1);
-    instance = ferry_asprintf("%s %s", host, c->http_listen);
-    ferry__store_set_instance(gw->store, instance);
-    free(instance);
+     * and different for two ferries on one host left with the default name
+     * (the host's): they listen on different ports. */
+    char *owner = ferry_asprintf("%s %s", ferry__gateway_instance(gw), c->http_listen);
+    ferry__store_set_instance(gw->store, owner);
+    free(owner);
     uv_timer_init(gw->loop, &gw->prune);
     gw->prune.data = gw;
     uv_timer_start(&gw->prune, on_prune, 60 * 1000, 3600 * 1000);
+    start_cluster(gw);
     const http_server_limits_t limits = {
         .max_connections = (unsigned)gw->config->http_max_connections,
         .max_connections_per_ip = (unsigned)gw->config->http_max_connections_per_ip,
@@ -134,6 +185,10 @@ static void on_http_closed(void *arg) { one_closed(arg); }
 static void close_http(gateway_t *gw)
 {
     gw->closing = 1; /* held until both halves have been asked to close */
+    if (gw->heartbeat) {
+        ferry__heartbeat_stop(gw->heartbeat); /* "stopped", for the others */
+        gw->heartbeat = NULL;
+    }
     if (gw->store) {
         uv_close((uv_handle_t *)&gw->prune, NULL);
         ferry__store_close(gw->store);
@@ -184,6 +239,7 @@ void ferry__gateway_free(gateway_t *gw)
         ferry__http_client_close(gw->http_client, NULL, NULL);
     xmpp_ctx_free(gw->ctx);
     ferry__config_free(gw->config);
+    free(gw->instance);
     free(gw);
 }
 
@@ -224,6 +280,8 @@ static void compare_core(const config_t *old, const config_t *new)
     if (!same_or_null(old->store_path, new->store_path) ||
         !same_or_null(old->store_url, new->store_url) || old->store_lease != new->store_lease)
         note_restart("[storage] path, url or lease");
+    if (strcmp(old->instance, new->instance) != 0)
+        note_restart("[cluster] instance");
     for (size_t i = 0; i < new->ncomponents; i++) {
         const component_config_t *cc = &new->components[i];
         const component_config_t *was = find_component(old, cc->name);
@@ -232,8 +290,8 @@ static void compare_core(const config_t *old, const config_t *new)
             snprintf(what, sizeof what, "component '%s' (new)", cc->name);
             note_restart(what);
         } else if (strcmp(was->adapter, cc->adapter) != 0 || strcmp(was->domain, cc->domain) != 0 ||
-                   strcmp(was->secret, cc->secret) != 0) {
-            snprintf(what, sizeof what, "component '%s' adapter/domain/secret", cc->name);
+                   strcmp(was->secret, cc->secret) != 0 || was->slots != cc->slots) {
+            snprintf(what, sizeof what, "component '%s' adapter/domain/secret/slots", cc->name);
             note_restart(what);
         }
     }

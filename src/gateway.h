@@ -11,6 +11,7 @@
 #include "ferry/component.h"
 #include "ferry/http_client.h"
 #include "ferry/http_server.h"
+#include "heartbeat.h"
 #include "store.h"
 
 typedef struct gateway {
@@ -20,6 +21,8 @@ typedef struct gateway {
     ferry_http_client_t *http_client;
     ferry_http_server_t *http_server;
     store_t *store;
+    char *instance;              /* [cluster] instance as started (a reload does not rename) */
+    ferry__heartbeat_t *heartbeat; /* with a PostgreSQL store */
     uv_timer_t prune;
     adhoc_ops_t admin; /* what the admins' ad-hoc commands may do */
     ferry_component_t **components;
@@ -43,5 +46,13 @@ void ferry__gateway_stop(gateway_t *gw, void (*stopped)(gateway_t *gw));
  * file with any error changes nothing (-1). */
 int ferry__gateway_reload(gateway_t *gw);
 void ferry__gateway_free(gateway_t *gw);
+/* This process's instance name ([cluster] instance, default the host
+ * name), as logged and as the store's leases and heartbeats know it. */
+const char *ferry__gateway_instance(const gateway_t *gw);
+/* Whether no other instance shares the store, as far as the heartbeats
+ * last said (1 with SQLite). */
+int ferry__gateway_alone(const gateway_t *gw);
+/* A component took or lost its slot: the heartbeat says so now. */
+void ferry__gateway_role_changed(gateway_t *gw);
 
 #endif

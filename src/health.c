@@ -1,6 +1,10 @@
 /* health.c: GET /healthz, for load balancers and humans: 200 while every
  * component link is up and the store can take writes, 503 otherwise, with
- * each link's state (and the store's trouble) as JSON. */
+ * each link's state (and the store's trouble) as JSON. A standby (its
+ * links down because other instances hold the slots) is healthy: it takes
+ * HTTP and stands ready; its status says "standby". With a PostgreSQL
+ * store, the other instances sharing it are listed with when they were
+ * last seen. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +23,9 @@ static json_t *component_health(ferry_component_t *comp)
                           comp->adapter->name, "link", s->up ? "up" : "down", "queued",
                           (json_int_t)s->queued, "dropped", (json_int_t)s->dropped, "reconnects",
                           (json_int_t)s->reconnects);
+    json_object_set_new(o, "role", json_string(st.role));
+    if (st.slot >= 0)
+        json_object_set_new(o, "slot", json_integer(st.slot));
     json_object_set_new(o, "pending", json_integer(st.store.pending));
     json_object_set_new(o, "dead", json_integer(st.store.dead));
     if (st.store.oldest_pending_ms)
@@ -41,21 +48,27 @@ static void on_healthz(void *arg, ferry_http_exchange_t *ex)
         ferry_http_exchange_respond(ex, 405, "text/plain", msg, strlen(msg));
         return;
     }
-    int all_up = 1;
+    int all_up = 1, standby = 0;
     json_t *components = json_object();
     for (size_t i = 0; i < gw->ncomponents; i++) {
         json_t *c = component_health(gw->components[i]);
-        if (strcmp(json_string_value(json_object_get(c, "link")), "up") != 0)
+        if (strcmp(json_string_value(json_object_get(c, "role")), "standby") == 0)
+            standby = 1; /* its link is down on purpose */
+        else if (strcmp(json_string_value(json_object_get(c, "link")), "up") != 0)
             all_up = 0;
         json_object_set_new(components, gw->components[i]->name, c);
     }
     char why[300] = "";
     if (gw->store && !ferry__store_healthy(gw->store, why, sizeof why))
         all_up = 0;
-    json_t *root = json_pack("{s:s, s:o}", "status", all_up ? "ok" : "degraded", "components",
-                             components);
+    json_t *root = json_pack("{s:s, s:s, s:o}", "status",
+                             !all_up ? "degraded" : standby ? "standby" : "ok", "instance",
+                             ferry__gateway_instance(gw), "components", components);
     if (why[0])
         json_object_set_new(root, "store_error", json_string(why));
+    json_t *peers = gw->heartbeat ? ferry__heartbeat_peers(gw->heartbeat) : NULL;
+    if (peers)
+        json_object_set_new(root, "instances", peers);
     char *body = json_dumps(root, JSON_COMPACT);
     ferry_http_exchange_respond(ex, all_up ? 200 : 503, "application/json", body, strlen(body));
     free(body);

@@ -1,5 +1,6 @@
 /* log.c: one line per event on stderr, as text or as one JSON object a line
- * for log shippers. */
+ * for log shippers. Each line names the instance ([cluster] instance), so
+ * that the logs of several ferry processes can be read together. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,11 +14,17 @@
 
 static ferry_log_level_t current_level = FERRY_LOG_INFO;
 static int as_json;
+static char instance[65]; /* empty until the config is read */
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void ferry__log_set_level(ferry_log_level_t level) { current_level = level; }
 void ferry__log_set_json(int json) { as_json = json; }
+
+void ferry__log_set_instance(const char *name)
+{
+    snprintf(instance, sizeof instance, "%s", name ? name : "");
+}
 
 int ferry__log_level_parse(const char *name)
 {
@@ -54,12 +61,15 @@ void ferry_log(ferry_log_level_t level, const char *scope, const char *fmt, ...)
     if (as_json) {
         json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "time", ts, "level", level_names[level],
                               "scope", scope ? scope : "core", "msg", msg);
+        if (o && instance[0])
+            json_object_set_new(o, "instance", json_string(instance));
         char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
         if (line)
             fprintf(stderr, "%s\n", line);
         free(line);
         json_decref(o);
     } else {
-        fprintf(stderr, "%s %s [%s] %s\n", ts, level_names[level], scope ? scope : "core", msg);
+        fprintf(stderr, "%s %s %s%s[%s] %s\n", ts, level_names[level], instance,
+                instance[0] ? " " : "", scope ? scope : "core", msg);
     }
 }

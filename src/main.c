@@ -166,6 +166,7 @@ int main(int argc, char **argv)
         return 1;
     ferry__log_set_level(o.verbose ? FERRY_LOG_DEBUG : (ferry_log_level_t)config->log_level);
     ferry__log_set_json(config->log_json);
+    ferry__log_set_instance(config->instance);
 
     uv_loop_t loop;
     uv_loop_init(&loop);

@@ -1,6 +1,9 @@
 /* metrics.c: GET /metrics in the Prometheus text format (version 0.0.4).
  * Labels name components, adapters, kinds and status codes, never users:
- * the series count stays fixed however many people use the gateway. */
+ * the series count stays fixed however many people use the gateway. The
+ * instance name is the label ferry_instance of ferry_build_info (an info
+ * series, to join on), not a label of every series: Prometheus gives each
+ * scraped target its own "instance" label already. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +46,11 @@ static const char *const kinds[KIND_COUNT] = {"message", "presence", "iq", "othe
 
 static void link_metrics(buf_t *b, gateway_t *gw, const component_stats_t *snaps)
 {
+    family(b, "ferry_component_active", "gauge",
+           "Whether this instance holds a slot of the component (1 always with SQLite).");
+    for (size_t i = 0; i < gw->ncomponents; i++)
+        put(b, "ferry_component_active{component=\"%s\"} %d\n", gw->components[i]->name,
+            snaps[i].slot >= 0);
     family(b, "ferry_link_up", "gauge", "Whether the component's XMPP link is up.");
     for (size_t i = 0; i < gw->ncomponents; i++)
         put(b, "ferry_link_up{component=\"%s\"} %d\n", gw->components[i]->name, snaps[i].link.up);
@@ -192,8 +200,9 @@ static void on_metrics(void *arg, ferry_http_exchange_t *ex)
 {
     gateway_t *gw = arg;
     buf_t b = {ferry_malloc(4096), 0, 4096};
-    family(&b, "ferry_build_info", "gauge", "The running version.");
-    put(&b, "ferry_build_info{version=\"%s\"} 1\n", FERRY_VERSION);
+    family(&b, "ferry_build_info", "gauge", "The running version and instance name.");
+    put(&b, "ferry_build_info{version=\"%s\",ferry_instance=\"%s\"} 1\n", FERRY_VERSION,
+        ferry__gateway_instance(gw)); /* [cluster] instance: no quote or backslash in it */
     component_stats_t *snaps = ferry_calloc(gw->ncomponents + 1, sizeof *snaps);
     for (size_t i = 0; i < gw->ncomponents; i++)
         ferry__component_stats(gw->components[i], &snaps[i]);

@@ -723,6 +723,27 @@ void ferry__xmpp_link_start(ferry__xmpp_link_t *link)
         connect_attempt(link);
 }
 
+/* Not a failure: nothing is retried until ferry__xmpp_link_start(), and
+ * the stream is cut rather than closed (the owner no longer may hold it). */
+void ferry__xmpp_link_stop(ferry__xmpp_link_t *link, const char *reason)
+{
+    if (link->state == LINK_IDLE || link->state == LINK_CLOSING)
+        return;
+    int was_up = link->state == LINK_UP;
+    uv_timer_stop(&link->retry_timer);
+    stop_link_timers(link);
+    if (link->conn)
+        conn_drop(link->conn);
+    link->state = LINK_IDLE;
+    barriers_fail(link);
+    link->attempt = 0;
+    link->stats.up = 0;
+    snprintf(link->stats.last_error, sizeof link->stats.last_error, "%s", reason);
+    ferry_log_warn(link->scope, "link to %s:%d stopped: %s", link->host, link->port, reason);
+    if (was_up && link->h.state)
+        link->h.state(link->arg, 0);
+}
+
 int ferry__xmpp_link_is_up(const ferry__xmpp_link_t *link) { return link->state == LINK_UP; }
 
 void ferry__xmpp_link_stats(const ferry__xmpp_link_t *link, ferry__xmpp_link_stats_t *out)

@@ -50,7 +50,12 @@ typedef struct ferry__xmpp_link_stats {
 ferry__xmpp_link_t *ferry__xmpp_link_new(uv_loop_t *loop, xmpp_ctx_t *ctx,
                                          const ferry__xmpp_link_options_t *opts,
                                          const ferry__xmpp_link_handlers_t *handlers, void *arg);
+/* Connects (from idle; a started link reconnects by itself). */
 void ferry__xmpp_link_start(ferry__xmpp_link_t *link);
+/* Cuts the connection at once and stays idle (no retry) until started
+ * again; REASON is logged and becomes last_error. Stanzas sent meanwhile
+ * wait in the queue. */
+void ferry__xmpp_link_stop(ferry__xmpp_link_t *link, const char *reason);
 /* Writes a serialised stanza now, or queues it while the link is down. */
 void ferry__xmpp_link_send_text(ferry__xmpp_link_t *link, const char *text, size_t len);
 /* Writes already serialised stanzas; only while the link is up (-1 else). */

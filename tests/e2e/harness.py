@@ -108,14 +108,14 @@ class Testbed:
         return f
 
     def linked_ferry(self, server, components, xmpp=None, log=None, http=None, admin=None, storage=None,
-                     **kw):
+                     cluster=None, **kw):
         """ferry() with ferry_config's text for components, linked to server
         (a Prosody or an Ejabberd: its component port) and listening on a
-        free HTTP port. xmpp, log, http, admin, storage: as ferry_config;
-        other keywords: as ferry()."""
+        free HTTP port. xmpp, log, http, admin, storage, cluster: as
+        ferry_config; other keywords: as ferry()."""
         port = free_port()
         text = ferry_config(server.component_port, port, components, xmpp=xmpp, log=log, http=http, admin=admin,
-                            storage=storage)
+                            storage=storage, cluster=cluster)
         return self.ferry(text, http_port=port, **kw)
 
     def finish(self):

@@ -71,9 +71,10 @@ def to_toml(doc, _prefix=()):
 
 
 def ferry_config(xmpp_port, http_port, components, xmpp=None, log=None, http=None, admin=None,
-                 storage=None):
-    """A gateway.toml as text. components: {name: table dict}; admin and
-    storage: the [admin] and [storage] tables (left out when None)."""
+                 storage=None, cluster=None):
+    """A gateway.toml as text. components: {name: table dict}; admin,
+    storage and cluster: the [admin], [storage] and [cluster] tables (left
+    out when None)."""
     doc = {"xmpp": {"host": "127.0.0.1", "port": xmpp_port}}
     doc["xmpp"].update(xmpp or {})
     doc["http"] = {"listen": "127.0.0.1:%d" % http_port,
@@ -85,6 +86,8 @@ def ferry_config(xmpp_port, http_port, components, xmpp=None, log=None, http=Non
         doc["admin"] = dict(admin)
     if storage is not None:
         doc["storage"] = dict(storage)
+    if cluster is not None:
+        doc["cluster"] = dict(cluster)
     doc["components"] = components
     return to_toml(doc)
 
@@ -92,7 +95,9 @@ def ferry_config(xmpp_port, http_port, components, xmpp=None, log=None, http=Non
 # ---------------------------------------------------------------- ferry
 
 
-LOG_LINE = re.compile(r"^(\S+) (ERROR|WARN|INFO|DEBUG|error|warn|info|debug) \[([^\]]+)\] (.*)$")
+# TIME LEVEL INSTANCE [scope] message: group 2 the level, 3 the instance
+# (absent before the config is read), 4 the scope.
+LOG_LINE = re.compile(r"^(\S+) (ERROR|WARN|INFO|DEBUG|error|warn|info|debug) (?:(\S+) )?\[([^\]]+)\] (.*)$")
 
 
 class Ferry(ServerProcess):

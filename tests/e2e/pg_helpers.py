@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+import pytest
+
 BIN = "/usr/lib/postgresql/15/bin"
 PSQL = "/usr/bin/psql"
 # A role with a password (for the wrong-credentials test); every other role is trusted.
@@ -40,6 +42,18 @@ def _as_postgres():
     pw = pwd.getpwnam("postgres")
     os.setgid(pw.pw_gid)
     os.setuid(pw.pw_uid)
+
+
+# For a test module that needs a server of its own: `pytestmark = NEEDS_POSTGRESQL` and
+# `pg = pg_helpers.pg` (a fixture: one server for the module, a database per test).
+NEEDS_POSTGRESQL = pytest.mark.skipif(missing() is not None, reason="no PostgreSQL: %s" % missing())
+
+
+@pytest.fixture(scope="module")
+def pg():
+    server = Postgres().start()
+    yield server
+    server.stop()
 
 
 class Postgres:

@@ -247,6 +247,16 @@ CHECK_CONFIG_CASES = [
                  ERROR("level", 'level = "loud"'), id="bad_log_level"),
     pytest.param(MINIMAL_CONFIG, [replace('adapter = "webhook"', 'adapter = "carrier-pigeon"')],
                  ERROR("adapter", "carrier-pigeon"), id="unknown_adapter"),
+    pytest.param(MINIMAL_CONFIG, [append('\n[cluster]\ninstance = "web 1"\n')],
+                 ERROR("instance", 'instance = "web 1"'), id="instance_name_with_a_space"),
+    pytest.param(MINIMAL_CONFIG, [append('\n[cluster]\ninstance = ""\n')],
+                 ERROR("instance", 'instance = ""'), id="empty_instance_name"),
+    pytest.param(MINIMAL_CONFIG, [append('\n[cluster]\nslots = 0\n')],
+                 ERROR("slots", "slots = 0"), id="zero_slots"),
+    pytest.param(MINIMAL_CONFIG, [replace('adapter = "webhook"\n', 'adapter = "webhook"\nslots = 1001\n')],
+                 ERROR("slots", "slots = 1001"), id="too_many_slots_for_a_component"),
+    pytest.param(MINIMAL_CONFIG, [append('\n[cluster]\ninstance = "web-1.eu_west"\nslots = 2\n')],
+                 VALID, id="cluster_instance_and_slots_are_valid"),
     # syntax errors: the first error is at the offending line
     pytest.param(MINIMAL_CONFIG,
                  [replace('public_url = "http://127.0.0.1:8480"', 'public_url = "http://127.0.0.1:8480')],
@@ -322,13 +332,15 @@ def test_run_refuses_bad_config(ferry_bin, tmp_path):
 
 
 def _run_briefly(testbed, ferry_bin, log, args=()):
-    """Runs ferry with nothing on its XMPP port (it logs connection
-    failures), until it has logged a few lines, then SIGTERM."""
+    """Runs ferry (instance "tester-1") with nothing on its XMPP port (it
+    logs connection failures), until it has logged a few lines, then
+    SIGTERM."""
     http_port = h.free_port()
     cfg = h.ferry_config(h.free_port(), http_port, {"hooks": {
         "adapter": "webhook", "domain": "hooks.localhost", "secret": "s3cret",
         "endpoints": {"alerts": {"url": "http://127.0.0.1:9/x", "token": "t0ken",
-                                 "deliver_to": ["alice@localhost"], "allow": ["localhost"]}}}}, log=log)
+                                 "deliver_to": ["alice@localhost"], "allow": ["localhost"]}}}}, log=log,
+                          cluster={"instance": "tester-1"})
     f = testbed.ferry(cfg, args=args, wait_up=False, http_port=http_port)
     h.wait_until(lambda: len(f.log_lines()) >= 3, 10, what="3 log lines")
     h.wait_until(lambda: f.healthz()[0] is not None, 10, what="/healthz answering")
@@ -340,8 +352,8 @@ def _run_briefly(testbed, ferry_bin, log, args=()):
 
 def test_text_log_lines(testbed, ferry_bin):
     lines = _run_briefly(testbed, ferry_bin, {"level": "debug", "format": "text"})
-    bad = [l for l in lines if not h.LOG_LINE.match(l)]
-    assert not bad, "lines not `TIMESTAMP LEVEL [scope] message`:\n" + "\n".join(bad[:10])
+    bad = [l for l in lines if not h.LOG_LINE.match(l) or h.LOG_LINE.match(l).group(3) != "tester-1"]
+    assert not bad, "lines not `TIMESTAMP LEVEL tester-1 [scope] message`:\n" + "\n".join(bad[:10])
     assert any(h.LOG_LINE.match(l).group(2).lower() == "debug" for l in lines)
 
 
@@ -365,3 +377,4 @@ def test_json_log_lines(testbed, ferry_bin):
         except ValueError:
             raise AssertionError("not a JSON log line: %r" % l)
         assert isinstance(doc, dict), l
+        assert doc.get("instance") == "tester-1", l

@@ -70,7 +70,8 @@ class Bed:
         # (ejabberd's hash of its own domain), so the other's links stay up
         # only through the answers passed on through the store.
         return self.tb.linked_ferry(self.ejabberd, {"hooks": self.comp}, storage=storage, name=name,
-                                    xmpp={"ping_interval": 1, "ping_timeout": 3}, timeout=30)
+                                    xmpp={"ping_interval": 1, "ping_timeout": 3}, timeout=30,
+                                    cluster={"instance": name, "slots": 2})  # both link
 
     def waiting(self, direction):
         return int(self.pg.sql("SELECT count(*) FROM messages WHERE state = 0 AND direction = %d"

@@ -10,8 +10,6 @@ import os
 import signal
 import time
 
-import pytest
-
 import durable_helpers as d
 import harness as h
 import pg_helpers
@@ -23,15 +21,8 @@ TOKEN = "tok-pg-Hq52-lm"
 ALERTS = "alerts@" + DOMAIN
 INBOUND_PATH = "/hooks/hooks/alerts"
 
-pytestmark = pytest.mark.skipif(pg_helpers.missing() is not None,
-                                reason="no PostgreSQL: %s" % pg_helpers.missing())
-
-
-@pytest.fixture(scope="module")
-def pg():
-    server = pg_helpers.Postgres().start()
-    yield server
-    server.stop()
+pytestmark = pg_helpers.NEEDS_POSTGRESQL
+pg = pg_helpers.pg  # the module's server
 
 
 def webhook(url, **policy):
