@@ -36,6 +36,8 @@ int ferry__net_outbox_put(net_outbox_t *ob, const char *conversation, const char
 void ferry__net_outbox_done(net_outbox_t *ob, int64_t id);
 void ferry__net_outbox_retry(net_outbox_t *ob, int64_t id, const char *error, long retry_after);
 void ferry__net_outbox_fail(net_outbox_t *ob, int64_t id, const char *error);
+/* Forgets the entry of row ID, rolled back with its batch. */
+void ferry__net_outbox_forget(net_outbox_t *ob, int64_t id, const char *conversation);
 /* Starts no new deliveries (shutdown); answers to those under way still
  * count. */
 void ferry__net_outbox_pause(net_outbox_t *ob);

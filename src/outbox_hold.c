@@ -6,6 +6,14 @@
  * Once the store takes writes again they are put in the outbox before any
  * newer message, so each conversation keeps its order.
  *
+ * A message put in the outbox is in the store's open transaction (group
+ * commit, store.c) until it commits, and a failed COMMIT (the connection
+ * dropped just then) takes it back. So every message put through here is
+ * kept, in put order, until its batch ends: committed, it is freed; rolled
+ * back, it leaves the outbox's window and comes back to the front of the
+ * hold (it was put before anything held now), to be stored again when the
+ * store takes writes.
+ *
  * A held message is not durable: nothing tells the sender it is stored
  * (receipts come with delivery), and a ferry stopped before the store came
  * back says in its log how many it could not store. Messages from the
@@ -25,13 +33,18 @@ typedef struct held {
     char *conversation, *dedup; /* dedup may be NULL */
     char *payload;
     size_t len, cost;
+    int64_t id;                 /* in the store's open transaction */
 } held_t;
 
 struct outbox_hold {
     net_outbox_t *ob;   /* not owned */
     store_t *store;     /* not owned */
     char *component;
-    held_t *first, **tail;
+    held_t *first, **tail;      /* held: not in the store */
+    held_t *unsure, **unsure_tail; /* owned copies of what was put in the
+                                    * store's open transaction, put order */
+    int watching;               /* ferry__store_batch_end() asked */
+    unsigned long long taken_back; /* rolled back (put_now() looks) */
     size_t count, bytes;
     unsigned long long stored, refused; /* since the hold last emptied */
     uv_timer_t retry;   /* armed while something is held */
@@ -45,6 +58,7 @@ outbox_hold_t *ferry__outbox_hold_new(uv_loop_t *loop, store_t *store, net_outbo
     h->store = store;
     h->component = ferry_strdup(component);
     h->tail = &h->first;
+    h->unsure_tail = &h->unsure;
     uv_timer_init(loop, &h->retry);
     h->retry.data = h;
     return h;
@@ -58,26 +72,96 @@ static void held_free(held_t *m)
     free(m);
 }
 
+static held_t *held_new(const char *conversation, const char *dedup, const char *payload,
+                        size_t len, size_t cost)
+{
+    held_t *m = ferry_calloc(1, sizeof *m);
+    m->conversation = ferry_strdup(conversation);
+    m->dedup = dedup ? ferry_strdup(dedup) : NULL;
+    m->payload = ferry_malloc(len ? len : 1);
+    memcpy(m->payload, payload, len);
+    m->len = len;
+    m->cost = cost;
+    return m;
+}
+
 static int store_down(outbox_hold_t *h)
 {
     char why[16];
     return !ferry__store_healthy(h->store, why, sizeof why);
 }
 
-/* A put that failed with the store up may have met a transaction lost with
- * its connection (the new connection is up, the old batch not ended yet):
- * ending that batch lets the put go through. */
-static int put_now(outbox_hold_t *h, const char *conversation, const char *dedup,
-                   const char *payload, size_t len, int64_t *id)
+static void on_retry(uv_timer_t *t);
+
+/* The batch the unsure messages were put in ended. Rolled back, they go
+ * before everything held, in the order they were put, and are put again
+ * after RETRY_MS (a commit that the server refuses for good, rather than a
+ * dropped connection, would come back each time, logged). */
+static void on_batch_end(void *arg, int ok)
 {
-    int rc = ferry__net_outbox_put(h->ob, conversation, dedup, payload, len, id);
-    if (rc >= 0 || store_down(h))
-        return rc;
-    ferry__store_flush(h->store);
-    return ferry__net_outbox_put(h->ob, conversation, dedup, payload, len, id);
+    outbox_hold_t *h = arg;
+    held_t *lost = h->unsure;
+    h->watching = 0;
+    h->unsure = NULL;
+    h->unsure_tail = &h->unsure;
+    if (ok) {
+        while (lost) {
+            held_t *m = lost;
+            lost = m->next;
+            held_free(m);
+        }
+        return;
+    }
+    if (!lost)
+        return;
+    size_t n = 0;
+    held_t *last = NULL;
+    for (held_t *m = lost; m; last = m, m = m->next) {
+        ferry__net_outbox_forget(h->ob, m->id, m->conversation);
+        h->count++;
+        h->bytes += m->cost;
+        n++;
+    }
+    last->next = h->first;
+    if (!h->first)
+        h->tail = &last->next;
+    h->first = lost;
+    h->taken_back++;
+    ferry_log_warn(h->component, "%zu message(s) from XMPP were in a batch whose commit failed:"
+                   " held, to be stored again", n);
+    uv_timer_start(&h->retry, on_retry, RETRY_MS, 0);
 }
 
-static void on_retry(uv_timer_t *t);
+/* M is in the store's open transaction now: kept until it ends. */
+static void keep_unsure(outbox_hold_t *h, held_t *m)
+{
+    m->next = NULL;
+    *h->unsure_tail = m;
+    h->unsure_tail = &m->next;
+    if (!h->watching) {
+        h->watching = 1;
+        ferry__store_batch_end(h->store, on_batch_end, h);
+    }
+}
+
+enum { TAKEN_BACK = -100 };
+
+/* Puts M in the outbox. A put that failed with the store up may have met a
+ * transaction lost with its connection (the new connection is up, the old
+ * batch not ended yet): ending that batch lets the put go through, unless
+ * it took back messages: those are older than M and go first (TAKEN_BACK;
+ * M waits behind them). */
+static int put_now(outbox_hold_t *h, held_t *m)
+{
+    int rc = ferry__net_outbox_put(h->ob, m->conversation, m->dedup, m->payload, m->len, &m->id);
+    if (rc >= 0 || store_down(h))
+        return rc;
+    unsigned long long taken_back = h->taken_back;
+    ferry__store_flush(h->store);
+    if (h->taken_back != taken_back)
+        return TAKEN_BACK;
+    return ferry__net_outbox_put(h->ob, m->conversation, m->dedup, m->payload, m->len, &m->id);
+}
 
 /* Puts held messages in the outbox, oldest first, until one fails (the
  * store is still away) or LIMIT are stored; the timer comes back for the
@@ -86,7 +170,9 @@ static void drain(outbox_hold_t *h, size_t limit)
 {
     for (size_t n = 0; h->first && n < limit && !store_down(h); n++) {
         held_t *m = h->first;
-        int rc = put_now(h, m->conversation, m->dedup, m->payload, m->len, NULL);
+        int rc = put_now(h, m);
+        if (rc == TAKEN_BACK)
+            continue; /* they are first now */
         if (rc < 0 && !store_down(h)) {
             /* The store is up and still refuses it: keeping it would block
              * every message behind it. */
@@ -101,7 +187,10 @@ static void drain(outbox_hold_t *h, size_t limit)
         h->count--;
         h->bytes -= m->cost;
         h->stored++;
-        held_free(m);
+        if (rc == 0)
+            keep_unsure(h, m);
+        else
+            held_free(m);
     }
     if (h->first) {
         uv_timer_start(&h->retry, on_retry, store_down(h) ? RETRY_MS : 0, 0);
@@ -122,12 +211,20 @@ int ferry__outbox_hold_put(outbox_hold_t *h, size_t max_messages, size_t max_byt
 {
     if (h->first)
         drain(h, BATCH);
+    size_t cost = sizeof(held_t) + strlen(conversation) + 1 + (dedup ? strlen(dedup) + 1 : 0) + len;
     if (!h->first) {
-        int rc = put_now(h, conversation, dedup, payload, len, id);
-        if (rc >= 0 || !store_down(h))
+        held_t *m = held_new(conversation, dedup, payload, len, cost);
+        int rc = put_now(h, m);
+        if (rc == 0) {
+            if (id)
+                *id = m->id;
+            keep_unsure(h, m);
+            return 0;
+        }
+        held_free(m);
+        if (rc != TAKEN_BACK && (rc >= 0 || !store_down(h)))
             return rc;
     }
-    size_t cost = sizeof(held_t) + strlen(conversation) + 1 + (dedup ? strlen(dedup) + 1 : 0) + len;
     if (h->count + 1 > max_messages || h->bytes + cost > max_bytes) {
         if (!h->refused++)
             ferry_log_warn(h->component, "%zu message(s) held (%zu bytes) while the store is"
@@ -137,13 +234,7 @@ int ferry__outbox_hold_put(outbox_hold_t *h, size_t max_messages, size_t max_byt
     if (!h->first)
         ferry_log_warn(h->component, "the store cannot take writes: holding messages from XMPP"
                        " in memory until it can");
-    held_t *m = ferry_calloc(1, sizeof *m);
-    m->conversation = ferry_strdup(conversation);
-    m->dedup = dedup ? ferry_strdup(dedup) : NULL;
-    m->payload = ferry_malloc(len ? len : 1);
-    memcpy(m->payload, payload, len);
-    m->len = len;
-    m->cost = cost;
+    held_t *m = held_new(conversation, dedup, payload, len, cost);
     *h->tail = m;
     h->tail = &m->next;
     h->count++;
@@ -163,8 +254,14 @@ void ferry__outbox_hold_free(outbox_hold_t *h)
 {
     if (!h)
         return;
+    /* The batches end before the hold goes: what they lose is held and
+     * counted (on_batch_end() must not come after). */
+    if (h->watching)
+        ferry__store_flush(h->store);
     if (h->first)
         drain(h, h->count); /* the store may be back: a last chance */
+    if (h->watching)
+        ferry__store_flush(h->store);
     if (h->count)
         ferry_log_error(h->component, "stopping with %zu message(s) from XMPP held in memory"
                         " and not stored (the store was away): they are lost", h->count);

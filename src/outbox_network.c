@@ -590,6 +590,38 @@ int ferry__net_outbox_put(net_outbox_t *ob, const char *conversation, const char
     return 0;
 }
 
+/* The row ID of CONVERSATION was rolled back with its batch (outbox_hold.c
+ * adds it again): its entry leaves the window, or it would go now and again
+ * as the new row. It is not under way: a head goes only once its batch
+ * committed (dispatch() flushes first), and a failed commit takes back its
+ * rows before dispatch() goes on. */
+void ferry__net_outbox_forget(net_outbox_t *ob, int64_t id, const char *conversation)
+{
+    size_t b = conv_hash(conversation);
+    conv_t *c = ob->buckets[b];
+    while (c && strcmp(c->key, conversation) != 0)
+        c = c->hnext;
+    if (!c)
+        return; /* never in the window (it was full) */
+    entry_t **p = &c->head, *prev = NULL;
+    while (*p && (*p)->msg.id != id) {
+        prev = *p;
+        p = &(*p)->next;
+    }
+    entry_t *e = *p;
+    if (!e || (e == c->head && c->state == C_FLIGHT))
+        return;
+    *p = e->next;
+    if (c->tail == e)
+        c->tail = prev;
+    ob->count--;
+    if (!prev) {
+        c->next_ms = c->head ? c->head->next_ms : 0;
+        settle(ob, c, ferry__store_now_ms());
+    }
+    entry_free(e);
+}
+
 void ferry__net_outbox_pause(net_outbox_t *ob)
 {
     ob->paused = 1;

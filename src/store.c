@@ -44,19 +44,28 @@ int64_t ferry__store_now_ms(void)
 
 /* ---- transactions ---- */
 
-/* Answers the waiters (OK: the commit worked); the listeners hear only of a
- * commit that made something durable. */
-static void notify(store_t *s, int ok, int committed)
+static void answer(store_waiter_t *w, int ok)
 {
-    store_waiter_t *w = s->waiters;
-    s->waiters = NULL;
-    s->waiters_tail = &s->waiters;
     while (w) {
         store_waiter_t *next = w->next;
         w->cb(w->arg, ok);
         free(w);
         w = next;
     }
+}
+
+/* Answers the waiters (OK: the commit worked); the listeners hear only of a
+ * commit that made something durable. Those who wrote into the batch hear
+ * first: a writer taking back what a failed commit lost does so before
+ * anybody acts on the end of the batch. */
+static void notify(store_t *s, int ok, int committed)
+{
+    store_waiter_t *b = s->batch_waiters, *w = s->waiters;
+    s->batch_waiters = NULL;
+    s->waiters = NULL;
+    s->waiters_tail = &s->waiters;
+    answer(b, ok);
+    answer(w, ok);
     for (store_listener_t *l = s->listeners; committed && l; l = l->next)
         l->cb(l->arg);
 }
@@ -145,6 +154,19 @@ void ferry__store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg)
     w->arg = arg;
     *s->waiters_tail = w;
     s->waiters_tail = &w->next;
+}
+
+void ferry__store_batch_end(store_t *s, void (*cb)(void *arg, int ok), void *arg)
+{
+    if (!s->in_tx) {
+        cb(arg, 1); /* offline: every write committed at once */
+        return;
+    }
+    store_waiter_t *w = ferry_malloc(sizeof *w);
+    w->next = s->batch_waiters;
+    w->cb = cb;
+    w->arg = arg;
+    s->batch_waiters = w;
 }
 
 void ferry__store_listen(store_t *s, void (*cb)(void *arg), void *arg)

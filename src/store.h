@@ -173,6 +173,12 @@ int ferry__store_history_prune(store_t *s, int64_t before_ms);
 /* CB(arg, ok) once everything written so far is committed (ok = 0 when the
  * commit failed). */
 void ferry__store_sync(store_t *s, void (*cb)(void *arg, int ok), void *arg);
+/* CB(arg, ok) when the open transaction ends, without hurrying it (as
+ * ferry__store_sync() does): ok = 1 committed, ok = 0 rolled back, and
+ * every row added in it is gone (PostgreSQL: the connection dropped before
+ * or during COMMIT). For a writer that keeps what it added until then, to
+ * add it again (outbox_hold.c). At once with ok = 1 outside a transaction. */
+void ferry__store_batch_end(store_t *s, void (*cb)(void *arg, int ok), void *arg);
 /* CB(arg) after each commit: outboxes send what just became durable. */
 void ferry__store_listen(store_t *s, void (*cb)(void *arg), void *arg);
 void ferry__store_unlisten(store_t *s, void (*cb)(void *arg), void *arg);

@@ -72,6 +72,7 @@ struct store {
     uv_timer_t delay;     /* commits a batch nobody waits for */
     int commit_open;      /* loop handles not yet closed */
     store_waiter_t *waiters, **waiters_tail;
+    store_waiter_t *batch_waiters; /* ferry__store_batch_end(): hurry nothing */
     store_listener_t *listeners;
     store_watcher_t *watchers;    /* ferry__store_watch() */
     char *instance;               /* the owner name in leases */

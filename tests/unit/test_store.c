@@ -609,6 +609,7 @@ static void on_commit(void *arg)
 }
 
 static int listened(void *arg) { return ((commit_watch_t *)arg)->listened > 0; }
+static int synced(void *arg) { return ((commit_watch_t *)arg)->synced > 0; }
 
 static void test_sync(const store_backend_t *b)
 {
@@ -648,12 +649,25 @@ static void test_sync(const store_backend_t *b)
     CHECK_INT(w.ok, 1);
     CHECK_INT(w.listened, 2);
 
+    /* The end of a batch, without hurrying it: told once it committed;
+     * outside a batch at once. */
+    commit_watch_t e = {&f, 0, -1, 0, -1, -1};
+    add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "b");
+    ferry__store_batch_end(f.s, on_sync, &e);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    CHECK_INT(e.synced, 0); /* still open: nobody waits for durability */
+    CHECK(run_until(&f.loop, synced, &e, 5000), "no end of the batch within 5 s");
+    CHECK_INT(e.ok, 1);
+    CHECK_INT(e.committed_at_sync, 4);
+    ferry__store_batch_end(f.s, on_sync, &e);
+    CHECK_INT(e.synced, 2);
+
     /* Unlistened: no more calls. */
     int before = w.listened;
     ferry__store_unlisten(f.s, on_commit, &w);
     add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "4");
     ferry__store_flush(f.s);
-    CHECK_INT(committed_rows(&f), 4);
+    CHECK_INT(committed_rows(&f), 5);
     CHECK_INT(w.listened, before);
     teardown(&f);
 }
@@ -1061,6 +1075,46 @@ static void test_pg_leases(void)
     teardown(&f);
 }
 
+static int store_up(void *arg)
+{
+    char why[256];
+    return ferry__store_healthy(arg, why, sizeof why);
+}
+
+/* The connection drops with a batch open: its COMMIT fails, and the
+ * writers hear that their rows are gone (ok = 0), the listeners nothing. */
+static void test_pg_commit_lost(void)
+{
+    const store_backend_t *b = &store_backends[1];
+    fx_t f;
+    if (!setup(&f, b))
+        return;
+    commit_watch_t w = {&f, 0, -1, 0, -1, -1}, e = {&f, 0, -1, 0, -1, -1};
+    ferry__store_listen(f.s, on_commit, &w);
+    add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "lost 1");
+    add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "lost 2");
+    ferry__store_batch_end(f.s, on_sync, &e);
+    ferry__store_sync(f.s, on_sync, &w);
+    free(pg_query(f.where, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                           " WHERE datname = current_database() AND pid <> pg_backend_pid()"));
+    ferry__store_flush(f.s);
+    CHECK_INT(e.synced, 1);
+    CHECK_INT(e.ok, 0);
+    CHECK_INT(w.synced, 1);
+    CHECK_INT(w.ok, 0); /* an HTTP sender gets a 503, not a 202 */
+    CHECK_INT(w.listened, 0);
+    CHECK(run_until(&f.loop, store_up, f.s, 8000), "the store did not come back");
+    CHECK_INT(committed_rows(&f), 0);
+    /* Added again: stored. */
+    add(&f, "sms", STORE_TO_NETWORK, "A", NULL, "lost 1");
+    ferry__store_batch_end(f.s, on_sync, &e);
+    ferry__store_flush(f.s);
+    CHECK_INT(e.synced, 2);
+    CHECK_INT(e.ok, 1);
+    CHECK_INT(committed_rows(&f), 1);
+    teardown(&f);
+}
+
 static void test_pg_unreachable(void)
 {
     uv_loop_t loop;
@@ -1105,6 +1159,7 @@ int main(void)
     if (getenv("FERRY_TEST_PG_URL")) {
         test_pg_schema();
         test_pg_leases();
+        test_pg_commit_lost();
         test_pg_unreachable();
     }
     return check_summary();
