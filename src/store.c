@@ -330,7 +330,9 @@ int ferry__store_msg_done_ids(store_t *s, const int64_t *ids, size_t n)
 {
     if (n == 0)
         return 0;
-    if (ferry__store_writing(s) != 0)
+    /* As for a delivery above: a backend that keeps its marks until a batch
+     * takes them (msg_mark_done) gets them even while no batch can open. */
+    if (ferry__store_writing(s) != 0 && !s->ops->msg_mark_done)
         return -1;
     return s->ops->msg_done_ids(s, ids, n);
 }

@@ -83,7 +83,7 @@ static const char *const migrations[SCHEMA_VERSION] = {
 enum {
     Q_ADD, Q_PENDING, Q_UPDATE, Q_COUNT, Q_OLDEST, Q_LIST, Q_REQUEUE, Q_DROP,
     Q_PRUNE, Q_KV_GET, Q_KV_PUT, Q_KV_DEL, Q_DEDUP_STATE, Q_HIST_ADD, Q_HIST_PRUNE,
-    Q_KV_LIST, Q_MARK_DONE, Q_DONE_IDS, Q_NOTIFY_ROWS, Q_PENDING_BUT, Q_COUNT_ALL
+    Q_KV_LIST, Q_MARK_DONE, Q_NOTIFY_ROWS, Q_PENDING_BUT, Q_COUNT_ALL
 };
 
 #define ROW_COLUMNS                                                                          \
@@ -94,9 +94,10 @@ enum {
  * statement, and the same with literal arrays in front of a COMMIT (one
  * round trip for both). */
 #define MARK_DONE(IDS, ATTEMPTS, AT)                                                         \
-    "UPDATE messages SET state = 1, attempts = d.attempts, next_ms = 0, error = NULL,"       \
-    " updated_ms = d.at FROM unnest(" IDS "::bigint[], " ATTEMPTS "::integer[], " AT          \
-    "::bigint[]) AS d(id, attempts, at) WHERE messages.id = d.id"
+    "UPDATE messages SET state = 1, attempts = CASE WHEN d.attempts < 0 THEN"               \
+    " messages.attempts ELSE d.attempts END, next_ms = 0, error = NULL, updated_ms = d.at"    \
+    " FROM unnest(" IDS "::bigint[], " ATTEMPTS "::integer[], " AT "::bigint[])"              \
+    " AS d(id, attempts, at) WHERE messages.id = d.id AND messages.state = 0"
 
 static const char *const queries[Q_COUNT_ALL] = {
     [Q_ADD] = "INSERT INTO messages (component, direction, conversation, dedup, payload,"
@@ -130,8 +131,6 @@ static const char *const queries[Q_COUNT_ALL] = {
     [Q_KV_LIST] = "SELECT key, value FROM settings WHERE component = $1 AND ns = $2"
                   " ORDER BY key COLLATE \"C\"",
     [Q_MARK_DONE] = MARK_DONE("$1", "$2", "$3"),
-    [Q_DONE_IDS] = "UPDATE messages SET state = 1, updated_ms = $2 WHERE"
-                   " id = ANY($1::bigint[]) AND state = 0",
     [Q_NOTIFY_ROWS] = "SELECT pg_notify('ferry_rows', $1)",
     [Q_PENDING_BUT] = "SELECT " ROW_COLUMNS " FROM messages m WHERE component = $1 AND"
                       " direction = $2 AND state = 0 AND id <> ALL($3::bigint[]) AND NOT EXISTS"
@@ -1158,10 +1157,10 @@ static char *commit_sql(const pg_store_t *s)
     return sql;
 }
 
-/* Delivered: noted now, written with the batch (see write_marks()). */
-static int pg_msg_mark_done(store_t *base, int64_t id, int attempts)
+/* Delivered: noted now, written with the batch (see write_marks()).
+ * ATTEMPTS < 0 keeps the row's count. */
+static void note_mark(pg_store_t *s, int64_t id, int attempts)
 {
-    pg_store_t *s = PG(base);
     if (s->ndone == s->done_cap) {
         s->done_cap = s->done_cap ? 2 * s->done_cap : 256;
         s->done = ferry_realloc(s->done, s->done_cap * sizeof *s->done);
@@ -1171,6 +1170,12 @@ static int pg_msg_mark_done(store_t *base, int64_t id, int attempts)
     s->done[s->ndone].id = id;
     s->done[s->ndone].at = ferry__store_now_ms(); /* prune counts from the delivery */
     s->done[s->ndone++].attempts = attempts;
+}
+
+static int pg_msg_mark_done(store_t *base, int64_t id, int attempts)
+{
+    pg_store_t *s = PG(base);
+    note_mark(s, id, attempts);
     return s->base.offline ? write_marks(s) : 0;
 }
 
@@ -1186,15 +1191,17 @@ static char *id_array(const int64_t *ids, size_t n)
     return out;
 }
 
+/* The XMPP outbox's acknowledged stanzas: marks like the deliveries above,
+ * so that a batch whose COMMIT fails (the database restarting) keeps them
+ * for the next one. Written as a statement of the open transaction, a
+ * failed commit took them back, and the outbox, which has forgotten those
+ * ids, read the rows as pending again and sent them twice. */
 static int pg_msg_done_ids(store_t *base, const int64_t *ids, size_t n)
 {
-    char *array = id_array(ids, n);
-    params_t p = {0};
-    p_text(&p, array);
-    p_int(&p, ferry__store_now_ms());
-    int rc = run_cmd(PG(base), Q_DONE_IDS, &p, "marking messages done");
-    free(array);
-    return rc;
+    pg_store_t *s = PG(base);
+    for (size_t i = 0; i < n; i++)
+        note_mark(s, ids[i], -1);
+    return s->base.offline ? write_marks(s) : 0;
 }
 
 static int pg_msg_counts(store_t *base, const char *component, store_counts_t *out)
