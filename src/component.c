@@ -326,6 +326,13 @@ int ferry_component_stopping_for_good(const ferry_component_t *comp)
     return comp->gw->for_good;
 }
 
+int ferry_component_slot(const ferry_component_t *comp)
+{
+    if (!comp->gw->config->store_url)
+        return 0;
+    return comp->slots ? ferry__slots_held(comp->slots) : -1;
+}
+
 int ferry_component_link_up(const ferry_component_t *comp)
 {
     return comp->link && ferry__xmpp_link_is_up(comp->link);

@@ -341,6 +341,7 @@ static void *irc_create(ferry_component_t *comp, const ferry_conf_t *conf)
 {
     irc_t *irc = ferry_calloc(1, sizeof *irc);
     irc->comp = comp;
+    irc->slot = -1;
     ferry_list_init(&irc->conns);
     ferry_list_init(&irc->chans);
     if (read_config(irc, conf) != 0) {
@@ -362,9 +363,24 @@ static int irc_start(void *self)
     uv_timer_init(ferry_component_loop(irc->comp), &irc->liveness);
     irc->liveness.data = irc;
     irc->liveness_open = 1;
-    irc_state_restore(irc); /* the users who were in rooms when ferry stopped */
+    /* The users who were in rooms when ferry stopped: now with SQLite (slot
+     * 0), else when a slot is taken (irc_on_link). */
+    int slot = ferry_component_slot(irc->comp);
+    if (slot >= 0)
+        irc_state_restore(irc, slot);
     watch_liveness(irc);
     return 0;
+}
+
+/* Several instances on one store: the link comes up once this instance
+ * holds a slot, at start or when a standby takes a dead instance's slot;
+ * the rooms of the users who were on that slot are theirs now. */
+static void irc_on_link(void *self, int up)
+{
+    irc_t *irc = self;
+    int slot = ferry_component_slot(irc->comp);
+    if (up && !irc->stopping && slot >= 0 && slot != irc->slot)
+        irc_state_restore(irc, slot);
 }
 
 static irc_conn_t *first_conn(irc_t *irc)
@@ -440,6 +456,7 @@ const ferry_adapter_t ferry_adapter_irc = {
     .on_presence = irc_on_presence,
     .on_iq = irc_on_iq,
     .disco_info = irc_disco_info,
+    .on_link = irc_on_link,
     .sessions = irc_sessions,
     .disconnect = irc_disconnect,
     .command_items = irc_adhoc_items,

@@ -528,8 +528,10 @@ void irc_state_joined(irc_conn_t *conn, irc_room_t *room, const char *resource);
 void irc_state_left(irc_conn_t *conn, irc_room_t *room, const char *resource);
 /* The connection's nick changed: every room of it is stored again. */
 void irc_state_renamed(irc_conn_t *conn);
-/* On start: reconnects and rejoins for every stored resource. */
-void irc_state_restore(irc_t *irc);
+/* When SLOT is taken (at start with SQLite, else on the link coming up):
+ * reconnects and rejoins for every resource stored under SLOT, and the
+ * persistent channels with slot 0. */
+void irc_state_restore(irc_t *irc, int slot);
 /* 1 when MOTD was not the last one shown to this user on this server
  * (and remembers it as shown). */
 int irc_state_motd_new(irc_conn_t *conn, const char *motd);
@@ -558,6 +560,7 @@ struct irc {
     ferry_list_t chans;     /* irc_chan_t */
     uv_timer_t liveness;    /* one timer for every connection */
     int liveness_open;
+    int slot;               /* whose room records it restored and writes: -1 before */
     int stopping;
     int for_good;           /* stopping for good: users are told, rooms forgotten */
     ferry_net_tls_t *tls;   /* every connection's; verify_cert = false is per connection */

@@ -7,6 +7,15 @@
  * resource", value "nick\nshort_jid") and "irc-motd" (key "server\nbare
  * JID", value a hash of the text).
  *
+ * Several instances on one PostgreSQL store: a room record belongs to the
+ * slot it was made under ("irc-rooms" for slot 0, so that a SQLite store
+ * and a lone instance are as before; "irc-rooms/K" for slot K), and is
+ * restored by the instance that takes that slot: at start when it is
+ * active, or when a standby takes a dead instance's slot; never by an
+ * instance holding another slot (its users' stanzas go elsewhere: a second
+ * restore would open a second IRC connection under another nick). The
+ * persistent channels are joined by the holder of slot 0.
+ *
  * A room record is committed before the bridge sends the JOIN (or PART)
  * that it stands for, not with the store's next batch: once IRC has seen
  * a user join a room, a crash (kill -9) does not forget the room, and
@@ -24,6 +33,15 @@
 #define NS_ROOMS "irc-rooms"
 #define NS_MOTD "irc-motd"
 
+/* The namespace of the room records of the slot held (irc->slot). */
+static const char *rooms_ns(const irc_t *irc, char *buf, size_t len)
+{
+    if (irc->slot <= 0)
+        return NS_ROOMS;
+    snprintf(buf, len, "%s/%d", NS_ROOMS, irc->slot);
+    return buf;
+}
+
 static int room_key(irc_conn_t *conn, irc_room_t *room, const char *resource, char *buf,
                     size_t len)
 {
@@ -40,12 +58,12 @@ static int may_forget(irc_t *irc)
 /* Writes the record of RESOURCE in ROOM; the caller commits it. */
 static void put_room(irc_conn_t *conn, irc_room_t *room, const char *resource)
 {
-    char key[2 * IRC_NAME_MAX + 2200], value[IRC_NICK_MAX + 4];
+    char key[2 * IRC_NAME_MAX + 2200], value[IRC_NICK_MAX + 4], ns[32];
     if (!room_key(conn, room, resource, key, sizeof key))
         return;
     snprintf(value, sizeof value, "%s\n%d", conn->nick[0] ? conn->nick : room->asked_nick,
              room->short_jid);
-    ferry_setting_put(conn->irc->comp, NS_ROOMS, key, value);
+    ferry_setting_put(conn->irc->comp, rooms_ns(conn->irc, ns, sizeof ns), key, value);
 }
 
 void irc_state_joined(irc_conn_t *conn, irc_room_t *room, const char *resource)
@@ -56,9 +74,9 @@ void irc_state_joined(irc_conn_t *conn, irc_room_t *room, const char *resource)
 
 void irc_state_left(irc_conn_t *conn, irc_room_t *room, const char *resource)
 {
-    char key[2 * IRC_NAME_MAX + 2200];
+    char key[2 * IRC_NAME_MAX + 2200], ns[32];
     if (may_forget(conn->irc) && room_key(conn, room, resource, key, sizeof key)) {
-        ferry_setting_del(conn->irc->comp, NS_ROOMS, key);
+        ferry_setting_del(conn->irc->comp, rooms_ns(conn->irc, ns, sizeof ns), key);
         ferry_setting_flush(conn->irc->comp);
     }
 }
@@ -109,10 +127,13 @@ static void restore_persistent(irc_t *irc, const char *server_name, const char *
         irc_bridge_restore(irc, server, channel, bare, NULL, NULL, 0);
 }
 
-void irc_state_restore(irc_t *irc)
+void irc_state_restore(irc_t *irc, int slot)
 {
     stored_t s = {0};
-    ferry_setting_list(irc->comp, NS_ROOMS, collect, &s);
+    char buf[32];
+    irc->slot = slot;
+    const char *ns = rooms_ns(irc, buf, sizeof buf);
+    ferry_setting_list(irc->comp, ns, collect, &s);
     size_t restored = 0;
     for (size_t i = 0; i < s.n; i++) {
         char *k[3], *v[2], *key = ferry_strdup(s.keys[i]);
@@ -127,7 +148,7 @@ void irc_state_restore(irc_t *irc)
             restored++;
         } else {
             /* A server no longer served, a user no longer allowed. */
-            ferry_setting_del(irc->comp, NS_ROOMS, s.keys[i]);
+            ferry_setting_del(irc->comp, ns, s.keys[i]);
         }
         free(key);
         free(s.keys[i]);
@@ -137,8 +158,10 @@ void irc_state_restore(irc_t *irc)
     free(s.values);
     if (restored)
         ferry_log_info(ferry_component_name(irc->comp),
-                       "rejoining %zu room(s) for the users who were in them", restored);
-    irc_room_options_persistent(irc, restore_persistent);
+                       "rejoining %zu room(s) for the users who were in them (slot %d)",
+                       restored, slot);
+    if (slot == 0)
+        irc_room_options_persistent(irc, restore_persistent);
 }
 
 int irc_state_motd_new(irc_conn_t *conn, const char *motd)

@@ -24,6 +24,13 @@ ferry_http_server_t *ferry_component_http_server(const ferry_component_t *comp);
 /* [http] public_url, without a trailing slash. */
 const char *ferry_component_public_url(const ferry_component_t *comp);
 int ferry_component_link_up(const ferry_component_t *comp);
+/* The slot this instance holds for the component: 0 with SQLite (one
+ * instance, always active); with a PostgreSQL store the slot taken
+ * ([components.NAME] slots), -1 while it holds none (a standby, or before
+ * the first is taken). It is known when on_link(up) is called: state that
+ * belongs to a slot (a standby takes over a dead instance's slot) is
+ * restored there, not at start. */
+int ferry_component_slot(const ferry_component_t *comp);
 /* Wall-clock milliseconds since the epoch. */
 int64_t ferry_now_ms(void);
 

@@ -1,0 +1,191 @@
+"""IRC rooms with several ferry instances on one PostgreSQL store (issue 14):
+a user's rooms belong to the slot their IRC connection was made under, and
+are put back by the instance that takes that slot, never by every instance.
+
+- Prosody, slots = 1, alpha active and beta standing by: a user joins a
+  room through alpha; beta does not join it at start (it carries no
+  traffic); alpha is SIGKILLed; beta takes the slot and, without the client
+  doing anything, the user's resource gets its room again (self-presence
+  with 110, occupants, subject), talk on IRC reaches it, and the IRC
+  channel has the user once (under the nick, or with the `_` the IRC
+  server makes ferry add while it still holds the dead connection's nick).
+- ejabberd, slots = 2, two active instances: each restores only its own
+  slot's rooms at a restart, not the other's.
+
+Real Prosody/ejabberd, ngircd and a throwaway PostgreSQL; slixmpp clients,
+raw IRC clients. `pytest -s -k standby` prints how long after the SIGKILL the
+user had the room again."""
+
+import re
+import signal
+import time
+
+import pytest
+
+import harness as h
+import pg_helpers
+from irc_fixtures import IrcEnv, irc, irc_component, users, wait_link_up, xmpp  # noqa: F401 (fixtures)
+from test_irc import IRC, SECRET, Mark, codes, join, subject_of, wait_groupchat
+
+DOMAIN = "rc.localhost"
+USERS = ["ann", "bo"]
+
+pytestmark = pg_helpers.NEEDS_POSTGRESQL
+pg = pg_helpers.pg  # the module's server
+
+
+@pytest.fixture(scope="module")
+def env(module_testbed, ferry_bin):
+    tb = module_testbed
+    with IrcEnv(tb) as e:
+        e.ngircd = e.start_ngircd(IRC)
+        e.prosody = tb.prosody(vhosts=("localhost",), components={DOMAIN: SECRET}, users=users(USERS))
+        yield e
+
+
+def instance(tb, server, env, name, url, slots=1):
+    comp = irc_component(DOMAIN, SECRET, {IRC: dict(host="127.0.0.1", port=env.ngircd.port, tls=False)},
+                         slots=slots)
+    f = tb.linked_ferry(server, {"irc": comp}, storage={"url": url}, cluster={"instance": name},
+                        name="ferry-" + name, wait_up=False)
+    f.wait_healthz(200, timeout=20)
+    return f
+
+
+def role(f):
+    _, doc = f.healthz()
+    return ((doc or {}).get("components", {}).get("irc", {}) or {}).get("role")
+
+
+def wait_role(f, want, timeout=15):
+    h.wait_until(lambda: role(f) == want, timeout, interval=0.05,
+                 what="%s's role %s (it is %s)" % (f.name, want, role(f)))
+
+
+def room(chan):
+    return "%s%%%s@%s" % (chan, IRC, DOMAIN)
+
+
+def ann_in(names):
+    """ann's entries in a NAMES list (prefixes dropped): ann, ann_..."""
+    return [n.lstrip("@+") for n in names if re.fullmatch(r"ann_*", n.lstrip("@+"))]
+
+
+def test_standby_puts_the_dead_instances_users_back_in_their_rooms(env, testbed, pg, xmpp, irc):
+    tb = testbed
+    url = pg.url(pg.new_database())
+    alpha = instance(tb, env.prosody, env, "alpha", url)
+    wait_role(alpha, "active")
+    wait_link_up(alpha)
+    beta = instance(tb, env.prosody, env, "beta", url)
+    wait_role(beta, "standby")
+
+    ivan = irc("clivan1")
+    ivan.join("#cl1")
+    ivan.send("TOPIC #cl1 :kept across failover")
+    ann = xmpp("ann")
+    rj = room("#cl1")
+    join(ann, rj, "ann")
+    ivan.wait(lambda l: l.command == "JOIN" and l.nick == "ann", what="ann on IRC")
+    # the standby carries no traffic: it did not join ann's room at start
+    assert "rejoining" not in beta.stderr(), beta.report()
+    assert ann_in(ivan.names("#cl1")) == ["ann"]
+
+    m, mi = Mark(ann), ivan.mark()
+    offset = beta.stderr_offset()
+    alpha.expect_exit = True
+    killed_at = time.time()
+    alpha.signal(signal.SIGKILL)
+    assert alpha.wait_exit(5) == -signal.SIGKILL
+    wait_role(beta, "active")
+    beta.wait_log(r"rejoining 1 room\(s\) for the users who were in them \(slot 0\)", offset=offset,
+                  timeout=15)
+
+    # ann's client did nothing: her room comes back, from beta
+    me = m.wait(lambda s: s.name == "presence" and s.type is None and (s.frm or "").startswith(rj + "/")
+                and 110 in codes(s), timeout=20, what="self-presence from %s after the failover" % rj)
+    back = time.time() - killed_at
+    nick = me.frm.split("/", 1)[1]
+    assert re.fullmatch(r"ann_?", nick), me
+    assert m.all(lambda s: s.name == "presence" and s.type is None and s.frm == rj + "/clivan1"), \
+        "no occupant list after the failover"
+    subj = m.wait(lambda s: s.name == "message" and subject_of(s) is not None
+                  and (s.frm or "").split("/")[0] == rj, timeout=20, what="subject of %s" % rj)
+    assert subject_of(subj) == "kept across failover"
+    ivan.wait(lambda l: l.command == "JOIN" and l.nick == nick, since=mi, timeout=15, what="ann back on IRC")
+    ivan.privmsg("#cl1", "welcome to beta")
+    wait_groupchat(ann, rj, "clivan1", "welcome to beta", mark=m)
+    print("\nIRC failover: the room's self-presence %.3f s after SIGKILL, as %s" % (back, nick))
+
+    # once on IRC: the dead connection is gone, no second instance joined too
+    h.wait_until(lambda: len(ann_in(ivan.names("#cl1"))) == 1, 10, interval=0.2,
+                 what="ann once in #cl1 (NAMES %r)" % ivan.names("#cl1"))
+    assert len(ivan.lines(lambda l: l.command == "JOIN" and l.nick.startswith("ann"), since=mi)) == 1
+
+    # alpha, started again, stands by and puts nobody back
+    offset = alpha.stderr_offset()
+    alpha.start()
+    alpha.wait_healthz(200, timeout=20)
+    wait_role(alpha, "standby")
+    mi = ivan.mark()
+    ivan.privmsg("#cl1", "still one ann")
+    wait_groupchat(ann, rj, "clivan1", "still one ann", mark=m)
+    assert not ivan.lines(lambda l: l.command == "JOIN" and l.nick.startswith("ann"), since=mi)
+    assert "rejoining" not in alpha.stderr(offset), alpha.report()
+
+
+def irc_connections(f):
+    _, samples, _, _ = f.metrics()
+    return sum(h.metric_values(samples, "ferry_irc_connections") or [0])
+
+
+def test_two_active_instances_each_restore_only_their_slots_rooms(testbed, pg, env, irc):
+    """ejabberd, bare_source over 2 slots, two active instances: users'
+    rooms sit on the instance their stanzas reach. One instance restarted
+    (SIGTERM) puts back its own users, and not the other instance's (which
+    would give those a second IRC connection, under nick_)."""
+    tb = testbed
+    if h.ejabberd_missing():
+        pytest.fail("ejabberd: " + h.ejabberd_missing(), pytrace=False)
+    names = ["ann", "bo", "cy", "di", "ed", "flo"]
+    ejabberd = tb.ejabberd(components={DOMAIN: SECRET}, balancing={DOMAIN: 2}, users=users(names))
+    url = pg.url(pg.new_database())
+    ferries = [instance(tb, ejabberd, env, n, url, slots=2) for n in ("alpha", "beta")]
+    for f in ferries:
+        wait_role(f, "active")
+        wait_link_up(f)
+    ivan = irc("clivan2")
+    ivan.join("#cl2")
+    rj = room("#cl2")
+    on = {f.name: [] for f in ferries}
+    clients = {}
+    for u in names:
+        c = clients[u] = tb.client("%s@localhost" % u, u + "pw", ejabberd, plugins=("xep_0045",))
+        before = {f.name: irc_connections(f) for f in ferries}
+        join(c, rj, u)
+        ivan.wait(lambda l, u=u: l.command == "JOIN" and l.nick == u, what="%s on IRC" % u)
+        [carrier] = [f for f in ferries if irc_connections(f) > before[f.name]]
+        on[carrier.name].append(u)
+    assert all(on.values()), "bare_source put every user on one instance: %r" % on
+    alpha, beta = ferries
+    m = {u: Mark(clients[u]) for u in names}
+    mi = ivan.mark()
+    assert alpha.stop() == 0, alpha.report()
+    offset = alpha.stderr_offset()
+    alpha.start()
+    alpha.wait_healthz(200, timeout=20)
+    wait_role(alpha, "active")
+    alpha.wait_log(r"rejoining %d room\(s\)" % len(on[alpha.name]), offset=offset, timeout=15)
+    for u in on[alpha.name]:
+        m[u].wait(lambda s, u=u: s.name == "presence" and s.type is None and s.frm == rj + "/" + u
+                  and 110 in codes(s), timeout=20, what="%s's self-presence after alpha's restart" % u)
+    ivan.wait(lambda l: l.command == "JOIN" and l.nick in on[alpha.name], since=mi, count=len(on[alpha.name]),
+              timeout=15, what="alpha's users back on IRC")
+    ivan.privmsg("#cl2", "all here?")
+    for u in names:
+        wait_groupchat(clients[u], rj, "clivan2", "all here?", mark=m[u])
+    # every user once on IRC; beta's users were not joined a second time
+    nicks = [n.lstrip("@+") for n in ivan.names("#cl2")]
+    assert sorted(n for n in nicks if n != "clivan2") == sorted(names), nicks
+    joins = [l.nick for l in ivan.lines(lambda l: l.command == "JOIN", since=mi)]
+    assert sorted(joins) == sorted(on[alpha.name]), (joins, on)
