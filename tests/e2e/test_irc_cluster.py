@@ -24,8 +24,8 @@ import pytest
 
 import harness as h
 import pg_helpers
-from irc_fixtures import IrcEnv, irc, irc_component, users, wait_link_up, xmpp  # noqa: F401 (fixtures)
-from test_irc import IRC, SECRET, Mark, codes, join, subject_of, wait_groupchat
+from irc_fixtures import irc, irc_component, one_ngircd_env, users, wait_link_up, xmpp  # noqa: F401 (fixtures)
+from test_irc import IRC, SECRET, Mark, codes, join, leave, mam_query, subject_of, wait_groupchat
 
 DOMAIN = "rc.localhost"
 USERS = ["ann", "bo"]
@@ -36,17 +36,13 @@ pg = pg_helpers.pg  # the module's server
 
 @pytest.fixture(scope="module")
 def env(module_testbed, ferry_bin):
-    tb = module_testbed
-    with IrcEnv(tb) as e:
-        e.ngircd = e.start_ngircd(IRC)
-        e.prosody = tb.prosody(vhosts=("localhost",), components={DOMAIN: SECRET}, users=users(USERS))
-        yield e
+    yield from one_ngircd_env(module_testbed, IRC, DOMAIN, SECRET, USERS, link=False)
 
 
-def instance(tb, server, env, name, url, slots=1):
-    comp = irc_component(DOMAIN, SECRET, {IRC: dict(host="127.0.0.1", port=env.ngircd.port, tls=False)},
-                         slots=slots)
-    f = tb.linked_ferry(server, {"irc": comp}, storage={"url": url}, cluster={"instance": name},
+def instance(tb, server, env, name, url, slots=1, lease=None):
+    comp = irc_component(DOMAIN, SECRET, {IRC: env.ngircd_table()}, slots=slots)
+    storage = dict({"url": url}, **({"lease": lease} if lease else {}))
+    f = tb.linked_ferry(server, {"irc": comp}, storage=storage, cluster={"instance": name},
                         name="ferry-" + name, wait_up=False)
     f.wait_healthz(200, timeout=20)
     return f
@@ -139,24 +135,25 @@ def irc_connections(f):
     return sum(h.metric_values(samples, "ferry_irc_connections") or [0])
 
 
-def test_two_active_instances_each_restore_only_their_slots_rooms(testbed, pg, env, irc):
-    """ejabberd, bare_source over 2 slots, two active instances: users'
-    rooms sit on the instance their stanzas reach. One instance restarted
-    (SIGTERM) puts back its own users, and not the other instance's (which
-    would give those a second IRC connection, under nick_)."""
-    tb = testbed
+def two_active(tb, pg, env, names, lease=None):
+    """An ejabberd with bare_source over 2 slots for NAMES@localhost, and two
+    active ferries (alpha, beta) on one new database; returns ejabberd, the
+    ferries and the database's name."""
     if h.ejabberd_missing():
         pytest.fail("ejabberd: " + h.ejabberd_missing(), pytrace=False)
-    names = ["ann", "bo", "cy", "di", "ed", "flo"]
     ejabberd = tb.ejabberd(components={DOMAIN: SECRET}, balancing={DOMAIN: 2}, users=users(names))
-    url = pg.url(pg.new_database())
-    ferries = [instance(tb, ejabberd, env, n, url, slots=2) for n in ("alpha", "beta")]
+    db = pg.new_database()
+    ferries = [instance(tb, ejabberd, env, n, pg.url(db), slots=2, lease=lease) for n in ("alpha", "beta")]
     for f in ferries:
         wait_role(f, "active")
         wait_link_up(f)
-    ivan = irc("clivan2")
-    ivan.join("#cl2")
-    rj = room("#cl2")
+    return ejabberd, ferries, db
+
+
+def join_all(tb, ejabberd, ferries, ivan, rj, names):
+    """NAMES join RJ one by one (ivan sees each on IRC); returns their
+    clients ({name: client}) and who landed where ({ferry name: [names]}),
+    which must be both instances."""
     on = {f.name: [] for f in ferries}
     clients = {}
     for u in names:
@@ -167,6 +164,20 @@ def test_two_active_instances_each_restore_only_their_slots_rooms(testbed, pg, e
         [carrier] = [f for f in ferries if irc_connections(f) > before[f.name]]
         on[carrier.name].append(u)
     assert all(on.values()), "bare_source put every user on one instance: %r" % on
+    return clients, on
+
+
+def test_two_active_instances_each_restore_only_their_slots_rooms(testbed, pg, env, irc):
+    """ejabberd, bare_source over 2 slots, two active instances: users'
+    rooms sit on the instance their stanzas reach. One instance restarted
+    (SIGTERM) puts back its own users, and not the other instance's (which
+    would give those a second IRC connection, under nick_)."""
+    names = ["ann", "bo", "cy", "di", "ed", "flo"]
+    ejabberd, ferries, _ = two_active(testbed, pg, env, names)
+    ivan = irc("clivan2")
+    ivan.join("#cl2")
+    rj = room("#cl2")
+    clients, on = join_all(testbed, ejabberd, ferries, ivan, rj, names)
     alpha, beta = ferries
     m = {u: Mark(clients[u]) for u in names}
     mi = ivan.mark()
@@ -189,3 +200,84 @@ def test_two_active_instances_each_restore_only_their_slots_rooms(testbed, pg, e
     assert sorted(n for n in nicks if n != "clivan2") == sorted(names), nicks
     joins = [l.nick for l in ivan.lines(lambda l: l.command == "JOIN", since=mi)]
     assert sorted(joins) == sorted(on[alpha.name]), (joins, on)
+
+
+HIST_LEASE = 3  # storage.lease (s) in the history test
+
+
+def history_holder(pg, db):
+    """The name of the ferry (ferry-INSTANCE) holding the (one) channel
+    history lease, or None."""
+    out = pg.sql("SELECT split_part(owner, ' ', 1) FROM leases WHERE direction = 2", db=db)
+    return "ferry-" + out if out else None
+
+
+def archived_bodies(c, rj, nick):
+    """Bodies from NICK in RJ's archive as a MAM query by C returns them."""
+    got, fin = mam_query(c, rj)
+    assert fin is not None and fin.get("complete") == "true", fin
+    return [b for _, frm, b, _ in got if frm == rj + "/" + nick]
+
+
+def wait_archive(c, rj, nick, want, timeout=10):
+    """Waits until C's MAM query returns WANT (bodies from NICK), then checks
+    that it still does a moment later (no late duplicate)."""
+    h.wait_until(lambda: len(archived_bodies(c, rj, nick)) >= len(want), timeout, interval=0.2,
+                 what="%d archived lines (%r)" % (len(want), archived_bodies(c, rj, nick)))
+    time.sleep(0.5)
+    got = archived_bodies(c, rj, nick)
+    assert got == want, "the archive as %s sees it:\n%r\nwanted:\n%r" % (c.jid, got, want)
+
+
+def test_channel_history_is_archived_once_across_instances(testbed, pg, env, irc):
+    """Users on two active instances in one channel: each IRC line is in
+    the channel's archive once, in order, whichever instance a MAM query
+    goes to; still once and without a gap after the archiving instance's
+    last user leaves, and after the archiving instance is SIGKILLed (its
+    lease, HIST_LEASE s here, runs out; the other fills in what it kept)."""
+    names = ["ann", "bo", "cy", "di", "ed", "flo"]
+    tb = testbed
+    ejabberd, ferries, db = two_active(tb, pg, env, names, lease=HIST_LEASE)
+    ivan = irc("clivan3")
+    ivan.join("#cl3")
+    rj = room("#cl3")
+    clients, on = join_all(tb, ejabberd, ferries, ivan, rj, names)
+    by_name = {f.name: f for f in ferries}
+    said = []
+
+    def say(*lines, to=None):
+        for line in lines:
+            ivan.privmsg("#cl3", line)
+            said.append(line)
+        for u in to or names:
+            wait_groupchat(clients[u], rj, "clivan3", lines[-1], timeout=15)
+
+    # both instances see every line; the archive has each once
+    say(*["both %d" % i for i in range(10)])
+    for f in ferries:
+        wait_archive(clients[on[f.name][0]], rj, "clivan3", said)
+    holder = history_holder(pg, db)
+    assert holder in by_name, holder
+    other = [f for f in ferries if f.name != holder][0]
+
+    # the archiving instance's users leave: the other takes over, no gap
+    for u in on[holder]:
+        leave(clients[u], rj, u)
+    say(*["left %d" % i for i in range(5)], to=on[other.name])
+    wait_archive(clients[on[other.name][0]], rj, "clivan3", said)
+    assert history_holder(pg, db) == other.name
+
+    # they come back (on the same instance), and now the archiving one dies
+    for u in on[holder]:
+        join(clients[u], rj, u)
+    say("back")
+    victim, survivor = other, by_name[holder]
+    victim.expect_exit = True
+    victim.signal(signal.SIGKILL)
+    assert victim.wait_exit(5) == -signal.SIGKILL
+    # said while the dead instance's lease still runs, and after
+    say(*["dead %d" % i for i in range(5)], to=on[survivor.name])
+    time.sleep(HIST_LEASE + 0.5)
+    say(*["later %d" % i for i in range(3)], to=on[survivor.name])
+    wait_archive(clients[on[survivor.name][0]], rj, "clivan3", said, timeout=HIST_LEASE * 2 + 5)
+    assert history_holder(pg, db) == survivor.name
