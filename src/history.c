@@ -18,9 +18,11 @@
  * instances' clocks and the holder's commit delay. */
 #define KEEP_MAX 4096
 #define SKEW_MS 5000
-/* Another instance let a lease go (or committed rows: the store does not
- * say which): a room not held tries to take its lease at its next message,
- * but not more than once per EVENT_RETRY_MS. */
+/* While a room not held has kept messages, it tries to take the lease
+ * every third of a lease (as the holder renews it), with or without new
+ * messages, so that what it kept goes in even if the room goes quiet. When
+ * another instance lets a lease go (or commits rows: the store does not
+ * say which), sooner, but not more than once per EVENT_RETRY_MS. */
 #define EVENT_RETRY_MS 1000
 
 int ferry_history_add(ferry_component_t *comp, const char *room, int64_t ts_ms, const char *nick,
@@ -90,6 +92,7 @@ struct ferry_history_room {
     int held;            /* this instance archives the room */
     int64_t next_claim;  /* when to renew the lease (held) or try to take it */
     int64_t tried;
+    uv_timer_t retry;    /* armed while not held with messages kept */
     kept_t *kept;        /* kept[first..n): seen while another archives it */
     size_t first, n, cap;
 };
@@ -124,14 +127,21 @@ static void kept_drop_first(ferry_history_room_t *r)
     r->first++;
 }
 
-static void keep(ferry_history_room_t *r, int64_t now, int64_t ts, const char *nick,
-                 const char *body)
+/* Drops what is too old to be missing from the archive, and the oldest
+ * beyond ROOM_FOR messages. */
+static void kept_trim(ferry_history_room_t *r, int64_t now, size_t room_for)
 {
     int64_t oldest = now - 2 * lease_ms(r) - SKEW_MS;
-    while (r->first < r->n && (r->kept[r->first].ts < oldest || r->n - r->first >= KEEP_MAX))
+    while (r->first < r->n && (r->kept[r->first].ts < oldest || r->n - r->first > room_for))
         kept_drop_first(r);
     if (r->first == r->n)
         r->first = r->n = 0;
+}
+
+static void keep(ferry_history_room_t *r, int64_t now, int64_t ts, const char *nick,
+                 const char *body)
+{
+    kept_trim(r, now, KEEP_MAX - 1);
     if (r->n == r->cap && r->first > 0) {
         memmove(r->kept, r->kept + r->first, (r->n - r->first) * sizeof *r->kept);
         r->n -= r->first;
@@ -209,6 +219,17 @@ static void catch_up(ferry_history_room_t *r)
     r->first = r->n = 0;
 }
 
+static void on_retry(uv_timer_t *t);
+
+static void schedule(ferry_history_room_t *r, int64_t now)
+{
+    if (r->held || r->first == r->n)
+        uv_timer_stop(&r->retry);
+    else
+        uv_timer_start(&r->retry, on_retry,
+                       r->next_claim > now ? (uint64_t)(r->next_claim - now) : 0, 0);
+}
+
 static void claim(ferry_history_room_t *r, int64_t now)
 {
     int rc = ferry__store_lease(r->store, r->comp->name, STORE_HISTORY, r->key);
@@ -220,14 +241,26 @@ static void claim(ferry_history_room_t *r, int64_t now)
     } else if (rc == 0) {
         r->held = 0; /* another instance took it (ours ran out) */
     } /* -1: as it was; the store is away */
+    schedule(r, now);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    ferry_history_room_t *r = t->data;
+    int64_t now = ferry_now_ms();
+    kept_trim(r, now, KEEP_MAX);
+    if (r->first < r->n)
+        claim(r, now);
 }
 
 static void on_store_event(void *arg, int event, const char *text)
 {
     (void)text;
     ferry_history_room_t *r = arg;
-    if (event == STORE_EV_ROWS && !r->held && r->next_claim > r->tried + EVENT_RETRY_MS)
+    if (event == STORE_EV_ROWS && !r->held && r->next_claim > r->tried + EVENT_RETRY_MS) {
         r->next_claim = r->tried + EVENT_RETRY_MS;
+        schedule(r, ferry_now_ms());
+    }
 }
 
 ferry_history_room_t *ferry_history_room_open(ferry_component_t *comp, const char *room)
@@ -236,6 +269,8 @@ ferry_history_room_t *ferry_history_room_open(ferry_component_t *comp, const cha
     r->comp = comp;
     r->store = comp->gw->store;
     r->key = ferry_strdup(room);
+    uv_timer_init(ferry_component_loop(comp), &r->retry);
+    r->retry.data = r;
     if (!r->store)
         return r;
     ferry__store_watch(r->store, on_store_event, r);
@@ -259,6 +294,7 @@ int ferry_history_room_add(ferry_history_room_t *r, int64_t ts_ms, const char *n
     if (r->held)
         return ferry_history_add(r->comp, r->key, ts_ms, nick, body, id) == 0 ? 1 : -1;
     keep(r, now, ts_ms, nick, body);
+    schedule(r, now);
     return 0;
 }
 
@@ -278,6 +314,16 @@ static void on_released_committed(void *arg, int ok)
     free(rel);
 }
 
+static void on_room_closed(uv_handle_t *h)
+{
+    ferry_history_room_t *r = h->data;
+    while (r->first < r->n)
+        kept_drop_first(r);
+    free(r->kept);
+    free(r->key);
+    free(r);
+}
+
 void ferry_history_room_close(ferry_history_room_t *r)
 {
     if (!r)
@@ -294,9 +340,5 @@ void ferry_history_room_close(ferry_history_room_t *r)
             ferry__store_sync(r->store, on_released_committed, rel);
         }
     }
-    while (r->first < r->n)
-        kept_drop_first(r);
-    free(r->kept);
-    free(r->key);
-    free(r);
+    uv_close((uv_handle_t *)&r->retry, on_room_closed);
 }
