@@ -503,8 +503,9 @@ int irc_room_options_store(irc_t *irc, const char *server, const char *channel, 
 /* What applies to a room: the room's choice, else the user's. */
 void irc_room_effective(irc_t *irc, const char *server, const char *channel, const char *bare,
                         int *record, int *persistent);
-/* CB for every channel a user made persistent (restore on start). */
-void irc_room_options_persistent(irc_t *irc,
+/* CB for every channel a user made persistent while their stanzas came in
+ * on SLOT (restore when the slot is taken). */
+void irc_room_options_persistent(irc_t *irc, int slot,
                                  void (*cb)(irc_t *irc, const char *server, const char *channel,
                                             const char *bare));
 

@@ -281,3 +281,60 @@ def test_channel_history_is_archived_once_across_instances(testbed, pg, env, irc
     say(*["later %d" % i for i in range(3)], to=on[survivor.name])
     wait_archive(clients[on[survivor.name][0]], rj, "clivan3", said, timeout=HIST_LEASE * 2 + 5)
     assert history_holder(pg, db) == survivor.name
+
+
+def restart(f):
+    """Stops F (SIGTERM) and starts it again, active and linked: it takes
+    the slot it left (the only one free, at ejabberd too)."""
+    assert f.stop() == 0, f.report()
+    f.start()
+    f.wait_healthz(200, timeout=20)
+    wait_role(f, "active")
+    wait_link_up(f)
+
+
+def test_persistent_channel_stays_on_the_users_own_instance(testbed, pg, env, irc):
+    """A user whose stanzas go to slot 1 makes a channel persistent and
+    leaves it. The holder of slot 0 restarted does not join it (it would
+    hold a second connection under the user's nick: IRC would see the
+    user twice, as nick and nick_); the holder of slot 1 restarted joins it
+    again, and when the user comes back they are in it under their nick,
+    once on IRC."""
+    names = ["ann", "bo", "cy", "di"]
+    tb = testbed
+    ejabberd, ferries, _ = two_active(tb, pg, env, names)
+    [one] = [f for f in ferries if re.search(r"holding slot 1 ", f.stderr())]
+    [zero] = [f for f in ferries if f is not one]
+    ivan = irc("clivan4")
+    ivan.join("#cl4")
+    rj = room("#cl4")
+    clients, on = join_all(tb, ejabberd, ferries, ivan, rj, names)
+    u = on[one.name][0]
+    form = ("<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>"
+            "<field var='persistent'><value>true</value></field></x></query>")
+    assert clients[u].iq(rj, "set", form).type == "result"
+    for n in names:
+        leave(clients[n], rj, n)
+
+    def in_channel():
+        return sorted(n.lstrip("@+") for n in ivan.names("#cl4") if n.lstrip("@+") != "clivan4")
+
+    h.wait_until(lambda: in_channel() == [u], 10, interval=0.2,
+                 what="only %s left in #cl4 (%r)" % (u, in_channel()))
+
+    restart(zero)
+    time.sleep(1)
+    assert in_channel() == [u], "after the restart of slot 0's instance: %r" % in_channel()
+    assert irc_connections(zero) == 0, irc_connections(zero)
+
+    mi = ivan.mark()
+    restart(one)
+    ivan.wait(lambda l: l.command == "JOIN" and l.nick == u, since=mi, timeout=15, what="%s back in #cl4" % u)
+    assert irc_connections(one) == 1 and irc_connections(zero) == 0, \
+        "the persistent channel's connections: %s %d, %s %d" % (
+            one.name, irc_connections(one), zero.name, irc_connections(zero))
+    m = Mark(clients[u])
+    join(clients[u], rj, u)
+    ivan.privmsg("#cl4", "you are back")
+    wait_groupchat(clients[u], rj, "clivan4", "you are back", mark=m)
+    assert in_channel() == [u], in_channel()
