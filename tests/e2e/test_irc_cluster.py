@@ -11,6 +11,13 @@ are put back by the instance that takes that slot, never by every instance.
   server makes ferry add while it still holds the dead connection's nick).
 - ejabberd, slots = 2, two active instances: each restores only its own
   slot's rooms at a restart, not the other's.
+- ejabberd, slots = 2, users of both instances in one channel: each IRC
+  line is in the archive once, in order, for a MAM query to either
+  instance; still once and with no gap when the archiving instance's last
+  user leaves, and when it is SIGKILLed (its history lease runs out).
+- ejabberd, slots = 2: a persistent channel is joined again by the
+  instance holding its user's slot, not by the holder of slot 0 (where a
+  second connection would hold the user's nick).
 
 Real Prosody/ejabberd, ngircd and a throwaway PostgreSQL; slixmpp clients,
 raw IRC clients. `pytest -s -k standby` prints how long after the SIGKILL the
