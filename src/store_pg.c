@@ -5,15 +5,22 @@
  * refused and left untouched. store.c batches the writes into one
  * transaction (group commit), as for SQLite.
  *
- * This first step runs statements with libpq's synchronous calls: each
- * waits for its answer on the loop's thread. On loopback or a LAN that is
- * tens of microseconds a statement, so round trips are what costs: the
- * delivered marks of a batch go in one statement, sent with its COMMIT.
+ * Round trips are what costs (tens of microseconds each on loopback or a
+ * LAN, more on a busy machine, where the server's process must be woken):
+ * on the loop the connection is in libpq's pipeline mode (see "pipeline
+ * mode" below) and the writes of a batch whose answer nobody needs now
+ * (BEGIN, updates, settings, archived lines, rows added through msg_put,
+ * the delivered marks, NOTIFY) are sent without waiting; the statement that
+ * waits next reads all their answers in the same round trip. What still
+ * waits on the loop's thread for its answer, one round trip each: reads
+ * (pending rows once per batch, settings, history), msg_add (its caller
+ * needs the id and the duplicate's state now: the XMPP -> network outbox),
+ * and COMMIT. The profile of bench/bench_durable.py said those per-batch
+ * reads are not the cost; the per-message add was.
  * Connecting again after a loss does not wait: PQconnectStart() with its
  * socket watched by uv_poll and bounded by a timer (connect_timeout), every
  * call failing at once meanwhile (so a dead server costs nothing a
- * message). Statements on the loop (PQsocket watched with uv_poll,
- * pipelined writes, reads answered through callbacks) are the next step.
+ * message).
  *
  * Several instances: dedup is a UNIQUE constraint (a retry to another
  * instance is stored once). A conversation is delivered by the instance
