@@ -538,7 +538,7 @@ static void pipe_enter(pg_store_t *s)
 static int pipe_send(pg_store_t *s, int q, const char *sql, const params_t *p, int kind,
                      const char *what)
 {
-    char name[16];
+    char name[24];
     int ok;
     if (q >= 0) {
         snprintf(name, sizeof name, "ferry_q%d", q);
@@ -666,7 +666,7 @@ static PGresult *run_sql(pg_store_t *s, int q, const char *sql, const params_t *
     } else
 #endif
     {
-        char name[16];
+        char name[24];
         snprintf(name, sizeof name, "ferry_q%d", q);
         r = q >= 0 ? PQexecPrepared(s->conn, name, p ? p->n : 0, p ? p->value : NULL,
                                     p ? p->len : NULL, p ? p->format : NULL, 0)
