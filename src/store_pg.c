@@ -589,17 +589,18 @@ static int pipe_sync(pg_store_t *s, PGresult **last)
     size_t i = 0, nulls = 0;
     if (last)
         *last = NULL;
-    if (PQpipelineSync(s->conn) != 1) {
+    int synced = PQpipelineSync(s->conn) == 1;
+    if (!synced) { /* not sent (the connection failed): no answer would come */
         failed = 1;
         ferry_log_error("store", "%s: %.*s", s->where, line_len(PQerrorMessage(s->conn)),
                         PQerrorMessage(s->conn));
     }
-    while (!failed || PQstatus(s->conn) == CONNECTION_OK) {
+    while (synced) {
         PGresult *r = PQgetResult(s->conn);
         if (!r) {
-            /* One NULL ends each statement's answer; two in a row: the
-             * connection is gone and no sync will come. */
-            if (++nulls > 1)
+            /* One NULL ends each statement's answer; two in a row, or a
+             * dead connection: no sync will come. */
+            if (++nulls > 1 || PQstatus(s->conn) == CONNECTION_BAD)
                 break;
             i++;
             continue;
