@@ -1230,18 +1230,26 @@ static int dedup_state(pg_store_t *s, const char *component, int direction, cons
     return state;
 }
 
+/* Q_ADD's parameters. */
+static void p_message(params_t *p, const char *component, int direction,
+                      const char *conversation, const char *dedup, const char *payload,
+                      size_t len)
+{
+    p_text(p, component);
+    p_int(p, direction);
+    p_text(p, conversation);
+    p_text(p, dedup);
+    p_bytes(p, payload, len);
+    p_int(p, ferry__store_now_ms());
+}
+
 static int pg_msg_add(store_t *base, const char *component, int direction,
                       const char *conversation, const char *dedup, const char *payload,
                       size_t len, int64_t *id)
 {
     pg_store_t *s = PG(base);
     params_t p = {0};
-    p_text(&p, component);
-    p_int(&p, direction);
-    p_text(&p, conversation);
-    p_text(&p, dedup);
-    p_bytes(&p, payload, len);
-    p_int(&p, ferry__store_now_ms());
+    p_message(&p, component, direction, conversation, dedup, payload, len);
     PGresult *r = run(s, Q_ADD, &p, PGRES_TUPLES_OK, "adding a message");
     if (!r)
         return -1;
@@ -1266,12 +1274,7 @@ static int pg_msg_put(store_t *base, const char *component, int direction,
         return pg_msg_add(base, component, direction, conversation, dedup, payload, len, &id);
 #ifdef FERRY_HAVE_PQ_PIPELINE
     params_t p = {0};
-    p_text(&p, component);
-    p_int(&p, direction);
-    p_text(&p, conversation);
-    p_text(&p, dedup);
-    p_bytes(&p, payload, len);
-    p_int(&p, ferry__store_now_ms());
+    p_message(&p, component, direction, conversation, dedup, payload, len);
     if (pipe_write(s, Q_ADD, NULL, &p, SENT_PUT, "adding a message") != 0)
         return -1;
     s->wrote_rows = 1;

@@ -1040,18 +1040,26 @@ static int got_answer(void *arg) { return ((events_t *)arg)->answer[0] != 0; }
  * lease, the other is refused it and does not load its rows, and takes it
  * once it has run out; rows committed by one and answers relayed reach the
  * other without polling. */
-static void test_pg_leases(void)
+/* A PostgreSQL store in F and a second instance on the same database
+ * (returned; NULL after saying why, F torn down). */
+static store_t *setup_two(fx_t *f)
 {
     const store_backend_t *b = &store_backends[1];
-    fx_t f;
-    if (!setup(&f, b))
-        return;
+    if (!setup(f, b))
+        return NULL;
     char err[512] = "";
-    store_t *other = b->open(&f.loop, f.where, err, sizeof err);
-    if (!CHECK(other != NULL, "second instance: %s", err)) {
-        teardown(&f);
+    store_t *other = b->open(&f->loop, f->where, err, sizeof err);
+    if (!CHECK(other != NULL, "second instance: %s", err))
+        teardown(f);
+    return other;
+}
+
+static void test_pg_leases(void)
+{
+    fx_t f;
+    store_t *other = setup_two(&f);
+    if (!other)
         return;
-    }
     ferry__store_set_instance(f.s, "one");
     ferry__store_set_instance(other, "two");
     ferry__store_set_lease(f.s, 0.5);
@@ -1102,7 +1110,8 @@ static void test_pg_leases(void)
     CHECK(run_until(&f.loop, lease_dave, f.s, 8000), "no lease after the connections dropped");
     ev.rows = 0;
     ferry__store_watch(f.s, on_event, &ev);
-    store_t *third = b->open(&f.loop, f.where, err, sizeof err);
+    char err[512] = "";
+    store_t *third = f.b->open(&f.loop, f.where, err, sizeof err);
     if (CHECK(third != NULL, "third instance: %s", err)) {
         ferry__store_set_instance(third, "three");
         int64_t id;
@@ -1118,16 +1127,10 @@ static void test_pg_leases(void)
  * one): stored once, and each batch commits. */
 static void test_pg_put_two(void)
 {
-    const store_backend_t *b = &store_backends[1];
     fx_t f;
-    if (!setup(&f, b))
+    store_t *other = setup_two(&f);
+    if (!other)
         return;
-    char err[512] = "";
-    store_t *other = b->open(&f.loop, f.where, err, sizeof err);
-    if (!CHECK(other != NULL, "second instance: %s", err)) {
-        teardown(&f);
-        return;
-    }
     commit_watch_t w = {&f, 0, -1, 0, -1, -1};
     CHECK_INT(ferry__store_msg_put(f.s, "hooks", STORE_TO_XMPP, "", "retry", "m", 1), 0);
     ferry__store_sync(f.s, on_sync, &w);
