@@ -15,8 +15,9 @@
  * waits on the loop's thread for its answer, one round trip each: reads
  * (pending rows once per batch, settings, history), msg_add (its caller
  * needs the id and the duplicate's state now: the XMPP -> network outbox),
- * and COMMIT. The profile of bench/bench_durable.py said those per-batch
- * reads are not the cost; the per-message add was.
+ * and COMMIT. In bench/bench_durable.py the reads come once a batch, not
+ * once a message, and cost little once planned with their parameters (see
+ * planned_each_run()); the per-message add was what cost.
  * Connecting again after a loss does not wait: PQconnectStart() with its
  * socket watched by uv_poll and bounded by a timer (connect_timeout), every
  * call failing at once meanwhile (so a dead server costs nothing a
