@@ -201,9 +201,10 @@ ferry__xmpp_outbox_t *ferry__xmpp_outbox_new(uv_loop_t *loop, store_t *store, co
 int ferry__xmpp_outbox_put(ferry__xmpp_outbox_t *ob, const char *dedup, const char *text,
                            size_t len)
 {
-    int64_t id;
-    /* The commit listener sends it: never before it is durable. */
-    return ferry__store_msg_add(ob->store, ob->component, STORE_TO_XMPP, "", dedup, text, len, &id);
+    /* The commit listener sends it: never before it is durable. Its sender
+     * hears only after the commit (ferry_outbox_sync()): no need to wait for
+     * the row here. */
+    return ferry__store_msg_put(ob->store, ob->component, STORE_TO_XMPP, "", dedup, text, len);
 }
 
 void ferry__xmpp_outbox_link_up(ferry__xmpp_outbox_t *ob)

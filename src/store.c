@@ -293,6 +293,23 @@ int ferry__store_msg_add(store_t *s, const char *component, int direction, const
     return rc;
 }
 
+int ferry__store_msg_put(store_t *s, const char *component, int direction,
+                         const char *conversation, const char *dedup, const char *payload,
+                         size_t len)
+{
+    if (!s->ops->msg_put) {
+        int64_t id;
+        return ferry__store_msg_add(s, component, direction, conversation, dedup, payload, len,
+                                    &id);
+    }
+    if (ferry__store_writing(s) != 0)
+        return -1;
+    int rc = s->ops->msg_put(s, component, direction, conversation, dedup, payload, len);
+    if (rc == 0)
+        s->queued = 1;
+    return rc;
+}
+
 int ferry__store_msg_pending(store_t *s, const char *component, int direction, int64_t after,
                       size_t limit, store_row_cb cb, void *arg)
 {

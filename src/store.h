@@ -64,6 +64,13 @@ int64_t ferry__store_now_ms(void);
  * + the stored message's state (1 pending, 2 done, 3 dead); -1 on error. */
 int ferry__store_msg_add(store_t *s, const char *component, int direction, const char *conversation,
                   const char *dedup, const char *payload, size_t len, int64_t *id);
+/* The same for a caller that needs no id and answers its sender only after
+ * ferry__store_sync(): a backend may send it without waiting (PostgreSQL's
+ * pipeline). Then a duplicate of a row committed earlier is found at commit
+ * and dropped there (stored once all the same) and this returns 0; a
+ * duplicate found now returns 1 + its state as above. */
+int ferry__store_msg_put(store_t *s, const char *component, int direction, const char *conversation,
+                         const char *dedup, const char *payload, size_t len);
 /* Pending messages with id > AFTER, in id order, at most LIMIT. Returns the
  * number passed to CB, or -1. */
 int ferry__store_msg_pending(store_t *s, const char *component, int direction, int64_t after,

@@ -25,6 +25,9 @@ typedef struct store_ops {
 
     int (*msg_add)(store_t *s, const char *component, int direction, const char *conversation,
                    const char *dedup, const char *payload, size_t len, int64_t *id);
+    /* Optional (NULL: msg_add): store.h's msg_put. */
+    int (*msg_put)(store_t *s, const char *component, int direction, const char *conversation,
+                   const char *dedup, const char *payload, size_t len);
     int (*msg_pending)(store_t *s, const char *component, int direction, int64_t after,
                        size_t limit, store_row_cb cb, void *arg);
     /* NULL: one process commits in id order, so the rows past SKIP's

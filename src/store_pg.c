@@ -5,15 +5,23 @@
  * refused and left untouched. store.c batches the writes into one
  * transaction (group commit), as for SQLite.
  *
- * This first step runs statements with libpq's synchronous calls: each
- * waits for its answer on the loop's thread. On loopback or a LAN that is
- * tens of microseconds a statement, so round trips are what costs: the
- * delivered marks of a batch go in one statement, sent with its COMMIT.
+ * Round trips are what costs (tens of microseconds each on loopback or a
+ * LAN, more on a busy machine, where the server's process must be woken):
+ * on the loop the connection is in libpq's pipeline mode (see "pipeline
+ * mode" below) and the writes of a batch whose answer nobody needs now
+ * (BEGIN, updates, settings, archived lines, rows added through msg_put,
+ * the delivered marks, NOTIFY) are sent without waiting; the statement that
+ * waits next reads all their answers in the same round trip. What still
+ * waits on the loop's thread for its answer, one round trip each: reads
+ * (pending rows once per batch, settings, history), msg_add (its caller
+ * needs the id and the duplicate's state now: the XMPP -> network outbox),
+ * and COMMIT. In bench/bench_durable.py the reads come once a batch, not
+ * once a message, and cost little once planned with their parameters (see
+ * planned_each_run()); the per-message add was what cost.
  * Connecting again after a loss does not wait: PQconnectStart() with its
  * socket watched by uv_poll and bounded by a timer (connect_timeout), every
  * call failing at once meanwhile (so a dead server costs nothing a
- * message). Statements on the loop (PQsocket watched with uv_poll,
- * pipelined writes, reads answered through callbacks) are the next step.
+ * message).
  *
  * Several instances: dedup is a UNIQUE constraint (a retry to another
  * instance is stored once). A conversation is delivered by the instance
@@ -163,6 +171,7 @@ typedef struct pg_store {
     char *where;   /* host:port/db, for messages: never the password */
     int prepared;  /* the statements exist on this connection */
     int tx_lost;   /* the connection dropped inside store.c's transaction */
+    int tx_failed; /* a statement sent without waiting failed: so does the batch */
     unsigned failed_reconnects;
     int64_t retry_at_ms; /* no reconnect before: a dead server costs one try per backoff */
     uv_loop_t *loop;     /* NULL offline: reconnects then block (a CLI) */
@@ -191,7 +200,19 @@ typedef struct pg_store {
     uv_timer_t *kick;    /* hands out what libpq read during a statement */
     int64_t side_retry_at_ms;
     int side_missed;     /* (re)connected: tell the outboxes to look */
+    /* Pipeline mode (on the loop, where libpq has it): statements sent and
+     * not yet answered, in order; their answers are read at the next
+     * statement that waits (a read, an add that needs its id, the commit). */
+    int piped;
+    struct sent {
+        int kind;         /* SENT_* */
+        const char *what; /* for the log */
+    } *sent;
+    size_t nsent, sent_cap;
 } pg_store_t;
+
+/* What a statement sent without waiting answers when all is well. */
+enum { SENT_CMD, SENT_ROWS, SENT_PUT };
 
 #define PG(s) ((pg_store_t *)(s))
 
@@ -237,9 +258,23 @@ static int line_len(const char *msg)
     return nl ? (int)(nl - msg) : (int)strlen(msg);
 }
 
+/* Statements planned with their parameters at every run instead of
+ * prepared: the plan PostgreSQL caches for a prepared statement is made
+ * once, while the table is small (a ferry starts on few rows, and
+ * autovacuum's ANALYZE comes a minute later). For these it then walks every
+ * index entry of a pending row, dead versions included: 2.5 ms a batch at
+ * 20,000 rows and growing, the cost of PostgreSQL inbound in
+ * bench_durable.py. Each runs once a batch, so planning it is cheap. */
+static int planned_each_run(int q)
+{
+    return q == Q_PENDING || q == Q_PENDING_BUT || q == Q_MARK_DONE;
+}
+
 static int prepare_all(pg_store_t *s)
 {
     for (int i = 0; i < Q_COUNT_ALL; i++) {
+        if (planned_each_run(i))
+            continue;
         char name[16];
         snprintf(name, sizeof name, "ferry_q%d", i);
         PGresult *r = PQprepare(s->conn, name, queries[i], 0, NULL);
@@ -301,12 +336,15 @@ static void note_unreachable(pg_store_t *s, const char *msg)
                     s->last_error, (unsigned long long)delay);
 }
 
+static void pipe_enter(pg_store_t *s);
+
 static void note_connected(pg_store_t *s)
 {
     if (prepare_all(s) != 0) {
         note_unreachable(s, PQerrorMessage(s->conn));
         return;
     }
+    pipe_enter(s);
     ferry_log_info("store", "%s: connected to PostgreSQL again", s->where);
     s->failed_reconnects = 0;
     s->last_error[0] = 0;
@@ -434,6 +472,7 @@ static int usable(pg_store_t *s)
     if (s->base.in_tx)
         s->tx_lost = 1;
     s->prepared = 0;
+    s->nsent = 0; /* their answers went with the connection */
     if (s->next || ferry__store_now_ms() < s->retry_at_ms)
         return 0;
     if (!s->loop) {
@@ -459,6 +498,7 @@ static int usable(pg_store_t *s)
 
 static int write_marks(pg_store_t *s);
 static char *commit_sql(const pg_store_t *s);
+static void marks_arrays(const pg_store_t *s, char **ids_out, char **att_out, char **at_out);
 
 /* Whether statement Q reads (or changes) what a delivered mark changes: the
  * marks waiting go first. Others (adding a message above all) do not wait
@@ -470,26 +510,192 @@ static int reads_states(int q)
            q == Q_DEDUP_STATE || q == Q_REQUEUE || q == Q_DROP || q == Q_PRUNE;
 }
 
-/* Runs statement Q; the result when its status is WANT (PQclear() it),
- * else NULL after logging WHAT failed. */
-static PGresult *run(pg_store_t *s, int q, const params_t *p, ExecStatusType want,
+/* Whether a statement of the open transaction (if any) can go: not after
+ * its connection dropped or one of its statements failed. */
+static int can_send(pg_store_t *s, const char *what)
+{
+    if ((s->tx_lost || s->tx_failed) && s->base.in_tx) {
+        ferry_log_error("store", "%s: %s: the transaction %s", s->where, what,
+                        s->tx_lost ? "was lost with the connection" : "failed");
+        return 0;
+    }
+    return usable(s);
+}
+
+/* ---- pipeline mode ----
+ *
+ * On the loop the connection stays in libpq's pipeline mode: a write whose
+ * answer nobody needs now (BEGIN, updates, settings, a row added through
+ * msg_put, the marks, NOTIFY) is sent without waiting; the statement that
+ * waits next (a read, an add that needs its id or duplicate, COMMIT) reads
+ * all the answers in one round trip. A write that failed fails the batch,
+ * as a failed COMMIT does: the server has aborted the transaction, and
+ * COMMIT answers ROLLBACK. Without pipeline mode (an older libpq, or
+ * offline) every statement waits for its answer. */
+
+/* At most this many statements unanswered: their answers stay far below
+ * what the socket buffers hold, so the server never waits for us to read
+ * while we wait for it to read. */
+#define MAX_SENT 256
+
+static void pipe_enter(pg_store_t *s)
+{
+#ifdef FERRY_HAVE_PQ_PIPELINE
+    s->nsent = 0;
+    s->piped = s->loop && PQenterPipelineMode(s->conn) == 1;
+#else
+    (void)s;
+#endif
+}
+
+#ifdef FERRY_HAVE_PQ_PIPELINE
+/* Sends statement Q (or SQL when Q < 0) with P, answered later. */
+static int pipe_send(pg_store_t *s, int q, const char *sql, const params_t *p, int kind,
                      const char *what)
 {
-    if (s->tx_lost && s->base.in_tx) {
-        ferry_log_error("store", "%s: %s: the transaction was lost with the connection",
-                        s->where, what);
-        return NULL;
-    }
-    if (!usable(s))
-        return NULL;
-    if (reads_states(q) && s->ndone > s->done_sent && write_marks(s) != 0)
-        return NULL;
-    char name[16];
-    snprintf(name, sizeof name, "ferry_q%d", q);
-    PGresult *r = PQexecPrepared(s->conn, name, p ? p->n : 0, p ? p->value : NULL,
+    char name[24];
+    int ok;
+    if (q >= 0 && planned_each_run(q))
+        sql = queries[q];
+    if (q >= 0 && !planned_each_run(q)) {
+        snprintf(name, sizeof name, "ferry_q%d", q);
+        ok = PQsendQueryPrepared(s->conn, name, p ? p->n : 0, p ? p->value : NULL,
                                  p ? p->len : NULL, p ? p->format : NULL, 0);
-    if (PQresultStatus(r) == want)
-        return r;
+    } else {
+        ok = PQsendQueryParams(s->conn, sql, p ? p->n : 0, NULL, p ? p->value : NULL,
+                               p ? p->len : NULL, p ? p->format : NULL, 0);
+    }
+    if (!ok) {
+        ferry_log_error("store", "%s: %s: %.*s", s->where, what, line_len(PQerrorMessage(s->conn)),
+                        PQerrorMessage(s->conn));
+        check_connection(s);
+        if (s->base.in_tx)
+            s->tx_failed = 1;
+        return -1;
+    }
+    if (s->nsent == s->sent_cap) {
+        s->sent_cap = s->sent_cap ? 2 * s->sent_cap : 64;
+        s->sent = ferry_realloc(s->sent, s->sent_cap * sizeof *s->sent);
+    }
+    s->sent[s->nsent].kind = kind;
+    s->sent[s->nsent++].what = what;
+    return 0;
+}
+
+/* Whether R is what a statement of KIND answers when all is well; a
+ * duplicate added through msg_put is dropped here (logged). */
+static int answer_ok(pg_store_t *s, const PGresult *r, int kind)
+{
+    ExecStatusType st = PQresultStatus(r);
+    if (kind == SENT_CMD)
+        return st == PGRES_COMMAND_OK;
+    if (st != PGRES_TUPLES_OK)
+        return 0;
+    if (kind == SENT_PUT && PQntuples(r) == 0)
+        ferry_log_info("store", "%s: a duplicate of a stored message: dropped (stored once)",
+                       s->where);
+    return 1;
+}
+
+/* Ends the pipeline and reads every answer: 0 when all were as expected,
+ * else -1 (the first failure logged; in a transaction, the batch fails).
+ * *LAST (when not NULL) gets the last statement's result (PQclear() it). */
+static int pipe_sync(pg_store_t *s, PGresult **last)
+{
+    int failed = 0;
+    size_t i = 0, nulls = 0;
+    if (last)
+        *last = NULL;
+    int synced = PQpipelineSync(s->conn) == 1;
+    if (!synced) { /* not sent (the connection failed): no answer would come */
+        failed = 1;
+        ferry_log_error("store", "%s: %.*s", s->where, line_len(PQerrorMessage(s->conn)),
+                        PQerrorMessage(s->conn));
+    }
+    while (synced) {
+        PGresult *r = PQgetResult(s->conn);
+        if (!r) {
+            /* One NULL ends each statement's answer; two in a row, or a
+             * dead connection: no sync will come. */
+            if (++nulls > 1 || PQstatus(s->conn) == CONNECTION_BAD)
+                break;
+            i++;
+            continue;
+        }
+        nulls = 0;
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            break;
+        }
+        if (i < s->nsent && st != PGRES_PIPELINE_ABORTED && !answer_ok(s, r, s->sent[i].kind)) {
+            if (!failed)
+                ferry_log_error("store", "%s: %s: %.*s", s->where, s->sent[i].what,
+                                line_len(PQresultErrorMessage(r)), PQresultErrorMessage(r));
+            failed = 1;
+        } else if (st == PGRES_PIPELINE_ABORTED) {
+            failed = 1;
+        }
+        if (last && i + 1 == s->nsent && !*last)
+            *last = r;
+        else
+            PQclear(r);
+    }
+    s->nsent = 0;
+    if (failed) {
+        check_connection(s);
+        if (s->base.in_tx)
+            s->tx_failed = 1;
+    }
+    return failed ? -1 : 0;
+}
+
+/* Sends a write whose answer is read later (a full pipeline is read now). */
+static int pipe_write(pg_store_t *s, int q, const char *sql, const params_t *p, int kind,
+                      const char *what)
+{
+    if (!can_send(s, what) || pipe_send(s, q, sql, p, kind, what) != 0)
+        return -1;
+    return s->nsent < MAX_SENT ? 0 : pipe_sync(s, NULL);
+}
+#endif
+
+/* Runs statement Q (or SQL when Q < 0) and waits for its answer (and
+ * those sent before it): the result when its status is WANT (PQclear() it),
+ * else NULL after logging WHAT failed. */
+static PGresult *run_sql(pg_store_t *s, int q, const char *sql, const params_t *p,
+                         ExecStatusType want, const char *what)
+{
+    if (!can_send(s, what))
+        return NULL;
+    if (q >= 0 && reads_states(q) && s->ndone > s->done_sent && write_marks(s) != 0)
+        return NULL;
+    PGresult *r;
+#ifdef FERRY_HAVE_PQ_PIPELINE
+    if (s->piped) {
+        int kind = want == PGRES_TUPLES_OK ? SENT_ROWS : SENT_CMD;
+        if (pipe_send(s, q, sql, p, kind, what) != 0)
+            return NULL;
+        pipe_sync(s, &r); /* logs a failure */
+        if (r && PQresultStatus(r) == want)
+            return r;
+        PQclear(r);
+        return NULL;
+    } else
+#endif
+    {
+        char name[24];
+        snprintf(name, sizeof name, "ferry_q%d", q);
+        int prepared = q >= 0 && !planned_each_run(q);
+        if (q >= 0 && !prepared)
+            sql = queries[q];
+        r = prepared ? PQexecPrepared(s->conn, name, p ? p->n : 0, p ? p->value : NULL,
+                                      p ? p->len : NULL, p ? p->format : NULL, 0)
+                     : PQexecParams(s->conn, sql, p ? p->n : 0, NULL, p ? p->value : NULL,
+                                    p ? p->len : NULL, p ? p->format : NULL, 0);
+        if (PQresultStatus(r) == want)
+            return r;
+    }
     const char *msg = PQresultErrorMessage(r);
     ferry_log_error("store", "%s: %s: %.*s", s->where, what, line_len(msg), msg);
     PQclear(r);
@@ -497,9 +703,20 @@ static PGresult *run(pg_store_t *s, int q, const params_t *p, ExecStatusType wan
     return NULL;
 }
 
-/* Runs a statement that returns no rows: 0, or -1. */
+static PGresult *run(pg_store_t *s, int q, const params_t *p, ExecStatusType want,
+                     const char *what)
+{
+    return run_sql(s, q, NULL, p, want, what);
+}
+
+/* Runs a statement that returns no rows: 0, or -1. In a transaction on the
+ * pipeline it is only sent: a failure fails the batch. */
 static int run_cmd(pg_store_t *s, int q, const params_t *p, const char *what)
 {
+#ifdef FERRY_HAVE_PQ_PIPELINE
+    if (s->piped && s->base.in_tx)
+        return pipe_write(s, q, NULL, p, SENT_CMD, what);
+#endif
     PGresult *r = run(s, q, p, PGRES_COMMAND_OK, what);
     PQclear(r);
     return r ? 0 : -1;
@@ -723,10 +940,14 @@ static void pg_relay_answer(store_t *base, const char *id)
 static int pg_begin(store_t *base)
 {
     pg_store_t *s = PG(base);
-    s->tx_lost = 0;
+    s->tx_lost = s->tx_failed = 0;
     if (!usable(s))
         return -1;
     s->tx_lost = 0;
+#ifdef FERRY_HAVE_PQ_PIPELINE
+    if (s->piped) /* answered with the batch's first statement that waits */
+        return pipe_send(s, -1, "BEGIN", NULL, SENT_CMD, "BEGIN");
+#endif
     if (exec_sql(s, "BEGIN", NULL, 0) == 0)
         return 0;
     check_connection(s);
@@ -735,10 +956,50 @@ static int pg_begin(store_t *base)
 
 /* A transaction in which a statement failed is rolled back by the server
  * at COMMIT (which then answers "ROLLBACK"): that is a failed commit too. */
+#ifdef FERRY_HAVE_PQ_PIPELINE
+/* The pipeline's commit: the NOTIFY, the marks not yet written and COMMIT
+ * sent together, the batch's answers all read in one round trip. 1 when it
+ * committed. */
+static int pipe_commit(pg_store_t *s)
+{
+    if (s->tx_lost || s->tx_failed)
+        return 0;
+    params_t p = {0};
+    if (s->wrote_rows) {
+        p_text(&p, s->base.instance);
+        pipe_send(s, Q_NOTIFY_ROWS, NULL, &p, SENT_ROWS, "notifying the other instances");
+    }
+    if (s->ndone > s->done_sent) {
+        char *ids, *att, *at;
+        marks_arrays(s, &ids, &att, &at);
+        params_t m = {0};
+        p_text(&m, ids);
+        p_text(&m, att);
+        p_text(&m, at);
+        pipe_send(s, Q_MARK_DONE, NULL, &m, SENT_CMD, "marking messages delivered");
+        free(ids);
+        free(att);
+        free(at);
+    }
+    PGresult *r = NULL;
+    int ok = pipe_send(s, -1, "COMMIT", NULL, SENT_CMD, "COMMIT") == 0 &&
+             pipe_sync(s, &r) == 0 && r && strcmp(PQcmdStatus(r), "COMMIT") == 0;
+    PQclear(r);
+    return ok;
+}
+#endif
+
 static int pg_commit(store_t *base)
 {
     pg_store_t *s = PG(base);
     int ok = 0;
+#ifdef FERRY_HAVE_PQ_PIPELINE
+    if (s->piped) {
+        ok = pipe_commit(s);
+        s->wrote_rows = 0;
+        goto done;
+    }
+#endif
     if (s->wrote_rows && !s->tx_lost) {
         /* Delivered to the listeners when (and only if) it commits. */
         params_t p = {0};
@@ -756,7 +1017,10 @@ static int pg_commit(store_t *base)
                             line_len(PQresultErrorMessage(r)), PQresultErrorMessage(r));
         PQclear(r);
     }
-    s->tx_lost = 0;
+#ifdef FERRY_HAVE_PQ_PIPELINE
+done:
+#endif
+    s->tx_lost = s->tx_failed = 0;
     if (ok) {
         s->ndone = s->done_sent = 0;
         return 0;
@@ -766,10 +1030,14 @@ static int pg_commit(store_t *base)
         if (s->done[i].id > s->done_max)
             s->done_max = s->done[i].id;
     ferry_log_error("store", "%s: commit failed; the batch is lost", s->where);
-    if (PQstatus(s->conn) == CONNECTION_OK)
-        exec_sql(s, "ROLLBACK", NULL, 0);
-    else
+    if (PQstatus(s->conn) != CONNECTION_OK)
         check_connection(s);
+#ifdef FERRY_HAVE_PQ_PIPELINE
+    else if (s->piped && pipe_send(s, -1, "ROLLBACK", NULL, SENT_CMD, "ROLLBACK") == 0)
+        pipe_sync(s, NULL);
+#endif
+    else if (!s->piped)
+        exec_sql(s, "ROLLBACK", NULL, 0);
     return -1;
 }
 
@@ -785,6 +1053,7 @@ static void pg_destroy(store_t *base)
         ferry_log_error("store", "%s: %zu delivered mark(s) not written: those messages will be"
                         " delivered again", s->where, s->ndone);
     free(s->done);
+    free(s->sent);
     if (s->side && PQstatus(s->side) == CONNECTION_OK) {
         /* Stopping (store.c has committed the last marks): the others may
          * take this instance's conversations now rather than after their
@@ -915,6 +1184,7 @@ static int connect_db(pg_store_t *s, const char *url, char *err, size_t errlen)
         first_line(err);
         return -1;
     }
+    pipe_enter(s);
     return 0;
 }
 
@@ -961,18 +1231,26 @@ static int dedup_state(pg_store_t *s, const char *component, int direction, cons
     return state;
 }
 
+/* Q_ADD's parameters. */
+static void p_message(params_t *p, const char *component, int direction,
+                      const char *conversation, const char *dedup, const char *payload,
+                      size_t len)
+{
+    p_text(p, component);
+    p_int(p, direction);
+    p_text(p, conversation);
+    p_text(p, dedup);
+    p_bytes(p, payload, len);
+    p_int(p, ferry__store_now_ms());
+}
+
 static int pg_msg_add(store_t *base, const char *component, int direction,
                       const char *conversation, const char *dedup, const char *payload,
                       size_t len, int64_t *id)
 {
     pg_store_t *s = PG(base);
     params_t p = {0};
-    p_text(&p, component);
-    p_int(&p, direction);
-    p_text(&p, conversation);
-    p_text(&p, dedup);
-    p_bytes(&p, payload, len);
-    p_int(&p, ferry__store_now_ms());
+    p_message(&p, component, direction, conversation, dedup, payload, len);
     PGresult *r = run(s, Q_ADD, &p, PGRES_TUPLES_OK, "adding a message");
     if (!r)
         return -1;
@@ -983,6 +1261,26 @@ static int pg_msg_add(store_t *base, const char *component, int direction,
     }
     PQclear(r);
     return added ? 0 : 1 + dedup_state(s, component, direction, dedup);
+}
+
+/* store.h's msg_put: on the pipeline the row is only sent; its answer
+ * (added, or a duplicate of a committed row: dropped) is read later. */
+static int pg_msg_put(store_t *base, const char *component, int direction,
+                      const char *conversation, const char *dedup, const char *payload,
+                      size_t len)
+{
+    pg_store_t *s = PG(base);
+    int64_t id;
+    if (!s->piped || !base->in_tx)
+        return pg_msg_add(base, component, direction, conversation, dedup, payload, len, &id);
+#ifdef FERRY_HAVE_PQ_PIPELINE
+    params_t p = {0};
+    p_message(&p, component, direction, conversation, dedup, payload, len);
+    if (pipe_write(s, Q_ADD, NULL, &p, SENT_PUT, "adding a message") != 0)
+        return -1;
+    s->wrote_rows = 1;
+#endif
+    return 0;
 }
 
 static const char *text_or_null(const PGresult *r, int row, int col)
@@ -1336,6 +1634,11 @@ static int pg_history_add(store_t *base, const char *component, const char *room
     p_int(&p, ts_ms);
     p_text(&p, nick);
     p_text(&p, body);
+#ifdef FERRY_HAVE_PQ_PIPELINE
+    pg_store_t *s = PG(base);
+    if (!id && s->piped && base->in_tx)
+        return pipe_write(s, Q_HIST_ADD, NULL, &p, SENT_ROWS, "archiving a message");
+#endif
     PGresult *r = run(PG(base), Q_HIST_ADD, &p, PGRES_TUPLES_OK, "archiving a message");
     if (!r)
         return -1;
@@ -1351,8 +1654,6 @@ static int pg_history_query(store_t *base, const char *component, const char *ro
     /* Built per query, numbering only the bounds given (PostgreSQL wants
      * every parameter used). */
     pg_store_t *s = PG(base);
-    if (!usable(s))
-        return -1;
     params_t p = {0};
     char sql[512];
     int len = snprintf(sql, sizeof sql,
@@ -1376,14 +1677,9 @@ static int pg_history_query(store_t *base, const char *component, const char *ro
     p_int(&p, f->limit);
     snprintf(sql + len, sizeof sql - (size_t)len, " ORDER BY id %s LIMIT $%d",
              f->newest_first ? "DESC" : "ASC", p.n);
-    PGresult *r = PQexecParams(s->conn, sql, p.n, NULL, p.value, p.len, p.format, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        ferry_log_error("store", "%s: reading history: %.*s", s->where,
-                        line_len(PQresultErrorMessage(r)), PQresultErrorMessage(r));
-        PQclear(r);
-        check_connection(s);
+    PGresult *r = run_sql(s, -1, sql, &p, PGRES_TUPLES_OK, "reading history");
+    if (!r)
         return -1;
-    }
     int n = PQntuples(r);
     for (int i = 0; i < n; i++)
         cb(arg, atoll(PQgetvalue(r, i, 0)), atoll(PQgetvalue(r, i, 1)), PQgetvalue(r, i, 2),
@@ -1416,6 +1712,7 @@ static const store_ops_t pg_ops = {
     .destroy = pg_destroy,
     .healthy = pg_healthy,
     .msg_add = pg_msg_add,
+    .msg_put = pg_msg_put,
     .msg_pending = pg_msg_pending,
     .msg_update = pg_msg_update,
     .msg_done_ids = pg_msg_done_ids,

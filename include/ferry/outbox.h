@@ -72,7 +72,9 @@ void ferry_outbox_fail(ferry_component_t *comp, int64_t id, const char *error);
 
 /* Network -> XMPP: stores STANZA (serialised now; 'from' defaults to the
  * domain; what XML forbids in it becomes U+FFFD) for delivery. 0 stored, a
- * FERRY_DUP_* for a duplicate, -1 store error. */
+ * FERRY_DUP_* for a duplicate, -1 store error. Answer the sender after
+ * ferry_outbox_sync(): with PostgreSQL a duplicate of an earlier batch is
+ * found only at commit (0 here; it is dropped then, stored once). */
 int ferry_xmpp_put(ferry_component_t *comp, const char *dedup, xmpp_stanza_t *stanza);
 
 /* CB(arg, ok) once everything put so far is committed; answer a network's

@@ -672,6 +672,45 @@ static void test_sync(const store_backend_t *b)
     teardown(&f);
 }
 
+/* msg_put: added without an answer to wait for; a duplicate, in the batch
+ * or of a row committed before, is stored once (SQLite says so at once;
+ * PostgreSQL finds an earlier batch's at commit). */
+static void test_put(const store_backend_t *b)
+{
+    fx_t f;
+    if (!setup(&f, b))
+        return;
+    commit_watch_t w = {&f, 0, -1, 0, -1, -1};
+    CHECK_INT(ferry__store_msg_put(f.s, "sms", STORE_TO_XMPP, "", "p1", "one", 3), 0);
+    CHECK_INT(ferry__store_msg_put(f.s, "sms", STORE_TO_XMPP, "", NULL, "two", 3), 0);
+    int rc = ferry__store_msg_put(f.s, "sms", STORE_TO_XMPP, "", "p1", "one", 3);
+    CHECK(rc == 0 || rc == 1 + STORE_PENDING, "a duplicate in the batch: %d", rc);
+    CHECK_INT(committed_rows(&f), 0);
+    ferry__store_sync(f.s, on_sync, &w);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    CHECK_INT(w.ok, 1);
+    CHECK_INT(w.committed_at_sync, 2);
+
+    /* Again in a later batch, beside a new row: the new one is stored, the
+     * duplicate not, and the batch commits. */
+    rc = ferry__store_msg_put(f.s, "sms", STORE_TO_XMPP, "", "p1", "one", 3);
+    CHECK(rc == 0 || rc == 1 + STORE_PENDING, "a duplicate of a committed row: %d", rc);
+    CHECK_INT(ferry__store_msg_put(f.s, "sms", STORE_TO_XMPP, "", "p3", "three", 5), 0);
+    ferry__store_sync(f.s, on_sync, &w);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    CHECK_INT(w.synced, 2);
+    CHECK_INT(w.ok, 1);
+    CHECK_INT(w.committed_at_sync, 3);
+    int n;
+    pending(&f, "sms", STORE_TO_XMPP, 0, 10, &n);
+    CHECK_INT(n, 3);
+    /* An add that asks hears of the duplicate. */
+    int64_t id = -1;
+    CHECK_INT(ferry__store_msg_add(f.s, "sms", STORE_TO_XMPP, "", "p1", "one", 3, &id),
+              1 + STORE_PENDING);
+    teardown(&f);
+}
+
 static void test_group_commit(const store_backend_t *b)
 {
     fx_t f;
@@ -1001,18 +1040,26 @@ static int got_answer(void *arg) { return ((events_t *)arg)->answer[0] != 0; }
  * lease, the other is refused it and does not load its rows, and takes it
  * once it has run out; rows committed by one and answers relayed reach the
  * other without polling. */
-static void test_pg_leases(void)
+/* A PostgreSQL store in F and a second instance on the same database
+ * (returned; NULL after saying why, F torn down). */
+static store_t *setup_two(fx_t *f)
 {
     const store_backend_t *b = &store_backends[1];
-    fx_t f;
-    if (!setup(&f, b))
-        return;
+    if (!setup(f, b))
+        return NULL;
     char err[512] = "";
-    store_t *other = b->open(&f.loop, f.where, err, sizeof err);
-    if (!CHECK(other != NULL, "second instance: %s", err)) {
-        teardown(&f);
+    store_t *other = b->open(&f->loop, f->where, err, sizeof err);
+    if (!CHECK(other != NULL, "second instance: %s", err))
+        teardown(f);
+    return other;
+}
+
+static void test_pg_leases(void)
+{
+    fx_t f;
+    store_t *other = setup_two(&f);
+    if (!other)
         return;
-    }
     ferry__store_set_instance(f.s, "one");
     ferry__store_set_instance(other, "two");
     ferry__store_set_lease(f.s, 0.5);
@@ -1063,7 +1110,8 @@ static void test_pg_leases(void)
     CHECK(run_until(&f.loop, lease_dave, f.s, 8000), "no lease after the connections dropped");
     ev.rows = 0;
     ferry__store_watch(f.s, on_event, &ev);
-    store_t *third = b->open(&f.loop, f.where, err, sizeof err);
+    char err[512] = "";
+    store_t *third = f.b->open(&f.loop, f.where, err, sizeof err);
     if (CHECK(third != NULL, "third instance: %s", err)) {
         ferry__store_set_instance(third, "three");
         int64_t id;
@@ -1072,6 +1120,65 @@ static void test_pg_leases(void)
         CHECK(run_until(&f.loop, got_rows, &ev, 5000), "no notification after reconnecting");
         ferry__store_close(third);
     }
+    teardown(&f);
+}
+
+/* Two instances put the same message (an HTTP sender retrying on the other
+ * one): stored once, and each batch commits. */
+static void test_pg_put_two(void)
+{
+    fx_t f;
+    store_t *other = setup_two(&f);
+    if (!other)
+        return;
+    commit_watch_t w = {&f, 0, -1, 0, -1, -1};
+    CHECK_INT(ferry__store_msg_put(f.s, "hooks", STORE_TO_XMPP, "", "retry", "m", 1), 0);
+    ferry__store_sync(f.s, on_sync, &w);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    CHECK_INT(w.ok, 1);
+    /* Found at commit on the pipeline, at once without it (an older libpq). */
+    int rc = ferry__store_msg_put(other, "hooks", STORE_TO_XMPP, "", "retry", "m", 1);
+    CHECK(rc == 0 || rc == 1 + STORE_PENDING, "a duplicate from the other instance: %d", rc);
+    CHECK_INT(ferry__store_msg_put(other, "hooks", STORE_TO_XMPP, "", "new", "n", 1), 0);
+    ferry__store_sync(other, on_sync, &w);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    CHECK_INT(w.synced, 2);
+    CHECK_INT(w.ok, 1);
+    CHECK_INT(w.committed_at_sync, 2);
+    int64_t id;
+    CHECK_INT(ferry__store_msg_add(other, "hooks", STORE_TO_XMPP, "", "retry", "m", 1, &id),
+              1 + STORE_PENDING);
+    ferry__store_close(other);
+    teardown(&f);
+}
+
+/* A write sent without waiting that the server refuses (text that is not
+ * UTF-8) fails its whole batch, as a failed COMMIT does: the writers hear
+ * so, nothing of it is stored, and the next batch works. */
+static void test_pg_piped_failure(void)
+{
+    const store_backend_t *b = &store_backends[1];
+    fx_t f;
+    if (!setup(&f, b))
+        return;
+    commit_watch_t w = {&f, 0, -1, 0, -1, -1};
+    ferry__store_listen(f.s, on_commit, &w);
+    CHECK_INT(ferry__store_msg_put(f.s, "sms", STORE_TO_XMPP, "", NULL, "lost", 4), 0);
+    ferry__store_kv_put(f.s, "sms", "ns", "k", "\xff\xfe not UTF-8");
+    /* 0 on the pipeline (sent, failed with the batch), -1 without it. */
+    ferry__store_msg_put(f.s, "sms", STORE_TO_XMPP, "", NULL, "lost too", 8);
+    ferry__store_sync(f.s, on_sync, &w);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    CHECK_INT(w.synced, 1);
+    CHECK_INT(w.ok, 0);
+    CHECK_INT(w.listened, 0);
+    CHECK_INT(committed_rows(&f), 0);
+    CHECK_INT(ferry__store_msg_put(f.s, "sms", STORE_TO_XMPP, "", NULL, "kept", 4), 0);
+    ferry__store_sync(f.s, on_sync, &w);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    CHECK_INT(w.synced, 2);
+    CHECK_INT(w.ok, 1);
+    CHECK_INT(w.committed_at_sync, 1);
     teardown(&f);
 }
 
@@ -1149,6 +1256,7 @@ int main(void)
         test_kv(b);
         test_history(b);
         test_sync(b);
+        test_put(b);
         test_group_commit(b);
         test_queued_uncommitted(b);
         test_reopen(b);
@@ -1160,6 +1268,8 @@ int main(void)
         test_pg_schema();
         test_pg_leases();
         test_pg_commit_lost();
+        test_pg_put_two();
+        test_pg_piped_failure();
         test_pg_unreachable();
     }
     return check_summary();
