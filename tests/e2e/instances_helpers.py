@@ -50,6 +50,7 @@ class Posts:
     def __init__(self):
         self.lock = threading.Lock()
         self.accepted = {}          # "pI" -> set of N answered 2xx
+        self.accepted_at = {}       # "pI N" -> monotonic time of its 2xx
         self.statuses = {}          # status -> count (2xx included)
         self.retry_after = []       # Retry-After values seen on 503s ("" when absent)
         self.refused_connections = 0
@@ -74,7 +75,8 @@ class Bed:
         self.db = pg.new_database()
         users = [("u%d" % i, "localhost", "pw%d" % i) for i in range(USERS)]
         self.ejabberd = tb.ejabberd(components={DOMAIN: SECRET}, balancing={DOMAIN: 2}, users=users)
-        self.recv = tb.receiver(policy)
+        self.arrivals = []          # (monotonic time, "uI N") of every POST to /alerts
+        self.recv = tb.receiver(self._timed(policy))
         endpoints = {"alerts": {"url": self.recv.url("/alerts"), "format": "json", "token": TOKEN,
                                 "deliver_to": ["u0@localhost"], "allow": ["localhost"]}}
         for i in range(USERS):   # one endpoint per user: its POSTs, in order, to that user
@@ -87,6 +89,20 @@ class Bed:
         self.clients = [tb.client("u%d@localhost" % i, "pw%d" % i, self.ejabberd) for i in range(USERS)]
         self.posts = Posts()
         self.sent_ids = {}          # stanza id -> ("uI", N) of every XMPP message sent
+
+    def _timed(self, policy):
+        def timed(req):
+            if req.path == "/alerts":
+                self.arrivals.append((time.monotonic(), jbody(req).get("body")))
+            return policy(req) if policy else None
+        return timed
+
+    def first_arrivals(self):
+        """{"uI N": monotonic time of its first POST to the receiver}."""
+        out = {}
+        for t, body in list(self.arrivals):
+            out.setdefault(body, t)
+        return out
 
     def ferry(self, name):
         storage = {"url": self.pg.url(self.db), "lease": LEASE}
@@ -147,6 +163,7 @@ class Bed:
             if 200 <= r.status < 300:
                 with self.posts.lock:
                     self.posts.accepted.setdefault("p%d" % i, set()).add(n)
+                    self.posts.accepted_at["p%d %d" % (i, n)] = time.monotonic()
                 return
             ra = r.headers.get("retry-after", "")
             time.sleep(min(float(ra), RETRY_AFTER_CAP) if ra.isdigit() else 0.2)
@@ -235,6 +252,11 @@ def in_order(seq):
 
 def duplicates(got):
     return sum(len(seq) - len(set(seq)) for seq in got.values())
+
+
+def duplicated(got):
+    """The "WHO N" delivered more than once."""
+    return sorted("%s %d" % (who, n) for who, seq in got.items() for n in set(seq) if seq.count(n) > 1)
 
 
 def check_orders(bed, expected=None):
