@@ -11,11 +11,11 @@
 #include "router.h"
 #include "ferry/jid.h"
 #include "ferry/stanza.h"
+#include "ferry/text.h"
 
 /* After the store is back, how long answers passed between instances may
  * still be lost (the store's listening connection retries every 2 s). */
 #define ANSWERS_SETTLE_MS 5000
-#include "ferry/text.h"
 
 /* How long an adapter may take to finish in-flight work at shutdown; the
  * rest of the 5 s budget closes the streams. */
