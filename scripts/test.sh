@@ -2,7 +2,7 @@
 # test.sh: the README's test command. Installs what the tests need, builds
 # ferry twice (plain, and with AddressSanitizer + UndefinedBehaviorSanitizer),
 # and runs the unit tests and the end-to-end suite (real Prosody) on both, the durable,
-# webhook, SMS and IRC archive groups once more on a throwaway PostgreSQL store;
+# webhook, SMS, IRC archive and IRC settings groups once more on a throwaway PostgreSQL store;
 # then every fuzz target for 30 s (clang, two at a time: about 3 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,10 +27,11 @@ FERRY_BIN="$PWD/build/ferry" /usr/bin/python3 -m pytest -q -p no:cacheprovider t
 echo "== end-to-end (ASan + UBSan)"
 FERRY_BIN="$PWD/build-asan/ferry" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
 
-# The durable, webhook, SMS and IRC archive groups once more with every ferry's store in a
-# throwaway PostgreSQL (tests/e2e/pg_helpers.py; about two minutes on the plain build).
+# The durable, webhook, SMS, IRC archive and IRC settings (registrations, SASL) groups once
+# more with every ferry's store in a throwaway PostgreSQL (tests/e2e/pg_helpers.py; about
+# two and a half minutes on the plain build).
 PG_TESTS=(tests/e2e/test_durable.py tests/e2e/test_inbound.py tests/e2e/test_outbound.py
-          tests/e2e/test_sms.py tests/e2e/test_irc_archive.py)
+          tests/e2e/test_sms.py tests/e2e/test_irc_archive.py tests/e2e/test_irc_sasl.py)
 echo "== end-to-end on the PostgreSQL store (plain build)"
 FERRY_BIN="$PWD/build/ferry" /usr/bin/python3 -m pytest -q -p no:cacheprovider --store=postgresql "${PG_TESTS[@]}"
 echo "== end-to-end on the PostgreSQL store (ASan + UBSan)"

@@ -21,7 +21,9 @@
 typedef struct store store_t;
 
 enum { STORE_PENDING = 0, STORE_DONE = 1, STORE_DEAD = 2 };
-enum { STORE_TO_NETWORK = 0, STORE_TO_XMPP = 1 };
+/* Directions of messages; STORE_HISTORY only names leases (who archives a
+ * group chat, history.c). */
+enum { STORE_TO_NETWORK = 0, STORE_TO_XMPP = 1, STORE_HISTORY = 2 };
 
 typedef struct store_row {
     int64_t id;

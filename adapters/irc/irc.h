@@ -114,6 +114,7 @@ struct irc_chan {
     size_t said_cap;
     uint64_t said_base, nsaid;
     size_t recorders;       /* joined local rooms that record history: archive while > 0 */
+    ferry_history_room_t *archive; /* while recorders > 0, from the first message */
 };
 
 irc_chan_t *irc_chan_get(irc_t *irc, const char *server, const char *name, irc_casemap_t map);
@@ -417,6 +418,9 @@ void irc_history_room_key(irc_conn_t *conn, irc_room_t *room, char *buf, size_t 
 /* Archives one channel message (irc_ids.c calls it once per message, not
  * per local user). The archive id, or 0 when not archived. */
 int64_t irc_history_record(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *body);
+/* No local user records CHAN any more: its archive is another instance's
+ * to keep (ferry_history_room_close()). */
+void irc_history_stop(irc_chan_t *chan);
 /* Sends the history a resource asked for when joining. */
 void irc_history_replay(irc_conn_t *conn, irc_room_t *room, size_t resource);
 /* Reads <x xmlns=muc><history .../></x> of a join presence. */
@@ -499,8 +503,9 @@ int irc_room_options_store(irc_t *irc, const char *server, const char *channel, 
 /* What applies to a room: the room's choice, else the user's. */
 void irc_room_effective(irc_t *irc, const char *server, const char *channel, const char *bare,
                         int *record, int *persistent);
-/* CB for every channel a user made persistent (restore on start). */
-void irc_room_options_persistent(irc_t *irc,
+/* CB for every channel a user made persistent while their stanzas came in
+ * on SLOT (restore when the slot is taken). */
+void irc_room_options_persistent(irc_t *irc, int slot,
                                  void (*cb)(irc_t *irc, const char *server, const char *channel,
                                             const char *bare));
 

@@ -45,6 +45,7 @@ void irc_chan_release(irc_chan_t *chan)
     if (--chan->users > 0)
         return;
     ferry_list_remove(&chan->link);
+    irc_history_stop(chan);
     free_members(chan);
     free(chan->members);
     free(chan->buckets);

@@ -1,6 +1,7 @@
 /* irc_history.c: channel archives: recorded once per channel message
  * however many local users see it (irc_ids.c decides who records, and the
- * archive id is the message's XEP-0359 stanza-id), replayed on join as
+ * archive id is the message's XEP-0359 stanza-id) and however many
+ * instances have users in it (ferry_history_room_add()), replayed on join as
  * XEP-0045 asks (<history maxstanzas seconds since/>), and served to MAM
  * queries (XEP-0313) with XEP-0059 paging. Writes go into the store's
  * batched transactions. */
@@ -66,6 +67,12 @@ static void room_key(const char *server, const char *channel, char *buf, size_t 
     snprintf(buf, len, "%s %s", server, folded);
 }
 
+void irc_history_stop(irc_chan_t *chan)
+{
+    ferry_history_room_close(chan->archive);
+    chan->archive = NULL;
+}
+
 void irc_history_room_key(irc_conn_t *conn, irc_room_t *room, char *buf, size_t len)
 {
     room_key(conn->server->name, room->chan->name, buf, len);
@@ -74,15 +81,20 @@ void irc_history_room_key(irc_conn_t *conn, irc_room_t *room, char *buf, size_t 
 int64_t irc_history_record(irc_conn_t *conn, irc_room_t *room, const char *nick, const char *body)
 {
     irc_t *irc = conn->irc;
+    irc_chan_t *chan = room->chan;
     /* One archive per channel, shared by its local users: kept while one
-     * of them records it (record_history). */
-    if (!irc->history || !room->chan->recorders)
+     * of them records it (record_history), and by one instance of several
+     * (ferry/history.h): elsewhere, the message has no archive id. */
+    if (!irc->history || !chan->recorders)
         return 0;
-    char key[IRC_NAME_MAX * 2];
-    irc_history_room_key(conn, room, key, sizeof key);
+    if (!chan->archive) {
+        char key[IRC_NAME_MAX * 2];
+        irc_history_room_key(conn, room, key, sizeof key);
+        chan->archive = ferry_history_room_open(irc->comp, key);
+    }
     int64_t now = ferry_now_ms(), id = 0;
-    if (ferry_history_add(irc->comp, key, now, nick, body, &id) != 0)
-        id = 0;
+    if (ferry_history_room_add(chan->archive, now, nick, body, &id) != 1)
+        return 0;
     if (++irc->archived >= PRUNE_EVERY) {
         irc->archived = 0;
         ferry_history_prune(irc->comp, now - irc->history_days * 86400000);

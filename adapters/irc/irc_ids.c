@@ -209,8 +209,8 @@ void irc_ids_joined(irc_room_t *room)
 void irc_ids_left(irc_room_t *room)
 {
     irc_chan_t *chan = room->chan;
-    if (room->record && chan->recorders)
-        chan->recorders--;
+    if (room->record && chan->recorders && --chan->recorders == 0)
+        irc_history_stop(chan);
     /* What it was still to read, nobody waits for now. */
     uint64_t i = room->said_seen > chan->said_base ? room->said_seen : chan->said_base;
     for (; i < chan->nsaid; i++)
@@ -226,8 +226,8 @@ void irc_ids_record(irc_room_t *room, int record)
     if (room->joined && room->record != record) {
         if (record)
             room->chan->recorders++;
-        else if (room->chan->recorders)
-            room->chan->recorders--;
+        else if (room->chan->recorders && --room->chan->recorders == 0)
+            irc_history_stop(room->chan);
     }
     room->record = record;
 }

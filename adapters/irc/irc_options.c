@@ -3,9 +3,17 @@
  * (irc_adhoc.c) and kept in the store: per user (namespace "irc-user", key
  * the bare JID: "record\nmax history\npersistent") and per channel
  * (namespace "irc-room", key "server\nchannel, rfc1459-folded\nbare JID":
- * "record\npersistent\nencoding_in\nencoding_out", record -1 when the
- * user's default applies, an encoding "" when the server's applies; rows
- * stored before encodings existed end after persistent). */
+ * "record\npersistent\nencoding_in\nencoding_out\nslot", record -1 when
+ * the user's default applies, an encoding "" when the server's applies;
+ * rows stored before encodings existed end after persistent, before slots
+ * after encoding_out: slot 0).
+ *
+ * The slot is the one the user's stanzas came in on when the row was
+ * written (several instances behind ejabberd's bare_source: always the
+ * same for one user). A persistent channel is joined again by the
+ * instance holding that slot, so its IRC connection is the one the user's
+ * own joins and messages reach; on any other, the user would find their
+ * nick held by a second connection they cannot reach. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,8 +89,8 @@ int irc_room_options_store(irc_t *irc, const char *server, const char *channel, 
 {
     char key[2 * IRC_NAME_MAX + 2200], value[128];
     room_key(server, channel, bare, key, sizeof key);
-    snprintf(value, sizeof value, "%d\n%d\n%s\n%s", o->record_history, o->persistent,
-             o->encoding_in, o->encoding_out);
+    snprintf(value, sizeof value, "%d\n%d\n%s\n%s\n%d", o->record_history, o->persistent,
+             o->encoding_in, o->encoding_out, irc->slot > 0 ? irc->slot : 0);
     return ferry_setting_put(irc->comp, NS_ROOM, key, value);
 }
 
@@ -98,7 +106,7 @@ void irc_room_effective(irc_t *irc, const char *server, const char *channel, con
 }
 
 typedef struct persistent_list {
-    irc_t *irc;
+    int slot;
     char **keys;
     size_t n;
 } persistent_list_t;
@@ -109,15 +117,20 @@ static void collect_persistent(void *arg, const char *key, const char *value)
     int record, persistent = 0;
     if (sscanf(value, "%d\n%d", &record, &persistent) != 2 || !persistent)
         return;
+    const char *p = value;
+    for (int i = 0; i < 4 && p; i++)
+        p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL;
+    if ((p ? atoi(p) : 0) != l->slot)
+        return;
     l->keys = ferry_realloc(l->keys, (l->n + 1) * sizeof *l->keys);
     l->keys[l->n++] = ferry_strdup(key);
 }
 
-void irc_room_options_persistent(irc_t *irc,
+void irc_room_options_persistent(irc_t *irc, int slot,
                                  void (*cb)(irc_t *irc, const char *server, const char *channel,
                                             const char *bare))
 {
-    persistent_list_t l = {.irc = irc};
+    persistent_list_t l = {.slot = slot};
     ferry_setting_list(irc->comp, NS_ROOM, collect_persistent, &l);
     for (size_t i = 0; i < l.n; i++) {
         char *server = l.keys[i], *channel = strchr(server, '\n');

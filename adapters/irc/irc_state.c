@@ -14,7 +14,8 @@
  * active, or when a standby takes a dead instance's slot; never by an
  * instance holding another slot (its users' stanzas go elsewhere: a second
  * restore would open a second IRC connection under another nick). The
- * persistent channels are joined by the holder of slot 0.
+ * persistent channels are joined by the holder of the slot their user's
+ * stanzas came in on (irc_options.c).
  *
  * A room record is committed before the bridge sends the JOIN (or PART)
  * that it stands for, not with the store's next batch: once IRC has seen
@@ -160,8 +161,7 @@ void irc_state_restore(irc_t *irc, int slot)
         ferry_log_info(ferry_component_name(irc->comp),
                        "rejoining %zu room(s) for the users who were in them (slot %d)",
                        restored, slot);
-    if (slot == 0)
-        irc_room_options_persistent(irc, restore_persistent);
+    irc_room_options_persistent(irc, slot, restore_persistent);
 }
 
 int irc_state_motd_new(irc_conn_t *conn, const char *motd)

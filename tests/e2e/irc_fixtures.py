@@ -68,6 +68,10 @@ class IrcEnv(h.Env):
         ircd() keeps it."""
         return self.ircd(cls(self.tb.subdir("ngircd"), name=name, tls=tls))
 
+    def ngircd_table(self):
+        """The [servers] table entry for the ngircd of one_ngircd_env()."""
+        return dict(host="127.0.0.1", port=self.ngircd.port, tls=False)
+
     def link(self, components, **kw):
         """A ferry serving COMPONENTS ({name: table}) on self.prosody,
         returned once every component's link is up. Keywords: as
@@ -86,6 +90,20 @@ class IrcEnv(h.Env):
             server.stop()
             server.cleanup()
         return False
+
+
+def one_ngircd_env(testbed, irc_name, domain, secret, user_names, link=True):
+    """The most common module setting, for an env fixture to `yield from`:
+    an IrcEnv with one ngircd named IRC_NAME (.ngircd), a Prosody serving
+    DOMAIN to USER_NAMES@localhost (.prosody) and, when LINK, a ferry with
+    an irc component for that ngircd (.ferry)."""
+    with IrcEnv(testbed) as e:
+        e.ngircd = e.start_ngircd(irc_name)
+        e.prosody = testbed.prosody(vhosts=("localhost",), components={domain: secret},
+                                    users=users(user_names))
+        if link:
+            e.link({"irc": irc_component(domain, secret, {irc_name: e.ngircd_table()})})
+        yield e
 
 
 def xmpp_fixture(plugins=("xep_0045",)):

@@ -10,7 +10,7 @@ Real Prosody, real ngircd, ferry, slixmpp clients, raw IRC clients."""
 import pytest
 
 import harness as h
-from irc_fixtures import IrcEnv, irc, irc_component, users, xmpp  # noqa: F401 (fixtures)
+from irc_fixtures import irc, one_ngircd_env, xmpp  # noqa: F401 (fixtures)
 from test_irc import (DOMAIN, IRC, NS_MUC, SECRET, Mark, join, join_with_history, mam_query, room,
                       setup_room, wait_groupchat, wait_privmsg)
 
@@ -23,12 +23,7 @@ USERS = ["amy", "ben", "cat", "dan", "eve", "fred", "gil", "hugo", "ines", "joe"
 
 @pytest.fixture(scope="module")
 def env(module_testbed, ferry_bin):
-    tb = module_testbed
-    with IrcEnv(tb) as e:
-        e.ngircd = e.start_ngircd(IRC)
-        e.prosody = tb.prosody(vhosts=("localhost",), components={DOMAIN: SECRET}, users=users(USERS))
-        e.link({"irc": irc_component(DOMAIN, SECRET, {IRC: dict(host="127.0.0.1", port=e.ngircd.port, tls=False)})})
-        yield e
+    yield from one_ngircd_env(module_testbed, IRC, DOMAIN, SECRET, USERS)
 
 
 def stanza_id(st):

@@ -182,6 +182,32 @@ int ferry_history_query(ferry_component_t *comp, const char *room, const ferry_h
     return n;
 }
 
+/* One instance: every room is archived here. */
+struct ferry_history_room {
+    ferry_component_t *comp;
+    char *room;
+};
+
+ferry_history_room_t *ferry_history_room_open(ferry_component_t *comp, const char *room)
+{
+    ferry_history_room_t *r = malloc(sizeof *r);
+    *r = (ferry_history_room_t){comp, strdup(room)};
+    return r;
+}
+
+int ferry_history_room_add(ferry_history_room_t *r, int64_t ts_ms, const char *nick,
+                           const char *body, int64_t *id)
+{
+    return ferry_history_add(r->comp, r->room, ts_ms, nick, body, id) == 0 ? 1 : -1;
+}
+
+void ferry_history_room_close(ferry_history_room_t *r)
+{
+    if (r)
+        free(r->room);
+    free(r);
+}
+
 int ferry_history_prune(ferry_component_t *comp, int64_t before_ms)
 {
     (void)comp;
