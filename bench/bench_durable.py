@@ -27,6 +27,16 @@ Three measurements (all by default; name some to run only those):
             port and the drain is timed until the last message arrived and
             nothing is pending; every id must arrive once.
 
+Two instances (issue 14; bench_durable_two.py), run only when named and on
+PostgreSQL (--stores with pg):
+
+  inbound2  as inbound, with two ferries on one database behind ejabberd
+            (domain_balancing bare_source, component_number 2): POSTs to
+            --recipients endpoints, each poster's connections alternating
+            between the two HTTP ports.
+  outbound2 --out-users XMPP senders through ejabberd to both ferries, POSTed
+            to one receiver. Both report each ferry's CPU per message.
+
 Target (issue 3): at least 5,000 messages/s each way (inbound: both the 202s
 and the deliveries), and ferry's memory flat while 100,000 messages wait
 (here: VmRSS grows at most --flat-mib from 50,000 to 100,000 pending; the
@@ -68,6 +78,7 @@ RCPT = ("rcpt", "rcptpw")
 TARGET_RATE = 5000.0
 STORE_TO_NETWORK = 0         # src/store.h
 MEASUREMENTS = ("inbound", "outbound", "backlog")
+TWO_INSTANCES = ("inbound2", "outbound2")   # bench_durable_two.py: PostgreSQL only, named to run
 
 
 def log(msg):
@@ -250,8 +261,8 @@ RX_CLEN = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.I)
 RX_CONN_CLOSE = re.compile(rb"\r\nconnection:[ \t]*close", re.I)
 
 
-def build_posts(http_port, prefix, n, body_size, run_tag):
-    path = "/hooks/%s/%s" % (COMP_NAME, IN_ENDPOINT)
+def build_posts(http_port, prefix, n, body_size, run_tag, endpoint=IN_ENDPOINT):
+    path = "/hooks/%s/%s" % (COMP_NAME, endpoint)
     out = []
     for i in range(n):
         text = "in %s%d " % (prefix, i)
@@ -265,22 +276,25 @@ def build_posts(http_port, prefix, n, body_size, run_tag):
     return out
 
 
-def poster_main(conn, http_port, connections, body_size, run_tag):
+def poster_main(conn, http_port, connections, body_size, run_tag, endpoint=IN_ENDPOINT):
     """Child: the webhook sender. ("run", prefix, n, timeout[, rate]) POSTs
     n requests over `connections` keep-alive connections, one request under
     way on each (rate > 0: paced at that many requests/s in total), and
-    answers with the statuses and timestamps."""
+    answers with the statuses and timestamps. http_port: one port, or a
+    list that the connections take in turn (several instances)."""
     bw.child_signals()
+    ports = list(http_port) if isinstance(http_port, (list, tuple)) else [http_port]
 
     async def run(reqs, timeout, rate=0):
         res = {"status": {}, "reconnects": 0, "failed": 0, "t_last_202": 0.0, "accepted": 0}
         monotonic = time.monotonic
 
-        async def connect():
-            return await asyncio.open_connection("127.0.0.1", http_port)
+        async def connect(port):
+            return await asyncio.open_connection("127.0.0.1", port)
 
         async def worker(mine, offset):
-            r, w = await connect()
+            port = ports[offset % len(ports)]
+            r, w = await connect(port)
             interval = connections / rate if rate > 0 else 0
             start = monotonic() + offset / rate if rate > 0 else 0
             try:
@@ -299,12 +313,12 @@ def poster_main(conn, http_port, connections, body_size, run_tag):
                             if RX_CONN_CLOSE.search(head):
                                 w.close()
                                 res["reconnects"] += 1
-                                r, w = await connect()
+                                r, w = await connect(port)
                             break
                         except (asyncio.IncompleteReadError, ConnectionError, AttributeError):
                             w.close()
                             res["reconnects"] += 1
-                            r, w = await connect()
+                            r, w = await connect(port)
                     if status is None:
                         res["failed"] += 1
                         continue
@@ -330,7 +344,7 @@ def poster_main(conn, http_port, connections, body_size, run_tag):
         if cmd == "stop":
             break
         _, prefix, n, timeout = cmd[:4]
-        reqs = build_posts(http_port, prefix, n, body_size, run_tag)
+        reqs = build_posts(ports[0], prefix, n, body_size, run_tag + endpoint, endpoint)
         try:
             conn.send(("done", asyncio.run(run(reqs, timeout, cmd[4] if len(cmd) > 4 else 0))))
         except Exception as e:  # noqa: reported to the parent
@@ -870,6 +884,9 @@ def verdicts(r, args):
                           and b["fill_pending"] == b["messages"],
                           "VmRSS growth %gk -> %gk <= %g MiB, every message once" % (
                               b["growth_mid"] / 1000.0, b["growth_to"] / 1000.0, args.flat_mib))
+    if any(r.get(name) for name in TWO_INSTANCES):
+        import bench_durable_two as two
+        out.update(two.verdicts(r))
     return out
 
 
@@ -965,6 +982,9 @@ def print_tables(r, args):
                                            "listened are expected)" % b["ferry_log"]["warn_or_error"]),
             ("target", "PASS" if v["backlog"][0] else "FAIL (%s)" % v["backlog"][1]),
         ]
+    if any(r.get(name) for name in TWO_INSTANCES):
+        import bench_durable_two as two
+        rows += two.table_rows(r)
     w = max(len(k) for k, _ in rows)
     for k, val in rows:
         print(("  %-*s  %s" % (w, k, val)) if val else k)
@@ -990,7 +1010,20 @@ SUMMARY = [
     ("drain/s", "backlog", "drain_per_s", "%.0f"),
     ("bl lost", "backlog", "lost", "%d"),
     ("bl dups", "backlog", "duplicates", "%d"),
+    ("in2 del/s", "inbound2", "delivered_per_s", "%.0f"),
+    ("in2 us/m", "inbound2", "ferry_cpu_us_per_msg", "%.1f"),
+    ("out2/s", "outbound2", "delivered_per_s", "%.0f"),
+    ("out2 us/m", "outbound2", "ferry_cpu_us_per_msg", "%.1f"),
+    ("2 lost", "inbound2", "lost", "%d"),
 ]
+
+
+def measure(name):
+    """The function that runs measurement NAME."""
+    if name in TWO_INSTANCES:
+        import bench_durable_two as two   # imports this module: not at the top
+        return {"inbound2": two.measure_inbound2, "outbound2": two.measure_outbound2}[name]
+    return {"inbound": measure_inbound, "outbound": measure_outbound, "backlog": measure_backlog}[name]
 
 
 def summary_value(r, name, key, col):
@@ -1033,8 +1066,9 @@ def print_medians(runs, stores):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("measurements", nargs="*", metavar="{inbound,outbound,backlog}",
-                    help="what to run (default: all three)")
+    ap.add_argument("measurements", nargs="*", metavar="{inbound,outbound,backlog,inbound2,outbound2}",
+                    help="what to run (default: the first three; inbound2 and outbound2, two "
+                         "instances behind ejabberd on PostgreSQL, only when named)")
     ap.add_argument("--in-count", type=int, default=20000, help="inbound POSTs (default 20000)")
     ap.add_argument("--in-warmup", type=int, default=200, help="inbound warm-up POSTs (default 200)")
     ap.add_argument("--connections", type=int, default=8,
@@ -1046,6 +1080,11 @@ def main(argv=None):
                     help="XMPP senders for the backlog, one conversation each (default 1); "
                          "ferry sends one message per conversation at a time, so this is the "
                          "drain's concurrency")
+    ap.add_argument("--recipients", type=int, default=4,
+                    help="inbound2: endpoints and XMPP recipients, one poster each (default 4)")
+    ap.add_argument("--out-users", type=int, default=8,
+                    help="outbound2: XMPP senders, spread by ejabberd's hash over the two "
+                         "slots (default 8)")
     ap.add_argument("--sample-every", type=int, default=10000,
                     help="sample ferry's RSS every N pending rows (default 10000)")
     ap.add_argument("--all-samples", action="store_true", help="print every RSS sample")
@@ -1079,13 +1118,18 @@ def main(argv=None):
         ap.error("--stores: sqlite and/or pg")
     args.store = stores[0]
     which = args.measurements or list(MEASUREMENTS)
-    bad = [m for m in which if m not in MEASUREMENTS]
+    bad = [m for m in which if m not in MEASUREMENTS + TWO_INSTANCES]
     if bad:
-        ap.error("unknown measurement(s) %s: choose from %s" % (", ".join(bad), ", ".join(MEASUREMENTS)))
+        ap.error("unknown measurement(s) %s: choose from %s" % (
+            ", ".join(bad), ", ".join(MEASUREMENTS + TWO_INSTANCES)))
+    if any(m in TWO_INSTANCES for m in which) and "pg" not in stores:
+        ap.error("inbound2 and outbound2 run on PostgreSQL: add pg to --stores")
     if args.backlog_count < args.sample_every or args.backlog_users < 1 or args.connections < 1:
         ap.error("--backlog-count must be >= --sample-every; users and connections >= 1")
 
     why = bw.missing_prerequisite()
+    if not why and any(m in TWO_INSTANCES for m in which):
+        why = harness.ejabberd_missing()
     if why:
         log(why)
         return 2
@@ -1114,11 +1158,10 @@ def main(argv=None):
                 run_root = os.path.join(root, "run%d-%s" % (k + 1, store))
                 os.makedirs(run_root)
                 r = {"binary": ident, "cpus": os.cpu_count(), "store": store}
-                for name in MEASUREMENTS:
-                    if name in which:
+                for name in MEASUREMENTS + TWO_INSTANCES:
+                    if name in which and (name in MEASUREMENTS or store == "pg"):
                         t = time.monotonic()
-                        r[name] = {"inbound": measure_inbound, "outbound": measure_outbound,
-                                   "backlog": measure_backlog}[name](args, run_root, binary)
+                        r[name] = measure(name)(args, run_root, binary)
                         log("%s (%s) done in %.1f s" % (name, store, time.monotonic() - t))
                 r["verdicts"] = {k2: v[0] for k2, v in verdicts(r, args).items()}
                 runs.append(r)

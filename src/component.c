@@ -13,6 +13,10 @@
 #include "ferry/stanza.h"
 #include "ferry/text.h"
 
+/* After the store is back, how long answers passed between instances may
+ * still be lost (the store's listening connection retries every 2 s). */
+#define ANSWERS_SETTLE_MS 5000
+
 /* How long an adapter may take to finish in-flight work at shutdown; the
  * rest of the 5 s budget closes the streams. */
 #define GRACE_MS 3000
@@ -58,10 +62,27 @@ static void on_store_event(void *arg, int event, const char *text)
         ferry__xmpp_link_answered(comp->link, text);
 }
 
+/* With slots the server's answers to our pings may reach another
+ * instance and come through the store: while it is away, and a moment
+ * after (its listening connection comes back on its own), they may be
+ * lost. */
+static int on_answers_away(void *arg)
+{
+    ferry_component_t *comp = arg;
+    char why[8];
+    uint64_t now = uv_now(comp->gw->loop);
+    if (!comp->slots)
+        return 0;
+    if (!ferry__store_healthy(comp->gw->store, why, sizeof why))
+        comp->answers_away_until = now + ANSWERS_SETTLE_MS;
+    return now < comp->answers_away_until;
+}
+
 static const ferry__xmpp_link_handlers_t link_handlers = {
     .stanza = on_link_stanza,
     .state = on_link_state,
     .foreign_answer = on_foreign_answer,
+    .answers_away = on_answers_away,
 };
 
 /* ---- slots (PostgreSQL store): the link is up only while one is held ---- */
@@ -76,18 +97,20 @@ static void on_slot_acquired(void *arg, int slot)
     ferry__gateway_role_changed(comp->gw);
 }
 
-/* The lock's connection is gone: another instance may take the slot, so
- * the link goes at once, unless no other instance was seen (the database
- * restarting under a lone ferry: the link stays, messages wait in memory
- * meanwhile, and a slot found held elsewhere on the way back cuts it). */
+/* The lock's connection is gone: an instance waiting for a slot may take
+ * this one, so the link goes at once, unless none was seen waiting (the
+ * database restarting under active instances only, or a lone one: cutting
+ * the link would have ejabberd drop the slot's stanzas silently until it
+ * is back, so the link stays, messages wait in memory meanwhile, and a
+ * slot found held elsewhere on the way back cuts it). */
 static void on_slot_lost(void *arg, const char *why)
 {
     ferry_component_t *comp = arg;
-    if (comp->link && !ferry__gateway_alone(comp->gw))
+    if (comp->link && !ferry__gateway_none_waiting(comp->gw))
         ferry__xmpp_link_stop(comp->link, why);
     else if (comp->link)
         ferry_log_warn(comp->name, "keeping the link while the slot's lock is away: no other "
-                       "instance was seen");
+                       "instance was seen waiting for a slot");
     ferry__gateway_role_changed(comp->gw);
 }
 

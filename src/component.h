@@ -18,6 +18,7 @@ struct ferry_component {
     ferry__xmpp_link_t *link;
     int nslots;                 /* [components.NAME] slots */
     ferry__slots_t *slots;      /* with a PostgreSQL store: the link waits for a slot */
+    uint64_t answers_away_until; /* loop time: see on_answers_away() */
     outbox_policy_t policy;
     net_outbox_t *net_outbox;   /* when the adapter opened it */
     outbox_hold_t *hold;        /* with it: XMPP messages held while the store is away */

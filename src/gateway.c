@@ -97,9 +97,9 @@ static json_t *component_roles(void *arg)
     return roles;
 }
 
-int ferry__gateway_alone(const gateway_t *gw)
+int ferry__gateway_none_waiting(const gateway_t *gw)
 {
-    return !gw->heartbeat || ferry__heartbeat_alone(gw->heartbeat);
+    return !gw->heartbeat || ferry__heartbeat_none_waiting(gw->heartbeat);
 }
 
 void ferry__gateway_role_changed(gateway_t *gw)

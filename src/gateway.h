@@ -49,9 +49,10 @@ void ferry__gateway_free(gateway_t *gw);
 /* This process's instance name ([cluster] instance, default the host
  * name), as logged and as the store's leases and heartbeats know it. */
 const char *ferry__gateway_instance(const gateway_t *gw);
-/* Whether no other instance shares the store, as far as the heartbeats
- * last said (1 with SQLite). */
-int ferry__gateway_alone(const gateway_t *gw);
+/* Whether no other instance sharing the store waits for a slot (none
+ * could take one that frees), as far as the heartbeats last said (1 with
+ * SQLite). */
+int ferry__gateway_none_waiting(const gateway_t *gw);
 /* A component took or lost its slot: the heartbeat says so now. */
 void ferry__gateway_role_changed(gateway_t *gw);
 

@@ -25,7 +25,7 @@ struct ferry__heartbeat {
     uv_timer_t timer;
     int wrote;       /* a record of ours is in the store */
     int listed;      /* the records have been read at least once */
-    size_t others_seen; /* other instances alive at the last reading */
+    size_t waiting_seen; /* others alive and waiting for a slot, at the last reading */
     int warned_twin;
 };
 
@@ -66,21 +66,38 @@ static void write_record(ferry__heartbeat_t *hb, int stopped)
     json_decref(o);
 }
 
+/* Whether one of the roles in a record is not "active ...": that
+ * instance waits for a slot (a standby, starting, or unreachable), so it
+ * may take one that frees. */
+static int waits_for_slot(json_t *roles)
+{
+    const char *name;
+    json_t *role;
+    json_object_foreach(roles, name, role) {
+        const char *text = json_string_value(role);
+        if (!text || strncmp(text, "active", 6) != 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Each record on a beat: forgotten when a day old; counted when another
- * instance's is recent (within three beats) and not stopped. */
+ * instance's is recent (within three beats), not stopped, and waiting
+ * for a slot. */
 static void look_at(void *arg, const char *key, const char *value)
 {
     ferry__heartbeat_t *hb = arg;
     json_t *o = json_loads(value, 0, NULL);
     int64_t age = ferry__store_now_ms() - json_integer_value(json_object_get(o, "seen_ms"));
     int stopped = json_is_true(json_object_get(o, "stopped"));
+    int waiting = waits_for_slot(json_object_get(o, "roles"));
     json_decref(o);
     if (strcmp(key, hb->instance) == 0)
         return;
     if (age > FORGET_MS)
         ferry__store_kv_del(hb->store, "", NS, key);
-    else if (!stopped && age < 3 * FERRY_HEARTBEAT_MS)
-        hb->others_seen++;
+    else if (!stopped && waiting && age < 3 * FERRY_HEARTBEAT_MS)
+        hb->waiting_seen++;
 }
 
 static void on_beat(uv_timer_t *t)
@@ -88,15 +105,18 @@ static void on_beat(uv_timer_t *t)
     ferry__heartbeat_t *hb = t->data;
     check_twin(hb);
     write_record(hb, 0);
-    size_t before = hb->others_seen;
-    hb->others_seen = 0;
+    size_t before = hb->waiting_seen;
+    hb->waiting_seen = 0;
     if (ferry__store_kv_list(hb->store, "", NS, look_at, hb) < 0)
-        hb->others_seen = before; /* the store is away: what we knew */
+        hb->waiting_seen = before; /* the store is away: what we knew */
     else
         hb->listed = 1;
 }
 
-int ferry__heartbeat_alone(const ferry__heartbeat_t *hb) { return hb->listed && !hb->others_seen; }
+int ferry__heartbeat_none_waiting(const ferry__heartbeat_t *hb)
+{
+    return hb->listed && !hb->waiting_seen;
+}
 
 ferry__heartbeat_t *ferry__heartbeat_start(uv_loop_t *loop, store_t *store, const char *instance,
                                            json_t *(*roles)(void *arg), void *arg)

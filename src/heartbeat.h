@@ -24,8 +24,9 @@ void ferry__heartbeat_now(ferry__heartbeat_t *hb);
  * (seconds), stopped}}, or NULL when the store cannot be read. */
 json_t *ferry__heartbeat_peers(ferry__heartbeat_t *hb);
 /* 1 when the last reading of the records found no other instance alive
- * (seen within three beats, not stopped); 0 before the first reading. */
-int ferry__heartbeat_alone(const ferry__heartbeat_t *hb);
+ * (seen within three beats, not stopped) that waits for a slot (a role
+ * other than active); 0 before the first reading. */
+int ferry__heartbeat_none_waiting(const ferry__heartbeat_t *hb);
 /* For the status command: "INSTANCE (this one): host H, pid P", then
  * "NAME: host H, pid P, seen S s ago; component role; ..." for each other
  * instance, one a line, into BUF. HB may be NULL (SQLite: no others). */

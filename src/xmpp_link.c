@@ -62,6 +62,8 @@ struct ferry__xmpp_link {
      * of progress, and when that was (see ping_check()). */
     uint64_t ping_mark, ping_acked, ping_since;
     int ping_delivered;
+    int ping_unsure;             /* its answer may have been lost (answers_away) */
+    char ping_after[80];         /* the last barrier written before it ("": none) */
     char id_secret[33];          /* see new_id_secret() */
     unsigned long long id_seq;
     uint64_t last_write;
@@ -294,6 +296,8 @@ static int our_answer(ferry__xmpp_link_t *link, const char *id)
     if (link->ping_id[0] && strcmp(id, link->ping_id) == 0) {
         link->ping_id[0] = 0;
         uv_timer_stop(&link->ping_deadline);
+        if (link->ping_after[0]) /* answered in order: so were the barriers before it */
+            answer_barrier(link, link->ping_after);
         return 1;
     }
     return answer_barrier(link, id);
@@ -500,9 +504,19 @@ static void ping_check(ferry__xmpp_link_t *link)
         link->ping_acked = acked;
         link->ping_since = now;
     }
+    if (link->h.answers_away && link->h.answers_away(link->arg))
+        link->ping_unsure = 1;
     uint64_t waited = now - link->ping_since;
     if (waited < link->ping_timeout_ms) {
         ping_check_in(link, link->ping_timeout_ms - waited);
+        return;
+    }
+    if (link->ping_delivered && link->ping_unsure) {
+        /* The server took it; its answer may have been lost between
+         * instances: the next ping asks again (and answers the barriers). */
+        ferry_log_debug(link->scope, "a ping's answer may have been lost between instances "
+                        "(the store was away); asking again");
+        link->ping_id[0] = 0;
         return;
     }
     char reason[160];
@@ -614,6 +628,11 @@ static void send_ping(uv_timer_t *t)
     link->ping_acked = ferry_net_acked(link->conn->net);
     link->ping_since = uv_now(link->loop);
     link->ping_delivered = 0;
+    link->ping_unsure = 0;
+    const barrier_t *last = link->barriers;
+    while (last && last->next)
+        last = last->next;
+    snprintf(link->ping_after, sizeof link->ping_after, "%s", last ? last->id : "");
     ping_check_in(link, link->ping_timeout_ms);
 }
 

@@ -31,6 +31,10 @@ typedef struct ferry__xmpp_link_handlers {
      * instance's on the same component (the server routes its answers to
      * any of them). Optional. */
     void (*foreign_answer)(void *arg, const char *id);
+    /* 1 while answers to this link's pings may be lost on their way from
+     * another instance (the store that passes them on is away): a ping
+     * left unanswered then says nothing about the server. Optional. */
+    int (*answers_away)(void *arg);
 } ferry__xmpp_link_handlers_t;
 
 enum { KIND_MESSAGE, KIND_PRESENCE, KIND_IQ, KIND_OTHER, KIND_COUNT };

@@ -170,6 +170,43 @@ def stop_process(proc, term_timeout=5.0, kill_timeout=5.0):
     return proc.returncode, True
 
 
+class TcpListener:
+    """A TCP port on 127.0.0.1 (self.port) whose accept loop runs on a
+    thread of its own: each connection is handed to on_accept(sock) on that
+    thread (which starts a thread of its own for a long conversation). For
+    the tests' fake servers and proxies. close() stops accepting (bounded)."""
+
+    def __init__(self, on_accept, backlog=16, name="tcp-listener"):
+        self.on_accept = on_accept
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True, name=name)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopped.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.on_accept(c)
+
+    def close(self):
+        self.stopped.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.thread.join(2)
+
+
 def sanitizer_reports(text):
     return [p for p in SANITIZER_PATTERNS if p in text]
 

@@ -28,6 +28,7 @@ import pytest
 import durable_helpers as d
 import fake_providers as fp
 import harness as h
+from harness_procs import TcpListener
 from irc_helpers import IrcClient, Ngircd, socket_lines
 
 IRC_DOMAIN = "irc.localhost"
@@ -61,31 +62,19 @@ class FakeIrcServer:
     def __init__(self, name=FAKE, names=b""):
         self.name = name
         self.names = names
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
         self.clients = []   # (socket, nick)
         self.lines = []
         self._lock = threading.Condition()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._accept, daemon=True, name="fake-irc")]
-        self._threads[0].start()
+        self._threads = []
+        self._listener = TcpListener(self._on_accept, 16, "fake-irc")
+        self.port = self._listener.port
 
-    def _accept(self):
-        while not self._stop.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            c.settimeout(0.2)
-            t = threading.Thread(target=self._serve, args=(c,), daemon=True, name="fake-irc-conn")
-            self._threads.append(t)
-            t.start()
+    def _on_accept(self, c):
+        c.settimeout(0.2)
+        t = threading.Thread(target=self._serve, args=(c,), daemon=True, name="fake-irc-conn")
+        self._threads.append(t)
+        t.start()
 
     def _send(self, c, line):
         c.sendall(line + b"\r\n")
@@ -154,10 +143,7 @@ class FakeIrcServer:
 
     def close(self):
         self._stop.set()
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        self._listener.close()
         for t in self._threads:
             t.join(2)
 
@@ -560,38 +546,26 @@ class AckHoldingProxy:
 
     def __init__(self, upstream_port):
         self.upstream_port = upstream_port
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
         self.hold = False
         self.held = []          # (ferry-side socket, answer bytes)
         self.seen = []          # every ack answer that came by
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = []
-        self._spawn(self._accept)
+        self._listener = TcpListener(self._on_accept, 4, "ack-proxy")
+        self.port = self._listener.port
 
     def _spawn(self, fn, *args):
         t = threading.Thread(target=fn, args=args, daemon=True, name="ack-proxy")
         self._threads.append(t)
         t.start()
 
-    def _accept(self):
-        while not self._stop.is_set():
-            try:
-                down, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            up = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
-            for s in (down, up):
-                s.settimeout(0.2)
-            self._spawn(self._pump, down, up, False)
-            self._spawn(self._pump, up, down, True)
+    def _on_accept(self, down):
+        up = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+        for s in (down, up):
+            s.settimeout(0.2)
+        self._spawn(self._pump, down, up, False)
+        self._spawn(self._pump, up, down, True)
 
     def _pump(self, src, dst, from_server):
         buf = b""
@@ -642,7 +616,7 @@ class AckHoldingProxy:
 
     def close(self):
         self._stop.set()
-        self.sock.close()
+        self._listener.close()
         for t in self._threads:
             t.join(2)
 

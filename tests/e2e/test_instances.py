@@ -10,7 +10,6 @@ back later.
 Needs ejabberd and postgresql-15 (scripts/deps.sh); every test here fails
 and says so without them."""
 
-import json
 import re
 import signal
 import threading
@@ -19,145 +18,10 @@ import time
 import pytest
 
 import harness as h
-import pg_helpers
-from harness import Reply, jbody
+from harness import Reply
+from instances_helpers import PER_USER, USERS, Bed, check_orders, shared_pg
 
-DOMAIN = "hooks.localhost"
-SECRET = "inst-secret-Jq27"
-TOKEN = "inst-tok-Lm40"
-USERS = 10
-PER_USER = 100
-LEASE = 2
-
-
-@pytest.fixture(scope="module")
-def pg():
-    why = h.ejabberd_missing() or pg_helpers.missing()
-    if why:
-        pytest.fail("cannot run the several-instances tests: " + why, pytrace=False)
-    if pg_helpers.ACTIVE:            # --store=postgresql: the session's server
-        yield pg_helpers.ACTIVE
-        return
-    server = pg_helpers.Postgres().start()
-    yield server
-    server.stop()
-
-
-class Bed:
-    """ejabberd with balancing, two ferries on one database, a receiver,
-    USERS clients; what the receiver and the clients got, parsed."""
-
-    def __init__(self, tb, pg, policy=None):
-        self.tb, self.pg = tb, pg
-        self.db = pg.new_database()
-        users = [("u%d" % i, "localhost", "pw%d" % i) for i in range(USERS)]
-        self.ejabberd = tb.ejabberd(components={DOMAIN: SECRET}, balancing={DOMAIN: 2}, users=users)
-        self.recv = tb.receiver(policy)
-        endpoints = {"alerts": {"url": self.recv.url("/alerts"), "format": "json", "token": TOKEN,
-                                "deliver_to": ["u0@localhost"], "allow": ["localhost"]}}
-        for i in range(USERS):   # one endpoint per user: its POSTs, in order, to that user
-            endpoints["to%d" % i] = {"url": self.recv.url("/unused"), "format": "json", "token": TOKEN,
-                                     "deliver_to": ["u%d@localhost" % i], "allow": ["localhost"]}
-        self.comp = {"adapter": "webhook", "domain": DOMAIN, "secret": SECRET, "endpoints": endpoints,
-                     "retry_delay": 0.2, "retry_delay_max": 0.5, "max_attempts": 1000,
-                     "timeout": 5.0}
-        self.ferries = [self.ferry("a"), self.ferry("b")]
-        self.clients = [tb.client("u%d@localhost" % i, "pw%d" % i, self.ejabberd) for i in range(USERS)]
-
-    def ferry(self, name):
-        storage = {"url": self.pg.url(self.db), "lease": LEASE}
-        # Pings every second: the server answers them all to one of the two
-        # (ejabberd's hash of its own domain), so the other's links stay up
-        # only through the answers passed on through the store.
-        return self.tb.linked_ferry(self.ejabberd, {"hooks": self.comp}, storage=storage, name=name,
-                                    xmpp={"ping_interval": 1, "ping_timeout": 3}, timeout=30,
-                                    cluster={"instance": name, "slots": 2})  # both link
-
-    def waiting(self, direction):
-        return int(self.pg.sql("SELECT count(*) FROM messages WHERE state = 0 AND direction = %d"
-                               % direction, db=self.db))
-
-    def send_xmpp(self):
-        """Each user sends PER_USER messages "uI N" to alerts@, in order."""
-        for n in range(PER_USER):
-            for i, c in enumerate(self.clients):
-                c.send_message("alerts@" + DOMAIN, "u%d %d" % (i, n))
-
-    def post_all(self, ports_for, first=0, last=PER_USER):
-        """POSTs "pI N" to endpoint toI for N in [first, last), one sender
-        thread per endpoint, each POST waiting for its answer (so that the
-        sender's order is defined), to the port ports_for(n) picks."""
-        errors = []
-
-        def sender(i):
-            for n in range(first, last):
-                ferry = ports_for(n)
-                for _ in range(50):
-                    try:
-                        r = h.http_request("POST", ferry.url("/hooks/hooks/to%d" % i),
-                                           json.dumps({"text": "p%d %d" % (i, n)}),
-                                           {"Content-Type": "application/json",
-                                            "Authorization": "Bearer " + TOKEN}, timeout=10)
-                        if r.status == 202 or r.status == 200:
-                            break
-                    except OSError:
-                        pass
-                    time.sleep(0.1)
-                else:
-                    errors.append("p%d %d never accepted" % (i, n))
-        threads = [threading.Thread(target=sender, args=(i,)) for i in range(USERS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        assert not errors, errors[:5]
-
-    def delivered_http(self):
-        """{user: [n, ...]} in the order the receiver answered them 200."""
-        got = {}
-        for r in self.recv.requests("/alerts"):
-            if r.status != 200:
-                continue
-            user, n = jbody(r)["body"].split()
-            got.setdefault(user, []).append(int(n))
-        return got
-
-    def delivered_xmpp(self):
-        got = {}
-        for i, c in enumerate(self.clients):
-            got["p%d" % i] = [int(s.body.split()[1]) for s in c.messages(
-                lambda s: s.body and s.body.startswith("p%d " % i) and s.type != "error")]
-        return got
-
-    def wait_all(self, timeout=120):
-        def complete():
-            http, xmpp = self.delivered_http(), self.delivered_xmpp()
-            return (all(len(set(http.get("u%d" % i, []))) == PER_USER for i in range(USERS)) and
-                    all(len(set(xmpp["p%d" % i])) == PER_USER for i in range(USERS)))
-        h.wait_until(complete, timeout, interval=0.5, what="every message both ways")
-
-
-def in_order(seq):
-    """Each sender's messages in order: the first arrival of each number
-    comes after the first arrival of every smaller one."""
-    seen, firsts = set(), []
-    for n in seq:
-        if n not in seen:
-            seen.add(n)
-            firsts.append(n)
-    return firsts == sorted(firsts)
-
-
-def duplicates(got):
-    return sum(len(seq) - len(set(seq)) for seq in got.values())
-
-
-def check_orders(bed):
-    http, xmpp = bed.delivered_http(), bed.delivered_xmpp()
-    for who, seq in list(http.items()) + list(xmpp.items()):
-        assert set(seq) == set(range(PER_USER)), (who, sorted(set(range(PER_USER)) - set(seq))[:10])
-        assert in_order(seq), (who, seq)
-    return duplicates(http), duplicates(xmpp)
+pg = pytest.fixture(scope="module")(shared_pg)
 
 
 def test_two_instances_share_the_work(testbed, pg, ferry_bin):

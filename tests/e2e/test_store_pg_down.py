@@ -21,6 +21,7 @@ import pytest
 import durable_helpers as d
 import harness as h
 import pg_helpers
+from harness_procs import TcpListener
 
 DOMAIN = "hooks.localhost"
 SECRET = "comp-secret-Pd27-qv"
@@ -190,18 +191,11 @@ class SilentProxy:
 
     def __init__(self, target_port):
         self.target = target_port
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
         self.silent = False
         self.conns = []
         self.lock = threading.Lock()
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True, name="silent-proxy")
-        self.thread.start()
+        self.listener = TcpListener(self._on_accept, 64, "silent-proxy")
+        self.port = self.listener.port
 
     def _pipe(self, a, b):
         try:
@@ -218,28 +212,21 @@ class SilentProxy:
             except OSError:
                 pass
 
-    def _accept(self):
-        while not self.stopped.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
+    def _on_accept(self, c):
+        with self.lock:
+            self.conns.append(c)
+            if self.silent:
                 return
-            with self.lock:
-                self.conns.append(c)
-                if self.silent:
-                    continue
-            try:
-                up = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-            except OSError:
-                c.close()
-                continue
-            up.settimeout(None)
-            with self.lock:
-                self.conns.append(up)
-            for a, b in ((c, up), (up, c)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+        try:
+            up = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+        except OSError:
+            c.close()
+            return
+        up.settimeout(None)
+        with self.lock:
+            self.conns.append(up)
+        for a, b in ((c, up), (up, c)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
     def go_silent(self):
         with self.lock:
@@ -255,9 +242,7 @@ class SilentProxy:
             self.silent = False
 
     def close(self):
-        self.stopped.set()
-        self.sock.close()
-        self.thread.join(2)
+        self.listener.close()
         with self.lock:
             for c in self.conns:
                 c.close()
