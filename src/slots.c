@@ -148,7 +148,7 @@ static void fail(ferry__slots_t *s, const char *why)
         s->failures++;
     if (had >= 0)
         ferry_log_error(s->scope, "lost slot %d of %s (its PostgreSQL connection: %s); "
-                        "unlinking, waiting for a slot again in %.1f s",
+                        "waiting for a slot again in %.1f s",
                         had, s->domain, msg, (double)delay / 1000);
     else
         ferry_log_warn(s->scope, "cannot wait for a slot of %s: %s; retrying in %.1f s",
@@ -285,7 +285,12 @@ static void on_ready(uv_poll_t *w, int status, int events)
     slot_conn_t *c = w->data;
     ferry__slots_t *s = c->owner;
     if (status < 0) {
-        fail(s, uv_strerror(status));
+        /* A refused connect: libpq may have closed the socket the poll
+         * watched (EBADF here); its own message says what happened. */
+        const char *why = uv_strerror(status);
+        if (c->phase == CONNECTING && PQconnectPoll(c->pg) == PGRES_POLLING_FAILED)
+            why = PQerrorMessage(c->pg);
+        fail(s, why);
         return;
     }
     if (c->phase == CONNECTING) {
